@@ -1,0 +1,32 @@
+"""Exceptions npcf raises for bad input; the CLI prints them as one line."""
+from __future__ import annotations
+
+
+class NpcfError(Exception):
+    """Base class: a problem the user can fix (bad file, bad option, missing data)."""
+
+
+class DataError(NpcfError, ValueError):
+    """A data file is malformed. ``str(err)`` is ``"FILE:LINE: problem"``.
+
+    Attributes: ``path`` (str or None), ``line`` (1-based int or None), ``problem`` (str).
+    """
+
+    def __init__(self, problem: str, path=None, line: int | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.problem = problem
+        where = ""
+        if self.path is not None:
+            where = self.path + (f":{line}" if line is not None else "") + ": "
+        elif line is not None:
+            where = f"line {line}: "
+        super().__init__(where + problem)
+
+
+class DatasetError(NpcfError):
+    """A named dataset cannot be downloaded, verified or extracted."""
+
+
+class CheckpointError(NpcfError):
+    """A model file is missing, corrupt or incompatible with this npcf."""
