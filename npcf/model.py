@@ -1,0 +1,245 @@
+"""The autoencoder network: parameters, sparse-aware forward and backward passes.
+
+Shapes (``n`` = input width, i.e. items for a user-based model; ``d = [n, h1, ..., hL]``):
+
+- encoder layer k: ``W{k}`` (d_k, d_k+1) float, ``b{k}`` (d_k+1,)
+- decoder layer k maps d_k+1 -> d_k: ``out = a @ D_k.T + c{k}`` where ``D_k`` is
+  ``W{k}`` when tied (the same array: stored once, gradients summed) and ``V{k}``
+  (d_k, d_k+1) when untied. Storing decoder weights as (d_k, d_k+1) makes the output
+  weight ``D_0`` row-indexed by item, like ``W0``: both get row-sparse gradients.
+
+Training never forms a (B, n) array for the masked MSE: the first layer is
+``X @ W0`` with X CSR, the output is computed only at the observed entries, and
+the gradients of ``W0``, ``D_0`` and ``c0`` are :class:`RowSparse` (touched item rows).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import activations
+from .losses import masked_mse, multinomial
+
+
+@dataclass
+class RowSparse:
+    """A gradient that is zero outside ``rows``: ``values[j]`` is row ``rows[j]``.
+
+    ``rows``: sorted unique int64 indices into the first axis; ``values``: array of
+    shape ``(len(rows),) + param.shape[1:]``.
+    """
+
+    rows: np.ndarray
+    values: np.ndarray
+
+    def dense(self, shape) -> np.ndarray:
+        out = np.zeros(shape, dtype=self.values.dtype)
+        out[self.rows] = self.values
+        return out
+
+    def sq_norm(self) -> float:
+        return float(np.vdot(self.values, self.values))
+
+
+def add_grads(a, b):
+    """Sum of two gradients, each an ndarray or :class:`RowSparse` (rows unioned)."""
+    if isinstance(a, RowSparse) and isinstance(b, RowSparse):
+        rows = np.union1d(a.rows, b.rows)
+        values = np.zeros((rows.size,) + a.values.shape[1:], dtype=a.values.dtype)
+        values[np.searchsorted(rows, a.rows)] += a.values
+        values[np.searchsorted(rows, b.rows)] += b.values
+        return RowSparse(rows, values)
+    if isinstance(a, RowSparse):
+        a, b = b, a
+    if isinstance(b, RowSparse):
+        out = a.copy()
+        out[b.rows] += b.values
+        return out
+    return a + b
+
+
+def glorot(rng, fan_in: int, fan_out: int, shape, dtype) -> np.ndarray:
+    """Glorot/Xavier uniform initialisation."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+class Network:
+    """Parameters and passes of a symmetric (optionally tied) deep autoencoder.
+
+    ``layers``: encoder sizes (h1, ..., hL); ``activation`` for every hidden layer
+    (code layer included), ``output_activation`` for the reconstruction;
+    ``dropout``: rate on the code layer during training.
+    """
+
+    def __init__(self, n_inputs: int, layers, *, tied: bool = True, activation: str = "selu",
+                 output_activation: str = "identity", dropout: float = 0.0, seed: int = 0,
+                 dtype=np.float32, params: dict | None = None):
+        self.n_inputs = int(n_inputs)
+        self.layers = tuple(int(h) for h in layers)
+        if not self.layers or min(self.layers) < 1:
+            raise ValueError(f"layers must be positive sizes, got {layers!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.tied, self.dropout = bool(tied), float(dropout)
+        self.activation, self.output_activation = activation, output_activation
+        self._f, self._df = activations.get(activation)
+        self._g, self._dg = activations.get(output_activation)
+        self.dtype = np.dtype(dtype)
+        self.params = params if params is not None else self._init(seed)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.n_inputs,) + self.layers
+
+    def _init(self, seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        d, p = self.sizes, {}
+        for k in range(len(self.layers)):
+            p[f"W{k}"] = glorot(rng, d[k], d[k + 1], (d[k], d[k + 1]), self.dtype)
+            p[f"b{k}"] = np.zeros(d[k + 1], self.dtype)
+        for k in range(len(self.layers)):
+            if not self.tied:
+                p[f"V{k}"] = glorot(rng, d[k + 1], d[k], (d[k], d[k + 1]), self.dtype)
+            p[f"c{k}"] = np.zeros(d[k], self.dtype)
+        return p
+
+    def decoder_weight(self, k: int) -> np.ndarray:
+        return self.params[f"W{k}" if self.tied else f"V{k}"]
+
+    def n_params(self) -> int:
+        return int(sum(v.size for v in self.params.values()))
+
+    # ------------------------------------------------------------------ forward
+    def hidden(self, x: sp.csr_matrix, rng=None):
+        """Forward to the last decoder hidden layer (width h1).
+
+        ``x``: CSR (B, n). ``rng``: a Generator for code-layer dropout (None = no
+        dropout, i.e. inference). Returns ``(a, cache)``, ``a`` dense (B, h1).
+        """
+        p, L = self.params, len(self.layers)
+        cache = {"x": x, "enc": [], "dec": [], "mask": None}
+        a = x @ p["W0"]
+        z = a + p["b0"]
+        a = self._f(z)
+        cache["enc"].append((z, a))
+        for k in range(1, L):
+            z = a @ p[f"W{k}"] + p[f"b{k}"]
+            a = self._f(z)
+            cache["enc"].append((z, a))
+        if rng is not None and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = (rng.random(a.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+            a = a * mask
+            cache["mask"] = mask
+        cache["code"] = a
+        for k in range(L - 1, 0, -1):
+            z = a @ self.decoder_weight(k).T + p[f"c{k}"]
+            a_in, a = a, self._f(z)
+            cache["dec"].append((k, z, a, a_in))
+        return a, cache
+
+    def output(self, a: np.ndarray):
+        """Dense output ``(z, y)``, both (B, n): logits and reconstruction."""
+        z = a @ self.decoder_weight(0).T + self.params["c0"]
+        return z, self._g(z)
+
+    def output_at(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                  mode: str = "auto", chunk: int = 1 << 22):
+        """Pre-activation output ``z`` (1-D) only at the pairs ``(rows[k], cols[k])``.
+
+        ``mode``: ``"sampled"`` (gathered dot products, |pairs| * h1),
+        ``"union"`` (GEMM on the union of columns, B * |U| * h1) or ``"auto"``.
+        """
+        D, c = self.decoder_weight(0), self.params["c0"]
+        h = a.shape[1]
+        U, local = np.unique(cols, return_inverse=True)
+        if mode == "auto":
+            mode = "union" if a.shape[0] * U.size <= 8 * max(1, cols.size) else "sampled"
+        if mode == "union":
+            z = a @ D[U].T
+            return z[rows, local] + c[cols]
+        out = np.empty(cols.size, dtype=a.dtype)
+        step = max(1, chunk // max(1, h))
+        for s in range(0, cols.size, step):
+            r, cc = rows[s:s + step], cols[s:s + step]
+            out[s:s + step] = np.einsum("ij,ij->i", a[r], D[cc])
+        return out + c[cols]
+
+    def predict(self, x: sp.csr_matrix) -> np.ndarray:
+        """Reconstruction (B, n) dense for CSR input rows (inference: no dropout)."""
+        a, _ = self.hidden(x)
+        return self.output(a)[1]
+
+    # ----------------------------------------------------------------- backward
+    def backward_hidden(self, da: np.ndarray, cache, grads: dict) -> dict:
+        """Back-propagate ``da`` (B, h1) from the last decoder hidden layer to the input."""
+        p, L = self.params, len(self.layers)
+        for k, z, a, a_in in cache["dec"]:
+            dz = da * self._df(z, a)
+            self._acc(grads, f"W{k}" if self.tied else f"V{k}", dz.T @ a_in)
+            grads[f"c{k}"] = dz.sum(axis=0)
+            da = dz @ self.decoder_weight(k)
+        if cache["mask"] is not None:
+            da = da * cache["mask"]
+        for k in range(L - 1, -1, -1):
+            z, a = cache["enc"][k]
+            dz = da * self._df(z, a)
+            grads[f"b{k}"] = dz.sum(axis=0)
+            if k == 0:
+                x = cache["x"]
+                used = np.unique(x.indices)
+                local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
+                                      shape=(x.shape[0], used.size))
+                gw = RowSparse(used.astype(np.int64),
+                               np.asarray(local.T @ dz, dtype=self.dtype))
+                self._acc(grads, "W0", gw)
+            else:
+                a_in = cache["enc"][k - 1][1]
+                self._acc(grads, f"W{k}", a_in.T @ dz)
+                da = dz @ p[f"W{k}"].T
+        return grads
+
+    @staticmethod
+    def _acc(grads: dict, name: str, g):
+        grads[name] = add_grads(grads[name], g) if name in grads else g
+
+    def loss_and_grads(self, x: sp.csr_matrix, target: sp.csr_matrix, loss: str = "mse",
+                       rng=None, output_mode: str = "auto"):
+        """Loss on ``target`` for input ``x`` (both CSR (B, n)) and all gradients.
+
+        ``loss="mse"``: masked MSE over the stored entries of ``target``; only
+        those outputs are computed. ``loss="multinomial"``: Mult-DAE NLL with
+        ``target`` as weights over the full (dense) logits.
+        Returns ``(loss, grads)``; grads keyed like ``params``; ``W0``/``V0``/``c0``
+        may be :class:`RowSparse`.
+        """
+        a, cache = self.hidden(x, rng)
+        grads: dict = {}
+        D = self.decoder_weight(0)
+        dname = "W0" if self.tied else "V0"
+        if loss == "mse":
+            rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
+            cols = target.indices.astype(np.int64)
+            z = self.output_at(a, rows, cols, output_mode)
+            y = self._g(z)
+            value, dy = masked_mse(y, target.data.astype(self.dtype))
+            delta = (dy * self._dg(z, y)).astype(self.dtype)
+            U, local = np.unique(cols, return_inverse=True)
+            d_local = sp.csr_matrix((delta, local, target.indptr), shape=(target.shape[0], U.size))
+            grads["c0"] = RowSparse(U, np.asarray(d_local.sum(axis=0)).ravel().astype(self.dtype))
+            self._acc(grads, dname, RowSparse(U, np.asarray(d_local.T @ a, dtype=self.dtype)))
+            da = np.asarray(d_local @ D[U], dtype=self.dtype)
+        elif loss == "multinomial":
+            z, _ = self.output(a)
+            value, dz = multinomial(z, target)
+            dz = dz.astype(self.dtype)
+            grads["c0"] = dz.sum(axis=0)
+            self._acc(grads, dname, dz.T @ a)
+            da = dz @ D
+        else:
+            raise ValueError(f"unknown loss {loss!r}; choose mse or multinomial")
+        self.backward_hidden(da, cache, grads)
+        return value, grads
