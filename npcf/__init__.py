@@ -6,3 +6,13 @@ from .vocab import Vocabulary  # noqa: E402
 
 __all__ = ["CheckpointError", "DataError", "DatasetError", "NpcfError", "Vocabulary",
            "__version__"]
+
+from .autoencoder import AutoEncoder  # noqa: E402
+
+
+def load(path) -> AutoEncoder:
+    """Load a model saved with :meth:`AutoEncoder.save` (a directory or its ``model.npz``)."""
+    return AutoEncoder.load(path)
+
+
+__all__ += ["AutoEncoder", "load"]

@@ -67,15 +67,21 @@ def is_prepared(path) -> bool:
 
 def _read_vocab(path: Path) -> Vocabulary:
     try:
-        frame = pd.read_csv(path)
-        ids = frame["id"].to_numpy()
+        # ids as written: "NA" or "2.0" must not come back as NaN or a float
+        frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        ids = frame["id"].to_numpy(dtype=str)
         if not np.array_equal(frame["index"].to_numpy(), np.arange(len(frame))):
             raise DataError("index column is not 0..n-1", path)
     except (OSError, KeyError, ValueError, pd.errors.ParserError) as err:
         if isinstance(err, DataError):
             raise
         raise DataError(f"cannot read id map: {err}", path) from None
-    return Vocabulary(ids if ids.dtype.kind in "iu" else ids.astype(str))
+    if len(ids) and pd.Series(ids).str.fullmatch(r"-?[1-9]\d{0,18}|0").all():
+        try:
+            return Vocabulary(ids.astype(np.int64))
+        except OverflowError:
+            pass
+    return Vocabulary(ids)
 
 
 def load_prepared(path) -> Dataset:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -176,26 +177,35 @@ def _read_fast(path: Path, fmt: Format) -> pd.DataFrame:
     id_type = np.int64 if fmt.int_ids else str
     dtypes = {ucol: id_type, icol: id_type, rcol: np.float64}
     if tcol is not None:
-        dtypes[tcol] = np.int64 if fmt.int_ids else str
+        dtypes[tcol] = np.int64
     wanted = [c for c in fmt.columns if c is not None]
-    kw = dict(dtype=dtypes, engine="c", skip_blank_lines=True, na_filter=not fmt.int_ids)
+    kw = dict(dtype=dtypes, engine="c", skip_blank_lines=True, na_filter=not fmt.int_ids,
+              keep_default_na=False, na_values=[""], index_col=False)
     if fmt.sep == "::":
         # '::' would need the slow python engine; split on ':' and take every 2nd field.
         n = 4 if tcol is not None else 3
-        kw.update(sep=":", header=None, usecols=[0, 2, 4, 6][:n],
+        kw.update(sep=":", header=None,
                   names=[ucol, "_1", icol, "_2", rcol, "_3", tcol][:2 * n - 1])
     elif fmt.header:
-        kw.update(sep=fmt.sep, header=0, usecols=wanted)
+        kw.update(sep=fmt.sep, header=0)
     else:
-        n = 4 if tcol is not None else 3
-        kw.update(sep=fmt.sep, header=None, names=wanted, usecols=range(n))
+        kw.update(sep=fmt.sep, header=None, names=wanted)
     try:
-        frame = pd.read_csv(path, **kw)
+        with warnings.catch_warnings():
+            # A first line longer than the names: pandas warns and drops fields.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, **kw)
     except pd.errors.EmptyDataError:
         raise DataError("file is empty (no ratings)", path) from None
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OverflowError) as err:
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError,
+            OverflowError) as err:
         _diagnose(path, fmt)
         raise DataError(f"cannot parse: {_one_line(err)}", path) from None
+    if fmt.header:
+        frame.columns = [str(c).strip() for c in frame.columns]
+        if not set(wanted) <= set(frame.columns):
+            _diagnose(path, fmt)
+            raise DataError("header lacks the columns " + ", ".join(wanted), path, 1)
     if not fmt.int_ids or tcol is None:
         for col in wanted:
             if frame[col].isna().any():
@@ -235,6 +245,11 @@ def _diagnose(path: Path, fmt: Format) -> None:
                         header = _split(line, fmt.sep)
                         n_fields = len(header)
                         names = [h.strip() for h in header]
+                        missing = [c for c in fmt.columns if c is not None and c not in names]
+                        if missing:
+                            raise DataError(f"missing column {missing[0]!r} (header: "
+                                            f"{line.rstrip()!r}); wrong delimiter or format?",
+                                            path, lineno)
                         positions = [names.index(c) for c in fmt.columns if c is not None]
                         break
             for lineno, line in lines:
@@ -264,7 +279,7 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
         value = fields[pos].strip()
         if what == "rating":
             try:
-                r = float(value)
+                r = float(value.replace("_", "x"))
             except ValueError:
                 return f"rating {value!r} is not a number"
             if not math.isfinite(r):
@@ -273,9 +288,9 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
                 return f"rating {r:g} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
         elif value == "":
             return f"empty {what}"
-        elif (fmt.int_ids or what == "timestamp" and fmt.int_ids) and not _INT.match(value):
+        elif (fmt.int_ids or what == "timestamp") and not _INT.match(value):
             return f"{what} {value!r} is not an integer"
-        elif fmt.int_ids and abs(int(value)) >= 2**63:
+        elif (fmt.int_ids or what == "timestamp") and abs(int(value)) >= 2**63:
             return f"{what} {value!r} is out of range"
     return None
 

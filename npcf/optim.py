@@ -1,0 +1,163 @@
+"""Optimizers written by hand: SGD (momentum, Nesterov), Adam, AdamW.
+
+Every optimizer updates a dict of float arrays in place from a dict of
+gradients; a gradient may be a :class:`~npcf.model.RowSparse`.
+
+Lazy updates (``lazy=True``, the default): for a row-sparse gradient only the
+touched rows of the parameter *and of the optimizer state* are updated, as
+TensorFlow's LazyAdam and torch's SparseAdam do. Rows a batch did not touch keep
+their moments unchanged (no decay) and get no update, so lazy Adam differs from
+dense Adam whenever some rows are untouched; when every row is touched every
+step it is identical. ``lazy=False`` densifies the gradient: exact dense Adam.
+
+Weight decay: ``weight_decay`` is L2 (added to the gradient) for SGD and Adam,
+decoupled (``p -= lr * wd * p``) for AdamW; in lazy mode both apply to touched
+rows only. ``clip_norm`` clips the global gradient norm before the update.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .model import RowSparse
+
+NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
+
+
+def global_norm(grads: dict) -> float:
+    """L2 norm of all gradients together."""
+    total = 0.0
+    for g in grads.values():
+        total += g.sq_norm() if isinstance(g, RowSparse) else float(np.vdot(g, g))
+    return float(np.sqrt(total))
+
+
+class Optimizer:
+    """Base: ``step(params, grads)``; ``state_dict()``/``load_state_dict()`` for resume."""
+
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0, clip_norm: float | None = None,
+                 lazy: bool = True):
+        self.lr, self.weight_decay, self.clip_norm, self.lazy = lr, weight_decay, clip_norm, lazy
+        self.t = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+
+    def step(self, params: dict, grads: dict) -> None:
+        self.t += 1
+        scale = 1.0
+        if self.clip_norm:
+            norm = global_norm(grads)
+            if norm > self.clip_norm:
+                scale = self.clip_norm / (norm + 1e-12)
+        for name, g in grads.items():
+            p = params[name]
+            if isinstance(g, RowSparse) and not self.lazy:
+                g = g.dense(p.shape)
+            if isinstance(g, RowSparse):
+                rows, gv = g.rows, g.values
+                pv = p[rows]
+            else:
+                rows, gv, pv = None, g, p
+            if scale != 1.0:
+                gv = gv * np.asarray(scale, gv.dtype)
+            new = self._update(name, p, rows, pv, gv)
+            if rows is None:
+                p[...] = new
+            else:
+                p[rows] = new
+
+    def _slot(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
+        s = self.state.setdefault(name, {})
+        if key not in s:
+            s[key] = np.zeros_like(like)
+        return s[key]
+
+    def _update(self, name, p, rows, pv, gv):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat dict of arrays (``"{param}/{slot}"``) plus ``"t"``."""
+        out = {f"{n}/{k}": v for n, s in self.state.items() for k, v in s.items()}
+        out["t"] = np.array(self.t, dtype=np.int64)
+        return out
+
+    def load_state_dict(self, flat: dict) -> None:
+        self.t = int(flat["t"])
+        self.state = {}
+        for key, v in flat.items():
+            if key != "t":
+                n, k = key.rsplit("/", 1)
+                self.state.setdefault(n, {})[k] = np.array(v)
+
+
+class SGD(Optimizer):
+    """SGD; ``momentum`` > 0 adds heavy-ball momentum, ``nesterov`` the Nesterov form."""
+
+    def __init__(self, lr=1e-2, momentum: float = 0.0, nesterov: bool = False, **kw):
+        super().__init__(lr, **kw)
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def _update(self, name, p, rows, pv, gv):
+        dt = pv.dtype.type
+        if self.weight_decay:
+            gv = gv + dt(self.weight_decay) * pv
+        if self.momentum:
+            buf = self._slot(name, "momentum", p)
+            b = buf if rows is None else buf[rows]
+            b = dt(self.momentum) * b + gv
+            if rows is None:
+                buf[...] = b
+            else:
+                buf[rows] = b
+            gv = gv + dt(self.momentum) * b if self.nesterov else b
+        return pv - dt(self.lr) * gv
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with L2 ``weight_decay`` added to the gradient."""
+
+    decoupled = False
+
+    def __init__(self, lr=1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kw):
+        super().__init__(lr, **kw)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def _update(self, name, p, rows, pv, gv):
+        dt = pv.dtype.type
+        if self.weight_decay and not self.decoupled:
+            gv = gv + dt(self.weight_decay) * pv
+        m_all, v_all = self._slot(name, "m", p), self._slot(name, "v", p)
+        m = m_all if rows is None else m_all[rows]
+        v = v_all if rows is None else v_all[rows]
+        m = dt(self.beta1) * m + dt(1 - self.beta1) * gv
+        v = dt(self.beta2) * v + dt(1 - self.beta2) * (gv * gv)
+        if rows is None:
+            m_all[...], v_all[...] = m, v
+        else:
+            m_all[rows], v_all[rows] = m, v
+        step = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        new = pv - dt(step) * m / (np.sqrt(v) + dt(self.eps * np.sqrt(1 - self.beta2 ** self.t)))
+        if self.weight_decay and self.decoupled:
+            new -= dt(self.lr * self.weight_decay) * pv
+        return new
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+
+    decoupled = True
+
+
+def make(name: str, lr: float, weight_decay: float = 0.0, clip_norm=None, lazy: bool = True,
+         momentum: float = 0.9) -> Optimizer:
+    """An optimizer by name (see :data:`NAMES`)."""
+    kw = dict(weight_decay=weight_decay, clip_norm=clip_norm, lazy=lazy)
+    if name == "sgd":
+        return SGD(lr, **kw)
+    if name == "momentum":
+        return SGD(lr, momentum=momentum, **kw)
+    if name == "nesterov":
+        return SGD(lr, momentum=momentum, nesterov=True, **kw)
+    if name == "adam":
+        return Adam(lr, **kw)
+    if name == "adamw":
+        return AdamW(lr, **kw)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(NAMES)}")
