@@ -13,8 +13,8 @@ DEFAULTS = dict(
     layers=(512,), tied=True, activation="selu", output_activation="identity", dropout=0.0,
     loss="mse", denoise=True, noise="masking", noise_level=0.2, optimizer="adam", lr=1e-3,
     weight_decay=0.0, clip_norm=None, schedule="none", step_size=10, gamma=0.5,
-    n_epochs=40, batch_size=64, patience=5, item_based=False, lazy=True,
-    output_mode="auto", seed=0,
+    n_epochs=40, batch_size=64, patience=5, item_based=False, residual=True, bias_reg=5.0,
+    lazy=True, output_mode="auto", seed=0,
 )
 
 
@@ -41,6 +41,7 @@ class AutoEncoder:
         self.items: Vocabulary | None = None
         self.history: list[dict] = []
         self.info: dict = {}
+        self.baseline = None
 
     def get_params(self) -> dict:
         """Hyperparameters as a JSON-friendly dict."""
@@ -89,6 +90,10 @@ class AutoEncoder:
         self.users, self.items = users, items
         if resume and self.network is None or not resume:
             self.build(*X.shape)
+        self.baseline = None
+        if self.residual and self.loss == "mse":
+            from .baseline import BiasBaseline
+            self.baseline = BiasBaseline(self.bias_reg, self.bias_reg).fit(self._orient(X))
         val = None
         if validation is not None:
             vin = X if validation_input is None else validation_input
@@ -117,11 +122,27 @@ class AutoEncoder:
             raise NpcfError(f"input has {X.shape[1]} columns; the model expects {want} items")
         return X
 
-    def _transform_input(self, x: sp.csr_matrix) -> sp.csr_matrix:
+    def encode(self, x: sp.csr_matrix):
+        """Network input for oriented CSR rows ``x``: ``(x_in, row_bias or None)``.
+
+        Multinomial: binarised, L2-normalised rows. Residual MSE: ratings minus
+        ``mu + b_row + b_col`` (``b_row`` from the row's own ratings). Else ``x``.
+        """
         if self.loss == "multinomial":
             from .train import binarize, l2_normalize_rows
-            return l2_normalize_rows(binarize(x))
-        return x
+            return l2_normalize_rows(binarize(x)), None
+        if self.baseline is not None:
+            b = self.baseline.row_bias(x)
+            return self.baseline.residual(x, b), b
+        return x, None
+
+    def encode_target(self, t: sp.csr_matrix, b_row) -> sp.csr_matrix:
+        """Training target in the network's space (residual when ``b_row`` is given)."""
+        return t if b_row is None else self.baseline.residual(t, b_row)
+
+    def decode_at(self, y: np.ndarray, b_row, rows, cols) -> np.ndarray:
+        """Network outputs at pairs back to ratings."""
+        return y if b_row is None else y + self.baseline.offset_at(b_row, rows, cols)
 
     def _finish(self, y: np.ndarray) -> np.ndarray:
         if self.loss == "mse" and self.scale is not None:
@@ -138,14 +159,16 @@ class AutoEncoder:
         X = self._check(X)
         net = self.network
         if self.item_based:
-            xt = self._transform_input(sp.csr_matrix(X.T))
-            out = np.empty((X.shape[1], X.shape[0]), np.float32)
-            for s in range(0, xt.shape[0], batch_size):
-                out[s:s + batch_size] = net.predict(xt[s:s + batch_size])
-            return self._finish(np.ascontiguousarray(out.T))
+            X = sp.csr_matrix(X.T)
         out = np.empty(X.shape, np.float32)
         for s in range(0, X.shape[0], batch_size):
-            out[s:s + batch_size] = net.predict(self._transform_input(X[s:s + batch_size]))
+            x, b = self.encode(X[s:s + batch_size])
+            y = net.predict(x)
+            if b is not None:
+                y += self.baseline.offset(b)
+            out[s:s + batch_size] = y
+        if self.item_based:
+            out = np.ascontiguousarray(out.T)
         return self._finish(out)
 
     def predict_at(self, X, rows, cols, batch_size: int = 1024) -> np.ndarray:
@@ -166,9 +189,11 @@ class AutoEncoder:
             u = uniq[s:s + batch_size]
             lo, hi = bounds[s], bounds[min(s + batch_size, uniq.size)]
             local = np.searchsorted(u, r_sorted[lo:hi])
-            a, _ = self.network.hidden(self._transform_input(X[u]))
-            z = self.network.output_at(a, local, cols[order[lo:hi]])
-            out[order[lo:hi]] = self.network._g(z)
+            x, b = self.encode(X[u])
+            a, _ = self.network.hidden(x)
+            c = cols[order[lo:hi]]
+            y = self.network._g(self.network.output_at(a, local, c))
+            out[order[lo:hi]] = self.decode_at(y, b, local, c)
         return self._finish(out)
 
     # -------------------------------------------------------------- persistence

@@ -25,6 +25,8 @@ def save_model(model, path) -> Path:
         vocab = getattr(model, name)
         if vocab is not None:
             arrays[f"{name}/ids"] = vocab.ids
+    if model.baseline is not None:
+        arrays["baseline/col_bias"] = model.baseline.col_bias
     with atomic_path(path / "model.npz", suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
     net = model.network
@@ -39,6 +41,9 @@ def save_model(model, path) -> Path:
         "n_users": None if model.users is None else len(model.users),
         "n_items": None if model.items is None else len(model.items),
         "info": model.info,
+        "baseline": None if model.baseline is None else {
+            "mu": model.baseline.mu, "reg_row": model.baseline.reg_row,
+            "reg_col": model.baseline.reg_col},
     })
     return path
 
@@ -82,6 +87,14 @@ def load_model(path):
     model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
     model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
     model.info = meta.get("info", {})
+    if meta.get("baseline") is not None:
+        from .baseline import BiasBaseline
+        b = meta["baseline"]
+        model.baseline = BiasBaseline(b["reg_row"], b["reg_col"])
+        model.baseline.mu = float(b["mu"])
+        if "baseline/col_bias" not in arrays:
+            raise CheckpointError(f"{npz}: missing baseline/col_bias")
+        model.baseline.col_bias = arrays["baseline/col_bias"]
     return model
 
 

@@ -95,12 +95,9 @@ class Trainer:
     def _prepare(self, m: sp.csr_matrix, target: bool) -> sp.csr_matrix:
         m = sp.csr_matrix(m, dtype=self.net.dtype)
         m.sort_indices()
-        if self.model.loss == "multinomial":
+        if self.model.loss == "multinomial" and target:
             m = binarize(m, self.net.dtype)
         return m
-
-    def _input(self, x: sp.csr_matrix) -> sp.csr_matrix:
-        return l2_normalize_rows(x) if self.model.loss == "multinomial" else x
 
     # ------------------------------------------------------------------- loop
     def run(self) -> list[dict]:
@@ -145,8 +142,8 @@ class Trainer:
         m = self.model
         target = self.train[rows]
         rng = np.random.default_rng([m.seed, self.epoch, b])
-        x = self._input(corrupt(target, m.noise if m.denoise else "none", m.noise_level, rng))
-        loss, grads = self.net.loss_and_grads(x, target, m.loss, rng=rng,
+        x, b = m.encode(corrupt(target, m.noise if m.denoise else "none", m.noise_level, rng))
+        loss, grads = self.net.loss_and_grads(x, m.encode_target(target, b), m.loss, rng=rng,
                                               output_mode=m.output_mode)
         if not np.isfinite(loss):
             where = f" (last good checkpoint: {self.out / 'model.npz'})" \
@@ -193,10 +190,12 @@ class Trainer:
             for s in range(0, rows_with.size, 1024):
                 r = rows_with[s:s + 1024]
                 t = target[r]
-                a, _ = self.net.hidden(self._input(inputs[r]))
+                x, b = m.encode(inputs[r])
+                a, _ = self.net.hidden(x)
                 rr = np.repeat(np.arange(r.size), np.diff(t.indptr))
-                z = self.net.output_at(a, rr, t.indices.astype(np.int64))
-                preds.append(self.net._g(z))
+                cc = t.indices.astype(np.int64)
+                y = self.net._g(self.net.output_at(a, rr, cc))
+                preds.append(m.decode_at(y, b, rr, cc))
                 trues.append(t.data)
             y, t = np.concatenate(preds), np.concatenate(trues)
             d = y.astype(np.float64) - t
@@ -207,7 +206,7 @@ class Trainer:
         for s in range(0, rows_with.size, 512):
             r = rows_with[s:s + 512]
             x = inputs[r]
-            a, _ = self.net.hidden(self._input(x))
+            a, _ = self.net.hidden(m.encode(x)[0])
             z, _ = self.net.output(a)
             from .losses import multinomial
             losses.append(multinomial(z, binarize(target[r]))[0] * r.size)

@@ -1,0 +1,246 @@
+"""Build the inference graph of a trained model with ``onnx.helper``, node by node.
+
+Opset 17 (IR version 8 from :data:`OPSET_TO_IR`, so onnxruntime >= 1.14 loads it).
+Inputs (chosen at export):
+
+- dense:  ``ratings`` float32 [batch, n_items]; 0 = unrated (the original's).
+- sparse: ``item_idx`` int64 [batch, max_len] and ``item_rating`` float32
+  [batch, max_len]: a user's history, padded with rating 0 (the padding index
+  may be any valid index, e.g. 0). The first layer is ``Gather`` of ``W0`` rows
+  and a rating-weighted ``ReduceSum``: its cost follows the history length.
+
+Outputs: ``scores`` float32 [batch, n_items] (predicted ratings, clipped to the
+rating scale, or logits for the multinomial loss); with ``top_k``: ``top_items``
+int64 [batch, K] (column indices; map with the ``item_ids`` metadata) and
+``top_scores`` float32 (the ``scores`` of those items), ranked by ``scores``
+minus ``popularity_penalty * log(1 + n_ratings of the item)`` after masking the
+input's rated items. Ties go to the lower index (ONNX ``TopK``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from . import __version__
+from .errors import NpcfError
+from .io import atomic_path
+
+OPSET = 17
+#: ONNX opset -> the IR version it was released with (as sklearn-onnx and
+#: onnxmltools pin it); a newer IR than a user's onnxruntime knows is refused.
+OPSET_TO_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+MAX_INLINE_IDS = 200_000
+_ACT = {"relu": "Relu", "selu": "Selu", "elu": "Elu", "sigmoid": "Sigmoid", "tanh": "Tanh",
+        "identity": "Identity"}
+
+
+class _Graph:
+    """Accumulates nodes and initializers with unique names."""
+
+    def __init__(self):
+        self.nodes, self.inits, self._n = [], {}, 0
+
+    def init(self, name: str, value) -> str:
+        arr = np.asarray(value)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        if name not in self.inits:
+            self.inits[name] = numpy_helper.from_array(arr, name)
+        return name
+
+    def op(self, op_type: str, inputs, n_out: int = 1, name: str | None = None, **attrs):
+        self._n += 1
+        base = name or f"{op_type.lower()}_{self._n}"
+        outs = [base] if n_out == 1 else [f"{base}_{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=f"n{self._n}_{op_type}",
+                                           **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def act(self, name: str, x: str, out: str | None = None) -> str:
+        if name == "identity" and out is None:
+            return x
+        return self.op(_ACT[name], [x], name=out)
+
+
+def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
+                popularity_penalty: float = 0.0, item_counts=None, opset: int = OPSET):
+    """An ``onnx.ModelProto`` computing ``model``'s scores (see the module docstring).
+
+    ``item_counts``: (n_items,) number of training ratings per item, needed for a
+    non-zero ``popularity_penalty``.
+    """
+    net = model.network
+    if net is None:
+        raise NpcfError("the model is not fitted")
+    if model.item_based:
+        raise NpcfError("item-based models score items from all users' ratings and cannot "
+                        "fold in a single user; export a user-based model")
+    if opset not in OPSET_TO_IR:
+        raise NpcfError(f"opset {opset} not supported; choose one of {sorted(OPSET_TO_IR)}")
+    n, p, g = net.n_inputs, net.params, _Graph()
+    B = "batch"
+    axis1 = g.init("axis1", np.array([1], np.int64))
+    base = model.baseline
+    if sparse_input:
+        inputs = [helper.make_tensor_value_info("item_idx", TensorProto.INT64, [B, "max_len"]),
+                  helper.make_tensor_value_info("item_rating", TensorProto.FLOAT, [B, "max_len"])]
+        idx, vals = "item_idx", "item_rating"
+    else:
+        inputs = [helper.make_tensor_value_info("ratings", TensorProto.FLOAT, [B, n])]
+        vals = "ratings"
+    zero = g.init("zero", np.array(0, np.float32))
+    mask = g.op("Cast", [g.op("Not", [g.op("Equal", [vals, zero])])], to=TensorProto.FLOAT,
+                name="rated")
+    count = g.op("ReduceSum", [mask, axis1], keepdims=1, name="n_rated")
+    b_row = None
+    if model.loss == "multinomial":
+        # binarise and L2-normalise: x = mask / sqrt(n_rated)
+        safe = g.op("Max", [count, g.init("one", np.array(1, np.float32))])
+        x = g.op("Div", [mask, g.op("Sqrt", [safe])], name="x_in")
+    elif base is not None:
+        col_bias = g.init("col_bias", base.col_bias.astype(np.float32))
+        mu = g.init("mu", np.array(base.mu, np.float32))
+        cb = g.op("Gather", [col_bias, idx], axis=0, name="col_bias_of_input") \
+            if sparse_input else col_bias
+        res = g.op("Mul", [g.op("Sub", [g.op("Sub", [vals, mu]), cb]), mask])
+        total = g.op("ReduceSum", [res, axis1], keepdims=1)
+        reg = g.init("reg_row", np.array(base.reg_row, np.float32))
+        b_row = g.op("Div", [total, g.op("Add", [count, reg])], name="row_bias")
+        x = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name="x_in")
+    else:
+        x = vals
+    W0 = g.init("W0", p["W0"])
+    if sparse_input:
+        rows = g.op("Gather", [W0, idx], axis=0, name="W0_rows")            # [B, L, h1]
+        weighted = g.op("Mul", [rows, g.op("Unsqueeze", [x, g.init("axis2", np.array([2], np.int64))])])
+        z = g.op("Add", [g.op("ReduceSum", [weighted, axis1], keepdims=0), g.init("b0", p["b0"])],
+                 name="enc0_pre")
+    else:
+        z = g.op("Gemm", [x, W0, g.init("b0", p["b0"])], name="enc0_pre")
+    a = g.act(net.activation, z, "enc0")
+    L = len(net.layers)
+    for k in range(1, L):
+        z = g.op("Gemm", [a, g.init(f"W{k}", p[f"W{k}"]), g.init(f"b{k}", p[f"b{k}"])])
+        a = g.act(net.activation, z, f"enc{k}")
+    for k in range(L - 1, -1, -1):
+        w = f"W{k}" if net.tied else f"V{k}"
+        z = g.op("Gemm", [a, g.init(w, p[w]), g.init(f"c{k}", p[f"c{k}"])], transB=1,
+                 name=f"dec{k}_pre")
+        a = g.act(net.activation if k else net.output_activation, z, f"dec{k}" if k else None)
+    y = a
+    if b_row is not None:
+        offset = g.op("Add", [g.op("Add", [g.init("mu", None), b_row]), g.init("col_bias", None)])
+        y = g.op("Add", [y, offset])
+    if model.loss == "mse" and model.scale is not None:
+        lo = g.init("scale_min", np.array(model.scale[0], np.float32))
+        hi = g.init("scale_max", np.array(model.scale[1], np.float32))
+        y = g.op("Clip", [y, lo, hi])
+    scores = g.op("Identity", [y], name="scores")
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [B, n])]
+    if top_k:
+        k = int(min(top_k, n))
+        rank = scores
+        if popularity_penalty:
+            if item_counts is None:
+                raise NpcfError("a popularity penalty needs the items' rating counts")
+            pen = popularity_penalty * np.log1p(np.asarray(item_counts, np.float64))
+            rank = g.op("Sub", [scores, g.init("popularity_penalty", pen.astype(np.float32))])
+        if sparse_input:
+            seen = g.op("ScatterElements", [g.op("Mul", [rank, zero]), idx, mask], axis=1,
+                        reduction="max")
+        else:
+            seen = mask
+        neg = g.init("neg_inf", np.array(-np.inf, np.float32))
+        masked = g.op("Where", [g.op("Greater", [seen, zero]), neg, rank], name="rank_scores")
+        _, top = g.op("TopK", [masked, g.init("k", np.array([k], np.int64))], n_out=2,
+                      axis=1, largest=1, sorted=1, name="topk")
+        g.op("Identity", [top], name="top_items")
+        g.op("GatherElements", [scores, "top_items"], axis=1, name="top_scores")
+        outputs += [helper.make_tensor_value_info("top_items", TensorProto.INT64, [B, k]),
+                    helper.make_tensor_value_info("top_scores", TensorProto.FLOAT, [B, k])]
+    graph = helper.make_graph(g.nodes, "npcf_autoencoder", inputs, outputs,
+                              initializer=[t for t in g.inits.values()])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                   producer_name="npcf", producer_version=__version__,
+                                   ir_version=OPSET_TO_IR[opset])
+    return onnx_model
+
+
+def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float) -> dict:
+    """``metadata_props`` of an exported model (all values strings)."""
+    net = model.network
+    meta = {
+        "npcf_version": __version__,
+        "architecture": json.dumps({"n_items": net.n_inputs, "layers": list(net.layers),
+                                    "tied": net.tied, "activation": net.activation,
+                                    "output_activation": net.output_activation,
+                                    "loss": model.loss,
+                                    "residual": model.baseline is not None}),
+        "rating_scale": json.dumps(None if model.scale is None else list(model.scale)),
+        "input_signature": "sparse" if sparse_input else "dense",
+        "top_k": str(int(top_k or 0)),
+        "popularity_penalty": repr(float(popularity_penalty)),
+    }
+    if model.items is not None:
+        ids = model.items.ids
+        meta["item_ids_dtype"] = "int64" if ids.dtype.kind == "i" else "str"
+        text = json.dumps(ids.tolist())
+        meta["item_ids_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+        if len(ids) <= MAX_INLINE_IDS:
+            meta["item_ids"] = text
+    return meta
+
+
+def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
+           popularity_penalty: float = 0.0, item_counts=None, precision: str = "fp32",
+           opset: int = OPSET) -> Path:
+    """Export ``model`` to ``path`` (atomically); checker and shape inference must pass.
+
+    ``precision``: ``fp32`` or ``int8`` (dynamic quantization of the MatMul/Gemm
+    weights by ``onnxruntime.quantization``). Item ids beyond
+    :data:`MAX_INLINE_IDS` go to a sidecar ``<path>.items.json`` (hash in metadata).
+    """
+    path = Path(path)
+    m = build_graph(model, sparse_input=sparse_input, top_k=top_k,
+                    popularity_penalty=popularity_penalty, item_counts=item_counts, opset=opset)
+    meta = metadata(model, sparse_input=sparse_input, top_k=top_k,
+                    popularity_penalty=popularity_penalty)
+    meta["precision"] = precision
+    helper.set_model_props(m, meta)
+    onnx.checker.check_model(m, full_check=True)
+    onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
+    if model.items is not None and "item_ids" not in meta:
+        from .io import write_text
+        write_text(str(path) + ".items.json", json.dumps(model.items.ids.tolist()))
+    with atomic_path(path, suffix=".onnx") as tmp:
+        if precision == "fp32":
+            onnx.save(m, tmp)
+        elif precision == "int8":
+            _quantize(m, tmp)
+        else:
+            raise NpcfError(f"unknown precision {precision!r}; choose fp32 or int8")
+    return path
+
+
+def _quantize(m, out: Path) -> None:
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        onnx.save(m, src)
+        quantize_dynamic(src, out, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+    q = onnx.load(out)
+    q.ir_version = m.ir_version
+    del q.opset_import[:]
+    q.opset_import.extend(m.opset_import)
+    if not any(o.domain == "com.microsoft" for o in q.opset_import) and \
+            any(n.domain == "com.microsoft" for n in q.graph.node):
+        q.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(q, out)
