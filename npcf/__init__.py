@@ -1,18 +1,30 @@
-"""npcf: deep-autoencoder collaborative filtering in NumPy/SciPy, served with onnxruntime."""
+"""npcf: deep-autoencoder collaborative filtering in NumPy/SciPy, served with onnxruntime.
+
+Heavy submodules load on first use, so ``import npcf.runtime`` stays light
+(numpy, scipy, onnxruntime only).
+"""
 __version__ = "0.1.0"
 
 from .errors import CheckpointError, DataError, DatasetError, NpcfError  # noqa: E402
-from .vocab import Vocabulary  # noqa: E402
 
-__all__ = ["CheckpointError", "DataError", "DatasetError", "NpcfError", "Vocabulary",
-           "__version__"]
-
-from .autoencoder import AutoEncoder  # noqa: E402
+__all__ = ["AutoEncoder", "CheckpointError", "DataError", "DatasetError", "NpcfError",
+           "Recommender", "Vocabulary", "__version__", "load"]
 
 
-def load(path) -> AutoEncoder:
+def load(path):
     """Load a model saved with :meth:`AutoEncoder.save` (a directory or its ``model.npz``)."""
-    return AutoEncoder.load(path)
+    from .checkpoint import load_model
+    return load_model(path)
 
 
-__all__ += ["AutoEncoder", "load"]
+def __getattr__(name):
+    if name == "AutoEncoder":
+        from .autoencoder import AutoEncoder
+        return AutoEncoder
+    if name == "Vocabulary":
+        from .vocab import Vocabulary
+        return Vocabulary
+    if name == "Recommender":
+        from .runtime import Recommender
+        return Recommender
+    raise AttributeError(f"module 'npcf' has no attribute {name!r}")

@@ -42,6 +42,7 @@ class AutoEncoder:
         self.history: list[dict] = []
         self.info: dict = {}
         self.baseline = None
+        self.item_counts: np.ndarray | None = None
 
     def get_params(self) -> dict:
         """Hyperparameters as a JSON-friendly dict."""
@@ -88,6 +89,7 @@ class AutoEncoder:
         if self.scale is None and self.loss == "mse" and X.nnz:
             self.scale = (float(X.data.min()), float(X.data.max()))
         self.users, self.items = users, items
+        self.item_counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
         if resume and self.network is None or not resume:
             self.build(*X.shape)
         self.baseline = None

@@ -25,6 +25,8 @@ def save_model(model, path) -> Path:
         vocab = getattr(model, name)
         if vocab is not None:
             arrays[f"{name}/ids"] = vocab.ids
+    if model.item_counts is not None:
+        arrays["items/counts"] = model.item_counts
     if model.baseline is not None:
         arrays["baseline/col_bias"] = model.baseline.col_bias
     with atomic_path(path / "model.npz", suffix=".npz") as tmp:
@@ -87,6 +89,7 @@ def load_model(path):
     model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
     model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
     model.info = meta.get("info", {})
+    model.item_counts = arrays.get("items/counts")
     if meta.get("baseline") is not None:
         from .baseline import BiasBaseline
         b = meta["baseline"]

@@ -228,14 +228,21 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
 
 
 def _quantize(m, out: Path) -> None:
+    import logging
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "fp32.onnx"
-        onnx.save(m, src)
-        quantize_dynamic(src, out, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)   # quantize_dynamic warns about pre-processing on the root logger
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "fp32.onnx"
+            onnx.save(m, src)
+            quantize_dynamic(src, out, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+    finally:
+        root.setLevel(level)
     q = onnx.load(out)
     q.ir_version = m.ir_version
     del q.opset_import[:]

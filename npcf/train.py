@@ -22,7 +22,6 @@ from . import schedules
 from .errors import NpcfError
 from .io import atomic_path, write_json
 from .metrics import ndcg_at_k
-from .model import Network
 from .noise import corrupt
 from .optim import make as make_optimizer
 
