@@ -239,7 +239,7 @@ def _quantize(m, out: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "fp32.onnx"
             onnx.save(m, src)
-            quantize_dynamic(src, out, weight_type=QuantType.QInt8,
+            quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=["MatMul", "Gemm", "Gather"])
     finally:
         root.setLevel(level)

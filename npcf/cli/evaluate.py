@@ -156,7 +156,7 @@ def recommend(model, user, ratings, k, movies, data, include_seen, as_json):
                                 "score": round(float(s), 4)}
                                for i, (m, t, s) in enumerate(zip(ids, titles, scores))]))
         return
-    rows_out = [(i + 1, _plain(m), _short(t), f"{s:.3f}")
+    rows_out = [(i + 1, str(_plain(m)), _short(t), f"{s:.3f}")
                 for i, (m, t, s) in enumerate(zip(ids, titles, scores))]
     click.echo(table(rows_out, ("rank", "movie", "title", "score"), align="rrlr"))
 

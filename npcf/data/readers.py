@@ -315,7 +315,8 @@ def read_movies(path) -> pd.DataFrame:
     try:
         if "::" in line:
             frame = pd.read_csv(path, sep="::", engine="python", header=None,
-                                names=["movieId", "title", "genres"], encoding="latin-1")
+                                names=["movieId", "title", "genres"], encoding="latin-1",
+                                keep_default_na=False)
         elif line.count("|") >= 5 and not line.lower().startswith("movieid"):
             raw = pd.read_csv(path, sep="|", header=None, encoding="latin-1")
             if raw.shape[1] != 5 + len(GENRES_100K):
@@ -325,7 +326,9 @@ def read_movies(path) -> pd.DataFrame:
             genres = ["|".join(g for g, f in zip(GENRES_100K, row) if f) for row in flags]
             frame = pd.DataFrame({"movieId": raw[0], "title": raw[1], "genres": genres})
         else:
-            frame = pd.read_csv(path, dtype={"movieId": np.int64, "title": str, "genres": str})
+            # keep_default_na=False: a title "NA" or empty genres stay strings, not NaN
+            frame = pd.read_csv(path, dtype={"movieId": np.int64, "title": str, "genres": str},
+                                keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as err:
         raise DataError(f"cannot parse movies file: {_one_line(err)}", path) from None
     for col in ("movieId", "title"):

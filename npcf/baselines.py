@@ -1,0 +1,216 @@
+"""Reference recommenders to compare the autoencoder with.
+
+Every baseline has ``fit(train, validation=None, validation_input=None)`` on a CSR
+users x items matrix and ``predict(csr_rows) -> dense float32 (B, n_items)``,
+usable as the ``score_fn`` of :func:`npcf.evaluate.evaluate`. ``rating`` tells
+whether the scores are predicted ratings (so RMSE/MAE make sense).
+
+``GlobalMean``   every score is the training mean rating (the RMSE floor).
+``Biases``       ``mu + b_user + b_item`` (:class:`npcf.baseline.BiasBaseline`); the
+                 user's bias is folded in from the input row, so held-out users work;
+                 the regularisation is chosen on validation RMSE from a small grid.
+``Popularity``   items ranked by their training rating counts (same for everyone).
+``EASE``         Steck 2019: ``B = I - P diagMat(1 / diag(P))``, ``P = (X^T X + lambda
+                 I)^-1`` on the binarised training matrix, scores ``x B``; lambda chosen
+                 by NDCG@100 on the validation part from :data:`EASE_LAMBDAS`. Solved
+                 densely in float64 over items, or - exactly the same B, via the
+                 Woodbury identity - over users when there are fewer users than items
+                 (``P = (I - X^T (X X^T + lambda I)^-1 X) / lambda``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .baseline import BiasBaseline
+
+EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+BIAS_REGS = (1.0, 3.0, 5.0, 10.0, 25.0)
+
+
+def _binarize(m) -> sp.csr_matrix:
+    m = sp.csr_matrix(m)
+    return sp.csr_matrix((np.ones(m.nnz, np.float64), m.indices, m.indptr), shape=m.shape)
+
+
+def _rows(m: sp.csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+
+
+class GlobalMean:
+    """Predicts the training mean rating for every user and item."""
+
+    name, rating = "global_mean", True
+
+    def __init__(self):
+        self.mu, self.n_items = 0.0, 0
+
+    def fit(self, train, validation=None, validation_input=None) -> "GlobalMean":
+        train = sp.csr_matrix(train)
+        self.mu = float(train.data.mean()) if train.nnz else 0.0
+        self.n_items = train.shape[1]
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        return np.full((x.shape[0], self.n_items), self.mu, np.float32)
+
+    def params(self) -> dict:
+        return {"mu": self.mu}
+
+
+class Biases:
+    """Regularised ``mu + b_user + b_item``; user bias folded in from the input row."""
+
+    name, rating = "biases", True
+
+    def __init__(self, reg: float | None = None, scale=None, regs=BIAS_REGS):
+        self.reg, self.scale, self.regs = reg, scale, tuple(regs)
+        self.model: BiasBaseline | None = None
+
+    def _fit(self, train, reg) -> BiasBaseline:
+        return BiasBaseline(reg, reg).fit(train)
+
+    def fit(self, train, validation=None, validation_input=None) -> "Biases":
+        train = sp.csr_matrix(train)
+        if self.scale is None and train.nnz:
+            self.scale = (float(train.data.min()), float(train.data.max()))
+        if self.reg is None and validation is not None and sp.csr_matrix(validation).nnz:
+            v = sp.csr_matrix(validation)
+            vin = train if validation_input is None else sp.csr_matrix(validation_input)
+            best = None
+            for reg in self.regs:
+                self.model = self._fit(train, reg)
+                pred = self._clip(self.model.predict(vin, _rows(v), v.indices))
+                err = float(np.sqrt(np.mean((pred.astype(np.float64) - v.data) ** 2)))
+                if best is None or err < best[0]:
+                    best = (err, reg)
+            self.reg = best[1]
+        elif self.reg is None:
+            self.reg = 5.0
+        self.model = self._fit(train, self.reg)
+        return self
+
+    def _clip(self, y):
+        if self.scale is not None:
+            np.clip(y, self.scale[0], self.scale[1], out=y)
+        return y
+
+    def predict(self, x) -> np.ndarray:
+        x = sp.csr_matrix(x)
+        return self._clip(self.model.offset(self.model.row_bias(x)).astype(np.float32))
+
+    def params(self) -> dict:
+        return {"reg": self.reg, "mu": self.model.mu if self.model else None}
+
+
+class Popularity:
+    """Scores every item by its number of training ratings (the same list for everyone)."""
+
+    name, rating = "popularity", False
+
+    def __init__(self):
+        self.counts: np.ndarray | None = None
+
+    def fit(self, train, validation=None, validation_input=None) -> "Popularity":
+        train = sp.csr_matrix(train)
+        self.counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        return np.broadcast_to(self.counts, (x.shape[0], self.counts.size)).copy()
+
+    def params(self) -> dict:
+        return {}
+
+
+class EASE:
+    """Embarrassingly Shallow AutoEncoder (Steck 2019) on binarised data.
+
+    ``lam``: the L2 weight lambda (None: chosen on the validation part from
+    ``lambdas``, else 500). ``method``: "primal" (dense item x item solve), "dual"
+    (Woodbury over users; exact, cheaper when users < items) or "auto".
+    """
+
+    name, rating = "ease", False
+
+    def __init__(self, lam: float | None = None, lambdas=EASE_LAMBDAS, method: str = "auto",
+                 select_k: int = 100, threshold: float | None = None):
+        if method not in ("auto", "primal", "dual"):
+            raise ValueError(f"method must be auto, primal or dual, got {method!r}")
+        self.lam, self.lambdas, self.method = lam, tuple(lambdas), method
+        self.select_k, self.threshold = select_k, threshold
+        self.B: np.ndarray | None = None
+        self.scores_on_validation: dict = {}
+
+    # -- solvers -------------------------------------------------------------------
+    def _setup(self, X: sp.csr_matrix) -> None:
+        n_users, n_items = X.shape
+        self._method = self.method if self.method != "auto" else \
+            ("dual" if n_users < n_items else "primal")
+        self._X = X
+        if self._method == "primal":
+            G = (X.T @ X).toarray()
+            self._eig = np.linalg.eigh(G)       # G = V diag(w) V^T, reused for every lambda
+        else:
+            self._K = (X @ X.T).toarray()       # users x users
+
+    def _solve(self, lam: float) -> None:
+        """Set the model for ``lam`` (primal: dense B; dual: the factors of X B)."""
+        X = self._X
+        if self._method == "primal":
+            w, V = self._eig
+            P = (V / (w + lam)) @ V.T
+            d = np.diag(P).copy()
+            B = -P / d[None, :]
+            np.fill_diagonal(B, 0.0)
+            self.B, self._dual = B.astype(np.float32), None
+        else:
+            # P = (I - X^T M^-1 X) / lam with M = X X^T + lam I  (Woodbury)
+            M = self._K + lam * np.eye(self._K.shape[0])
+            MinvX = np.linalg.solve(M, X.toarray())          # users x items
+            diagP = (1.0 - np.asarray(X.multiply(MinvX).sum(axis=0)).ravel()) / lam
+            self.B, self._dual = None, (lam, MinvX, 1.0 / diagP)
+
+    def fit(self, train, validation=None, validation_input=None) -> "EASE":
+        from .evaluate import evaluate
+        X = _binarize(train)
+        self._setup(X)
+        if self.lam is None and validation is not None and sp.csr_matrix(validation).nnz:
+            vin = train if validation_input is None else validation_input
+            best = None
+            for lam in self.lambdas:
+                self._solve(lam)
+                r = evaluate(self.predict, vin, validation, ks=(self.select_k,),
+                             threshold=self.threshold, examples=0)
+                score = r[f"ndcg@{self.select_k}"]
+                self.scores_on_validation[lam] = score
+                if best is None or score > best[0]:
+                    best = (score, lam)
+            self.lam = best[1]
+        elif self.lam is None:
+            self.lam = 500.0
+        self._solve(self.lam)
+        self._K = self._eig = None
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        xb = _binarize(x)
+        if self.B is not None:
+            return np.asarray(xb @ self.B, np.float32)
+        lam, MinvX, inv_diag = self._dual
+        X = self._X
+        # x P = (x - (x X^T) M^-1 X) / lam ;  x B = x - (x P) diag(1 / diag P)
+        xP = (xb.toarray() - (xb @ X.T).toarray() @ MinvX) / lam
+        out = xb.toarray() - xP * inv_diag[None, :]
+        return out.astype(np.float32)
+
+    def params(self) -> dict:
+        return {"lambda": self.lam, "method": getattr(self, "_method", self.method),
+                "validation_ndcg": {str(k): v for k, v in self.scores_on_validation.items()}}
+
+
+def make(names=("global_mean", "biases", "popularity", "ease"), scale=None, threshold=None):
+    """Fresh baselines by name (the order given)."""
+    table = {"global_mean": lambda: GlobalMean(), "biases": lambda: Biases(scale=scale),
+             "popularity": lambda: Popularity(), "ease": lambda: EASE(threshold=threshold)}
+    return [table[n]() for n in names]

@@ -1,0 +1,190 @@
+"""The ONNX exporter: parity with the NumPy forward, top-k, metadata, IR version, int8."""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import scipy.sparse as sp
+
+from npcf import AutoEncoder, Vocabulary
+from npcf.errors import NpcfError
+from npcf.export import OPSET, OPSET_TO_IR, build_graph, export
+from npcf.runtime import Recommender
+
+ACTS = ["relu", "selu", "elu", "sigmoid", "tanh", "identity"]
+N_USERS, N_ITEMS = 40, 60
+
+
+def _ratings(n_rows, n_cols, density, seed):
+    rng = np.random.default_rng(seed)
+    m = sp.random(n_rows, n_cols, density=density, random_state=rng, format="csr",
+                  dtype=np.float32)
+    m.data = np.round(rng.uniform(0.5, 5.0, m.nnz) * 2).astype(np.float32) / 2
+    return m
+
+
+def make_model(tied=True, activation="selu", loss="mse", residual=True, layers=(16, 8),
+               output_activation="identity", seed=0):
+    X = _ratings(N_USERS, N_ITEMS, 0.2, seed)
+    m = AutoEncoder(layers=layers, tied=tied, activation=activation, loss=loss,
+                    residual=residual, output_activation=output_activation, n_epochs=1,
+                    batch_size=8, seed=seed)
+    return m.fit(X, scale=(0.5, 5.0), items=Vocabulary(np.arange(1000, 1000 + N_ITEMS)))
+
+
+def feeds(x: sp.csr_matrix, sparse_input: bool, pad_index: int = 0):
+    if not sparse_input:
+        return {"ratings": x.toarray()}
+    width = max(1, int(np.diff(x.indptr).max()))
+    idx = np.full((x.shape[0], width), pad_index, np.int64)
+    val = np.zeros((x.shape[0], width), np.float32)
+    for r in range(x.shape[0]):
+        a, b = x.indptr[r], x.indptr[r + 1]
+        idx[r, :b - a], val[r, :b - a] = x.indices[a:b], x.data[a:b]
+    return {"item_idx": idx, "item_rating": val}
+
+
+def run(path, x, sparse_input, outputs=None):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(outputs, feeds(x, sparse_input))
+
+
+def rel_err(a, b):
+    return float(np.max(np.abs(a - b)) / max(1e-12, np.max(np.abs(b))))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("activation", ACTS)
+def test_parity_every_activation_both_signatures(tmp_path, tied, activation):
+    model = make_model(tied=tied, activation=activation)
+    for sparse_input in (False, True):
+        path = export(model, tmp_path / f"m{sparse_input}.onnx", sparse_input=sparse_input)
+        for batch in (1, 257):
+            x = _ratings(batch, N_ITEMS, 0.1, batch)
+            x = x[np.flatnonzero(np.diff(x.indptr))] if batch == 1 else x
+            if x.shape[0] == 0:
+                x = _ratings(1, N_ITEMS, 0.5, 7)
+            (got,) = run(path, x, sparse_input, ["scores"])
+            assert got.shape == (x.shape[0], N_ITEMS) and got.dtype == np.float32
+            assert rel_err(got, model.predict(x)) <= 1e-5
+
+
+@pytest.mark.parametrize("loss,residual,out_act", [("mse", False, "sigmoid"),
+                                                   ("multinomial", False, "identity")])
+def test_parity_other_losses_and_no_residual(tmp_path, loss, residual, out_act):
+    model = make_model(loss=loss, residual=residual, output_activation=out_act)
+    x = _ratings(33, N_ITEMS, 0.15, 3)
+    for sparse_input in (False, True):
+        path = export(model, tmp_path / "m.onnx", sparse_input=sparse_input)
+        (got,) = run(path, x, sparse_input, ["scores"])
+        assert rel_err(got, model.predict(x)) <= 1e-5
+
+
+def test_empty_rows_and_padding_index_do_not_matter(tmp_path):
+    model = make_model()
+    x = _ratings(5, N_ITEMS, 0.2, 4)
+    x = sp.vstack([x, sp.csr_matrix((1, N_ITEMS), dtype=np.float32)]).tocsr()
+    path = export(model, tmp_path / "s.onnx", sparse_input=True)
+    (a,) = run(path, x, True, ["scores"])
+    (b,) = run(path, x, True, ["scores"]) if False else (None,)
+    sess = ort.InferenceSession(str(path))
+    (c,) = sess.run(["scores"], feeds(x, True, pad_index=N_ITEMS - 1))
+    assert rel_err(a, model.predict(x)) <= 1e-5
+    np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-6)
+    assert b is None
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_top_k_matches_numpy_ranking_and_masks_seen(tmp_path, sparse_input):
+    model = make_model()
+    x = _ratings(64, N_ITEMS, 0.2, 5)
+    path = export(model, tmp_path / "t.onnx", sparse_input=sparse_input, top_k=7)
+    scores, top, top_scores = run(path, x, sparse_input, ["scores", "top_items", "top_scores"])
+    assert top.dtype == np.int64 and top.shape == (64, 7)
+    masked = scores.astype(np.float64).copy()
+    masked[x.toarray() != 0] = -np.inf
+    # NumPy ranking: descending score, ties to the lower index (ONNX TopK's rule)
+    expect = np.array([np.lexsort((np.arange(N_ITEMS), -row))[:7] for row in masked])
+    np.testing.assert_array_equal(top, expect)
+    np.testing.assert_array_equal(top_scores, np.take_along_axis(scores, top, 1))
+    seen = x.toarray() != 0
+    assert not np.take_along_axis(seen, top, 1).any()
+
+
+def test_popularity_penalty_changes_ranking_as_specified(tmp_path):
+    model = make_model()
+    counts = np.arange(N_ITEMS)[::-1] * 10           # item 0 most popular
+    x = _ratings(20, N_ITEMS, 0.1, 6)
+    beta = 0.5
+    path = export(model, tmp_path / "p.onnx", top_k=5, popularity_penalty=beta,
+                  item_counts=counts)
+    scores, top = run(path, x, False, ["scores", "top_items"])
+    rank = scores.astype(np.float64) - np.float32(beta) * np.log1p(counts).astype(np.float32)
+    rank[x.toarray() != 0] = -np.inf
+    expect = np.array([np.lexsort((np.arange(N_ITEMS), -row))[:5] for row in rank])
+    np.testing.assert_array_equal(top, expect)
+    plain = export(model, tmp_path / "q.onnx", top_k=5)
+    (top0,) = run(plain, x, False, ["top_items"])
+    assert not np.array_equal(top0, top)
+    with pytest.raises(NpcfError):
+        build_graph(model, top_k=5, popularity_penalty=1.0)
+
+
+def test_checker_ir_version_metadata_and_tied_size(tmp_path):
+    tied = make_model(tied=True, layers=(32,))
+    untied = make_model(tied=False, layers=(32,))
+    p1, p2 = export(tied, tmp_path / "t.onnx"), export(untied, tmp_path / "u.onnx")
+    m = onnx.load(p1)
+    onnx.checker.check_model(m, full_check=True)
+    assert m.ir_version == OPSET_TO_IR[OPSET] == 8
+    assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
+    assert sum(1 for t in m.graph.initializer if t.name == "W0") == 1
+    assert not any(t.name.startswith("V") for t in m.graph.initializer)
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert json.loads(meta["item_ids"]) == list(range(1000, 1000 + N_ITEMS))
+    assert json.loads(meta["architecture"])["tied"] is True
+    assert meta["input_signature"] == "dense" and json.loads(meta["rating_scale"]) == [0.5, 5.0]
+    assert p1.stat().st_size < 0.6 * p2.stat().st_size
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+              for i in m.graph.input}
+    assert inputs == {"ratings": ["batch", N_ITEMS]}
+
+
+def test_int8_variant_reloads_and_stays_close(tmp_path):
+    model = make_model(layers=(64,))
+    x = _ratings(50, N_ITEMS, 0.2, 8)
+    for sparse_input in (False, True):
+        q = export(model, tmp_path / f"q{sparse_input}.onnx", precision="int8",
+                   sparse_input=sparse_input, top_k=5)
+        m = onnx.load(q)
+        assert m.ir_version == 8
+        (got,) = run(q, x, sparse_input, ["scores"])
+        ref = model.predict(x)
+        # Documented tolerance: RMS score change <= 3% of the rating range on an
+        # untrained model (on movies-small the test RMSE changes by < 0.005).
+        assert np.sqrt(np.mean((got - ref) ** 2)) < 0.03 * 4.5
+    with pytest.raises(NpcfError):
+        export(model, tmp_path / "x.onnx", precision="fp8")
+
+
+def test_item_based_and_unfitted_models_are_refused(tmp_path):
+    with pytest.raises(NpcfError, match="item-based"):
+        build_graph(make_model().__class__(item_based=True, n_epochs=1).fit(
+            _ratings(10, 12, 0.3, 1)))
+    with pytest.raises(NpcfError, match="not fitted"):
+        build_graph(AutoEncoder())
+
+
+def test_recommender_uses_graph_top_k_and_numpy_path_identically(tmp_path):
+    model = make_model()
+    x = _ratings(30, N_ITEMS, 0.2, 9)
+    path = export(model, tmp_path / "r.onnx", top_k=10)
+    rec = Recommender.load(path)
+    g_ids, g_scores, _ = rec.recommend(x, k=10)
+    n_ids, n_scores, _ = rec.recommend(x, k=10, exclude=[])  # graph path
+    rec.graph_top_k = 0                                    # force the NumPy path
+    p_ids, p_scores, _ = rec.recommend(x, k=10)
+    np.testing.assert_array_equal(g_ids, p_ids)
+    np.testing.assert_allclose(g_scores, p_scores)
+    np.testing.assert_array_equal(g_ids, n_ids)
