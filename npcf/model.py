@@ -177,7 +177,7 @@ class Network:
     def backward_hidden(self, da: np.ndarray, cache, grads: dict) -> dict:
         """Back-propagate ``da`` (B, h1) from the last decoder hidden layer to the input."""
         p, L = self.params, len(self.layers)
-        for k, z, a, a_in in cache["dec"]:
+        for k, z, a, a_in in reversed(cache["dec"]):
             dz = da * self._df(z, a)
             self._acc(grads, f"W{k}" if self.tied else f"V{k}", dz.T @ a_in)
             grads[f"c{k}"] = dz.sum(axis=0)
