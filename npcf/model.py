@@ -189,18 +189,32 @@ class Network:
             dz = da * self._df(z, a)
             grads[f"b{k}"] = dz.sum(axis=0)
             if k == 0:
-                x = cache["x"]
-                used = np.unique(x.indices)
-                local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
-                                      shape=(x.shape[0], used.size))
-                gw = RowSparse(used.astype(np.int64),
-                               np.asarray(local.T @ dz, dtype=self.dtype))
-                self._acc(grads, "W0", gw)
+                self._input_grad(cache["x"], dz, grads)
             else:
                 a_in = cache["enc"][k - 1][1]
                 self._acc(grads, f"W{k}", a_in.T @ dz)
                 da = dz @ p[f"W{k}"].T
         return grads
+
+    def _input_grad(self, x: sp.csr_matrix, dz: np.ndarray, grads: dict) -> None:
+        """``dW0 = x.T @ dz`` restricted to the items present in ``x`` (row-sparse).
+
+        When ``W0`` already has a row-sparse gradient (tied output layer) whose rows
+        cover ``x``'s items, as with every corruption, accumulate into it in place.
+        """
+        prev = grads.get("W0")
+        if isinstance(prev, RowSparse) and prev.rows.size:
+            pos = np.searchsorted(prev.rows, x.indices)
+            np.minimum(pos, prev.rows.size - 1, out=pos)
+            if np.array_equal(prev.rows[pos], x.indices):
+                local = sp.csr_matrix((x.data, pos, x.indptr), shape=(x.shape[0], prev.rows.size))
+                prev.values += np.asarray(local.T @ dz, dtype=self.dtype)
+                return
+        used = np.unique(x.indices)
+        local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
+                              shape=(x.shape[0], used.size))
+        self._acc(grads, "W0", RowSparse(used.astype(np.int64),
+                                         np.asarray(local.T @ dz, dtype=self.dtype)))
 
     @staticmethod
     def _acc(grads: dict, name: str, g):
