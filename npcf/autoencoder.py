@@ -185,7 +185,9 @@ class AutoEncoder:
         out = np.empty(rows.size, np.float32)
         order = np.argsort(rows, kind="stable")
         r_sorted = rows[order]
-        uniq, start = np.unique(r_sorted, return_index=True)
+        start = np.flatnonzero(np.r_[True, r_sorted[1:] != r_sorted[:-1]]) if r_sorted.size \
+            else np.zeros(0, np.int64)
+        uniq = r_sorted[start]
         bounds = np.r_[start, r_sorted.size]
         for s in range(0, uniq.size, batch_size):
             u = uniq[s:s + batch_size]

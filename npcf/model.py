@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import activations
+from .arrays import union, unique, unique_inverse
 from .losses import masked_mse, multinomial
 
 
@@ -46,7 +47,7 @@ class RowSparse:
 def add_grads(a, b):
     """Sum of two gradients, each an ndarray or :class:`RowSparse` (rows unioned)."""
     if isinstance(a, RowSparse) and isinstance(b, RowSparse):
-        rows = np.union1d(a.rows, b.rows)
+        rows = union(a.rows, b.rows)
         values = np.zeros((rows.size,) + a.values.shape[1:], dtype=a.values.dtype)
         values[np.searchsorted(rows, a.rows)] += a.values
         values[np.searchsorted(rows, b.rows)] += b.values
@@ -155,7 +156,7 @@ class Network:
         """
         D, c = self.decoder_weight(0), self.params["c0"]
         h = a.shape[1]
-        U, local = np.unique(cols, return_inverse=True)
+        U, local = unique_inverse(cols)
         if mode == "auto":
             mode = "union" if a.shape[0] * U.size <= 8 * max(1, cols.size) else "sampled"
         if mode == "union":
@@ -210,7 +211,7 @@ class Network:
                 local = sp.csr_matrix((x.data, pos, x.indptr), shape=(x.shape[0], prev.rows.size))
                 prev.values += np.asarray(local.T @ dz, dtype=self.dtype)
                 return
-        used = np.unique(x.indices)
+        used = unique(x.indices)
         local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
                               shape=(x.shape[0], used.size))
         self._acc(grads, "W0", RowSparse(used.astype(np.int64),
@@ -241,7 +242,7 @@ class Network:
             y = self._g(z)
             value, dy = masked_mse(y, target.data.astype(self.dtype))
             delta = (dy * self._dg(z, y)).astype(self.dtype)
-            U, local = np.unique(cols, return_inverse=True)
+            U, local = unique_inverse(cols)
             d_local = sp.csr_matrix((delta, local, target.indptr), shape=(target.shape[0], U.size))
             grads["c0"] = RowSparse(U, np.asarray(d_local.sum(axis=0)).ravel().astype(self.dtype))
             self._acc(grads, dname, RowSparse(U, np.asarray(d_local.T @ a, dtype=self.dtype)))
