@@ -114,7 +114,7 @@ class Trainer:
                     bar.update(self.batch)
                     for b in range(self.batch, len(starts)):
                         rows = order[starts[b]:starts[b] + m.batch_size]
-                        self._step(rows, b)
+                        self.step(rows, b)
                         self.batch = b + 1
                         bar.update(1)
                         if sigint.raised:
@@ -137,7 +137,8 @@ class Trainer:
                                  file=sys.stderr if show else _Null(), item_show_func=info,
                                  show_eta=True)
 
-    def _step(self, rows: np.ndarray, b: int) -> None:
+    def step(self, rows: np.ndarray, b: int) -> float:
+        """One optimizer step on the training rows ``rows`` (batch ``b`` of the epoch); returns the loss."""
         m = self.model
         target = self.train[rows]
         rng = np.random.default_rng([m.seed, self.epoch, b])
@@ -152,6 +153,7 @@ class Trainer:
         self.opt.step(self.net.params, grads)
         self._epoch_loss[0] += loss * len(rows)
         self._epoch_loss[1] += len(rows)
+        return loss
 
     def _end_epoch(self, seconds: float) -> None:
         m = self.model
