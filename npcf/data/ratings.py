@@ -58,6 +58,20 @@ def _codes(values) -> tuple[np.ndarray, np.ndarray]:
         codes = np.repeat(np.arange(starts.size, dtype=np.int64),
                           np.diff(np.r_[starts, values.size]))
         return codes, values[starts]
+    if values.dtype.kind in "iu" and values.size:
+        lo, hi = values.min(), values.max()
+        span = int(hi) - int(lo) + 1
+        if span <= max(1 << 20, values.size):
+            # Ids in a compact range (MovieLens movieIds): a lookup table is several
+            # times faster than factorize's hash + sort, with the same result.
+            wide = values.astype(np.int64, copy=False) if values.dtype.kind == "i" else values
+            offset = wide - wide.dtype.type(lo)   # exact: 0 <= offset < span
+            seen = np.zeros(span, dtype=bool)
+            seen[offset] = True
+            present = np.flatnonzero(seen)
+            lookup = np.empty(span, dtype=np.int64)
+            lookup[present] = np.arange(present.size, dtype=np.int64)
+            return lookup[offset], present.astype(values.dtype) + lo
     codes, uniques = pd.factorize(values, sort=True)
     return codes.astype(np.int64, copy=False), np.asarray(uniques)
 

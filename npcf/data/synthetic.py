@@ -35,7 +35,7 @@ def generate(n_users: int = 2000, n_items: int = 1500, mean_ratings: float = 60.
     taste_i = rng.normal(0, 1, (n_items, rank))
     bias_u = rng.normal(0, 0.35, n_users)
     bias_i = rng.normal(0, 0.45, n_items)
-    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 1.2
     rng.shuffle(popularity)
     bias_i += 0.25 * np.log(popularity / popularity.mean())     # popular films rate higher
     activity = np.clip(rng.lognormal(np.log(mean_ratings) - 0.5, 1.0, n_users), 10, n_items // 3)

@@ -1,0 +1,142 @@
+"""Tests for npcf.data.prepared: save_prepared/load_prepared round trip, bit for bit."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from npcf.data.prepared import Dataset, is_prepared, load_prepared, save_prepared
+from npcf.data.ratings import build_ratings
+from npcf.data.source import load_dataset
+from npcf.data.splits import split_ratings
+from npcf.errors import DataError
+
+
+def assert_same_matrix(a, b):
+    assert a.shape == b.shape and a.format == b.format == "csr"
+    assert a.data.dtype == b.data.dtype == np.float32
+    assert np.array_equal(a.indptr, b.indptr)
+    assert np.array_equal(a.indices, b.indices)
+    assert a.data.tobytes() == b.data.tobytes()
+
+
+def assert_same_dataset(a: Dataset, b: Dataset):
+    assert set(a.split.parts()) == set(b.split.parts())
+    for name, part in a.split.parts().items():
+        assert_same_matrix(part, getattr(b.split, name))
+    assert a.users == b.users and a.items == b.items
+    assert a.users.ids.dtype == b.users.ids.dtype and a.items.ids.dtype == b.items.ids.dtype
+    assert a.stats == b.stats
+    assert a.split.params == b.split.params
+    assert a.scale == b.scale
+    if a.movies is None:
+        assert b.movies is None
+    else:
+        pd.testing.assert_frame_equal(a.movies, b.movies)
+
+
+@pytest.fixture
+def ml_dir(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    lines = ["userId,movieId,rating,timestamp"]
+    for u in range(1, 41):
+        for i in rng.choice(np.arange(1, 61), rng.integers(2, 15), replace=False):
+            lines.append(f"{u * 7},{i},{rng.integers(1, 11) / 2},{rng.integers(10**9, 2 * 10**9)}")
+    (src / "ratings.csv").write_text("\n".join(lines) + "\n")
+    (src / "movies.csv").write_text(
+        "movieId,title,genres\n" + "".join(
+            f'{i},"Film {i}, The ({1950 + i})",{"Drama|Comedy" if i % 2 else ""}\n'
+            for i in range(1, 61)) + '61,NA,(no genres listed)\n')
+    return src
+
+
+@pytest.mark.parametrize("kind, val", [("random", 0.0), ("user", 0.1), ("temporal", 0.1),
+                                       ("users", 0.15)])
+def test_round_trip(ml_dir, tmp_path, kind, val):
+    ds = load_dataset(ml_dir / "ratings.csv", split=kind, test_size=0.2,
+                      validation_size=val, seed=5)
+    out = save_prepared(ds, tmp_path / "prep")
+    assert ds.path == out and is_prepared(out)
+    expected = {"train.npz", "test.npz", "test_input.npz", "users.csv", "items.csv",
+                "movies.csv", "stats.json"}
+    if val:
+        expected |= {"validation.npz", "validation_input.npz"}
+    assert {p.name for p in out.iterdir()} == expected          # no temporary files left
+    back = load_prepared(out)
+    assert back.path == out
+    assert_same_dataset(ds, back)
+    assert back.movies.loc[61, "title"] == "NA" and back.movies.loc[2, "genres"] == ""
+    # load_dataset on a prepared directory returns it as saved, split options ignored
+    again = load_dataset(out, split="random", test_size=0.5, seed=99)
+    assert_same_dataset(ds, again)
+    # saving the loaded copy gives identical files
+    save_prepared(back, tmp_path / "prep2")
+    for name in expected:
+        assert (out / name).read_bytes() == (tmp_path / "prep2" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("ids", [
+    ["alice", "bob", "NA", "null", "1.50", "2.0", "007", " spaced ", "comma,id", 'quo"te', ""],
+    [5, -3, 0, 2**62, 2**63 - 1, -2**63],
+    ["9223372036854775808", "1"],
+], ids=["strings", "int64 extremes", "int-like beyond int64"])
+def test_round_trip_ids(tmp_path, ids):
+    n = len(ids)
+    r = build_ratings(np.array(ids * 2, dtype=object if isinstance(ids[0], str) else np.int64),
+                      np.array([f"i{k}" for k in range(2 * n)]),
+                      np.linspace(1, 5, 2 * n))
+    s = split_ratings(r, "random", 0.5, seed=0)
+    ds = Dataset(s, r.users, r.items, {"n_users": n, "note": "x", "split": s.params})
+    back = load_prepared(save_prepared(ds, tmp_path / "p"))
+    assert_same_dataset(ds, back)
+    assert back.users.ids.tolist() == r.users.ids.tolist()
+
+
+def test_stats_json_content(ml_dir, tmp_path):
+    ds = load_dataset(ml_dir / "ratings.csv", split="random", test_size=0.25, seed=1)
+    out = save_prepared(ds, tmp_path / "p")
+    stats = json.loads((out / "stats.json").read_text())
+    n = len((ml_dir / "ratings.csv").read_text().splitlines()) - 1
+    assert stats["n_ratings"] == n
+    assert stats["parts"]["train"] + stats["parts"]["test"] == n
+    assert stats["parts"]["test_input"] == stats["parts"]["train"]
+    assert stats["n_users"] == 40 and stats["scale"] == [0.5, 5.0]
+    assert stats["split"] == {"kind": "random", "test_size": 0.25, "seed": 1,
+                              "validation_size": 0.0}
+    users = pd.read_csv(out / "users.csv")
+    assert users["id"].tolist() == [7 * u for u in range(1, 41)]
+
+
+def test_load_errors(ml_dir, tmp_path):
+    with pytest.raises(DataError, match="not a prepared data directory"):
+        load_prepared(tmp_path)
+    ds = load_dataset(ml_dir / "ratings.csv", seed=0)
+    out = save_prepared(ds, tmp_path / "p")
+    (out / "test.npz").unlink()
+    with pytest.raises(DataError, match="missing test.npz"):
+        load_prepared(out)
+    out = save_prepared(ds, tmp_path / "q")
+    sp.save_npz(out / "train.npz", sp.csr_matrix((3, 3), dtype=np.float32))
+    with pytest.raises(DataError, match="does not match the id maps") as info:
+        load_prepared(out)
+    assert info.value.path == str(out / "train.npz")
+    out = save_prepared(ds, tmp_path / "r")
+    (out / "users.csv").write_text("index,id\n0,1\n5,2\n")
+    with pytest.raises(DataError, match="index column is not 0..n-1"):
+        load_prepared(out)
+    (out / "users.csv").write_text("nothing\n1\n")
+    with pytest.raises(DataError, match="cannot read id map"):
+        load_prepared(out)
+    out = save_prepared(ds, tmp_path / "s")
+    (out / "stats.json").write_text("{not json")
+    with pytest.raises(DataError, match="cannot read"):
+        load_prepared(out)
+    out = save_prepared(ds, tmp_path / "t")
+    (out / "test.npz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="cannot read sparse matrix"):
+        load_prepared(out)

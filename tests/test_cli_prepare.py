@@ -1,0 +1,131 @@
+"""Tests for ``npcf prepare``: good data writes a prepared directory, bad data gives one
+``Error: FILE:LINE: problem`` line and exit code 1, never a traceback."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from npcf.cli import main
+from npcf.data.prepared import load_prepared
+
+HEADER = "userId,movieId,rating,timestamp\n"
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["prepare", *map(str, args)])
+
+
+BAD = [
+    ("non-numeric rating", "ratings.csv", HEADER + "1,10,4,1\n2,10,abc,2\n", 3, "is not a number"),
+    ("NaN rating", "ratings.csv", HEADER + "1,10,4,1\n2,10,NaN,2\n", 3, "not finite"),
+    ("inf rating", "ratings.csv", HEADER + "1,10,4,1\n2,10,-inf,2\n", 3, "not finite"),
+    ("outside the scale", "ratings.csv", HEADER + "1,10,4,1\n2,10,7,2\n", 3,
+     "outside the scale 0.5-5"),
+    ("missing column", "ratings.csv", "userId,movieId,time\n1,2,3\n", 1, "missing rating column"),
+    ("wrong delimiter", "ratings.csv", HEADER + "1;10;4;1\n", 2, "wrong delimiter"),
+    ("truncated last line", "ratings.csv", HEADER + "1,10,4,1\n2,10", 3, "truncated line"),
+    ("too many fields", "u.data", "1\t10\t4\t1\n2\t10\t4\t1\t5\n", 2, "too many fields"),
+    ("non-integer id", "ratings.dat", "1::10::4::1\n1::x::4::2\n", 2,
+     "item id 'x' is not an integer"),
+]
+
+
+@pytest.mark.parametrize("name, content, line, problem", [b[1:] for b in BAD],
+                         ids=[b[0] for b in BAD])
+def test_bad_file_one_line_error(tmp_path, name, content, line, problem):
+    bad = tmp_path / name
+    bad.write_text(content)
+    out = tmp_path / "out"
+    result = run("--data", bad, "--out", out, "--quiet")
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(f"Error: {bad}:{line}: "), lines[0]
+    assert problem in lines[0]
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""                      # the message goes to stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content, problem", [("", "file is empty"),
+                                              (HEADER, "header only")],
+                         ids=["empty", "header only"])
+def test_empty_files(tmp_path, content, problem):
+    bad = tmp_path / "ratings.csv"
+    bad.write_text(content)
+    result = run("--data", bad, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {bad}: ") and problem in lines[0]
+
+
+def test_bad_test_file_of_a_given_split(tmp_path):
+    (tmp_path / "u1.base").write_text("1\t10\t4\t1\n2\t10\t3\t2\n")
+    (tmp_path / "u1.test").write_text("1\t11\t4\t1\n2\t11\t3\n")
+    result = run("--train", tmp_path / "u1.base", "--test", tmp_path / "u1.test",
+                 "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: {tmp_path / 'u1.test'}:2: too few fields: "
+                                     "expected 4 fields, found 3")
+
+
+def test_other_errors_are_one_line(tmp_path):
+    (tmp_path / "u.data").write_text("1\t10\t4\n2\t10\t3\n")
+    result = run("--data", tmp_path / "u.data", "--split", "temporal", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: the temporal split needs timestamps; this data has none"
+    result = run("--data", tmp_path / "nope.csv", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {tmp_path / 'nope.csv'}: no such file")
+    assert len(result.output.strip().splitlines()) == 1
+    result = run("--data", tmp_path / "u.data", "--test_size", "1.5", "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "test_size must be in (0, 1)" in result.output
+    result = run("--data", tmp_path / "u.data")                  # --out missing: usage error
+    assert result.exit_code == 2
+
+
+def test_prepare_small_file(tmp_path):
+    (tmp_path / "r.txt").write_text("user;item;score;time\n" + "".join(
+        f"u{u};m{i};{(u * i) % 5 + 1};{u + i}\n" for u in range(12) for i in range(9)))
+    out = tmp_path / "prep"
+    result = run("--data", tmp_path / "r.txt", "--split", "users", "--test_size", "0.25",
+                 "--validation_size", "0.25", "--seed", "3", "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["n_users"], stats["n_items"], stats["n_ratings"]) == (12, 9, 108)
+    assert stats["split"]["kind"] == "users" and stats["split"]["seed"] == 3
+    assert stats["parts"]["test"] + stats["parts"]["test_input"] == 3 * 9
+    ds = load_prepared(out)
+    assert ds.users.ids.tolist() == sorted(f"u{u}" for u in range(12))
+    total = sum(ds.split.parts()[p].nnz for p in ("train", "test", "test_input", "validation",
+                                                  "validation_input"))
+    assert total == 108
+    assert f"wrote {out}/ (split: users, seed 3)" in result.output
+
+
+def test_prepare_movies_small(movies_small, tmp_path):
+    out = tmp_path / "ml"
+    result = run("--data", movies_small / "ratings.csv", "--out", out, "--seed", "1",
+                 "--validation_size", "0.1")
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for label, value in (("n_users", "671"), ("n_items", "9,066"), ("n_ratings", "100,004"),
+                         ("duplicates_resolved", "0")):
+        row = next(line for line in text.splitlines() if line.startswith(label))
+        assert row.split()[-1] == value, row
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["n_users"], stats["n_items"], stats["n_ratings"]) == (671, 9066, 100_004)
+    assert stats["rating_min"] == 0.5 and stats["rating_max"] == 5.0
+    assert stats["parts"]["test"] == round(0.1 * 100_004)
+    assert stats["parts"]["train"] + stats["parts"]["validation"] + stats["parts"]["test"] \
+        == 100_004
+    ds = load_prepared(out)
+    assert ds.split.train.shape == (671, 9066)
+    assert len(ds.movies) == 9125
+    u, i = ds.users.index([1])[0], ds.items.index([31])[0]
+    whole = ds.split.train + ds.split.validation + ds.split.test
+    assert whole[u, i] == np.float32(2.5)
