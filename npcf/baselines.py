@@ -45,7 +45,7 @@ class GlobalMean:
     def __init__(self):
         self.mu, self.n_items = 0.0, 0
 
-    def fit(self, train, validation=None, validation_input=None) -> "GlobalMean":
+    def fit(self, train, validation=None, validation_input=None) -> GlobalMean:
         train = sp.csr_matrix(train)
         self.mu = float(train.data.mean()) if train.nnz else 0.0
         self.n_items = train.shape[1]
@@ -70,7 +70,7 @@ class Biases:
     def _fit(self, train, reg) -> BiasBaseline:
         return BiasBaseline(reg, reg).fit(train)
 
-    def fit(self, train, validation=None, validation_input=None) -> "Biases":
+    def fit(self, train, validation=None, validation_input=None) -> Biases:
         train = sp.csr_matrix(train)
         if self.scale is None and train.nnz:
             self.scale = (float(train.data.min()), float(train.data.max()))
@@ -111,7 +111,7 @@ class Popularity:
     def __init__(self):
         self.counts: np.ndarray | None = None
 
-    def fit(self, train, validation=None, validation_input=None) -> "Popularity":
+    def fit(self, train, validation=None, validation_input=None) -> Popularity:
         train = sp.csr_matrix(train)
         self.counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
         return self
@@ -149,29 +149,30 @@ class EASE:
             ("dual" if n_users < n_items else "primal")
         self._X = X
         if self._method == "primal":
-            G = (X.T @ X).toarray()
-            self._eig = np.linalg.eigh(G)       # G = V diag(w) V^T, reused for every lambda
+            # G = X^T X = V diag(w) V^T: (G + lambda I)^-1 = V diag(1 / (w + lambda)) V^T
+            self._eig = np.linalg.eigh((X.T @ X).toarray())
         else:
-            self._K = (X @ X.T).toarray()       # users x users
+            # X X^T = U diag(w) U^T: (X X^T + lambda I)^-1 = U diag(1 / (w + lambda)) U^T
+            w, U = np.linalg.eigh((X @ X.T).toarray())
+            UtX = np.ascontiguousarray((X.T @ U).T)          # users x items, dense
+            self._eig = (w, U, UtX, UtX * UtX)
 
     def _solve(self, lam: float) -> None:
-        """Set the model for ``lam`` (primal: dense B; dual: the factors of X B)."""
-        X = self._X
+        """Set the model for ``lam`` (primal: dense B; dual: the factors of x B)."""
         if self._method == "primal":
             w, V = self._eig
             P = (V / (w + lam)) @ V.T
-            d = np.diag(P).copy()
-            B = -P / d[None, :]
+            B = -P / np.diag(P)[None, :]
             np.fill_diagonal(B, 0.0)
             self.B, self._dual = B.astype(np.float32), None
         else:
-            # P = (I - X^T M^-1 X) / lam with M = X X^T + lam I  (Woodbury)
-            M = self._K + lam * np.eye(self._K.shape[0])
-            MinvX = np.linalg.solve(M, X.toarray())          # users x items
-            diagP = (1.0 - np.asarray(X.multiply(MinvX).sum(axis=0)).ravel()) / lam
-            self.B, self._dual = None, (lam, MinvX, 1.0 / diagP)
+            # Woodbury: P = (I - X^T M^-1 X) / lambda with M = X X^T + lambda I
+            w, U, UtX, UtX2 = self._eig
+            inv = 1.0 / (w + lam)
+            diag_p = (1.0 - inv @ UtX2) / lam
+            self.B, self._dual = None, (lam, U * inv[None, :], UtX, 1.0 / diag_p)
 
-    def fit(self, train, validation=None, validation_input=None) -> "EASE":
+    def fit(self, train, validation=None, validation_input=None) -> EASE:
         from .evaluate import evaluate
         X = _binarize(train)
         self._setup(X)
@@ -184,25 +185,25 @@ class EASE:
                              threshold=self.threshold, examples=0)
                 score = r[f"ndcg@{self.select_k}"]
                 self.scores_on_validation[lam] = score
-                if best is None or score > best[0]:
+                if np.isfinite(score) and (best is None or score > best[0]):
                     best = (score, lam)
-            self.lam = best[1]
+            self.lam = 500.0 if best is None else best[1]
         elif self.lam is None:
             self.lam = 500.0
         self._solve(self.lam)
-        self._K = self._eig = None
+        if self._method == "primal":
+            self._eig = None
         return self
 
     def predict(self, x) -> np.ndarray:
         xb = _binarize(x)
         if self.B is not None:
             return np.asarray(xb @ self.B, np.float32)
-        lam, MinvX, inv_diag = self._dual
-        X = self._X
-        # x P = (x - (x X^T) M^-1 X) / lam ;  x B = x - (x P) diag(1 / diag P)
-        xP = (xb.toarray() - (xb @ X.T).toarray() @ MinvX) / lam
-        out = xb.toarray() - xP * inv_diag[None, :]
-        return out.astype(np.float32)
+        lam, u_inv, UtX, inv_diag = self._dual
+        # x P = (x - (x X^T) M^-1 X) / lambda ;  x B = x - (x P) diag(1 / diag P)
+        dense = xb.toarray()
+        xP = (dense - ((xb @ self._X.T).toarray() @ u_inv) @ UtX) / lam
+        return (dense - xP * inv_diag[None, :]).astype(np.float32)
 
     def params(self) -> dict:
         return {"lambda": self.lam, "method": getattr(self, "_method", self.method),

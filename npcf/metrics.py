@@ -84,7 +84,17 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, scores.shape[1])
     if k <= 0:
         return np.zeros((scores.shape[0], 0), np.int64)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    if np.isnan(scores).any():              # NaN ranks last, like -inf
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    # The k-th largest value per row; argpartition alone would pick arbitrary items
+    # among those tied with it, so choose them explicitly: all greater ones, then the
+    # lowest-index equal ones.
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+    greater = scores > kth
+    equal = scores == kth
+    room = k - greater.sum(axis=1, keepdims=True)
+    chosen = greater | (equal & (np.cumsum(equal, axis=1) <= room))
+    part = np.nonzero(chosen)[1].reshape(scores.shape[0], k)
     order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
     return np.take_along_axis(part, order, 1)
 

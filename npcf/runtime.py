@@ -22,6 +22,7 @@ import onnxruntime as ort
 import scipy.sparse as sp
 
 from .errors import CheckpointError, NpcfError
+from .metrics import top_k
 
 
 class Recommendations(NamedTuple):
@@ -191,7 +192,7 @@ class Recommender:
             if exclude_seen:
                 rank[np.repeat(np.arange(batch.shape[0]), np.diff(batch.indptr)), batch.indices] = -np.inf
             rank[:, extra] = -np.inf
-            top = _top_k(rank, k)
+            top = top_k(rank, k)
             ids[s:s + batch.shape[0]] = top
             top_scores[s:s + batch.shape[0]] = np.take_along_axis(sc, top, 1)
         movie_ids = self.item_ids[ids]
@@ -201,13 +202,6 @@ class Recommender:
         if single:
             return Recommendations(movie_ids[0], top_scores[0], titles[0] if titles else None)
         return Recommendations(movie_ids, top_scores, titles)
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices (B, k) of the largest scores, best first, ties to the lower index."""
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
-    return np.take_along_axis(part, order, 1)
 
 
 def _item_ids(path: Path, meta: dict) -> np.ndarray:

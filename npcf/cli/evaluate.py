@@ -39,6 +39,9 @@ def _size(path: Path) -> str:
               help="Export the checkpoint to ONNX and check it against the NumPy forward.")
 @click.option("--evaluate", "mode", flag_value="evaluate",
               help="Score a model (.onnx or .npz) on a test split.")
+@click.option("--baselines", "mode", flag_value="baselines",
+              help="Fit the baselines (global mean, biases, popularity, EASE) on --data's "
+                   "training part and score them side by side.")
 @click.option("--model", type=click.Path(), default=None,
               help="--generate: checkpoint [default: models/model.npz]; --evaluate: "
                    "model.onnx or model.npz [default: models/model.onnx].")
@@ -54,21 +57,25 @@ def _size(path: Path) -> str:
               help="--generate: rank by score - beta * log(1 + item popularity).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="--generate: output file [default: beside the checkpoint].")
-@click.option("--data", default=None, help="--evaluate: prepared directory with the test "
+@click.option("--data", default=None, help="--evaluate/--baselines: prepared directory with the test "
               "split [default: the one recorded by train].")
 @click.option("-k", "ks", default="10,20,100", show_default=True,
-              help="--evaluate: cut-offs for ranking metrics.")
+              help="--evaluate/--baselines: cut-offs for ranking metrics.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
-              help="--evaluate: also write the metrics as JSON.")
+              help="--evaluate/--baselines: also write the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity_penalty, out,
              data, ks, json_out, quiet):
-    """Export a trained model to ONNX (--generate) or evaluate one (--evaluate)."""
+    """Export a trained model to ONNX (--generate), evaluate one (--evaluate), or score the
+    classic baselines on the same split (--baselines)."""
     if mode is None:
-        raise click.UsageError("choose --generate or --evaluate")
+        raise click.UsageError("choose --generate, --evaluate or --baselines")
     if mode == "generate":
         _generate(Path(model) if model else DEFAULT_MODEL, batch_size, top_k, sparse_input,
                   precision, popularity_penalty, out)
+    elif mode == "baselines":
+        from .evaluate_cmd import run_baselines
+        run_baselines(data, ks, json_out, quiet, batch_size=batch_size)
     else:
         from .evaluate_cmd import evaluate
         evaluate(model, data, batch_size, ks, json_out, quiet)

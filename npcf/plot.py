@@ -1,0 +1,96 @@
+"""Training curves from ``history.csv`` (written by ``train``) with matplotlib.
+
+matplotlib is optional (``pip install 'npcf[plot]'``) and imported only when a
+plot is drawn; without it :func:`plot_history` raises :class:`NpcfError`.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from .errors import NpcfError
+
+INSTALL_HINT = "matplotlib is not installed: pip install 'npcf[plot]'"
+METRIC_LABELS = {"val_rmse": "validation RMSE", "val_ndcg": "validation NDCG@100"}
+
+
+def read_history(path) -> dict[str, list[float]]:
+    """Columns of ``history.csv`` as lists of floats (NaN for empty cells)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise NpcfError(f"{path}: {err.strerror or err}") from None
+    if not rows or "epoch" not in rows[0] or "train_loss" not in rows[0]:
+        raise NpcfError(f"{path}: not a training history (needs epoch and train_loss columns"
+                        f"{' and at least one epoch' if rows else ''})")
+    cols: dict[str, list[float]] = {k: [] for k in rows[0] if k is not None}
+    for n, row in enumerate(rows, start=2):
+        for k, values in cols.items():
+            v = (row.get(k) or "").strip()
+            try:
+                values.append(float(v) if v else math.nan)
+            except ValueError:
+                raise NpcfError(f"{path}:{n}: {k} is not a number: {v!r}") from None
+    return cols
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise NpcfError(INSTALL_HINT) from None
+    matplotlib.use("Agg", force=True)      # files only, no display needed
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    return plt, MaxNLocator
+
+
+def plot_history(history, out, *, title: str | None = None, dpi: int = 120) -> Path:
+    """Draw training and validation loss per epoch (and the validation metric, if
+    recorded, on a second panel) from ``history`` (a ``history.csv`` path) to ``out``."""
+    cols = read_history(history)
+    plt, locator = _pyplot()
+    out = Path(out)
+    epochs = cols["epoch"]
+    metric = next((k for k in METRIC_LABELS if k in cols and
+                   any(not math.isnan(v) for v in cols[k])), None)
+    n_panels = 2 if metric else 1
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4), squeeze=False)
+    ax = axes[0][0]
+    marker = "o" if len(epochs) <= 30 else None
+    ax.plot(epochs, cols["train_loss"], marker=marker, label="training loss")
+    if "val_loss" in cols and any(not math.isnan(v) for v in cols["val_loss"]):
+        ax.plot(epochs, cols["val_loss"], marker=marker, label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(locator(integer=True))
+    ax.set_ylabel("loss")
+    ax.set_title("loss per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if metric:
+        ax2 = axes[0][1]
+        ax2.plot(epochs, cols[metric], marker=marker, color="C2")
+        vals = [(v, e) for v, e in zip(cols[metric], epochs) if not math.isnan(v)]
+        best = min(vals) if metric == "val_rmse" else max(vals)
+        ax2.axvline(best[1], color="grey", linestyle="--", linewidth=1,
+                    label=f"best: epoch {best[1]:g} ({best[0]:.4f})")
+        ax2.set_xlabel("epoch")
+        ax2.xaxis.set_major_locator(locator(integer=True))
+        ax2.set_ylabel(METRIC_LABELS[metric])
+        ax2.set_title(METRIC_LABELS[metric])
+        ax2.grid(alpha=0.3)
+        ax2.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(out, dpi=dpi)
+    except (OSError, ValueError) as err:
+        raise NpcfError(f"{out}: cannot write the plot ({err})") from None
+    finally:
+        plt.close(fig)
+    return out

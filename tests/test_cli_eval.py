@@ -1,0 +1,159 @@
+"""`eval --evaluate` end to end on movies-small (ONNX and npz agree) and `run_baselines`."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from npcf.cli import evaluate_cmd, main
+from npcf.metrics import BEYOND, RANKING
+
+
+@pytest.fixture(scope="module")
+def trained(movies_small, tmp_path_factory):
+    """A tiny model trained for one epoch on movies-small, exported to ONNX."""
+    out = tmp_path_factory.mktemp("model")
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", "--n_epochs", "1", "--layers", "32", "--quiet",
+                             "--data", str(movies_small / "ratings.csv"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["eval", "--generate", "--model", str(out / "model.npz")])
+    assert r.exit_code == 0, r.output
+    assert (out / "model.onnx").is_file()
+    return out
+
+
+def _evaluate(model, tmp_path, *extra):
+    out = tmp_path / f"{model.suffix[1:]}.json"
+    r = CliRunner().invoke(main, ["eval", "--evaluate", "--model", str(model), "--json",
+                                  str(out), "-q", *extra])
+    assert r.exit_code == 0, r.output
+    return r.output, json.loads(out.read_text())
+
+
+def test_onnx_and_npz_give_the_same_numbers(trained, tmp_path):
+    _, a = _evaluate(trained / "model.onnx", tmp_path)
+    _, b = _evaluate(trained / "model.npz", tmp_path)
+    assert a["format"] == "onnx" and b["format"] == "npz"
+    keys = ["rmse", "mae"] + [f"{m}@{k}" for m in RANKING + BEYOND for k in (10, 20, 100)]
+    for key in keys:
+        assert a[key] is not None and np.isfinite(a[key]), key
+        assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    for key in ("n_users", "n_ratings", "n_ranked_users", "threshold", "ks"):
+        assert a[key] == b[key]
+    assert a["threshold"] == 4.0 and a["ks"] == [10, 20, 100]
+    # same RMSE as train's metrics.json (predict_at) on the same split
+    recorded = json.loads((trained / "metrics.json").read_text())["test"]
+    assert a["rmse"] == pytest.approx(recorded["rmse"], abs=1e-5)
+    assert a["n_ratings"] == recorded["n_ratings"] and a["n_users"] == recorded["n_users"]
+    assert [e["user_id"] for e in a["examples"]] == [e["user_id"] for e in b["examples"]]
+
+
+def test_table_and_examples_are_readable(trained, tmp_path):
+    out, data = _evaluate(trained / "model.onnx", tmp_path, "-k", "5,10")
+    lines = out.splitlines()
+    paths = ("model:", "data:", "wrote")
+    assert all(len(line) <= 80 for line in lines if not line.startswith(paths)), \
+        max(lines, key=len)
+    header = next(line for line in lines if line.startswith("metric"))
+    assert header.split() == ["metric", "@5", "@10"]
+    for label in ("Precision", "Recall", "NDCG", "MAP", "Hit rate", "Coverage", "Gini",
+                  "Popularity pct", "Personalization"):
+        assert any(line.startswith(label) for line in lines), label
+    assert "RMSE" in out and "random rating holdout" in out
+    assert len(data["examples"]) == 3
+    for ex in data["examples"]:
+        assert len(ex["top"]) == 5
+        assert all(t["title"] for t in ex["top"])          # titles from data/movies.csv
+        assert ex["top"][0]["title"][:40] in out
+    assert "precision@5" in data and "precision@20" not in data
+
+
+def test_default_model_prefers_onnx_then_npz(trained, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("model.npz", "model.json", "metrics.json"):
+        shutil.copy(trained / name, models / name)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["eval", "--evaluate", "-q", "-k", "10"])
+    assert r.exit_code == 0, r.output
+    assert "model: models/model.npz (npz" in r.output
+    shutil.copy(trained / "model.onnx", models / "model.onnx")
+    r = CliRunner().invoke(main, ["eval", "--evaluate", "-q", "-k", "10"])
+    assert r.exit_code == 0, r.output
+    assert "model: models/model.onnx (onnx" in r.output
+
+
+def test_errors_are_one_line(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    r = runner.invoke(main, ["eval", "--evaluate"])
+    assert r.exit_code == 1 and "no model" in r.output and len(r.output.splitlines()) == 1
+    r = runner.invoke(main, ["eval", "--evaluate", "--model", str(trained / "model.onnx"),
+                             "-k", "ten"])
+    assert r.exit_code == 2 and "cut-offs" in r.output
+    r = runner.invoke(main, ["eval", "--evaluate", "--model", str(trained / "model.onnx"),
+                             "--data", str(tmp_path)])
+    assert r.exit_code == 1 and "not a prepared data directory" in r.output
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(trained / "model.npz", lone / "model.npz")
+    shutil.copy(trained / "model.json", lone / "model.json")
+    r = runner.invoke(main, ["eval", "--evaluate", "--model", str(lone / "model.npz")])
+    assert r.exit_code == 1 and "--data" in r.output
+
+
+@pytest.fixture(scope="module")
+def small_prepared(tmp_path_factory):
+    """A small synthetic prepared directory (fast enough for every baseline)."""
+    from npcf.data import Dataset, generate, save_prepared, split_ratings
+    ratings, movies = generate(n_users=150, n_items=120, mean_ratings=25, seed=1)
+    split = split_ratings(ratings, "random", 0.1, seed=0)
+    stats = {"n_users": len(ratings.users), "n_items": len(ratings.items),
+             "scale": [0.5, 5.0], "split": split.params}
+    ds = Dataset(split, ratings.users, ratings.items, stats, movies)
+    return save_prepared(ds, tmp_path_factory.mktemp("small") / "data")
+
+
+def test_data_must_match_the_model(trained, small_prepared):
+    r = CliRunner().invoke(main, ["eval", "--evaluate", "--model",
+                                  str(trained / "model.onnx"), "--data", str(small_prepared)])
+    assert r.exit_code == 1 and "other movies" in r.output
+
+
+def test_run_baselines(small_prepared, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    res = evaluate_cmd.run_baselines(str(small_prepared), "5,10", str(out), True)
+    text = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert list(res["models"]) == ["global_mean", "biases", "popularity", "ease"]
+    assert set(data["models"]) == set(res["models"])
+    assert data["threshold"] == 4.0 and data["ks"] == [5, 10]
+    keys = {f"{m}@{k}" for m in RANKING + BEYOND for k in (5, 10)} | {"rmse", "mae"}
+    for name, r in data["models"].items():
+        assert keys <= set(r), name
+        assert (r["rmse"] is None) == (name in ("popularity", "ease")), name
+    assert data["models"]["biases"]["rmse"] < data["models"]["global_mean"]["rmse"]
+    assert data["models"]["ease"]["ndcg@10"] > data["models"]["global_mean"]["ndcg@10"]
+    assert data["models"]["ease"]["params"]["lambda"] in (50, 100, 200, 500, 1000, 2000)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("metric"))
+    assert header.split() == ["metric", "global_mean", "biases", "popularity", "ease"]
+    assert all(len(line) <= 80 for line in lines if not line.startswith("baselines on:"))
+    assert res["models"]["ease"]["ndcg@10"] == data["models"]["ease"]["ndcg@10"]
+
+
+def test_eval_baselines_flag(small_prepared, tmp_path):
+    """Once `--baselines` is wired into `eval` (see the report), it runs run_baselines."""
+    from npcf.cli.evaluate import eval_cmd
+    if not any("--baselines" in p.opts for p in eval_cmd.params):
+        pytest.skip("eval --baselines is not wired into npcf/cli/evaluate.py yet")
+    out = tmp_path / "b.json"
+    r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),
+                                  "-k", "10", "--json", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads(out.read_text())["models"]) == {"global_mean", "biases",
+                                                          "popularity", "ease"}

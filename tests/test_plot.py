@@ -1,0 +1,80 @@
+"""`npcf plot`: loss curves from history.csv; a one-line hint without matplotlib."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from npcf.cli import main
+from npcf.errors import NpcfError
+from npcf.plot import INSTALL_HINT, plot_history, read_history
+
+HISTORY = """epoch,train_loss,val_loss,val_rmse,lr,seconds
+1,0.69,0.81,0.903,0.001,0.35
+2,0.66,0.80,0.900,0.001,0.33
+3,0.62,0.82,0.907,0.001,0.34
+"""
+
+
+@pytest.fixture()
+def history(tmp_path):
+    f = tmp_path / "history.csv"
+    f.write_text(HISTORY)
+    return f
+
+
+def test_read_history(history, tmp_path):
+    cols = read_history(history)
+    assert cols["epoch"] == [1, 2, 3] and cols["val_loss"][2] == 0.82
+    no_val = tmp_path / "h2.csv"
+    no_val.write_text("epoch,train_loss,val_loss,val_rmse,lr,seconds\n1,0.5,,,0.001,1\n")
+    assert str(read_history(no_val)["val_loss"][0]) == "nan"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(NpcfError, match="not a training history"):
+        read_history(bad)
+    with pytest.raises(NpcfError, match="no such|No such"):
+        read_history(tmp_path / "missing.csv")
+
+
+def test_plot_writes_png(history, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = plot_history(history, tmp_path / "sub" / "loss.png", title="t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_plot(history, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "loss.png"
+    r = CliRunner().invoke(main, ["plot", str(history), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size > 1000 and f"wrote {out}" in r.output
+    r = CliRunner().invoke(main, ["plot", str(history)])         # default: beside it
+    assert r.exit_code == 0 and (history.parent / "loss.png").is_file()
+
+
+def test_cli_plot_ndcg_history_without_validation(tmp_path):
+    pytest.importorskip("matplotlib")
+    f = tmp_path / "history.csv"
+    f.write_text("epoch,train_loss,val_loss,val_ndcg,lr,seconds\n1,5.1,,,0.001,1\n"
+                 "2,4.9,,,0.001,1\n")
+    r = CliRunner().invoke(main, ["plot", str(f), "-o", str(tmp_path / "a.svg")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_without_matplotlib_one_line_error(history, tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)        # import fails
+    r = CliRunner().invoke(main, ["plot", str(history), "-o", str(tmp_path / "x.png")])
+    assert r.exit_code == 1
+    assert r.output.strip() == f"Error: {INSTALL_HINT}"
+    assert "pip install 'npcf[plot]'" in r.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_plot_missing_file(tmp_path):
+    r = CliRunner().invoke(main, ["plot", str(tmp_path / "nope.csv")])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
