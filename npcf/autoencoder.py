@@ -119,9 +119,13 @@ class AutoEncoder:
         if self.network is None:
             raise NpcfError("the model is not fitted")
         X = sp.csr_matrix(X, dtype=np.float32)
-        want = self.network.n_inputs if not self.item_based else None
-        if want is not None and X.shape[1] != want:
-            raise NpcfError(f"input has {X.shape[1]} columns; the model expects {want} items")
+        if self.item_based:
+            if X.shape[0] != self.network.n_inputs:
+                raise NpcfError(f"input has {X.shape[0]} rows; this item-based model was fitted "
+                                f"on {self.network.n_inputs} users and needs their full matrix")
+        elif X.shape[1] != self.network.n_inputs:
+            raise NpcfError(f"input has {X.shape[1]} columns; the model expects "
+                            f"{self.network.n_inputs} items")
         return X
 
     def encode(self, x: sp.csr_matrix):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -72,17 +73,21 @@ def load_model(path):
     try:
         with np.load(npz, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{npz}: corrupt checkpoint ({err})") from None
-    hp = dict(meta["hyperparameters"])
-    hp["layers"] = tuple(hp["layers"])
-    model = AutoEncoder(**hp)
-    arch = meta["architecture"]
-    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-    net = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
-                  activation=arch["activation"], output_activation=arch["output_activation"],
-                  dropout=hp["dropout"], dtype=np.dtype(arch.get("dtype", "float32")),
-                  params=params)
+    try:
+        hp = dict(meta["hyperparameters"])
+        hp["layers"] = tuple(hp["layers"])
+        model = AutoEncoder(**hp)
+        arch = meta["architecture"]
+        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        net = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
+                      activation=arch["activation"], output_activation=arch["output_activation"],
+                      dropout=hp["dropout"], dtype=np.dtype(arch.get("dtype", "float32")),
+                      params=params)
+    except (KeyError, TypeError, ValueError) as err:
+        what = f"missing {err}" if isinstance(err, KeyError) else str(err)
+        raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({what})") from None
     _check_shapes(npz, net)
     model.network = net
     model.scale = None if meta.get("scale") is None else tuple(meta["scale"])

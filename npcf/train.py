@@ -142,8 +142,8 @@ class Trainer:
         m = self.model
         target = self.train[rows]
         rng = np.random.default_rng([m.seed, self.epoch, b])
-        x, b = m.encode(corrupt(target, m.noise if m.denoise else "none", m.noise_level, rng))
-        loss, grads = self.net.loss_and_grads(x, m.encode_target(target, b), m.loss, rng=rng,
+        x, b_row = m.encode(corrupt(target, m.noise if m.denoise else "none", m.noise_level, rng))
+        loss, grads = self.net.loss_and_grads(x, m.encode_target(target, b_row), m.loss, rng=rng,
                                               output_mode=m.output_mode)
         if not np.isfinite(loss):
             where = f" (last good checkpoint: {self.out / 'model.npz'})" \

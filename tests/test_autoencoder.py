@@ -1,0 +1,265 @@
+"""Tests for npcf.autoencoder (AutoEncoder): no hyperparameter silently ignored,
+predict/predict_at shapes, dtypes and clipping, fold-in, item-based models, and a
+real-data check on movies-small."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from npcf import AutoEncoder
+from npcf.autoencoder import DEFAULTS
+from npcf.errors import NpcfError
+
+
+def tiny_ratings(n_users=48, n_items=30, density=0.35, seed=0):
+    """Low-rank-ish ratings on a 0.5..5 half-star scale, CSR float32; every row non-empty."""
+    rng = np.random.default_rng(seed)
+    u, v = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    r = np.clip(np.round((3.2 + u @ v.T + 0.3 * rng.normal(size=(n_users, n_items))) * 2) / 2,
+                0.5, 5)
+    mask = rng.random((n_users, n_items)) < density
+    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    return sp.csr_matrix(np.where(mask, r, 0).astype(np.float32))
+
+
+def split(m, frac=0.2, seed=1):
+    coo = m.tocoo()
+    test = np.random.default_rng(seed).random(coo.nnz) < frac
+    part = lambda k: sp.csr_matrix((coo.data[k], (coo.row[k], coo.col[k])),  # noqa: E731
+                                   shape=m.shape, dtype=np.float32)
+    return part(~test), part(test)
+
+
+BASE = dict(layers=(8, 4), n_epochs=3, batch_size=10, lr=3e-3, seed=0, patience=0)
+X = tiny_ratings()
+TRAIN, VAL = split(X)
+
+
+def fit_predict(**changes):
+    model = AutoEncoder(**dict(BASE, **changes)).fit(TRAIN)
+    return model.predict(TRAIN)
+
+
+@pytest.fixture(scope="module")
+def base_pred():
+    return fit_predict()
+
+
+# ----------------------------------------------------------- no option silently ignored
+VARIANTS = {
+    "layers": dict(layers=(8,)),
+    "layers_width": dict(layers=(16, 4)),
+    "tied": dict(tied=False),
+    "activation": dict(activation="tanh"),
+    "output_activation": dict(output_activation="elu"),
+    "dropout": dict(dropout=0.3),
+    "noise_kind": dict(noise="gaussian"),
+    "noise_kind_multiplicative": dict(noise="multiplicative"),
+    "noise_level": dict(noise_level=0.5),
+    "denoise_off": dict(denoise=False),
+    "optimizer_sgd": dict(optimizer="sgd"),
+    "optimizer_momentum": dict(optimizer="momentum"),
+    "optimizer_nesterov": dict(optimizer="nesterov"),
+    "lr": dict(lr=1e-2),
+    "weight_decay": dict(weight_decay=0.05),
+    "clip_norm": dict(clip_norm=0.05),
+    "schedule_step": dict(schedule="step", step_size=1, gamma=0.1),
+    "schedule_cosine": dict(schedule="cosine"),
+    "n_epochs": dict(n_epochs=2),
+    "batch_size": dict(batch_size=7),
+    "residual": dict(residual=False),
+    "bias_reg": dict(bias_reg=50.0),
+    "item_based": dict(item_based=True),
+    "lazy": dict(lazy=False, batch_size=4),
+    "seed": dict(seed=1),
+    "loss": dict(loss="multinomial"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_hyperparameter_changes_the_result(name, base_pred):
+    pred = fit_predict(**VARIANTS[name])
+    assert pred.shape == base_pred.shape
+    assert np.abs(pred - base_pred).max() > 1e-4, f"{name} was ignored"
+
+
+# options whose effect needs a partner option to be visible
+PAIRS = {
+    "adamw_vs_adam": (dict(optimizer="adam", weight_decay=0.05),
+                      dict(optimizer="adamw", weight_decay=0.05)),
+    "gamma": (dict(schedule="step", step_size=1, gamma=0.5),
+              dict(schedule="step", step_size=1, gamma=0.1)),
+    "step_size": (dict(schedule="step", step_size=1, gamma=0.1),
+                  dict(schedule="step", step_size=2, gamma=0.1)),
+    "lazy_adamw": (dict(optimizer="adamw", weight_decay=0.1, lazy=True, batch_size=4),
+                   dict(optimizer="adamw", weight_decay=0.1, lazy=False, batch_size=4)),
+    "noise_level_gaussian": (dict(noise="gaussian", noise_level=0.1),
+                             dict(noise="gaussian", noise_level=1.0)),
+    "tied_untied_3_layers": (dict(layers=(8, 6, 4), tied=True),
+                             dict(layers=(8, 6, 4), tied=False)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_options_that_need_a_partner_change_the_result(name):
+    a, b = PAIRS[name]
+    assert np.abs(fit_predict(**a) - fit_predict(**b)).max() > 1e-4, name
+
+
+def test_noise_level_is_ignored_without_denoise():
+    np.testing.assert_array_equal(fit_predict(denoise=False, noise_level=0.1),
+                                  fit_predict(denoise=False, noise_level=0.6))
+
+
+def test_output_mode_is_an_implementation_detail(base_pred):
+    for mode in ("sampled", "union"):
+        np.testing.assert_allclose(fit_predict(output_mode=mode), base_pred, atol=2e-4)
+
+
+def test_patience_stops_early_with_validation():
+    kw = dict(layers=(64,), tied=False, denoise=False, lr=0.02, n_epochs=12, batch_size=8,
+              seed=0)
+    a = AutoEncoder(**kw, patience=1).fit(TRAIN, VAL)
+    b = AutoEncoder(**kw, patience=0).fit(TRAIN, VAL)
+    assert len(a.history) < len(b.history) == 12
+
+
+def test_every_default_is_covered_by_a_test():
+    covered = {k for v in VARIANTS.values() for k in v} | {k for a, b in PAIRS.values()
+                                                           for k in (*a, *b)}
+    covered |= {"output_mode", "patience"}
+    assert set(DEFAULTS) <= covered, set(DEFAULTS) - covered
+
+
+def test_unknown_hyperparameter_and_get_params():
+    with pytest.raises(TypeError, match="unknown hyperparameters: hidden"):
+        AutoEncoder(hidden=3)
+    m = AutoEncoder(lr=0.01, layers=[10, 5])
+    p = m.get_params()
+    assert set(p) == set(DEFAULTS) and p["lr"] == 0.01 and p["layers"] == [10, 5]
+    assert m.layers == (10, 5)
+    assert repr(m) == "AutoEncoder(layers=[10, 5], lr=0.01)"
+    assert AutoEncoder(**p).get_params() == p
+
+
+# --------------------------------------------------------------------------- predict
+@pytest.fixture(scope="module")
+def fitted():
+    return AutoEncoder(**BASE).fit(TRAIN, VAL)
+
+
+def test_predict_shape_dtype_and_clipping(fitted):
+    pred = fitted.predict(TRAIN)
+    assert pred.shape == X.shape and pred.dtype == np.float32
+    assert fitted.scale == (float(TRAIN.data.min()), float(TRAIN.data.max()))
+    assert pred.min() >= fitted.scale[0] and pred.max() <= fitted.scale[1]
+    m = AutoEncoder(**BASE).fit(TRAIN, scale=(2.5, 3.5))
+    p = m.predict(TRAIN)
+    assert p.min() == 2.5 and p.max() == 3.5          # the narrow range is actually hit
+    coo = VAL.tocoo()
+    at = m.predict_at(TRAIN, coo.row, coo.col)
+    assert at.dtype == np.float32 and at.min() >= 2.5 and at.max() <= 3.5
+
+
+def test_predict_at_equals_predict_at_the_pairs(fitted):
+    coo = VAL.tocoo()
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(coo.nnz)               # unsorted, repeated rows
+    rows, cols = coo.row[perm], coo.col[perm]
+    at = fitted.predict_at(TRAIN, rows, cols)
+    full = fitted.predict(TRAIN)
+    assert at.shape == rows.shape and at.dtype == np.float32
+    np.testing.assert_allclose(at, full[rows, cols], atol=1e-5)
+    # small batches give the same answers
+    np.testing.assert_allclose(fitted.predict_at(TRAIN, rows, cols, batch_size=3), at, atol=1e-6)
+    np.testing.assert_allclose(fitted.predict(TRAIN, batch_size=5), full, atol=1e-6)
+    assert fitted.predict_at(TRAIN, np.zeros(0, int), np.zeros(0, int)).shape == (0,)
+
+
+def test_fold_in_new_users():
+    """Users never seen in training get predictions from their ratings alone."""
+    seen, new = X[:36], X[36:]
+    m = AutoEncoder(**BASE).fit(seen)
+    pred = m.predict(new)
+    assert pred.shape == new.shape and np.isfinite(pred).all()
+    # each row depends only on its own ratings
+    np.testing.assert_allclose(m.predict(new[3:4]), pred[3:4], atol=1e-6)
+    # ... and does depend on them
+    other = new[3:4].copy()
+    other.data[:] = 5.0
+    assert np.abs(m.predict(other) - pred[3:4]).max() > 1e-3
+    # an empty user still gets finite scores in range
+    empty = sp.csr_matrix((1, X.shape[1]), dtype=np.float32)
+    e = m.predict(empty)
+    assert np.isfinite(e).all() and e.min() >= m.scale[0] and e.max() <= m.scale[1]
+    coo = new.tocoo()
+    np.testing.assert_allclose(m.predict_at(new, coo.row, coo.col), pred[coo.row, coo.col],
+                               atol=1e-5)
+
+
+def test_fitted_model_beats_its_starting_point_on_training_data():
+    coo = TRAIN.tocoo()
+
+    def train_rmse(model):
+        p = model.predict_at(TRAIN, coo.row, coo.col).astype(np.float64)
+        return np.sqrt(np.mean((p - coo.data) ** 2))
+    short = AutoEncoder(**dict(BASE, n_epochs=1, residual=False, denoise=False, lr=1e-2)).fit(TRAIN)
+    long = AutoEncoder(**dict(BASE, n_epochs=30, residual=False, denoise=False, lr=1e-2)).fit(TRAIN)
+    assert train_rmse(long) < 0.8 * train_rmse(short)
+
+
+def test_item_based_predict():
+    m = AutoEncoder(**dict(BASE, item_based=True)).fit(TRAIN, VAL)
+    assert m.network.n_inputs == X.shape[0]          # an item's ratings over all users
+    pred = m.predict(TRAIN)
+    assert pred.shape == X.shape and pred.dtype == np.float32
+    assert pred.min() >= m.scale[0] and pred.max() <= m.scale[1]
+    coo = VAL.tocoo()
+    np.testing.assert_allclose(m.predict_at(TRAIN, coo.row, coo.col), pred[coo.row, coo.col],
+                               atol=1e-5)
+    # validation RMSE in the history is that of these predictions
+    want = np.sqrt(np.mean((pred[coo.row, coo.col].astype(np.float64) - coo.data) ** 2))
+    assert m.history[-1]["val_rmse"] == pytest.approx(want, rel=1e-5)
+    with pytest.raises(NpcfError, match="validation_input must be the training matrix"):
+        AutoEncoder(**dict(BASE, item_based=True)).fit(TRAIN, VAL, validation_input=VAL)
+
+
+def test_item_based_predict_rejects_a_matrix_of_the_wrong_shape():
+    m = AutoEncoder(**dict(BASE, item_based=True, n_epochs=1)).fit(TRAIN)
+    with pytest.raises(NpcfError):
+        m.predict(TRAIN[:10])
+
+
+def test_multinomial_scores_are_not_clipped_and_have_no_baseline():
+    m = AutoEncoder(**dict(BASE, loss="multinomial", n_epochs=5)).fit(TRAIN, scale=(1.0, 5.0))
+    assert m.baseline is None
+    s = m.predict(TRAIN)
+    assert s.dtype == np.float32 and s.shape == X.shape and np.isfinite(s).all()
+    assert s.min() < 1.0                              # logits: the rating scale is not applied
+
+
+def test_predict_errors():
+    with pytest.raises(NpcfError, match="not fitted"):
+        AutoEncoder(**BASE).predict(TRAIN)
+    m = AutoEncoder(**dict(BASE, n_epochs=1)).fit(TRAIN)
+    with pytest.raises(NpcfError, match="expects 30 items"):
+        m.predict(sp.csr_matrix((2, 29), dtype=np.float32))
+    with pytest.raises(NpcfError, match="expects 30 items"):
+        m.predict_at(sp.csr_matrix((2, 31), dtype=np.float32), [0], [0])
+
+
+# ------------------------------------------------------------------------ real data
+def test_few_epochs_on_movies_small_beat_the_global_mean(movies_small_ratings):
+    from npcf.data import split_ratings
+
+    s = split_ratings(movies_small_ratings, "random", 0.1, seed=0, validation_size=0.1)
+    model = AutoEncoder(layers=(64,), n_epochs=3, batch_size=128, seed=0, patience=0)
+    model.fit(s.train, s.validation, s.validation_input)
+    v = s.validation.tocoo()
+    mean_rmse = float(np.sqrt(np.mean((v.data - s.train.data.mean()) ** 2)))
+    pred = model.predict_at(s.validation_input, v.row, v.col).astype(np.float64)
+    rmse = float(np.sqrt(np.mean((pred - v.data) ** 2)))
+    assert rmse == pytest.approx(model.history[model.info["best_epoch"] - 1]["val_rmse"], rel=1e-5)
+    assert rmse < mean_rmse - 0.05, (rmse, mean_rmse)
+    assert min(r["val_rmse"] for r in model.history) < mean_rmse

@@ -1,0 +1,114 @@
+"""Tests for npcf.baseline: the regularised bias model against a direct dense ridge
+solve and known closed-form cases; the fold-in row bias formula."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from npcf.baseline import BiasBaseline
+
+
+def random_ratings(n_users=12, n_items=9, density=0.45, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < density
+    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    r = rng.integers(1, 6, (n_users, n_items)).astype(np.float32)
+    return sp.csr_matrix(np.where(mask, r, 0).astype(np.float32))
+
+
+def ridge_solve(m: sp.csr_matrix, reg_row: float, reg_col: float):
+    """Minimise sum (r - mu - b_u - b_i)^2 + reg_row |b_u|^2 + reg_col |b_i|^2 directly."""
+    coo = m.tocoo()
+    n_u, n_i = m.shape
+    mu = coo.data.astype(np.float64).mean()
+    A = np.zeros((coo.nnz, n_u + n_i))
+    A[np.arange(coo.nnz), coo.row] = 1
+    A[np.arange(coo.nnz), n_u + coo.col] = 1
+    reg = np.r_[np.full(n_u, reg_row), np.full(n_i, reg_col)]
+    b = np.linalg.solve(A.T @ A + np.diag(reg), A.T @ (coo.data - mu))
+    return mu, b[:n_u], b[n_u:]
+
+
+@pytest.mark.parametrize("reg_row,reg_col", [(5.0, 5.0), (1.0, 10.0), (0.5, 0.0)])
+def test_matches_dense_ridge_solution(reg_row, reg_col):
+    m = random_ratings()
+    mu, b_u, b_i = ridge_solve(m, reg_row, reg_col)
+    base = BiasBaseline(reg_row, reg_col, n_iter=2000).fit(m)
+    assert base.mu == pytest.approx(mu, rel=1e-12)
+    assert base.col_bias.dtype == np.float32 and base.col_bias.shape == (m.shape[1],)
+    np.testing.assert_allclose(base.col_bias, b_i, atol=2e-5)
+    # the row bias of a training row, folded in from its own ratings, is the ridge b_u
+    np.testing.assert_allclose(base.row_bias(m), b_u, atol=2e-5)
+
+
+def test_default_iterations_are_close_to_the_optimum():
+    m = random_ratings(40, 30, 0.3, seed=4)
+    _, _, b_i = ridge_solve(m, 5.0, 5.0)
+    base = BiasBaseline().fit(m)
+    assert np.abs(base.col_bias - b_i).max() < 0.02
+
+
+def test_complete_matrix_without_regularisation_is_two_way_anova():
+    r = np.array([[4.0, 2.0, 3.0],
+                  [5.0, 3.0, 1.0],
+                  [3.0, 1.0, 5.0],
+                  [4.0, 2.0, 3.0]], np.float32)
+    base = BiasBaseline(0.0, 0.0, n_iter=3).fit(sp.csr_matrix(r))
+    mu = r.mean()
+    assert base.mu == pytest.approx(mu)
+    np.testing.assert_allclose(base.col_bias, r.mean(0) - mu, atol=1e-6)
+    np.testing.assert_allclose(base.row_bias(sp.csr_matrix(r)), r.mean(1) - mu, atol=1e-6)
+
+
+def test_single_item_known_case():
+    # one item rated 4 and 2 by two users, reg 1: mu = 3, and by symmetry b_i = 0,
+    # b_u = +-1 / (1 + 1)
+    m = sp.csr_matrix(np.array([[4.0], [2.0]], np.float32))
+    base = BiasBaseline(1.0, 1.0, n_iter=50).fit(m)
+    assert base.mu == 3.0
+    np.testing.assert_allclose(base.col_bias, [0.0], atol=1e-7)
+    np.testing.assert_allclose(base.row_bias(m), [0.5, -0.5], atol=1e-7)
+
+
+def test_fold_in_row_bias_formula():
+    m = random_ratings(seed=1)
+    base = BiasBaseline(reg_row=3.0, reg_col=2.0).fit(m)
+    # a new user (not in training) with three ratings, and an empty row
+    x = sp.csr_matrix((np.array([5.0, 1.0, 4.0], np.float32), np.array([0, 4, 7]),
+                       np.array([0, 3, 3])), shape=(2, m.shape[1]))
+    want = sum(r - base.mu - base.col_bias[i] for r, i in ((5, 0), (1, 4), (4, 7))) / (3.0 + 3)
+    got = base.row_bias(x)
+    assert got.dtype == np.float32 and got.shape == (2,)
+    assert got[0] == pytest.approx(want, rel=1e-6)
+    assert got[1] == 0.0
+    # a stronger reg_row shrinks it toward 0
+    base.reg_row = 30.0
+    assert abs(base.row_bias(x)[0]) < abs(got[0])
+
+
+def test_offsets_residual_and_predict_agree():
+    m = random_ratings(seed=2)
+    base = BiasBaseline().fit(m)
+    b = base.row_bias(m)
+    dense = base.offset(b)
+    assert dense.shape == m.shape and dense.dtype == np.float32
+    np.testing.assert_allclose(dense, base.mu + b[:, None] + base.col_bias[None, :], rtol=1e-6)
+    coo = m.tocoo()
+    at = base.offset_at(b, coo.row, coo.col)
+    np.testing.assert_allclose(at, dense[coo.row, coo.col], rtol=1e-6)
+    res = base.residual(m, b)
+    np.testing.assert_array_equal(res.indices, m.indices)
+    np.testing.assert_allclose(res.data, m.data - at, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(base.predict(m, coo.row, coo.col), at, rtol=1e-6)
+    # residual does not modify its input
+    assert m.data.min() >= 1
+
+
+def test_biases_capture_structure():
+    # item 0 is loved, item 1 hated by everybody: the column biases must say so
+    rng = np.random.default_rng(0)
+    r = np.clip(np.round(rng.normal(3, 0.5, (30, 5))), 1, 5)
+    r[:, 0], r[:, 1] = 5, 1
+    base = BiasBaseline().fit(sp.csr_matrix(r))
+    assert base.col_bias[0] > 1 and base.col_bias[1] < -1

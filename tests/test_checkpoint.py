@@ -1,0 +1,227 @@
+"""Tests for npcf.checkpoint: bit-exact round trips without pickle, and every corrupt,
+missing or incompatible checkpoint raising CheckpointError with a clear message."""
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import npcf
+from npcf import AutoEncoder, Vocabulary
+from npcf.errors import CheckpointError
+
+
+def tiny_ratings(n_users=40, n_items=25, density=0.35, seed=0):
+    rng = np.random.default_rng(seed)
+    u, v = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    r = np.clip(np.round((3.2 + u @ v.T) * 2) / 2, 0.5, 5)
+    mask = rng.random((n_users, n_items)) < density
+    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    return sp.csr_matrix(np.where(mask, r, 0).astype(np.float32))
+
+
+X = tiny_ratings()
+BASE = dict(layers=(8, 4), n_epochs=2, batch_size=10, seed=0)
+USERS = Vocabulary(np.arange(100, 100 + X.shape[0]) * 7)
+ITEMS = Vocabulary([f"movie-{i}" for i in range(X.shape[1])])
+
+
+def fit(tmp_path, name="m", **kw):
+    model = AutoEncoder(**dict(BASE, **kw)).fit(X, users=USERS, items=ITEMS)
+    path = tmp_path / name
+    model.save(path)
+    return model, path
+
+
+CONFIGS = {
+    "residual_tied": {},
+    "untied_no_residual": dict(tied=False, residual=False, activation="tanh",
+                               output_activation="sigmoid", dropout=0.2),
+    "item_based": dict(item_based=True),
+    "multinomial": dict(loss="multinomial"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_round_trip_is_bit_exact(tmp_path, name):
+    model, path = fit(tmp_path, **CONFIGS[name])
+    assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.npz"]  # no temp files
+    for where in (path, path / "model.npz", path / "model.json"):
+        loaded = AutoEncoder.load(where)
+        assert loaded.get_params() == model.get_params()
+        assert set(loaded.network.params) == set(model.network.params)
+        for k, v in model.network.params.items():
+            w = loaded.network.params[k]
+            assert w.dtype == v.dtype and w.shape == v.shape
+            np.testing.assert_array_equal(w, v, err_msg=k)
+        assert loaded.network.tied == model.network.tied
+        assert loaded.network.activation == model.network.activation
+        assert loaded.network.output_activation == model.network.output_activation
+        assert loaded.scale == model.scale
+        assert loaded.users == USERS and loaded.items == ITEMS
+        assert loaded.users.ids.dtype.kind == "i" and loaded.items.ids.dtype.kind == "U"
+        assert loaded.info == model.info and loaded.info["fingerprint"]
+        if model.item_counts is not None:
+            np.testing.assert_array_equal(loaded.item_counts, model.item_counts)
+        if model.baseline is None:
+            assert loaded.baseline is None
+        else:
+            assert loaded.baseline.mu == model.baseline.mu
+            assert (loaded.baseline.reg_row, loaded.baseline.reg_col) == \
+                (model.baseline.reg_row, model.baseline.reg_col)
+            np.testing.assert_array_equal(loaded.baseline.col_bias, model.baseline.col_bias)
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+        coo = X.tocoo()
+        np.testing.assert_array_equal(loaded.predict_at(X, coo.row, coo.col),
+                                      model.predict_at(X, coo.row, coo.col))
+    np.testing.assert_array_equal(npcf.load(path).predict(X), model.predict(X))
+
+
+def test_checkpoint_needs_no_pickle(tmp_path):
+    _, path = fit(tmp_path)
+    with np.load(path / "model.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    assert all(a.dtype != object for a in arrays.values())
+    assert {"param/W0", "param/W1", "param/b0", "users/ids", "items/ids",
+            "baseline/col_bias"} <= set(arrays)
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["format"] == "npcf-autoencoder" and meta["architecture"]["layers"] == [8, 4]
+    assert meta["n_users"] == X.shape[0] and meta["n_items"] == X.shape[1]
+
+
+def test_fit_with_out_writes_the_final_model(tmp_path):
+    model = AutoEncoder(**BASE).fit(X, out=tmp_path)
+    loaded = AutoEncoder.load(tmp_path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_saving_twice_overwrites_atomically(tmp_path):
+    a, path = fit(tmp_path)
+    b = AutoEncoder(**dict(BASE, seed=1)).fit(X)
+    b.save(path)
+    np.testing.assert_array_equal(AutoEncoder.load(path).predict(X), b.predict(X))
+    assert not np.array_equal(a.predict(X), b.predict(X))
+    assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.npz"]
+
+
+# ------------------------------------------------------------------------- bad files
+def load_error(path) -> str:
+    with pytest.raises(CheckpointError) as info:
+        AutoEncoder.load(path)
+    msg = str(info.value)
+    assert "\n" not in msg.strip() and len(msg) < 400
+    return msg
+
+
+def test_unfitted_model_cannot_be_saved(tmp_path):
+    with pytest.raises(CheckpointError, match="not fitted"):
+        AutoEncoder().save(tmp_path / "x")
+    assert not (tmp_path / "x" / "model.npz").exists()
+
+
+def test_missing_directory_and_files(tmp_path):
+    assert "no such checkpoint file" in load_error(tmp_path / "nowhere")
+    _, path = fit(tmp_path)
+    (path / "model.json").unlink()
+    msg = load_error(path)
+    assert "model.json" in msg and "no such checkpoint file" in msg
+    _, path = fit(tmp_path, "m2")
+    (path / "model.npz").unlink()
+    assert "model.npz" in load_error(path)
+
+
+@pytest.mark.parametrize("content", ["{not json", "", "[1, 2]", '{"format": "something-else"}'])
+def test_corrupt_or_foreign_metadata(tmp_path, content):
+    _, path = fit(tmp_path)
+    (path / "model.json").write_text(content)
+    msg = load_error(path)
+    assert "model.json" in msg
+    assert "corrupt" in msg or "not an npcf model" in msg
+
+
+def test_newer_format_version_asks_to_upgrade(tmp_path):
+    _, path = fit(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    meta["format_version"] = 999
+    meta["npcf_version"] = "9.9"
+    (path / "model.json").write_text(json.dumps(meta))
+    msg = load_error(path)
+    assert "newer npcf" in msg and "9.9" in msg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "bad_member", "bit_flip"])
+def test_corrupt_weights(tmp_path, damage):
+    _, path = fit(tmp_path)
+    npz = path / "model.npz"
+    raw = npz.read_bytes()
+    if damage == "truncated":
+        npz.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        npz.write_bytes(b"this is not a zip file at all" * 10)
+    elif damage == "empty":
+        npz.write_bytes(b"")
+    elif damage == "bit_flip":       # inside W0's data: the zip CRC check must catch it
+        with zipfile.ZipFile(npz) as z:
+            info = z.getinfo("param/W0.npy")
+        at = info.header_offset + 30 + len(info.filename) + len(info.extra) + 200
+        npz.write_bytes(raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1:])
+    else:  # a valid zip whose member is not an array
+        with zipfile.ZipFile(npz, "w") as z:
+            z.writestr("param/W0.npy", b"\x93NUMPY garbage")
+    msg = load_error(path)
+    assert "model.npz" in msg
+
+
+def test_pickled_arrays_are_refused(tmp_path):
+    _, path = fit(tmp_path)
+    with np.load(path / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["items/ids"] = np.array([object()] * X.shape[1], dtype=object)
+    np.savez(path / "model.npz", **arrays)
+    assert "model.npz" in load_error(path)
+
+
+def test_weights_of_another_architecture(tmp_path):
+    _, path = fit(tmp_path)
+    _, other = fit(tmp_path, "other", layers=(6, 4))
+    shutil.copy(other / "model.npz", path / "model.npz")
+    msg = load_error(path)
+    assert "do not match model.json" in msg and "W0" in msg
+
+
+def test_missing_parameter(tmp_path):
+    _, path = fit(tmp_path, tied=False)
+    with np.load(path / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files if k != "param/V1"}
+    np.savez(path / "model.npz", **arrays)
+    msg = load_error(path)
+    assert "missing" in msg and "V1" in msg
+
+
+def test_missing_baseline_biases(tmp_path):
+    _, path = fit(tmp_path)
+    with np.load(path / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files if not k.startswith("baseline/")}
+    np.savez(path / "model.npz", **arrays)
+    assert "baseline" in load_error(path)
+
+
+@pytest.mark.parametrize("key", ["architecture", "hyperparameters"])
+def test_metadata_missing_a_section(tmp_path, key):
+    _, path = fit(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    del meta[key]
+    (path / "model.json").write_text(json.dumps(meta))
+    assert "model.json" in load_error(path)
+
+
+def test_metadata_with_unknown_hyperparameter(tmp_path):
+    _, path = fit(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    meta["hyperparameters"]["warp_drive"] = True
+    (path / "model.json").write_text(json.dumps(meta))
+    assert "warp_drive" in load_error(path)
