@@ -40,6 +40,10 @@ class Optimizer:
         self.t = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
 
+    #: Rows are updated in chunks of about this many bytes, so that the gathered
+    #: rows and every temporary stay in cache (the update is memory-bound).
+    chunk_bytes = 1 << 18
+
     def step(self, params: dict, grads: dict) -> None:
         self.t += 1
         scale = 1.0
@@ -51,18 +55,20 @@ class Optimizer:
             p = params[name]
             if isinstance(g, RowSparse) and not self.lazy:
                 g = g.dense(p.shape)
-            if isinstance(g, RowSparse):
-                rows, gv = g.rows, g.values
-                pv = p[rows]
-            else:
-                rows, gv, pv = None, g, p
+            rows, gv = (g.rows, g.values) if isinstance(g, RowSparse) else (None, g)
             if scale != 1.0:
                 gv = gv * np.asarray(scale, gv.dtype)
-            new = self._update(name, p, rows, pv, gv)
-            if rows is None:
-                p[...] = new
-            else:
-                p[rows] = new
+            n = gv.shape[0] if gv.ndim else 1
+            row_bytes = max(1, gv[:1].nbytes) if gv.ndim else gv.nbytes
+            per = max(1, self.chunk_bytes // row_bytes)
+            for s in range(0, n, per):
+                if gv.ndim == 0:
+                    idx, gc = ..., gv
+                elif rows is None:
+                    idx, gc = slice(s, s + per), gv[s:s + per]
+                else:
+                    idx, gc = rows[s:s + per], gv[s:s + per]
+                p[idx] = self._update(name, p, idx, p[idx], gc)
 
     def _slot(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
         s = self.state.setdefault(name, {})
@@ -95,18 +101,14 @@ class SGD(Optimizer):
         super().__init__(lr, **kw)
         self.momentum, self.nesterov = momentum, nesterov
 
-    def _update(self, name, p, rows, pv, gv):
+    def _update(self, name, p, idx, pv, gv):
         dt = pv.dtype.type
         if self.weight_decay:
             gv = gv + dt(self.weight_decay) * pv
         if self.momentum:
             buf = self._slot(name, "momentum", p)
-            b = buf if rows is None else buf[rows]
-            b = dt(self.momentum) * b + gv
-            if rows is None:
-                buf[...] = b
-            else:
-                buf[rows] = b
+            b = dt(self.momentum) * buf[idx] + gv
+            buf[idx] = b
             gv = gv + dt(self.momentum) * b if self.nesterov else b
         return pv - dt(self.lr) * gv
 
@@ -120,21 +122,23 @@ class Adam(Optimizer):
         super().__init__(lr, **kw)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def _update(self, name, p, rows, pv, gv):
+    def _update(self, name, p, idx, pv, gv):
         dt = pv.dtype.type
         if self.weight_decay and not self.decoupled:
             gv = gv + dt(self.weight_decay) * pv
         m_all, v_all = self._slot(name, "m", p), self._slot(name, "v", p)
-        m = m_all if rows is None else m_all[rows]
-        v = v_all if rows is None else v_all[rows]
-        m = dt(self.beta1) * m + dt(1 - self.beta1) * gv
-        v = dt(self.beta2) * v + dt(1 - self.beta2) * (gv * gv)
-        if rows is None:
-            m_all[...], v_all[...] = m, v
-        else:
-            m_all[rows], v_all[rows] = m, v
-        step = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
-        new = pv - dt(step) * m / (np.sqrt(v) + dt(self.eps * np.sqrt(1 - self.beta2 ** self.t)))
+        m = m_all[idx] * dt(self.beta1)
+        m += dt(1 - self.beta1) * gv
+        v = v_all[idx] * dt(self.beta2)
+        v += dt(1 - self.beta2) * (gv * gv)
+        m_all[idx], v_all[idx] = m, v
+        bc2 = 1 - self.beta2 ** self.t
+        step = self.lr * np.sqrt(bc2) / (1 - self.beta1 ** self.t)
+        denom = np.sqrt(v)
+        denom += dt(self.eps * np.sqrt(bc2))
+        np.divide(m, denom, out=denom)
+        denom *= dt(step)
+        new = pv - denom
         if self.weight_decay and self.decoupled:
             new -= dt(self.lr * self.weight_decay) * pv
         return new
