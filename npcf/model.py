@@ -122,8 +122,9 @@ class Network:
         """
         p, L = self.params, len(self.layers)
         cache = {"x": x, "enc": [], "dec": [], "mask": None}
-        a = x @ p["W0"]
-        z = a + p["b0"]
+        # Item-major (CSC) order reads each needed row of W0 once per batch.
+        z = x.tocsc() @ p["W0"]
+        z += p["b0"]
         a = self._f(z)
         cache["enc"].append((z, a))
         for k in range(1, L):
@@ -209,13 +210,13 @@ class Network:
             np.minimum(pos, prev.rows.size - 1, out=pos)
             if np.array_equal(prev.rows[pos], x.indices):
                 local = sp.csr_matrix((x.data, pos, x.indptr), shape=(x.shape[0], prev.rows.size))
-                prev.values += np.asarray(local.T @ dz, dtype=self.dtype)
+                prev.values += np.asarray(local.T.tocsr() @ dz, dtype=self.dtype)
                 return
         used = unique(x.indices)
         local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
                               shape=(x.shape[0], used.size))
         self._acc(grads, "W0", RowSparse(used.astype(np.int64),
-                                         np.asarray(local.T @ dz, dtype=self.dtype)))
+                                         np.asarray(local.T.tocsr() @ dz, dtype=self.dtype)))
 
     @staticmethod
     def _acc(grads: dict, name: str, g):
@@ -243,10 +244,13 @@ class Network:
             value, dy = masked_mse(y, target.data.astype(self.dtype))
             delta = (dy * self._dg(z, y)).astype(self.dtype)
             U, local = unique_inverse(cols)
-            d_local = sp.csr_matrix((delta, local, target.indptr), shape=(target.shape[0], U.size))
-            grads["c0"] = RowSparse(U, np.asarray(d_local.sum(axis=0)).ravel().astype(self.dtype))
-            self._acc(grads, dname, RowSparse(U, np.asarray(d_local.T @ a, dtype=self.dtype)))
-            da = np.asarray(d_local @ D[U], dtype=self.dtype)
+            # (|U|, B) in CSR: each touched item's gradient row is written once.
+            d_items = sp.csr_matrix((delta, local, target.indptr),
+                                    shape=(target.shape[0], U.size)).T.tocsr()
+            grads["c0"] = RowSparse(U, np.bincount(local, delta, U.size).astype(self.dtype))
+            self._acc(grads, dname, RowSparse(U, np.asarray(d_items @ a, dtype=self.dtype)))
+            d_users = sp.csr_matrix((delta, cols, target.indptr), shape=target.shape)
+            da = np.asarray(d_users @ D, dtype=self.dtype)
         elif loss == "multinomial":
             z, _ = self.output(a)
             value, dz = multinomial(z, target)
