@@ -61,11 +61,14 @@ def _size(path: Path) -> str:
               "split [default: the one recorded by train].")
 @click.option("-k", "ks", default="10,20,100", show_default=True,
               help="--evaluate/--baselines: cut-offs for ranking metrics.")
+@click.option("--threshold", type=float, default=None,
+              help="--evaluate/--baselines: held-out ratings >= this are relevant for top-N "
+                   "[default: 4 for explicit ratings; 0: every held-out item].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="--evaluate/--baselines: also write the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity_penalty, out,
-             data, ks, json_out, quiet):
+             data, ks, threshold, json_out, quiet):
     """Export a trained model to ONNX (--generate), evaluate one (--evaluate), or score the
     classic baselines on the same split (--baselines)."""
     if mode is None:
@@ -75,10 +78,10 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity
                   precision, popularity_penalty, out)
     elif mode == "baselines":
         from .evaluate_cmd import run_baselines
-        run_baselines(data, ks, json_out, quiet, batch_size=batch_size)
+        run_baselines(data, ks, json_out, quiet, threshold=threshold, batch_size=batch_size)
     else:
         from .evaluate_cmd import evaluate
-        evaluate(model, data, batch_size, ks, json_out, quiet)
+        evaluate(model, data, batch_size, ks, json_out, quiet, threshold=threshold)
 
 
 def _generate(model_path: Path, batch_size, top_k, sparse_input, precision, penalty, out):

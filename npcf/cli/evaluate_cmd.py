@@ -266,8 +266,12 @@ def evaluate(model, data, batch_size, ks, json_out, quiet, threshold=None) -> di
     scorer = load_scorer(path, batch_size, test_input=s.test_input)
     _check_items(ds, scorer.item_ids, path)
     rating = scorer.loss == "mse"
+    # Relevance is a property of the data, not of the model, so that every model
+    # (and the baselines) is judged on the same held-out items.
     if threshold is None:
-        threshold = default_threshold(ds.scale, implicit=not rating)
+        threshold = default_threshold(ds.scale)
+    elif threshold <= 0:
+        threshold = None
     result = run(scorer, s.test_input, s.test, ks=ks, item_counts=_counts(ds), rating=rating,
                  threshold=threshold, batch_size=batch_size, progress=not quiet)
     records = example_records(result, ds)
@@ -325,6 +329,8 @@ def run_baselines(data, ks, json_out, quiet, threshold=None, batch_size=256,
     s = ds.split
     if threshold is None:
         threshold = default_threshold(ds.scale)
+    elif threshold <= 0:
+        threshold = None
     counts = _counts(ds)
     results = {}
     for model in baselines.make(names, scale=ds.scale, threshold=threshold):
