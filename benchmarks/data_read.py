@@ -22,8 +22,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,7 @@ TARGET_RSS = 3e9                # 3 GB (decimal; stricter than 3 GiB)
 
 sys.path.insert(0, str(HERE))
 import _gen_ratings  # noqa: E402  (after the sys.path insert)
+from report import machine, update_section, versions  # noqa: E402
 
 # ------------------------------------------------------------------------------ child
 
@@ -75,42 +74,6 @@ def run_child(side: str, path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------ machine
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    mem = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem = round(int(line.split()[1]) / 1024 ** 2, 1)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": usable, "mem_gib": mem, "os": platform.platform()}
-
-
-def versions() -> dict:
-    import numpy
-    import pandas
-    import scipy
-    sys.path.insert(0, str(ROOT))
-    import npcf
-    return {"python": platform.python_version(), "numpy": numpy.__version__,
-            "pandas": pandas.__version__, "scipy": scipy.__version__,
-            "npcf": getattr(npcf, "__version__", "?")}
-
 
 # ------------------------------------------------------------------------------ report
 
@@ -153,18 +116,7 @@ def table(res: dict) -> str:
 
 
 def update_results_md(body: str) -> None:
-    block = f"{START}\n{body}\n{END}"
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text,
-                      count=1, flags=re.DOTALL)
-    else:
-        m = re.search(r"^## Data[ \t]*\n", text, flags=re.MULTILINE)
-        if m:   # a Data section without markers: put the block right under its heading
-            text = text[:m.end()] + "\n" + block + "\n" + text[m.end():]
-        else:
-            text = text.rstrip("\n") + "\n\n## Data\n\n" + block + "\n"
-    RESULTS_MD.write_text(text)
+    update_section("data", body)
 
 
 def main(argv=None) -> int:

@@ -76,11 +76,9 @@ def child(args) -> list[dict]:
     weight_bytes = 4 * (n * h1 + sum(a * b for a, b in zip(layers[:-1], layers[1:])))
     big = np.ones(100_000_000, np.float32)
     read_gbs = big.nbytes / _median_time(lambda: big.sum(), 3) / 1e9
-    del big
     a = np.random.default_rng(0).standard_normal((256, h1)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((h1, n)).astype(np.float32)
     gemm_gflops = 2 * 256 * h1 * n / _median_time(lambda: a @ w, 3) / 1e9
-    del a, w
     middle = sum(x * y for x, y in zip(layers[:-1], layers[1:]))
 
     def flops(batch, sparse):
@@ -134,7 +132,6 @@ def _torch_row(model, args, tmp):
     except ImportError:
         return {"variant": "torch.onnx.export", "precision": "fp32", "skipped":
                 "torch not installed (pip install torch==2.13.0)"}
-    import numpy as np
     import onnxruntime as ort
     net = model.network
     p = {k: torch.from_numpy(v) for k, v in net.params.items()}

@@ -1,0 +1,156 @@
+"""Recommendation quality on movies-small, seed 0, side by side with the baselines.
+
+1. Rating prediction, random 90/10 split (validation carved from training as
+   ``cli.py train`` does): RMSE and MAE of npcf's default user-based model and of
+   its item-based mode, global mean, user+item biases, and Surprise's SVD, SVD++ and
+   KNNBaseline when ``scikit-surprise`` is installed.
+2. Top-N, strong generalization (Liang et al. 2018): ratings >= 4 are positives,
+   users with >= 5 positives, 20% of users held out, each with an 80/20
+   fold-in/held-out cut: Recall@20, NDCG@10, NDCG@100, coverage@10, Gini@10 of npcf's
+   multinomial model beside popularity and EASE.
+
+    python benchmarks/quality.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from npcf.metrics import mae, rmse
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "datasets" / "movies-small" / "ratings.csv"
+
+# item-based settings chosen on validation (benchmarks/NOTES.md)
+ITEM_BASED = dict(item_based=True)
+MULT = dict(loss="multinomial", layers=(600, 200), activation="tanh", noise_level=0.5,
+            batch_size=128, lr=1e-3, weight_decay=0.0, n_epochs=100, patience=10)
+
+
+def rating_prediction(quick: bool = False) -> list[dict]:
+    from npcf import AutoEncoder
+    from npcf.baselines import Biases, GlobalMean
+    from npcf.data import load_dataset
+    from npcf.evaluate import rating_metrics
+    from npcf.training import with_validation
+    ds = with_validation(load_dataset(DATA, seed=0), seed=0)
+    s = ds.split
+    rows = []
+    configs = [("npcf user-based (default)", {}), ("npcf item-based", ITEM_BASED)]
+    for label, cfg in configs:
+        t0 = time.perf_counter()
+        cfg = dict(cfg, n_epochs=3) if quick else cfg
+        m = AutoEncoder(**cfg).fit(s.train, s.validation, s.validation_input, scale=ds.scale)
+        r = rating_metrics(m, s.test_input, s.test)
+        rows.append(dict(model=label, rmse=r["rmse"], mae=r["mae"],
+                         seconds=time.perf_counter() - t0,
+                         best_epoch=m.info.get("best_epoch")))
+    for label, model in (("global mean", GlobalMean()), ("user+item biases", Biases(scale=ds.scale))):
+        t0 = time.perf_counter()
+        model.fit(s.train, s.validation, s.validation_input)
+        t = s.test
+        users = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+        scores = np.empty(t.nnz, np.float32)
+        for a in range(0, t.shape[0], 256):
+            sl = slice(t.indptr[a], t.indptr[min(a + 256, t.shape[0])])
+            block = model.predict(s.test_input[a:a + 256])
+            scores[sl] = block[users[sl] - a, t.indices[sl]]
+        rows.append(dict(model=label, rmse=rmse(scores, t.data), mae=mae(scores, t.data),
+                         seconds=time.perf_counter() - t0))
+    rows += surprise_rows(s, ds, quick)
+    return rows
+
+
+def surprise_rows(s, ds, quick) -> list[dict]:
+    try:
+        import surprise
+    except ImportError:
+        return [dict(model=f"Surprise {n}", skipped="scikit-surprise not installed")
+                for n in ("SVD", "SVD++", "KNNBaseline")]
+    import pandas as pd
+    train = s.train + s.validation
+    coo = train.tocoo()
+    reader = surprise.Reader(rating_scale=tuple(ds.scale))
+    data = surprise.Dataset.load_from_df(pd.DataFrame({"u": coo.row, "i": coo.col, "r": coo.data}),
+                                         reader)
+    trainset = data.build_full_trainset()
+    t = s.test.tocoo()
+    rows = []
+    for name, algo in (("SVD", surprise.SVD(random_state=0)), ("SVD++", surprise.SVDpp(random_state=0)),
+                       ("KNNBaseline", surprise.KNNBaseline(verbose=False))):
+        if quick and name != "SVD":
+            continue
+        t0 = time.perf_counter()
+        algo.fit(trainset)
+        pred = np.array([algo.predict(u, i).est for u, i in zip(t.row, t.col)])
+        rows.append(dict(model=f"Surprise {name}", rmse=rmse(pred, t.data), mae=mae(pred, t.data),
+                         seconds=time.perf_counter() - t0))
+    return rows
+
+
+def strong_generalization(quick: bool = False) -> list[dict]:
+    from npcf import AutoEncoder
+    from npcf.baselines import EASE, Popularity
+    from npcf.data import read_ratings
+    from npcf.data.splits import select, split_ratings
+    from npcf.evaluate import evaluate
+    from npcf.data.prepared import Dataset
+    from npcf.training import with_validation
+    r = read_ratings(DATA)
+    m = r.matrix
+    pos = select(m, m.data >= 4.0)
+    keep_users = np.diff(pos.indptr) >= 5
+    pos = select(pos, keep_users[np.repeat(np.arange(pos.shape[0]), np.diff(pos.indptr))])
+    pos.data[:] = 1.0
+    split = split_ratings(pos, "users", test_size=0.2, seed=0, holdout=0.2)
+    ds = with_validation(Dataset(split, r.users, r.items, {"scale": None}), seed=0)
+    s = ds.split
+    counts = np.bincount(s.train.indices, minlength=s.train.shape[1])
+    rows = []
+    models = [("popularity", Popularity()), ("EASE", EASE()),
+              ("npcf multinomial", AutoEncoder(**(dict(MULT, n_epochs=3) if quick else MULT)))]
+    for label, model in models:
+        t0 = time.perf_counter()
+        model.fit(s.train, s.validation, s.validation_input)
+        res = evaluate(model.predict, s.test_input, s.test, ks=(10, 20, 100), item_counts=counts,
+                       threshold=None)
+        rows.append({"model": label, "recall@20": res["recall@20"], "ndcg@10": res["ndcg@10"],
+                     "ndcg@100": res["ndcg@100"], "coverage@10": res["coverage@10"],
+                     "gini@10": res["gini@10"], "seconds": time.perf_counter() - t0,
+                     "n_users": res["n_users"]})
+    return rows
+
+
+def markdown(rating: list[dict], topn: list[dict]) -> str:
+    from report import md_table
+    r_rows = [(x["model"], f"{x['rmse']:.4f}", f"{x['mae']:.4f}", f"{x['seconds']:.1f}")
+              if "skipped" not in x else (x["model"], "skipped", x["skipped"], "")
+              for x in rating]
+    t_rows = [(x["model"], f"{x['recall@20']:.4f}", f"{x['ndcg@10']:.4f}", f"{x['ndcg@100']:.4f}",
+               f"{x['coverage@10']:.4f}", f"{x['gini@10']:.4f}", f"{x['seconds']:.1f}") for x in topn]
+    return "\n".join([
+        "Rating prediction, movies-small, random 90/10 split, seed 0 (test set; validation "
+        "carved from training for early stopping):", "",
+        md_table(("model", "RMSE", "MAE", "seconds"), r_rows, "lrrr"), "",
+        f"Top-N, strong generalization ({topn[0]['n_users'] if topn else 0} held-out users; "
+        "rating >= 4 is a positive, users with >= 5 positives, 20% test users, 80/20 "
+        "fold-in/held-out, seed 0):", "",
+        md_table(("model", "Recall@20", "NDCG@10", "NDCG@100", "coverage@10", "Gini@10",
+                  "seconds"), t_rows, "lrrrrrr"),
+    ])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 epochs per model")
+    args = ap.parse_args(argv)
+    rating, topn = rating_prediction(args.quick), strong_generalization(args.quick)
+    print(markdown(rating, topn))
+    return {"rating": rating, "topn": topn}
+
+
+if __name__ == "__main__":
+    main()
