@@ -12,7 +12,7 @@ Target: median time ratio npcf/pandas <= 1.5 and npcf peak RSS <= 3 GB.
     python benchmarks/data_read.py                 # full size, 3 repeats
     python benchmarks/data_read.py --rows 200000   # quick run
 
-Prints a markdown table, writes ``benchmarks/results_data.json`` and regenerates the
+Prints a markdown table, writes ``benchmarks/results.json ("data")`` and regenerates the
 section between ``<!-- data:start -->`` and ``<!-- data:end -->`` of
 ``benchmarks/RESULTS.md`` (other sections are left alone).
 """
@@ -29,15 +29,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS_MD = HERE / "RESULTS.md"
-RESULTS_JSON = HERE / "results_data.json"
-START, END = "<!-- data:start -->", "<!-- data:end -->"
 TARGET_RATIO = 1.5
 TARGET_RSS = 3e9                # 3 GB (decimal; stricter than 3 GiB)
 
 sys.path.insert(0, str(HERE))
 import _gen_ratings  # noqa: E402  (after the sys.path insert)
-from report import machine, update_section, versions  # noqa: E402
+from report import RESULTS_MD, machine, update_json, update_section, versions  # noqa: E402
 
 # ------------------------------------------------------------------------------ child
 
@@ -126,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="/tmp/npcf-bench")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true",
-                    help="print the table only; leave RESULTS.md / results_data.json alone")
+                    help="print the table only; leave RESULTS.md / results.json alone")
     args = ap.parse_args(argv)
 
     path = _gen_ratings.ensure_ratings(args.workdir, args.rows, args.seed)
@@ -173,9 +170,9 @@ def main(argv=None) -> int:
     print()
     print(body)
     if not args.no_write:
-        RESULTS_JSON.write_text(json.dumps(res, indent=2) + "\n")
+        update_json("data", res)
         update_results_md(body)
-        print(f"\nwrote {RESULTS_JSON.relative_to(ROOT)} and the Data section of "
+        print("\nwrote benchmarks/results.json and the Data section of "
               f"{RESULTS_MD.relative_to(ROOT)}")
     return 0 if res["target"]["met"] else 1
 
