@@ -8,14 +8,17 @@ from .errors import NpcfError
 from .model import Network
 from .vocab import Vocabulary
 
-# Defaults chosen on a validation split of movies-small (benchmarks/NOTES.md).
+# Defaults chosen on the validation part of movies-small (random 90/10 split, seed 0,
+# validation carved as `npcf train` does); every attempt is in benchmarks/NOTES.md.
 DEFAULTS = dict(
-    layers=(512,), tied=True, activation="selu", output_activation="identity", dropout=0.0,
+    layers=(256,), tied=True, activation="tanh", output_activation="identity", dropout=0.0,
     loss="mse", denoise=True, noise="masking", noise_level=0.2, optimizer="adam", lr=1e-3,
-    weight_decay=0.0, clip_norm=None, schedule="none", step_size=10, gamma=0.5,
+    weight_decay=1e-2, clip_norm=None, schedule="none", step_size=10, gamma=0.5,
     n_epochs=40, batch_size=64, patience=5, item_based=False, residual=True, bias_reg=5.0,
     lazy=True, output_mode="auto", seed=0,
 )
+#: What changes when ``item_based=True`` and the keyword is not given (tuned the same way).
+ITEM_BASED_DEFAULTS = dict(activation="relu", layers=(128,))
 
 
 class AutoEncoder:
@@ -25,14 +28,16 @@ class AutoEncoder:
     out. ``item_based=True``: an item's ratings over all users (I-AutoRec).
     ``fit(X)`` takes a CSR users x items matrix; ``predict(X)`` returns dense
     float32 scores (B, n_items), clipped to the rating scale for the MSE loss.
-    Every keyword is a hyperparameter (see ``DEFAULTS``).
+    Every keyword is a hyperparameter (see ``DEFAULTS``; ``ITEM_BASED_DEFAULTS``
+    apply to an item-based model unless given).
     """
 
     def __init__(self, **params):
         unknown = set(params) - set(DEFAULTS)
         if unknown:
             raise TypeError(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
-        for k, v in DEFAULTS.items():
+        defaults = dict(DEFAULTS, **ITEM_BASED_DEFAULTS) if params.get("item_based") else DEFAULTS
+        for k, v in defaults.items():
             setattr(self, k, params.get(k, v))
         self.layers = tuple(int(h) for h in self.layers)
         self.network: Network | None = None

@@ -144,8 +144,8 @@ def test_resume_keeps_the_best_epoch_and_early_stopping_state(tmp_path, monkeypa
     weights and stop at the same epoch."""
     X = tiny_ratings(60, 40, 0.4)
     train, val = split(X, 0.3)
-    kw = dict(layers=(64,), tied=False, denoise=False, lr=0.02, n_epochs=12, batch_size=8,
-              patience=3, seed=0)
+    kw = dict(layers=(64,), tied=False, denoise=False, lr=0.02, weight_decay=0.0, n_epochs=12,
+              batch_size=8, patience=3, seed=0)
     straight = AutoEncoder(**kw).fit(train, val)
     best = straight.info["best_epoch"]
     assert best <= 2 and len(straight.history) == best + 3     # the scenario is as intended

@@ -27,7 +27,7 @@ def _layers(text: str) -> tuple[int, ...]:
 @click.option("--verbose_epochs", default=1, show_default=True, type=int,
               help="Print a summary line every N epochs (0: never).")
 @click.option("--lr", default=None, type=float, help="Learning rate.  [default: 0.001]")
-@click.option("--layers", default=None, help="Encoder sizes, e.g. 1000,500,100.  [default: 512]")
+@click.option("--layers", default=None, help="Encoder sizes, e.g. 1000,500,100.  [default: 256; 128 item-based]")
 @click.option("--activation", default=None, type=click.Choice(
     ["relu", "selu", "elu", "sigmoid", "tanh", "identity"]), help="Hidden activation.")
 @click.option("--output_activation", default=None, type=click.Choice(
