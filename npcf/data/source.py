@@ -44,13 +44,10 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
     if str(data) in DATASETS:
         info = DATASETS[str(data)]
         folder = fetch(str(data), progress=progress)
-        ratings = read_ratings(folder.parent / info.ratings if not (folder / info.ratings).exists()
-                               else folder / info.ratings, format, sep=sep, columns=columns,
+        ratings = read_ratings(folder / info.ratings, format, sep=sep, columns=columns,
                                scale=scale)
-        movies_file = folder.parent / info.movies
-        if not movies_file.exists():
-            movies_file = folder / info.movies
-        return ratings, (read_movies(movies_file) if movies_file.exists() else None)
+        movies_file = folder / info.movies
+        return ratings, (read_movies(movies_file) if movies_file.is_file() else None)
     raise DataError(f"no such file, directory or dataset name (known names: "
                     f"{SYNTHETIC}, {', '.join(DATASETS)})", data)
 
