@@ -141,34 +141,34 @@ def ranking_from_hits(hits: np.ndarray, n_rel: np.ndarray, k: int | None = None)
     return out
 
 
+def _per_row(scores: np.ndarray, heldout: sp.csr_matrix, k: int, metric: str) -> np.ndarray:
+    n_rel = np.diff(sp.csr_matrix(heldout).indptr)
+    return ranking_from_hits(_hits(scores, heldout, k), n_rel, k)[metric]
+
+
 def ndcg_at_k(scores: np.ndarray, heldout: sp.csr_matrix, k: int) -> np.ndarray:
     """NDCG@k per row (binary relevance); NaN for rows without held-out items."""
-    return ranking_from_hits(_hits(scores, heldout, k), np.diff(sp.csr_matrix(heldout).indptr),
-                             k)["ndcg"]
+    return _per_row(scores, heldout, k, "ndcg")
 
 
 def recall_at_k(scores: np.ndarray, heldout: sp.csr_matrix, k: int) -> np.ndarray:
     """Recall@k per row normalised by min(k, |held-out|) (Liang et al. 2018)."""
-    return ranking_from_hits(_hits(scores, heldout, k), np.diff(sp.csr_matrix(heldout).indptr),
-                             k)["recall"]
+    return _per_row(scores, heldout, k, "recall")
 
 
 def precision_at_k(scores: np.ndarray, heldout: sp.csr_matrix, k: int) -> np.ndarray:
     """Precision@k per row: relevant items in the top k / k."""
-    return ranking_from_hits(_hits(scores, heldout, k), np.diff(sp.csr_matrix(heldout).indptr),
-                             k)["precision"]
+    return _per_row(scores, heldout, k, "precision")
 
 
 def map_at_k(scores: np.ndarray, heldout: sp.csr_matrix, k: int) -> np.ndarray:
     """Average precision@k per row, normalised by min(k, |held-out|) (mean over rows: MAP@k)."""
-    return ranking_from_hits(_hits(scores, heldout, k), np.diff(sp.csr_matrix(heldout).indptr),
-                             k)["map"]
+    return _per_row(scores, heldout, k, "map")
 
 
 def hit_rate_at_k(scores: np.ndarray, heldout: sp.csr_matrix, k: int) -> np.ndarray:
     """1.0 where at least one held-out item is in the top k, else 0.0 (NaN: none held out)."""
-    return ranking_from_hits(_hits(scores, heldout, k), np.diff(sp.csr_matrix(heldout).indptr),
-                             k)["hit_rate"]
+    return _per_row(scores, heldout, k, "hit_rate")
 
 
 # --------------------------------------------------------------------- beyond accuracy
