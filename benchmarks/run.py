@@ -117,6 +117,61 @@ def bench_quality(args) -> None:
     report.update_json("quality", res)
 
 
+README = HERE.parent / "README.md"
+
+
+def readme_summary() -> str:
+    """The README's benchmark section: the headline rows of results.json."""
+    import json
+    res = json.loads(report.RESULTS_JSON.read_text())
+    out = []
+    tr = res.get("train", {})
+    if isinstance(tr, dict) and tr.get("npcf"):
+        torch_full = {t["threads"]: t["sec_per_epoch"] for t in tr.get("torch_original", [])
+                      if t.get("scale") == "full" and t.get("batch_size") == 256}
+        rows = [(r["threads"], f"{r['sec_per_epoch']:,.0f}", f"{r['floor_sec']:,.0f}",
+                 f"{torch_full[r['threads']]:,.0f}" if r["threads"] in torch_full else "n/a",
+                 f"{torch_full[r['threads']] / r['sec_per_epoch']:.1f}x"
+                 if r["threads"] in torch_full else "n/a", f"{r['peak_rss_mb']:,.0f} MB")
+                for r in tr["npcf"] if r["scale"] == "full"]
+        out += ["Training, The Movies Dataset scale (270,896 users x 45,115 movies, 26.0M "
+                "ratings, synthetic pattern), layers 1000-500-100, tied, batch 256:", "",
+                report.md_table(("threads", "npcf s/epoch", "floor s", "original design s/epoch",
+                                 "speed-up", "npcf peak RSS"), rows, "rrrrrr"), ""]
+    inf = [r for r in res.get("infer", []) if "batch1_ms" in r]
+    if inf:
+        big = max(r["items"] for r in inf)
+        rows = [(r["threads"], r["variant"], r["precision"], f"{r['batch1_ms']:.2f}",
+                 f"{r['batch256_users_per_s']:,.0f}") for r in inf if r["items"] == big]
+        out += [f"Inference at {big:,} movies (top-10, seen items masked):", "",
+                report.md_table(("threads", "engine", "precision", "batch-1 ms",
+                                 "batch-256 users/s"), rows, "rllrr"), ""]
+    data = res.get("data")
+    if data and "ratio" in data:
+        out += [f"Reading the 26M-row ratings.csv into CSR + id maps: {data['ratio']:.2f}x a bare "
+                f"`pandas.read_csv` ({data['npcf']['median']:.1f} s vs "
+                f"{data['pandas']['median']:.1f} s), peak RSS "
+                f"{data['npcf']['peak_rss_max'] / 1e9:.2f} GB.", ""]
+    q = res.get("quality")
+    if q:
+        import quality
+        out += [quality.markdown(q["rating"], q["topn"]), ""]
+    out.append("Machine, versions and every table: `benchmarks/RESULTS.md` "
+               "(regenerate with `python benchmarks/run.py`).")
+    return "\n".join(out)
+
+
+def update_readme() -> None:
+    import re
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    text = README.read_text()
+    if start not in text or end not in text:
+        return
+    block = f"{start}\n{readme_summary()}\n{end}"
+    README.write_text(re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text,
+                             count=1, flags=re.DOTALL))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -137,7 +192,8 @@ def main(argv=None) -> int:
         print(f"== {part}", flush=True)
         {"train": bench_train, "infer": bench_infer, "data": bench_data,
          "quality": bench_quality}[part](args)
-    print(f"wrote {report.RESULTS_MD} and {report.RESULTS_JSON}")
+    update_readme()
+    print(f"wrote {report.RESULTS_MD}, {report.RESULTS_JSON} and the README's benchmark section")
     return 0
 
 

@@ -59,19 +59,18 @@ def _codes(values) -> tuple[np.ndarray, np.ndarray]:
                           np.diff(np.r_[starts, values.size]))
         return codes, values[starts]
     if values.dtype.kind in "iu" and values.size:
-        lo, hi = values.min(), values.max()
-        span = int(hi) - int(lo) + 1
+        lo, hi = int(values.min()), int(values.max())
+        base = 0 if lo >= 0 else lo          # non-negative ids index the table directly
+        span = hi - base + 1
         if span <= max(1 << 20, values.size):
             # Ids in a compact range (MovieLens movieIds): a lookup table is several
             # times faster than factorize's hash + sort, with the same result.
-            wide = values.astype(np.int64, copy=False) if values.dtype.kind == "i" else values
-            offset = wide - wide.dtype.type(lo)   # exact: 0 <= offset < span
-            seen = np.zeros(span, dtype=bool)
-            seen[offset] = True
-            present = np.flatnonzero(seen)
-            lookup = np.empty(span, dtype=np.int64)
-            lookup[present] = np.arange(present.size, dtype=np.int64)
-            return lookup[offset], present.astype(values.dtype) + lo
+            index = values if base == 0 else values.astype(np.int64) - base
+            present = np.flatnonzero(np.bincount(index, minlength=span))
+            code_type = np.int32 if present.size < 2**31 else np.int64
+            lookup = np.empty(span, dtype=code_type)
+            lookup[present] = np.arange(present.size, dtype=code_type)
+            return lookup[index], (present + base).astype(values.dtype)
     codes, uniques = pd.factorize(values, sort=True)
     return codes.astype(np.int64, copy=False), np.asarray(uniques)
 
@@ -84,11 +83,18 @@ def build_ratings(users, items, ratings, timestamps=None, *, scale=None,
     equal timestamps, or without timestamps, the one later in the input wins. The
     number of dropped duplicates is recorded in ``duplicates_resolved``.
     """
-    u_codes, u_ids = _codes(users)
     i_codes, i_ids = _codes(items)
-    n_users, n_items = len(u_ids), len(i_ids)
+    n_items = len(i_ids)
     ratings = np.asarray(ratings)
-    key = u_codes * n_items + i_codes
+    users = np.asarray(users)
+    fast = _sorted_users_indptr(users, i_codes)
+    if fast is not None:
+        # Sorted by user, then strictly by item (MovieLens files): no key, no sort.
+        indptr, u_ids = fast
+        return _make(indptr, i_codes, ratings, timestamps, u_ids, i_ids, 0, scale, source)
+    u_codes, u_ids = _codes(users)
+    n_users = len(u_ids)
+    key = u_codes.astype(np.int64) * n_items + i_codes
     diffs = np.diff(key)
     if diffs.size and (diffs <= 0).any():
         # Unsorted or duplicated: order by key, then by timestamp, then by position.
@@ -102,13 +108,35 @@ def build_ratings(users, items, ratings, timestamps=None, *, scale=None,
         ratings = ratings[order]
         if timestamps is not None:
             timestamps = np.asarray(timestamps)[order]
-    duplicates = len(np.asarray(users)) - key.size
+    duplicates = users.size - key.size
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(u_codes, minlength=n_users), out=indptr[1:])
-    idx_dtype = np.int32 if max(n_items, key.size) < 2**31 else np.int64
+    return _make(indptr, i_codes, ratings, timestamps, u_ids, i_ids, duplicates, scale, source)
+
+
+def _sorted_users_indptr(users: np.ndarray, i_codes: np.ndarray):
+    """``(indptr, user ids)`` when ``users`` is sorted and each user's items strictly
+    increase (so there is nothing to sort and no duplicate); else None."""
+    if users.dtype.kind not in "iu" or users.size < 2:
+        return None
+    if not np.all(users[1:] >= users[:-1]):
+        return None
+    new_user = users[1:] != users[:-1]
+    ok = i_codes[1:] > i_codes[:-1]
+    ok |= new_user
+    if not ok.all():
+        return None
+    starts = np.flatnonzero(new_user) + 1
+    indptr = np.concatenate([[0], starts, [users.size]]).astype(np.int64)
+    return indptr, users[indptr[:-1]]
+
+
+def _make(indptr, i_codes, ratings, timestamps, u_ids, i_ids, duplicates, scale, source):
+    n_users, n_items = len(u_ids), len(i_ids)
+    idx_dtype = np.int32 if max(n_items, i_codes.size) < 2**31 else np.int64
     matrix = sp.csr_matrix(
-        (ratings.astype(np.float32, copy=False), i_codes.astype(idx_dtype),
-         indptr.astype(idx_dtype)), shape=(n_users, n_items))
+        (ratings.astype(np.float32, copy=False), i_codes.astype(idx_dtype, copy=False),
+         indptr.astype(idx_dtype, copy=False)), shape=(n_users, n_items))
     matrix.has_sorted_indices = True
     ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
     return Ratings(matrix, Vocabulary(u_ids), Vocabulary(i_ids), ts, int(duplicates),

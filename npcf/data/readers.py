@@ -150,11 +150,13 @@ def read_ratings(path, format: str = "auto", *, sep: str | None = None, columns=
     users, items = frame[ucol].to_numpy(), frame[icol].to_numpy()
     rating = frame[rcol].to_numpy(dtype=np.float64)
     ts = frame[tcol].to_numpy() if tcol is not None else None
-    bad = ~np.isfinite(rating)
-    if fmt.scale is not None:
-        bad |= (rating < fmt.scale[0]) | (rating > fmt.scale[1])
-    if bad.any():
-        _diagnose(path, fmt)
+    if rating.size:
+        # min/max propagate NaN and see +-inf: two reductions, no temporaries
+        lo, hi = rating.min(), rating.max()
+        lo_ok = np.isfinite(lo) and (fmt.scale is None or lo >= fmt.scale[0])
+        hi_ok = np.isfinite(hi) and (fmt.scale is None or hi <= fmt.scale[1])
+        if not (lo_ok and hi_ok):
+            _diagnose(path, fmt)
     if len(frame) == 0:
         raise DataError("no ratings in file (header only)", path)
     if not fmt.int_ids:
