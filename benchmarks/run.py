@@ -113,7 +113,8 @@ def bench_data(args) -> None:
 def bench_quality(args) -> None:
     import quality
     res = quality.main(["--quick"] if args.quick else [])
-    report.update_section("quality", quality.markdown(res["rating"], res["topn"]))
+    report.update_section("quality", quality.markdown(res["rating"], res["topn"],
+                                                       res.get("variants")))
     report.update_json("quality", res)
 
 
@@ -155,7 +156,7 @@ def readme_summary() -> str:
     q = res.get("quality")
     if q:
         import quality
-        out += [quality.markdown(q["rating"], q["topn"]), ""]
+        out += [quality.markdown(q["rating"], q["topn"], q.get("variants")), ""]
     out.append("Machine, versions and every table: `benchmarks/RESULTS.md` "
                "(regenerate with `python benchmarks/run.py`).")
     return "\n".join(out)

@@ -125,7 +125,7 @@ def child(args) -> dict:
     floor = (sparse_flops / (rates["spmm_gflops"] * 1e9) + dense_flops / (rates["gemm_gflops"] * 1e9)
              + opt_bytes / (rates["copy_gbs"] * 1e9))
     return {
-        "scale": args.scale, "threads": args.threads, "batch_size": args.batch_size,
+        "scale": args.scale, "threads": int(args.threads), "batch_size": args.batch_size,
         "layers": args.layers, "n_users": X.shape[0], "n_items": X.shape[1], "nnz": int(X.nnz),
         "batches_timed": len(times), "batches_per_epoch": n_batches, "full_epoch": full_epoch,
         "sec_per_epoch": sec_epoch, "ratings_per_sec": X.nnz / sec_epoch,

@@ -121,7 +121,21 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         z = g.op("Add", [g.op("ReduceSum", [weighted, axis1], keepdims=0), g.init("b0", p["b0"])],
                  name="enc0_pre")
     else:
-        z = g.op("Gemm", [x, W0, g.init("b0", p["b0"])], name="enc0_pre")
+        # The dense row is mostly zeros. TopK on the rated-mask lists each row's rated
+        # columns first (k = the batch's longest history), then the first layer is the
+        # same Gather + weighted ReduceSum as the sparse signature: its cost follows the
+        # ratings, not n_items.
+        longest = g.op("Cast", [g.op("ReduceMax", [count], keepdims=0)], to=TensorProto.INT64)
+        longest = g.op("Max", [g.op("Reshape", [longest, g.init("shape1", np.array([1], np.int64))]),
+                               g.init("one_i", np.array([1], np.int64))], name="longest")
+        _, cols = g.op("TopK", [mask, longest], n_out=2, axis=1, largest=1, sorted=1,
+                       name="rated_cols")
+        vals_c = g.op("GatherElements", [x, cols], axis=1, name="rated_values")
+        rows = g.op("Gather", [W0, cols], axis=0, name="W0_rows")              # [B, L, h1]
+        weighted = g.op("Mul", [rows, g.op("Unsqueeze", [vals_c, g.init(
+            "axis2", np.array([2], np.int64))])])
+        z = g.op("Add", [g.op("ReduceSum", [weighted, axis1], keepdims=0), g.init("b0", p["b0"])],
+                 name="enc0_pre")
     a = g.act(net.activation, z, "enc0")
     L = len(net.layers)
     for k in range(1, L):
