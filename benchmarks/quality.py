@@ -26,8 +26,9 @@ DATA = HERE.parent.parent / "shared" / "datasets" / "movies-small" / "ratings.cs
 
 # item-based settings chosen on validation (benchmarks/NOTES.md)
 ITEM_BASED = dict(item_based=True)
-MULT = dict(loss="multinomial", layers=(600, 200), activation="tanh", noise_level=0.5,
-            batch_size=128, lr=1e-3, weight_decay=0.0, n_epochs=100, patience=10)
+# multinomial settings chosen on the validation users (benchmarks/tuning/mult.log)
+MULT = dict(loss="multinomial", layers=(1000,), activation="tanh", noise_level=0.5,
+            batch_size=32, lr=1e-3, weight_decay=1e-3, n_epochs=100, patience=10)
 
 
 def rating_prediction(quick: bool = False) -> list[dict]:
