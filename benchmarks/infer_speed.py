@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -174,13 +171,9 @@ def _torch_row(model, args, tmp):
 
 
 def run(items: int, threads: int, reps: int, layers: str) -> list[dict]:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    res = subprocess.run([sys.executable, __file__, "--child", "--items", str(items), "--threads",
-                          str(threads), "--reps", str(reps), "--layers", layers],
-                         env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr[-2000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    from report import run_child
+    return run_child(__file__, ["--items", items, "--threads", threads, "--reps", reps,
+                                "--layers", layers], threads)
 
 
 def main(argv=None):

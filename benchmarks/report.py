@@ -98,3 +98,16 @@ def md_table(headers, rows, align=None) -> str:
            "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def run_child(script, args, threads: int):
+    """Run ``python script --child ARGS`` with BLAS/OpenMP limited to ``threads``; return
+    the JSON its last stdout line holds. A failing child raises with its stderr."""
+    import subprocess
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    res = subprocess.run([sys.executable, str(script), "--child", *map(str, args)], env=env,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr[-2000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 
 def child(args) -> dict:
@@ -73,13 +72,9 @@ def child(args) -> dict:
 
 
 def run(scale, threads, batch_size, batches, layers) -> dict:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    res = subprocess.run([sys.executable, __file__, "--child", "--scale", scale, "--threads",
-                          str(threads), "--batch_size", str(batch_size), "--batches",
-                          str(batches), "--layers", layers], env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr[-2000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    from report import run_child
+    return run_child(__file__, ["--scale", scale, "--threads", threads, "--batch_size",
+                                batch_size, "--batches", batches, "--layers", layers], threads)
 
 
 def main(argv=None):

@@ -18,12 +18,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 SMALL = HERE.parent.parent / "shared" / "datasets" / "movies-small" / "ratings.csv"
 CACHE = Path(os.environ.get("NPCF_BENCH_DIR", "/tmp/npcf-bench"))
 
@@ -52,7 +52,7 @@ def kernel_rates(X, h1: int, batch: int, dense_sizes, reps: int = 5) -> dict:
     rng = np.random.default_rng(0)
     f32 = np.float32
     out = {}
-    h = [h1] + list(dense_sizes)
+    h = [h1] + list(dense_sizes) if dense_sizes else [h1, h1]   # GEMM rate needs a shape
     a = [rng.standard_normal((batch, d)).astype(f32) for d in h]
     w = [rng.standard_normal((h[j], h[j + 1])).astype(f32) for j in range(len(h) - 1)]
     flops, t = 0.0, []
@@ -138,15 +138,10 @@ def child(args) -> dict:
 
 
 def run(scale, threads, batch_size, batches, layers, dense_adam=False, output_mode="auto") -> dict:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, __file__, "--child", "--scale", scale, "--threads", str(threads),
-           "--batch_size", str(batch_size), "--batches", str(batches), "--layers", layers,
-           "--output_mode", output_mode] + (["--dense_adam"] if dense_adam else [])
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr[-2000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    from report import run_child
+    return run_child(__file__, ["--scale", scale, "--threads", threads, "--batch_size", batch_size,
+                                "--batches", batches, "--layers", layers, "--output_mode",
+                                output_mode] + (["--dense_adam"] if dense_adam else []), threads)
 
 
 def main(argv=None):
