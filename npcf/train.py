@@ -130,9 +130,13 @@ class Trainer:
     def _bar(self, n: int, epoch: int):
         show = not self.quiet and sys.stderr.isatty()
         loss = self._epoch_loss
+        self._rate = [0, time.perf_counter()]       # ratings seen, start of this bar
 
         def info(_):
-            return f"loss {loss[0] / max(1, loss[1]):.4f}" if loss[1] else ""
+            if not loss[1]:
+                return ""
+            per_s = self._rate[0] / max(1e-9, time.perf_counter() - self._rate[1])
+            return f"loss {loss[0] / max(1, loss[1]):.4f}  {per_s:,.0f} ratings/s"
         return click.progressbar(length=n, label=f"epoch {epoch + 1}/{self.model.n_epochs}",
                                  file=sys.stderr if show else _Null(), item_show_func=info,
                                  show_eta=True)
@@ -153,6 +157,8 @@ class Trainer:
         self.opt.step(self.net.params, grads)
         self._epoch_loss[0] += loss * len(rows)
         self._epoch_loss[1] += len(rows)
+        if hasattr(self, "_rate"):
+            self._rate[0] += target.nnz
         return loss
 
     def _end_epoch(self, seconds: float) -> None:
