@@ -131,13 +131,12 @@ def surprise_rows(s, ds, quick) -> list[dict]:
     return rows
 
 
-def strong_generalization(quick: bool = False) -> list[dict]:
-    from npcf import AutoEncoder
-    from npcf.baselines import EASE, Popularity
+def strong_generalization_split():
+    """The top-N protocol's split: positives (rating >= 4) of users with >= 5 of them,
+    20% held-out users with an 80/20 fold-in/held-out cut, 10% validation users; seed 0."""
     from npcf.data import read_ratings
-    from npcf.data.splits import select, split_ratings
-    from npcf.evaluate import evaluate
     from npcf.data.prepared import Dataset
+    from npcf.data.splits import select, split_ratings
     from npcf.training import with_validation
     r = read_ratings(DATA)
     m = r.matrix
@@ -146,8 +145,14 @@ def strong_generalization(quick: bool = False) -> list[dict]:
     pos = select(pos, keep_users[np.repeat(np.arange(pos.shape[0]), np.diff(pos.indptr))])
     pos.data[:] = 1.0
     split = split_ratings(pos, "users", test_size=0.2, seed=0, holdout=0.2)
-    ds = with_validation(Dataset(split, r.users, r.items, {"scale": None}), seed=0)
-    s = ds.split
+    return with_validation(Dataset(split, r.users, r.items, {"scale": None}), seed=0).split
+
+
+def strong_generalization(quick: bool = False) -> list[dict]:
+    from npcf import AutoEncoder
+    from npcf.baselines import EASE, Popularity
+    from npcf.evaluate import evaluate
+    s = strong_generalization_split()
     counts = np.bincount(s.train.indices, minlength=s.train.shape[1])
     rows = []
     models = [("popularity", Popularity()), ("EASE", EASE()),

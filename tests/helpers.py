@@ -21,3 +21,18 @@ def split(m, frac=0.2, seed=1):
     part = lambda k: sp.csr_matrix((coo.data[k], (coo.row[k], coo.col[k])),  # noqa: E731
                                    shape=m.shape, dtype=np.float32)
     return part(~test), part(test)
+
+
+def as_dict(r) -> dict:
+    """{(raw user, raw item): rating} of a Ratings object, via its vocabularies."""
+    m = r.matrix.tocoo()
+    return {(r.users.ids[u].item(), r.items.ids[i].item()): float(v)
+            for u, i, v in zip(m.row, m.col, m.data)}
+
+
+def ts_dict(r) -> dict:
+    """{(raw user, raw item): timestamp}; timestamps are aligned with matrix.data."""
+    m = r.matrix
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    return {(r.users.ids[u].item(), r.items.ids[i].item()): int(t)
+            for u, i, t in zip(rows, m.indices, r.timestamps)}

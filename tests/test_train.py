@@ -7,7 +7,6 @@ import signal
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from npcf import AutoEncoder
 from npcf.errors import NpcfError

@@ -6,24 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import npcf  # noqa: E402
-from npcf.data import read_ratings  # noqa: E402
-from npcf.data.prepared import Dataset  # noqa: E402
-from npcf.data.splits import select, split_ratings  # noqa: E402
-from npcf.training import with_validation  # noqa: E402
-from quality import DATA  # noqa: E402
+from quality import strong_generalization_split  # noqa: E402
 
-r = read_ratings(DATA)
-m = r.matrix
-pos = select(m, m.data >= 4.0)
-keep = np.diff(pos.indptr) >= 5
-pos = select(pos, keep[np.repeat(np.arange(pos.shape[0]), np.diff(pos.indptr))])
-pos.data[:] = 1.0
-s = with_validation(Dataset(split_ratings(pos, "users", 0.2, seed=0, holdout=0.2), r.users,
-                            r.items, {"scale": None}), seed=0).split
+s = strong_generalization_split()
 BASE = dict(loss="multinomial", n_epochs=100, patience=10, batch_size=128)
 GRID = [
     dict(layers=(600, 200), activation="tanh", noise_level=0.5),

@@ -7,19 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npcf.data.ratings import build_ratings
-
-
-def as_dict(r) -> dict:
-    m = r.matrix.tocoo()
-    return {(r.users.ids[u].item(), r.items.ids[i].item()): float(v)
-            for u, i, v in zip(m.row, m.col, m.data)}
-
-
-def ts_dict(r) -> dict:
-    m = r.matrix
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    return {(r.users.ids[u].item(), r.items.ids[i].item()): int(t)
-            for u, i, t in zip(rows, m.indices, r.timestamps)}
+from helpers import as_dict, ts_dict
 
 
 def reference(users, items, ratings, timestamps=None):

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from npcf.data.readers import detect_format, read_movies, read_ratings, resolve_format
 from npcf.errors import DataError
+from helpers import as_dict, ts_dict
 
 ML_HEADER = "userId,movieId,rating,timestamp\n"
 
@@ -27,21 +28,6 @@ def write(folder: Path, name: str, content) -> Path:
     else:
         path.write_text(content, encoding="utf-8", newline="")
     return path
-
-
-def as_dict(r) -> dict:
-    """{(raw user, raw item): rating} of a Ratings object, via its vocabularies."""
-    m = r.matrix.tocoo()
-    return {(r.users.ids[u].item(), r.items.ids[i].item()): float(v)
-            for u, i, v in zip(m.row, m.col, m.data)}
-
-
-def ts_dict(r) -> dict:
-    """{(raw user, raw item): timestamp}; timestamps are aligned with matrix.data."""
-    m = r.matrix
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    return {(r.users.ids[u].item(), r.items.ids[i].item()): int(t)
-            for u, i, t in zip(rows, m.indices, r.timestamps)}
 
 
 def check_csr(r):
