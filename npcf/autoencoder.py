@@ -95,7 +95,7 @@ class AutoEncoder:
             self.scale = (float(X.data.min()), float(X.data.max()))
         self.users, self.items = users, items
         self.item_counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
-        if resume and self.network is None or not resume:
+        if not resume or self.network is None:
             self.build(*X.shape)
         self.baseline = None
         if self.residual and self.loss == "mse":
@@ -103,10 +103,8 @@ class AutoEncoder:
             self.baseline = BiasBaseline(self.bias_reg, self.bias_reg).fit(self._orient(X))
         val = None
         if validation is not None:
-            vin = X if validation_input is None else validation_input
+            vin = X if validation_input is None or self.item_based else validation_input
             val = (self._orient(vin), self._orient(validation))
-            if self.item_based:
-                val = (self._orient(X), self._orient(validation))
         kw = {} if echo is None else {"echo": echo}
         trainer = Trainer(self, self._orient(X), val, out=out, quiet=quiet,
                           verbose_epochs=verbose_epochs, **kw)
