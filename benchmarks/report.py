@@ -15,9 +15,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_JSON = HERE / "results.json"
-ORDER = ("machine", "train", "infer", "data", "quality")
+ORDER = ("machine", "train", "infer", "fp16", "data", "quality")
 TITLES = {"machine": "Machine", "train": "Training speed", "infer": "Inference speed",
-          "data": "Data", "quality": "Quality"}
+          "fp16": "Float16 weights", "data": "Data", "quality": "Quality"}
 
 
 def machine() -> dict:

@@ -102,6 +102,26 @@ def bench_infer(args) -> None:
     ])
     report.update_section("infer", body)
     report.update_json("infer", rows)
+    bench_fp16(args)
+
+
+def bench_fp16(args) -> None:
+    """Whether a float16-weight variant is worth offering (issue: only if not slower)."""
+    import fp16_check
+    r = fp16_check.main(["--items", "9066" if args.quick else "45115",
+                         "--reps", "10" if args.quick else "30"])
+    ratio = r["fp16"]["batch1_ms"] / r["fp32"]["batch1_ms"]
+    report.update_section("fp16", "\n".join([
+        report.md_table(("weights", "file MB", "batch-1 ms (top-10)", "batch-256 users/s"),
+                        [(k, f"{r[k]['file_mb']:.1f}", f"{r[k]['batch1_ms']:.2f}",
+                          f"{r[k]['batch256_users_per_s']:,.0f}") for k in ("fp32", "fp16")],
+                        "lrrr"), "",
+        "`--precision fp16`: float16 weights read through a Cast node (sparse input, default "
+        f"threads), interleaved with fp32 in one process; batch-1 time ratio fp16/fp32 "
+        f"{ratio:.2f} (earlier runs on this machine: 0.98-1.23, i.e. within its noise); max "
+        f"score change {r['max_abs_score_change']:.1e}. It halves the file, not the time.",
+    ]))
+    report.update_json("fp16", r)
 
 
 def bench_data(args) -> None:

@@ -210,18 +210,38 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float) -> 
     return meta
 
 
+def fp16_weights(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Store every 2-D float initializer as float16, read through a ``Cast`` to float32
+    (onnxruntime's CPU kernels compute in float32): half the file, same graph."""
+    g = m.graph
+    for init in list(g.initializer):
+        arr = numpy_helper.to_array(init)
+        if arr.dtype != np.float32 or arr.ndim != 2:
+            continue
+        g.initializer.remove(init)
+        g.initializer.append(numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16"))
+        g.node.insert(0, helper.make_node("Cast", [init.name + "_fp16"], [init.name],
+                                          name=f"{init.name}_to_fp32", to=TensorProto.FLOAT))
+    return m
+
+
 def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
            popularity_penalty: float = 0.0, item_counts=None, precision: str = "fp32",
            opset: int = OPSET) -> Path:
     """Export ``model`` to ``path`` (atomically); checker and shape inference must pass.
 
-    ``precision``: ``fp32`` or ``int8`` (dynamic quantization of the MatMul/Gemm
+    ``precision``: ``fp32``, ``fp16`` (weights stored as float16, see
+    :func:`fp16_weights`) or ``int8`` (dynamic quantization of the MatMul/Gemm/Gather
     weights by ``onnxruntime.quantization``). Item ids beyond
     :data:`MAX_INLINE_IDS` go to a sidecar ``<path>.items.json`` (hash in metadata).
     """
     path = Path(path)
+    if precision not in ("fp32", "fp16", "int8"):
+        raise NpcfError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
     m = build_graph(model, sparse_input=sparse_input, top_k=top_k,
                     popularity_penalty=popularity_penalty, item_counts=item_counts, opset=opset)
+    if precision == "fp16":
+        m = fp16_weights(m)
     meta = metadata(model, sparse_input=sparse_input, top_k=top_k,
                     popularity_penalty=popularity_penalty)
     meta["precision"] = precision
@@ -232,12 +252,10 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
         from .io import write_text
         write_text(str(path) + ".items.json", json.dumps(model.items.ids.tolist()))
     with atomic_path(path, suffix=".onnx") as tmp:
-        if precision == "fp32":
-            onnx.save(m, tmp)
-        elif precision == "int8":
+        if precision == "int8":
             _quantize(m, tmp)
         else:
-            raise NpcfError(f"unknown precision {precision!r}; choose fp32 or int8")
+            onnx.save(m, tmp)
     return path
 
 

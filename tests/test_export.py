@@ -168,6 +168,22 @@ def test_int8_variant_reloads_and_stays_close(tmp_path):
         export(model, tmp_path / "x.onnx", precision="fp8")
 
 
+def test_fp16_weights_halve_the_file_and_stay_close(tmp_path):
+    model = make_model(layers=(64,))
+    x = _ratings(40, N_ITEMS, 0.2, 12)
+    for sparse_input in (False, True):
+        full = export(model, tmp_path / f"f{sparse_input}.onnx", sparse_input=sparse_input)
+        half = export(model, tmp_path / f"h{sparse_input}.onnx", precision="fp16",
+                      sparse_input=sparse_input, top_k=5)
+        m = onnx.load(half)
+        onnx.checker.check_model(m, full_check=True)
+        assert m.ir_version == 8
+        assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
+        assert half.stat().st_size < 0.75 * full.stat().st_size
+        (got,) = run(half, x, sparse_input, ["scores"])
+        assert rel_err(got, model.predict(x)) <= 1e-3
+
+
 def test_item_based_and_unfitted_models_are_refused(tmp_path):
     with pytest.raises(NpcfError, match="item-based"):
         build_graph(make_model().__class__(item_based=True, n_epochs=1).fit(
