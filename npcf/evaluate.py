@@ -34,20 +34,12 @@ def rating_metrics(model, inputs: sp.csr_matrix, target: sp.csr_matrix) -> dict:
 
 def ranking_metrics(model, inputs: sp.csr_matrix, target: sp.csr_matrix, ks=(20, 100),
                     batch_size: int = 512) -> dict:
-    """Recall@k and NDCG@k with the user's input items excluded from the ranking."""
-    inputs, target = sp.csr_matrix(inputs), sp.csr_matrix(target)
-    users = np.flatnonzero(np.diff(target.indptr) > 0)
-    acc = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg")}
-    for s in range(0, users.size, batch_size):
-        u = users[s:s + batch_size]
-        x = inputs[u]
-        scores = model.predict(x).astype(np.float64)
-        scores[np.repeat(np.arange(u.size), np.diff(x.indptr)), x.indices] = -np.inf
-        for k in ks:
-            acc[f"recall@{k}"].append(metrics.recall_at_k(scores, target[u], k))
-            acc[f"ndcg@{k}"].append(metrics.ndcg_at_k(scores, target[u], k))
-    out = {k: float(np.nanmean(np.concatenate(v))) if v else float("nan") for k, v in acc.items()}
-    out.update(n_users=int(users.size), n_ratings=int(target.nnz))
+    """Recall@k and NDCG@k (every held-out item relevant, input items excluded): the
+    ``train`` summary of a multinomial model, via :func:`evaluate`."""
+    res = evaluate(model.predict, inputs, target, ks=ks, threshold=None, batch_size=batch_size,
+                   examples=0)
+    out = {f"{m}@{k}": res[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")}
+    out.update(n_users=res["n_users"], n_ratings=res["n_ratings"])
     return out
 
 

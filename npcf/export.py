@@ -148,7 +148,7 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         a = g.act(net.activation if k else net.output_activation, z, f"dec{k}" if k else None)
     y = a
     if b_row is not None:
-        offset = g.op("Add", [g.op("Add", [g.init("mu", None), b_row]), g.init("col_bias", None)])
+        offset = g.op("Add", [g.op("Add", [mu, b_row]), col_bias])
         y = g.op("Add", [y, offset])
     if model.loss == "mse" and model.scale is not None:
         lo = g.init("scale_min", np.array(model.scale[0], np.float32))

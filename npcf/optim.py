@@ -76,7 +76,7 @@ class Optimizer:
             s[key] = np.zeros_like(like)
         return s[key]
 
-    def _update(self, name, p, rows, pv, gv):  # pragma: no cover - abstract
+    def _update(self, name, p, idx, pv, gv):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
