@@ -163,11 +163,17 @@ class Network:
         if mode == "union":
             z = a @ D[U].T
             return z[rows, local] + c[cols]
+        # Item-major: each chunk reads its items' rows of D once (one DRAM gather per
+        # touched row instead of one per pair), then gathers from that small copy.
         out = np.empty(cols.size, dtype=a.dtype)
+        order = np.argsort(local, kind="stable")
         step = max(1, chunk // max(1, h))
-        for s in range(0, cols.size, step):
-            r, cc = rows[s:s + step], cols[s:s + step]
-            out[s:s + step] = np.einsum("ij,ij->i", a[r], D[cc])
+        for s in range(0, order.size, step):
+            o = order[s:s + step]
+            item = local[o]
+            lo = item[0]
+            rows_of_d = D[U[lo:item[-1] + 1]]
+            out[o] = np.einsum("ij,ij->i", a[rows[o]], rows_of_d[item - lo])
         return out + c[cols]
 
     def predict(self, x: sp.csr_matrix) -> np.ndarray:
@@ -191,27 +197,33 @@ class Network:
             dz = da * self._df(z, a)
             grads[f"b{k}"] = dz.sum(axis=0)
             if k == 0:
-                self._input_grad(cache["x"], dz, grads)
+                self._input_grad(cache["x"], dz, grads, cache.get("tied_out"))
             else:
                 a_in = cache["enc"][k - 1][1]
                 self._acc(grads, f"W{k}", a_in.T @ dz)
                 da = dz @ p[f"W{k}"].T
         return grads
 
-    def _input_grad(self, x: sp.csr_matrix, dz: np.ndarray, grads: dict) -> None:
+    def _input_grad(self, x: sp.csr_matrix, dz: np.ndarray, grads: dict, tied_out=None) -> None:
         """``dW0 = x.T @ dz`` restricted to the items present in ``x`` (row-sparse).
 
-        When ``W0`` already has a row-sparse gradient (tied output layer) whose rows
-        cover ``x``'s items, as with every corruption, accumulate into it in place.
+        ``tied_out``: ``(U, d_out, a)``, the output half of a tied ``W0``'s gradient
+        still to be formed (``d_out``: CSR (B, |U|) over the item rows ``U``). When
+        ``x``'s items lie in ``U`` (as with every corruption) both halves come from one
+        sparse product, ``[d_out; x_U].T @ [a; dz]``: the |U| x h1 gradient is written
+        once instead of twice and summed.
         """
-        prev = grads.get("W0")
-        if isinstance(prev, RowSparse) and prev.rows.size:
-            pos = np.searchsorted(prev.rows, x.indices)
-            np.minimum(pos, prev.rows.size - 1, out=pos)
-            if np.array_equal(prev.rows[pos], x.indices):
-                local = sp.csr_matrix((x.data, pos, x.indptr), shape=(x.shape[0], prev.rows.size))
-                prev.values += np.asarray(local.T.tocsr() @ dz, dtype=self.dtype)
+        if tied_out is not None:
+            U, d_out, a = tied_out
+            pos = np.minimum(np.searchsorted(U, x.indices), U.size - 1) if U.size else None
+            if pos is not None and np.array_equal(U[pos], x.indices):
+                local = sp.csr_matrix((x.data.astype(self.dtype, copy=False), pos, x.indptr),
+                                      shape=(x.shape[0], U.size))
+                both = sp.vstack([d_out, local], format="csr").T.tocsr()
+                values = both @ np.vstack([a, dz])
+                self._acc(grads, "W0", RowSparse(U, values.astype(self.dtype, copy=False)))
                 return
+            self._acc(grads, "W0", RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False)))
         used = unique(x.indices)
         local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
                               shape=(x.shape[0], used.size))
@@ -244,13 +256,15 @@ class Network:
             value, dy = masked_mse(y, target.data.astype(self.dtype))
             delta = (dy * self._dg(z, y)).astype(self.dtype)
             U, local = unique_inverse(cols)
-            # (|U|, B) in CSR: each touched item's gradient row is written once.
-            d_items = sp.csr_matrix((delta, local, target.indptr),
-                                    shape=(target.shape[0], U.size)).T.tocsr()
+            d_out = sp.csr_matrix((delta, local, target.indptr), shape=(target.shape[0], U.size))
             grads["c0"] = RowSparse(U, np.bincount(local, delta, U.size).astype(self.dtype))
-            self._acc(grads, dname, RowSparse(U, np.asarray(d_items @ a, dtype=self.dtype)))
+            if self.tied:   # formed with the input half in _input_grad, in one product
+                cache["tied_out"] = (U, d_out, a)
+            else:           # (|U|, B) in CSR: each touched item's gradient row is written once
+                grads[dname] = RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False))
+            # item-major: each touched row of D is read once
             d_users = sp.csr_matrix((delta, cols, target.indptr), shape=target.shape)
-            da = np.asarray(d_users @ D, dtype=self.dtype)
+            da = (d_users.tocsc() @ D).astype(self.dtype, copy=False)
         elif loss == "multinomial":
             z, _ = self.output(a)
             value, dz = multinomial(z, target)

@@ -34,15 +34,20 @@ def global_norm(grads: dict) -> float:
 class Optimizer:
     """Base: ``step(params, grads)``; ``state_dict()``/``load_state_dict()`` for resume."""
 
+    #: optimizer state arrays per parameter, each shaped like it
+    slots: tuple[str, ...] = ()
+    #: Rows are updated in chunks of about this many bytes, so that the gathered rows
+    #: and the scratch buffers stay in cache (the update is memory-bound).
+    chunk_bytes = 1 << 19
+    #: scratch arrays the update needs, each one chunk
+    n_buffers = 0
+
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0, clip_norm: float | None = None,
                  lazy: bool = True):
         self.lr, self.weight_decay, self.clip_norm, self.lazy = lr, weight_decay, clip_norm, lazy
         self.t = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
-
-    #: Rows are updated in chunks of about this many bytes, so that the gathered
-    #: rows and every temporary stay in cache (the update is memory-bound).
-    chunk_bytes = 1 << 18
+        self._bufs: dict = {}
 
     def step(self, params: dict, grads: dict) -> None:
         self.t += 1
@@ -56,27 +61,55 @@ class Optimizer:
             if isinstance(g, RowSparse) and not self.lazy:
                 g = g.dense(p.shape)
             rows, gv = (g.rows, g.values) if isinstance(g, RowSparse) else (None, g)
+            gv = np.asarray(gv, dtype=p.dtype)
             if scale != 1.0:
-                gv = gv * np.asarray(scale, gv.dtype)
-            n = gv.shape[0] if gv.ndim else 1
-            row_bytes = max(1, gv[:1].nbytes) if gv.ndim else gv.nbytes
-            per = max(1, self.chunk_bytes // row_bytes)
-            for s in range(0, n, per):
-                if gv.ndim == 0:
-                    idx, gc = ..., gv
-                elif rows is None:
-                    idx, gc = slice(s, s + per), gv[s:s + per]
-                else:
-                    idx, gc = rows[s:s + per], gv[s:s + per]
-                p[idx] = self._update(name, p, idx, p[idx], gc)
+                gv = gv * p.dtype.type(scale)
+            self._chunks(p, self._state(name, p), rows, gv)
 
-    def _slot(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
+    def _chunks(self, p, state, rows, gv) -> None:
+        """Update the rows of ``p`` (all, or ``rows``) chunk by chunk."""
+        per = max(1, self.chunk_bytes // max(1, gv[:1].nbytes))
+        bufs = self._buffers(per, gv.shape[1:], gv.dtype)
+        for s in range(0, gv.shape[0], per):
+            e = min(s + per, gv.shape[0])
+            if rows is None:
+                idx = slice(s, e)
+                pv = p[idx]
+            else:
+                idx = rows[s:e]
+                pv = np.take(p, idx, axis=0, out=bufs[0][:e - s])
+            new = self._update(p, state, idx, pv, gv[s:e], [b[:e - s] for b in bufs[1:]])
+            if rows is not None or new is not pv:
+                p[idx] = new
+
+    def _buffers(self, per: int, row_shape, dtype) -> list[np.ndarray]:
+        """Scratch: 1 + ``n_buffers`` arrays of ``per`` rows, kept between steps."""
+        key = (per, tuple(row_shape), np.dtype(dtype).str)
+        if key not in self._bufs:
+            self._bufs[key] = [np.empty((per,) + tuple(row_shape), dtype)
+                               for _ in range(1 + self.n_buffers)]
+        return self._bufs[key]
+
+    def _state(self, name: str, p: np.ndarray) -> dict[str, np.ndarray]:
         s = self.state.setdefault(name, {})
-        if key not in s:
-            s[key] = np.zeros_like(like)
-        return s[key]
+        for key in self.slots:
+            if key not in s:
+                s[key] = np.zeros_like(p)
+        return s
 
-    def _update(self, name, p, idx, pv, gv):  # pragma: no cover - abstract
+    @staticmethod
+    def _rows(arr, idx, buf):
+        """Rows ``idx`` of ``arr``: a view for a slice, else gathered into ``buf``."""
+        return arr[idx] if isinstance(idx, slice) else np.take(arr, idx, axis=0, out=buf)
+
+    @staticmethod
+    def _put(arr, idx, values) -> None:
+        if not isinstance(idx, slice):
+            arr[idx] = values
+
+    def _update(self, p, state, idx, pv, gv, bufs):  # pragma: no cover - abstract
+        """New values of the rows ``idx`` (``pv``: their current values, may be
+        overwritten); update ``state`` rows; ``bufs``: scratch shaped like ``gv``."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -97,51 +130,68 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD; ``momentum`` > 0 adds heavy-ball momentum, ``nesterov`` the Nesterov form."""
 
+    n_buffers = 2
+
     def __init__(self, lr=1e-2, momentum: float = 0.0, nesterov: bool = False, **kw):
         super().__init__(lr, **kw)
         self.momentum, self.nesterov = momentum, nesterov
+        self.slots = ("momentum",) if momentum else ()
 
-    def _update(self, name, p, idx, pv, gv):
+    def _update(self, p, state, idx, pv, gv, bufs):
         dt = pv.dtype.type
         if self.weight_decay:
-            gv = gv + dt(self.weight_decay) * pv
+            gv = np.add(gv, dt(self.weight_decay) * pv, out=bufs[0])
         if self.momentum:
-            buf = self._slot(name, "momentum", p)
-            b = dt(self.momentum) * buf[idx] + gv
-            buf[idx] = b
+            b = self._rows(state["momentum"], idx, bufs[1])
+            b *= dt(self.momentum)
+            b += gv
+            self._put(state["momentum"], idx, b)
             gv = gv + dt(self.momentum) * b if self.nesterov else b
         return pv - dt(self.lr) * gv
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with L2 ``weight_decay`` added to the gradient."""
+    """Adam (Kingma & Ba 2015) with L2 ``weight_decay`` added to the gradient.
+
+    The update runs in place on per-thread scratch buffers: no allocation per chunk.
+    """
 
     decoupled = False
+    slots = ("m", "v")
+    n_buffers = 4
 
     def __init__(self, lr=1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kw):
         super().__init__(lr, **kw)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def _update(self, name, p, idx, pv, gv):
+    def _update(self, p, state, idx, pv, gv, bufs):
         dt = pv.dtype.type
+        g, tmp, mbuf, vbuf = bufs
         if self.weight_decay and not self.decoupled:
-            gv = gv + dt(self.weight_decay) * pv
-        m_all, v_all = self._slot(name, "m", p), self._slot(name, "v", p)
-        m = m_all[idx] * dt(self.beta1)
-        m += dt(1 - self.beta1) * gv
-        v = v_all[idx] * dt(self.beta2)
-        v += dt(1 - self.beta2) * (gv * gv)
-        m_all[idx], v_all[idx] = m, v
+            np.multiply(pv, dt(self.weight_decay), out=g)
+            g += gv
+        else:
+            g = gv
+        m = self._rows(state["m"], idx, mbuf)
+        m *= dt(self.beta1)
+        m += np.multiply(g, dt(1 - self.beta1), out=tmp)
+        self._put(state["m"], idx, m)
+        v = self._rows(state["v"], idx, vbuf)
+        v *= dt(self.beta2)
+        np.multiply(g, g, out=tmp)
+        tmp *= dt(1 - self.beta2)
+        v += tmp
+        self._put(state["v"], idx, v)
         bc2 = 1 - self.beta2 ** self.t
         step = self.lr * np.sqrt(bc2) / (1 - self.beta1 ** self.t)
-        denom = np.sqrt(v)
-        denom += dt(self.eps * np.sqrt(bc2))
-        np.divide(m, denom, out=denom)
-        denom *= dt(step)
-        new = pv - denom
+        np.sqrt(v, out=tmp)
+        tmp += dt(self.eps * np.sqrt(bc2))
+        np.divide(m, tmp, out=tmp)
+        tmp *= dt(step)
         if self.weight_decay and self.decoupled:
-            new -= dt(self.lr * self.weight_decay) * pv
-        return new
+            pv *= dt(1 - self.lr * self.weight_decay)
+        pv -= tmp
+        return pv
 
 
 class AdamW(Adam):

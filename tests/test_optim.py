@@ -177,6 +177,22 @@ def test_lazy_equals_dense_when_every_row_is_touched(name, kw):
         np.testing.assert_allclose(lazy[k], exact[k], rtol=1e-13, atol=1e-15, err_msg=k)
 
 
+@pytest.mark.parametrize("name,kw", [("adam", {"weight_decay": 0.1}), ("adamw", {"weight_decay": 0.1}),
+                                     ("momentum", {"weight_decay": 0.01}), ("nesterov", {}),
+                                     ("sgd", {})])
+@pytest.mark.parametrize("lazy", (True, False))
+def test_chunked_update_equals_one_chunk(name, kw, lazy, monkeypatch):
+    """Row chunks of one row (scratch reused across chunks, params and gradients) give
+    exactly the update of a single chunk."""
+    rows = [np.array([0, 2, 5]), np.array([1, 2, 3, 4]), np.array([5])]
+    whole, _ = _sparse_run(lazy, name, rows, **kw)
+    monkeypatch.setattr(optim.Optimizer, "chunk_bytes", 1)
+    chunked, opt = _sparse_run(lazy, name, rows, **kw)
+    for k in whole:
+        np.testing.assert_array_equal(chunked[k], whole[k], err_msg=k)
+    assert all(b.shape[0] == 1 for bufs in opt._bufs.values() for b in bufs)
+
+
 @pytest.mark.parametrize("name", ("adam", "momentum"))
 def test_lazy_differs_from_dense_when_rows_are_untouched(name):
     row_sets = [np.arange(6), [0, 2, 5], [0, 2]]
