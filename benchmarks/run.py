@@ -60,11 +60,12 @@ def bench_train(args) -> None:
         "`small` = movies-small (671 x 9,066, real), one full epoch; `full` = synthetic "
         "270,896 x 45,115 with 26.0M ratings (`benchmarks/synth.py`), * = extrapolated from "
         "the median time of the timed batches x batches per epoch.",
-        "Floor = 10·nnz·h1 sparse flops at the measured CSR×dense rate + 12·users·Σh_j·h_j+1 "
+        "Floor = 10·nnz·h1 sparse flops at the measured sparse×dense rate (float32, the "
+        "faster of CSR and CSC order) + 12·users·Σh_j·h_j+1 "
         "dense flops at the measured GEMM rate + lazy-Adam bytes (7 × 4 B × touched rows × h1 "
         "per batch) at the measured copy bandwidth, all measured in the same process.",
         "Rates: " + "; ".join(f"{r['scale']}/{r['threads']} thr: GEMM {r['gemm_gflops']:.0f} "
-                              f"GFLOP/s, CSR×dense {r['spmm_gflops']:.1f} GFLOP/s, copy "
+                              f"GFLOP/s, sparse×dense {r['spmm_gflops']:.1f} GFLOP/s, copy "
                               f"{r['copy_gbs']:.1f} GB/s" for r in rows),
         "torch original = the original design re-implemented in `benchmarks/torch_original.py` "
         "(every batch densified to n_items columns, dense output, masked MSE, tied, dense "

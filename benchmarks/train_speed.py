@@ -65,13 +65,16 @@ def kernel_rates(X, h1: int, batch: int, dense_sizes, reps: int = 5) -> dict:
     out["gemm_gflops"] = flops / np.median(t) / 1e9
     W0 = rng.standard_normal((X.shape[1], h1)).astype(f32)
     rows = rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False)
-    xb = X[rows]
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        xb @ W0
-        t.append(time.perf_counter() - t0)
-    out["spmm_gflops"] = 2 * xb.nnz * h1 / np.median(t) / 1e9
+    xb = X[rows].astype(f32)
+    best = np.inf
+    for order in (xb, xb.tocsc()):       # user-major and item-major: the faster one counts
+        t = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            order @ W0
+            t.append(time.perf_counter() - t0)
+        best = min(best, float(np.median(t)))
+    out["spmm_gflops"] = 2 * xb.nnz * h1 / best / 1e9
     big = np.ones(50_000_000, f32)
     dst = np.empty_like(big)
     t = []
