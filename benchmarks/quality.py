@@ -27,7 +27,7 @@ DATA = HERE.parent.parent / "shared" / "datasets" / "movies-small" / "ratings.cs
 
 # item-based settings chosen on validation (benchmarks/NOTES.md)
 ITEM_BASED = dict(item_based=True)
-SEEDS = (0, 1, 2)   # the seed-average row (benchmarks/NOTES.md: K > 3 adds nothing)
+ENSEMBLE = 3   # seeds per ensemble row (benchmarks/NOTES.md: K > 3 adds nothing)
 # multinomial settings chosen on the validation users (benchmarks/tuning/mult.log)
 MULT = dict(loss="multinomial", layers=(1000,), activation="tanh", noise_level=0.5,
             batch_size=32, lr=1e-3, weight_decay=1e-3, n_epochs=100, patience=10)
@@ -46,9 +46,9 @@ def rating_prediction(quick: bool = False) -> list[dict]:
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s = ds.split
     rows = []
-    configs = [("npcf user-based (default)", {}), ("npcf item-based", ITEM_BASED)]
-    t = s.test
-    pairs = (np.repeat(np.arange(t.shape[0]), np.diff(t.indptr)), t.indices)
+    configs = [("npcf user-based (default)", {}), ("npcf item-based", ITEM_BASED),
+               (f"npcf user-based, ensemble={ENSEMBLE}", dict(ensemble=ENSEMBLE)),
+               (f"npcf item-based, ensemble={ENSEMBLE}", dict(ITEM_BASED, ensemble=ENSEMBLE))]
     for label, cfg in configs:
         t0 = time.perf_counter()
         cfg = dict(cfg, n_epochs=3) if quick else cfg
@@ -57,18 +57,6 @@ def rating_prediction(quick: bool = False) -> list[dict]:
         rows.append(dict(model=label, rmse=r["rmse"], mae=r["mae"],
                          seconds=time.perf_counter() - t0,
                          best_epoch=m.info.get("best_epoch")))
-    # What would close the item-based gap: the mean prediction of SEEDS fits (seed 0 is
-    # the model above), measured here in the benchmark; npcf has no ensemble API yet.
-    t0 = time.perf_counter()
-    preds = [m.predict_at(s.test_input, *pairs)]
-    for seed in SEEDS[1:]:
-        cfg = dict(ITEM_BASED, seed=seed, **({"n_epochs": 3} if quick else {}))
-        preds.append(AutoEncoder(**cfg).fit(s.train, s.validation, s.validation_input,
-                                            scale=ds.scale).predict_at(s.test_input, *pairs))
-    mean = np.mean(preds, axis=0)
-    rows.append(dict(model=f"npcf item-based, mean of {len(SEEDS)} seeds (script)",
-                     rmse=rmse(mean, t.data), mae=mae(mean, t.data),
-                     seconds=rows[-1]["seconds"] + time.perf_counter() - t0))
     for label, model in (("global mean", GlobalMean()), ("user+item biases", Biases(scale=ds.scale))):
         t0 = time.perf_counter()
         model.fit(s.train, s.validation, s.validation_input)
@@ -226,7 +214,8 @@ def markdown(rating: list[dict], topn: list[dict], variants: list[dict] | None =
                f"{x['coverage@10']:.4f}", f"{x['gini@10']:.4f}", f"{x['seconds']:.1f}") for x in topn]
     return "\n".join([
         "Rating prediction, movies-small, random 90/10 split, seed 0 (test set; validation "
-        "carved from training for early stopping):", "",
+        "carved from training for early stopping; `ensemble=K`: K seeds, each early-stopped, "
+        "served as one network that predicts their mean):", "",
         md_table(("model", "RMSE", "MAE", "seconds"), r_rows, "lrrr"), "",
         f"Top-N, strong generalization ({topn[0]['n_users'] if topn else 0} held-out users; "
         "rating >= 4 is a positive, users with >= 5 positives, 20% test users, 80/20 "
@@ -236,10 +225,7 @@ def markdown(rating: list[dict], topn: list[dict], variants: list[dict] | None =
         "The penalty row ranks the same model's scores minus beta * log(1 + training count) "
         "(what `cli.py eval --generate --popularity_penalty beta` exports); beta is the "
         f"largest of {', '.join(f'{b:g}' for b in PENALTIES)} that keeps the validation "
-        f"users' NDCG@100 within {PENALTY_TOLERANCE:.0%} of the unpenalized model's. The "
-        "seed-average row averages the predictions of the item-based model fitted with "
-        f"seeds {', '.join(map(str, SEEDS))} (done in the benchmark script; not a library "
-        "feature yet).",
+        f"users' NDCG@100 within {PENALTY_TOLERANCE:.0%} of the unpenalized model's.",
     ] + ([] if not variants else [
         "", "Precision variants of the exported default model (movies-small test RMSE; "
         "batch-1 scores latency, 1 user with > 50 ratings):", "",

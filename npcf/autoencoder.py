@@ -15,7 +15,7 @@ DEFAULTS = dict(
     loss="mse", denoise=True, noise="masking", noise_level=0.2, optimizer="adam", lr=1e-3,
     weight_decay=1e-2, clip_norm=None, schedule="none", step_size=10, gamma=0.5,
     n_epochs=40, batch_size=64, patience=5, item_based=False, residual=True, bias_reg=5.0,
-    lazy=True, output_mode="auto", seed=0,
+    lazy=True, output_mode="auto", seed=0, ensemble=1,
 )
 #: What changes when ``item_based=True`` and the keyword is not given (tuned the same way).
 ITEM_BASED_DEFAULTS = dict(activation="relu", layers=(128,))
@@ -29,7 +29,9 @@ class AutoEncoder:
     ``fit(X)`` takes a CSR users x items matrix; ``predict(X)`` returns dense
     float32 scores (B, n_items), clipped to the rating scale for the MSE loss.
     Every keyword is a hyperparameter (see ``DEFAULTS``; ``ITEM_BASED_DEFAULTS``
-    apply to an item-based model unless given).
+    apply to an item-based model unless given). ``ensemble=K`` fits K members with
+    seeds ``seed .. seed+K-1``, each early-stopped on its own, and folds them into one
+    network that predicts their mean (:mod:`npcf.ensemble`).
     """
 
     def __init__(self, **params):
@@ -40,6 +42,9 @@ class AutoEncoder:
         for k, v in defaults.items():
             setattr(self, k, params.get(k, v))
         self.layers = tuple(int(h) for h in self.layers)
+        if int(self.ensemble) != self.ensemble or self.ensemble < 1:
+            raise ValueError(f"ensemble must be a positive integer, got {self.ensemble!r}")
+        self.ensemble = int(self.ensemble)
         self.network: Network | None = None
         self.scale: tuple[float, float] | None = None
         self.users: Vocabulary | None = None
@@ -86,6 +91,10 @@ class AutoEncoder:
         """
         from .train import Trainer
         X = sp.csr_matrix(X)
+        if self.ensemble > 1:
+            return self._fit_ensemble(X, validation, validation_input, scale=scale, users=users,
+                                      items=items, out=out, resume=resume, quiet=quiet,
+                                      verbose_epochs=verbose_epochs, echo=echo)
         if validation is not None and self.item_based and validation_input is not None \
                 and (validation_input != X).nnz:
             raise NpcfError("item-based models predict from the training matrix; "
@@ -113,6 +122,49 @@ class AutoEncoder:
             trainer.load_resume()
         self.history = trainer.run()
         self.info.update(best_epoch=trainer.best_epoch + 1, epochs_run=len(self.history))
+        if out is not None:
+            self.save(out)
+        return self
+
+    def _fit_ensemble(self, X, validation, validation_input, *, out, resume, echo, **kw):
+        """Fit ``ensemble`` members (seeds ``seed + k``) and merge them into one network.
+
+        With ``out``, member k trains in ``out/members/k`` (its own checkpoint, history
+        and Ctrl-C resume state); ``resume`` continues interrupted members and reuses
+        finished ones.
+        """
+        from pathlib import Path
+
+        from .ensemble import merge
+        from .train import RESUME_JSON
+        members = []
+        for k in range(self.ensemble):
+            params = dict(self.get_params(), ensemble=1, seed=self.seed + k)
+            where = None if out is None else Path(out) / "members" / str(k)
+            if echo is not None and not kw.get("quiet", True):
+                echo(f"ensemble member {k + 1}/{self.ensemble} (seed {self.seed + k})")
+            if resume and where is not None and _finished(where) \
+                    and not (where / RESUME_JSON).exists():
+                members.append(AutoEncoder.load(where))
+                continue
+            again = bool(resume and where is not None and (where / RESUME_JSON).exists())
+            members.append(AutoEncoder(**params).fit(X, validation, validation_input, out=where, resume=again,
+                                      echo=echo, **kw))
+        first = members[0]
+        self.scale, self.users, self.items = first.scale, first.users, first.items
+        self.item_counts, self.baseline = first.item_counts, first.baseline
+        self.network = merge([m.network for m in members])
+        self.history = [dict(member=k + 1, **row) for k, m in enumerate(members)
+                        for row in m.history]
+        self.info = {"fingerprint": first.info["fingerprint"],
+                     "best_epoch": [m.info["best_epoch"] for m in members],
+                     "epochs_run": [m.info["epochs_run"] for m in members]}
+        if validation is not None:
+            from .evaluate import ranking_metrics, rating_metrics
+            vin = X if validation_input is None or self.item_based else validation_input
+            self.info["validation"] = (rating_metrics(self, vin, validation)
+                                       if self.loss == "mse" else
+                                       ranking_metrics(self, vin, validation, ks=(100,)))
         if out is not None:
             self.save(out)
         return self
@@ -218,6 +270,15 @@ class AutoEncoder:
         """Load a model saved by :meth:`save` (directory or ``model.npz``)."""
         from .checkpoint import load_model
         return load_model(path)
+
+
+def _finished(path) -> bool:
+    """Whether ``path`` holds a model whose training ran to the end."""
+    import json
+    try:
+        return "epochs_run" in json.loads((path / "model.json").read_text()).get("info", {})
+    except (OSError, ValueError):
+        return False
 
 
 def fingerprint(X: sp.csr_matrix) -> str:

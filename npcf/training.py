@@ -48,8 +48,12 @@ def run_training(ds: Dataset, params: dict, out, *, resume: bool = False, quiet:
         test = rating_metrics(model, s.test_input, s.test)
     else:
         test = ranking_metrics(model, s.test_input, s.test, ks=(20, 100))
-    best = model.history[model.info["best_epoch"] - 1] if model.history and \
-        model.info.get("best_epoch", 0) > 0 else {}
+    if "validation" in model.info:          # an ensemble: its own validation figures
+        best = model.info["validation"]
+    elif model.history and model.info.get("best_epoch", 0) > 0:
+        best = model.history[model.info["best_epoch"] - 1]
+    else:
+        best = {}
     result = {"test": test, "validation": best, "model_path": str(out / "model.npz"),
               "data": str(data_dir), "source": str(source or ds.stats.get("source", "")),
               "split": s.params, "hyperparameters": model.get_params()}

@@ -56,6 +56,7 @@ VARIANTS = {
     "lazy": dict(lazy=False, batch_size=4),
     "seed": dict(seed=1),
     "loss": dict(loss="multinomial"),
+    "ensemble": dict(ensemble=2),
 }
 
 

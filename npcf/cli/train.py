@@ -53,6 +53,8 @@ def _layers(text: str) -> tuple[int, ...]:
 @click.option("--item_based", is_flag=True, default=None,
               help="Item-based autoencoder (I-AutoRec) instead of user-based.")
 @click.option("--dense_adam", is_flag=True, help="Exact dense Adam instead of lazy row updates.")
+@click.option("--ensemble", default=None, type=click.IntRange(min=1),
+              help="Fit K models (seeds SEED..SEED+K-1) and serve their mean as one network.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split and the model.")
 @click.option("--out", default="models", show_default=True, type=click.Path(file_okay=False),
               help="Output directory for the checkpoint, history and metrics.")
@@ -62,14 +64,15 @@ def train(data, fmt, sep, columns, scale, split_kind, test_size, validation_size
           train_file, test_file, denoiser, tied_weights, n_epochs, batch_size, verbose_epochs,
           lr, layers, activation, output_activation, optimizer, loss, noise, noise_level,
           dropout, weight_decay, clip_norm, schedule, step_size, gamma, patience, item_based,
-          dense_adam, seed, out, resume, quiet):
+          dense_adam, ensemble, seed, out, resume, quiet):
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json."""
     from ..training import run_training
     given = dict(n_epochs=n_epochs, batch_size=batch_size, lr=lr, activation=activation,
                  output_activation=output_activation, optimizer=optimizer, loss=loss,
                  noise=noise, noise_level=noise_level, dropout=dropout,
                  weight_decay=weight_decay, clip_norm=clip_norm, schedule=schedule,
-                 step_size=step_size, gamma=gamma, patience=patience, item_based=item_based)
+                 step_size=step_size, gamma=gamma, patience=patience, item_based=item_based,
+                 ensemble=ensemble)
     params = {k: v for k, v in given.items() if v is not None}
     if layers is not None:
         params["layers"] = _layers(layers)
