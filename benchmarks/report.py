@@ -100,12 +100,13 @@ def md_table(headers, rows, align=None) -> str:
     return "\n".join(out)
 
 
-def run_child(script, args, threads: int):
-    """Run ``python script --child ARGS`` with BLAS/OpenMP limited to ``threads``; return
-    the JSON its last stdout line holds. A failing child raises with its stderr."""
+def run_child(script, args, threads: int, env: dict | None = None):
+    """Run ``python script --child ARGS`` with BLAS/OpenMP limited to ``threads`` (plus
+    ``env``); return the JSON its last stdout line holds. A failing child raises with
+    its stderr."""
     import subprocess
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+               MKL_NUM_THREADS=str(threads), **(env or {}))
     res = subprocess.run([sys.executable, str(script), "--child", *map(str, args)], env=env,
                          capture_output=True, text=True)
     if res.returncode != 0:

@@ -28,6 +28,13 @@ SMALL = HERE.parent.parent / "shared" / "datasets" / "movies-small" / "ratings.c
 CACHE = Path(os.environ.get("NPCF_BENCH_DIR", "/tmp/npcf-bench"))
 
 
+def thread_env(threads: int) -> dict:
+    """npcf's own kernels on ``threads`` threads, and OpenBLAS's idle workers asleep
+    at once instead of spinning ~0.1 s on the cores those threads need (what
+    ``cli.py train --threads`` sets up)."""
+    return {"NPCF_NUM_THREADS": str(threads), "OPENBLAS_THREAD_TIMEOUT": "4"}
+
+
 def load(scale: str):
     import numpy as np
     import scipy.sparse as sp
@@ -47,7 +54,8 @@ def load(scale: str):
 
 
 def kernel_rates(X, h1: int, batch: int, dense_sizes, reps: int = 5) -> dict:
-    """GEMM GFLOP/s (middle-layer shapes), CSR x dense GFLOP/s, copy bandwidth GB/s."""
+    """GEMM GFLOP/s (middle-layer shapes), sparse x dense GFLOP/s and copy bandwidth GB/s,
+    with npcf's own kernels on NPCF_NUM_THREADS threads."""
     import numpy as np
     rng = np.random.default_rng(0)
     f32 = np.float32
@@ -66,21 +74,27 @@ def kernel_rates(X, h1: int, batch: int, dense_sizes, reps: int = 5) -> dict:
     W0 = rng.standard_normal((X.shape[1], h1)).astype(f32)
     rows = rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False)
     xb = X[rows].astype(f32)
+    from npcf import parallel
     best = np.inf
-    for order in (xb, xb.tocsc()):       # user-major and item-major: the faster one counts
+    for item_major in (False, True):    # user-major and item-major: the faster one counts
         t = []
         for _ in range(reps):
             t0 = time.perf_counter()
-            order @ W0
+            parallel.spmm(xb, W0, item_major=item_major)
             t.append(time.perf_counter() - t0)
         best = min(best, float(np.median(t)))
     out["spmm_gflops"] = 2 * xb.nnz * h1 / best / 1e9
     big = np.ones(50_000_000, f32)
     dst = np.empty_like(big)
+    dst[:] = 0
+
+    def copy(lo, hi):
+        np.copyto(dst[lo:hi], big[lo:hi])
+
     t = []
     for _ in range(3):
         t0 = time.perf_counter()
-        np.copyto(dst, big)
+        parallel.split(copy, big.size)
         t.append(time.perf_counter() - t0)
     out["copy_gbs"] = 2 * big.nbytes / np.median(t) / 1e9      # read + write
     return out
@@ -144,7 +158,8 @@ def run(scale, threads, batch_size, batches, layers, dense_adam=False, output_mo
     from report import run_child
     return run_child(__file__, ["--scale", scale, "--threads", threads, "--batch_size", batch_size,
                                 "--batches", batches, "--layers", layers, "--output_mode",
-                                output_mode] + (["--dense_adam"] if dense_adam else []), threads)
+                                output_mode] + (["--dense_adam"] if dense_adam else []), threads,
+                     env=thread_env(threads))
 
 
 def main(argv=None):

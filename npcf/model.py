@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from . import activations
+from . import activations, parallel
 from .arrays import union, unique, unique_inverse
 from .losses import masked_mse, multinomial
 
@@ -123,7 +123,7 @@ class Network:
         p, L = self.params, len(self.layers)
         cache = {"x": x, "enc": [], "dec": [], "mask": None}
         # Item-major (CSC) order reads each needed row of W0 once per batch.
-        z = x.tocsc() @ p["W0"]
+        z = parallel.spmm(x, p["W0"], item_major=True)
         z += p["b0"]
         a = self._f(z)
         cache["enc"].append((z, a))
@@ -168,12 +168,16 @@ class Network:
         out = np.empty(cols.size, dtype=a.dtype)
         order = np.argsort(local, kind="stable")
         step = max(1, chunk // max(1, h))
-        for s in range(0, order.size, step):
-            o = order[s:s + step]
-            item = local[o]
-            lo = item[0]
-            rows_of_d = D[U[lo:item[-1] + 1]]
-            out[o] = np.einsum("ij,ij->i", a[rows[o]], rows_of_d[item - lo])
+
+        def work(first, last):
+            for s in range(first, last, step):
+                o = order[s:min(s + step, last)]
+                item = local[o]
+                lo = item[0]
+                rows_of_d = D[U[lo:item[-1] + 1]]
+                out[o] = np.einsum("ij,ij->i", a[rows[o]], rows_of_d[item - lo])
+
+        parallel.split(work, order.size, min_size=max(1, parallel.MIN_BYTES // (4 * h)))
         return out + c[cols]
 
     def predict(self, x: sp.csr_matrix) -> np.ndarray:
@@ -220,7 +224,7 @@ class Network:
                 local = sp.csr_matrix((x.data.astype(self.dtype, copy=False), pos, x.indptr),
                                       shape=(x.shape[0], U.size))
                 both = sp.vstack([d_out, local], format="csr").T.tocsr()
-                values = both @ np.vstack([a, dz])
+                values = parallel.spmm(both, np.vstack([a, dz]))
                 self._acc(grads, "W0", RowSparse(U, values.astype(self.dtype, copy=False)))
                 return
             self._acc(grads, "W0", RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False)))
@@ -264,7 +268,7 @@ class Network:
                 grads[dname] = RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False))
             # item-major: each touched row of D is read once
             d_users = sp.csr_matrix((delta, cols, target.indptr), shape=target.shape)
-            da = (d_users.tocsc() @ D).astype(self.dtype, copy=False)
+            da = parallel.spmm(d_users, D, item_major=True).astype(self.dtype, copy=False)
         elif loss == "multinomial":
             z, _ = self.output(a)
             value, dz = multinomial(z, target)

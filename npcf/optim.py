@@ -16,8 +16,11 @@ rows only. ``clip_norm`` clips the global gradient norm before the update.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from . import parallel
 from .model import RowSparse
 
 NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
@@ -67,28 +70,35 @@ class Optimizer:
             self._chunks(p, self._state(name, p), rows, gv)
 
     def _chunks(self, p, state, rows, gv) -> None:
-        """Update the rows of ``p`` (all, or ``rows``) chunk by chunk."""
+        """Update the rows of ``p`` (all, or ``rows``) chunk by chunk; the chunks are
+        split over :func:`npcf.parallel.threads` threads (disjoint rows)."""
         per = max(1, self.chunk_bytes // max(1, gv[:1].nbytes))
-        bufs = self._buffers(per, gv.shape[1:], gv.dtype)
-        for s in range(0, gv.shape[0], per):
-            e = min(s + per, gv.shape[0])
-            if rows is None:
-                idx = slice(s, e)
-                pv = p[idx]
-            else:
-                idx = rows[s:e]
-                pv = np.take(p, idx, axis=0, out=bufs[0][:e - s])
-            new = self._update(p, state, idx, pv, gv[s:e], [b[:e - s] for b in bufs[1:]])
-            if rows is not None or new is not pv:
-                p[idx] = new
+
+        def work(lo: int, hi: int) -> None:
+            bufs = self._buffers(per, gv.shape[1:], gv.dtype)
+            for s in range(lo, hi, per):
+                e = min(s + per, hi)
+                if rows is None:
+                    idx = slice(s, e)
+                    pv = p[idx]
+                else:
+                    idx = rows[s:e]
+                    pv = np.take(p, idx, axis=0, out=bufs[0][:e - s])
+                new = self._update(p, state, idx, pv, gv[s:e], [b[:e - s] for b in bufs[1:]])
+                if rows is not None or new is not pv:
+                    p[idx] = new
+
+        parallel.split(work, gv.shape[0],
+                       min_size=max(per, parallel.MIN_BYTES // max(1, gv[:1].nbytes)))
 
     def _buffers(self, per: int, row_shape, dtype) -> list[np.ndarray]:
-        """Scratch: 1 + ``n_buffers`` arrays of ``per`` rows, kept between steps."""
-        key = (per, tuple(row_shape), np.dtype(dtype).str)
-        if key not in self._bufs:
-            self._bufs[key] = [np.empty((per,) + tuple(row_shape), dtype)
-                               for _ in range(1 + self.n_buffers)]
-        return self._bufs[key]
+        """This thread's scratch: 1 + ``n_buffers`` arrays of ``per`` rows, kept between steps."""
+        key = (threading.get_ident(), per, tuple(row_shape), np.dtype(dtype).str)
+        bufs = self._bufs.get(key)
+        if bufs is None:
+            bufs = self._bufs[key] = [np.empty((per,) + tuple(row_shape), dtype)
+                                      for _ in range(1 + self.n_buffers)]
+        return bufs
 
     def _state(self, name: str, p: np.ndarray) -> dict[str, np.ndarray]:
         s = self.state.setdefault(name, {})

@@ -55,6 +55,9 @@ def _layers(text: str) -> tuple[int, ...]:
 @click.option("--dense_adam", is_flag=True, help="Exact dense Adam instead of lazy row updates.")
 @click.option("--ensemble", default=None, type=click.IntRange(min=1),
               help="Fit K models (seeds SEED..SEED+K-1) and serve their mean as one network.")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="Threads for npcf's sparse products and optimizer (BLAS has its own).  "
+                   "[default: NPCF_NUM_THREADS, else all cores]")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split and the model.")
 @click.option("--out", default="models", show_default=True, type=click.Path(file_okay=False),
               help="Output directory for the checkpoint, history and metrics.")
@@ -64,9 +67,15 @@ def train(data, fmt, sep, columns, scale, split_kind, test_size, validation_size
           train_file, test_file, denoiser, tied_weights, n_epochs, batch_size, verbose_epochs,
           lr, layers, activation, output_activation, optimizer, loss, noise, noise_level,
           dropout, weight_decay, clip_norm, schedule, step_size, gamma, patience, item_based,
-          dense_adam, ensemble, seed, out, resume, quiet):
+          dense_adam, ensemble, threads, seed, out, resume, quiet):
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json."""
+    import os
+
+    from .. import parallel
     from ..training import run_training
+    if threads is None and not os.environ.get("NPCF_NUM_THREADS"):
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
     given = dict(n_epochs=n_epochs, batch_size=batch_size, lr=lr, activation=activation,
                  output_activation=output_activation, optimizer=optimizer, loss=loss,
                  noise=noise, noise_level=noise_level, dropout=dropout,
@@ -79,8 +88,9 @@ def train(data, fmt, sep, columns, scale, split_kind, test_size, validation_size
     params.update(denoise=denoiser, tied=tied_weights, seed=seed, lazy=not dense_adam)
     ds = load_data(data, fmt, sep, columns, scale, split_kind, test_size, validation_size,
                    holdout, train_file, test_file, seed, quiet)
-    result = run_training(ds, params, out, resume=resume, quiet=quiet,
-                          verbose_epochs=0 if quiet else verbose_epochs, echo=click.echo)
+    with parallel.using(threads):
+        result = run_training(ds, params, out, resume=resume, quiet=quiet,
+                              verbose_epochs=0 if quiet else verbose_epochs, echo=click.echo)
     if not quiet:
         click.echo("")
     click.echo(table([(k, v) for k, v in result["test"].items()], ("test", "value"), "lr"))

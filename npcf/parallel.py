@@ -1,0 +1,101 @@
+"""Row-parallel work for what NumPy and SciPy run on one thread.
+
+SciPy's sparse x dense products and NumPy's gathers and element-wise updates release
+the GIL but use one core. :func:`split` spreads such work, cut into contiguous row
+ranges, over a small thread pool; each output row is computed by exactly one thread,
+so results do not depend on the thread count.
+
+Thread count: :func:`set_threads`, else ``NPCF_NUM_THREADS``, else 1.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: work below these sizes stays on the calling thread (a split costs ~50 us)
+MIN_NNZ = 1 << 14        # stored entries of a sparse product
+MIN_BYTES = 1 << 21      # bytes of rows per thread for row-wise work
+
+_threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def threads() -> int:
+    """Threads npcf's own kernels use (>= 1)."""
+    if _threads is not None:
+        return _threads
+    value = os.environ.get("NPCF_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` threads (``None``: back to ``NPCF_NUM_THREADS`` or 1)."""
+    global _threads
+    if n is not None and int(n) < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    _threads = None if n is None else int(n)
+
+
+@contextlib.contextmanager
+def using(n: int | None):
+    """``with using(n):`` npcf's kernels run on ``n`` threads, restored afterwards."""
+    global _threads
+    previous = _threads
+    set_threads(n)
+    try:
+        yield
+    finally:
+        _threads = previous
+
+
+def _executor(k: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size < k:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=k, thread_name_prefix="npcf"), k
+    return _pool
+
+
+def split(fn, n: int, *, min_size: int = 1) -> None:
+    """Call ``fn(lo, hi)`` over ``[0, n)`` cut into one contiguous range per thread
+    (fewer when a range would hold under ``min_size`` items); the first range runs on
+    the calling thread. Re-raises the first error."""
+    k = max(1, min(threads(), n // max(1, min_size)))
+    edges = [int(e) for e in np.linspace(0, n, k + 1).round()]
+    bounds = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    if len(bounds) <= 1:
+        for lo, hi in bounds:
+            fn(lo, hi)
+        return
+    futures = [_executor(len(bounds) - 1).submit(fn, lo, hi) for lo, hi in bounds[1:]]
+    try:
+        fn(*bounds[0])
+    finally:
+        for f in futures:
+            f.result()
+
+
+def spmm(a, b: np.ndarray, *, item_major: bool = False) -> np.ndarray:
+    """``a @ b`` for CSR ``a`` (m, n) and dense ``b`` (n, h) as a dense (m, h) array,
+    row blocks of ``a`` on :func:`threads` threads. ``item_major``: multiply each block
+    in CSC order (reads each needed row of ``b`` once per block)."""
+    k = min(threads(), a.shape[0]) if a.nnz >= MIN_NNZ else 1
+    if k <= 1:
+        return np.asarray((a.tocsc() if item_major else a) @ b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a.dtype, b.dtype))
+    cuts = np.searchsorted(a.indptr, np.linspace(0, a.nnz, k + 1)[1:-1])
+    edges = np.unique(np.concatenate(([0], np.clip(cuts, 0, a.shape[0]), [a.shape[0]])))
+
+    def blocks(first, last):
+        for i in range(first, last):
+            lo, hi = int(edges[i]), int(edges[i + 1])
+            part = a[lo:hi]
+            out[lo:hi] = (part.tocsc() if item_major else part) @ b
+
+    split(blocks, edges.size - 1)
+    return out

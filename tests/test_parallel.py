@@ -1,0 +1,116 @@
+"""Tests for npcf.parallel: thread-split kernels give bit-identical results to one
+thread (products, optimizer steps, whole training steps), and errors propagate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from npcf import parallel
+from npcf.model import Network, RowSparse
+from npcf.optim import make
+
+
+@pytest.fixture(autouse=True)
+def split_everything(monkeypatch):
+    """Split even tiny work, so the threaded paths run in these tests."""
+    monkeypatch.setattr(parallel, "MIN_NNZ", 1)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 1)
+
+
+def _csr(m, n, density, seed):
+    rng = np.random.default_rng(seed)
+    return sp.random(m, n, density=density, random_state=rng, format="csr", dtype=np.float32)
+
+
+def test_threads_from_environment_and_set(monkeypatch):
+    monkeypatch.delenv("NPCF_NUM_THREADS", raising=False)
+    assert parallel.threads() == 1
+    monkeypatch.setenv("NPCF_NUM_THREADS", "3")
+    assert parallel.threads() == 3
+    with parallel.using(2):
+        assert parallel.threads() == 2
+    assert parallel.threads() == 3
+    with pytest.raises(ValueError):
+        parallel.set_threads(0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_split_covers_the_range_once(k):
+    seen = np.zeros(1000, int)
+
+    def fn(lo, hi):
+        seen[lo:hi] += 1
+
+    with parallel.using(k):
+        parallel.split(fn, 1000)
+        parallel.split(fn, 0)
+    assert (seen == 1).all()
+
+
+def test_split_reraises_a_worker_error():
+    def fn(lo, hi):
+        if lo > 0:
+            raise RuntimeError("boom")
+
+    with parallel.using(2), pytest.raises(RuntimeError, match="boom"):
+        parallel.split(fn, 10)
+
+
+@pytest.mark.parametrize("item_major", [False, True])
+@pytest.mark.parametrize("shape", [(300, 500), (3, 40000), (5000, 60)])
+def test_spmm_is_bit_identical_across_thread_counts(item_major, shape):
+    a = _csr(*shape, density=0.05, seed=1)
+    b = np.random.default_rng(2).standard_normal((shape[1], 33)).astype(np.float32)
+    with parallel.using(1):
+        one = parallel.spmm(a, b, item_major=item_major)
+    np.testing.assert_allclose(one, a.toarray() @ b, rtol=1e-4, atol=1e-4)
+    for k in (2, 3):
+        with parallel.using(k):
+            np.testing.assert_array_equal(parallel.spmm(a, b, item_major=item_major), one)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "momentum"])
+def test_optimizer_steps_are_bit_identical_across_thread_counts(name, monkeypatch):
+    monkeypatch.setattr(type(make(name, 0.01)), "chunk_bytes", 64)   # many chunks
+    rng = np.random.default_rng(0)
+    p0 = {"W": rng.standard_normal((4000, 16)).astype(np.float32),
+          "b": rng.standard_normal(16).astype(np.float32)}
+    steps = []
+    for _ in range(3):
+        rows = np.sort(rng.choice(4000, 2500, replace=False))
+        steps.append({"W": RowSparse(rows, rng.standard_normal((rows.size, 16)).astype(np.float32)),
+                      "b": rng.standard_normal(16).astype(np.float32)})
+    out = []
+    for k in (1, 2, 3):
+        params = {n: v.copy() for n, v in p0.items()}
+        opt = make(name, 0.01, weight_decay=0.01)
+        with parallel.using(k):
+            for g in steps:
+                opt.step(params, g)
+        out.append(params)
+    for other in out[1:]:
+        for n in p0:
+            np.testing.assert_array_equal(other[n], out[0][n])
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_training_step_gradients_are_bit_identical_across_thread_counts(tied):
+    t = _csr(64, 3000, 0.1, 3)
+    t.data = np.round(t.data * 4 + 1).astype(np.float32)
+    x = t.copy()
+    x.data[::3] = 0
+    x.eliminate_zeros()
+    results = []
+    for k in (1, 2):
+        net = Network(3000, (40, 8), tied=tied, activation="tanh", seed=0)
+        with parallel.using(k):
+            results.append(net.loss_and_grads(x, t, "mse", output_mode="sampled"))
+    (l1, g1), (l2, g2) = results
+    assert l1 == l2
+    for name in g1:
+        a, b = g1[name], g2[name]
+        if isinstance(a, RowSparse):
+            np.testing.assert_array_equal(a.rows, b.rows)
+            a, b = a.values, b.values
+        np.testing.assert_array_equal(a, b, err_msg=name)
