@@ -71,6 +71,12 @@ def child(args) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def available() -> bool:
+    """Whether torch can be imported (the comparison is optional)."""
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
 def run(scale, threads, batch_size, batches, layers) -> dict:
     from report import run_child
     return run_child(__file__, ["--scale", scale, "--threads", threads, "--batch_size",
