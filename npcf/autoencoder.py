@@ -1,6 +1,8 @@
 """``AutoEncoder``: the scikit-learn-like estimator around :class:`~npcf.model.Network`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -131,21 +133,21 @@ class AutoEncoder:
 
         With ``out``, member k trains in ``out/members/k`` (its own checkpoint, history
         and Ctrl-C resume state); ``resume`` continues interrupted members and reuses
-        finished ones.
+        finished ones trained with the same options on the same data (others train again).
         """
-        from pathlib import Path
-
         from .ensemble import merge
         from .train import RESUME_JSON
-        members = []
+        members, data_fp = [], fingerprint(X)
         for k in range(self.ensemble):
             params = dict(self.get_params(), ensemble=1, seed=self.seed + k)
             where = None if out is None else Path(out) / "members" / str(k)
             if echo is not None and not kw.get("quiet", True):
                 echo(f"ensemble member {k + 1}/{self.ensemble} (seed {self.seed + k})")
-            if resume and where is not None and _finished(where) \
-                    and not (where / RESUME_JSON).exists():
-                members.append(AutoEncoder.load(where))
+            if resume and where is not None and not (where / RESUME_JSON).exists() \
+                    and _finished(where, params, data_fp):
+                member = AutoEncoder.load(where)
+                member.history = _read_history(where / "history.csv")
+                members.append(member)
                 continue
             again = bool(resume and where is not None and (where / RESUME_JSON).exists())
             members.append(AutoEncoder(**params).fit(X, validation, validation_input, out=where, resume=again,
@@ -159,14 +161,18 @@ class AutoEncoder:
         self.info = {"fingerprint": first.info["fingerprint"],
                      "best_epoch": [m.info["best_epoch"] for m in members],
                      "epochs_run": [m.info["epochs_run"] for m in members]}
-        if validation is not None:
+        if validation is not None:   # the ensemble's own figures, named as in history rows
             from .evaluate import ranking_metrics, rating_metrics
             vin = X if validation_input is None or self.item_based else validation_input
-            self.info["validation"] = (rating_metrics(self, vin, validation)
-                                       if self.loss == "mse" else
-                                       ranking_metrics(self, vin, validation, ks=(100,)))
+            if self.loss == "mse":
+                r = rating_metrics(self, vin, validation)
+                self.info["validation"] = {"val_rmse": r["rmse"], "val_mae": r["mae"]}
+            else:
+                r = ranking_metrics(self, vin, validation, ks=(100,))
+                self.info["validation"] = {"val_ndcg": r["ndcg@100"]}
         if out is not None:
             self.save(out)
+            _write_history(Path(out) / "history.csv", self.history)
         return self
 
     # --------------------------------------------------------------- predicting
@@ -272,13 +278,38 @@ class AutoEncoder:
         return load_model(path)
 
 
-def _finished(path) -> bool:
-    """Whether ``path`` holds a model whose training ran to the end."""
+def _finished(path, params: dict, data_fingerprint: str) -> bool:
+    """Whether ``path`` holds a model trained to the end with ``params`` on the data
+    whose :func:`fingerprint` is ``data_fingerprint``."""
     import json
     try:
-        return "epochs_run" in json.loads((path / "model.json").read_text()).get("info", {})
+        meta = json.loads((path / "model.json").read_text())
     except (OSError, ValueError):
         return False
+    info = meta.get("info", {})
+    return ("epochs_run" in info and info.get("fingerprint") == data_fingerprint
+            and meta.get("hyperparameters") == json.loads(json.dumps(params)))
+
+
+def _read_history(path) -> list[dict]:
+    """Rows of a ``history.csv`` (numbers parsed; empty cells dropped)."""
+    import csv
+    try:
+        with open(path, newline="") as f:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v}
+                    for row in csv.DictReader(f)]
+    except OSError:
+        return []
+
+
+def _write_history(path, rows: list[dict]) -> None:
+    """An ensemble's ``history.csv``: every member's rows, with a ``member`` column."""
+    from .io import atomic_path
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [",".join(cols)] + [",".join("" if row.get(c) is None else str(row[c]) for c in cols)
+                                for row in rows]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def fingerprint(X: sp.csr_matrix) -> str:

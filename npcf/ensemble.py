@@ -2,10 +2,12 @@
 
 K autoencoders of the same shape, averaged at the output pre-activation, are exactly
 one wider untied network: hidden layers side by side (first layer concatenated,
-middle layers block-diagonal, so the members never mix) and an output layer that
-averages them (decoder weights concatenated and divided by K, output biases
-averaged). The merged network trains, saves, exports to ONNX and serves like any
-other; it costs K times one member's compute and weights.
+middle layers block-diagonal, so the members do not mix when it predicts) and an
+output layer that averages them (decoder weights concatenated and divided by K,
+output biases averaged). The merged network saves, exports to ONNX and serves like
+any other. Cost against one tied member: K times the first- and output-layer compute
+and 2K times their weights (the merged network is untied); middle layers are stored
+dense, so their weights and compute grow as K squared (nothing for one hidden layer).
 """
 from __future__ import annotations
 

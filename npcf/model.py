@@ -177,7 +177,7 @@ class Network:
                 rows_of_d = D[U[lo:item[-1] + 1]]
                 out[o] = np.einsum("ij,ij->i", a[rows[o]], rows_of_d[item - lo])
 
-        parallel.split(work, order.size, min_size=max(1, parallel.MIN_BYTES // (4 * h)))
+        parallel.split(work, order.size, min_size=max(1, parallel.MIN_BYTES // (a.itemsize * h)))
         return out + c[cols]
 
     def predict(self, x: sp.csr_matrix) -> np.ndarray:

@@ -50,7 +50,7 @@ class Optimizer:
         self.lr, self.weight_decay, self.clip_norm, self.lazy = lr, weight_decay, clip_norm, lazy
         self.t = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
-        self._bufs: dict = {}
+        self._local = threading.local()    # per-thread scratch buffers
 
     def step(self, params: dict, grads: dict) -> None:
         self.t += 1
@@ -67,7 +67,11 @@ class Optimizer:
             gv = np.asarray(gv, dtype=p.dtype)
             if scale != 1.0:
                 gv = gv * p.dtype.type(scale)
-            self._chunks(p, self._state(name, p), rows, gv)
+            state = self._state(name, p)
+            if p.ndim == 0:                       # a scalar parameter: as one row
+                p, gv = p.reshape(1), gv.reshape(1)
+                state = {k: v.reshape(1) for k, v in state.items()}
+            self._chunks(p, state, rows, gv)
 
     def _chunks(self, p, state, rows, gv) -> None:
         """Update the rows of ``p`` (all, or ``rows``) chunk by chunk; the chunks are
@@ -93,12 +97,14 @@ class Optimizer:
 
     def _buffers(self, per: int, row_shape, dtype) -> list[np.ndarray]:
         """This thread's scratch: 1 + ``n_buffers`` arrays of ``per`` rows, kept between steps."""
-        key = (threading.get_ident(), per, tuple(row_shape), np.dtype(dtype).str)
-        bufs = self._bufs.get(key)
-        if bufs is None:
-            bufs = self._bufs[key] = [np.empty((per,) + tuple(row_shape), dtype)
-                                      for _ in range(1 + self.n_buffers)]
-        return bufs
+        cache = getattr(self._local, "bufs", None)
+        if cache is None:
+            cache = self._local.bufs = {}
+        key = (per, tuple(row_shape), np.dtype(dtype).str)
+        if key not in cache:
+            cache[key] = [np.empty((per,) + tuple(row_shape), dtype)
+                          for _ in range(1 + self.n_buffers)]
+        return cache[key]
 
     def _state(self, name: str, p: np.ndarray) -> dict[str, np.ndarray]:
         s = self.state.setdefault(name, {})

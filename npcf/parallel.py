@@ -5,66 +5,87 @@ the GIL but use one core. :func:`split` spreads such work, cut into contiguous r
 ranges, over a small thread pool; each output row is computed by exactly one thread,
 so results do not depend on the thread count.
 
-Thread count: :func:`set_threads`, else ``NPCF_NUM_THREADS``, else 1.
+Thread count: :func:`using` / :func:`set_threads` (per calling thread), else
+``NPCF_NUM_THREADS``, else 1.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
+import scipy.sparse as sp
 
 #: work below these sizes stays on the calling thread (a split costs ~50 us)
 MIN_NNZ = 1 << 14        # stored entries of a sparse product
 MIN_BYTES = 1 << 21      # bytes of rows per thread for row-wise work
 
-_threads: int | None = None
+# per calling thread (and asyncio task): library users may run npcf from several threads
+_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("npcf_threads",
+                                                                      default=None)
+_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
-def threads() -> int:
-    """Threads npcf's own kernels use (>= 1)."""
-    if _threads is not None:
-        return _threads
+def env_threads() -> int | None:
+    """``NPCF_NUM_THREADS`` as a positive int; None when unset; ValueError when invalid."""
     value = os.environ.get("NPCF_NUM_THREADS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else 1
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"NPCF_NUM_THREADS must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def threads() -> int:
+    """Threads npcf's own kernels use on this thread (>= 1)."""
+    n = _threads.get()
+    if n is not None:
+        return n
+    try:
+        return env_threads() or 1
+    except ValueError:
+        return 1
 
 
 def set_threads(n: int | None) -> None:
-    """Use ``n`` threads (``None``: back to ``NPCF_NUM_THREADS`` or 1)."""
-    global _threads
+    """Use ``n`` threads from the calling thread (``None``: ``NPCF_NUM_THREADS`` or 1)."""
     if n is not None and int(n) < 1:
         raise ValueError(f"threads must be >= 1, got {n}")
-    _threads = None if n is None else int(n)
+    _threads.set(None if n is None else int(n))
 
 
 @contextlib.contextmanager
 def using(n: int | None):
     """``with using(n):`` npcf's kernels run on ``n`` threads, restored afterwards."""
-    global _threads
-    previous = _threads
-    set_threads(n)
+    if n is not None and int(n) < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    token = _threads.set(None if n is None else int(n))
     try:
         yield
     finally:
-        _threads = previous
+        _threads.reset(token)
 
 
 def _executor(k: int) -> ThreadPoolExecutor:
+    """A pool with at least ``k`` workers. A smaller old pool is dropped, not shut
+    down (another thread may still use it; its idle workers exit once it is freed)."""
     global _pool, _pool_size
-    if _pool is None or _pool_size < k:
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool, _pool_size = ThreadPoolExecutor(max_workers=k, thread_name_prefix="npcf"), k
-    return _pool
+    with _lock:
+        if _pool is None or _pool_size < k:
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=k, thread_name_prefix="npcf"), k
+        return _pool
 
 
 def split(fn, n: int, *, min_size: int = 1) -> None:
     """Call ``fn(lo, hi)`` over ``[0, n)`` cut into one contiguous range per thread
     (fewer when a range would hold under ``min_size`` items); the first range runs on
-    the calling thread. Re-raises the first error."""
+    the calling thread. Returns once every range is done; re-raises the calling
+    thread's error, else the first worker's."""
     k = max(1, min(threads(), n // max(1, min_size)))
     edges = [int(e) for e in np.linspace(0, n, k + 1).round()]
     bounds = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
@@ -76,14 +97,16 @@ def split(fn, n: int, *, min_size: int = 1) -> None:
     try:
         fn(*bounds[0])
     finally:
-        for f in futures:
-            f.result()
+        wait(futures)                       # never leave workers writing after we return
+    for f in futures:
+        f.result()
 
 
 def spmm(a, b: np.ndarray, *, item_major: bool = False) -> np.ndarray:
     """``a @ b`` for CSR ``a`` (m, n) and dense ``b`` (n, h) as a dense (m, h) array,
     row blocks of ``a`` on :func:`threads` threads. ``item_major``: multiply each block
     in CSC order (reads each needed row of ``b`` once per block)."""
+    a = sp.csr_matrix(a)
     k = min(threads(), a.shape[0]) if a.nnz >= MIN_NNZ else 1
     if k <= 1:
         return np.asarray((a.tocsc() if item_major else a) @ b)

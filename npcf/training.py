@@ -50,7 +50,8 @@ def run_training(ds: Dataset, params: dict, out, *, resume: bool = False, quiet:
         test = ranking_metrics(model, s.test_input, s.test, ks=(20, 100))
     if "validation" in model.info:          # an ensemble: its own validation figures
         best = model.info["validation"]
-    elif model.history and model.info.get("best_epoch", 0) > 0:
+    elif model.history and isinstance(model.info.get("best_epoch"), int) \
+            and model.info["best_epoch"] > 0:
         best = model.history[model.info["best_epoch"] - 1]
     else:
         best = {}

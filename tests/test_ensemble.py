@@ -78,7 +78,7 @@ def test_ensemble_predicts_the_mean_of_its_seeds(item_based):
     np.testing.assert_allclose(ens.predict_at(TRAIN, rows, cols), want[rows, cols], atol=2e-5)
     assert ens.info["best_epoch"] == [m.info["best_epoch"] for m in singles]
     assert [r["member"] for r in ens.history] == [1] * 3 + [2] * 3 + [3] * 3
-    assert set(ens.info["validation"]) >= {"rmse", "mae"}
+    assert set(ens.info["validation"]) == {"val_rmse", "val_mae"}
     assert np.abs(ens.predict(TRAIN) - singles[0].predict(TRAIN)).max() > 1e-4
 
 
@@ -114,9 +114,44 @@ def test_cli_ensemble_trains_members_and_resume_reuses_finished_ones(movies_smal
         assert (out / "members" / k / "model.npz").is_file()
         assert (out / "members" / k / "history.csv").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["hyperparameters"]["ensemble"] == 2 and "rmse" in metrics["validation"]
+    assert metrics["hyperparameters"]["ensemble"] == 2 and "val_rmse" in metrics["validation"]
     stamp = (out / "members" / "0" / "model.npz").stat().st_mtime_ns
     again = _train(movies_small, out, "--resume")
     assert again.exit_code == 0, again.output
     assert (out / "members" / "0" / "model.npz").stat().st_mtime_ns == stamp   # reused
     assert json.loads((out / "metrics.json").read_text())["test"] == metrics["test"]
+
+
+def test_resume_trains_again_members_whose_options_or_data_changed(tmp_path):
+    out = tmp_path / "run"
+    AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, out=out)
+    stamp = {k: (out / "members" / k / "model.npz").stat().st_mtime_ns for k in ("0", "1")}
+    again = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, out=out, resume=True)
+    assert {k: (out / "members" / k / "model.npz").stat().st_mtime_ns
+            for k in ("0", "1")} == stamp                              # same: reused
+    assert len(again.history) == 6                                     # histories kept
+    changed = AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(TRAIN, VAL, out=out,
+                                                                 resume=True)
+    fresh = AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(TRAIN, VAL)
+    np.testing.assert_allclose(changed.predict(TRAIN), fresh.predict(TRAIN), atol=1e-6)
+    other_data = X[:, ::-1].tocsr()
+    AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(other_data, out=out, resume=True)
+    meta = json.loads((out / "members" / "0" / "model.json").read_text())
+    from npcf.autoencoder import fingerprint
+    assert meta["info"]["fingerprint"] == fingerprint(other_data)    # trained again
+
+
+def test_ensemble_without_validation_and_its_history_file(tmp_path):
+    from npcf.data import load_dataset
+    from npcf.training import run_training
+    ens = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, out=tmp_path / "m")
+    assert "validation" not in ens.info and ens.info["best_epoch"] == [0, 0]   # no validation: no best epoch
+    lines = (tmp_path / "m" / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("member,epoch,train_loss") and len(lines) == 7
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 1, 1, 2, 2, 2]
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId,rating\n" + "\n".join(
+        f"{u},{i},{r}" for u, i, r in zip(*TRAIN.nonzero(), TRAIN.data)) + "\n")
+    res = run_training(load_dataset(path, seed=0), dict(BASE, ensemble=2), tmp_path / "cli")
+    assert set(res["validation"]) == {"val_rmse", "val_mae"}
+

@@ -190,7 +190,17 @@ def test_chunked_update_equals_one_chunk(name, kw, lazy, monkeypatch):
     chunked, opt = _sparse_run(lazy, name, rows, **kw)
     for k in whole:
         np.testing.assert_array_equal(chunked[k], whole[k], err_msg=k)
-    assert all(b.shape[0] == 1 for bufs in opt._bufs.values() for b in bufs)
+    assert all(b.shape[0] == 1 for bufs in opt._local.bufs.values() for b in bufs)
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum", "sgd"])
+def test_scalar_parameter_is_updated_like_a_one_element_vector(name):
+    scalar, vector = {"s": np.array(0.5)}, {"s": np.array([0.5])}
+    a, b = make(name, 0.1, weight_decay=0.01), make(name, 0.1, weight_decay=0.01)
+    for g in (0.3, -0.2, 0.7):
+        a.step(scalar, {"s": np.array(g)})
+        b.step(vector, {"s": np.array([g])})
+    assert scalar["s"].shape == () and scalar["s"] == vector["s"][0] != 0.5
 
 
 @pytest.mark.parametrize("name", ("adam", "momentum"))

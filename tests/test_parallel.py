@@ -25,6 +25,7 @@ def _csr(m, n, density, seed):
 
 def test_threads_from_environment_and_set(monkeypatch):
     monkeypatch.delenv("NPCF_NUM_THREADS", raising=False)
+    parallel.set_threads(None)
     assert parallel.threads() == 1
     monkeypatch.setenv("NPCF_NUM_THREADS", "3")
     assert parallel.threads() == 3
@@ -48,13 +49,51 @@ def test_split_covers_the_range_once(k):
     assert (seen == 1).all()
 
 
-def test_split_reraises_a_worker_error():
+def test_split_reraises_a_worker_error_after_every_range_is_done():
+    import time
+    done = []
+
     def fn(lo, hi):
         if lo > 0:
             raise RuntimeError("boom")
+        time.sleep(0.05)
+        done.append(lo)
 
     with parallel.using(2), pytest.raises(RuntimeError, match="boom"):
         parallel.split(fn, 10)
+    assert done == [0]
+
+    def slow_worker(lo, hi):
+        if lo == 0:
+            raise KeyError("caller")
+        time.sleep(0.05)
+        done.append(lo)
+
+    with parallel.using(2), pytest.raises(KeyError, match="caller"):
+        parallel.split(slow_worker, 10)
+    assert done == [0, 5]                       # the worker finished before split returned
+
+
+def test_thread_count_is_per_calling_thread_and_env_is_validated(monkeypatch):
+    import threading
+    seen = []
+    with parallel.using(3):
+        t = threading.Thread(target=lambda: seen.append(parallel.threads()))
+        t.start()
+        t.join()
+        assert parallel.threads() == 3
+    assert seen == [1]
+    monkeypatch.setenv("NPCF_NUM_THREADS", "all")
+    assert parallel.threads() == 1
+    with pytest.raises(ValueError, match="NPCF_NUM_THREADS must be a positive integer"):
+        parallel.env_threads()
+
+
+def test_spmm_accepts_any_sparse_format():
+    a = _csr(300, 200, 0.3, 4)
+    b = np.ones((200, 3), np.float32)
+    with parallel.using(2):
+        np.testing.assert_array_equal(parallel.spmm(a.tocoo(), b), parallel.spmm(a, b))
 
 
 @pytest.mark.parametrize("item_major", [False, True])

@@ -73,7 +73,12 @@ def train(data, fmt, sep, columns, scale, split_kind, test_size, validation_size
 
     from .. import parallel
     from ..training import run_training
-    if threads is None and not os.environ.get("NPCF_NUM_THREADS"):
+    if threads is None:
+        try:
+            threads = parallel.env_threads()
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+    if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else os.cpu_count() or 1
     given = dict(n_epochs=n_epochs, batch_size=batch_size, lr=lr, activation=activation,
