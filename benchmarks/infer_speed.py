@@ -6,8 +6,10 @@ batch 1; flops / measured GEMM rate for batch 256).
 
 Weights are random (speed does not depend on them); layers 1000-500-100, tied,
 residual over biases, top-10 with the input's items masked. Each configuration runs
-in a subprocess with the thread count set for BLAS and onnxruntime. Batch 1 is
-one user with 100 ratings; batch 256 are users with 100 ratings each.
+in a subprocess with the thread count set for BLAS and onnxruntime; inside it every
+engine is built first and then timed interleaved (one call of each in turn, ``--reps``
+rounds for batch 1, a fifth of that for batch 256), medians reported. Batch 1 is one
+user with 100 ratings; batch 256 are users with 100 ratings each.
 """
 from __future__ import annotations
 
@@ -87,11 +89,10 @@ def child(args) -> list[dict]:
         s[np.repeat(np.arange(x.shape[0]), np.diff(x.indptr)), x.indices] = -np.inf
         return top_k(s, 10)
 
-    for label, fn1, fnb, sparse, prec in [("numpy forward", lambda: numpy_path(one),
-                                           lambda: numpy_path(many), False, "fp32")]:
-        rows.append(dict(variant=label, precision=prec,
-                         batch1_ms=1e3 * _median_time(fn1, args.reps),
-                         batch256_users_per_s=256 / _median_time(fnb, max(3, args.reps // 10))))
+    # Build every engine first, then time them interleaved (A B C ... A B C ...), so a
+    # drift of the shared machine hits all engines alike.
+    engines = [dict(variant="numpy forward", precision="fp32", one=lambda: numpy_path(one),
+                    many=lambda: numpy_path(many))]
     with tempfile.TemporaryDirectory() as tmp:
         for sparse in (False, True):
             for prec in ("fp32", "int8"):
@@ -100,16 +101,30 @@ def child(args) -> list[dict]:
                 rec = Recommender.load(path, threads=args.threads)
                 f1, fb = rec._feeds(one), rec._feeds(many)
                 outs = ["top_items", "top_scores"]
-                sess = rec.session
-                rows.append(dict(
+                engines.append(dict(
                     variant=f"onnxruntime {'sparse' if sparse else 'dense'}", precision=prec,
                     file_mb=path.stat().st_size / 1e6,
-                    batch1_ms=1e3 * _median_time(lambda: sess.run(outs, f1), args.reps),
-                    batch256_users_per_s=256 / _median_time(lambda: sess.run(outs, fb),
-                                                            max(3, args.reps // 10))))
+                    one=lambda s=rec.session, f=f1: s.run(outs, f),
+                    many=lambda s=rec.session, f=fb: s.run(outs, f)))
         torch_row = _torch_row(model, args, tmp)
-        if torch_row:
-            rows.append(torch_row)
+        if torch_row and "skipped" not in torch_row:
+            engines.append(torch_row)
+        for key, reps in (("one", args.reps), ("many", max(5, args.reps // 5))):
+            for e in engines:
+                e[key]()                                   # warm-up
+                e[f"{key}_t"] = []
+            for _ in range(reps):
+                for e in engines:
+                    t0 = time.perf_counter()
+                    e[key]()
+                    e[f"{key}_t"].append(time.perf_counter() - t0)
+    for e in engines:
+        rows.append({k: v for k, v in e.items() if k not in ("one", "many", "one_t", "many_t")}
+                    | {"batch1_ms": 1e3 * float(np.median(e["one_t"])),
+                       "batch256_users_per_s": 256 / float(np.median(e["many_t"])),
+                       "reps_batch1": len(e["one_t"]), "reps_batch256": len(e["many_t"])})
+    if torch_row and "skipped" in torch_row:
+        rows.append(torch_row)
     floor1 = 1e3 * weight_bytes / (read_gbs * 1e9)
     for r in rows:
         r.update(items=n, threads=args.threads, floor_batch1_ms=floor1,
@@ -122,7 +137,8 @@ def child(args) -> list[dict]:
 
 
 def _torch_row(model, args, tmp):
-    """The same weights exported by ``torch.onnx.export`` (when torch is installed)."""
+    """The same weights exported by ``torch.onnx.export`` (when torch is installed): an
+    engine dict with ``one``/``many`` callables, or a ``skipped`` row."""
     try:
         import torch
     except ImportError:
@@ -165,9 +181,7 @@ def _torch_row(model, args, tmp):
     one = {"ratings": _users(1, net.n_inputs).toarray()}
     many = {"ratings": _users(256, net.n_inputs, seed=1).toarray()}
     return dict(variant="torch.onnx.export", precision="fp32", file_mb=path.stat().st_size / 1e6,
-                batch1_ms=1e3 * _median_time(lambda: sess.run(None, one), args.reps),
-                batch256_users_per_s=256 / _median_time(lambda: sess.run(None, many),
-                                                        max(3, args.reps // 10)))
+                one=lambda: sess.run(None, one), many=lambda: sess.run(None, many))
 
 
 def run(items: int, threads: int, reps: int, layers: str) -> list[dict]:
