@@ -7,8 +7,10 @@ batch 1; flops / measured GEMM rate for batch 256).
 Weights are random (speed does not depend on them); layers 1000-500-100, tied,
 residual over biases, top-10 with the input's items masked. Each configuration runs
 in a subprocess with the thread count set for BLAS and onnxruntime; inside it every
-engine is built first and then timed interleaved (one call of each in turn, ``--reps``
-rounds for batch 1, a fifth of that for batch 256), medians reported. Batch 1 is one
+engine is built first and then timed interleaved: ``ROUNDS`` rounds, each giving every
+engine in turn 0.2 s for the previous engine's spinning pool threads to go idle, one
+untimed call and a block of timed calls (``--reps`` in all for batch 1, a fifth of
+that for batch 256); medians reported. Batch 1 is one
 user with 100 ratings; batch 256 are users with 100 ratings each.
 """
 from __future__ import annotations
@@ -18,6 +20,10 @@ import json
 import tempfile
 import time
 from pathlib import Path
+
+
+#: timing rounds: each round times every engine in turn (a block of calls each)
+ROUNDS = 5
 
 
 def _model(n_items: int, layers):
@@ -109,15 +115,20 @@ def child(args) -> list[dict]:
         torch_row = _torch_row(model, args, tmp)
         if torch_row and "skipped" not in torch_row:
             engines.append(torch_row)
-        for key, reps in (("one", args.reps), ("many", max(5, args.reps // 5))):
+        for key, per_round in (("one", max(1, args.reps // ROUNDS)),
+                               ("many", max(1, args.reps // (5 * ROUNDS)))):
             for e in engines:
-                e[key]()                                   # warm-up
                 e[f"{key}_t"] = []
-            for _ in range(reps):
+            for _ in range(ROUNDS):
                 for e in engines:
-                    t0 = time.perf_counter()
+                    # let the previous engine's pool threads (BLAS, onnxruntime) stop
+                    # spinning, then one untimed call, then the timed ones
+                    time.sleep(0.2)
                     e[key]()
-                    e[f"{key}_t"].append(time.perf_counter() - t0)
+                    for _ in range(per_round):
+                        t0 = time.perf_counter()
+                        e[key]()
+                        e[f"{key}_t"].append(time.perf_counter() - t0)
     for e in engines:
         rows.append({k: v for k, v in e.items() if k not in ("one", "many", "one_t", "many_t")}
                     | {"batch1_ms": 1e3 * float(np.median(e["one_t"])),

@@ -141,10 +141,11 @@ def bench_infer(args) -> None:
         "",
         "Layers 1000-500-100, tied, residual, top-10 with seen items masked, random weights; "
         "batch 1 = one user with 100 ratings, batch 256 = 256 such users. Per movies x threads, "
-        "one process builds every engine and then times them interleaved (one call of each in "
-        "turn), medians of "
+        "one process builds every engine and then times them interleaved (5 rounds; in each, "
+        "every engine in turn gets 0.2 s for the previous one's pool threads to stop spinning, "
+        "one untimed call and a block of timed calls), medians of "
         + ", ".join(sorted({f"{r['reps_batch1']} (batch 1) / {r['reps_batch256']} (batch 256)"
-                            for r in rows if "reps_batch1" in r})) + " rounds. "
+                            for r in rows if "reps_batch1" in r})) + " timed calls. "
         "Floors: batch 1 = weight bytes ÷ measured read bandwidth; batch 256 = flops ÷ "
         "measured GEMM rate.",
     ])
