@@ -20,8 +20,9 @@ def unique(a: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
-def unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(u, inv)`` with ``u`` sorted unique values and ``u[inv] == a`` (inv int64)."""
+def unique_inverse(a: np.ndarray, return_order: bool = False):
+    """``(u, inv)`` with ``u`` sorted unique values and ``u[inv] == a`` (inv int64);
+    ``return_order``: also the stable sorting permutation of ``a``."""
     order = np.argsort(a, kind="stable")
     s = a[order]
     flag = np.empty(s.size, bool)
@@ -30,7 +31,7 @@ def unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.not_equal(s[1:], s[:-1], out=flag[1:])
     inv = np.empty(a.size, np.int64)
     inv[order] = np.cumsum(flag) - 1
-    return s[flag], inv
+    return (s[flag], inv, order) if return_order else (s[flag], inv)
 
 
 def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -136,22 +136,22 @@ class AutoEncoder:
         finished ones trained with the same options on the same data (others train again).
         """
         from .ensemble import merge
-        from .train import RESUME_JSON
+        from .train import RESUME_JSON, history_columns, read_history, write_history
         members, data_fp = [], fingerprint(X)
         for k in range(self.ensemble):
             params = dict(self.get_params(), ensemble=1, seed=self.seed + k)
             where = None if out is None else Path(out) / "members" / str(k)
             if echo is not None and not kw.get("quiet", True):
                 echo(f"ensemble member {k + 1}/{self.ensemble} (seed {self.seed + k})")
-            if resume and where is not None and not (where / RESUME_JSON).exists() \
+            interrupted = resume and where is not None and (where / RESUME_JSON).exists()
+            if resume and where is not None and not interrupted \
                     and _finished(where, params, data_fp):
                 member = AutoEncoder.load(where)
-                member.history = _read_history(where / "history.csv")
-                members.append(member)
-                continue
-            again = bool(resume and where is not None and (where / RESUME_JSON).exists())
-            members.append(AutoEncoder(**params).fit(X, validation, validation_input, out=where, resume=again,
-                                      echo=echo, **kw))
+                member.history = read_history(where / "history.csv")
+            else:
+                member = AutoEncoder(**params).fit(X, validation, validation_input, out=where,
+                                                   resume=bool(interrupted), echo=echo, **kw)
+            members.append(member)
         first = members[0]
         self.scale, self.users, self.items = first.scale, first.users, first.items
         self.item_counts, self.baseline = first.item_counts, first.baseline
@@ -172,7 +172,8 @@ class AutoEncoder:
                 self.info["validation"] = {"val_ndcg": r["ndcg@100"]}
         if out is not None:
             self.save(out)
-            _write_history(Path(out) / "history.csv", self.history)
+            write_history(Path(out) / "history.csv", self.history,
+                          ["member"] + history_columns(self.loss))
         return self
 
     # --------------------------------------------------------------- predicting
@@ -289,27 +290,6 @@ def _finished(path, params: dict, data_fingerprint: str) -> bool:
     info = meta.get("info", {})
     return ("epochs_run" in info and info.get("fingerprint") == data_fingerprint
             and meta.get("hyperparameters") == json.loads(json.dumps(params)))
-
-
-def _read_history(path) -> list[dict]:
-    """Rows of a ``history.csv`` (numbers parsed; empty cells dropped)."""
-    import csv
-    try:
-        with open(path, newline="") as f:
-            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v}
-                    for row in csv.DictReader(f)]
-    except OSError:
-        return []
-
-
-def _write_history(path, rows: list[dict]) -> None:
-    """An ensemble's ``history.csv``: every member's rows, with a ``member`` column."""
-    from .io import atomic_path
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    lines = [",".join(cols)] + [",".join("" if row.get(c) is None else str(row[c]) for c in cols)
-                                for row in rows]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
 
 
 def fingerprint(X: sp.csr_matrix) -> str:

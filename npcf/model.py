@@ -149,15 +149,16 @@ class Network:
         return z, self._g(z)
 
     def output_at(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                  mode: str = "auto", chunk: int = 1 << 18):
+                  mode: str = "auto", chunk: int = 1 << 18, groups=None):
         """Pre-activation output ``z`` (1-D) only at the pairs ``(rows[k], cols[k])``.
 
         ``mode``: ``"sampled"`` (gathered dot products, |pairs| * h1),
         ``"union"`` (GEMM on the union of columns, B * |U| * h1) or ``"auto"``.
+        ``groups``: ``unique_inverse(cols, return_order=True)`` if the caller has it.
         """
         D, c = self.decoder_weight(0), self.params["c0"]
         h = a.shape[1]
-        U, local = unique_inverse(cols)
+        U, local, order = groups if groups is not None else unique_inverse(cols, True)
         if mode == "auto":
             mode = "union" if a.shape[0] * U.size <= 8 * max(1, cols.size) else "sampled"
         if mode == "union":
@@ -166,7 +167,6 @@ class Network:
         # Item-major: each chunk reads its items' rows of D once (one DRAM gather per
         # touched row instead of one per pair), then gathers from that small copy.
         out = np.empty(cols.size, dtype=a.dtype)
-        order = np.argsort(local, kind="stable")
         step = max(1, chunk // max(1, h))
 
         def work(first, last):
@@ -219,8 +219,8 @@ class Network:
         """
         if tied_out is not None:
             U, d_out, a = tied_out
-            pos = np.minimum(np.searchsorted(U, x.indices), U.size - 1) if U.size else None
-            if pos is not None and np.array_equal(U[pos], x.indices):
+            pos = np.minimum(np.searchsorted(U, x.indices), max(U.size - 1, 0))
+            if U.size and np.array_equal(U[pos], x.indices):
                 local = sp.csr_matrix((x.data.astype(self.dtype, copy=False), pos, x.indptr),
                                       shape=(x.shape[0], U.size))
                 both = sp.vstack([d_out, local], format="csr").T.tocsr()
@@ -255,11 +255,12 @@ class Network:
         if loss == "mse":
             rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
             cols = target.indices.astype(np.int64)
-            z = self.output_at(a, rows, cols, output_mode)
+            groups = unique_inverse(cols, return_order=True)     # one sort for the batch
+            z = self.output_at(a, rows, cols, output_mode, groups=groups)
             y = self._g(z)
             value, dy = masked_mse(y, target.data.astype(self.dtype))
             delta = (dy * self._dg(z, y)).astype(self.dtype)
-            U, local = unique_inverse(cols)
+            U, local, _ = groups
             d_out = sp.csr_matrix((delta, local, target.indptr), shape=(target.shape[0], U.size))
             grads["c0"] = RowSparse(U, np.bincount(local, delta, U.size).astype(self.dtype))
             if self.tied:   # formed with the input half in _input_grad, in one product

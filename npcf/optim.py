@@ -76,24 +76,22 @@ class Optimizer:
     def _chunks(self, p, state, rows, gv) -> None:
         """Update the rows of ``p`` (all, or ``rows``) chunk by chunk; the chunks are
         split over :func:`npcf.parallel.threads` threads (disjoint rows)."""
-        per = max(1, self.chunk_bytes // max(1, gv[:1].nbytes))
+        row_bytes = max(1, gv[:1].nbytes)
+        per = max(1, self.chunk_bytes // row_bytes)
 
         def work(lo: int, hi: int) -> None:
             bufs = self._buffers(per, gv.shape[1:], gv.dtype)
             for s in range(lo, hi, per):
                 e = min(s + per, hi)
-                if rows is None:
-                    idx = slice(s, e)
-                    pv = p[idx]
-                else:
-                    idx = rows[s:e]
-                    pv = np.take(p, idx, axis=0, out=bufs[0][:e - s])
+                idx = slice(s, e) if rows is None else rows[s:e]
+                pv = self._rows(p, idx, bufs[0][:e - s])
                 new = self._update(p, state, idx, pv, gv[s:e], [b[:e - s] for b in bufs[1:]])
-                if rows is not None or new is not pv:
+                if new is pv:
+                    self._put(p, idx, new)        # a view of p is already updated
+                else:
                     p[idx] = new
 
-        parallel.split(work, gv.shape[0],
-                       min_size=max(per, parallel.MIN_BYTES // max(1, gv[:1].nbytes)))
+        parallel.split(work, gv.shape[0], min_size=max(per, parallel.MIN_BYTES // row_bytes))
 
     def _buffers(self, per: int, row_shape, dtype) -> list[np.ndarray]:
         """This thread's scratch: 1 + ``n_buffers`` arrays of ``per`` rows, kept between steps."""

@@ -224,14 +224,7 @@ class Trainer:
 
     def write_history(self) -> None:
         """``history.csv``: epoch, train_loss, val_loss, val_rmse|val_ndcg, lr, seconds."""
-        key = "val_rmse" if self.model.loss == "mse" else "val_ndcg"
-        cols = ["epoch", "train_loss", "val_loss", key, "lr", "seconds"]
-        lines = [",".join(cols)]
-        for row in self.history:
-            lines.append(",".join("" if row.get(c) is None else repr(row.get(c)) if
-                                  isinstance(row.get(c), float) else str(row.get(c)) for c in cols))
-        with atomic_path(self.out / "history.csv") as tmp:
-            tmp.write_text("\n".join(lines) + "\n")
+        write_history(self.out / "history.csv", self.history, history_columns(self.model.loss))
 
     # ----------------------------------------------------------------- resume
     def _interrupt(self) -> None:
@@ -281,6 +274,33 @@ class Trainer:
             for name in (RESUME_NPZ, RESUME_JSON):
                 with contextlib.suppress(FileNotFoundError):
                     (self.out / name).unlink()
+
+
+def history_columns(loss: str) -> list[str]:
+    """The columns of ``history.csv`` for a model trained with ``loss``."""
+    return ["epoch", "train_loss", "val_loss", "val_rmse" if loss == "mse" else "val_ndcg", "lr",
+            "seconds"]
+
+
+def write_history(path, rows: list[dict], cols: list[str]) -> None:
+    """Write ``rows`` (dicts) as a CSV with ``cols``, atomically; missing cells empty."""
+    lines = [",".join(cols)]
+    for row in rows:
+        lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in cols))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def read_history(path) -> list[dict]:
+    """Rows of a ``history.csv`` written by :func:`write_history` (numbers parsed, empty
+    cells left out); ``[]`` when there is no file."""
+    import csv
+    try:
+        with open(path, newline="") as f:
+            return [{k: (int(v) if k in ("epoch", "member") else float(v))
+                     for k, v in row.items() if v} for row in csv.DictReader(f)]
+    except FileNotFoundError:
+        return []
 
 
 class _Null:
