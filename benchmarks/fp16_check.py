@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 
 from infer_speed import _model, _users
-from npcf.export import build_graph, fp16_weights
+from npcf.serving.export import build_graph, fp16_weights
 
 
 def main(argv=None):

@@ -30,8 +30,8 @@ def _model(n_items: int, layers):
     import numpy as np
 
     import npcf
-    from npcf.baseline import BiasBaseline
-    from npcf.vocab import Vocabulary
+    from npcf.nn.bias import BiasBaseline
+    from npcf.data.vocab import Vocabulary
     m = npcf.AutoEncoder(layers=layers, tied=True)
     m.build(1, n_items)
     m.scale = (0.5, 5.0)
@@ -69,9 +69,9 @@ def child(args) -> list[dict]:
     import numpy as np
     import onnxruntime as ort
 
-    from npcf.export import export
-    from npcf.metrics import top_k
-    from npcf.runtime import Recommender
+    from npcf.serving.export import export
+    from npcf.evaluation.metrics import top_k
+    from npcf.serving.runtime import Recommender
     layers = tuple(int(v) for v in args.layers.split(","))
     n = args.items
     model = _model(n, layers)

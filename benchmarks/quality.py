@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npcf.metrics import mae, rmse
+from npcf.evaluation.metrics import mae, rmse
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "datasets" / "movies-small" / "ratings.csv"
@@ -39,10 +39,10 @@ PENALTY_TOLERANCE = 0.02
 
 def rating_prediction(quick: bool = False) -> list[dict]:
     from npcf import AutoEncoder
-    from npcf.baselines import Biases, GlobalMean
+    from npcf.evaluation.baselines import Biases, GlobalMean
     from npcf.data import load_dataset
-    from npcf.evaluate import rating_metrics
-    from npcf.training import with_validation
+    from npcf.evaluation.protocol import rating_metrics
+    from npcf.workflows import with_validation
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s = ds.split
     rows = []
@@ -80,9 +80,9 @@ def precision_variants(quick: bool = False) -> list[dict]:
 
     from npcf import AutoEncoder
     from npcf.data import load_dataset
-    from npcf.export import export
-    from npcf.runtime import Recommender
-    from npcf.training import with_validation
+    from npcf.serving.export import export
+    from npcf.serving.runtime import Recommender
+    from npcf.workflows import with_validation
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s, t = ds.split, ds.split.test
     model = AutoEncoder(**({"n_epochs": 3} if quick else {})).fit(
@@ -147,9 +147,9 @@ def strong_generalization_split():
     """The top-N protocol's split: positives (rating >= 4) of users with >= 5 of them,
     20% held-out users with an 80/20 fold-in/held-out cut, 10% validation users; seed 0."""
     from npcf.data import read_ratings
-    from npcf.data.prepared import Dataset
+    from npcf.data.dataset import Dataset
     from npcf.data.splits import select, split_ratings
-    from npcf.training import with_validation
+    from npcf.workflows import with_validation
     r = read_ratings(DATA)
     m = r.matrix
     pos = select(m, m.data >= 4.0)
@@ -162,7 +162,7 @@ def strong_generalization_split():
 
 def strong_generalization(quick: bool = False) -> list[dict]:
     from npcf import AutoEncoder
-    from npcf.baselines import EASE, Popularity
+    from npcf.evaluation.baselines import EASE, Popularity
     s = strong_generalization_split()
     counts = np.bincount(s.train.indices, minlength=s.train.shape[1])
     rows = []
@@ -186,7 +186,7 @@ def _topn_row(label, score_fn, s, counts, seconds) -> dict:
 
 
 def evaluate_topn(score_fn, inputs, heldout, counts) -> dict:
-    from npcf.evaluate import evaluate
+    from npcf.evaluation.protocol import evaluate
     return evaluate(score_fn, inputs, heldout, ks=(10, 20, 100), item_counts=counts, threshold=None)
 
 

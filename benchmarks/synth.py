@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.arrays import unique
+from npcf.utils.sparse import unique
 
 FULL = dict(n_users=270_896, n_items=45_115, nnz=26_024_289)
 

@@ -74,7 +74,7 @@ def kernel_rates(X, h1: int, batch: int, dense_sizes, reps: int = 5) -> dict:
     W0 = rng.standard_normal((X.shape[1], h1)).astype(f32)
     rows = rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False)
     xb = X[rows].astype(f32)
-    from npcf import parallel
+    from npcf.utils import parallel
     best = np.inf
     for item_major in (False, True):    # user-major and item-major: the faster one counts
         t = []
@@ -104,7 +104,7 @@ def child(args) -> dict:
     import numpy as np
 
     import npcf
-    from npcf.train import Trainer
+    from npcf.autoencoder.trainer import Trainer
     X = load(args.scale)
     layers = tuple(int(v) for v in args.layers.split(","))
     model = npcf.AutoEncoder(layers=layers, tied=True, optimizer="adam", lazy=not args.dense_adam,

@@ -9,7 +9,7 @@ import csv
 import math
 from pathlib import Path
 
-from .errors import NpcfError
+from npcf.errors import NpcfError
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'npcf[plot]'"
 METRIC_LABELS = {"val_rmse": "validation RMSE", "val_ndcg": "validation NDCG@100"}

@@ -1,4 +1,4 @@
-"""Tests for npcf.activations: derivatives against finite differences, SELU/ELU
+"""Tests for npcf.nn.activations: derivatives against finite differences, SELU/ELU
 constants, dtype preservation, no overflow warnings on large inputs."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from npcf import activations
-from npcf.activations import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
+from npcf.nn import activations
+from npcf.nn.activations import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
 
 NAMES = ("relu", "selu", "elu", "sigmoid", "tanh", "identity")
 

@@ -1,4 +1,4 @@
-"""Tests for npcf.autoencoder (AutoEncoder): no hyperparameter silently ignored,
+"""Tests for npcf.autoencoder.estimator (AutoEncoder): no hyperparameter silently ignored,
 predict/predict_at shapes, dtypes and clipping, fold-in, item-based models, and a
 real-data check on movies-small."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from npcf import AutoEncoder
-from npcf.autoencoder import DEFAULTS
+from npcf.autoencoder.estimator import DEFAULTS
 from npcf.errors import NpcfError
 from helpers import split, tiny_ratings
 

@@ -1,4 +1,4 @@
-"""Tests for npcf.baseline: the regularised bias model against a direct dense ridge
+"""Tests for npcf.nn.bias: the regularised bias model against a direct dense ridge
 solve and known closed-form cases; the fold-in row bias formula."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf.baseline import BiasBaseline
+from npcf.nn.bias import BiasBaseline
 
 
 def random_ratings(n_users=12, n_items=9, density=0.45, seed=0):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf import baselines
-from npcf.baseline import BiasBaseline
-from npcf.evaluate import evaluate
+from npcf.evaluation import baselines
+from npcf.nn.bias import BiasBaseline
+from npcf.evaluation.protocol import evaluate
 
 
 def _ratings(n_users, n_items, density=0.2, seed=0):

@@ -1,4 +1,4 @@
-"""Tests for npcf.checkpoint: bit-exact round trips without pickle, and every corrupt,
+"""Tests for npcf.autoencoder.checkpoint: bit-exact round trips without pickle, and every corrupt,
 missing or incompatible checkpoint raising CheckpointError with a clear message."""
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from npcf.cli import evaluate_cmd, main
-from npcf.metrics import BEYOND, RANKING
+from npcf.evaluation.metrics import BEYOND, RANKING
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from npcf.cli import main
-from npcf.data.prepared import load_prepared
+from npcf.data.dataset import load_prepared
 
 HEADER = "userId,movieId,rating,timestamp\n"
 

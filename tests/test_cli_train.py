@@ -55,7 +55,7 @@ def test_train_writes_model_history_and_metrics(mse_run):
 
 def test_trained_checkpoint_reproduces_the_reported_test_rmse(mse_run):
     from npcf.data import load_prepared
-    from npcf.evaluate import rating_metrics
+    from npcf.evaluation.protocol import rating_metrics
 
     _, out = mse_run
     model = AutoEncoder.load(out)

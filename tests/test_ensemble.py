@@ -1,4 +1,4 @@
-"""Tests for npcf.ensemble and ``AutoEncoder(ensemble=K)``: the merged network is
+"""Tests for npcf.autoencoder.ensemble and ``AutoEncoder(ensemble=K)``: the merged network is
 exactly the members' mean, and it trains, saves, exports and resumes like one model."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from npcf import AutoEncoder
 from npcf.cli import main
-from npcf.ensemble import merge
-from npcf.export import export
-from npcf.model import Network
+from npcf.autoencoder.ensemble import merge
+from npcf.serving.export import export
+from npcf.nn.network import Network
 from helpers import split, tiny_ratings
 
 X = tiny_ratings()
@@ -137,13 +137,13 @@ def test_resume_trains_again_members_whose_options_or_data_changed(tmp_path):
     other_data = X[:, ::-1].tocsr()
     AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(other_data, out=out, resume=True)
     meta = json.loads((out / "members" / "0" / "model.json").read_text())
-    from npcf.autoencoder import fingerprint
+    from npcf.autoencoder.estimator import fingerprint
     assert meta["info"]["fingerprint"] == fingerprint(other_data)    # trained again
 
 
 def test_ensemble_without_validation_and_its_history_file(tmp_path):
     from npcf.data import load_dataset
-    from npcf.training import run_training
+    from npcf.workflows import run_training
     ens = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, out=tmp_path / "m")
     assert "validation" not in ens.info and ens.info["best_epoch"] == [0, 0]   # no validation: no best epoch
     lines = (tmp_path / "m" / "history.csv").read_text().splitlines()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf import metrics
-from npcf.evaluate import evaluate, metric_keys, ranking_metrics, rating_metrics
+from npcf.evaluation import metrics
+from npcf.evaluation.protocol import evaluate, metric_keys, ranking_metrics, rating_metrics
 
 
 def _data(seed=0, n_users=60, n_items=40):

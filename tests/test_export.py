@@ -9,8 +9,8 @@ import scipy.sparse as sp
 
 from npcf import AutoEncoder, Vocabulary
 from npcf.errors import NpcfError
-from npcf.export import OPSET, OPSET_TO_IR, build_graph, export
-from npcf.runtime import Recommender
+from npcf.serving.export import OPSET, OPSET_TO_IR, build_graph, export
+from npcf.serving.runtime import Recommender
 
 ACTS = ["relu", "selu", "elu", "sigmoid", "tanh", "identity"]
 N_USERS, N_ITEMS = 40, 60

@@ -1,4 +1,4 @@
-"""Tests for npcf.losses: values against hand computations, gradients against central
+"""Tests for npcf.nn.losses: values against hand computations, gradients against central
 finite differences, numerical stability of the multinomial NLL."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf.losses import log_softmax, masked_mse, multinomial
+from npcf.nn.losses import log_softmax, masked_mse, multinomial
 
 
 def rel_err(a, b) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf import metrics
+from npcf.evaluation import metrics
 
 
 # ------------------------------------------------------------------ slow references

@@ -1,4 +1,4 @@
-"""Tests for npcf.model: gradients against central finite differences, the sparse-aware
+"""Tests for npcf.nn.network: gradients against central finite differences, the sparse-aware
 path against a plain dense reference written here, RowSparse and add_grads."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf.losses import masked_mse, multinomial
-from npcf.model import Network, RowSparse, add_grads
+from npcf.nn.losses import masked_mse, multinomial
+from npcf.nn.network import Network, RowSparse, add_grads
 
 ACTIVATIONS = ("relu", "selu", "elu", "sigmoid", "tanh", "identity")
 # (loss, output activation) pairs the design supports
@@ -80,7 +80,7 @@ SELU_A, SELU_S = 1.6732632423543772848170429916717, 1.05070098735548049341933498
 
 
 def ref_act(name):
-    """(f, f') written independently of npcf.activations."""
+    """(f, f') written independently of npcf.nn.activations."""
     if name == "relu":
         return lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float)
     if name == "elu":

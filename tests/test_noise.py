@@ -1,4 +1,4 @@
-"""Tests for npcf.noise: corruption touches only observed entries, never the input,
+"""Tests for npcf.nn.noise: corruption touches only observed entries, never the input,
 has the documented statistics, and never reaches the training target."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf.noise import KINDS, corrupt
+from npcf.nn.noise import KINDS, corrupt
 
 
 def ratings(n_users=300, n_items=400, density=0.2, seed=0):
@@ -114,7 +114,7 @@ def test_training_target_is_the_clean_ratings(kind, monkeypatch):
     """Inside the trainer: the network input is corrupted, the target it is scored on
     is the clean batch (all observed entries, original values)."""
     from npcf import AutoEncoder
-    from npcf.model import Network
+    from npcf.nn.network import Network
 
     x = ratings(40, 30, 0.3)
     seen = []

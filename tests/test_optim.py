@@ -1,4 +1,4 @@
-"""Tests for npcf.optim: every optimizer against hand-computed steps, lazy (row-sparse)
+"""Tests for npcf.nn.optim: every optimizer against hand-computed steps, lazy (row-sparse)
 versus exact dense updates, gradient clipping, state_dict round trips."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import io
 import numpy as np
 import pytest
 
-from npcf import optim
-from npcf.model import RowSparse
-from npcf.optim import SGD, Adam, AdamW, global_norm, make
+from npcf.nn import optim
+from npcf.nn.network import RowSparse
+from npcf.nn.optim import SGD, Adam, AdamW, global_norm, make
 
 P0 = np.array([[1.0, -2.0], [0.5, 3.0], [-1.5, 0.25]])
 GRADS = [np.array([[0.1, -0.2], [0.3, 0.0], [-0.5, 1.0]]),

@@ -1,4 +1,4 @@
-"""Tests for npcf.parallel: thread-split kernels give bit-identical results to one
+"""Tests for npcf.utils.parallel: thread-split kernels give bit-identical results to one
 thread (products, optimizer steps, whole training steps), and errors propagate."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf import parallel
-from npcf.model import Network, RowSparse
-from npcf.optim import make
+from npcf.utils import parallel
+from npcf.nn.network import Network, RowSparse
+from npcf.nn.optim import make
 
 
 @pytest.fixture(autouse=True)

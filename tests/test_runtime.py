@@ -7,8 +7,8 @@ import pytest
 import scipy.sparse as sp
 
 from npcf.errors import CheckpointError, NpcfError
-from npcf.export import export
-from npcf.runtime import Recommender, read_titles
+from npcf.serving.export import export
+from npcf.serving.runtime import Recommender, read_titles
 
 from test_export import N_ITEMS, _ratings, make_model
 
@@ -26,7 +26,7 @@ def exported(tmp_path_factory):
 
 
 def test_runtime_imports_only_numpy_scipy_onnxruntime():
-    code = ("import sys, npcf.runtime; bad = [m for m in ('pandas', 'click', 'onnx', 'torch') "
+    code = ("import sys, npcf.serving.runtime; bad = [m for m in ('pandas', 'click', 'onnx', 'torch') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -1,11 +1,11 @@
-"""Tests for npcf.schedules: none/step/cosine against hand values."""
+"""Tests for npcf.nn.schedules: none/step/cosine against hand values."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from npcf.schedules import learning_rate
+from npcf.nn.schedules import learning_rate
 
 
 def test_none_is_constant():

@@ -1,4 +1,4 @@
-"""Tests for npcf.train (Trainer): determinism, resume after Ctrl-C continues exactly,
+"""Tests for npcf.autoencoder.trainer (Trainer): determinism, resume after Ctrl-C continues exactly,
 NaN guard, early stopping, history."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from npcf import AutoEncoder
 from npcf.errors import NpcfError
-from npcf.train import RESUME_JSON, RESUME_NPZ, Trainer, TrainingDiverged, TrainingInterrupted
+from npcf.autoencoder.trainer import RESUME_JSON, RESUME_NPZ, Trainer, TrainingDiverged, TrainingInterrupted
 from helpers import split, tiny_ratings
 
 
@@ -54,7 +54,7 @@ def test_seed_drives_shuffle_noise_and_dropout_not_only_init(monkeypatch):
     a = AutoEncoder(**BASE, dropout=0.3)
     a.build(*X.shape)
     init = params_of(a)
-    import npcf.autoencoder as ae_mod
+    import npcf.autoencoder.estimator as ae_mod
     orig = ae_mod.Network.__init__
 
     def fixed_init(self, *args, **kw):
@@ -278,7 +278,7 @@ def test_epoch_randomness_depends_on_seed_epoch_and_batch_only(monkeypatch):
     """Noise of (epoch, batch) does not depend on what ran before it: draws seen in a
     4-epoch run equal those of a run started from the same state."""
     seen = []
-    import npcf.train as train_mod
+    import npcf.autoencoder.trainer as train_mod
     orig = train_mod.corrupt
 
     def spy(x, kind, level, rng):

@@ -1,4 +1,4 @@
-"""Tests for npcf.vocab.Vocabulary: raw ids <-> indices 0..n-1."""
+"""Tests for npcf.data.vocab.Vocabulary: raw ids <-> indices 0..n-1."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npcf.vocab import Vocabulary
+from npcf.data.vocab import Vocabulary
 
 
 def test_int_ids():

@@ -1,9 +1,9 @@
 """Bias-baseline validation RMSE on the tuning protocol's split (for reference)."""
 import numpy as np
 
-from npcf.baseline import BiasBaseline
+from npcf.nn.bias import BiasBaseline
 from npcf.data import load_dataset
-from npcf.training import with_validation
+from npcf.workflows import with_validation
 
 ds = with_validation(load_dataset("/work/shared/datasets/movies-small/ratings.csv", seed=0), seed=0)
 s = ds.split

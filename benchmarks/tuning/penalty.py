@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality import MULT, strong_generalization_split  # noqa: E402
 
 from npcf import AutoEncoder  # noqa: E402
-from npcf.evaluate import evaluate  # noqa: E402
+from npcf.evaluation.protocol import evaluate  # noqa: E402
 
 s = strong_generalization_split()
 counts = np.bincount(s.train.indices, minlength=s.train.shape[1])

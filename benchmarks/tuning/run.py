@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/tuning/run.py NAME '{"weight_decay": 1e-2}' [NAME2 '{...}' ...]
 
-Each (name, JSON overrides of npcf.autoencoder.DEFAULTS) pair is fitted exactly as
+Each (name, JSON overrides of npcf.autoencoder.estimator.DEFAULTS) pair is fitted exactly as
 ``cli.py train`` does (with_validation(load_dataset(..., seed=0), seed=0)) and one
 JSON line is appended to benchmarks/tuning/results.jsonl: name, overrides, best
 val RMSE, best epoch, epochs run, total seconds, mean seconds/epoch, full val curve.
@@ -21,7 +21,7 @@ import numpy as np
 
 import npcf
 from npcf.data import load_dataset
-from npcf.training import with_validation
+from npcf.workflows import with_validation
 
 DATA = "/work/shared/datasets/movies-small/ratings.csv"
 LOG = Path(__file__).with_name("results.jsonl")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import NpcfError
+from npcf.errors import NpcfError
 
 
 class _Group(click.Group):
@@ -104,7 +104,7 @@ def data_options(f):
 def load_data(data, fmt, sep, columns, scale, split_kind, test_size, validation_size, holdout,
               train_file, test_file, seed, quiet=False, default_validation=None):
     """Call :func:`npcf.data.load_dataset` with parsed CLI options."""
-    from ..data import load_dataset
+    from npcf.data import load_dataset
     cols = tuple(c.strip() for c in columns.split(",")) if columns else None
     if cols is not None and len(cols) not in (3, 4):
         raise click.BadParameter("--columns needs USER,ITEM,RATING[,TIMESTAMP]")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .base import data_options, load_data, main, stats_table, table, _floats  # noqa: F401
+from npcf.cli.base import data_options, load_data, main, stats_table, table, _floats  # noqa: F401
 
 
 @main.command()
@@ -15,7 +15,7 @@ from .base import data_options, load_data, main, stats_table, table, _floats  # 
 def prepare(data, fmt, sep, columns, scale, split_kind, test_size, validation_size, holdout,
             train_file, test_file, seed, out, quiet):
     """Read ratings, split them and write a prepared directory (npz + id maps + stats)."""
-    from ..data import save_prepared
+    from npcf.data import save_prepared
     ds = load_data(data, fmt, sep, columns, scale, split_kind, test_size, validation_size,
                    holdout, train_file, test_file, seed, quiet)
     path = save_prepared(ds, out)
@@ -26,7 +26,7 @@ def prepare(data, fmt, sep, columns, scale, split_kind, test_size, validation_si
 @main.command()
 def datasets():
     """List the named datasets, their sizes and whether each is cached."""
-    from ..data.download import cache_dir, list_datasets
+    from npcf.data.download import cache_dir, list_datasets
     rows = [(d["name"], f"{d['size_bytes'] / 1e6:,.1f} MB" if d.get("size_bytes") else "?",
              "yes" if d["cached"] else "no", d["description"]) for d in list_datasets()]
     rows.insert(0, ("synthetic", "built in", "yes", "seeded synthetic MovieLens-like set"))

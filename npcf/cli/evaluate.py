@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..errors import NpcfError
-from .base import main, table
+from npcf.errors import NpcfError
+from npcf.cli.base import main, table
 
 DEFAULT_MODEL = Path("models") / "model.npz"
 
@@ -78,20 +78,20 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity
         _generate(Path(model) if model else DEFAULT_MODEL, batch_size, top_k, sparse_input,
                   precision, popularity_penalty, out)
     elif mode == "baselines":
-        from .evaluate_cmd import run_baselines
+        from npcf.cli.evaluate_cmd import run_baselines
         run_baselines(data, ks, json_out, quiet, threshold=threshold, batch_size=batch_size)
     else:
-        from .evaluate_cmd import evaluate
+        from npcf.cli.evaluate_cmd import evaluate
         evaluate(model, data, batch_size, ks, json_out, quiet, threshold=threshold)
 
 
 def _generate(model_path: Path, batch_size, top_k, sparse_input, precision, penalty, out):
     import scipy.sparse as sp
 
-    from ..checkpoint import load_model
-    from ..data import load_prepared
-    from ..export import OPSET, export
-    from ..runtime import Recommender
+    from npcf.autoencoder.checkpoint import load_model
+    from npcf.data import load_prepared
+    from npcf.serving.export import OPSET, export
+    from npcf.serving.runtime import Recommender
     if model_path.suffix == ".onnx":
         raise NpcfError(f"{model_path}: --generate needs an .npz checkpoint, not an ONNX file")
     if not model_path.exists() and model_path == DEFAULT_MODEL:
@@ -144,7 +144,7 @@ def _generate(model_path: Path, batch_size, top_k, sparse_input, precision, pena
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def recommend(model, user, ratings, k, movies, data, include_seen, as_json):
     """Top-k movies for a known user (--user) or a new one (--ratings)."""
-    from ..runtime import Recommender
+    from npcf.serving.runtime import Recommender
     if (user is None) == (ratings is None):
         raise click.UsageError("give exactly one of --user or --ratings")
     model = Path(model)
@@ -199,7 +199,7 @@ def _parse_ratings(text: str):
 def _user_row(data_dir: Path, user: str, rec):
     import scipy.sparse as sp
 
-    from ..data import load_prepared
+    from npcf.data import load_prepared
     ds = load_prepared(data_dir)
     idx = ds.users.index([user], missing="ignore")[0]
     if idx < 0:

@@ -19,7 +19,7 @@ ratings >= 4.0 when the rating scale reaches 4 or more and the model predicts
 ratings (MSE loss; rating baselines); for the multinomial loss and implicit data
 every held-out item is relevant. ``--baselines`` evaluates all baselines with the
 data's threshold (4.0 for explicit ratings) so they compare with each other.
-Metrics: see :mod:`npcf.metrics`; the JSON (``--json``) has the same keys.
+Metrics: see :mod:`npcf.evaluation.metrics`; the JSON (``--json``) has the same keys.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..errors import NpcfError
-from .base import table
+from npcf.errors import NpcfError
+from npcf.cli.base import table
 
 MODELS_DIR = Path("models")
 ROW_LABELS = {"precision": "Precision", "recall": "Recall", "ndcg": "NDCG", "map": "MAP",
@@ -84,13 +84,13 @@ class _Scorer:
 
 
 def load_scorer(path: Path, batch_size: int = 256, test_input=None) -> _Scorer:
-    """``.onnx`` -> :class:`~npcf.runtime.Recommender`; ``.npz`` or directory -> ``npcf.load``.
+    """``.onnx`` -> :class:`~npcf.serving.runtime.Recommender`; ``.npz`` or directory -> ``npcf.load``.
 
     ``test_input``: the full input matrix, needed by item-based models (which
     score all users at once).
     """
     if path.suffix == ".onnx":
-        from ..runtime import Recommender
+        from npcf.serving.runtime import Recommender
         rec = Recommender.load(path)
         try:
             loss = json.loads(rec.meta.get("architecture", "{}")).get("loss", "mse")
@@ -112,8 +112,8 @@ def load_scorer(path: Path, batch_size: int = 256, test_input=None) -> _Scorer:
 
 def resolve_data(data, model_dir: Path | None):
     """The prepared :class:`~npcf.data.Dataset` from ``--data`` or the one train recorded."""
-    from ..data import is_prepared, load_prepared
-    from .evaluate import _recorded_data
+    from npcf.data import is_prepared, load_prepared
+    from npcf.cli.evaluate import _recorded_data
     if data is not None:
         if not is_prepared(data):
             raise NpcfError(f"{data}: not a prepared data directory (no stats.json); pass "
@@ -235,7 +235,7 @@ def _clean(obj):
 
 
 def _write_json(path, obj) -> None:
-    from ..io import write_json
+    from npcf.utils.files import write_json
     write_json(path, _clean(obj))
 
 
@@ -256,8 +256,8 @@ def _summary(result: dict) -> str:
 # ------------------------------------------------------------------------- commands
 def evaluate(model, data, batch_size, ks, json_out, quiet, threshold=None) -> dict:
     """Evaluate ``model`` (.onnx, .npz or directory) on the test split; print and return."""
-    from ..evaluate import evaluate as run
-    from ..metrics import default_threshold
+    from npcf.evaluation.protocol import evaluate as run
+    from npcf.evaluation.metrics import default_threshold
     ks = parse_ks(ks)
     path = resolve_model(model)
     model_dir = path if path.is_dir() else path.parent
@@ -297,16 +297,16 @@ def evaluate(model, data, batch_size, ks, json_out, quiet, threshold=None) -> di
 
 
 def _baseline_data(data, quiet):
-    from ..data import is_prepared, load_dataset
+    from npcf.data import is_prepared, load_dataset
     if data is None:
-        from .evaluate import _recorded_data
+        from npcf.cli.evaluate import _recorded_data
         found = _recorded_data(MODELS_DIR)
         if found is None:
             raise NpcfError("no data: pass --data (a prepared directory, ratings file or "
                             f"dataset name); none recorded in {MODELS_DIR}/metrics.json")
         data = found
     if is_prepared(data):
-        from ..data import load_prepared
+        from npcf.data import load_prepared
         return load_prepared(data)
     return load_dataset(data, progress=not quiet)
 
@@ -317,13 +317,13 @@ def run_baselines(data, ks, json_out, quiet, threshold=None, batch_size=256,
 
     ``data``: a prepared directory (default: the one train recorded in ``models/``),
     or a ratings file / dataset name split as ``train`` would by default. A
-    validation part is carved from training (:func:`npcf.training.with_validation`)
+    validation part is carved from training (:func:`npcf.workflows.with_validation`)
     when the split has none; it picks EASE's lambda and the biases' regularisation.
     """
-    from .. import baselines
-    from ..evaluate import evaluate as run
-    from ..metrics import default_threshold
-    from ..training import with_validation
+    from npcf.evaluation import baselines
+    from npcf.evaluation.protocol import evaluate as run
+    from npcf.evaluation.metrics import default_threshold
+    from npcf.workflows import with_validation
     ks = parse_ks(ks)
     ds = with_validation(_baseline_data(data, quiet))
     s = ds.split

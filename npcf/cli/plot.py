@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .base import main
+from npcf.cli.base import main
 
 
 @main.command()
@@ -15,7 +15,7 @@ from .base import main
 @click.option("--title", default=None, help="Figure title.")
 def plot(history, out, title):
     """Plot training and validation loss per epoch from HISTORY (train's history.csv)."""
-    from ..plot import plot_history
+    from npcf.plot import plot_history
     history = Path(history)
     out = Path(out) if out else history.parent / "loss.png"
     plot_history(history, out, title=title)

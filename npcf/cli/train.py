@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .base import data_options, load_data, main, stats_table, table, _floats  # noqa: F401
+from npcf.cli.base import data_options, load_data, main, stats_table, table, _floats  # noqa: F401
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -71,8 +71,8 @@ def train(data, fmt, sep, columns, scale, split_kind, test_size, validation_size
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json."""
     import os
 
-    from .. import parallel
-    from ..training import run_training
+    from npcf.utils import parallel
+    from npcf.workflows import run_training
     if threads is None:
         try:
             threads = parallel.env_threads()

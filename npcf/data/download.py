@@ -41,7 +41,7 @@ from typing import Mapping
 import click
 
 from npcf.errors import DatasetError
-from npcf.io import atomic_path, write_text
+from npcf.utils.files import atomic_path, write_text
 
 MARKER = ".npcf-complete"
 CHUNK = 1 << 16

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..vocab import Vocabulary
+from npcf.data.vocab import Vocabulary
 
 
 @dataclass

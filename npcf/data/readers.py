@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from .ratings import Ratings, build_ratings
+from npcf.errors import DataError
+from npcf.data.ratings import Ratings, build_ratings
 
 FORMATS = ("auto", "movielens-csv", "movielens-dat", "ml-100k", "delimited")
 

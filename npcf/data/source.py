@@ -1,17 +1,17 @@
 """Resolve a ``--data`` argument (nothing, a file, a prepared directory or a dataset
-name) into a split :class:`~npcf.data.prepared.Dataset`."""
+name) into a split :class:`~npcf.data.dataset.Dataset`."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..vocab import Vocabulary
-from .prepared import Dataset, is_prepared, load_prepared
-from .ratings import Ratings, build_ratings
-from .readers import read_movies, read_ratings
-from .splits import Split, split_ratings
+from npcf.errors import DataError
+from npcf.data.vocab import Vocabulary
+from npcf.data.dataset import Dataset, is_prepared, load_prepared
+from npcf.data.ratings import Ratings, build_ratings
+from npcf.data.readers import read_movies, read_ratings
+from npcf.data.splits import Split, split_ratings
 
 SYNTHETIC = "synthetic"
 _MOVIE_FILES = ("movies.csv", "movies.dat", "u.item")
@@ -30,7 +30,7 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
                  progress: bool = True):
     """``(Ratings, movies DataFrame or None)`` for a file, a dataset name or None (synthetic)."""
     if data is None or str(data) == SYNTHETIC:
-        from .synthetic import generate
+        from npcf.data.synthetic import generate
         return generate()
     path = Path(data)
     if path.is_file():
@@ -40,7 +40,7 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
     if path.is_dir():
         raise DataError("a directory but not a prepared data set (no stats.json); "
                         "run `npcf prepare` on a ratings file first", path)
-    from .download import DATASETS, fetch
+    from npcf.data.download import DATASETS, fetch
     if str(data) in DATASETS:
         info = DATASETS[str(data)]
         folder = fetch(str(data), progress=progress)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import NpcfError
-from .ratings import Ratings
+from npcf.errors import NpcfError
+from npcf.data.ratings import Ratings
 
 KINDS = ("random", "user", "temporal", "users")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .ratings import Ratings, build_ratings
+from npcf.data.ratings import Ratings, build_ratings
 
 _GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
            "Documentary", "Drama", "Fantasy", "Horror", "Musical", "Mystery",

@@ -1,4 +1,4 @@
-"""Tests for npcf.data.prepared: save_prepared/load_prepared round trip, bit for bit."""
+"""Tests for npcf.data.dataset: save_prepared/load_prepared round trip, bit for bit."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from npcf.data.prepared import Dataset, is_prepared, load_prepared, save_prepared
+from npcf.data.dataset import Dataset, is_prepared, load_prepared, save_prepared
 from npcf.data.ratings import build_ratings
 from npcf.data.source import load_dataset
 from npcf.data.splits import split_ratings

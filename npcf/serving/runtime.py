@@ -21,8 +21,8 @@ import numpy as np
 import onnxruntime as ort
 import scipy.sparse as sp
 
-from .errors import CheckpointError, NpcfError
-from .metrics import top_k
+from npcf.errors import CheckpointError, NpcfError
+from npcf.evaluation.metrics import top_k
 
 
 class Recommendations(NamedTuple):

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import DataError
-from ..io import atomic_path, write_json
-from ..vocab import Vocabulary
-from .splits import Split
+from npcf.errors import DataError
+from npcf.utils.files import atomic_path, write_json
+from npcf.data.vocab import Vocabulary
+from npcf.data.splits import Split
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
 
@@ -110,7 +110,7 @@ def load_prepared(path) -> Dataset:
         raise DataError(f"missing {', '.join(p + '.npz' for p in missing)}", path)
     movies = None
     if (path / "movies.csv").is_file():
-        from .readers import read_movies
+        from npcf.data.readers import read_movies
         movies = read_movies(path / "movies.csv")
     split = Split(**parts, params=stats.get("split", {}))
     return Dataset(split, users, items, stats, movies, path)

@@ -1,4 +1,4 @@
-"""``AutoEncoder``: the scikit-learn-like estimator around :class:`~npcf.model.Network`."""
+"""``AutoEncoder``: the scikit-learn-like estimator around :class:`~npcf.nn.network.Network`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import NpcfError
-from .model import Network
-from .vocab import Vocabulary
+from npcf.errors import NpcfError
+from npcf.nn.network import Network
+from npcf.data.vocab import Vocabulary
 
 # Defaults chosen on the validation part of movies-small (random 90/10 split, seed 0,
 # validation carved as `npcf train` does); every attempt is in benchmarks/NOTES.md.
@@ -33,7 +33,7 @@ class AutoEncoder:
     Every keyword is a hyperparameter (see ``DEFAULTS``; ``ITEM_BASED_DEFAULTS``
     apply to an item-based model unless given). ``ensemble=K`` fits K members with
     seeds ``seed .. seed+K-1``, each early-stopped on its own, and folds them into one
-    network that predicts their mean (:mod:`npcf.ensemble`).
+    network that predicts their mean (:mod:`npcf.autoencoder.ensemble`).
     """
 
     def __init__(self, **params):
@@ -91,7 +91,7 @@ class AutoEncoder:
         model. ``out``: directory for the best checkpoint, ``history.csv`` and the
         resume state; ``resume=True`` continues an interrupted run from ``out``.
         """
-        from .train import Trainer
+        from npcf.autoencoder.trainer import Trainer
         X = sp.csr_matrix(X)
         if self.ensemble > 1:
             return self._fit_ensemble(X, validation, validation_input, scale=scale, users=users,
@@ -110,7 +110,7 @@ class AutoEncoder:
             self.build(*X.shape)
         self.baseline = None
         if self.residual and self.loss == "mse":
-            from .baseline import BiasBaseline
+            from npcf.nn.bias import BiasBaseline
             self.baseline = BiasBaseline(self.bias_reg, self.bias_reg).fit(self._orient(X))
         val = None
         if validation is not None:
@@ -135,8 +135,8 @@ class AutoEncoder:
         and Ctrl-C resume state); ``resume`` continues interrupted members and reuses
         finished ones trained with the same options on the same data (others train again).
         """
-        from .ensemble import merge
-        from .train import RESUME_JSON, history_columns, read_history, write_history
+        from npcf.autoencoder.ensemble import merge
+        from npcf.autoencoder.trainer import RESUME_JSON, history_columns, read_history, write_history
         members, data_fp = [], fingerprint(X)
         for k in range(self.ensemble):
             params = dict(self.get_params(), ensemble=1, seed=self.seed + k)
@@ -162,7 +162,7 @@ class AutoEncoder:
                      "best_epoch": [m.info["best_epoch"] for m in members],
                      "epochs_run": [m.info["epochs_run"] for m in members]}
         if validation is not None:   # the ensemble's own figures, named as in history rows
-            from .evaluate import ranking_metrics, rating_metrics
+            from npcf.evaluation.protocol import ranking_metrics, rating_metrics
             vin = X if validation_input is None or self.item_based else validation_input
             if self.loss == "mse":
                 r = rating_metrics(self, vin, validation)
@@ -197,7 +197,7 @@ class AutoEncoder:
         ``mu + b_row + b_col`` (``b_row`` from the row's own ratings). Else ``x``.
         """
         if self.loss == "multinomial":
-            from .train import binarize, l2_normalize_rows
+            from npcf.autoencoder.trainer import binarize, l2_normalize_rows
             return l2_normalize_rows(binarize(x)), None
         if self.baseline is not None:
             b = self.baseline.row_bias(x)
@@ -269,13 +269,13 @@ class AutoEncoder:
     # -------------------------------------------------------------- persistence
     def save(self, path) -> None:
         """Write ``model.npz`` + ``model.json`` into directory ``path`` (atomically)."""
-        from .checkpoint import save_model
+        from npcf.autoencoder.checkpoint import save_model
         save_model(self, path)
 
     @classmethod
     def load(cls, path) -> "AutoEncoder":
         """Load a model saved by :meth:`save` (directory or ``model.npz``)."""
-        from .checkpoint import load_model
+        from npcf.autoencoder.checkpoint import load_model
         return load_model(path)
 
 

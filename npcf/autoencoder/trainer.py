@@ -18,12 +18,12 @@ import click
 import numpy as np
 import scipy.sparse as sp
 
-from . import schedules
-from .errors import NpcfError
-from .io import atomic_path, write_json
-from .metrics import ndcg_at_k
-from .noise import corrupt
-from .optim import make as make_optimizer
+from npcf.nn import schedules
+from npcf.errors import NpcfError
+from npcf.utils.files import atomic_path, write_json
+from npcf.evaluation.metrics import ndcg_at_k
+from npcf.nn.noise import corrupt
+from npcf.nn.optim import make as make_optimizer
 
 RESUME_NPZ, RESUME_JSON = "resume.npz", "resume.json"
 
@@ -215,7 +215,7 @@ class Trainer:
             x = inputs[r]
             a, _ = self.net.hidden(m.encode(x)[0])
             z, _ = self.net.output(a)
-            from .losses import multinomial
+            from npcf.nn.losses import multinomial
             losses.append(multinomial(z, binarize(target[r]))[0] * r.size)
             z[np.repeat(np.arange(r.size), np.diff(x.indptr)), x.indices] = -np.inf
             ndcg.append(ndcg_at_k(z, target[r], 100))

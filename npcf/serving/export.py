@@ -26,9 +26,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import __version__
-from .errors import NpcfError
-from .io import atomic_path
+from npcf import __version__
+from npcf.errors import NpcfError
+from npcf.utils.files import atomic_path
 
 OPSET = 17
 #: ONNX opset -> the IR version it was released with (as sklearn-onnx and
@@ -249,7 +249,7 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
     if model.items is not None and "item_ids" not in meta:
-        from .io import write_text
+        from npcf.utils.files import write_text
         write_text(str(path) + ".items.json", json.dumps(model.items.ids.tolist()))
     with atomic_path(path, suffix=".onnx") as tmp:
         if precision == "int8":

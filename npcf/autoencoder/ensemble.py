@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from .model import Network
+from npcf.nn.network import Network
 
 
 def merge(networks: list[Network]) -> Network:

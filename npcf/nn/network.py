@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from . import activations, parallel
-from .arrays import union, unique, unique_inverse
-from .losses import masked_mse, multinomial
+from npcf.nn import activations
+from npcf.utils import parallel
+from npcf.utils.sparse import union, unique, unique_inverse
+from npcf.nn.losses import masked_mse, multinomial
 
 
 @dataclass

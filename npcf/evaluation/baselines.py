@@ -2,11 +2,11 @@
 
 Every baseline has ``fit(train, validation=None, validation_input=None)`` on a CSR
 users x items matrix and ``predict(csr_rows) -> dense float32 (B, n_items)``,
-usable as the ``score_fn`` of :func:`npcf.evaluate.evaluate`. ``rating`` tells
+usable as the ``score_fn`` of :func:`npcf.evaluation.protocol.evaluate`. ``rating`` tells
 whether the scores are predicted ratings (so RMSE/MAE make sense).
 
 ``GlobalMean``   every score is the training mean rating (the RMSE floor).
-``Biases``       ``mu + b_user + b_item`` (:class:`npcf.baseline.BiasBaseline`); the
+``Biases``       ``mu + b_user + b_item`` (:class:`npcf.nn.bias.BiasBaseline`); the
                  user's bias is folded in from the input row, so held-out users work;
                  the regularisation is chosen on validation RMSE from a small grid.
 ``Popularity``   items ranked by their training rating counts (same for everyone).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .baseline import BiasBaseline
+from npcf.nn.bias import BiasBaseline
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 BIAS_REGS = (1.0, 3.0, 5.0, 10.0, 25.0)
@@ -173,7 +173,7 @@ class EASE:
             self.B, self._dual = None, (lam, U * inv[None, :], UtX, 1.0 / diag_p)
 
     def fit(self, train, validation=None, validation_input=None) -> EASE:
-        from .evaluate import evaluate
+        from npcf.evaluation.protocol import evaluate
         X = _binarize(train)
         self._setup(X)
         if self.lam is None and validation is not None and sp.csr_matrix(validation).nnz:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .autoencoder import AutoEncoder
-from .data import Dataset, save_prepared
-from .data.splits import Split, split_ratings
-from .evaluate import ranking_metrics, rating_metrics
-from .io import write_json
+from npcf.autoencoder.estimator import AutoEncoder
+from npcf.data import Dataset, save_prepared
+from npcf.data.splits import Split, split_ratings
+from npcf.evaluation.protocol import ranking_metrics, rating_metrics
+from npcf.utils.files import write_json
 
 VALIDATION_FRACTION = 0.1
 

@@ -1,7 +1,7 @@
 """Optimizers written by hand: SGD (momentum, Nesterov), Adam, AdamW.
 
 Every optimizer updates a dict of float arrays in place from a dict of
-gradients; a gradient may be a :class:`~npcf.model.RowSparse`.
+gradients; a gradient may be a :class:`~npcf.nn.network.RowSparse`.
 
 Lazy updates (``lazy=True``, the default): for a row-sparse gradient only the
 touched rows of the parameter *and of the optimizer state* are updated, as
@@ -20,8 +20,8 @@ import threading
 
 import numpy as np
 
-from . import parallel
-from .model import RowSparse
+from npcf.utils import parallel
+from npcf.nn.network import RowSparse
 
 NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
 
@@ -75,7 +75,7 @@ class Optimizer:
 
     def _chunks(self, p, state, rows, gv) -> None:
         """Update the rows of ``p`` (all, or ``rows``) chunk by chunk; the chunks are
-        split over :func:`npcf.parallel.threads` threads (disjoint rows)."""
+        split over :func:`npcf.utils.parallel.threads` threads (disjoint rows)."""
         row_bytes = max(1, gv[:1].nbytes)
         per = max(1, self.chunk_bytes // row_bytes)
 

@@ -2,9 +2,9 @@
 
 :func:`evaluate` is the one streaming evaluation used by ``eval --evaluate`` and
 ``eval --baselines``: any ``score_fn(csr_rows) -> dense (B, n_items)`` (an ONNX
-:class:`~npcf.runtime.Recommender`'s ``scores``, :meth:`AutoEncoder.predict`, a
+:class:`~npcf.serving.runtime.Recommender`'s ``scores``, :meth:`AutoEncoder.predict`, a
 baseline's ``predict``) is fed the users' inputs batch by batch; RMSE/MAE,
-ranking and beyond-accuracy metrics (see :mod:`npcf.metrics`) are accumulated
+ranking and beyond-accuracy metrics (see :mod:`npcf.evaluation.metrics`) are accumulated
 without ever holding more than one batch of scores.
 
 :func:`rating_metrics` and :func:`ranking_metrics` are the light versions used by
@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import scipy.sparse as sp
 
-from . import metrics
+from npcf.evaluation import metrics
 
 DEFAULT_KS = (10, 20, 100)
 
@@ -73,7 +73,7 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
     ``rating``: the scores are predicted ratings, so RMSE/MAE on ``test``'s entries
     are reported (else ``rmse``/``mae`` are None). ``threshold``: held-out ratings >=
     it are relevant for the ranking metrics (None: all held-out items; see
-    :func:`npcf.metrics.default_threshold`). The user's input items are excluded
+    :func:`npcf.evaluation.metrics.default_threshold`). The user's input items are excluded
     from the ranking. ``item_counts``: training rating count per item, for the
     popularity percentile (None: not reported). ``progress``: a click progress bar
     on stderr when it is a terminal. ``examples``: how many users (spread evenly over

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
-from .io import atomic_path, write_json
-from .vocab import Vocabulary
+from npcf.errors import CheckpointError
+from npcf.utils.files import atomic_path, write_json
+from npcf.data.vocab import Vocabulary
 
 FORMAT, FORMAT_VERSION = "npcf-autoencoder", 1
 
 
 def save_model(model, path) -> Path:
     """Save a fitted :class:`~npcf.AutoEncoder` into directory ``path``."""
-    from . import __version__
+    from npcf import __version__
     if model.network is None:
         raise CheckpointError("cannot save a model that is not fitted")
     path = Path(path)
@@ -53,8 +53,8 @@ def save_model(model, path) -> Path:
 
 def load_model(path):
     """Load a model from a directory (or its ``model.npz``/``model.json``)."""
-    from .autoencoder import AutoEncoder
-    from .model import Network
+    from npcf.autoencoder.estimator import AutoEncoder
+    from npcf.nn.network import Network
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     npz, meta_path = folder / "model.npz", folder / "model.json"
@@ -96,7 +96,7 @@ def load_model(path):
     model.info = meta.get("info", {})
     model.item_counts = arrays.get("items/counts")
     if meta.get("baseline") is not None:
-        from .baseline import BiasBaseline
+        from npcf.nn.bias import BiasBaseline
         b = meta["baseline"]
         model.baseline = BiasBaseline(b["reg_row"], b["reg_col"])
         model.baseline.mu = float(b["mu"])
