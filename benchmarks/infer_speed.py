@@ -30,13 +30,13 @@ def _model(n_items: int, layers):
     import numpy as np
 
     import npcf
-    from npcf.nn.bias import BiasBaseline
+    from npcf.nn.bias import UserItemBias
     from npcf.data.vocab import Vocabulary
     m = npcf.AutoEncoder(layers=layers, tied=True)
     m.build(1, n_items)
     m.scale = (0.5, 5.0)
     m.items = Vocabulary(np.arange(1, n_items + 1))
-    m.baseline = BiasBaseline()
+    m.baseline = UserItemBias()
     m.baseline.mu = 3.5
     m.baseline.col_bias = np.random.default_rng(0).normal(0, 0.3, n_items).astype(np.float32)
     m.item_counts = np.arange(n_items)[::-1].copy()

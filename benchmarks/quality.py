@@ -148,13 +148,14 @@ def strong_generalization_split():
     20% held-out users with an 80/20 fold-in/held-out cut, 10% validation users; seed 0."""
     from npcf.data import read_ratings
     from npcf.data.dataset import Dataset
-    from npcf.data.splits import select, split_ratings
+    from npcf.data.splits import split_ratings
+    from npcf.utils.sparse import entry_rows, select
     from npcf.workflows import with_validation
     r = read_ratings(DATA)
     m = r.matrix
     pos = select(m, m.data >= 4.0)
     keep_users = np.diff(pos.indptr) >= 5
-    pos = select(pos, keep_users[np.repeat(np.arange(pos.shape[0]), np.diff(pos.indptr))])
+    pos = select(pos, keep_users[entry_rows(pos)])
     pos.data[:] = 1.0
     split = split_ratings(pos, "users", test_size=0.2, seed=0, holdout=0.2)
     return with_validation(Dataset(split, r.users, r.items, {"scale": None}), seed=0).split

@@ -5,7 +5,7 @@ Heavy submodules load on first use, so ``import npcf.serving.runtime`` stays lig
 """
 __version__ = "0.1.0"
 
-from npcf.errors import CheckpointError, DataError, DatasetError, NpcfError  # noqa: E402
+from npcf.errors import CheckpointError, DataError, DatasetError, NpcfError  # noqa: E402,I001
 
 __all__ = ["AutoEncoder", "CheckpointError", "DataError", "DatasetError", "NpcfError",
            "Recommender", "Vocabulary", "__version__", "load"]
@@ -13,8 +13,8 @@ __all__ = ["AutoEncoder", "CheckpointError", "DataError", "DatasetError", "NpcfE
 
 def load(path):
     """Load a model saved with :meth:`AutoEncoder.save` (a directory or its ``model.npz``)."""
-    from npcf.autoencoder.checkpoint import load_model
-    return load_model(path)
+    from npcf.autoencoder.estimator import AutoEncoder
+    return AutoEncoder.load(path)
 
 
 def __getattr__(name):

@@ -30,3 +30,9 @@ class DatasetError(NpcfError):
 
 class CheckpointError(NpcfError):
     """A model file is missing, corrupt or incompatible with this npcf."""
+
+
+def one_line(err: BaseException | str) -> str:
+    """An error (or message) as one line: whitespace runs collapsed, never empty."""
+    text = " ".join(str(err).split())
+    return text or (type(err).__name__ if isinstance(err, BaseException) else "")

@@ -5,11 +5,11 @@ plot is drawn; without it :func:`plot_history` raises :class:`NpcfError`.
 """
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
-from npcf.errors import NpcfError
+from npcf import rundir
+from npcf.errors import NpcfError, one_line
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'npcf[plot]'"
 METRIC_LABELS = {"val_rmse": "validation RMSE", "val_ndcg": "validation NDCG@100"}
@@ -19,22 +19,16 @@ def read_history(path) -> dict[str, list[float]]:
     """Columns of ``history.csv`` as lists of floats (NaN for empty cells)."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = rundir.read_history(path, missing_ok=False)
+        names = rundir.history_header(path)
     except OSError as err:
         raise NpcfError(f"{path}: {err.strerror or err}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise NpcfError(f"{path}: not a training history ({one_line(err)})") from None
     if not rows or "epoch" not in rows[0] or "train_loss" not in rows[0]:
         raise NpcfError(f"{path}: not a training history (needs epoch and train_loss columns"
                         f"{' and at least one epoch' if rows else ''})")
-    cols: dict[str, list[float]] = {k: [] for k in rows[0] if k is not None}
-    for n, row in enumerate(rows, start=2):
-        for k, values in cols.items():
-            v = (row.get(k) or "").strip()
-            try:
-                values.append(float(v) if v else math.nan)
-            except ValueError:
-                raise NpcfError(f"{path}:{n}: {k} is not a number: {v!r}") from None
-    return cols
+    return {k: [float(row.get(k, math.nan)) for row in rows] for k in names}
 
 
 def _pyplot():

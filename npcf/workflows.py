@@ -1,62 +1,311 @@
-"""What ``npcf train`` does, as a function: split (with validation), fit, score, record."""
+"""What each command does, as one library function returning a dict (the CLI prints it).
+
+``prepare``, ``train``, ``export_model`` (`eval --generate`), ``evaluate_model``
+(`eval --evaluate`), ``compare_baselines`` (`eval --baselines`), ``recommend``. The run
+directory they share is :mod:`npcf.rundir`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from npcf.autoencoder.estimator import AutoEncoder
-from npcf.data import Dataset, save_prepared
-from npcf.data.splits import Split, split_ratings
-from npcf.evaluation.protocol import ranking_metrics, rating_metrics
+import numpy as np
+import scipy.sparse as sp
+
+from npcf import rundir
+from npcf.autoencoder import AutoEncoder
+from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
+from npcf.data.dataset import Dataset, is_prepared, load_prepared, save_prepared, with_validation
+from npcf.data.source import load_dataset
+from npcf.data.splits import describe
+from npcf.data.titles import read_titles
+from npcf.errors import NpcfError
+from npcf.evaluation import baselines
+from npcf.evaluation.metrics import resolve_threshold
+from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
+from npcf.serving.export import OPSET, export
+from npcf.serving.runtime import Recommender
+from npcf.utils import parallel
 from npcf.utils.files import write_json
 
-VALIDATION_FRACTION = 0.1
+#: largest relative |ONNX - NumPy| accepted by ``export_model``, per precision
+PARITY_TOLERANCE = {"fp32": 1e-5, "fp16": 1e-3, "int8": 0.05}
 
 
-def with_validation(ds: Dataset, fraction: float = VALIDATION_FRACTION, seed: int = 0) -> Dataset:
-    """``ds`` with a validation part carved from its training part if it has none.
+# ------------------------------------------------------------------------- data
+def prepare(out, data_options: dict | None = None, *, progress=None) -> Dataset:
+    """Read and split ratings (``data_options``: :func:`npcf.data.load_dataset` keywords)
+    and write the prepared directory ``out``."""
+    ds = load_dataset(**dict(data_options or {}, progress=progress))
+    save_prepared(ds, out)
+    return ds
 
-    The cut follows the split's kind (held-out users stay held-out users; a
-    temporal split without timestamps falls back to a per-user holdout).
+
+# ------------------------------------------------------------------------ train
+def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None, *,
+          resume: bool = False, threads: int | None = None, progress=None,
+          verbose_epochs: int = 0, echo=print) -> dict:
+    """Fit an :class:`AutoEncoder` with hyperparameters ``params`` on the data
+    ``data_options`` describe, keeping the run directory ``out`` (:mod:`npcf.rundir`).
+
+    A validation part is carved from training when the split has none. Returns (and
+    writes as ``metrics.json``) the test figures, the best validation row, paths, split
+    and hyperparameters.
     """
-    s = ds.split
-    if s.validation is not None:
-        return ds
-    kind = s.params.get("kind", "random")
-    kind = {"given": "random", "temporal": "user"}.get(kind, kind)
-    inner = split_ratings(s.train, kind, fraction, seed + 1, holdout=s.params.get("holdout", 0.2))
-    split = Split(inner.train, s.test, s.test_input, inner.test, inner.test_input,
-                  dict(s.params, validation_size=fraction, validation_carved=kind))
-    return Dataset(split, ds.users, ds.items, dict(ds.stats, split=split.params), ds.movies,
-                   None)
-
-
-def run_training(ds: Dataset, params: dict, out, *, resume: bool = False, quiet: bool = True,
-                 verbose_epochs: int = 0, echo=None) -> dict:
-    """Fit an :class:`AutoEncoder` on ``ds`` and write ``out``/{model.*, history.csv,
-    metrics.json, data/}. Returns the metrics dict (``test``, ``validation``, paths)."""
     out = Path(out)
-    source = ds.path
-    ds = with_validation(ds, seed=params.get("seed", 0))
-    data_dir = out / "data"
+    ds = with_validation(load_dataset(**dict(data_options or {}, progress=progress)),
+                         seed=params.get("seed", 0))
+    data_dir = out / rundir.DATA_DIR
     save_prepared(ds, data_dir)
     s = ds.split
+    callbacks = [Checkpoint(out, resume=resume)]
+    if progress is not None:
+        callbacks.append(ProgressBar(progress))
+    if verbose_epochs:
+        callbacks.append(EpochLog(verbose_epochs, echo))
     model = AutoEncoder(**params)
-    model.fit(s.train, s.validation, s.validation_input, scale=ds.scale, users=ds.users,
-              items=ds.items, out=out, resume=resume, quiet=quiet,
-              verbose_epochs=verbose_epochs, echo=echo)
-    if model.loss == "mse":
-        test = rating_metrics(model, s.test_input, s.test)
-    else:
-        test = ranking_metrics(model, s.test_input, s.test, ks=(20, 100))
-    if "validation" in model.info:          # an ensemble: its own validation figures
-        best = model.info["validation"]
-    elif model.history and isinstance(model.info.get("best_epoch"), int) \
-            and model.info["best_epoch"] > 0:
-        best = model.history[model.info["best_epoch"] - 1]
-    else:
-        best = {}
-    result = {"test": test, "validation": best, "model_path": str(out / "model.npz"),
-              "data": str(data_dir), "source": str(source or ds.stats.get("source", "")),
-              "split": s.params, "hyperparameters": model.get_params()}
-    write_json(out / "metrics.json", result)
+    with parallel.using(threads):
+        model.fit(s.train, s.validation, s.validation_input, scale=ds.scale, users=ds.users,
+                  items=ds.items, callbacks=callbacks)
+        if model.loss == "mse":
+            test = rating_metrics(model, s.test_input, s.test)
+        else:
+            test = ranking_metrics(model, s.test_input, s.test, ks=(20, 100))
+    result = {"test": test, "validation": _best_validation(model),
+              "model_path": str(out / rundir.MODEL_NPZ), "data": str(data_dir),
+              "source": str(ds.stats.get("source", "")), "split": s.params,
+              "hyperparameters": model.get_params()}
+    write_json(out / rundir.METRICS_JSON, result)
     return result
+
+
+def _best_validation(model) -> dict:
+    if "validation" in model.info:          # an ensemble: its own validation figures
+        return model.info["validation"]
+    best = model.info.get("best_epoch")
+    if model.history and isinstance(best, int) and best > 0:
+        return model.history[best - 1]
+    return {}
+
+
+# ----------------------------------------------------------------------- export
+def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int = 10,
+                 sparse_input: bool = False, precision: str = "fp32",
+                 popularity_penalty: float | None = None) -> dict:
+    """Export a checkpoint (default ``models/model.npz``) to ONNX (default beside it)
+    and check the graph against the NumPy forward on up to ``batch_size`` users: the
+    test users of the recorded data, else random rows. A mismatch beyond
+    :data:`PARITY_TOLERANCE` removes the file and raises. Returns what was written."""
+    model_path = Path(model) if model else rundir.DEFAULT_DIR / rundir.MODEL_NPZ
+    if model_path.suffix == rundir.ONNX_SUFFIX:
+        raise NpcfError(f"{model_path}: --generate needs an .npz checkpoint, not an ONNX file")
+    if not model_path.exists() and model is None:
+        raise NpcfError(f"{model_path}: no checkpoint; run `python cli.py train` first "
+                        "or pass --model")
+    ae = AutoEncoder.load(model_path)
+    folder = rundir.folder_of(model_path)
+    out = Path(out) if out else folder / rundir.onnx_name(precision)
+    export(ae, out, sparse_input=sparse_input, top_k=top_k or None,
+           popularity_penalty=popularity_penalty, precision=precision)
+    x = _parity_rows(ae, folder, batch_size)
+    got = Recommender.load(out).scores(x, batch_size=batch_size)
+    ref = ae.predict(x)
+    err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+    rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0
+    tol = PARITY_TOLERANCE[precision]
+    if rel > tol:
+        out.unlink(missing_ok=True)
+        raise NpcfError(f"ONNX output differs from the NumPy forward by {rel:.2e} (> {tol}); "
+                        f"{out} was not kept")
+    return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET,
+            "precision": precision, "signature": "sparse" if sparse_input else "dense",
+            "top_k": int(top_k or 0),
+            "parity": {"n_users": int(x.shape[0]), "max_abs_diff": err, "relative": rel,
+                       "tolerance": tol}}
+
+
+def _parity_rows(model, folder: Path, n: int) -> sp.csr_matrix:
+    data_dir = rundir.recorded_data(folder)
+    if data_dir is not None:
+        x = load_prepared(data_dir).split.test_input
+        return x[np.flatnonzero(np.diff(x.indptr))[:n]]
+    rng = np.random.default_rng(0)
+    x = sp.random(n, model.network.n_inputs, density=0.02, random_state=rng, format="csr",
+                  dtype=np.float32)
+    x.data = np.round(rng.uniform(1, 5, x.nnz) * 2) / 2
+    return x
+
+
+# --------------------------------------------------------------------- evaluate
+def find_model(model=None) -> Path:
+    """``model``, or the run directory's ``model.onnx``, else its ``model.npz``."""
+    if model:
+        path = Path(model)
+        if not path.exists():
+            raise NpcfError(f"{path}: no such model")
+        return path
+    for name in (rundir.onnx_name(), rundir.MODEL_NPZ):
+        if (rundir.DEFAULT_DIR / name).is_file():
+            return rundir.DEFAULT_DIR / name
+    raise NpcfError(f"no model in {rundir.DEFAULT_DIR}/ (model.onnx or model.npz); run "
+                    "`python cli.py train` (and `eval --generate`) first or pass --model")
+
+
+def open_model(path, batch_size: int = 256):
+    """An ``.onnx`` file as a :class:`Recommender`, else a checkpoint as an
+    :class:`AutoEncoder`: both score rows and ``recommend`` alike."""
+    path = Path(path)
+    if path.suffix == rundir.ONNX_SUFFIX:
+        return Recommender.load(path, batch_size=batch_size)
+    return AutoEncoder.load(path)
+
+
+def recorded_dataset(data, model_dir: Path | None) -> Dataset:
+    """The prepared data set ``data``, or the one `train` recorded in ``model_dir``."""
+    if data is not None:
+        if not is_prepared(data):
+            raise NpcfError(f"{data}: not a prepared data directory (no stats.json); pass "
+                            "the data/ folder written by train (or `prepare`)")
+        return load_prepared(data)
+    found = rundir.recorded_data(model_dir) if model_dir is not None else None
+    if found is None:
+        where = f" in {model_dir}/{rundir.METRICS_JSON}" if model_dir is not None else ""
+        raise NpcfError(f"no test data recorded{where}; pass --data DIR (a prepared directory)")
+    return load_prepared(found)
+
+
+def _score_fn(model, test_input: sp.csr_matrix, batch_size: int):
+    """``score_fn`` for :func:`evaluate`: rows -> scores (item-based: by row index)."""
+    if isinstance(model, Recommender):
+        return lambda x: model.scores(x, batch_size=batch_size)
+    if model.item_based:
+        full = model.predict(test_input)
+
+        def by_row(u):
+            return full[u]
+        by_row.by_row_index = True
+        return by_row
+    return lambda x: model.predict(x, batch_size=batch_size)
+
+
+def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 100),
+                   threshold: float | None = None, progress=None) -> dict:
+    """Metrics of a model (``.onnx`` or checkpoint; default :func:`find_model`) on the
+    test split of ``data`` (default: the one train recorded). ``threshold``: relevance
+    (:func:`~npcf.evaluation.metrics.resolve_threshold`), a property of the data so every
+    model is judged on the same items."""
+    path = find_model(model)
+    ds = recorded_dataset(data, rundir.folder_of(path))
+    s = ds.split
+    m = open_model(path, batch_size)
+    ds.check_items(m.items.ids if m.items is not None else None, path)
+    loss = m.loss
+    rating = loss == "mse"
+    threshold = resolve_threshold(threshold, ds.scale)
+    result = evaluate(_score_fn(m, s.test_input, batch_size), s.test_input, s.test, ks=ks,
+                      item_counts=ds.item_counts(), rating=rating, threshold=threshold,
+                      batch_size=batch_size, progress=progress)
+    result["examples"] = example_records(result, ds)
+    result.update(model=str(path), format="onnx" if isinstance(m, Recommender) else "npz",
+                  loss=loss, data=str(ds.path) if ds.path else None, split=s.params,
+                  protocol=describe(s.params))
+    return result
+
+
+def example_records(result: dict, ds: Dataset, n_items: int = 5) -> list[dict]:
+    """The evaluated example users with raw ids and titles (JSON-friendly)."""
+    titles = ds.titles()
+    out = []
+    for ex in result.get("examples", []):
+        rel = set(ex["relevant"])
+        top = []
+        for col, s in zip(ex["items"][:n_items], ex["scores"][:n_items]):
+            mid = ds.items.ids[col].item()
+            top.append({"movie_id": mid, "title": titles.get(mid, ""),
+                        "score": round(float(s), 4), "relevant": col in rel})
+        out.append({"user_id": ds.users.ids[ex["user"]].item(), "n_input": ex["n_input"],
+                    "n_heldout": ex["n_heldout"], "n_relevant": len(rel), "top": top})
+    return out
+
+
+# -------------------------------------------------------------------- baselines
+def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = None,
+                      batch_size: int = 256, names=baselines.NAMES, progress=None,
+                      log=None) -> dict:
+    """Fit every baseline on the split's training part and evaluate them side by side.
+
+    ``data``: a prepared directory (default: the one train recorded in ``models/``), or
+    ratings / a dataset name split as ``train`` would by default. A validation part is
+    carved from training when the split has none; it picks EASE's lambda and the
+    biases' regularisation. ``log``: called with a line before each fit.
+    """
+    ds = with_validation(_baseline_data(data, progress))
+    s = ds.split
+    threshold = resolve_threshold(threshold, ds.scale)
+    counts = ds.item_counts()
+    results = {}
+    for model in baselines.make(names, scale=ds.scale, threshold=threshold):
+        if log is not None:
+            log(f"fitting {model.name} ...")
+        model.fit(s.train, s.validation, s.validation_input)
+        r = evaluate(model.predict, s.test_input, s.test, ks=ks, item_counts=counts,
+                     rating=model.rating, threshold=threshold, batch_size=batch_size,
+                     progress=progress, examples=0, label=model.name)
+        r.pop("examples", None)
+        r["params"] = model.params()
+        results[model.name] = r
+    where = str(ds.path) if ds.path else str(ds.stats.get("source", data))
+    return {"data": where, "split": s.params, "protocol": describe(s.params),
+            "threshold": threshold, "ks": list(ks), "models": results}
+
+
+def _baseline_data(data, progress) -> Dataset:
+    if data is None:
+        found = rundir.recorded_data(rundir.DEFAULT_DIR)
+        if found is None:
+            raise NpcfError("no data: pass --data (a prepared directory, ratings file or "
+                            f"dataset name); none recorded in "
+                            f"{rundir.DEFAULT_DIR}/{rundir.METRICS_JSON}")
+        data = found
+    if is_prepared(data):
+        return load_prepared(data)
+    return load_dataset(data, progress=progress)
+
+
+# -------------------------------------------------------------------- recommend
+def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, data=None,
+              include_seen: bool = False) -> list[dict]:
+    """Top-``k`` movies for a known ``user`` (their ratings in ``data``, default the data
+    train recorded) or a new user's ``ratings`` (``[(movie id, rating), ...]``: fold-in).
+
+    ``model``: an ``.onnx`` file, a checkpoint, or by default the run directory's
+    ``model.onnx``, falling back to ``model.npz`` before anything was exported.
+    Returns ``[{rank, movie_id, title, score}, ...]``.
+    """
+    if (user is None) == (ratings is None):
+        raise NpcfError("give exactly one of a user id or a list of ratings")
+    path = find_model(model)
+    m = open_model(path)
+    if getattr(m, "item_based", False):
+        raise NpcfError(f"{path}: an item-based model cannot fold in one user; use "
+                        "`eval --evaluate` or a user-based model")
+    data_dir = Path(data) if data else rundir.recorded_data(rundir.folder_of(path))
+    if movies is None and data_dir is not None and (data_dir / "movies.csv").is_file():
+        movies = data_dir / "movies.csv"
+    if user is not None:
+        if data_dir is None:
+            raise NpcfError("a user id needs the training data: pass --data DIR "
+                            "(a prepared directory)")
+        ds = load_prepared(data_dir)
+        ds.check_items(m.items.ids if m.items is not None else None, path)
+        rows = ds.user_row(user)
+    else:
+        rows = list(ratings)
+    ids, scores = m.recommend(rows, k=k, filter_seen=not include_seen)
+    ids, scores = np.atleast_2d(ids)[0], np.atleast_2d(scores)[0]
+    keep = ids != (-1 if ids.dtype.kind in "iu" else "")
+    titles = read_titles(movies) if movies else {}
+    return [{"rank": i + 1, "movie_id": mid.item() if hasattr(mid, "item") else mid,
+             "title": titles.get(mid.item() if hasattr(mid, "item") else mid, ""),
+             "score": round(float(s), 4)}
+            for i, (mid, s) in enumerate(zip(ids[keep], scores[keep]))]
+

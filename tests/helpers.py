@@ -1,13 +1,25 @@
-"""Small data makers shared by the training tests."""
+"""The data makers the tests share (one of each kind)."""
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.utils.sparse import entry_rows
 
-def tiny_ratings(n_users=48, n_items=30, density=0.35, seed=0):
+
+def random_ratings(n_users, n_items, density=0.2, seed=0):
+    """Uniformly random pattern with half-star ratings 0.5..5: CSR float32, sorted indices."""
+    rng = np.random.default_rng(seed)
+    m = sp.random(n_users, n_items, density=density, random_state=rng, format="csr",
+                  dtype=np.float32)
+    m.data = (rng.integers(1, 11, m.nnz) / 2).astype(np.float32)
+    m.sort_indices()
+    return m
+
+
+def tiny_ratings(n_users=48, n_items=30, density=0.35, seed=0, noise=0.3):
     """Low-rank-ish ratings on a 0.5..5 half-star scale, CSR float32; every row non-empty."""
     rng = np.random.default_rng(seed)
     u, v = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
-    r = np.clip(np.round((3.2 + u @ v.T + 0.3 * rng.normal(size=(n_users, n_items))) * 2) / 2,
+    r = np.clip(np.round((3.2 + u @ v.T + noise * rng.normal(size=(n_users, n_items))) * 2) / 2,
                 0.5, 5)
     mask = rng.random((n_users, n_items)) < density
     mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
@@ -18,8 +30,10 @@ def split(m, frac=0.2, seed=1):
     """Random (train, test) CSR parts of ``m``: each stored entry lands in one of them."""
     coo = m.tocoo()
     test = np.random.default_rng(seed).random(coo.nnz) < frac
-    part = lambda k: sp.csr_matrix((coo.data[k], (coo.row[k], coo.col[k])),  # noqa: E731
-                                   shape=m.shape, dtype=np.float32)
+
+    def part(keep):
+        return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=m.shape,
+                             dtype=np.float32)
     return part(~test), part(test)
 
 
@@ -33,6 +47,24 @@ def as_dict(r) -> dict:
 def ts_dict(r) -> dict:
     """{(raw user, raw item): timestamp}; timestamps are aligned with matrix.data."""
     m = r.matrix
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    rows = entry_rows(m)
     return {(r.users.ids[u].item(), r.items.ids[i].item()): int(t)
             for u, i, t in zip(rows, m.indices, r.timestamps)}
+
+
+#: shape of :func:`fitted_model`'s training data; its movie ids are 1000..1000+N_ITEMS-1
+N_USERS, N_ITEMS = 40, 60
+
+
+def fitted_model(tied=True, activation="selu", loss="mse", residual=True, layers=(16, 8),
+                 output_activation="identity", seed=0, **kw):
+    """An :class:`~npcf.AutoEncoder` fitted for one epoch on random ratings, raw movie ids
+    1000.. (its ``training`` attribute is the data)."""
+    from npcf import AutoEncoder, Vocabulary
+    X = random_ratings(N_USERS, N_ITEMS, 0.2, seed)
+    m = AutoEncoder(layers=layers, tied=tied, activation=activation, loss=loss,
+                    residual=residual, output_activation=output_activation, n_epochs=1,
+                    batch_size=8, seed=seed, **kw)
+    m.fit(X, scale=(0.5, 5.0), items=Vocabulary(np.arange(1000, 1000 + N_ITEMS)))
+    m.training = X
+    return m

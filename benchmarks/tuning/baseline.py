@@ -1,7 +1,7 @@
 """Bias-baseline validation RMSE on the tuning protocol's split (for reference)."""
 import numpy as np
 
-from npcf.nn.bias import BiasBaseline
+from npcf.nn.bias import UserItemBias
 from npcf.data import load_dataset
 from npcf.workflows import with_validation
 
@@ -9,6 +9,6 @@ ds = with_validation(load_dataset("/work/shared/datasets/movies-small/ratings.cs
 s = ds.split
 v = s.validation.tocoo()
 for reg in (0, 1, 2, 3, 5, 8, 10, 15, 25):
-    b = BiasBaseline(reg, reg).fit(s.train)
+    b = UserItemBias(reg, reg).fit(s.train)
     p = np.clip(b.predict(s.validation_input, v.row, v.col), *ds.scale)
     print(f"bias baseline reg {reg:>3}: val RMSE {np.sqrt(np.mean((p - v.data) ** 2)):.4f}")

@@ -1,63 +1,44 @@
-"""Model checkpoints: ``model.npz`` (weights and id maps; no pickle) and
-``model.json`` (architecture, hyperparameters, scale, version, data fingerprint)."""
+"""Checkpoint files: ``model.npz`` (arrays; loaded without pickle) + ``model.json``
+(architecture, hyperparameters, scale, version, data fingerprint), and the resume
+state a Ctrl-C leaves (``resume.npz`` + ``resume.json``).
+
+Pure file I/O on dicts of arrays and JSON metadata: the estimator decides what goes in
+(:meth:`npcf.AutoEncoder.save` / :meth:`~npcf.AutoEncoder.load`).
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from npcf.errors import CheckpointError
+from npcf import rundir
+from npcf.errors import CheckpointError, NpcfError
 from npcf.utils.files import atomic_path, write_json
-from npcf.data.vocab import Vocabulary
 
 FORMAT, FORMAT_VERSION = "npcf-autoencoder", 1
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
-def save_model(model, path) -> Path:
-    """Save a fitted :class:`~npcf.AutoEncoder` into directory ``path``."""
-    from npcf import __version__
-    if model.network is None:
-        raise CheckpointError("cannot save a model that is not fitted")
-    path = Path(path)
-    arrays = {f"param/{k}": v for k, v in model.network.params.items()}
-    for name in ("users", "items"):
-        vocab = getattr(model, name)
-        if vocab is not None:
-            arrays[f"{name}/ids"] = vocab.ids
-    if model.item_counts is not None:
-        arrays["items/counts"] = model.item_counts
-    if model.baseline is not None:
-        arrays["baseline/col_bias"] = model.baseline.col_bias
-    with atomic_path(path / "model.npz", suffix=".npz") as tmp:
+def write_model(folder, arrays: dict, meta: dict) -> Path:
+    """Write ``arrays`` to ``folder/model.npz`` and ``meta`` (plus the format tag) to
+    ``folder/model.json``, each atomically. Returns ``folder``."""
+    folder = Path(folder)
+    with atomic_path(folder / rundir.MODEL_NPZ, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-    net = model.network
-    write_json(path / "model.json", {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "npcf_version": __version__,
-        "architecture": {"n_inputs": net.n_inputs, "layers": list(net.layers), "tied": net.tied,
-                         "activation": net.activation,
-                         "output_activation": net.output_activation,
-                         "item_based": model.item_based, "dtype": str(net.dtype)},
-        "hyperparameters": model.get_params(),
-        "scale": None if model.scale is None else list(model.scale),
-        "n_users": None if model.users is None else len(model.users),
-        "n_items": None if model.items is None else len(model.items),
-        "info": model.info,
-        "baseline": None if model.baseline is None else {
-            "mu": model.baseline.mu, "reg_row": model.baseline.reg_row,
-            "reg_col": model.baseline.reg_col},
-    })
-    return path
+    write_json(folder / rundir.MODEL_JSON, dict(meta, format=FORMAT,
+                                                format_version=FORMAT_VERSION))
+    return folder
 
 
-def load_model(path):
-    """Load a model from a directory (or its ``model.npz``/``model.json``)."""
-    from npcf.autoencoder.estimator import AutoEncoder
-    from npcf.nn.network import Network
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    npz, meta_path = folder / "model.npz", folder / "model.json"
+def read_model(path) -> tuple[dict, dict, Path]:
+    """``(meta, arrays, npz path)`` of the checkpoint in ``path`` (its directory, or its
+    ``model.npz``/``model.json``); :class:`CheckpointError` on anything wrong."""
+    folder = rundir.folder_of(path)
+    npz, meta_path = folder / rundir.MODEL_NPZ, folder / rundir.MODEL_JSON
     for f in (npz, meta_path):
         if not f.is_file():
             raise CheckpointError(f"{f}: no such checkpoint file")
@@ -67,55 +48,58 @@ def load_model(path):
         raise CheckpointError(f"{meta_path}: corrupt checkpoint metadata ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not an npcf model file")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    if not isinstance(meta.get("format_version", 0), int) or meta["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: written by a newer npcf "
                               f"({meta.get('npcf_version')}); upgrade npcf")
     try:
         with np.load(npz, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except _NPZ_ERRORS as err:
         raise CheckpointError(f"{npz}: corrupt checkpoint ({err})") from None
+    return meta, arrays, npz
+
+
+def is_finished(folder, hyperparameters: dict, data_fingerprint: str) -> bool:
+    """Whether ``folder`` holds a model trained to the end with ``hyperparameters``
+    (compared as JSON) on the data whose fingerprint is ``data_fingerprint``."""
     try:
-        hp = dict(meta["hyperparameters"])
-        hp["layers"] = tuple(hp["layers"])
-        model = AutoEncoder(**hp)
-        arch = meta["architecture"]
-        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-        net = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
-                      activation=arch["activation"], output_activation=arch["output_activation"],
-                      dropout=hp["dropout"], dtype=np.dtype(arch.get("dtype", "float32")),
-                      params=params)
-    except (KeyError, TypeError, ValueError) as err:
-        what = f"missing {err}" if isinstance(err, KeyError) else str(err)
-        raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({what})") from None
-    _check_shapes(npz, net)
-    model.network = net
-    model.scale = None if meta.get("scale") is None else tuple(meta["scale"])
-    model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
-    model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
-    model.info = meta.get("info", {})
-    model.item_counts = arrays.get("items/counts")
-    if meta.get("baseline") is not None:
-        from npcf.nn.bias import BiasBaseline
-        b = meta["baseline"]
-        model.baseline = BiasBaseline(b["reg_row"], b["reg_col"])
-        model.baseline.mu = float(b["mu"])
-        if "baseline/col_bias" not in arrays:
-            raise CheckpointError(f"{npz}: missing baseline/col_bias")
-        model.baseline.col_bias = arrays["baseline/col_bias"]
-    return model
+        meta = json.loads((Path(folder) / rundir.MODEL_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    info = meta.get("info", {}) if isinstance(meta, dict) else {}
+    return ("epochs_run" in info and info.get("fingerprint") == data_fingerprint
+            and meta.get("hyperparameters") == json.loads(json.dumps(hyperparameters)))
 
 
-def _check_shapes(npz: Path, net) -> None:
-    d = net.sizes
-    want = {}
-    for k in range(len(net.layers)):
-        want[f"W{k}"], want[f"b{k}"], want[f"c{k}"] = (d[k], d[k + 1]), (d[k + 1],), (d[k],)
-        if not net.tied:
-            want[f"V{k}"] = (d[k], d[k + 1])
-    got = {k: v.shape for k, v in net.params.items()}
-    if got != want:
-        missing = sorted(set(want) - set(got))
-        wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
-        raise CheckpointError(f"{npz}: weights do not match model.json "
-                              f"(missing {missing or 'none'}, wrong shape {wrong or 'none'})")
+# ---------------------------------------------------------------------- resume state
+def has_resume(folder) -> bool:
+    return (Path(folder) / rundir.RESUME_JSON).is_file()
+
+
+def write_resume(folder, arrays: dict, meta: dict) -> None:
+    """The trainer's state (``arrays``: params, optimizer slots, best params; ``meta``:
+    counters, history, config), atomically."""
+    folder = Path(folder)
+    with atomic_path(folder / rundir.RESUME_NPZ, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+    write_json(folder / rundir.RESUME_JSON, meta)
+
+
+def read_resume(folder) -> tuple[dict, dict]:
+    """``(meta, arrays)`` written by :func:`write_resume`; :class:`NpcfError` if absent."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / rundir.RESUME_JSON).read_text())
+        with np.load(folder / rundir.RESUME_NPZ, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except _NPZ_ERRORS as err:
+        raise NpcfError(f"cannot resume from {folder}: {err}") from None
+    if not isinstance(meta, dict):
+        raise NpcfError(f"cannot resume from {folder}: {rundir.RESUME_JSON} is not a state file")
+    return meta, arrays
+
+
+def remove_resume(folder) -> None:
+    for name in (rundir.RESUME_NPZ, rundir.RESUME_JSON):
+        with contextlib.suppress(FileNotFoundError):
+            (Path(folder) / name).unlink()

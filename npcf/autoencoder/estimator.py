@@ -1,156 +1,205 @@
-"""``AutoEncoder``: the scikit-learn-like estimator around :class:`~npcf.nn.network.Network`."""
+"""``AutoEncoder``: the scikit-learn-style estimator around :class:`~npcf.nn.network.Network`."""
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
 
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError
-from npcf.nn.network import Network
+from npcf import __version__, rundir
+from npcf.autoencoder import checkpoint
 from npcf.data.vocab import Vocabulary
+from npcf.errors import CheckpointError, NpcfError
+from npcf.evaluation.protocol import ranking_metrics, rating_metrics
+from npcf.evaluation.ranking import Recommends
+from npcf.nn import activations, noise, optim, schedules
+from npcf.nn.bias import UserItemBias
+from npcf.nn.losses import LOSSES
+from npcf.nn.network import Network, ShapeMismatch
+from npcf.utils.sparse import binarize, l2_normalize_rows
 
-# Defaults chosen on the validation part of movies-small (random 90/10 split, seed 0,
-# validation carved as `npcf train` does); every attempt is in benchmarks/NOTES.md.
-DEFAULTS = dict(
-    layers=(256,), tied=True, activation="tanh", output_activation="identity", dropout=0.0,
-    loss="mse", denoise=True, noise="masking", noise_level=0.2, optimizer="adam", lr=1e-3,
-    weight_decay=1e-2, clip_norm=None, schedule="none", step_size=10, gamma=0.5,
-    n_epochs=40, batch_size=64, patience=5, item_based=False, residual=True, bias_reg=5.0,
-    lazy=True, output_mode="auto", seed=0, ensemble=1,
-)
-#: What changes when ``item_based=True`` and the keyword is not given (tuned the same way).
-ITEM_BASED_DEFAULTS = dict(activation="relu", layers=(128,))
+#: ``layers`` and ``activation`` when left as None (chosen on the validation part of
+#: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
+USER_BASED_DEFAULTS = dict(layers=(256,), activation="tanh")
+ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
+OUTPUT_MODES = ("auto", "sampled", "union")
 
 
-class AutoEncoder:
+class AutoEncoder(Recommends):
     """Deep autoencoder for collaborative filtering.
 
     User-based (default): a user's ratings over all items in, the reconstruction
     out. ``item_based=True``: an item's ratings over all users (I-AutoRec).
-    ``fit(X)`` takes a CSR users x items matrix; ``predict(X)`` returns dense
-    float32 scores (B, n_items), clipped to the rating scale for the MSE loss.
-    Every keyword is a hyperparameter (see ``DEFAULTS``; ``ITEM_BASED_DEFAULTS``
-    apply to an item-based model unless given). ``ensemble=K`` fits K members with
-    seeds ``seed .. seed+K-1``, each early-stopped on its own, and folds them into one
-    network that predicts their mean (:mod:`npcf.autoencoder.ensemble`).
+    ``fit(X)`` takes a sparse users x items matrix; ``predict(X)`` returns dense
+    float32 scores (B, n_items), clipped to the rating scale for the MSE loss;
+    ``recommend`` ranks them (see :class:`~npcf.evaluation.ranking.Recommends`).
+
+    Every keyword is a hyperparameter, stored as given (``get_params``/``set_params``
+    work as in scikit-learn). ``layers=None`` / ``activation=None`` mean
+    :data:`USER_BASED_DEFAULTS` or :data:`ITEM_BASED_DEFAULTS`. ``ensemble=K`` fits K
+    members with seeds ``seed .. seed+K-1``, each early-stopped on its own, folded into
+    one network that predicts their mean (:mod:`npcf.autoencoder.ensemble`).
+    ``popularity_penalty``: ``recommend`` (and the default export) rank by ``score -
+    beta * log(1 + training count)``; it does not change training.
+
+    Fitted attributes: ``network``, ``scale``, ``users``/``items`` (:class:`Vocabulary`
+    or None), ``item_counts``, ``baseline`` (the bias residual or None), ``history``,
+    ``info``.
     """
 
-    def __init__(self, **params):
-        unknown = set(params) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
-        defaults = dict(DEFAULTS, **ITEM_BASED_DEFAULTS) if params.get("item_based") else DEFAULTS
-        for k, v in defaults.items():
-            setattr(self, k, params.get(k, v))
-        self.layers = tuple(int(h) for h in self.layers)
-        if int(self.ensemble) != self.ensemble or self.ensemble < 1:
-            raise ValueError(f"ensemble must be a positive integer, got {self.ensemble!r}")
-        self.ensemble = int(self.ensemble)
-        self.network: Network | None = None
-        self.scale: tuple[float, float] | None = None
-        self.users: Vocabulary | None = None
-        self.items: Vocabulary | None = None
-        self.history: list[dict] = []
-        self.info: dict = {}
-        self.baseline = None
-        self.item_counts: np.ndarray | None = None
+    network: Network | None = None
+    scale: tuple[float, float] | None = None
+    users: Vocabulary | None = None
+    items: Vocabulary | None = None
+    item_counts: np.ndarray | None = None
+    baseline: UserItemBias | None = None
+    history: list = []     # (class defaults: fit assigns new objects, never mutates these)
+    info: dict = {}
 
-    def get_params(self) -> dict:
-        """Hyperparameters as a JSON-friendly dict."""
-        out = {k: getattr(self, k) for k in DEFAULTS}
-        out["layers"] = list(self.layers)
-        return out
+    def __init__(self, layers=None, tied=True, activation=None, output_activation="identity",
+                 dropout=0.0, loss="mse", denoise=True, noise="masking", noise_level=0.2,
+                 optimizer="adam", lr=1e-3, weight_decay=1e-2, clip_norm=None, schedule="none",
+                 step_size=10, gamma=0.5, n_epochs=40, batch_size=64, patience=5,
+                 item_based=False, residual=True, bias_reg=5.0, lazy=True, output_mode="auto",
+                 seed=0, ensemble=1, popularity_penalty=0.0):
+        self.layers, self.tied, self.activation = layers, tied, activation
+        self.output_activation, self.dropout, self.loss = output_activation, dropout, loss
+        self.denoise, self.noise, self.noise_level = denoise, noise, noise_level
+        self.optimizer, self.lr, self.weight_decay = optimizer, lr, weight_decay
+        self.clip_norm, self.schedule, self.step_size = clip_norm, schedule, step_size
+        self.gamma, self.n_epochs, self.batch_size = gamma, n_epochs, batch_size
+        self.patience, self.item_based, self.residual = patience, item_based, residual
+        self.bias_reg, self.lazy, self.output_mode = bias_reg, lazy, output_mode
+        self.seed, self.ensemble, self.popularity_penalty = seed, ensemble, popularity_penalty
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Hyperparameters by name, exactly as given."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params) -> "AutoEncoder":
+        """Set hyperparameters by name; returns self."""
+        valid = set(self._param_names())
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"invalid parameter {k!r} for AutoEncoder; valid: "
+                                 f"{', '.join(sorted(valid))}")
+            setattr(self, k, v)
+        return self
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items()
-                   if v != (list(DEFAULTS[k]) if k == "layers" else DEFAULTS[k])}
+        defaults = DEFAULTS
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
         return "AutoEncoder(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
 
-    # ------------------------------------------------------------------ fitting
+    def _architecture(self) -> tuple[tuple[int, ...], str]:
+        """The effective ``(layers, activation)`` (None resolved by orientation)."""
+        base = ITEM_BASED_DEFAULTS if self.item_based else USER_BASED_DEFAULTS
+        layers = base["layers"] if self.layers is None else self.layers
+        return tuple(int(h) for h in layers), (self.activation or base["activation"])
+
+    def _check_params(self) -> None:
+        """ValueError naming the first hyperparameter out of its domain."""
+        layers, act = self._architecture()
+        choices = {"activation": (act, activations.ACTIVATIONS),
+                   "output_activation": (self.output_activation, activations.ACTIVATIONS),
+                   "loss": (self.loss, LOSSES), "noise": (self.noise, noise.KINDS),
+                   "optimizer": (self.optimizer, optim.NAMES),
+                   "schedule": (self.schedule, schedules.NAMES),
+                   "output_mode": (self.output_mode, OUTPUT_MODES)}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if not layers or min(layers) < 1:
+            raise ValueError(f"layers must be positive sizes, got {self.layers!r}")
+        if not isinstance(self.ensemble, (int, np.integer)) or self.ensemble < 1:
+            raise ValueError(f"ensemble must be a positive integer, got {self.ensemble!r}")
+
+    # ----------------------------------------------------------------- fitting
     def _orient(self, x: sp.spmatrix) -> sp.csr_matrix:
         x = sp.csr_matrix(x, dtype=np.float32)
         return sp.csr_matrix(x.T) if self.item_based else x
 
-    def build(self, n_users: int, n_items: int, dtype=np.float32) -> Network:
-        """Create a fresh network for a users x items problem."""
+    def _build(self, n_users: int, n_items: int, dtype=np.float32) -> Network:
+        """A fresh network for a users x items problem (also kept as ``network``)."""
+        layers, act = self._architecture()
         width = n_users if self.item_based else n_items
-        self.network = Network(width, self.layers, tied=self.tied, activation=self.activation,
+        self.network = Network(width, layers, tied=self.tied, activation=act,
                                output_activation=self.output_activation, dropout=self.dropout,
                                seed=self.seed, dtype=dtype)
         return self.network
 
     def fit(self, X, validation=None, validation_input=None, *, scale=None, users=None,
-            items=None, out=None, resume: bool = False, quiet: bool = True,
-            verbose_epochs: int = 0, echo=None) -> "AutoEncoder":
-        """Train on CSR ``X`` (n_users, n_items).
+            items=None, callbacks=None) -> "AutoEncoder":
+        """Train on sparse ``X`` (n_users, n_items); returns self.
 
-        ``validation``: CSR targets for early stopping, predicted from
+        ``validation``: sparse targets for early stopping, predicted from
         ``validation_input`` (default ``X``). ``scale``: (min, max) rating range for
-        clipping. ``users``/``items``: :class:`Vocabulary` id maps kept with the
-        model. ``out``: directory for the best checkpoint, ``history.csv`` and the
-        resume state; ``resume=True`` continues an interrupted run from ``out``.
+        clipping (default: the range of ``X``). ``users``/``items``:
+        :class:`Vocabulary` id maps kept with the model (raw ids in ``recommend``).
+        ``callbacks``: :class:`~npcf.autoencoder.callbacks.Callback` list, e.g.
+        ``Checkpoint(out)`` for a run directory with Ctrl-C resume, ``ProgressBar``,
+        ``EpochLog``.
         """
         from npcf.autoencoder.trainer import Trainer
+        self._check_params()
+        callbacks = list(callbacks or ())
         X = sp.csr_matrix(X)
         if self.ensemble > 1:
-            return self._fit_ensemble(X, validation, validation_input, scale=scale, users=users,
-                                      items=items, out=out, resume=resume, quiet=quiet,
-                                      verbose_epochs=verbose_epochs, echo=echo)
+            return self._fit_ensemble(X, validation, validation_input, scale, users, items,
+                                      callbacks)
         if validation is not None and self.item_based and validation_input is not None \
-                and (validation_input != X).nnz:
+                and (sp.csr_matrix(validation_input) != X).nnz:
             raise NpcfError("item-based models predict from the training matrix; "
                             "validation_input must be the training matrix")
+        self._set_data(X, scale, users, items)
+        self._build(*X.shape)
+        self.baseline = None
+        if self.residual and self.loss == "mse":
+            self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(self._orient(X))
+        val = None
+        if validation is not None:
+            vin = X if validation_input is None or self.item_based else validation_input
+            val = (self._orient(vin), self._orient(validation))
+        self.info = {"fingerprint": rundir.fingerprint(X)}
+        trainer = Trainer(self, self._orient(X), val, callbacks)
+        self.history = trainer.run()
+        self.info.update(best_epoch=trainer.best_epoch + 1, epochs_run=len(self.history))
+        for cb in callbacks:
+            cb.on_fit_end(self)
+        return self
+
+    def _set_data(self, X: sp.csr_matrix, scale, users, items) -> None:
         self.scale = None if scale is None else (float(scale[0]), float(scale[1]))
         if self.scale is None and self.loss == "mse" and X.nnz:
             self.scale = (float(X.data.min()), float(X.data.max()))
         self.users, self.items = users, items
         self.item_counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
-        if not resume or self.network is None:
-            self.build(*X.shape)
-        self.baseline = None
-        if self.residual and self.loss == "mse":
-            from npcf.nn.bias import BiasBaseline
-            self.baseline = BiasBaseline(self.bias_reg, self.bias_reg).fit(self._orient(X))
-        val = None
-        if validation is not None:
-            vin = X if validation_input is None or self.item_based else validation_input
-            val = (self._orient(vin), self._orient(validation))
-        kw = {} if echo is None else {"echo": echo}
-        trainer = Trainer(self, self._orient(X), val, out=out, quiet=quiet,
-                          verbose_epochs=verbose_epochs, **kw)
-        self.info["fingerprint"] = fingerprint(X)
-        if resume:
-            trainer.load_resume()
-        self.history = trainer.run()
-        self.info.update(best_epoch=trainer.best_epoch + 1, epochs_run=len(self.history))
-        if out is not None:
-            self.save(out)
-        return self
 
-    def _fit_ensemble(self, X, validation, validation_input, *, out, resume, echo, **kw):
+    def _fit_ensemble(self, X, validation, validation_input, scale, users, items, callbacks):
         """Fit ``ensemble`` members (seeds ``seed + k``) and merge them into one network.
 
-        With ``out``, member k trains in ``out/members/k`` (its own checkpoint, history
-        and Ctrl-C resume state); ``resume`` continues interrupted members and reuses
-        finished ones trained with the same options on the same data (others train again).
+        Each callback gives its member's own (``for_member``); a member a callback
+        reports ``finished`` with the same options on the same data is reloaded.
         """
         from npcf.autoencoder.ensemble import merge
-        from npcf.autoencoder.trainer import RESUME_JSON, history_columns, read_history, write_history
-        members, data_fp = [], fingerprint(X)
+        members, data_fp = [], rundir.fingerprint(X)
         for k in range(self.ensemble):
             params = dict(self.get_params(), ensemble=1, seed=self.seed + k)
-            where = None if out is None else Path(out) / "members" / str(k)
-            if echo is not None and not kw.get("quiet", True):
-                echo(f"ensemble member {k + 1}/{self.ensemble} (seed {self.seed + k})")
-            interrupted = resume and where is not None and (where / RESUME_JSON).exists()
-            if resume and where is not None and not interrupted \
-                    and _finished(where, params, data_fp):
-                member = AutoEncoder.load(where)
-                member.history = read_history(where / "history.csv")
+            cbs = [cb.for_member(k) for cb in callbacks]
+            for cb in cbs:
+                cb.on_member_begin(k, self.ensemble, self.seed + k)
+            done = next((p for p in (cb.finished(params, data_fp) for cb in cbs) if p), None)
+            if done is not None:
+                member = AutoEncoder.load(done)
+                member.history = rundir.read_history(done / rundir.HISTORY_CSV)
             else:
-                member = AutoEncoder(**params).fit(X, validation, validation_input, out=where,
-                                                   resume=bool(interrupted), echo=echo, **kw)
+                member = AutoEncoder(**params).fit(X, validation, validation_input, scale=scale,
+                                                   users=users, items=items, callbacks=cbs)
             members.append(member)
         first = members[0]
         self.scale, self.users, self.items = first.scale, first.users, first.items
@@ -162,7 +211,6 @@ class AutoEncoder:
                      "best_epoch": [m.info["best_epoch"] for m in members],
                      "epochs_run": [m.info["epochs_run"] for m in members]}
         if validation is not None:   # the ensemble's own figures, named as in history rows
-            from npcf.evaluation.protocol import ranking_metrics, rating_metrics
             vin = X if validation_input is None or self.item_based else validation_input
             if self.loss == "mse":
                 r = rating_metrics(self, vin, validation)
@@ -170,45 +218,29 @@ class AutoEncoder:
             else:
                 r = ranking_metrics(self, vin, validation, ks=(100,))
                 self.info["validation"] = {"val_ndcg": r["ndcg@100"]}
-        if out is not None:
-            self.save(out)
-            write_history(Path(out) / "history.csv", self.history,
-                          ["member"] + history_columns(self.loss))
+        for cb in callbacks:
+            cb.on_fit_end(self)
         return self
 
-    # --------------------------------------------------------------- predicting
-    def _check(self, X) -> sp.csr_matrix:
-        if self.network is None:
-            raise NpcfError("the model is not fitted")
-        X = sp.csr_matrix(X, dtype=np.float32)
-        if self.item_based:
-            if X.shape[0] != self.network.n_inputs:
-                raise NpcfError(f"input has {X.shape[0]} rows; this item-based model was fitted "
-                                f"on {self.network.n_inputs} users and needs their full matrix")
-        elif X.shape[1] != self.network.n_inputs:
-            raise NpcfError(f"input has {X.shape[1]} columns; the model expects "
-                            f"{self.network.n_inputs} items")
-        return X
-
-    def encode(self, x: sp.csr_matrix):
+    # -------------------------------------------------------- network space
+    def _encode(self, x: sp.csr_matrix):
         """Network input for oriented CSR rows ``x``: ``(x_in, row_bias or None)``.
 
         Multinomial: binarised, L2-normalised rows. Residual MSE: ratings minus
         ``mu + b_row + b_col`` (``b_row`` from the row's own ratings). Else ``x``.
         """
         if self.loss == "multinomial":
-            from npcf.autoencoder.trainer import binarize, l2_normalize_rows
             return l2_normalize_rows(binarize(x)), None
         if self.baseline is not None:
             b = self.baseline.row_bias(x)
             return self.baseline.residual(x, b), b
         return x, None
 
-    def encode_target(self, t: sp.csr_matrix, b_row) -> sp.csr_matrix:
+    def _encode_target(self, t: sp.csr_matrix, b_row) -> sp.csr_matrix:
         """Training target in the network's space (residual when ``b_row`` is given)."""
         return t if b_row is None else self.baseline.residual(t, b_row)
 
-    def decode_at(self, y: np.ndarray, b_row, rows, cols) -> np.ndarray:
+    def _decode_at(self, y: np.ndarray, b_row, rows, cols) -> np.ndarray:
         """Network outputs at pairs back to ratings."""
         return y if b_row is None else y + self.baseline.offset_at(b_row, rows, cols)
 
@@ -217,8 +249,34 @@ class AutoEncoder:
             np.clip(y, self.scale[0], self.scale[1], out=y)
         return y
 
+    # --------------------------------------------------------------- predicting
+    @property
+    def n_items(self) -> int:
+        """Number of items (columns) the model scores."""
+        if self.item_counts is None:
+            raise NpcfError("the model is not fitted")
+        return int(self.item_counts.size)
+
+    @property
+    def rating_scale(self):
+        return self.scale if self.loss == "mse" else None
+
+    def _check(self, X) -> sp.csr_matrix:
+        if self.network is None:
+            raise NpcfError("the model is not fitted")
+        X = sp.csr_matrix(X, dtype=np.float32)
+        if self.item_based:
+            if X.shape[0] != self.network.n_inputs or X.shape[1] != self.n_items:
+                raise NpcfError(f"input has shape {X.shape}; this item-based model was fitted on "
+                                f"{self.network.n_inputs} users x {self.n_items} items and needs "
+                                "their full matrix (it cannot fold in single users)")
+        elif X.shape[1] != self.network.n_inputs:
+            raise NpcfError(f"input has {X.shape[1]} columns; the model expects "
+                            f"{self.network.n_inputs} items")
+        return X
+
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
-        """Dense float32 scores (n_rows, n_items) for the users (rows) of CSR ``X``.
+        """Dense float32 scores (n_rows, n_items) for the users (rows) of sparse ``X``.
 
         User-based: any rows (fold-in: new users need no retraining). Item-based:
         ``X`` must be the full users x items matrix the model was fitted on (each
@@ -230,7 +288,7 @@ class AutoEncoder:
             X = sp.csr_matrix(X.T)
         out = np.empty(X.shape, np.float32)
         for s in range(0, X.shape[0], batch_size):
-            x, b = self.encode(X[s:s + batch_size])
+            x, b = self._encode(X[s:s + batch_size])
             y = net.predict(x)
             if b is not None:
                 y += self.baseline.offset(b)
@@ -259,44 +317,95 @@ class AutoEncoder:
             u = uniq[s:s + batch_size]
             lo, hi = bounds[s], bounds[min(s + batch_size, uniq.size)]
             local = np.searchsorted(u, r_sorted[lo:hi])
-            x, b = self.encode(X[u])
+            x, b = self._encode(X[u])
             a, _ = self.network.hidden(x)
             c = cols[order[lo:hi]]
-            y = self.network._g(self.network.output_at(a, local, c))
-            out[order[lo:hi]] = self.decode_at(y, b, local, c)
+            out[order[lo:hi]] = self._decode_at(self.network.reconstruct_at(a, local, c), b,
+                                                local, c)
         return self._finish(out)
+
+    # ``recommend`` (Recommends) scores through ``predict``, all rows at once item-based
+    def _score_batches(self, X: sp.csr_matrix):
+        if self.item_based:       # every user's scores come from the whole matrix at once
+            self._check(X)
+            yield 0, self.predict(X)
+            return
+        yield from super()._score_batches(X)
 
     # -------------------------------------------------------------- persistence
     def save(self, path) -> None:
         """Write ``model.npz`` + ``model.json`` into directory ``path`` (atomically)."""
-        from npcf.autoencoder.checkpoint import save_model
-        save_model(self, path)
+        net = self.network
+        if net is None:
+            raise CheckpointError("cannot save a model that is not fitted")
+        arrays = {f"param/{k}": v for k, v in net.params.items()}
+        for name in ("users", "items"):
+            vocab = getattr(self, name)
+            if vocab is not None:
+                arrays[f"{name}/ids"] = vocab.ids
+        arrays["items/counts"] = self.item_counts
+        if self.baseline is not None:
+            arrays["baseline/col_bias"] = self.baseline.col_bias
+        checkpoint.write_model(path, arrays, {
+            "npcf_version": __version__,
+            "architecture": {"n_inputs": net.n_inputs, "layers": list(net.layers),
+                             "tied": net.tied, "activation": net.activation,
+                             "output_activation": net.output_activation,
+                             "item_based": bool(self.item_based), "dtype": str(net.dtype)},
+            "hyperparameters": self.get_params(),
+            "scale": None if self.scale is None else list(self.scale),
+            "n_users": None if self.users is None else len(self.users),
+            "n_items": None if self.items is None else len(self.items),
+            "info": self.info,
+            "baseline": None if self.baseline is None else {
+                "mu": self.baseline.mu, "reg_row": self.baseline.reg_row,
+                "reg_col": self.baseline.reg_col},
+        })
 
     @classmethod
     def load(cls, path) -> "AutoEncoder":
-        """Load a model saved by :meth:`save` (directory or ``model.npz``)."""
-        from npcf.autoencoder.checkpoint import load_model
-        return load_model(path)
+        """Load a model saved by :meth:`save` (its directory or ``model.npz``)."""
+        meta, arrays, npz = checkpoint.read_model(path)
+        meta_path = npz.parent / rundir.MODEL_JSON
+        try:
+            hp = dict(meta["hyperparameters"])
+            if hp.get("layers") is not None:
+                hp["layers"] = tuple(hp["layers"])
+            model = cls(**hp)
+            arch = meta["architecture"]
+            params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+            model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
+                                    activation=arch["activation"],
+                                    output_activation=arch["output_activation"],
+                                    dropout=hp.get("dropout", 0.0),
+                                    dtype=np.dtype(arch.get("dtype", "float32")), params=params)
+        except (KeyError, TypeError) as err:
+            what = f"missing {err}" if isinstance(err, KeyError) else str(err)
+            raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({what})") \
+                from None
+        except ShapeMismatch as err:
+            raise CheckpointError(f"{npz}: weights do not match {rundir.MODEL_JSON} ({err})") \
+                from None
+        except ValueError as err:
+            raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({err})") \
+                from None
+        model.scale = None if meta.get("scale") is None else tuple(meta["scale"])
+        model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
+        model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
+        model.info = meta.get("info", {})
+        model.item_counts = arrays.get("items/counts")
+        if model.item_counts is None:
+            raise CheckpointError(f"{npz}: missing items/counts")
+        if meta.get("baseline") is not None:
+            b = meta["baseline"]
+            if "baseline/col_bias" not in arrays:
+                raise CheckpointError(f"{npz}: missing baseline/col_bias")
+            model.baseline = UserItemBias(b["reg_row"], b["reg_col"])
+            model.baseline.mu = float(b["mu"])
+            model.baseline.col_bias = arrays["baseline/col_bias"]
+        return model
 
 
-def _finished(path, params: dict, data_fingerprint: str) -> bool:
-    """Whether ``path`` holds a model trained to the end with ``params`` on the data
-    whose :func:`fingerprint` is ``data_fingerprint``."""
-    import json
-    try:
-        meta = json.loads((path / "model.json").read_text())
-    except (OSError, ValueError):
-        return False
-    info = meta.get("info", {})
-    return ("epochs_run" in info and info.get("fingerprint") == data_fingerprint
-            and meta.get("hyperparameters") == json.loads(json.dumps(params)))
-
-
-def fingerprint(X: sp.csr_matrix) -> str:
-    """A short SHA-256 of a CSR matrix's shape, pattern and values."""
-    import hashlib
-    X = sp.csr_matrix(X)
-    h = hashlib.sha256(repr(X.shape).encode())
-    for arr in (X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data.astype(np.float32)):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()[:16]
+#: every hyperparameter's default, from the signature
+DEFAULTS = {k: p.default for k, p in inspect.signature(AutoEncoder.__init__).parameters.items()
+            if k != "self"}

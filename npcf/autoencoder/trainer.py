@@ -1,31 +1,32 @@
 """The training loop: seeded shuffling, corruption, validation, early stopping,
-history, NaN guard, Ctrl-C to a resumable checkpoint.
+history, NaN guard, Ctrl-C to a resumable state.
 
 Randomness is derived from ``(seed, epoch)`` for the shuffle and from
 ``(seed, epoch, batch)`` for noise and dropout, so a run resumed at any batch
-boundary continues exactly as an uninterrupted one.
+boundary continues exactly as an uninterrupted one. Files, progress and epoch lines
+are the callbacks' business (:mod:`npcf.autoencoder.callbacks`).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import signal
-import sys
 import time
-from pathlib import Path
 
-import click
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.nn import schedules
 from npcf.errors import NpcfError
-from npcf.utils.files import atomic_path, write_json
-from npcf.evaluation.metrics import ndcg_at_k
+from npcf.evaluation.metrics import hits_at, ranking_from_hits
+from npcf.evaluation.ranking import rank
+from npcf.nn import schedules
+from npcf.nn.losses import multinomial
 from npcf.nn.noise import corrupt
 from npcf.nn.optim import make as make_optimizer
+from npcf.utils.sparse import binarize, entry_rows
 
-RESUME_NPZ, RESUME_JSON = "resume.npz", "resume.json"
+#: users per validation batch (MSE / multinomial)
+VALIDATION_BATCH = {"mse": 1024, "multinomial": 512}
 
 
 class TrainingDiverged(NpcfError):
@@ -33,19 +34,7 @@ class TrainingDiverged(NpcfError):
 
 
 class TrainingInterrupted(NpcfError):
-    """Ctrl-C: a resumable checkpoint was written."""
-
-
-def binarize(m: sp.csr_matrix, dtype=np.float32) -> sp.csr_matrix:
-    """Same pattern, all stored values 1."""
-    return sp.csr_matrix((np.ones(m.nnz, dtype), m.indices, m.indptr), shape=m.shape)
-
-
-def l2_normalize_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    """Rows scaled to unit L2 norm (empty rows stay empty)."""
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1
-    return sp.csr_matrix(sp.diags(1 / norms).astype(m.dtype) @ m)
+    """Ctrl-C: training stopped between two batches (a callback may have saved state)."""
 
 
 class _SigintFlag:
@@ -71,18 +60,20 @@ class _SigintFlag:
 
 
 class Trainer:
-    """Trains ``model.network`` (an :class:`npcf.AutoEncoder`'s) on CSR rows."""
+    """Trains ``model.network`` (an :class:`npcf.AutoEncoder`'s) on CSR rows ``train``.
 
-    def __init__(self, model, train: sp.csr_matrix, validation=None, *, out=None,
-                 quiet: bool = False, verbose_epochs: int = 0, echo=click.echo):
+    ``validation``: ``(inputs, targets)`` CSR pair in the network's orientation, for
+    early stopping; ``callbacks``: :class:`~npcf.autoencoder.callbacks.Callback` list.
+    """
+
+    def __init__(self, model, train: sp.csr_matrix, validation=None, callbacks=()):
         self.model, self.net = model, model.network
         self.train = self._prepare(train, target=True)
         self.validation = None
         if validation is not None:
             vin, vt = validation
             self.validation = (self._prepare(vin, target=False), vt.tocsr())
-        self.out = None if out is None else Path(out)
-        self.quiet, self.verbose_epochs, self.echo = quiet, verbose_epochs, echo
+        self.callbacks = list(callbacks)
         m = model
         self.opt = make_optimizer(m.optimizer, m.lr, m.weight_decay, m.clip_norm, m.lazy)
         self.epoch, self.batch, self.wait = 0, 0, 0
@@ -90,119 +81,110 @@ class Trainer:
         self.history: list[dict] = []
         self._epoch_loss = [0.0, 0]
 
-    # -------------------------------------------------------------- data views
     def _prepare(self, m: sp.csr_matrix, target: bool) -> sp.csr_matrix:
         m = sp.csr_matrix(m, dtype=self.net.dtype)
-        m.sort_indices()
+        if not m.has_sorted_indices:        # sort a copy: never the caller's matrix
+            m = m.sorted_indices()
         if self.model.loss == "multinomial" and target:
             m = binarize(m, self.net.dtype)
         return m
 
+    def _call(self, hook: str, *args) -> list:
+        return [getattr(cb, hook)(self, *args) for cb in self.callbacks]
+
+    def running_loss(self) -> float | None:
+        """Mean training loss of the epoch so far (None before its first batch)."""
+        total, n = self._epoch_loss
+        return total / n if n else None
+
     # ------------------------------------------------------------------- loop
     def run(self) -> list[dict]:
+        """Train until ``n_epochs`` or early stopping; returns the history (one dict per
+        epoch). The network ends with the best validation epoch's parameters."""
         m, n_epochs = self.model, self.model.n_epochs
-        active = np.flatnonzero(np.diff(self.train.indptr) > 0)
-        with _SigintFlag() as sigint:
-            while self.epoch < n_epochs:
-                t0 = time.perf_counter()
-                self.opt.lr = schedules.learning_rate(m.lr, self.epoch, m.schedule, n_epochs,
-                                                      m.step_size, m.gamma)
-                order = np.random.default_rng([m.seed, self.epoch]).permutation(active)
-                starts = range(0, order.size, m.batch_size)
-                bar = self._bar(len(starts), self.epoch)
-                with bar:
-                    bar.update(self.batch)
+        row_nnz = np.diff(self.train.indptr)
+        active = np.flatnonzero(row_nnz > 0)
+        try:
+            self._call("on_fit_begin")
+            with _SigintFlag() as sigint:
+                while self.epoch < n_epochs:
+                    t0 = time.perf_counter()
+                    self.opt.lr = schedules.learning_rate(m.lr, self.epoch, m.schedule, n_epochs,
+                                                          m.step_size, m.gamma)
+                    order = np.random.default_rng([m.seed, self.epoch]).permutation(active)
+                    starts = range(0, order.size, m.batch_size)
+                    self._call("on_epoch_begin", self.epoch, len(starts), self.batch)
                     for b in range(self.batch, len(starts)):
                         rows = order[starts[b]:starts[b] + m.batch_size]
                         self.step(rows, b)
                         self.batch = b + 1
-                        bar.update(1)
+                        self._call("on_batch_end", int(row_nnz[rows].sum()))
                         if sigint.raised:
                             self._interrupt()
-                self._end_epoch(time.perf_counter() - t0)
-                if self.wait >= m.patience > 0:
-                    break
+                    self._end_epoch(time.perf_counter() - t0)
+                    if self.wait >= m.patience > 0:
+                        break
+        finally:
+            self._call("on_train_stop")
         if self.best_params is not None:
             self.net.params = self.best_params
-        self._remove_resume()
         return self.history
 
-    def _bar(self, n: int, epoch: int):
-        show = not self.quiet and sys.stderr.isatty()
-        loss = self._epoch_loss
-        self._rate = [0, time.perf_counter()]       # ratings seen, start of this bar
-
-        def info(_):
-            if not loss[1]:
-                return ""
-            per_s = self._rate[0] / max(1e-9, time.perf_counter() - self._rate[1])
-            return f"loss {loss[0] / max(1, loss[1]):.4f}  {per_s:,.0f} ratings/s"
-        return click.progressbar(length=n, label=f"epoch {epoch + 1}/{self.model.n_epochs}",
-                                 file=sys.stderr if show else _Null(), item_show_func=info,
-                                 show_eta=True)
-
     def step(self, rows: np.ndarray, b: int) -> float:
-        """One optimizer step on the training rows ``rows`` (batch ``b`` of the epoch); returns the loss."""
+        """One optimizer step on the training rows ``rows`` (batch ``b`` of the epoch);
+        returns the loss."""
         m = self.model
         target = self.train[rows]
         rng = np.random.default_rng([m.seed, self.epoch, b])
-        x, b_row = m.encode(corrupt(target, m.noise if m.denoise else "none", m.noise_level, rng))
-        loss, grads = self.net.loss_and_grads(x, m.encode_target(target, b_row), m.loss, rng=rng,
-                                              output_mode=m.output_mode)
+        x, b_row = m._encode(corrupt(target, m.noise if m.denoise else "none", m.noise_level,
+                                     rng))
+        loss, grads = self.net.loss_and_grads(x, m._encode_target(target, b_row), m.loss,
+                                              rng=rng, output_mode=m.output_mode)
         if not np.isfinite(loss):
-            where = f" (last good checkpoint: {self.out / 'model.npz'})" \
-                if self.out is not None and (self.out / "model.npz").exists() else ""
+            notes = [n for n in self._call("on_diverged") if n]
+            where = f" ({'; '.join(notes)})" if notes else ""
             raise TrainingDiverged(f"loss became {loss} at epoch {self.epoch + 1}, batch {b + 1}; "
                                    f"try a lower --lr or --clip_norm{where}")
         self.opt.step(self.net.params, grads)
         self._epoch_loss[0] += loss * len(rows)
         self._epoch_loss[1] += len(rows)
-        if hasattr(self, "_rate"):
-            self._rate[0] += target.nnz
         return loss
 
     def _end_epoch(self, seconds: float) -> None:
         m = self.model
-        row = {"epoch": self.epoch + 1,
-               "train_loss": self._epoch_loss[0] / max(1, self._epoch_loss[1])}
+        row = {"epoch": self.epoch + 1, "train_loss": self.running_loss() or 0.0}
         if self.validation is not None:
             row.update(self.evaluate(*self.validation))
         row.update(lr=self.opt.lr, seconds=round(seconds, 3))
         self.history.append(row)
         key = "val_rmse" if m.loss == "mse" else "val_ndcg"
         score = row.get(key)
+        improved = False
         if score is not None and np.isfinite(score):
-            better = (self.best_score is None or
-                      (score < self.best_score if m.loss == "mse" else score > self.best_score))
-            if better:
+            improved = (self.best_score is None or
+                        (score < self.best_score if m.loss == "mse" else score > self.best_score))
+            if improved:
                 self.best_score, self.best_epoch, self.wait = score, self.epoch, 0
                 self.best_params = {k: v.copy() for k, v in self.net.params.items()}
-                if self.out is not None:
-                    m.save(self.out)
             else:
                 self.wait += 1
-        if self.verbose_epochs and (self.epoch + 1) % self.verbose_epochs == 0:
-            self.echo(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                               for k, v in row.items()))
-        if self.out is not None:
-            self.write_history()
+        self._call("on_epoch_end", row, improved)
         self.epoch, self.batch, self._epoch_loss = self.epoch + 1, 0, [0.0, 0]
 
     def evaluate(self, inputs: sp.csr_matrix, target: sp.csr_matrix) -> dict:
         """Validation loss and RMSE (mse) or NDCG@100 (multinomial), in batches."""
         m = self.model
         rows_with = np.flatnonzero(np.diff(target.indptr) > 0)
+        step = VALIDATION_BATCH[m.loss]
         if m.loss == "mse":
             preds, trues = [], []
-            for s in range(0, rows_with.size, 1024):
-                r = rows_with[s:s + 1024]
+            for s in range(0, rows_with.size, step):
+                r = rows_with[s:s + step]
                 t = target[r]
-                x, b = m.encode(inputs[r])
+                x, b = m._encode(inputs[r])
                 a, _ = self.net.hidden(x)
-                rr = np.repeat(np.arange(r.size), np.diff(t.indptr))
-                cc = t.indices.astype(np.int64)
-                y = self.net._g(self.net.output_at(a, rr, cc))
-                preds.append(m.decode_at(y, b, rr, cc))
+                rr, cc = entry_rows(t), t.indices.astype(np.int64)
+                preds.append(m._decode_at(self.net.reconstruct_at(a, rr, cc), b, rr, cc))
                 trues.append(t.data)
             y, t = np.concatenate(preds), np.concatenate(trues)
             d = y.astype(np.float64) - t
@@ -210,105 +192,62 @@ class Trainer:
             e = clipped.astype(np.float64) - t
             return {"val_loss": float(np.mean(d * d)), "val_rmse": float(np.sqrt(np.mean(e * e)))}
         losses, ndcg = [], []
-        for s in range(0, rows_with.size, 512):
-            r = rows_with[s:s + 512]
-            x = inputs[r]
-            a, _ = self.net.hidden(m.encode(x)[0])
+        for s in range(0, rows_with.size, step):
+            r = rows_with[s:s + step]
+            x, t = inputs[r], target[r]
+            a, _ = self.net.hidden(m._encode(x)[0])
             z, _ = self.net.output(a)
-            from npcf.nn.losses import multinomial
-            losses.append(multinomial(z, binarize(target[r]))[0] * r.size)
-            z[np.repeat(np.arange(r.size), np.diff(x.indptr)), x.indices] = -np.inf
-            ndcg.append(ndcg_at_k(z, target[r], 100))
+            losses.append(multinomial(z, binarize(t))[0] * r.size)
+            top, _ = rank(z, 100, seen=x)
+            hits = hits_at(np.where(top >= 0, top, 0), t) & (top >= 0)
+            ndcg.append(ranking_from_hits(hits, np.diff(t.indptr), 100)["ndcg"])
         return {"val_loss": float(np.sum(losses) / max(1, rows_with.size)),
                 "val_ndcg": float(np.nanmean(np.concatenate(ndcg)))}
 
-    def write_history(self) -> None:
-        """``history.csv``: epoch, train_loss, val_loss, val_rmse|val_ndcg, lr, seconds."""
-        write_history(self.out / "history.csv", self.history, history_columns(self.model.loss))
-
     # ----------------------------------------------------------------- resume
     def _interrupt(self) -> None:
-        if self.out is None:
-            raise TrainingInterrupted("interrupted (no --out directory, nothing saved)")
-        self.save_resume()
+        notes = [n for n in self._call("on_interrupt") if n]
+        where = "; ".join(notes) if notes else "no checkpoint directory, nothing saved"
         raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; "
-                                  f"state saved in {self.out}; continue with --resume")
+                                  f"{where}")
 
-    def save_resume(self) -> None:
-        """Write everything needed to continue exactly: params, optimizer, best, counters."""
+    def state(self) -> tuple[dict, dict]:
+        """``(arrays, meta)``: everything needed to continue exactly (params, optimizer,
+        best params, counters, history, options)."""
         arrays = {f"param/{k}": v for k, v in self.net.params.items()}
         arrays.update({f"opt/{k}": v for k, v in self.opt.state_dict().items()})
         if self.best_params is not None:
             arrays.update({f"best/{k}": v for k, v in self.best_params.items()})
-        with atomic_path(self.out / RESUME_NPZ, suffix=".npz") as tmp:
-            np.savez(tmp, **arrays)
-        write_json(self.out / RESUME_JSON, {
-            "epoch": self.epoch, "batch": self.batch, "wait": self.wait,
-            "best_score": self.best_score, "best_epoch": self.best_epoch,
-            "epoch_loss": self._epoch_loss, "history": self.history,
-            "config": self.model.get_params()})
+        meta = {"epoch": self.epoch, "batch": self.batch, "wait": self.wait,
+                "best_score": self.best_score, "best_epoch": self.best_epoch,
+                "epoch_loss": self._epoch_loss, "history": self.history,
+                "config": self.model.get_params()}
+        return arrays, meta
 
-    def load_resume(self) -> None:
-        """Restore the state written by :meth:`save_resume` from ``out``."""
+    def restore(self, meta: dict, arrays: dict) -> None:
+        """Continue from :meth:`state` (as read back from disk); NpcfError if the
+        options differ from the interrupted run's."""
+        config = self.model.get_params()
+        saved = meta.get("config", {})
+        if saved != _jsonable(config):
+            diff = sorted(k for k in set(saved) | set(config)
+                          if saved.get(k) != _jsonable(config).get(k))
+            raise NpcfError(f"cannot resume: options differ from the interrupted run "
+                            f"({', '.join(diff)})")
         try:
-            meta = json.loads((self.out / RESUME_JSON).read_text())
-            with np.load(self.out / RESUME_NPZ, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError, KeyError) as err:
-            raise NpcfError(f"cannot resume from {self.out}: {err}") from None
-        if meta["config"] != self.model.get_params():
-            diff = sorted(k for k in meta["config"]
-                          if meta["config"].get(k) != self.model.get_params().get(k))
-            raise NpcfError(f"cannot resume: options differ from the interrupted run ({', '.join(diff)})")
-        for k in self.net.params:
-            self.net.params[k][...] = arrays[f"param/{k}"]
-        self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+            for k in self.net.params:
+                self.net.params[k][...] = arrays[f"param/{k}"]
+            self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+            self.epoch, self.batch, self.wait = meta["epoch"], meta["batch"], meta["wait"]
+            self.best_score, self.best_epoch = meta["best_score"], meta["best_epoch"]
+            self._epoch_loss, self.history = list(meta["epoch_loss"]), meta["history"]
+        except (KeyError, ValueError, TypeError) as err:
+            raise NpcfError(f"cannot resume: the saved state does not fit this model ({err})") \
+                from None
         best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
         self.best_params = best or None
-        self.epoch, self.batch, self.wait = meta["epoch"], meta["batch"], meta["wait"]
-        self.best_score, self.best_epoch = meta["best_score"], meta["best_epoch"]
-        self._epoch_loss, self.history = list(meta["epoch_loss"]), meta["history"]
-
-    def _remove_resume(self) -> None:
-        if self.out is not None:
-            for name in (RESUME_NPZ, RESUME_JSON):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.out / name).unlink()
 
 
-def history_columns(loss: str) -> list[str]:
-    """The columns of ``history.csv`` for a model trained with ``loss``."""
-    return ["epoch", "train_loss", "val_loss", "val_rmse" if loss == "mse" else "val_ndcg", "lr",
-            "seconds"]
-
-
-def write_history(path, rows: list[dict], cols: list[str]) -> None:
-    """Write ``rows`` (dicts) as a CSV with ``cols``, atomically; missing cells empty."""
-    lines = [",".join(cols)]
-    for row in rows:
-        lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in cols))
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-
-
-def read_history(path) -> list[dict]:
-    """Rows of a ``history.csv`` written by :func:`write_history` (numbers parsed, empty
-    cells left out); ``[]`` when there is no file."""
-    import csv
-    try:
-        with open(path, newline="") as f:
-            return [{k: (int(v) if k in ("epoch", "member") else float(v))
-                     for k, v in row.items() if v} for row in csv.DictReader(f)]
-    except FileNotFoundError:
-        return []
-
-
-class _Null:
-    def write(self, s):
-        pass
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return False
+def _jsonable(obj):
+    """``obj`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(obj))

@@ -1,11 +1,12 @@
-"""The ``npcf`` command line (click), a thin layer over the library API."""
+"""The ``npcf`` command line (click): one module per command, each a thin layer that
+parses options, calls one :mod:`npcf.workflows` function and prints its result."""
 import os
 
 # Before NumPy loads OpenBLAS: its idle workers then sleep at once instead of spinning
 # ~0.1 s on the cores npcf's own threads need (train --threads; benchmarks/NOTES.md).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from npcf.cli import data, evaluate, plot, train  # noqa: E402,F401  (register commands)
-from npcf.cli.base import main  # noqa: E402
+from npcf.cli import datasets, eval, plot, prepare, recommend, train  # noqa: E402,F401
+from npcf.cli.main import main  # noqa: E402
 
 __all__ = ["main"]

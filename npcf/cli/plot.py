@@ -5,18 +5,19 @@ from pathlib import Path
 
 import click
 
-from npcf.cli.base import main
+from npcf import rundir
+from npcf.cli.main import main
+from npcf.plot import plot_history
 
 
 @main.command()
-@click.argument("history", type=click.Path(dir_okay=False), default="models/history.csv")
+@click.argument("history", type=click.Path(dir_okay=False),
+                default=str(rundir.DEFAULT_DIR / rundir.HISTORY_CSV))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
               help="Image file (.png, .svg, .pdf) [default: loss.png beside HISTORY].")
 @click.option("--title", default=None, help="Figure title.")
 def plot(history, out, title):
     """Plot training and validation loss per epoch from HISTORY (train's history.csv)."""
-    from npcf.plot import plot_history
     history = Path(history)
-    out = Path(out) if out else history.parent / "loss.png"
-    plot_history(history, out, title=title)
+    out = plot_history(history, Path(out) if out else history.parent / "loss.png", title=title)
     click.echo(f"wrote {out}")

@@ -1,11 +1,24 @@
-"""Rating data: readers, id maps, splits, prepared directories, synthetic and named sets."""
-from npcf.data.dataset import Dataset, is_prepared, load_prepared, save_prepared
-from npcf.data.ratings import Ratings, build_ratings
-from npcf.data.readers import FORMATS, read_movies, read_ratings
-from npcf.data.source import SYNTHETIC, load_dataset, load_ratings
-from npcf.data.splits import KINDS, Split, split_ratings
-from npcf.data.synthetic import generate
+"""Rating data: readers, id maps, splits, prepared directories, synthetic and named sets.
 
-__all__ = ["Dataset", "FORMATS", "KINDS", "Ratings", "SYNTHETIC", "Split", "build_ratings",
-           "generate", "is_prepared", "load_dataset", "load_prepared", "load_ratings",
-           "read_movies", "read_ratings", "save_prepared", "split_ratings"]
+Names load on first use (``npcf.data.vocab`` and ``npcf.data.titles`` stay free of
+pandas, so the ONNX runtime can use them).
+"""
+import importlib
+
+_WHERE = {
+    "Dataset": "dataset", "is_prepared": "dataset", "load_prepared": "dataset",
+    "save_prepared": "dataset", "with_validation": "dataset",
+    "Ratings": "ratings", "build_ratings": "ratings",
+    "FORMATS": "readers", "read_movies": "readers", "read_ratings": "readers",
+    "SYNTHETIC": "source", "load_dataset": "source", "load_ratings": "source",
+    "KINDS": "splits", "Split": "splits", "split_ratings": "splits",
+    "generate": "synthetic", "read_titles": "titles", "Vocabulary": "vocab",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"npcf.data.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'npcf.data' has no attribute {name!r}")

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from npcf.errors import DataError
 from npcf.utils.files import atomic_path, write_json
 from npcf.data.vocab import Vocabulary
-from npcf.data.splits import Split
+from npcf.data.splits import Split, split_ratings
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
 
@@ -41,6 +41,69 @@ class Dataset:
         s = self.stats.get("scale")
         return None if s is None else (float(s[0]), float(s[1]))
 
+    def item_counts(self) -> np.ndarray:
+        """Training ratings per item (int64, n_items)."""
+        train = self.split.train
+        return np.bincount(train.indices, minlength=train.shape[1]).astype(np.int64)
+
+    def titles(self) -> dict:
+        """``{movie id: title}`` (empty without titles)."""
+        if self.movies is None or "title" not in self.movies.columns:
+            return {}
+        return {_plain(k): str(v) for k, v in self.movies["title"].items()}
+
+    def user_row(self, user) -> sp.csr_matrix:
+        """Everything known of raw user id ``user`` (training, validation and test input
+        ratings) as CSR float32 (1, n_items); DataError for an unknown user."""
+        idx = self.users.index([user], missing="ignore")[0]
+        if idx < 0:
+            raise DataError(f"unknown user id {user}", self.path)
+        s = self.split
+        parts = [p[idx] for p in (s.train, s.validation, s.test_input) if p is not None]
+        row = parts[0]
+        for p in parts[1:]:
+            row = row.maximum(p)
+        return sp.csr_matrix(row, dtype=np.float32)
+
+    def check_items(self, item_ids, what) -> None:
+        """DataError unless ``item_ids`` (a model's movie ids, by column) are this data
+        set's items in the same order; ``what`` names the model in the message."""
+        if item_ids is None:
+            return
+        ids = np.asarray(item_ids)
+        if len(ids) != len(self.items) or not np.array_equal(ids.astype(str),
+                                                            self.items.ids.astype(str)):
+            raise DataError(f"{what} was trained on other movies than this data "
+                            f"({len(ids)} vs {len(self.items)} items); pass the matching --data",
+                            self.path)
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+#: the validation share `train` carves from a training part that has none
+VALIDATION_FRACTION = 0.1
+
+
+def with_validation(ds: Dataset, fraction: float = VALIDATION_FRACTION, seed: int = 0) -> Dataset:
+    """``ds`` with a validation part carved from its training part if it has none.
+
+    The cut follows the split's kind (held-out users stay held-out users; a
+    temporal split falls back to a per-user holdout: the carved part is the
+    validation for early stopping, not a forecast).
+    """
+    s = ds.split
+    if s.validation is not None:
+        return ds
+    kind = s.params.get("kind", "random")
+    kind = {"given": "random", "temporal": "user"}.get(kind, kind)
+    inner = split_ratings(s.train, kind, fraction, seed + 1, holdout=s.params.get("holdout", 0.2))
+    split = Split(inner.train, s.test, s.test_input, inner.test, inner.test_input,
+                  dict(s.params, validation_size=fraction, validation_carved=kind))
+    return Dataset(split, ds.users, ds.items, dict(ds.stats, split=split.params), ds.movies,
+                   None)
+
 
 def save_prepared(ds: Dataset, out) -> Path:
     """Write ``ds`` to directory ``out`` (each file atomically). Returns the path."""
@@ -51,7 +114,7 @@ def save_prepared(ds: Dataset, out) -> Path:
             sp.save_npz(tmp, part.tocsr(), compressed=True)
     for name, vocab in (("users", ds.users), ("items", ds.items)):
         with atomic_path(out / f"{name}.csv") as tmp:
-            vocab.to_frame().to_csv(tmp, index=False)
+            pd.DataFrame({"index": np.arange(len(vocab)), "id": vocab.ids}).to_csv(tmp, index=False)
     if ds.movies is not None:
         with atomic_path(out / "movies.csv") as tmp:
             ds.movies.to_csv(tmp)

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -38,9 +37,9 @@ from http.client import HTTPException
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Mapping
 
-import click
 
-from npcf.errors import DatasetError
+from npcf.errors import DatasetError, one_line
+from npcf.utils.progress import open_progress
 from npcf.utils.files import atomic_path, write_text
 
 MARKER = ".npcf-complete"
@@ -103,7 +102,7 @@ def cache_dir() -> Path:
 
 
 def fetch(name: str, *, cache=None, registry: Mapping[str, DatasetInfo] | None = None,
-          progress: bool = True) -> Path:
+          progress=None) -> Path:
     """Return the extracted directory of dataset ``name``, downloading it if needed.
 
     Raises ``DatasetError`` for an unknown name, a failed or interrupted download,
@@ -186,28 +185,20 @@ def _manual_hint(info: DatasetInfo, archive: Path) -> str:
     return f"download {info.url} by hand and put it at {archive}"
 
 
-def _one_line(err: BaseException) -> str:
+def _reason(err: BaseException) -> str:
     """``err`` as one short line (the underlying reason of a ``URLError``)."""
-    reason = err
     if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
-        reason = err.reason
-    return " ".join(str(reason).split()) or type(err).__name__
+        return one_line(err.reason) if str(err.reason).strip() else one_line(err)
+    return one_line(err)
 
 
-def _progressbar(show: bool, total: int | None, label: str):
-    """A ``click.progressbar`` on stderr when ``show`` and stderr is a terminal."""
-    if show and total and sys.stderr.isatty():
-        return click.progressbar(length=total, label=label, file=sys.stderr)
-    return contextlib.nullcontext(None)
-
-
-def _download(info: DatasetInfo, archive: Path, progress: bool) -> None:
+def _download(info: DatasetInfo, archive: Path, progress) -> None:
     """Download ``info.url`` to ``archive``; nothing is left under that name on failure."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     try:
         response = urllib.request.urlopen(info.url, timeout=TIMEOUT)
     except (OSError, HTTPException, ValueError) as err:
-        raise DatasetError(f"cannot download {info.name} ({_one_line(err)}); "
+        raise DatasetError(f"cannot download {info.name} ({_reason(err)}); "
                            f"{_manual_hint(info, archive)}") from None
     with response, atomic_path(archive) as tmp:
         length = response.headers.get("Content-Length")
@@ -215,14 +206,13 @@ def _download(info: DatasetInfo, archive: Path, progress: bool) -> None:
         got = 0
         try:
             with open(tmp, "wb") as out, \
-                    _progressbar(progress, total or info.size_bytes, info.name) as bar:
+                    open_progress(progress, total or info.size_bytes or 0, info.name) as bar:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     got += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
+                    bar.update(len(chunk))
         except (OSError, HTTPException) as err:
-            raise DatasetError(_interrupted(info, archive, got, total, _one_line(err))) from None
+            raise DatasetError(_interrupted(info, archive, got, total, _reason(err))) from None
         if total is not None and got != total:
             raise DatasetError(_interrupted(info, archive, got, total, "connection closed"))
 
@@ -302,9 +292,9 @@ def _extract(info: DatasetInfo, archive: Path, target: Path, digest: str) -> Non
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
         archive.unlink(missing_ok=True)
         raise DatasetError(f"{info.name}: {archive} is not a valid zip archive "
-                           f"({_one_line(err)}); the file was deleted") from None
+                           f"({_reason(err)}); the file was deleted") from None
     except OSError as err:
         raise DatasetError(f"{info.name}: cannot extract {archive} into {target} "
-                           f"({_one_line(err)})") from None
+                           f"({_reason(err)})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from npcf.errors import DataError
+from npcf.errors import DataError, one_line
 from npcf.data.ratings import Ratings, build_ratings
+from npcf.data.titles import parse_movies
 
 FORMATS = ("auto", "movielens-csv", "movielens-dat", "ml-100k", "delimited")
 
@@ -205,7 +206,7 @@ def _read_fast(path: Path, fmt: Format) -> pd.DataFrame:
     except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError,
             OverflowError) as err:
         _diagnose(path, fmt)
-        raise DataError(f"cannot parse: {_one_line(err)}", path) from None
+        raise DataError(f"cannot parse: {one_line(err)}", path) from None
     if fmt.header:
         frame.columns = [str(c).strip() for c in frame.columns]
         if not set(wanted) <= set(frame.columns):
@@ -236,10 +237,6 @@ def _check_dat_columns(path: Path, fmt: Format) -> None:
                 break
             if line.strip() and line.count("::") != (3 if fmt.columns[3] else 2):
                 _diagnose(path, fmt)
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())
 
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -310,44 +307,12 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
 
 # --------------------------------------------------------------------------- movies
 
-GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
-               "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror",
-               "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
-
-
 def read_movies(path) -> pd.DataFrame:
-    """Movie titles and genres: ``movies.csv``, ``movies.dat`` or ``u.item``.
-
-    Returns a DataFrame indexed by ``movieId`` (int64) with ``title`` and ``genres``
-    (``|``-separated) columns.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("no such file", path)
-    line = _first_line(path)
-    try:
-        if "::" in line:
-            frame = pd.read_csv(path, sep="::", engine="python", header=None,
-                                names=["movieId", "title", "genres"], encoding="latin-1",
-                                keep_default_na=False)
-        elif line.count("|") >= 5 and not line.lower().startswith("movieid"):
-            raw = pd.read_csv(path, sep="|", header=None, encoding="latin-1")
-            if raw.shape[1] != 5 + len(GENRES_100K):
-                raise DataError(f"u.item needs {5 + len(GENRES_100K)} fields, found {raw.shape[1]}",
-                                path, 1)
-            flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
-            genres = ["|".join(g for g, f in zip(GENRES_100K, row) if f) for row in flags]
-            frame = pd.DataFrame({"movieId": raw[0], "title": raw[1], "genres": genres})
-        else:
-            # keep_default_na=False: a title "NA" or empty genres stay strings, not NaN
-            frame = pd.read_csv(path, dtype={"movieId": np.int64, "title": str, "genres": str},
-                                keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as err:
-        raise DataError(f"cannot parse movies file: {_one_line(err)}", path) from None
-    for col in ("movieId", "title"):
-        if col not in frame.columns:
-            raise DataError(f"missing column {col!r} in movies file", path, 1)
-    if "genres" not in frame.columns:
-        frame["genres"] = ""
-    frame["movieId"] = frame["movieId"].astype(np.int64)
-    return frame.set_index("movieId")[["title", "genres"]]
+    """Movie titles and genres (any format :func:`npcf.data.titles.parse_movies` reads):
+    a DataFrame indexed by ``movieId`` with ``title`` and ``genres`` (``|``-separated)."""
+    rows = parse_movies(path)
+    ids = [r[0] for r in rows]
+    index = pd.Index(np.asarray(ids, dtype=np.int64) if all(isinstance(i, int) for i in ids)
+                     else np.asarray(ids, dtype=object), name="movieId")
+    return pd.DataFrame({"title": [r[1] for r in rows], "genres": [r[2] for r in rows]},
+                        index=index)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from npcf.errors import DataError
+from npcf.utils.sparse import entry_rows
 from npcf.data.vocab import Vocabulary
 from npcf.data.dataset import Dataset, is_prepared, load_prepared
 from npcf.data.ratings import Ratings, build_ratings
@@ -27,7 +28,7 @@ def find_movies(ratings_path) -> Path | None:
 
 
 def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, scale=None,
-                 progress: bool = True):
+                 progress=None):
     """``(Ratings, movies DataFrame or None)`` for a file, a dataset name or None (synthetic)."""
     if data is None or str(data) == SYNTHETIC:
         from npcf.data.synthetic import generate
@@ -63,7 +64,7 @@ def _stats(ratings: Ratings, split: Split) -> dict:
 def load_dataset(data=None, *, format: str = "auto", sep=None, columns=None, scale=None,
                  split: str = "random", test_size: float = 0.1, validation_size: float = 0.0,
                  holdout: float = 0.2, seed: int = 0, train_file=None, test_file=None,
-                 progress: bool = True) -> Dataset:
+                 progress=None) -> Dataset:
     """A split :class:`Dataset` from ``data`` as ``prepare`` would make it.
 
     ``data``: None (built-in synthetic set), a ratings file, a prepared directory
@@ -95,7 +96,7 @@ def given_split(train_file, test_file, *, format="auto", sep=None, columns=None,
     if overlap:
         raise DataError(f"{overlap} (user, movie) pairs are in both files", test_file)
     whole = build_ratings(
-        np.r_[users.ids[_rows(tr.matrix)], users.ids[_rows(te.matrix)]],
+        np.r_[users.ids[entry_rows(tr.matrix)], users.ids[entry_rows(te.matrix)]],
         np.r_[items.ids[tr.matrix.indices], items.ids[te.matrix.indices]],
         np.r_[tr.matrix.data, te.matrix.data], scale=train.scale, source=str(train_file))
     whole.duplicates_resolved = train.duplicates_resolved + test.duplicates_resolved
@@ -111,10 +112,6 @@ def given_split(train_file, test_file, *, format="auto", sep=None, columns=None,
                    read_movies(movies_path) if movies_path else None)
 
 
-def _rows(m):
-    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-
-
 def _union(a: Vocabulary, b: Vocabulary) -> Vocabulary:
     if a.ids.dtype.kind != b.ids.dtype.kind:
         return Vocabulary(np.union1d(a.ids.astype(str), b.ids.astype(str)))
@@ -122,7 +119,7 @@ def _union(a: Vocabulary, b: Vocabulary) -> Vocabulary:
 
 
 def _remap(r: Ratings, users: Vocabulary, items: Vocabulary) -> Ratings:
-    rows = users.index(r.users.ids)[_rows(r.matrix)]
+    rows = users.index(r.users.ids)[entry_rows(r.matrix)]
     cols = items.index(r.items.ids)[r.matrix.indices]
     import scipy.sparse as sp
     m = sp.csr_matrix((r.matrix.data, (rows, cols)), shape=(len(users), len(items)),

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.errors import NpcfError
+from npcf.utils.sparse import entry_rows, select
 from npcf.data.ratings import Ratings
 
 KINDS = ("random", "user", "temporal", "users")
@@ -49,22 +50,6 @@ class Split:
         """Non-empty parts by name."""
         names = ("train", "test", "test_input", "validation", "validation_input")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-
-
-def entry_rows(m: sp.csr_matrix) -> np.ndarray:
-    """Row index (int64) of every stored entry of CSR ``m``."""
-    return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-
-
-def select(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
-    """CSR ``m`` restricted to the stored entries where boolean ``keep`` is True."""
-    rows = entry_rows(m)[keep]
-    indptr = np.zeros(m.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=m.shape[0]), out=indptr[1:])
-    out = sp.csr_matrix((m.data[keep], m.indices[keep], indptr.astype(m.indices.dtype)),
-                        shape=m.shape)
-    out.has_sorted_indices = m.has_sorted_indices
-    return out
 
 
 def _per_user_holdout(m: sp.csr_matrix, fraction: float, rng, order_key=None) -> np.ndarray:
@@ -156,3 +141,20 @@ def _align(values: sp.csr_matrix, part: sp.csr_matrix) -> np.ndarray:
     if not part.nnz:
         return np.zeros(0)
     return np.asarray(values[entry_rows(part), part.indices]).ravel()
+
+
+def describe(params: dict) -> str:
+    """One line describing the protocol of a split with these ``params``."""
+    kind = params.get("kind", "random")
+    size = params.get("test_size")
+    pct = f"{size:.0%} " if isinstance(size, (int, float)) else ""
+    if kind == "users":
+        h = float(params.get("holdout", 0.2))
+        return (f"held-out users ({pct.strip() or 'some'}): fold in {1 - h:.0%} of their "
+                f"ratings, predict {h:.0%}")
+    if kind in ("user", "temporal"):
+        which = "latest" if kind == "temporal" else "random"
+        return f"per-user holdout ({pct}of each user's ratings, {which}): top-N"
+    if kind == "given":
+        return "given train/test files"
+    return f"random rating holdout ({pct}of ratings): rating prediction and top-N"

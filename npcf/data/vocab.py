@@ -1,8 +1,11 @@
-"""Raw ids <-> compact indices 0..n-1 (one :class:`Vocabulary` for users, one for items)."""
+"""Raw ids <-> compact indices 0..n-1 (one :class:`Vocabulary` for users, one for items).
+
+NumPy only (the ONNX runtime maps movie ids with it): lookups are a binary search in
+a sorted copy of the ids.
+"""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 class Vocabulary:
@@ -23,8 +26,9 @@ class Vocabulary:
         else:
             raise ValueError(f"Vocabulary ids must be integers or strings, got {ids.dtype}")
         self.ids = ids
-        self._lookup = pd.Index(ids)
-        if not self._lookup.is_unique:
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+        if self._sorted.size > 1 and (self._sorted[1:] == self._sorted[:-1]).any():
             raise ValueError("Vocabulary ids must be unique")
 
     def __len__(self) -> int:
@@ -47,17 +51,19 @@ class Vocabulary:
                 return raw.astype(str)
         if self.ids.dtype.kind == "U":
             return raw.astype(str)
+        if raw.dtype.kind in "iu":
+            return raw.astype(np.int64)
         return raw
 
     def index(self, raw, missing: str = "raise") -> np.ndarray:
         """Indices (int64) of ``raw`` ids. ``missing``: ``"raise"`` (KeyError) or ``"ignore"`` (-1)."""
         raw = self.coerce(raw)
-        idx = self._lookup.get_indexer(raw).astype(np.int64)
+        idx = np.full(raw.size, -1, np.int64)
+        if self._sorted.size and raw.size and raw.dtype.kind == self._sorted.dtype.kind:
+            pos = np.minimum(np.searchsorted(self._sorted, raw), self._sorted.size - 1)
+            found = self._sorted[pos] == raw
+            idx[found] = self._order[pos[found]]
         if missing == "raise" and (idx < 0).any():
             bad = raw[idx < 0][:5].tolist()
             raise KeyError(f"unknown ids: {', '.join(map(str, bad))}")
         return idx
-
-    def to_frame(self) -> pd.DataFrame:
-        """``DataFrame(index, id)`` for writing to CSV."""
-        return pd.DataFrame({"index": np.arange(len(self)), "id": self.ids})

@@ -1,12 +1,13 @@
 """Reference recommenders to compare the autoencoder with.
 
 Every baseline has ``fit(train, validation=None, validation_input=None)`` on a CSR
-users x items matrix and ``predict(csr_rows) -> dense float32 (B, n_items)``,
-usable as the ``score_fn`` of :func:`npcf.evaluation.protocol.evaluate`. ``rating`` tells
-whether the scores are predicted ratings (so RMSE/MAE make sense).
+users x items matrix, ``predict(csr_rows) -> dense float32 (B, n_items)`` (usable as
+the ``score_fn`` of :func:`npcf.evaluation.protocol.evaluate`) and the ``recommend``
+contract every npcf model shares (:class:`~npcf.evaluation.ranking.Recommends`).
+``rating`` tells whether the scores are predicted ratings (so RMSE/MAE make sense).
 
 ``GlobalMean``   every score is the training mean rating (the RMSE floor).
-``Biases``       ``mu + b_user + b_item`` (:class:`npcf.nn.bias.BiasBaseline`); the
+``Biases``       ``mu + b_user + b_item`` (:class:`npcf.nn.bias.UserItemBias`); the
                  user's bias is folded in from the input row, so held-out users work;
                  the regularisation is chosen on validation RMSE from a small grid.
 ``Popularity``   items ranked by their training rating counts (same for everyone).
@@ -22,22 +23,15 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.nn.bias import BiasBaseline
+from npcf.evaluation.ranking import Recommends
+from npcf.nn.bias import UserItemBias
+from npcf.utils.sparse import binarize, entry_rows
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 BIAS_REGS = (1.0, 3.0, 5.0, 10.0, 25.0)
 
 
-def _binarize(m) -> sp.csr_matrix:
-    m = sp.csr_matrix(m)
-    return sp.csr_matrix((np.ones(m.nnz, np.float64), m.indices, m.indptr), shape=m.shape)
-
-
-def _rows(m: sp.csr_matrix) -> np.ndarray:
-    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-
-
-class GlobalMean:
+class GlobalMean(Recommends):
     """Predicts the training mean rating for every user and item."""
 
     name, rating = "global_mean", True
@@ -58,17 +52,17 @@ class GlobalMean:
         return {"mu": self.mu}
 
 
-class Biases:
+class Biases(Recommends):
     """Regularised ``mu + b_user + b_item``; user bias folded in from the input row."""
 
     name, rating = "biases", True
 
     def __init__(self, reg: float | None = None, scale=None, regs=BIAS_REGS):
         self.reg, self.scale, self.regs = reg, scale, tuple(regs)
-        self.model: BiasBaseline | None = None
+        self.model: UserItemBias | None = None
 
-    def _fit(self, train, reg) -> BiasBaseline:
-        return BiasBaseline(reg, reg).fit(train)
+    def _fit(self, train, reg) -> UserItemBias:
+        return UserItemBias(reg, reg).fit(train)
 
     def fit(self, train, validation=None, validation_input=None) -> Biases:
         train = sp.csr_matrix(train)
@@ -80,7 +74,7 @@ class Biases:
             best = None
             for reg in self.regs:
                 self.model = self._fit(train, reg)
-                pred = self._clip(self.model.predict(vin, _rows(v), v.indices))
+                pred = self._clip(self.model.predict(vin, entry_rows(v), v.indices))
                 err = float(np.sqrt(np.mean((pred.astype(np.float64) - v.data) ** 2)))
                 if best is None or err < best[0]:
                     best = (err, reg)
@@ -102,8 +96,12 @@ class Biases:
     def params(self) -> dict:
         return {"reg": self.reg, "mu": self.model.mu if self.model else None}
 
+    @property
+    def n_items(self) -> int:
+        return int(self.model.col_bias.size)
 
-class Popularity:
+
+class Popularity(Recommends):
     """Scores every item by its number of training ratings (the same list for everyone)."""
 
     name, rating = "popularity", False
@@ -122,8 +120,12 @@ class Popularity:
     def params(self) -> dict:
         return {}
 
+    @property
+    def n_items(self) -> int:
+        return int(self.counts.size)
 
-class EASE:
+
+class EASE(Recommends):
     """Embarrassingly Shallow AutoEncoder (Steck 2019) on binarised data.
 
     ``lam``: the L2 weight lambda (None: chosen on the validation part from
@@ -174,7 +176,7 @@ class EASE:
 
     def fit(self, train, validation=None, validation_input=None) -> EASE:
         from npcf.evaluation.protocol import evaluate
-        X = _binarize(train)
+        X = binarize(train, np.float64)
         self._setup(X)
         if self.lam is None and validation is not None and sp.csr_matrix(validation).nnz:
             vin = train if validation_input is None else validation_input
@@ -196,7 +198,7 @@ class EASE:
         return self
 
     def predict(self, x) -> np.ndarray:
-        xb = _binarize(x)
+        xb = binarize(x, np.float64)
         if self.B is not None:
             return np.asarray(xb @ self.B, np.float32)
         lam, u_inv, UtX, inv_diag = self._dual
@@ -205,12 +207,19 @@ class EASE:
         xP = (dense - ((xb @ self._X.T).toarray() @ u_inv) @ UtX) / lam
         return (dense - xP * inv_diag[None, :]).astype(np.float32)
 
+    @property
+    def n_items(self) -> int:
+        return int(self._X.shape[1])
+
     def params(self) -> dict:
         return {"lambda": self.lam, "method": getattr(self, "_method", self.method),
                 "validation_ndcg": {str(k): v for k, v in self.scores_on_validation.items()}}
 
 
-def make(names=("global_mean", "biases", "popularity", "ease"), scale=None, threshold=None):
+NAMES = ("global_mean", "biases", "popularity", "ease")
+
+
+def make(names=NAMES, scale=None, threshold=None):
     """Fresh baselines by name (the order given)."""
     table = {"global_mean": lambda: GlobalMean(), "biases": lambda: Biases(scale=scale),
              "popularity": lambda: Popularity(), "ease": lambda: EASE(threshold=threshold)}

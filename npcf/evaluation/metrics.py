@@ -34,6 +34,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.evaluation.ranking import top_k
+from npcf.utils.sparse import dense_mask, entry_rows
+
 #: Default relevance threshold for explicit ratings whose scale reaches 4 or more.
 DEFAULT_THRESHOLD = 4.0
 
@@ -66,11 +69,19 @@ def default_threshold(scale=None, implicit: bool = False) -> float | None:
     return DEFAULT_THRESHOLD
 
 
+def resolve_threshold(threshold: float | None, scale=None, implicit: bool = False):
+    """The relevance threshold for a request: None -> :func:`default_threshold`, a value
+    <= 0 -> None (every held-out item relevant), else ``threshold``."""
+    if threshold is None:
+        return default_threshold(scale, implicit)
+    return None if threshold <= 0 else float(threshold)
+
+
 def relevant(heldout: sp.spmatrix, threshold: float | None = None) -> sp.csr_matrix:
     """CSR of the relevant held-out entries (value 1): all, or those >= ``threshold``."""
     m = sp.csr_matrix(heldout)
     keep = np.ones(m.nnz, bool) if threshold is None else m.data >= threshold
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))[keep]
+    rows = entry_rows(m)[keep]
     indptr = np.zeros(m.shape[0] + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=m.shape[0]), out=indptr[1:])
     out = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), m.indices[keep], indptr),
@@ -79,32 +90,10 @@ def relevant(heldout: sp.spmatrix, threshold: float | None = None) -> sp.csr_mat
 
 
 # ----------------------------------------------------------------------------- ranking
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices (B, k) of the k highest scores per row, best first (ties: lower index)."""
-    k = min(k, scores.shape[1])
-    if k <= 0:
-        return np.zeros((scores.shape[0], 0), np.int64)
-    if np.isnan(scores).any():              # NaN ranks last, like -inf
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-    # The k-th largest value per row; argpartition alone would pick arbitrary items
-    # among those tied with it, so choose them explicitly: all greater ones, then the
-    # lowest-index equal ones.
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-    greater = scores > kth
-    equal = scores == kth
-    room = k - greater.sum(axis=1, keepdims=True)
-    chosen = greater | (equal & (np.cumsum(equal, axis=1) <= room))
-    part = np.nonzero(chosen)[1].reshape(scores.shape[0], k)
-    order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
-    return np.take_along_axis(part, order, 1)
-
-
 def hits_at(top: np.ndarray, heldout: sp.spmatrix) -> np.ndarray:
     """Boolean (B, k): is ``top[b, j]`` a stored entry of row b of ``heldout``?"""
     rel = sp.csr_matrix(heldout)
-    dense = np.zeros(rel.shape, bool)
-    dense[np.repeat(np.arange(rel.shape[0]), np.diff(rel.indptr)), rel.indices] = True
-    return np.take_along_axis(dense, top, 1)
+    return np.take_along_axis(dense_mask(rel), top, 1)
 
 
 def _hits(scores, heldout: sp.csr_matrix, k: int) -> np.ndarray:

@@ -12,12 +12,13 @@ without ever holding more than one batch of scores.
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import scipy.sparse as sp
 
 from npcf.evaluation import metrics
+from npcf.evaluation.ranking import rank
+from npcf.utils.progress import open_progress
+from npcf.utils.sparse import entry_rows
 
 DEFAULT_KS = (10, 20, 100)
 
@@ -25,7 +26,7 @@ DEFAULT_KS = (10, 20, 100)
 def rating_metrics(model, inputs: sp.csr_matrix, target: sp.csr_matrix) -> dict:
     """RMSE and MAE of ``model`` on the stored entries of ``target`` given ``inputs``."""
     target = sp.csr_matrix(target)
-    rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
+    rows = entry_rows(target)
     pred = model.predict_at(inputs, rows, target.indices)
     return {"rmse": metrics.rmse(pred, target.data), "mae": metrics.mae(pred, target.data),
             "n_ratings": int(target.nnz),
@@ -43,18 +44,6 @@ def ranking_metrics(model, inputs: sp.csr_matrix, target: sp.csr_matrix, ks=(20,
     return out
 
 
-def _rows(m: sp.csr_matrix) -> np.ndarray:
-    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-
-
-def _progress(length: int, show: bool, label: str):
-    import contextlib
-    if not (show and sys.stderr.isatty()):
-        return contextlib.nullcontext(None)
-    import click
-    return click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True)
-
-
 def metric_keys(ks, rating: bool = True) -> list[str]:
     """The metric keys of :func:`evaluate`'s result, in display order."""
     keys = ["rmse", "mae"] if rating else []
@@ -63,8 +52,8 @@ def metric_keys(ks, rating: bool = True) -> list[str]:
 
 def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT_KS,
              item_counts=None, rating: bool = False, threshold: float | None = None,
-             batch_size: int = 256, progress: bool = False, examples: int = 3,
-             n_example_items: int = 10, label: str = "evaluating") -> dict:
+             batch_size: int = 256, progress=None, examples: int = 3, n_example_items: int = 10,
+             label: str = "evaluating", popularity_penalty: float = 0.0) -> dict:
     """Evaluate ``score_fn`` on the users with held-out ratings in ``test``.
 
     ``score_fn(csr_rows) -> (B, n_items)`` scores for CSR input rows (``test_input``
@@ -74,9 +63,10 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
     are reported (else ``rmse``/``mae`` are None). ``threshold``: held-out ratings >=
     it are relevant for the ranking metrics (None: all held-out items; see
     :func:`npcf.evaluation.metrics.default_threshold`). The user's input items are excluded
-    from the ranking. ``item_counts``: training rating count per item, for the
-    popularity percentile (None: not reported). ``progress``: a click progress bar
-    on stderr when it is a terminal. ``examples``: how many users (spread evenly over
+    from the ranking (:func:`npcf.evaluation.ranking.rank`). ``item_counts``: training
+    rating count per item, for the popularity percentile (None: not reported) and the
+    ``popularity_penalty`` of the ranking. ``progress``: a progress factory
+    (:mod:`npcf.utils.progress`; None: silent). ``examples``: how many users (spread evenly over
     the evaluated ones) to return with their top ``n_example_items``.
 
     Returns a dict: ``rmse``, ``mae``, ``<metric>@K`` for the ranking metrics
@@ -110,28 +100,26 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
     sq = ab = 0.0
     n_err = 0
     shown = []
-    with _progress(users.size, progress, label) as bar:
+    with open_progress(progress, users.size, label) as bar:
         for s in range(0, users.size, batch_size):
             u = users[s:s + batch_size]
             x = test_input[u]
-            out = score_fn(u) if by_index else score_fn(x)
-            sc = np.array(out, dtype=np.float64)      # a copy: we write -inf into it
+            sc = np.asarray(score_fn(u) if by_index else score_fn(x))
             if sc.shape != (u.size, n_items):
                 raise ValueError(f"score_fn returned shape {sc.shape}, "
                                  f"expected {(u.size, n_items)}")
             t = test[u]
             if rating:
-                d = sc[_rows(t), t.indices] - t.data.astype(np.float64)
+                d = sc[entry_rows(t), t.indices].astype(np.float64) - t.data
                 sq += float(np.dot(d, d))
                 ab += float(np.abs(d).sum())
                 n_err += d.size
-            sc[_rows(x), x.indices] = -np.inf
-            top = metrics.top_k(sc, kmax)
-            top_scores = np.take_along_axis(sc, top, 1)
-            valid = np.isfinite(top_scores)
+            top, top_scores = rank(sc, kmax, seen=x, penalty=popularity_penalty,
+                                   item_counts=item_counts)
+            valid = top >= 0
             r = rel[u]
             n_rel = np.diff(r.indptr)
-            hits = metrics.hits_at(top, r)
+            hits = metrics.hits_at(np.where(valid, top, 0), r) & valid
             ranked = n_rel > 0
             n_ranked += int(ranked.sum())
             for k in ks:
@@ -150,8 +138,7 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
                     "n_heldout": int(t.indptr[j + 1] - t.indptr[j]),
                     "relevant": r.indices[r.indptr[j]:r.indptr[j + 1]].tolist(),
                 })
-            if bar is not None:
-                bar.update(u.size)
+            bar.update(u.size)
 
     nan = float("nan")
     result: dict = {

@@ -11,12 +11,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-
-def _rows(m: sp.csr_matrix) -> np.ndarray:
-    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+from npcf.utils.sparse import entry_rows
 
 
-class BiasBaseline:
+class UserItemBias:
     """``mu`` (float), ``col_bias`` (n_cols,) float32; ``reg_row``/``reg_col`` >= 0."""
 
     def __init__(self, reg_row: float = 5.0, reg_col: float = 5.0, n_iter: int = 10):
@@ -24,10 +22,10 @@ class BiasBaseline:
         self.mu = 0.0
         self.col_bias: np.ndarray | None = None
 
-    def fit(self, m: sp.csr_matrix) -> "BiasBaseline":
+    def fit(self, m: sp.csr_matrix) -> "UserItemBias":
         """Alternating closed-form ridge updates on CSR ``m`` (rows x cols)."""
         m = sp.csr_matrix(m, dtype=np.float64)
-        rows, cols, r = _rows(m), m.indices, m.data
+        rows, cols, r = entry_rows(m), m.indices, m.data
         self.mu = float(r.mean()) if r.size else 0.0
         n_row = np.bincount(rows, minlength=m.shape[0])
         n_col = np.bincount(cols, minlength=m.shape[1])
@@ -43,7 +41,7 @@ class BiasBaseline:
         x = sp.csr_matrix(x)
         res = x.data.astype(np.float64) - self.mu - self.col_bias[x.indices]
         n = np.diff(x.indptr)
-        return (np.bincount(_rows(x), res, x.shape[0]) / (self.reg_row + n)).astype(np.float32)
+        return (np.bincount(entry_rows(x), res, x.shape[0]) / (self.reg_row + n)).astype(np.float32)
 
     def offset_at(self, b_row: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """``mu + b_row[rows] + b_col[cols]`` (1-D float32)."""
@@ -56,7 +54,7 @@ class BiasBaseline:
     def residual(self, x: sp.csr_matrix, b_row: np.ndarray) -> sp.csr_matrix:
         """CSR ``x`` with ``mu + b_row + b_col`` subtracted from its stored entries."""
         x = sp.csr_matrix(x)
-        data = x.data - self.offset_at(b_row, _rows(x), x.indices)
+        data = x.data - self.offset_at(b_row, entry_rows(x), x.indices)
         return sp.csr_matrix((data.astype(x.dtype), x.indices, x.indptr), shape=x.shape)
 
     def predict(self, x: sp.csr_matrix, rows, cols) -> np.ndarray:

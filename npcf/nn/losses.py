@@ -8,6 +8,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.utils.sparse import entry_rows
+
+LOSSES = ("mse", "multinomial")
+
 
 def masked_mse(y: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean squared error over observed entries.
@@ -35,7 +39,7 @@ def multinomial(logits: np.ndarray, target: sp.csr_matrix) -> tuple[float, np.nd
     """
     b = max(1, logits.shape[0])
     logp = log_softmax(logits)
-    rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
+    rows = entry_rows(target)
     loss = -float(np.dot(target.data, logp[rows, target.indices])) / b
     grad = np.exp(logp) * np.asarray(target.sum(axis=1), dtype=logits.dtype)
     grad[rows, target.indices] -= target.data.astype(logits.dtype)

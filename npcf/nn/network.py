@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from npcf.nn import activations
 from npcf.utils import parallel
-from npcf.utils.sparse import union, unique, unique_inverse
+from npcf.utils.sparse import entry_rows, union, unique, unique_inverse
 from npcf.nn.losses import masked_mse, multinomial
 
 
@@ -62,6 +62,10 @@ def add_grads(a, b):
     return a + b
 
 
+class ShapeMismatch(ValueError):
+    """Given parameters do not fit the architecture; ``str(err)`` lists the names."""
+
+
 def glorot(rng, fan_in: int, fan_out: int, shape, dtype) -> np.ndarray:
     """Glorot/Xavier uniform initialisation."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
@@ -90,6 +94,8 @@ class Network:
         self._f, self._df = activations.get(activation)
         self._g, self._dg = activations.get(output_activation)
         self.dtype = np.dtype(dtype)
+        if params is not None:
+            self._check_shapes(params)
         self.params = params if params is not None else self._init(seed)
 
     @property
@@ -107,6 +113,25 @@ class Network:
                 p[f"V{k}"] = glorot(rng, d[k + 1], d[k], (d[k], d[k + 1]), self.dtype)
             p[f"c{k}"] = np.zeros(d[k], self.dtype)
         return p
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every parameter of this architecture."""
+        d, want = self.sizes, {}
+        for k in range(len(self.layers)):
+            want[f"W{k}"], want[f"b{k}"], want[f"c{k}"] = (d[k], d[k + 1]), (d[k + 1],), (d[k],)
+            if not self.tied:
+                want[f"V{k}"] = (d[k], d[k + 1])
+        return want
+
+    def _check_shapes(self, params: dict) -> None:
+        want = self.param_shapes()
+        got = {k: tuple(np.shape(v)) for k, v in params.items()}
+        if got != want:
+            missing = sorted(set(want) - set(got))
+            wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+            extra = sorted(set(got) - set(want))
+            raise ShapeMismatch(f"missing {missing or 'none'}, wrong shape {wrong or 'none'}, "
+                                f"unexpected {extra or 'none'}")
 
     def decoder_weight(self, k: int) -> np.ndarray:
         return self.params[f"W{k}" if self.tied else f"V{k}"]
@@ -181,6 +206,11 @@ class Network:
         parallel.split(work, order.size, min_size=max(1, parallel.MIN_BYTES // (a.itemsize * h)))
         return out + c[cols]
 
+    def reconstruct_at(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Reconstruction (1-D, after the output activation) at the pairs ``(rows[k],
+        cols[k])`` from the last hidden layer ``a`` (B, h1)."""
+        return self._g(self.output_at(a, rows, cols))
+
     def predict(self, x: sp.csr_matrix) -> np.ndarray:
         """Reconstruction (B, n) dense for CSR input rows (inference: no dropout)."""
         a, _ = self.hidden(x)
@@ -254,7 +284,7 @@ class Network:
         D = self.decoder_weight(0)
         dname = "W0" if self.tied else "V0"
         if loss == "mse":
-            rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
+            rows = entry_rows(target)
             cols = target.indices.astype(np.int64)
             groups = unique_inverse(cols, return_order=True)     # one sort for the batch
             z = self.output_at(a, rows, cols, output_mode, groups=groups)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.data.splits import select
+from npcf.utils.sparse import select
 
 KINDS = ("masking", "gaussian", "multiplicative", "none")
 

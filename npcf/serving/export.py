@@ -28,13 +28,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from npcf import __version__
 from npcf.errors import NpcfError
-from npcf.utils.files import atomic_path
+from npcf.evaluation.ranking import penalty_vector
+from npcf.utils.files import atomic_path, write_text
 
 OPSET = 17
 #: ONNX opset -> the IR version it was released with (as sklearn-onnx and
 #: onnxmltools pin it); a newer IR than a user's onnxruntime knows is refused.
 OPSET_TO_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 MAX_INLINE_IDS = 200_000
+PRECISIONS = ("fp32", "fp16", "int8")
 _ACT = {"relu": "Relu", "selu": "Selu", "elu": "Elu", "sigmoid": "Sigmoid", "tanh": "Tanh",
         "identity": "Identity"}
 
@@ -162,8 +164,8 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         if popularity_penalty:
             if item_counts is None:
                 raise NpcfError("a popularity penalty needs the items' rating counts")
-            pen = popularity_penalty * np.log1p(np.asarray(item_counts, np.float64))
-            rank = g.op("Sub", [scores, g.init("popularity_penalty", pen.astype(np.float32))])
+            pen = penalty_vector(popularity_penalty, item_counts)
+            rank = g.op("Sub", [scores, g.init("popularity_penalty", pen)])
         if sparse_input:
             seen = g.op("ScatterElements", [g.op("Mul", [rank, zero]), idx, mask], axis=1,
                         reduction="max")
@@ -185,7 +187,8 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     return onnx_model
 
 
-def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float) -> dict:
+def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
+             item_counts=None) -> dict:
     """``metadata_props`` of an exported model (all values strings)."""
     net = model.network
     meta = {
@@ -200,6 +203,8 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float) -> 
         "top_k": str(int(top_k or 0)),
         "popularity_penalty": repr(float(popularity_penalty)),
     }
+    if popularity_penalty:      # the runtime's NumPy path ranks with the same penalty
+        meta["item_counts"] = json.dumps(np.asarray(item_counts, np.int64).tolist())
     if model.items is not None:
         ids = model.items.ids
         meta["item_ids_dtype"] = "int64" if ids.dtype.kind == "i" else "str"
@@ -226,30 +231,34 @@ def fp16_weights(m: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
-           popularity_penalty: float = 0.0, item_counts=None, precision: str = "fp32",
+           popularity_penalty: float | None = None, item_counts=None, precision: str = "fp32",
            opset: int = OPSET) -> Path:
     """Export ``model`` to ``path`` (atomically); checker and shape inference must pass.
 
-    ``precision``: ``fp32``, ``fp16`` (weights stored as float16, see
+    ``popularity_penalty``/``item_counts``: default to the model's own
+    (``model.popularity_penalty``, ``model.item_counts``). ``precision``: ``fp32``, ``fp16`` (weights stored as float16, see
     :func:`fp16_weights`) or ``int8`` (dynamic quantization of the MatMul/Gemm/Gather
     weights by ``onnxruntime.quantization``). Item ids beyond
     :data:`MAX_INLINE_IDS` go to a sidecar ``<path>.items.json`` (hash in metadata).
     """
     path = Path(path)
-    if precision not in ("fp32", "fp16", "int8"):
-        raise NpcfError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
+    if precision not in PRECISIONS:
+        raise NpcfError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if popularity_penalty is None:
+        popularity_penalty = float(getattr(model, "popularity_penalty", 0.0) or 0.0)
+    if item_counts is None:
+        item_counts = getattr(model, "item_counts", None)
     m = build_graph(model, sparse_input=sparse_input, top_k=top_k,
                     popularity_penalty=popularity_penalty, item_counts=item_counts, opset=opset)
     if precision == "fp16":
         m = fp16_weights(m)
     meta = metadata(model, sparse_input=sparse_input, top_k=top_k,
-                    popularity_penalty=popularity_penalty)
+                    popularity_penalty=popularity_penalty, item_counts=item_counts)
     meta["precision"] = precision
     helper.set_model_props(m, meta)
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
     if model.items is not None and "item_ids" not in meta:
-        from npcf.utils.files import write_text
         write_text(str(path) + ".items.json", json.dumps(model.items.ids.tolist()))
     with atomic_path(path, suffix=".onnx") as tmp:
         if precision == "int8":

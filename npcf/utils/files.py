@@ -1,8 +1,10 @@
-"""Atomic file writes: a temporary file in the target directory, then ``os.replace``."""
+"""Atomic file writes (a temporary file in the target directory, then ``os.replace``)
+and JSON that is always valid (NaN and infinities become null)."""
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -35,9 +37,23 @@ def write_text(path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def jsonable(obj):
+    """``obj`` with NaN/inf floats as None, numpy scalars and arrays as Python values,
+    tuples as lists and keys as strings (recursively)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path, obj) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Write ``obj`` (see :func:`jsonable`) as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
 def save_npz(path, **arrays) -> None:

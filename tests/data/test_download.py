@@ -20,6 +20,7 @@ import pytest
 from npcf.data import download
 from npcf.data.download import DATASETS, DatasetInfo, cache_dir, fetch, list_datasets
 from npcf.errors import DatasetError
+from npcf.cli.output import progress_bar
 
 NAME = "ml-test"
 FILES = {
@@ -167,7 +168,7 @@ def test_progress_bar_on_terminal(server, cache, monkeypatch):
     fake = Tty()
     monkeypatch.setattr(sys, "stderr", fake)
     url, digest = served(server)
-    fetch(NAME, cache=cache, registry=registry(url, digest), progress=True)
+    fetch(NAME, cache=cache, registry=registry(url, digest), progress=progress_bar)
     assert NAME in fake.getvalue()
 
 
@@ -175,7 +176,7 @@ def test_checksum_mismatch_leaves_nothing(server, cache):
     url, digest = served(server)
     wrong = "0" * 64
     with pytest.raises(DatasetError) as err:
-        fetch(NAME, cache=cache, registry=registry(url, wrong), progress=False)
+        fetch(NAME, cache=cache, registry=registry(url, wrong), progress=None)
     msg = str(err.value)
     assert NAME in msg and wrong in msg and digest in msg
     assert list(cache.iterdir()) == []
@@ -197,7 +198,7 @@ def test_unsafe_entries_refused(server, cache, tmp_path, kind):
     url, digest = served(server, files, symlinks=symlinks)
 
     with pytest.raises(DatasetError, match="unsafe entry"):
-        fetch(NAME, cache=cache, registry=registry(url, digest), progress=False)
+        fetch(NAME, cache=cache, registry=registry(url, digest), progress=None)
 
     assert not outside.exists()
     assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
@@ -207,7 +208,7 @@ def test_unsafe_entries_refused(server, cache, tmp_path, kind):
 def test_interrupted_transfer_leaves_no_partial_file(server, cache):
     reg = registry(f"{server.url}/truncated.zip", "0" * 64)
     with pytest.raises(DatasetError, match="interrupted") as err:
-        fetch(NAME, cache=cache, registry=reg, progress=False)
+        fetch(NAME, cache=cache, registry=reg, progress=None)
     assert "\n" not in str(err.value)
     assert list(cache.iterdir()) == []
 
@@ -215,7 +216,7 @@ def test_interrupted_transfer_leaves_no_partial_file(server, cache):
 def test_offline_without_cache_says_where_to_put_the_file(cache):
     url = closed_port_url()
     with pytest.raises(DatasetError) as err:
-        fetch(NAME, cache=cache, registry=registry(url, "0" * 64), progress=False)
+        fetch(NAME, cache=cache, registry=registry(url, "0" * 64), progress=None)
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith(f"cannot download {NAME} (")
@@ -225,40 +226,40 @@ def test_offline_without_cache_says_where_to_put_the_file(cache):
 
 def test_manually_placed_zip_works_offline(cache):
     digest = make_zip(cache / f"{NAME}.zip", FILES)
-    out = fetch(NAME, cache=cache, registry=registry(closed_port_url(), digest), progress=False)
+    out = fetch(NAME, cache=cache, registry=registry(closed_port_url(), digest), progress=None)
     assert (out / f"{NAME}/ratings.csv").read_bytes() == FILES[f"{NAME}/ratings.csv"]
 
 
 def test_manually_placed_bad_zip_rejected(cache):
     make_zip(cache / f"{NAME}.zip", FILES)
     with pytest.raises(DatasetError, match="checksum mismatch"):
-        fetch(NAME, cache=cache, registry=registry(closed_port_url(), "1" * 64), progress=False)
+        fetch(NAME, cache=cache, registry=registry(closed_port_url(), "1" * 64), progress=None)
     assert list(cache.iterdir()) == []
 
 
 def test_half_finished_extract_is_redone_from_kept_zip(cache):
     digest = make_zip(cache / f"{NAME}.zip", FILES)
     reg = registry(closed_port_url(), digest)
-    out = fetch(NAME, cache=cache, registry=reg, progress=False)
+    out = fetch(NAME, cache=cache, registry=reg, progress=None)
     (out / download.MARKER).unlink()
     (out / f"{NAME}/movies.csv").unlink()
-    assert fetch(NAME, cache=cache, registry=reg, progress=False) == out
+    assert fetch(NAME, cache=cache, registry=reg, progress=None) == out
     assert (out / f"{NAME}/movies.csv").exists() and (out / download.MARKER).exists()
 
 
 def test_trust_on_first_use(server, cache):
     url, digest = served(server)
     reg = registry(url, None)
-    out = fetch(NAME, cache=cache, registry=reg, progress=False)
+    out = fetch(NAME, cache=cache, registry=reg, progress=None)
     assert (cache / f"{NAME}.zip.sha256").read_text().strip() == digest
-    assert fetch(NAME, cache=cache, registry=reg, progress=False) == out
+    assert fetch(NAME, cache=cache, registry=reg, progress=None) == out
 
     # The server now hands out a different archive: it must not be trusted.
     _, other = served(server, {**FILES, f"{NAME}/extra.txt": b"changed"})
     (cache / f"{NAME}.zip").unlink()
     shutil.rmtree(out)
     with pytest.raises(DatasetError, match="checksum mismatch") as err:
-        fetch(NAME, cache=cache, registry=reg, progress=False)
+        fetch(NAME, cache=cache, registry=reg, progress=None)
     assert digest in str(err.value) and other in str(err.value)
     assert not out.exists() and not (cache / f"{NAME}.zip").exists()
 
@@ -267,14 +268,14 @@ def test_not_a_zip_is_deleted(server, cache):
     (server.root / f"{NAME}.zip").write_bytes(b"this is not a zip archive")
     with pytest.raises(DatasetError, match="not a valid zip"):
         fetch(NAME, cache=cache, registry=registry(f"{server.url}/{NAME}.zip", None),
-              progress=False)
+              progress=None)
     assert list(cache.iterdir()) == []
 
 
 def test_http_error_is_one_line(server, cache):
     with pytest.raises(DatasetError, match="404") as err:
         fetch(NAME, cache=cache, registry=registry(f"{server.url}/missing.zip", None),
-              progress=False)
+              progress=None)
     assert "\n" not in str(err.value)
 
 
@@ -291,7 +292,7 @@ def test_list_datasets(server, cache):
     [row] = list_datasets(cache, registry=reg)
     assert row == {"name": NAME, "size_bytes": None, "cached": False, "url": url,
                    "description": "a tiny test dataset"}
-    fetch(NAME, cache=cache, registry=reg, progress=False)
+    fetch(NAME, cache=cache, registry=reg, progress=None)
     assert list_datasets(cache, registry=reg)[0]["cached"] is True
 
     rows = list_datasets(cache)

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from npcf.evaluation import baselines
-from npcf.nn.bias import BiasBaseline
+from npcf.nn.bias import UserItemBias
 from npcf.evaluation.protocol import evaluate
 
 
@@ -69,7 +69,7 @@ def test_ease_picks_lambda_on_validation():
 def test_biases_reuse_bias_baseline_and_clip():
     X = _ratings(50, 30)
     model = baselines.Biases(reg=4.0, scale=(0.5, 5.0)).fit(X)
-    ref = BiasBaseline(4.0, 4.0).fit(X)
+    ref = UserItemBias(4.0, 4.0).fit(X)
     want = np.clip(ref.offset(ref.row_bias(X)), 0.5, 5.0)
     np.testing.assert_allclose(model.predict(X), want, rtol=1e-6)
     assert model.rating and model.predict(X).dtype == np.float32
@@ -82,7 +82,7 @@ def test_biases_choose_reg_by_validation_rmse():
     rows = np.repeat(np.arange(val.shape[0]), np.diff(val.indptr))
 
     def err(reg):
-        b = BiasBaseline(reg, reg).fit(X)
+        b = UserItemBias(reg, reg).fit(X)
         p = np.clip(b.predict(X, rows, val.indices), X.data.min(), X.data.max())
         return np.sqrt(np.mean((p - val.data) ** 2))
     assert model.reg == min((0.1, 5.0, 100.0), key=err)

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 
 from npcf import AutoEncoder
+from npcf.autoencoder.callbacks import Checkpoint
 from npcf.cli import main
 from npcf.autoencoder.ensemble import merge
 from npcf.serving.export import export
@@ -85,7 +86,7 @@ def test_ensemble_predicts_the_mean_of_its_seeds(item_based):
 def test_ensemble_must_be_a_positive_integer():
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match="ensemble"):
-            AutoEncoder(ensemble=bad)
+            AutoEncoder(ensemble=bad).fit(TRAIN)
 
 
 def test_ensemble_saves_loads_and_exports(tmp_path):
@@ -124,27 +125,26 @@ def test_cli_ensemble_trains_members_and_resume_reuses_finished_ones(movies_smal
 
 def test_resume_trains_again_members_whose_options_or_data_changed(tmp_path):
     out = tmp_path / "run"
-    AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, out=out)
+    AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, callbacks=[Checkpoint(out)])
     stamp = {k: (out / "members" / k / "model.npz").stat().st_mtime_ns for k in ("0", "1")}
-    again = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, out=out, resume=True)
+    again = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, callbacks=[Checkpoint(out, resume=True)])
     assert {k: (out / "members" / k / "model.npz").stat().st_mtime_ns
             for k in ("0", "1")} == stamp                              # same: reused
     assert len(again.history) == 6                                     # histories kept
-    changed = AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(TRAIN, VAL, out=out,
-                                                                 resume=True)
+    changed = AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(
+        TRAIN, VAL, callbacks=[Checkpoint(out, resume=True)])
     fresh = AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(TRAIN, VAL)
     np.testing.assert_allclose(changed.predict(TRAIN), fresh.predict(TRAIN), atol=1e-6)
     other_data = X[:, ::-1].tocsr()
-    AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(other_data, out=out, resume=True)
+    AutoEncoder(**dict(BASE, lr=1e-2), ensemble=2).fit(other_data, callbacks=[Checkpoint(out, resume=True)])
     meta = json.loads((out / "members" / "0" / "model.json").read_text())
-    from npcf.autoencoder.estimator import fingerprint
+    from npcf.rundir import fingerprint
     assert meta["info"]["fingerprint"] == fingerprint(other_data)    # trained again
 
 
 def test_ensemble_without_validation_and_its_history_file(tmp_path):
-    from npcf.data import load_dataset
-    from npcf.workflows import run_training
-    ens = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, out=tmp_path / "m")
+    from npcf.workflows import train
+    ens = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, callbacks=[Checkpoint(tmp_path / "m")])
     assert "validation" not in ens.info and ens.info["best_epoch"] == [0, 0]   # no validation: no best epoch
     lines = (tmp_path / "m" / "history.csv").read_text().splitlines()
     assert lines[0].startswith("member,epoch,train_loss") and len(lines) == 7
@@ -152,6 +152,6 @@ def test_ensemble_without_validation_and_its_history_file(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("userId,movieId,rating\n" + "\n".join(
         f"{u},{i},{r}" for u, i, r in zip(*TRAIN.nonzero(), TRAIN.data)) + "\n")
-    res = run_training(load_dataset(path, seed=0), dict(BASE, ensemble=2), tmp_path / "cli")
+    res = train(dict(BASE, ensemble=2), tmp_path / "cli", {"data": path, "seed": 0})
     assert set(res["validation"]) == {"val_rmse", "val_mae"}
 

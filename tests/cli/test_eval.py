@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from npcf.cli import evaluate_cmd, main
+from npcf import workflows
+from npcf.cli import main
 from npcf.evaluation.metrics import BEYOND, RANKING
 
 
@@ -124,11 +125,14 @@ def test_data_must_match_the_model(trained, small_prepared):
     assert r.exit_code == 1 and "other movies" in r.output
 
 
-def test_run_baselines(small_prepared, tmp_path, capsys):
+def test_run_baselines(small_prepared, tmp_path):
     out = tmp_path / "b.json"
-    res = evaluate_cmd.run_baselines(str(small_prepared), "5,10", str(out), True)
-    text = capsys.readouterr().out
+    r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),
+                                  "-k", "5,10", "--json", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    text = r.output
     data = json.loads(out.read_text())
+    res = workflows.compare_baselines(str(small_prepared), ks=(5, 10))
     assert list(res["models"]) == ["global_mean", "biases", "popularity", "ease"]
     assert set(data["models"]) == set(res["models"])
     assert data["threshold"] == 4.0 and data["ks"] == [5, 10]
@@ -147,10 +151,6 @@ def test_run_baselines(small_prepared, tmp_path, capsys):
 
 
 def test_eval_baselines_flag(small_prepared, tmp_path):
-    """Once `--baselines` is wired into `eval` (see the report), it runs run_baselines."""
-    from npcf.cli.evaluate import eval_cmd
-    if not any("--baselines" in p.opts for p in eval_cmd.params):
-        pytest.skip("eval --baselines is not wired into npcf/cli/evaluate.py yet")
     out = tmp_path / "b.json"
     r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),
                                   "-k", "10", "--json", str(out), "-q"])

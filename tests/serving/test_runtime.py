@@ -10,13 +10,13 @@ from npcf.errors import CheckpointError, NpcfError
 from npcf.serving.export import export
 from npcf.serving.runtime import Recommender, read_titles
 
-from test_export import N_ITEMS, _ratings, make_model
+from helpers import N_ITEMS, fitted_model, random_ratings
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("rt")
-    model = make_model()
+    model = fitted_model()
     path = export(model, d / "model.onnx", top_k=10)
     sparse = export(model, d / "sparse.onnx", top_k=10, sparse_input=True)
     movies = d / "movies.csv"
@@ -40,22 +40,24 @@ def test_fold_in_unseen_user_matches_numpy(exported):
         x = sp.csr_matrix((np.array([5.0, 1.0, 4.5], np.float32), ([0, 0, 0], [3, 10, 42])),
                           shape=(1, N_ITEMS))
         np.testing.assert_allclose(rec.scores(history), model.predict(x)[0], rtol=1e-5, atol=1e-5)
-        ids, scores, titles = rec.recommend(history, k=5)
+        ids, scores = rec.recommend(history, k=5)
+        titles = rec.titles_of(ids)
         assert ids.shape == (5,) and not set(ids) & {1003, 1010, 1042}
         assert titles[0].startswith("Film ") and len(titles) == 5
         assert np.all(np.diff(scores) <= 1e-6)
-        inc, _, _ = rec.recommend(history, k=N_ITEMS, exclude_seen=False)
+        inc, _ = rec.recommend(history, k=N_ITEMS, filter_seen=False)
         assert {1003, 1010, 1042} <= set(inc.tolist())
 
 
 def test_batched_recommend_and_exclusions(exported):
     model, path, _, _ = exported
     rec = Recommender.load(path)
-    x = _ratings(12, N_ITEMS, 0.2, 11)
-    ids, scores, titles = rec.recommend(x, k=4)
-    assert ids.shape == (12, 4) and scores.shape == (12, 4) and titles is None
+    x = random_ratings(12, N_ITEMS, 0.2, 11)
+    ids, scores = rec.recommend(x, k=4)
+    assert ids.shape == (12, 4) and scores.shape == (12, 4) and rec.titles is None
+    assert rec.titles_of(ids) == [[""] * 4] * 12
     first = ids[0, 0]
-    ids2, _, _ = rec.recommend(x, k=4, exclude=[first])
+    ids2, _ = rec.recommend(x, k=4, filter_items=[first])
     assert first not in ids2[0]
     dense = x.toarray()
     cols = np.searchsorted(rec.item_ids, ids)
@@ -69,8 +71,8 @@ def test_errors_are_clear(exported, tmp_path):
         rec.scores(sp.csr_matrix((2, N_ITEMS + 1), dtype=np.float32))
     with pytest.raises(NpcfError, match="unknown movie id"):
         rec.recommend([(999999, 4.0)])
-    with pytest.raises(NpcfError, match="unknown movie id to exclude"):
-        rec.recommend([(1001, 4.0)], exclude=[5])
+    with pytest.raises(NpcfError, match="unknown movie id.*: 5"):
+        rec.recommend([(1001, 4.0)], filter_items=[5])
     with pytest.raises(CheckpointError, match="no such model file"):
         Recommender.load(tmp_path / "missing.onnx")
     bad = tmp_path / "corrupt.onnx"

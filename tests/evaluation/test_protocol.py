@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from npcf.evaluation import metrics
 from npcf.evaluation.protocol import evaluate, metric_keys, ranking_metrics, rating_metrics
+from npcf.cli.output import progress_bar
 
 
 def _data(seed=0, n_users=60, n_items=40):
@@ -174,7 +175,7 @@ def test_errors():
 
 def test_progress_silent_without_tty(capsys):
     test_input, test, W, bias, _ = _data()
-    evaluate(Linear(W, bias), test_input, test, ks=(5,), progress=True)
+    evaluate(Linear(W, bias), test_input, test, ks=(5,), progress=progress_bar)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
 

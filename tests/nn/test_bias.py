@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf.nn.bias import BiasBaseline
+from npcf.nn.bias import UserItemBias
 
 
 def random_ratings(n_users=12, n_items=9, density=0.45, seed=0):
@@ -34,7 +34,7 @@ def ridge_solve(m: sp.csr_matrix, reg_row: float, reg_col: float):
 def test_matches_dense_ridge_solution(reg_row, reg_col):
     m = random_ratings()
     mu, b_u, b_i = ridge_solve(m, reg_row, reg_col)
-    base = BiasBaseline(reg_row, reg_col, n_iter=2000).fit(m)
+    base = UserItemBias(reg_row, reg_col, n_iter=2000).fit(m)
     assert base.mu == pytest.approx(mu, rel=1e-12)
     assert base.col_bias.dtype == np.float32 and base.col_bias.shape == (m.shape[1],)
     np.testing.assert_allclose(base.col_bias, b_i, atol=2e-5)
@@ -45,7 +45,7 @@ def test_matches_dense_ridge_solution(reg_row, reg_col):
 def test_default_iterations_are_close_to_the_optimum():
     m = random_ratings(40, 30, 0.3, seed=4)
     _, _, b_i = ridge_solve(m, 5.0, 5.0)
-    base = BiasBaseline().fit(m)
+    base = UserItemBias().fit(m)
     assert np.abs(base.col_bias - b_i).max() < 0.02
 
 
@@ -54,7 +54,7 @@ def test_complete_matrix_without_regularisation_is_two_way_anova():
                   [5.0, 3.0, 1.0],
                   [3.0, 1.0, 5.0],
                   [4.0, 2.0, 3.0]], np.float32)
-    base = BiasBaseline(0.0, 0.0, n_iter=3).fit(sp.csr_matrix(r))
+    base = UserItemBias(0.0, 0.0, n_iter=3).fit(sp.csr_matrix(r))
     mu = r.mean()
     assert base.mu == pytest.approx(mu)
     np.testing.assert_allclose(base.col_bias, r.mean(0) - mu, atol=1e-6)
@@ -65,7 +65,7 @@ def test_single_item_known_case():
     # one item rated 4 and 2 by two users, reg 1: mu = 3, and by symmetry b_i = 0,
     # b_u = +-1 / (1 + 1)
     m = sp.csr_matrix(np.array([[4.0], [2.0]], np.float32))
-    base = BiasBaseline(1.0, 1.0, n_iter=50).fit(m)
+    base = UserItemBias(1.0, 1.0, n_iter=50).fit(m)
     assert base.mu == 3.0
     np.testing.assert_allclose(base.col_bias, [0.0], atol=1e-7)
     np.testing.assert_allclose(base.row_bias(m), [0.5, -0.5], atol=1e-7)
@@ -73,7 +73,7 @@ def test_single_item_known_case():
 
 def test_fold_in_row_bias_formula():
     m = random_ratings(seed=1)
-    base = BiasBaseline(reg_row=3.0, reg_col=2.0).fit(m)
+    base = UserItemBias(reg_row=3.0, reg_col=2.0).fit(m)
     # a new user (not in training) with three ratings, and an empty row
     x = sp.csr_matrix((np.array([5.0, 1.0, 4.0], np.float32), np.array([0, 4, 7]),
                        np.array([0, 3, 3])), shape=(2, m.shape[1]))
@@ -89,7 +89,7 @@ def test_fold_in_row_bias_formula():
 
 def test_offsets_residual_and_predict_agree():
     m = random_ratings(seed=2)
-    base = BiasBaseline().fit(m)
+    base = UserItemBias().fit(m)
     b = base.row_bias(m)
     dense = base.offset(b)
     assert dense.shape == m.shape and dense.dtype == np.float32
@@ -110,5 +110,5 @@ def test_biases_capture_structure():
     rng = np.random.default_rng(0)
     r = np.clip(np.round(rng.normal(3, 0.5, (30, 5))), 1, 5)
     r[:, 0], r[:, 1] = 5, 1
-    base = BiasBaseline().fit(sp.csr_matrix(r))
+    base = UserItemBias().fit(sp.csr_matrix(r))
     assert base.col_bias[0] > 1 and base.col_bias[1] < -1

@@ -7,30 +7,14 @@ import onnxruntime as ort
 import pytest
 import scipy.sparse as sp
 
-from npcf import AutoEncoder, Vocabulary
+from npcf import AutoEncoder
 from npcf.errors import NpcfError
 from npcf.serving.export import OPSET, OPSET_TO_IR, build_graph, export
 from npcf.serving.runtime import Recommender
 
+from helpers import N_ITEMS, fitted_model, random_ratings
+
 ACTS = ["relu", "selu", "elu", "sigmoid", "tanh", "identity"]
-N_USERS, N_ITEMS = 40, 60
-
-
-def _ratings(n_rows, n_cols, density, seed):
-    rng = np.random.default_rng(seed)
-    m = sp.random(n_rows, n_cols, density=density, random_state=rng, format="csr",
-                  dtype=np.float32)
-    m.data = np.round(rng.uniform(0.5, 5.0, m.nnz) * 2).astype(np.float32) / 2
-    return m
-
-
-def make_model(tied=True, activation="selu", loss="mse", residual=True, layers=(16, 8),
-               output_activation="identity", seed=0):
-    X = _ratings(N_USERS, N_ITEMS, 0.2, seed)
-    m = AutoEncoder(layers=layers, tied=tied, activation=activation, loss=loss,
-                    residual=residual, output_activation=output_activation, n_epochs=1,
-                    batch_size=8, seed=seed)
-    return m.fit(X, scale=(0.5, 5.0), items=Vocabulary(np.arange(1000, 1000 + N_ITEMS)))
 
 
 def feeds(x: sp.csr_matrix, sparse_input: bool, pad_index: int = 0):
@@ -57,14 +41,14 @@ def rel_err(a, b):
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("activation", ACTS)
 def test_parity_every_activation_both_signatures(tmp_path, tied, activation):
-    model = make_model(tied=tied, activation=activation)
+    model = fitted_model(tied=tied, activation=activation)
     for sparse_input in (False, True):
         path = export(model, tmp_path / f"m{sparse_input}.onnx", sparse_input=sparse_input)
         for batch in (1, 257):
-            x = _ratings(batch, N_ITEMS, 0.1, batch)
+            x = random_ratings(batch, N_ITEMS, 0.1, batch)
             x = x[np.flatnonzero(np.diff(x.indptr))] if batch == 1 else x
             if x.shape[0] == 0:
-                x = _ratings(1, N_ITEMS, 0.5, 7)
+                x = random_ratings(1, N_ITEMS, 0.5, 7)
             (got,) = run(path, x, sparse_input, ["scores"])
             assert got.shape == (x.shape[0], N_ITEMS) and got.dtype == np.float32
             assert rel_err(got, model.predict(x)) <= 1e-5
@@ -73,8 +57,8 @@ def test_parity_every_activation_both_signatures(tmp_path, tied, activation):
 @pytest.mark.parametrize("loss,residual,out_act", [("mse", False, "sigmoid"),
                                                    ("multinomial", False, "identity")])
 def test_parity_other_losses_and_no_residual(tmp_path, loss, residual, out_act):
-    model = make_model(loss=loss, residual=residual, output_activation=out_act)
-    x = _ratings(33, N_ITEMS, 0.15, 3)
+    model = fitted_model(loss=loss, residual=residual, output_activation=out_act)
+    x = random_ratings(33, N_ITEMS, 0.15, 3)
     for sparse_input in (False, True):
         path = export(model, tmp_path / "m.onnx", sparse_input=sparse_input)
         (got,) = run(path, x, sparse_input, ["scores"])
@@ -82,8 +66,8 @@ def test_parity_other_losses_and_no_residual(tmp_path, loss, residual, out_act):
 
 
 def test_empty_rows_and_padding_index_do_not_matter(tmp_path):
-    model = make_model()
-    x = _ratings(5, N_ITEMS, 0.2, 4)
+    model = fitted_model()
+    x = random_ratings(5, N_ITEMS, 0.2, 4)
     x = sp.vstack([x, sp.csr_matrix((1, N_ITEMS), dtype=np.float32)]).tocsr()
     path = export(model, tmp_path / "s.onnx", sparse_input=True)
     (a,) = run(path, x, True, ["scores"])
@@ -97,8 +81,8 @@ def test_empty_rows_and_padding_index_do_not_matter(tmp_path):
 
 @pytest.mark.parametrize("sparse_input", [False, True])
 def test_top_k_matches_numpy_ranking_and_masks_seen(tmp_path, sparse_input):
-    model = make_model()
-    x = _ratings(64, N_ITEMS, 0.2, 5)
+    model = fitted_model()
+    x = random_ratings(64, N_ITEMS, 0.2, 5)
     path = export(model, tmp_path / "t.onnx", sparse_input=sparse_input, top_k=7)
     scores, top, top_scores = run(path, x, sparse_input, ["scores", "top_items", "top_scores"])
     assert top.dtype == np.int64 and top.shape == (64, 7)
@@ -113,9 +97,9 @@ def test_top_k_matches_numpy_ranking_and_masks_seen(tmp_path, sparse_input):
 
 
 def test_popularity_penalty_changes_ranking_as_specified(tmp_path):
-    model = make_model()
+    model = fitted_model()
     counts = np.arange(N_ITEMS)[::-1] * 10           # item 0 most popular
-    x = _ratings(20, N_ITEMS, 0.1, 6)
+    x = random_ratings(20, N_ITEMS, 0.1, 6)
     beta = 0.5
     path = export(model, tmp_path / "p.onnx", top_k=5, popularity_penalty=beta,
                   item_counts=counts)
@@ -132,8 +116,8 @@ def test_popularity_penalty_changes_ranking_as_specified(tmp_path):
 
 
 def test_checker_ir_version_metadata_and_tied_size(tmp_path):
-    tied = make_model(tied=True, layers=(32,))
-    untied = make_model(tied=False, layers=(32,))
+    tied = fitted_model(tied=True, layers=(32,))
+    untied = fitted_model(tied=False, layers=(32,))
     p1, p2 = export(tied, tmp_path / "t.onnx"), export(untied, tmp_path / "u.onnx")
     m = onnx.load(p1)
     onnx.checker.check_model(m, full_check=True)
@@ -152,8 +136,8 @@ def test_checker_ir_version_metadata_and_tied_size(tmp_path):
 
 
 def test_int8_variant_reloads_and_stays_close(tmp_path):
-    model = make_model(layers=(64,))
-    x = _ratings(50, N_ITEMS, 0.2, 8)
+    model = fitted_model(layers=(64,))
+    x = random_ratings(50, N_ITEMS, 0.2, 8)
     for sparse_input in (False, True):
         q = export(model, tmp_path / f"q{sparse_input}.onnx", precision="int8",
                    sparse_input=sparse_input, top_k=5)
@@ -169,8 +153,8 @@ def test_int8_variant_reloads_and_stays_close(tmp_path):
 
 
 def test_fp16_weights_halve_the_file_and_stay_close(tmp_path):
-    model = make_model(layers=(64,))
-    x = _ratings(40, N_ITEMS, 0.2, 12)
+    model = fitted_model(layers=(64,))
+    x = random_ratings(40, N_ITEMS, 0.2, 12)
     for sparse_input in (False, True):
         full = export(model, tmp_path / f"f{sparse_input}.onnx", sparse_input=sparse_input)
         half = export(model, tmp_path / f"h{sparse_input}.onnx", precision="fp16",
@@ -186,21 +170,51 @@ def test_fp16_weights_halve_the_file_and_stay_close(tmp_path):
 
 def test_item_based_and_unfitted_models_are_refused(tmp_path):
     with pytest.raises(NpcfError, match="item-based"):
-        build_graph(make_model().__class__(item_based=True, n_epochs=1).fit(
-            _ratings(10, 12, 0.3, 1)))
+        build_graph(fitted_model().__class__(item_based=True, n_epochs=1).fit(
+            random_ratings(10, 12, 0.3, 1)))
     with pytest.raises(NpcfError, match="not fitted"):
         build_graph(AutoEncoder())
 
 
 def test_recommender_uses_graph_top_k_and_numpy_path_identically(tmp_path):
-    model = make_model()
-    x = _ratings(30, N_ITEMS, 0.2, 9)
+    model = fitted_model()
+    x = random_ratings(30, N_ITEMS, 0.2, 9)
     path = export(model, tmp_path / "r.onnx", top_k=10)
     rec = Recommender.load(path)
-    g_ids, g_scores, _ = rec.recommend(x, k=10)
-    n_ids, n_scores, _ = rec.recommend(x, k=10, exclude=[])  # graph path
+    g_ids, g_scores = rec.recommend(x, k=10)
+    n_ids, n_scores = rec.recommend(x, k=10, filter_items=[])   # the NumPy path
     rec.graph_top_k = 0                                    # force the NumPy path
-    p_ids, p_scores, _ = rec.recommend(x, k=10)
+    p_ids, p_scores = rec.recommend(x, k=10)
     np.testing.assert_array_equal(g_ids, p_ids)
     np.testing.assert_allclose(g_scores, p_scores)
     np.testing.assert_array_equal(g_ids, n_ids)
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_both_recommender_paths_rank_alike_with_a_popularity_penalty(tmp_path, sparse_input):
+    """The penalty used to apply on the in-graph path only: with k above the exported
+    top-k, an exclusion or a forced NumPy path, the ranking changed."""
+    model = fitted_model(loss="multinomial", residual=False)
+    x = random_ratings(30, N_ITEMS, 0.2, 9)
+    x = sp.vstack([x, sp.csr_matrix(np.r_[np.ones(N_ITEMS - 3), np.zeros(3)][None, :])],
+                  format="csr")                          # a user with 3 unseen movies
+    path = export(model, tmp_path / "p.onnx", top_k=10, popularity_penalty=0.7,
+                  sparse_input=sparse_input)
+    rec = Recommender.load(path)
+    assert rec.popularity_penalty == pytest.approx(0.7)
+    graph = rec.recommend(x, k=10)
+    numpy_path = rec.recommend(x, k=10, filter_items=[])
+    np.testing.assert_array_equal(graph.ids, numpy_path.ids)
+    np.testing.assert_allclose(graph.scores, numpy_path.scores, rtol=1e-6)
+    longer = rec.recommend(x, k=15)                     # above the exported k: NumPy path
+    np.testing.assert_array_equal(longer.ids[:, :10], graph.ids)
+    # the penalty really moves the ranking, and the last user is padded after 3 movies
+    plain = Recommender.load(export(model, tmp_path / "q.onnx", top_k=10,
+                                    popularity_penalty=0.0, sparse_input=sparse_input))
+    assert (plain.recommend(x, k=10).ids != graph.ids).any()
+    assert (graph.ids[-1, 3:] == -1).all() and np.isneginf(graph.scores[-1, 3:]).all()
+    assert set(graph.ids[-1, :3]) == set(rec.items.ids[-3:])
+    # ... and equals the estimator's own recommend with the same penalty
+    model.popularity_penalty = 0.7
+    mine = model.recommend(x, k=10)
+    np.testing.assert_array_equal(mine.ids, graph.ids)

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 import npcf
 from npcf import AutoEncoder, Vocabulary
+from npcf.autoencoder.callbacks import Checkpoint
 from npcf.errors import CheckpointError
 
 
@@ -94,7 +95,7 @@ def test_checkpoint_needs_no_pickle(tmp_path):
 
 
 def test_fit_with_out_writes_the_final_model(tmp_path):
-    model = AutoEncoder(**BASE).fit(X, out=tmp_path)
+    model = AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path)])
     loaded = AutoEncoder.load(tmp_path)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 

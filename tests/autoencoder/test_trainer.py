@@ -10,7 +10,9 @@ import pytest
 
 from npcf import AutoEncoder
 from npcf.errors import NpcfError
-from npcf.autoencoder.trainer import RESUME_JSON, RESUME_NPZ, Trainer, TrainingDiverged, TrainingInterrupted
+from npcf.autoencoder.callbacks import Checkpoint
+from npcf.autoencoder.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from npcf.rundir import RESUME_JSON, RESUME_NPZ
 from helpers import split, tiny_ratings
 
 
@@ -42,17 +44,17 @@ def test_same_seed_same_weights_different_seed_different():
     c = AutoEncoder(**dict(BASE, seed=1), dropout=0.2).fit(train, val)
     assert not np.array_equal(a.network.params["W0"], c.network.params["W0"])
     # the seed also drives the initial weights
-    n0 = AutoEncoder(**BASE).build(*X.shape)
-    n1 = AutoEncoder(**dict(BASE, seed=1)).build(*X.shape)
+    n0 = AutoEncoder(**BASE)._build(*X.shape)
+    n1 = AutoEncoder(**dict(BASE, seed=1))._build(*X.shape)
     assert not np.array_equal(n0.params["W0"], n1.params["W0"])
-    assert_same_params(n0.params, AutoEncoder(**BASE).build(*X.shape).params)
+    assert_same_params(n0.params, AutoEncoder(**BASE)._build(*X.shape).params)
 
 
 def test_seed_drives_shuffle_noise_and_dropout_not_only_init(monkeypatch):
     """Same initial weights, different seed: training itself must still differ."""
     X = tiny_ratings()
     a = AutoEncoder(**BASE, dropout=0.3)
-    a.build(*X.shape)
+    a._build(*X.shape)
     init = params_of(a)
     import npcf.autoencoder.estimator as ae_mod
     orig = ae_mod.Network.__init__
@@ -62,7 +64,7 @@ def test_seed_drives_shuffle_noise_and_dropout_not_only_init(monkeypatch):
         orig(self, *args, **kw)
     monkeypatch.setattr(ae_mod.Network, "__init__", fixed_init)
     b = AutoEncoder(**dict(BASE, seed=5), dropout=0.3)
-    b.build(*X.shape)
+    b._build(*X.shape)
     assert_same_params(init, params_of(b))
     a.fit(X)
     b.fit(X)
@@ -94,7 +96,7 @@ def test_resume_after_ctrl_c_is_identical_to_a_straight_run(tmp_path, monkeypatc
     train, val = split(X)
     val_arg = val if with_validation else None
     kw = dict(BASE, optimizer="adam", dropout=0.2, noise="masking", noise_level=0.3)
-    straight = AutoEncoder(**kw).fit(train, val_arg, out=tmp_path / "straight")
+    straight = AutoEncoder(**kw).fit(train, val_arg, callbacks=[Checkpoint(tmp_path / "straight")])
 
     per_epoch = -(-np.count_nonzero(np.diff(train.indptr)) // kw["batch_size"])
     n_steps = 2 * per_epoch if where == "end_of_epoch_2" else 2 * per_epoch + 2
@@ -102,7 +104,7 @@ def test_resume_after_ctrl_c_is_identical_to_a_straight_run(tmp_path, monkeypatc
     out = tmp_path / "run"
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        AutoEncoder(**kw).fit(train, val_arg, out=out)
+        AutoEncoder(**kw).fit(train, val_arg, callbacks=[Checkpoint(out)])
     assert signal.getsignal(signal.SIGINT) is handler          # the Ctrl-C handler is restored
     meta = json.loads((out / RESUME_JSON).read_text())
     assert (meta["epoch"], meta["batch"]) == ((1, per_epoch) if where == "end_of_epoch_2"
@@ -111,7 +113,7 @@ def test_resume_after_ctrl_c_is_identical_to_a_straight_run(tmp_path, monkeypatc
         assert any(k.startswith("opt/") for k in f.files)
     monkeypatch.undo()
 
-    resumed = AutoEncoder(**kw).fit(train, val_arg, out=out, resume=True)
+    resumed = AutoEncoder(**kw).fit(train, val_arg, callbacks=[Checkpoint(out, resume=True)])
     assert_same_params(params_of(straight), params_of(resumed))
     assert strip_seconds(resumed.history) == strip_seconds(straight.history)
     assert len(resumed.history) == 4
@@ -133,9 +135,9 @@ def test_resume_keeps_the_best_epoch_and_early_stopping_state(tmp_path, monkeypa
     per_epoch = -(-np.count_nonzero(np.diff(train.indptr)) // kw["batch_size"])
     interrupt_after(monkeypatch, (best + 1) * per_epoch + 1)    # after the best epoch
     with pytest.raises(TrainingInterrupted):
-        AutoEncoder(**kw).fit(train, val, out=tmp_path)
+        AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(tmp_path)])
     monkeypatch.undo()
-    resumed = AutoEncoder(**kw).fit(train, val, out=tmp_path, resume=True)
+    resumed = AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(tmp_path, resume=True)])
     assert resumed.info["best_epoch"] == best
     assert strip_seconds(resumed.history) == strip_seconds(straight.history)
     assert_same_params(params_of(straight), params_of(resumed))
@@ -145,15 +147,15 @@ def test_resume_with_different_options_is_refused(tmp_path, monkeypatch):
     X = tiny_ratings()
     interrupt_after(monkeypatch, 3)
     with pytest.raises(TrainingInterrupted):
-        AutoEncoder(**BASE).fit(X, out=tmp_path)
+        AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path)])
     monkeypatch.undo()
     with pytest.raises(NpcfError, match=r"options differ.*\blr\b"):
-        AutoEncoder(**dict(BASE, lr=0.1)).fit(X, out=tmp_path, resume=True)
+        AutoEncoder(**dict(BASE, lr=0.1)).fit(X, callbacks=[Checkpoint(tmp_path, resume=True)])
 
 
 def test_resume_without_state_is_a_clear_error(tmp_path):
     with pytest.raises(NpcfError, match="cannot resume from"):
-        AutoEncoder(**BASE).fit(tiny_ratings(), out=tmp_path, resume=True)
+        AutoEncoder(**BASE).fit(tiny_ratings(), callbacks=[Checkpoint(tmp_path, resume=True)])
 
 
 def test_interrupt_without_out_dir_says_nothing_saved(monkeypatch):
@@ -172,7 +174,7 @@ def test_divergence_raises_and_keeps_the_last_good_checkpoint(tmp_path):
     kw = dict(BASE, optimizer="sgd", lr=0.01, schedule="step", step_size=1, gamma=1e20)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged) as info:
-        AutoEncoder(**kw).fit(train, val, out=out)
+        AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(out)])
     msg = str(info.value)
     assert "loss became" in msg and "epoch 2" in msg and "--lr" in msg
     assert f"last good checkpoint: {out / 'model.npz'}" in msg
@@ -235,7 +237,7 @@ def test_history_file_and_learning_rate_schedule(tmp_path):
     X = tiny_ratings()
     train, val = split(X)
     m = AutoEncoder(**dict(BASE, schedule="step", step_size=2, gamma=0.1)).fit(
-        train, val, out=tmp_path)
+        train, val, callbacks=[Checkpoint(tmp_path)])
     lines = (tmp_path / "history.csv").read_text().splitlines()
     assert lines[0] == "epoch,train_loss,val_loss,val_rmse,lr,seconds"
     rows = [line.split(",") for line in lines[1:]]
@@ -250,7 +252,7 @@ def test_history_file_and_learning_rate_schedule(tmp_path):
 
 
 def test_history_without_validation_has_empty_columns(tmp_path):
-    AutoEncoder(**dict(BASE, n_epochs=2)).fit(tiny_ratings(), out=tmp_path)
+    AutoEncoder(**dict(BASE, n_epochs=2)).fit(tiny_ratings(), callbacks=[Checkpoint(tmp_path)])
     lines = (tmp_path / "history.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1].split(",")[2:4] == ["", ""]
 
@@ -258,7 +260,7 @@ def test_history_without_validation_has_empty_columns(tmp_path):
 def test_multinomial_history_uses_ndcg(tmp_path):
     X = tiny_ratings()
     train, val = split(X)
-    m = AutoEncoder(**dict(BASE, n_epochs=2, loss="multinomial")).fit(train, val, out=tmp_path)
+    m = AutoEncoder(**dict(BASE, n_epochs=2, loss="multinomial")).fit(train, val, callbacks=[Checkpoint(tmp_path)])
     header = (tmp_path / "history.csv").read_text().splitlines()[0]
     assert header == "epoch,train_loss,val_loss,val_ndcg,lr,seconds"
     assert all(0 <= r["val_ndcg"] <= 1 for r in m.history)

@@ -1,0 +1,98 @@
+"""`npcf eval`: --generate (export to ONNX), --evaluate (metrics), --baselines."""
+from __future__ import annotations
+
+import click
+
+from npcf import workflows
+from npcf.cli.main import main
+from npcf.cli.options import cutoffs
+from npcf.cli.output import (compare_table, examples_text, metrics_table, num,
+                             progress_or_none, size, summary)
+from npcf.serving.export import PRECISIONS
+from npcf.utils.files import write_json
+
+
+@main.command("eval")
+@click.option("--generate", "mode", flag_value="generate",
+              help="Export the checkpoint to ONNX and check it against the NumPy forward.")
+@click.option("--evaluate", "mode", flag_value="evaluate",
+              help="Score a model (.onnx or .npz) on a test split.")
+@click.option("--baselines", "mode", flag_value="baselines",
+              help="Fit the baselines (global mean, biases, popularity, EASE) on --data's "
+                   "training part and score them side by side.")
+@click.option("--model", type=click.Path(), default=None,
+              help="--generate: checkpoint [default: models/model.npz]; --evaluate: "
+                   "model.onnx or model.npz [default: models/model.onnx].")
+@click.option("--batch_size", default=256, show_default=True,
+              help="Users per batch (parity check / evaluation).")
+@click.option("--top_k", default=10, show_default=True,
+              help="--generate: add top_items/top_scores outputs (0: scores only).")
+@click.option("--sparse_input", is_flag=True,
+              help="--generate: take (item_idx, item_rating) instead of a dense row.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
+              show_default=True, help="--generate: float32, float16 weights (half the "
+              "file), or int8 dynamic quantization.")
+@click.option("--popularity_penalty", default=None, type=float,
+              help="--generate: rank by score - beta * log(1 + item popularity) "
+                   "[default: the model's, 0].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="--generate: output file [default: beside the checkpoint].")
+@click.option("--data", default=None, help="--evaluate/--baselines: prepared directory with "
+              "the test split [default: the one recorded by train].")
+@click.option("-k", "ks", default="10,20,100", show_default=True, callback=cutoffs,
+              help="--evaluate/--baselines: cut-offs for ranking metrics.")
+@click.option("--threshold", type=float, default=None,
+              help="--evaluate/--baselines: held-out ratings >= this are relevant for top-N "
+                   "[default: 4 for explicit ratings; 0: every held-out item].")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="--evaluate/--baselines: also write the metrics as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity_penalty, out,
+             data, ks, threshold, json_out, quiet):
+    """Export a trained model to ONNX (--generate), evaluate one (--evaluate), or score the
+    classic baselines on the same split (--baselines)."""
+    if mode is None:
+        raise click.UsageError("choose --generate, --evaluate or --baselines")
+    progress = progress_or_none(quiet)
+    if mode == "generate":
+        r = workflows.export_model(model, out, batch_size=batch_size, top_k=top_k,
+                                   sparse_input=sparse_input, precision=precision,
+                                   popularity_penalty=popularity_penalty)
+        p = r["parity"]
+        click.echo(f"wrote {r['path']}  ({size(r['bytes'])}, opset {r['opset']}, {precision}, "
+                   f"{r['signature']} input{f', top-{top_k}' if top_k else ''})")
+        click.echo(f"parity vs NumPy on {p['n_users']} users: max |diff| {p['max_abs_diff']:.2e}, "
+                   f"relative {p['relative']:.2e} (ok)")
+        click.echo(f"next: python cli.py recommend --model {r['path']} --user <id>")
+        return
+    if mode == "baselines":
+        r = workflows.compare_baselines(data, ks=ks, threshold=threshold, batch_size=batch_size,
+                                        progress=progress,
+                                        log=None if quiet else lambda s: click.echo(s, err=True))
+        click.echo(f"baselines on: {r['data']}")
+        click.echo(f"protocol: {r['protocol']}")
+        click.echo(summary(next(iter(r["models"].values()))))
+        click.echo("")
+        click.echo(compare_table(r["models"], ks))
+        chosen = [f"{label} {r['models'][n]['params'][key]:g}" for n, label, key in
+                  (("ease", "EASE lambda", "lambda"), ("biases", "biases reg", "reg"))
+                  if n in r["models"]]
+        if chosen:
+            click.echo(f"\nchosen on validation: {', '.join(chosen)}")
+    else:
+        r = workflows.evaluate_model(model, data, batch_size=batch_size, ks=ks,
+                                     threshold=threshold, progress=progress)
+        click.echo(f"model: {r['model']} ({r['format']}, {r['loss']} loss)")
+        click.echo(f"data: {r['data']}")
+        click.echo(f"protocol: {r['protocol']}")
+        click.echo(summary(r))
+        if r["loss"] == "mse":
+            click.echo(f"RMSE {num(r['rmse'])}   MAE {num(r['mae'])}")
+        click.echo("")
+        click.echo(metrics_table(r, ks))
+        if r["examples"]:
+            click.echo("")
+            click.echo(examples_text(r["examples"]))
+    if json_out:
+        write_json(json_out, r)
+        click.echo(f"\nwrote {json_out}")

@@ -1,0 +1,123 @@
+"""Option groups and value parsers shared by the commands (choices come from the
+library's own constants)."""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from npcf.data.readers import FORMATS
+from npcf.data.splits import KINDS
+
+#: the keywords of :func:`npcf.data.load_dataset` that :func:`data_options` collects
+DATA_KEYS = ("data", "format", "sep", "columns", "scale", "split", "test_size",
+             "validation_size", "holdout", "train_file", "test_file")
+
+
+def data_options(f):
+    """Options of every command that reads ratings, passed on as one ``data_options``
+    dict of :func:`npcf.data.load_dataset` keywords (the command adds ``seed``)."""
+    opts = [
+        click.option("--data", default=None, metavar="PATH_OR_NAME",
+                     help="Ratings file, prepared directory or dataset name "
+                          "(see `npcf datasets`). Default: the built-in synthetic set."),
+        click.option("--format", "format", default="auto", show_default=True,
+                     type=click.Choice(FORMATS), help="Ratings file format."),
+        click.option("--sep", default=None, help="Delimiter of a delimited file."),
+        click.option("--columns", default=None, metavar="USER,ITEM,RATING[,TIME]",
+                     callback=_columns, help="Column names of a delimited file with a header."),
+        click.option("--scale", default=None, metavar="MIN,MAX", callback=_scale,
+                     help="Allowed rating range (default: the format's)."),
+        click.option("--split", "split", default="random", show_default=True,
+                     type=click.Choice(KINDS),
+                     help="random: per-rating holdout; user: per-user holdout; temporal: "
+                          "each user's latest; users: held-out users (strong generalization)."),
+        click.option("--test_size", default=0.1, show_default=True, type=float,
+                     help="Held-out fraction (of ratings, of each user's ratings, or of users)."),
+        click.option("--validation_size", default=0.0, show_default=True, type=float,
+                     help="Validation fraction carved from training the same way."),
+        click.option("--holdout", default=0.2, show_default=True, type=float,
+                     help="For --split users: fraction of a test user's ratings held out."),
+        click.option("--train", "train_file", default=None, type=click.Path(),
+                     help="A split made elsewhere: training file (with --test)."),
+        click.option("--test", "test_file", default=None, type=click.Path(),
+                     help="A split made elsewhere: test file (with --train)."),
+    ]
+
+    @functools.wraps(f)
+    def wrapper(*args, **kw):
+        kw["data_options"] = {k: kw.pop(k) for k in DATA_KEYS}
+        return f(*args, **kw)
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def floats(text: str | None, n: int | None = None, what: str = "value"):
+    """``"1,2.5"`` -> (1.0, 2.5); BadParameter on anything else (or not ``n`` numbers)."""
+    if text is None:
+        return None
+    try:
+        vals = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+    if n is not None and len(vals) != n:
+        raise click.BadParameter(f"expected {n} numbers for {what}, got {len(vals)}")
+    return vals
+
+
+def _scale(ctx, param, text):
+    return floats(text, 2, "--scale")
+
+
+def _columns(ctx, param, text):
+    if text is None:
+        return None
+    cols = tuple(c.strip() for c in text.split(","))
+    if len(cols) not in (3, 4):
+        raise click.BadParameter("--columns needs USER,ITEM,RATING[,TIMESTAMP]")
+    return cols
+
+
+def layers(ctx, param, text):
+    """``--layers 1000,500,100`` -> (1000, 500, 100)."""
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected sizes like 1000,500,100, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def cutoffs(ctx, param, text) -> tuple[int, ...]:
+    """``-k 10,20,100`` -> (10, 20, 100)."""
+    parts = [p for p in str(text).split(",") if p.strip()]
+    try:
+        ks = tuple(sorted({int(p) for p in parts}))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated cut-offs like 10,20,100, "
+                                 f"got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise click.BadParameter(f"cut-offs must be positive integers, got {text!r}")
+    return ks
+
+
+def rating_pairs(ctx, param, text):
+    """``--ratings 1:5,260:4.5`` -> [("1", 5.0), ("260", 4.5)] (ids kept as typed)."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            mid, r = part.split(":")
+            out.append((mid.strip(), float(r)))
+        except ValueError:
+            raise click.BadParameter(f"expected movieId:rating, got {part!r}") from None
+    if not out:
+        raise click.BadParameter("no ratings given")
+    return out

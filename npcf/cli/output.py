@@ -1,0 +1,120 @@
+"""What the commands print: aligned tables, metric tables, example users, and the
+progress bar factory (:mod:`npcf.utils.progress`) drawn with click."""
+from __future__ import annotations
+
+import math
+import sys
+
+import click
+
+from npcf.utils.progress import open_progress
+
+ROW_LABELS = {"precision": "Precision", "recall": "Recall", "ndcg": "NDCG", "map": "MAP",
+              "hit_rate": "Hit rate", "coverage": "Coverage", "gini": "Gini (exposure)",
+              "popularity": "Popularity pct", "personalization": "Personalization"}
+
+
+def progress_bar(total: int, label: str, info=None):
+    """A click progress bar on stderr when it is a terminal (else silent)."""
+    if not total or not sys.stderr.isatty():
+        return open_progress(None, total, label)
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True,
+                             item_show_func=info)
+
+
+def progress_or_none(quiet: bool):
+    """:func:`progress_bar` unless ``quiet``."""
+    return None if quiet else progress_bar
+
+
+def table(rows, headers=None, align=None) -> str:
+    """Rows (sequences) as an aligned plain-text table; ``align``: "l"/"r" per column."""
+    rows = [[fmt(c) for c in r] for r in rows]
+    if headers:
+        rows.insert(0, list(headers))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, r in enumerate(rows):
+        cells = [c.rjust(w) if align and align[i] == "r" else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if headers and k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e-3 and v != 0 else f"{v:,.4f}".rstrip("0").rstrip(".")
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "" if v is None else str(v)
+
+
+def short(text: str, width: int = 52) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:,.2f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:,.1f} kB"
+
+
+def num(v, key: str = "") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if key.startswith("popularity"):
+        return f"{v:.1f}"
+    return f"{v:.4f}"
+
+
+def stats_table(stats: dict) -> str:
+    keys = ("n_users", "n_items", "n_ratings", "density", "rating_min", "rating_max",
+            "duplicates_resolved")
+    rows = [(k, stats.get(k)) for k in keys]
+    rows += [(f"{name} ratings", n) for name, n in stats.get("parts", {}).items()]
+    return table(rows, ("", "value"), align="lr")
+
+
+def metrics_table(result: dict, ks) -> str:
+    """Rows = metrics, columns = cut-offs K (fits in 80 columns)."""
+    rows = [[label] + [num(result.get(f"{m}@{k}"), m) for k in ks]
+            for m, label in ROW_LABELS.items()]
+    return table(rows, ["metric"] + [f"@{k}" for k in ks], align="l" + "r" * len(ks))
+
+
+def compare_table(results: dict, ks) -> str:
+    """Rows = metrics (RMSE, MAE, then each metric at each K), columns = models."""
+    names = list(results)
+    rows = [[key.upper()] + [num(results[n].get(key)) for n in names] for key in ("rmse", "mae")]
+    for m, label in ROW_LABELS.items():
+        for k in ks:
+            rows.append([f"{label}@{k}"] + [num(results[n].get(f"{m}@{k}"), m)
+                                            for n in names])
+    return table(rows, ["metric"] + names, align="l" + "r" * len(names))
+
+
+def summary(result: dict) -> str:
+    line = f"test: {result['n_users']:,} users, {result['n_ratings']:,} held-out ratings"
+    thr = result.get("threshold")
+    rel = (f"relevant: held-out rating >= {thr:g} ({result['n_relevant']:,} ratings of "
+           f"{result['n_ranked_users']:,} users)") if thr is not None else \
+        "relevant: every held-out item"
+    return line + "\n" + rel
+
+
+def examples_text(records: list[dict]) -> str:
+    blocks = []
+    for r in records:
+        head = (f"user {r['user_id']}: {r['n_input']} ratings in, {r['n_heldout']} held out "
+                f"({r['n_relevant']} relevant); top {len(r['top'])}  (* = relevant)")
+        rows = [(i + 1, "*" if t["relevant"] else "", str(t["movie_id"]),
+                 short(t["title"], 50), f"{t['score']:.3f}") for i, t in enumerate(r["top"])]
+        blocks.append(head + "\n" + table(rows, ("#", "", "movie", "title", "score"),
+                                          align="rlrlr"))
+    return "\n\n".join(blocks)
+
+
+__all__ = ["compare_table", "examples_text", "fmt", "metrics_table", "num",
+           "progress_bar", "progress_or_none", "short", "size", "stats_table", "summary",
+           "table"]

@@ -1,0 +1,22 @@
+"""`npcf prepare`: read ratings, split them, write a prepared directory."""
+from __future__ import annotations
+
+import click
+
+from npcf import workflows
+from npcf.cli.main import main
+from npcf.cli.options import data_options
+from npcf.cli.output import progress_or_none, stats_table
+
+
+@main.command()
+@data_options
+@click.option("--seed", default=0, show_default=True, help="Seed of the split.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory to write the prepared data set to.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def prepare(data_options, seed, out, quiet):
+    """Read ratings, split them and write a prepared directory (npz + id maps + stats)."""
+    ds = workflows.prepare(out, dict(data_options, seed=seed), progress=progress_or_none(quiet))
+    click.echo(stats_table(ds.stats))
+    click.echo(f"\nwrote {ds.path}/ (split: {ds.stats['split'].get('kind')}, seed {seed})")

@@ -1,0 +1,122 @@
+"""The run directory: what `train` writes, what `eval` and `recommend` read back.
+
+Layout of a run directory (``models/`` by default)::
+
+    model.npz  model.json    the checkpoint (weights and id maps without pickle; metadata)
+    history.csv              one row per epoch (``member`` column for ensembles)
+    metrics.json             test and validation figures, hyperparameters, data path
+    data/                    the prepared split the model was trained and tested on
+    members/K/               ensemble member K (its own checkpoint and history)
+    resume.npz resume.json   Ctrl-C state, removed when training finishes
+    model.onnx               `eval --generate` (``model.<precision>.onnx`` for fp16/int8)
+
+This module owns those names, the defaults and the data fingerprints; it imports
+nothing from npcf but the file helpers.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from npcf.utils.files import atomic_path
+
+DEFAULT_DIR = Path("models")
+MODEL_NPZ, MODEL_JSON = "model.npz", "model.json"
+HISTORY_CSV = "history.csv"
+METRICS_JSON = "metrics.json"
+DATA_DIR = "data"
+MEMBERS_DIR = "members"
+RESUME_NPZ, RESUME_JSON = "resume.npz", "resume.json"
+ONNX_SUFFIX = ".onnx"
+
+
+def onnx_name(precision: str = "fp32") -> str:
+    """File name of an exported model: ``model.onnx``, or ``model.<precision>.onnx``."""
+    return "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
+
+
+def folder_of(path) -> Path:
+    """The run directory of ``path`` (a directory, or a file inside one)."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def member_dir(out, k: int) -> Path:
+    """Directory of ensemble member ``k`` inside run directory ``out``."""
+    return Path(out) / MEMBERS_DIR / str(k)
+
+
+def recorded_data(folder) -> Path | None:
+    """The prepared data directory that `train` recorded in ``folder/metrics.json``, if it
+    still holds a prepared data set."""
+    f = Path(folder) / METRICS_JSON
+    try:
+        recorded = json.loads(f.read_text()).get("data", "")
+    except (OSError, ValueError, AttributeError):
+        return None
+    path = Path(recorded) if isinstance(recorded, str) and recorded else None
+    return path if path is not None and (path / "stats.json").is_file() else None
+
+
+def fingerprint(X) -> str:
+    """A short SHA-256 of a sparse matrix's shape, pattern and values (the order of
+    stored entries within a row does not matter)."""
+    X = sp.csr_matrix(X)
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    h = hashlib.sha256(repr(X.shape).encode())
+    for arr in (X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data.astype(np.float32)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------- history.csv
+def history_columns(loss: str) -> list[str]:
+    """The columns of ``history.csv`` for a model trained with ``loss``."""
+    return ["epoch", "train_loss", "val_loss", "val_rmse" if loss == "mse" else "val_ndcg", "lr",
+            "seconds"]
+
+
+def write_history(path, rows: list[dict], cols: list[str]) -> None:
+    """Write ``rows`` (dicts) as a CSV with ``cols``, atomically; missing cells empty."""
+    lines = [",".join(cols)]
+    for row in rows:
+        lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in cols))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def read_history(path, *, missing_ok: bool = True) -> list[dict]:
+    """Rows of a ``history.csv`` (numbers parsed; empty cells left out); ``[]`` when there
+    is no file and ``missing_ok``. ValueError (with the line number) on a cell that is
+    not a number; OSError on an unreadable file."""
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return []
+        raise
+    rows = []
+    with f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            parsed = {}
+            for k, v in row.items():
+                if k is None or v is None or not v.strip():
+                    continue
+                try:
+                    parsed[k] = int(v) if k in ("epoch", "member") else float(v)
+                except ValueError:
+                    raise ValueError(f"line {line}: {k} is not a number: {v!r}") from None
+            rows.append(parsed)
+    return rows
+
+
+def history_header(path) -> list[str]:
+    """The column names of a ``history.csv`` (``[]`` for an empty file)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [c.strip() for c in next(csv.reader(f), [])]
