@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from npcf.evaluation.metrics import mae, rmse
+from npcf.utils.sparse import entry_rows
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "datasets" / "movies-small" / "ratings.csv"
@@ -42,7 +43,7 @@ def rating_prediction(quick: bool = False) -> list[dict]:
     from npcf.evaluation.baselines import Biases, GlobalMean
     from npcf.data import load_dataset
     from npcf.evaluation.protocol import rating_metrics
-    from npcf.workflows import with_validation
+    from npcf.data.dataset import with_validation
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s = ds.split
     rows = []
@@ -61,7 +62,7 @@ def rating_prediction(quick: bool = False) -> list[dict]:
         t0 = time.perf_counter()
         model.fit(s.train, s.validation, s.validation_input)
         t = s.test
-        users = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+        users = entry_rows(t)
         scores = np.empty(t.nnz, np.float32)
         for a in range(0, t.shape[0], 256):
             sl = slice(t.indptr[a], t.indptr[min(a + 256, t.shape[0])])
@@ -82,12 +83,12 @@ def precision_variants(quick: bool = False) -> list[dict]:
     from npcf.data import load_dataset
     from npcf.serving.export import export
     from npcf.serving.runtime import Recommender
-    from npcf.workflows import with_validation
+    from npcf.data.dataset import with_validation
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s, t = ds.split, ds.split.test
     model = AutoEncoder(**({"n_epochs": 3} if quick else {})).fit(
         s.train, s.validation, s.validation_input, scale=ds.scale, items=ds.items)
-    users = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+    users = entry_rows(t)
     ref = rmse(model.predict(s.test_input)[users, t.indices], t.data)
     rows = [dict(variant="NumPy forward", precision="fp32", rmse=ref, delta=0.0)]
     one = s.test_input[int(np.argmax(np.diff(s.test_input.indptr) > 50))]
@@ -149,8 +150,8 @@ def strong_generalization_split():
     from npcf.data import read_ratings
     from npcf.data.dataset import Dataset
     from npcf.data.splits import split_ratings
-    from npcf.utils.sparse import entry_rows, select
-    from npcf.workflows import with_validation
+    from npcf.utils.sparse import select
+    from npcf.data.dataset import with_validation
     r = read_ratings(DATA)
     m = r.matrix
     pos = select(m, m.data >= 4.0)
@@ -174,35 +175,31 @@ def strong_generalization(quick: bool = False) -> list[dict]:
         model.fit(s.train, s.validation, s.validation_input)
         rows.append(_topn_row(label, model.predict, s, counts, time.perf_counter() - t0))
     beta = choose_penalty(model.predict, s, counts)
-    rows.append(_topn_row(f"npcf multinomial, popularity penalty {beta:g}",
-                          penalized(model.predict, counts, beta), s, counts, rows[-1]["seconds"]))
+    rows.append(_topn_row(f"npcf multinomial, popularity penalty {beta:g}", model.predict, s,
+                          counts, rows[-1]["seconds"], beta))
     return rows
 
 
-def _topn_row(label, score_fn, s, counts, seconds) -> dict:
-    res = evaluate_topn(score_fn, s.test_input, s.test, counts)
+def _topn_row(label, score_fn, s, counts, seconds, beta: float = 0.0) -> dict:
+    res = evaluate_topn(score_fn, s.test_input, s.test, counts, beta)
     return {"model": label, "recall@20": res["recall@20"], "ndcg@10": res["ndcg@10"],
             "ndcg@100": res["ndcg@100"], "coverage@10": res["coverage@10"],
             "gini@10": res["gini@10"], "seconds": seconds, "n_users": res["n_users"]}
 
 
-def evaluate_topn(score_fn, inputs, heldout, counts) -> dict:
+def evaluate_topn(score_fn, inputs, heldout, counts, beta: float = 0.0) -> dict:
+    """Top-N metrics, ranking by score - ``beta`` * log(1 + training count) (what
+    ``cli.py eval --generate --popularity_penalty beta`` puts in the ONNX graph)."""
     from npcf.evaluation.protocol import evaluate
-    return evaluate(score_fn, inputs, heldout, ks=(10, 20, 100), item_counts=counts, threshold=None)
-
-
-def penalized(score_fn, counts, beta: float):
-    """Ranking scores minus ``beta * log(1 + training count)``: what
-    ``cli.py eval --generate --popularity_penalty beta`` puts in the ONNX graph."""
-    pen = (beta * np.log1p(counts)).astype(np.float32)
-    return lambda X: score_fn(X) - pen
+    return evaluate(score_fn, inputs, heldout, ks=(10, 20, 100), item_counts=counts,
+                    threshold=None, popularity_penalty=beta)
 
 
 def choose_penalty(score_fn, s, counts) -> float:
     """The largest :data:`PENALTIES` value that costs at most :data:`PENALTY_TOLERANCE`
     of the validation users' NDCG@100 (validation only; never the test users)."""
-    ndcg = {b: evaluate_topn(penalized(score_fn, counts, b), s.validation_input, s.validation,
-                             counts)["ndcg@100"] for b in PENALTIES}
+    ndcg = {b: evaluate_topn(score_fn, s.validation_input, s.validation, counts, b)["ndcg@100"]
+            for b in PENALTIES}
     return max(b for b in PENALTIES if ndcg[b] >= (1 - PENALTY_TOLERANCE) * ndcg[0.0])
 
 

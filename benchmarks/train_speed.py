@@ -110,8 +110,8 @@ def child(args) -> dict:
     model = npcf.AutoEncoder(layers=layers, tied=True, optimizer="adam", lazy=not args.dense_adam,
                              batch_size=args.batch_size, n_epochs=1, seed=0,
                              output_mode=args.output_mode)
-    model.build(*X.shape)
-    trainer = Trainer(model, X, quiet=True)
+    model._build(*X.shape)
+    trainer = Trainer(model, X)
     active = np.flatnonzero(np.diff(X.indptr))
     order = np.random.default_rng(0).permutation(active)
     n_batches = -(-order.size // args.batch_size)

@@ -3,7 +3,7 @@ import numpy as np
 
 from npcf.nn.bias import UserItemBias
 from npcf.data import load_dataset
-from npcf.workflows import with_validation
+from npcf.data.dataset import with_validation
 
 ds = with_validation(load_dataset("/work/shared/datasets/movies-small/ratings.csv", seed=0), seed=0)
 s = ds.split

@@ -21,7 +21,7 @@ import numpy as np
 
 import npcf
 from npcf.data import load_dataset
-from npcf.workflows import with_validation
+from npcf.data.dataset import with_validation
 
 DATA = "/work/shared/datasets/movies-small/ratings.csv"
 LOG = Path(__file__).with_name("results.jsonl")

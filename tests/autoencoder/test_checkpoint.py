@@ -14,15 +14,7 @@ import npcf
 from npcf import AutoEncoder, Vocabulary
 from npcf.autoencoder.callbacks import Checkpoint
 from npcf.errors import CheckpointError
-
-
-def tiny_ratings(n_users=40, n_items=25, density=0.35, seed=0):
-    rng = np.random.default_rng(seed)
-    u, v = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
-    r = np.clip(np.round((3.2 + u @ v.T) * 2) / 2, 0.5, 5)
-    mask = rng.random((n_users, n_items)) < density
-    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
-    return sp.csr_matrix(np.where(mask, r, 0).astype(np.float32))
+from helpers import tiny_ratings
 
 
 X = tiny_ratings()

@@ -16,16 +16,11 @@ from npcf.cli import main
 from npcf.autoencoder.ensemble import merge
 from npcf.serving.export import export
 from npcf.nn.network import Network
-from helpers import split, tiny_ratings
+from helpers import random_ratings, split, tiny_ratings
 
 X = tiny_ratings()
 TRAIN, VAL = split(X)
 BASE = dict(layers=(8, 4), n_epochs=3, batch_size=10, lr=3e-3, patience=0)
-
-
-def _x(n_rows, n_cols, seed=0):
-    rng = np.random.default_rng(seed)
-    return sp.random(n_rows, n_cols, density=0.3, random_state=rng, format="csr")
 
 
 @pytest.mark.parametrize("layers", [(5,), (6, 3), (6, 4, 2)])
@@ -40,7 +35,7 @@ def test_merged_logits_are_the_members_mean(layers, tied, out_act):
                 v[...] = np.random.default_rng(len(k)).normal(size=v.shape)
     merged = merge(nets)
     assert merged.layers == tuple(3 * h for h in layers) and not merged.tied
-    x = _x(7, 12)
+    x = random_ratings(7, 12, 0.3)
     z_mean = np.mean([n.output(n.hidden(x)[0])[0] for n in nets], axis=0)
     z, y = merged.output(merged.hidden(x)[0])
     np.testing.assert_allclose(z, z_mean, rtol=1e-12, atol=1e-12)
@@ -53,7 +48,7 @@ def test_merged_logits_are_the_members_mean(layers, tied, out_act):
 
 def test_merge_of_one_network_predicts_the_same():
     net = Network(10, (4, 2), tied=True, activation="relu", seed=3, dtype=np.float64)
-    x = _x(5, 10)
+    x = random_ratings(5, 10, 0.3)
     np.testing.assert_allclose(merge([net]).predict(x), net.predict(x), atol=1e-12)
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from npcf.data.readers import detect_format, read_movies, read_ratings, resolve_format
 from npcf.errors import DataError
+from npcf.utils.sparse import entry_rows
 from helpers import as_dict, ts_dict
 
 ML_HEADER = "userId,movieId,rating,timestamp\n"
@@ -288,7 +289,7 @@ def test_real_movielens_small(movies_small, movies_small_ratings):
     assert np.array_equal(got, np.array([float(x["rating"]) for x in rows], dtype=np.float32))
     pos = np.full(r.shape, -1, dtype=np.int64)          # position in matrix.data
     m = r.matrix
-    pos[np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices] = np.arange(m.nnz)
+    pos[entry_rows(m), m.indices] = np.arange(m.nnz)
     assert np.array_equal(r.timestamps[pos[uidx, iidx]],
                           np.array([int(x["timestamp"]) for x in rows]))
     assert len(np.unique(users)) == 671 and len(np.unique(items)) == 9066

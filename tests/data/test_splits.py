@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from npcf.data.ratings import build_ratings
 from npcf.data.splits import KINDS, Split, split_ratings
 from npcf.errors import NpcfError
+from npcf.utils.sparse import entry_rows
 
 
 def make_ratings(seed=0, n_users=80, n_items=60):
@@ -40,7 +41,7 @@ def entries(m) -> dict:
 
 def ts_of(ratings) -> dict:
     m = ratings.matrix
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    rows = entry_rows(m)
     return {(int(r), int(c)): int(t) for r, c, t in zip(rows, m.indices, ratings.timestamps)}
 
 

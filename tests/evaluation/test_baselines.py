@@ -8,14 +8,8 @@ import scipy.sparse as sp
 from npcf.evaluation import baselines
 from npcf.nn.bias import UserItemBias
 from npcf.evaluation.protocol import evaluate
-
-
-def _ratings(n_users, n_items, density=0.2, seed=0):
-    rng = np.random.default_rng(seed)
-    m = sp.random(n_users, n_items, density=density, random_state=rng, format="csr",
-                  dtype=np.float32)
-    m.data = (rng.integers(1, 11, m.nnz) / 2).astype(np.float32)
-    return m
+from npcf.utils.sparse import entry_rows
+from helpers import random_ratings
 
 
 def ease_direct(X, lam):
@@ -28,12 +22,12 @@ def ease_direct(X, lam):
 @pytest.mark.parametrize("shape", [(40, 25), (20, 60)])       # more users / more items
 @pytest.mark.parametrize("method", ["primal", "dual", "auto"])
 def test_ease_matches_direct_solve(shape, method):
-    X = _ratings(*shape)
+    X = random_ratings(*shape)
     lam = 7.0
     B = ease_direct(X, lam)
     assert np.allclose(np.diag(B), 0)
     model = baselines.EASE(lam=lam, method=method).fit(X)
-    Xin = _ratings(5, shape[1], seed=1)                        # fold-in rows
+    Xin = random_ratings(5, shape[1], seed=1)                        # fold-in rows
     want = (Xin.toarray() != 0) @ B
     np.testing.assert_allclose(model.predict(Xin), want, atol=1e-5)
     np.testing.assert_allclose(model.predict(X), (X.toarray() != 0) @ B, atol=1e-5)
@@ -44,7 +38,7 @@ def test_ease_matches_direct_solve(shape, method):
 
 
 def test_ease_binarises_and_ignores_rating_values():
-    X = _ratings(30, 20)
+    X = random_ratings(30, 20)
     Y = X.copy()
     Y.data[:] = 1
     a = baselines.EASE(lam=3.0).fit(X)
@@ -53,8 +47,8 @@ def test_ease_binarises_and_ignores_rating_values():
 
 
 def test_ease_picks_lambda_on_validation():
-    X = _ratings(60, 30, density=0.3)
-    val = _ratings(60, 30, density=0.05, seed=5)
+    X = random_ratings(60, 30, density=0.3)
+    val = random_ratings(60, 30, density=0.05, seed=5)
     val = val - val.multiply(X != 0)                           # disjoint from training
     val.eliminate_zeros()
     model = baselines.EASE(lambdas=(0.5, 5.0, 50.0), threshold=None).fit(X, val, X)
@@ -67,7 +61,7 @@ def test_ease_picks_lambda_on_validation():
 
 
 def test_biases_reuse_bias_baseline_and_clip():
-    X = _ratings(50, 30)
+    X = random_ratings(50, 30)
     model = baselines.Biases(reg=4.0, scale=(0.5, 5.0)).fit(X)
     ref = UserItemBias(4.0, 4.0).fit(X)
     want = np.clip(ref.offset(ref.row_bias(X)), 0.5, 5.0)
@@ -76,10 +70,10 @@ def test_biases_reuse_bias_baseline_and_clip():
 
 
 def test_biases_choose_reg_by_validation_rmse():
-    X = _ratings(80, 40, density=0.3)
-    val = _ratings(80, 40, density=0.05, seed=3)
+    X = random_ratings(80, 40, density=0.3)
+    val = random_ratings(80, 40, density=0.05, seed=3)
     model = baselines.Biases(regs=(0.1, 5.0, 100.0)).fit(X, val, X)
-    rows = np.repeat(np.arange(val.shape[0]), np.diff(val.indptr))
+    rows = entry_rows(val)
 
     def err(reg):
         b = UserItemBias(reg, reg).fit(X)
@@ -89,7 +83,7 @@ def test_biases_choose_reg_by_validation_rmse():
 
 
 def test_popularity_and_global_mean():
-    X = _ratings(50, 20)
+    X = random_ratings(50, 20)
     pop = baselines.Popularity().fit(X)
     counts = np.bincount(X.indices, minlength=20)
     out = pop.predict(X[:3])
@@ -99,8 +93,8 @@ def test_popularity_and_global_mean():
 
 
 def test_popularity_ranks_most_rated_first():
-    X = _ratings(100, 15, density=0.3)
-    test = _ratings(100, 15, density=0.1, seed=9)
+    X = random_ratings(100, 15, density=0.3)
+    test = random_ratings(100, 15, density=0.1, seed=9)
     r = evaluate(baselines.Popularity().fit(X).predict, sp.csr_matrix((100, 15)), test,
                  ks=(3,), examples=1)
     counts = np.bincount(X.indices, minlength=15)
@@ -110,8 +104,8 @@ def test_popularity_ranks_most_rated_first():
 
 @pytest.mark.parametrize("name", ["global_mean", "biases", "popularity", "ease"])
 def test_every_baseline_is_a_score_fn(name):
-    X = _ratings(40, 25, density=0.3)
-    test = _ratings(40, 25, density=0.05, seed=4)
+    X = random_ratings(40, 25, density=0.3)
+    test = random_ratings(40, 25, density=0.05, seed=4)
     test = test - test.multiply(X != 0)
     test.eliminate_zeros()
     (model,) = baselines.make([name], scale=(0.5, 5.0))

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from npcf.nn.losses import masked_mse, multinomial
 from npcf.nn.network import Network, RowSparse, add_grads
+from npcf.utils.sparse import entry_rows
 
 ACTIVATIONS = ("relu", "selu", "elu", "sigmoid", "tanh", "identity")
 # (loss, output activation) pairs the design supports
@@ -160,7 +161,7 @@ def reference_for(net, x, t, loss, drop_mask=None):
     X = x.toarray().astype(np.float64)
     T = t.toarray().astype(np.float64)
     M = np.zeros_like(T)
-    rows = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+    rows = entry_rows(t)
     M[rows, t.indices] = 1.0
     params = {k: v.astype(np.float64) for k, v in net.params.items()}
     return dense_reference(params, X, T, M, tied=net.tied, activation=net.activation,
@@ -174,7 +175,7 @@ def library_loss(net, x, t, loss, seed=None):
     rng = None if seed is None else np.random.default_rng(seed)
     a, _ = net.hidden(x, rng)
     if loss == "mse":
-        rows = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+        rows = entry_rows(t)
         z = net.output_at(a, rows, t.indices.astype(np.int64), "sampled")
         return masked_mse(net._g(z), t.data)[0]
     return multinomial(net.output(a)[0], t)[0]
@@ -285,7 +286,7 @@ def test_sparse_path_equals_dense_reference(tied, activation, cfg, mode, subset,
     # forward output
     assert rel_err(net.predict(x), Y) < 1e-5
     a, _ = net.hidden(x)
-    rows = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+    rows = entry_rows(t)
     z_at = net.output_at(a, rows, t.indices.astype(np.int64), mode=mode)
     assert rel_err(z_at, Z[rows, t.indices]) < 1e-5
     # loss and every gradient

@@ -7,15 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from npcf.nn.noise import KINDS, corrupt
-
-
-def ratings(n_users=300, n_items=400, density=0.2, seed=0):
-    rng = np.random.default_rng(seed)
-    m = sp.random(n_users, n_items, density=density, random_state=seed, format="csr",
-                  dtype=np.float32)
-    m.data[:] = rng.integers(1, 11, m.nnz) / 2.0
-    m.sort_indices()
-    return m
+from helpers import random_ratings
 
 
 def snapshot(m):
@@ -34,7 +26,7 @@ def pattern(m):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_only_observed_entries_and_input_untouched(kind):
-    x = ratings(100, 120)
+    x = random_ratings(100, 120)
     snap = snapshot(x)
     out = corrupt(x, kind, 0.3, np.random.default_rng(1))
     assert out.shape == x.shape and out.dtype == x.dtype
@@ -53,7 +45,7 @@ def test_only_observed_entries_and_input_untouched(kind):
 
 
 def test_masking_rate_and_kept_values():
-    x = ratings(400, 500, 0.25)
+    x = random_ratings(400, 500, 0.25)
     for level in (0.1, 0.5, 0.8):
         out = corrupt(x, "masking", level, np.random.default_rng(2))
         kept = out.nnz / x.nnz
@@ -64,7 +56,7 @@ def test_masking_rate_and_kept_values():
 
 
 def test_masking_is_uniform_over_entries():
-    x = ratings(400, 500, 0.25)
+    x = random_ratings(400, 500, 0.25)
     out = corrupt(x, "masking", 0.5, np.random.default_rng(3))
     per_row_x = np.diff(x.indptr)
     per_row_out = np.diff(out.indptr)
@@ -76,7 +68,7 @@ def test_masking_is_uniform_over_entries():
 
 
 def test_gaussian_statistics():
-    x = ratings(400, 500, 0.25)
+    x = random_ratings(400, 500, 0.25)
     level = 0.3
     out = corrupt(x, "gaussian", level, np.random.default_rng(4))
     d = (out.data - x.data).astype(np.float64)
@@ -85,7 +77,7 @@ def test_gaussian_statistics():
 
 
 def test_multiplicative_statistics():
-    x = ratings(400, 500, 0.25)
+    x = random_ratings(400, 500, 0.25)
     level = 0.2
     out = corrupt(x, "multiplicative", level, np.random.default_rng(5))
     r = out.data.astype(np.float64) / x.data - 1
@@ -95,7 +87,7 @@ def test_multiplicative_statistics():
 
 @pytest.mark.parametrize("kind", ("masking", "gaussian", "multiplicative"))
 def test_seeded_and_level_zero_is_identity(kind):
-    x = ratings(50, 60)
+    x = random_ratings(50, 60)
     a = corrupt(x, kind, 0.4, np.random.default_rng(7))
     b = corrupt(x, kind, 0.4, np.random.default_rng(7))
     c = corrupt(x, kind, 0.4, np.random.default_rng(8))
@@ -106,7 +98,7 @@ def test_seeded_and_level_zero_is_identity(kind):
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown noise 'salt'"):
-        corrupt(ratings(5, 5, 0.5), "salt", 0.2, np.random.default_rng(0))
+        corrupt(random_ratings(5, 5, 0.5), "salt", 0.2, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("kind", ("masking", "gaussian"))
@@ -116,7 +108,7 @@ def test_training_target_is_the_clean_ratings(kind, monkeypatch):
     from npcf import AutoEncoder
     from npcf.nn.network import Network
 
-    x = ratings(40, 30, 0.3)
+    x = random_ratings(40, 30, 0.3)
     seen = []
     orig = Network.loss_and_grads
 
