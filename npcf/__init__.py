@@ -1,11 +1,10 @@
 """npcf: deep-autoencoder collaborative filtering in NumPy/SciPy, served with onnxruntime.
 
-Heavy submodules load on first use, so ``import npcf.serving.runtime`` stays light
+The public names load on first use, so ``import npcf.serving.runtime`` stays light
 (numpy, scipy, onnxruntime only).
 """
-__version__ = "0.1.0"
-
-from npcf.errors import CheckpointError, DataError, DatasetError, NpcfError  # noqa: E402,I001
+from npcf._version import __version__
+from npcf.errors import CheckpointError, DataError, DatasetError, NpcfError
 
 __all__ = ["AutoEncoder", "CheckpointError", "DataError", "DatasetError", "NpcfError",
            "Recommender", "Vocabulary", "__version__", "load"]

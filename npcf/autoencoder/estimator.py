@@ -6,8 +6,11 @@ import inspect
 import numpy as np
 import scipy.sparse as sp
 
-from npcf import __version__, rundir
+from npcf import rundir
+from npcf._version import __version__
 from npcf.autoencoder import checkpoint
+from npcf.autoencoder.ensemble import merge
+from npcf.autoencoder.trainer import Trainer
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, NpcfError
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
@@ -145,7 +148,6 @@ class AutoEncoder(Recommends):
         ``Checkpoint(out)`` for a run directory with Ctrl-C resume, ``ProgressBar``,
         ``EpochLog``.
         """
-        from npcf.autoencoder.trainer import Trainer
         self._check_params()
         callbacks = list(callbacks or ())
         X = sp.csr_matrix(X)
@@ -186,7 +188,6 @@ class AutoEncoder(Recommends):
         Each callback gives its member's own (``for_member``); a member a callback
         reports ``finished`` with the same options on the same data is reloaded.
         """
-        from npcf.autoencoder.ensemble import merge
         members, data_fp = [], rundir.fingerprint(X)
         for k in range(self.ensemble):
             params = dict(self.get_params(), ensemble=1, seed=self.seed + k)

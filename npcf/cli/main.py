@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-import npcf
+from npcf._version import __version__
 from npcf.errors import NpcfError, one_line
 
 
@@ -22,6 +22,6 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
                                            "max_content_width": 100})
-@click.version_option(package_name=None, message="npcf %(version)s", version=npcf.__version__)
+@click.version_option(package_name=None, message="npcf %(version)s", version=__version__)
 def main():
     """npcf: deep-autoencoder collaborative filtering (NumPy/SciPy, ONNX)."""

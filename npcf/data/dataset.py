@@ -21,6 +21,7 @@ from npcf.errors import DataError
 from npcf.utils.files import atomic_path, write_json
 from npcf.data.vocab import Vocabulary
 from npcf.data.splits import Split, split_ratings
+from npcf.data.readers import read_movies
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
 
@@ -173,7 +174,6 @@ def load_prepared(path) -> Dataset:
         raise DataError(f"missing {', '.join(p + '.npz' for p in missing)}", path)
     movies = None
     if (path / "movies.csv").is_file():
-        from npcf.data.readers import read_movies
         movies = read_movies(path / "movies.csv")
     split = Split(**parts, params=stats.get("split", {}))
     return Dataset(split, users, items, stats, movies, path)

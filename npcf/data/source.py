@@ -10,9 +10,11 @@ from npcf.errors import DataError
 from npcf.utils.sparse import entry_rows
 from npcf.data.vocab import Vocabulary
 from npcf.data.dataset import Dataset, is_prepared, load_prepared
+from npcf.data.download import DATASETS, fetch
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.readers import read_movies, read_ratings
 from npcf.data.splits import Split, split_ratings
+from npcf.data.synthetic import generate
 
 SYNTHETIC = "synthetic"
 _MOVIE_FILES = ("movies.csv", "movies.dat", "u.item")
@@ -31,7 +33,6 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
                  progress=None):
     """``(Ratings, movies DataFrame or None)`` for a file, a dataset name or None (synthetic)."""
     if data is None or str(data) == SYNTHETIC:
-        from npcf.data.synthetic import generate
         return generate()
     path = Path(data)
     if path.is_file():
@@ -41,7 +42,6 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
     if path.is_dir():
         raise DataError("a directory but not a prepared data set (no stats.json); "
                         "run `npcf prepare` on a ratings file first", path)
-    from npcf.data.download import DATASETS, fetch
     if str(data) in DATASETS:
         info = DATASETS[str(data)]
         folder = fetch(str(data), progress=progress)

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.evaluation.ranking import Recommends
+from npcf.evaluation.protocol import evaluate
 from npcf.nn.bias import UserItemBias
 from npcf.utils.sparse import binarize, entry_rows
 
@@ -175,7 +176,6 @@ class EASE(Recommends):
             self.B, self._dual = None, (lam, U * inv[None, :], UtX, 1.0 / diag_p)
 
     def fit(self, train, validation=None, validation_input=None) -> EASE:
-        from npcf.evaluation.protocol import evaluate
         X = binarize(train, np.float64)
         self._setup(X)
         if self.lam is None and validation is not None and sp.csr_matrix(validation).nnz:

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from npcf import __version__
+from npcf._version import __version__
 from npcf.errors import NpcfError
 from npcf.evaluation.ranking import penalty_vector
 from npcf.utils.files import atomic_path, write_text
