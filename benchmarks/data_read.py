@@ -34,6 +34,7 @@ TARGET_RSS = 3e9                # 3 GB (decimal; stricter than 3 GiB)
 
 sys.path.insert(0, str(HERE))
 import _gen_ratings  # noqa: E402  (after the sys.path insert)
+
 from report import RESULTS_MD, machine, update_json, update_section, versions  # noqa: E402
 
 # ------------------------------------------------------------------------------ child

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-
 from infer_speed import _model, _users
+
 from npcf.serving.export import build_graph, fp16_weights
 
 

@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 #: timing rounds: each round times every engine in turn (a block of calls each)
 ROUNDS = 5
 
@@ -30,8 +29,8 @@ def _model(n_items: int, layers):
     import numpy as np
 
     import npcf
-    from npcf.nn.bias import UserItemBias
     from npcf.data.vocab import Vocabulary
+    from npcf.nn.bias import UserItemBias
     m = npcf.AutoEncoder(layers=layers, tied=True)
     m._build(1, n_items)
     m.scale = (0.5, 5.0)
@@ -69,8 +68,8 @@ def child(args) -> list[dict]:
     import numpy as np
     import onnxruntime as ort
 
-    from npcf.serving.export import export
     from npcf.evaluation.ranking import rank
+    from npcf.serving.export import export
     from npcf.serving.runtime import Recommender
     layers = tuple(int(v) for v in args.layers.split(","))
     n = args.items

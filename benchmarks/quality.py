@@ -40,10 +40,10 @@ PENALTY_TOLERANCE = 0.02
 
 def rating_prediction(quick: bool = False) -> list[dict]:
     from npcf import AutoEncoder
-    from npcf.evaluation.baselines import Biases, GlobalMean
     from npcf.data import load_dataset
-    from npcf.evaluation.protocol import rating_metrics
     from npcf.data.dataset import with_validation
+    from npcf.evaluation.baselines import Biases, GlobalMean
+    from npcf.evaluation.protocol import rating_metrics
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s = ds.split
     rows = []
@@ -81,9 +81,9 @@ def precision_variants(quick: bool = False) -> list[dict]:
 
     from npcf import AutoEncoder
     from npcf.data import load_dataset
+    from npcf.data.dataset import with_validation
     from npcf.serving.export import export
     from npcf.serving.runtime import Recommender
-    from npcf.data.dataset import with_validation
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s, t = ds.split, ds.split.test
     model = AutoEncoder(**({"n_epochs": 3} if quick else {})).fit(
@@ -148,10 +148,9 @@ def strong_generalization_split():
     """The top-N protocol's split: positives (rating >= 4) of users with >= 5 of them,
     20% held-out users with an 80/20 fold-in/held-out cut, 10% validation users; seed 0."""
     from npcf.data import read_ratings
-    from npcf.data.dataset import Dataset
+    from npcf.data.dataset import Dataset, with_validation
     from npcf.data.splits import split_ratings
     from npcf.utils.sparse import select
-    from npcf.data.dataset import with_validation
     r = read_ratings(DATA)
     m = r.matrix
     pos = select(m, m.data >= 4.0)

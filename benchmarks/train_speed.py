@@ -184,8 +184,9 @@ def main(argv=None):
             r = run(scale, threads, args.batch_size, 0 if scale == "small" else args.batches,
                     args.layers, args.dense_adam, args.output_mode)
             rows.append(r)
-            print(f"{scale:5s} threads {threads}: {r['sec_per_epoch']:8.1f} s/epoch "
-                  f"({'full epoch' if r['full_epoch'] else 'extrapolated from %d batches' % r['batches_timed']}), "
+            how = "full epoch" if r["full_epoch"] else \
+                f"extrapolated from {r['batches_timed']} batches"
+            print(f"{scale:5s} threads {threads}: {r['sec_per_epoch']:8.1f} s/epoch ({how}), "
                   f"{r['ratings_per_sec'] / 1e6:.2f}M ratings/s, floor {r['floor_sec']:.1f} s "
                   f"(x{r['floor_ratio']:.2f}), peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     if args.json:

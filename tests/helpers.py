@@ -68,3 +68,17 @@ def fitted_model(tied=True, activation="selu", loss="mse", residual=True, layers
     m.fit(X, scale=(0.5, 5.0), items=Vocabulary(np.arange(1000, 1000 + N_ITEMS)))
     m.training = X
     return m
+
+
+def checkerboard(n_users=40, n_items=30, in_group=9, out_group=4, seed=0):
+    """Users and items in two groups (index parity). Each user rated ``in_group`` movies of
+    their own group 5 and ``out_group`` of the other group 1, so the right recommendations
+    for a user are the unseen movies of their group. CSR float32, sorted indices."""
+    rng = np.random.default_rng(seed)
+    dense = np.zeros((n_users, n_items), np.float32)
+    for u in range(n_users):
+        same = np.arange(u % 2, n_items, 2)
+        other = np.arange(1 - u % 2, n_items, 2)
+        dense[u, rng.choice(same, in_group, replace=False)] = 5.0
+        dense[u, rng.choice(other, out_group, replace=False)] = 1.0
+    return sp.csr_matrix(dense)

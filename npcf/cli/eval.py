@@ -6,8 +6,7 @@ import click
 from npcf import workflows
 from npcf.cli.main import main
 from npcf.cli.options import cutoffs
-from npcf.cli.output import (compare_table, examples_text, metrics_table, num,
-                             progress_or_none, size, summary)
+from npcf.cli.output import compare_table, examples_text, metrics_table, num, progress_or_none, size, summary
 from npcf.serving.export import PRECISIONS
 from npcf.utils.files import write_json
 

@@ -6,9 +6,10 @@ import os
 import click
 
 from npcf import rundir, workflows
-from npcf.autoencoder.estimator import DEFAULTS, USER_BASED_DEFAULTS, ITEM_BASED_DEFAULTS
+from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED_DEFAULTS
 from npcf.cli.main import main
-from npcf.cli.options import data_options, layers as parse_layers
+from npcf.cli.options import data_options
+from npcf.cli.options import layers as parse_layers
 from npcf.cli.output import progress_or_none, table
 from npcf.nn import activations, losses, noise, optim, schedules
 from npcf.utils import parallel

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from npcf.data.readers import read_movies
+from npcf.data.splits import Split, split_ratings
+from npcf.data.vocab import Vocabulary
 from npcf.errors import DataError
 from npcf.utils.files import atomic_path, write_json
-from npcf.data.vocab import Vocabulary
-from npcf.data.splits import Split, split_ratings
-from npcf.data.readers import read_movies
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
 

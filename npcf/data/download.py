@@ -22,7 +22,6 @@ verified against it. Delete that file to trust a new archive.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -37,10 +36,9 @@ from http.client import HTTPException
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Mapping
 
-
 from npcf.errors import DatasetError, one_line
-from npcf.utils.progress import open_progress
 from npcf.utils.files import atomic_path, write_text
+from npcf.utils.progress import open_progress
 
 MARKER = ".npcf-complete"
 CHUNK = 1 << 16

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from npcf.errors import DataError, one_line
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.titles import parse_movies
+from npcf.errors import DataError, one_line
 
 FORMATS = ("auto", "movielens-csv", "movielens-dat", "ml-100k", "delimited")
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from npcf.errors import DataError
-from npcf.utils.sparse import entry_rows
-from npcf.data.vocab import Vocabulary
 from npcf.data.dataset import Dataset, is_prepared, load_prepared
 from npcf.data.download import DATASETS, fetch
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.readers import read_movies, read_ratings
 from npcf.data.splits import Split, split_ratings
 from npcf.data.synthetic import generate
+from npcf.data.vocab import Vocabulary
+from npcf.errors import DataError
+from npcf.utils.sparse import entry_rows
 
 SYNTHETIC = "synthetic"
 _MOVIE_FILES = ("movies.csv", "movies.dat", "u.item")

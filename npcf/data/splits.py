@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.data.ratings import Ratings
 from npcf.errors import NpcfError
 from npcf.utils.sparse import entry_rows, select
-from npcf.data.ratings import Ratings
 
 KINDS = ("random", "user", "temporal", "users")
 

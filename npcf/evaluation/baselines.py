@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.evaluation.ranking import Recommends
 from npcf.evaluation.protocol import evaluate
+from npcf.evaluation.ranking import Recommends
 from npcf.nn.bias import UserItemBias
 from npcf.utils.sparse import binarize, entry_rows
 

@@ -7,8 +7,9 @@ baseline's ``predict``) is fed the users' inputs batch by batch; RMSE/MAE,
 ranking and beyond-accuracy metrics (see :mod:`npcf.evaluation.metrics`) are accumulated
 without ever holding more than one batch of scores.
 
-:func:`rating_metrics` and :func:`ranking_metrics` are the light versions used by
-``train`` for ``metrics.json``.
+:func:`rating_metrics` (RMSE/MAE from ``predict_at``, only the held-out pairs computed)
+and :func:`ranking_metrics` (recall and NDCG through :func:`evaluate`) are the summaries
+``train`` writes to ``metrics.json`` and an ensemble uses for its validation figures.
 """
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.nn import activations
+from npcf.nn.losses import masked_mse, multinomial
 from npcf.utils import parallel
 from npcf.utils.sparse import entry_rows, union, unique, unique_inverse
-from npcf.nn.losses import masked_mse, multinomial
 
 
 @dataclass

@@ -19,7 +19,8 @@ KINDS = ("masking", "gaussian", "multiplicative", "none")
 
 
 def corrupt(x: sp.csr_matrix, kind: str, level: float, rng) -> sp.csr_matrix:
-    """A corrupted copy of CSR ``x`` (B, n); ``x`` is never modified."""
+    """A corrupted copy of CSR ``x`` (B, n), or ``x`` itself when ``kind`` is ``"none"`` or
+    ``level <= 0``; ``x`` is never modified."""
     if kind == "none" or level <= 0:
         return x
     if kind == "masking":

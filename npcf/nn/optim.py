@@ -20,8 +20,8 @@ import threading
 
 import numpy as np
 
-from npcf.utils import parallel
 from npcf.nn.network import RowSparse
+from npcf.utils import parallel
 
 NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
 

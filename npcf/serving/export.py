@@ -236,9 +236,10 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     """Export ``model`` to ``path`` (atomically); checker and shape inference must pass.
 
     ``popularity_penalty``/``item_counts``: default to the model's own
-    (``model.popularity_penalty``, ``model.item_counts``). ``precision``: ``fp32``, ``fp16`` (weights stored as float16, see
-    :func:`fp16_weights`) or ``int8`` (dynamic quantization of the MatMul/Gemm/Gather
-    weights by ``onnxruntime.quantization``). Item ids beyond
+    (``model.popularity_penalty``, ``model.item_counts``). ``precision``: ``fp32``,
+    ``fp16`` (weights stored as float16, see :func:`fp16_weights`) or ``int8`` (dynamic
+    quantization of the MatMul/Gemm/Gather weights by ``onnxruntime.quantization``). Item
+    ids beyond
     :data:`MAX_INLINE_IDS` go to a sidecar ``<path>.items.json`` (hash in metadata).
     """
     path = Path(path)

@@ -8,14 +8,13 @@ import zipfile
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 import npcf
 from npcf import AutoEncoder, Vocabulary
 from npcf.autoencoder.callbacks import Checkpoint
 from npcf.errors import CheckpointError
-from helpers import tiny_ratings
 
+from helpers import tiny_ratings
 
 X = tiny_ratings()
 BASE = dict(layers=(8, 4), n_epochs=2, batch_size=10, seed=0)

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-import scipy.sparse as sp
 from click.testing import CliRunner
 
 from npcf import AutoEncoder
 from npcf.autoencoder.callbacks import Checkpoint
-from npcf.cli import main
 from npcf.autoencoder.ensemble import merge
-from npcf.serving.export import export
+from npcf.cli import main
 from npcf.nn.network import Network
+from npcf.serving.export import export
+
 from helpers import random_ratings, split, tiny_ratings
 
 X = tiny_ratings()

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from npcf import AutoEncoder
 from npcf.autoencoder.estimator import DEFAULTS
 from npcf.errors import NpcfError
-from helpers import split, tiny_ratings
 
+from helpers import split, tiny_ratings
 
 BASE = dict(layers=(8, 4), n_epochs=3, batch_size=10, lr=3e-3, seed=0, patience=0)
 X = tiny_ratings()
@@ -246,3 +246,41 @@ def test_few_epochs_on_movies_small_beat_the_global_mean(movies_small_ratings):
     assert rmse == pytest.approx(model.history[model.info["best_epoch"] - 1]["val_rmse"], rel=1e-5)
     assert rmse < mean_rmse - 0.05, (rmse, mean_rmse)
     assert min(r["val_rmse"] for r in model.history) < mean_rmse
+
+
+# ------------------------------------------------------------ scikit-learn protocol
+def test_scikit_learn_clone_and_params():
+    base = pytest.importorskip("sklearn.base")
+    m = AutoEncoder(layers=(8, 4), lr=0.02, item_based=True)
+    c = base.clone(m)
+    assert c is not m and c.get_params() == m.get_params()
+    assert c.network is None and c.history == [] and c.info == {}
+    assert m.set_params(lr=0.5, n_epochs=2) is m and m.lr == 0.5 and m.n_epochs == 2
+    with pytest.raises(ValueError, match="invalid parameter 'hidden'"):
+        m.set_params(hidden=3)
+    # __init__ stores, fit validates
+    odd = AutoEncoder(layers=(0,), activation="nope")
+    assert odd.layers == (0,) and odd.activation == "nope"
+    with pytest.raises(ValueError, match="activation"):
+        odd.fit(TRAIN)
+
+
+def test_fit_returns_self_and_a_grid_over_clones_works():
+    base = pytest.importorskip("sklearn.base")
+    model = AutoEncoder(**BASE)
+    assert model.fit(TRAIN) is model
+    scores = {}
+    for lr in (1e-3, 1e-2):
+        m = base.clone(model).set_params(lr=lr).fit(TRAIN)
+        scores[lr] = float(np.sqrt(np.mean((m.predict_at(TRAIN, *VAL.nonzero())
+                                            - VAL.data) ** 2)))
+    assert len(set(scores.values())) == 2
+
+
+def test_popularity_penalty_changes_the_ranking_not_the_scores():
+    m = AutoEncoder(**BASE).fit(TRAIN)
+    plain = m.recommend(TRAIN, k=10)
+    m.popularity_penalty = 2.0
+    pen = m.recommend(TRAIN, k=10)
+    assert (plain.ids != pen.ids).any()
+    np.testing.assert_array_equal(m.predict(TRAIN), AutoEncoder(**BASE).fit(TRAIN).predict(TRAIN))

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from npcf import AutoEncoder
-from npcf.errors import NpcfError
 from npcf.autoencoder.callbacks import Checkpoint
 from npcf.autoencoder.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from npcf.errors import NpcfError
 from npcf.rundir import RESUME_JSON, RESUME_NPZ
-from helpers import split, tiny_ratings
 
+from helpers import split, tiny_ratings
 
 BASE = dict(layers=(8, 4), n_epochs=4, batch_size=10, lr=3e-3, seed=0, patience=0)
 
@@ -260,7 +260,8 @@ def test_history_without_validation_has_empty_columns(tmp_path):
 def test_multinomial_history_uses_ndcg(tmp_path):
     X = tiny_ratings()
     train, val = split(X)
-    m = AutoEncoder(**dict(BASE, n_epochs=2, loss="multinomial")).fit(train, val, callbacks=[Checkpoint(tmp_path)])
+    m = AutoEncoder(**dict(BASE, n_epochs=2, loss="multinomial")).fit(
+        train, val, callbacks=[Checkpoint(tmp_path)])
     header = (tmp_path / "history.csv").read_text().splitlines()[0]
     assert header == "epoch,train_loss,val_loss,val_ndcg,lr,seconds"
     assert all(0 <= r["val_ndcg"] <= 1 for r in m.history)

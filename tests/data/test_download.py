@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from npcf.cli.output import progress_bar
 from npcf.data import download
 from npcf.data.download import DATASETS, DatasetInfo, cache_dir, fetch, list_datasets
 from npcf.errors import DatasetError
-from npcf.cli.output import progress_bar
 
 NAME = "ml-test"
 FILES = {

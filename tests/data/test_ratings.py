@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npcf.data.ratings import build_ratings
+
 from helpers import as_dict, ts_dict
 
 

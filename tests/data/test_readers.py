@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from npcf.data.readers import detect_format, read_movies, read_ratings, resolve_format
 from npcf.errors import DataError
 from npcf.utils.sparse import entry_rows
+
 from helpers import as_dict, ts_dict
 
 ML_HEADER = "userId,movieId,rating,timestamp\n"

@@ -157,8 +157,9 @@ def test_per_user_holdout(ratings, kind, seed):
 def test_temporal_holds_out_the_latest(ratings, val, seed):
     s = split_ratings(ratings, "temporal", 0.3, seed=seed, validation_size=val)
     ts = ts_of(ratings)
-    by_user = lambda m: {u: [ts[k] for k in entries(m) if k[0] == u]
-                         for u in range(ratings.shape[0])}
+
+    def by_user(m):
+        return {u: [ts[k] for k in entries(m) if k[0] == u] for u in range(ratings.shape[0])}
     train, test = by_user(s.train), by_user(s.test)
     valid = by_user(s.validation) if val else {u: [] for u in train}
     checked = 0

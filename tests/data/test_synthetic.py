@@ -94,8 +94,8 @@ def test_learned_models_beat_popularity_on_the_default_data():
     """The synthetic taste structure is learnable: an autoencoder (multinomial loss,
     a few epochs) and EASE both rank held-out favourites above the popularity ranking."""
     import npcf
-    from npcf.evaluation.baselines import EASE, Popularity
     from npcf.data import load_dataset
+    from npcf.evaluation.baselines import EASE, Popularity
     from npcf.evaluation.protocol import evaluate
 
     s = load_dataset(None, seed=0).split

@@ -6,9 +6,10 @@ import pytest
 import scipy.sparse as sp
 
 from npcf.evaluation import baselines
-from npcf.nn.bias import UserItemBias
 from npcf.evaluation.protocol import evaluate
+from npcf.nn.bias import UserItemBias
 from npcf.utils.sparse import entry_rows
+
 from helpers import random_ratings
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from npcf.cli.output import progress_bar
 from npcf.evaluation import metrics
 from npcf.evaluation.protocol import evaluate, metric_keys, ranking_metrics, rating_metrics
-from npcf.cli.output import progress_bar
 
 
 def _data(seed=0, n_users=60, n_items=40):

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from npcf.nn.bias import UserItemBias
+
 from helpers import tiny_ratings
 
 

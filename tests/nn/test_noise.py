@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from npcf.nn.noise import KINDS, corrupt
+
 from helpers import random_ratings
 
 

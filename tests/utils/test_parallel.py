@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf.utils import parallel
 from npcf.nn.network import Network, RowSparse
 from npcf.nn.optim import make
+from npcf.utils import parallel
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,56 @@
+"""`npcf recommend`: a known user or a new user's ratings, from the ONNX file or, before
+anything was exported, from the checkpoint; bad requests give one line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from npcf.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(movies_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec") / "models"
+    r = CliRunner().invoke(main, ["train", "--n_epochs", "1", "--layers", "16", "--quiet",
+                                  "--data", str(movies_small / "ratings.csv"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def recommend(*args):
+    return CliRunner().invoke(main, ["recommend", *map(str, args)])
+
+
+def test_falls_back_to_the_checkpoint_then_uses_the_export(run_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(run_dir.parent)            # models/ is the default run directory
+    before = recommend("--user", 1, "--json", "-k", 5)
+    assert before.exit_code == 0, before.output
+    recs = json.loads(before.output)
+    assert [r["rank"] for r in recs] == [1, 2, 3, 4, 5] and all(r["title"] for r in recs)
+    r = CliRunner().invoke(main, ["eval", "--generate", "--top_k", "10"])
+    assert r.exit_code == 0, r.output
+    after = recommend("--user", 1, "--json", "-k", 5)
+    assert after.exit_code == 0, after.output
+    assert [r["movie_id"] for r in json.loads(after.output)] == [r["movie_id"] for r in recs]
+    table = recommend("--ratings", "1:5,260:4.5,1196:5", "-k", 3)
+    assert table.exit_code == 0 and len(table.output.splitlines()) == 5     # header, rule, 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ratings", "1:5,1:3"], "rated more than once"),
+    (["--ratings", "1:99"], "outside the model's scale"),
+    (["--ratings", "999999999:4"], "unknown movie"),
+    (["--user", "no-such-user"], "unknown user id"),
+])
+def test_bad_requests_are_one_line(run_dir, args, message):
+    r = recommend("--model", run_dir / "model.npz", *args)
+    assert r.exit_code == 1 and message in r.output and len(r.output.splitlines()) == 1, r.output
+
+
+def test_usage_errors(run_dir):
+    assert recommend("--model", run_dir / "model.npz").exit_code == 2
+    assert recommend("--model", run_dir / "model.npz", "--user", 1, "-k", 0).exit_code == 2
+    r = recommend("--model", run_dir / "model.npz", "--ratings", "1-5")
+    assert r.exit_code == 2 and "movieId:rating" in r.output

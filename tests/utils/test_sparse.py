@@ -1,0 +1,47 @@
+"""npcf.utils.sparse: the CSR helpers against loops, the sort-based sets against numpy."""
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from npcf.utils.sparse import (
+    binarize,
+    dense_mask,
+    entry_rows,
+    l2_normalize_rows,
+    select,
+    union,
+    unique,
+    unique_inverse,
+)
+
+from helpers import random_ratings
+
+
+def test_entry_rows_select_binarize_mask():
+    m = sp.csr_matrix(random_ratings(9, 7, 0.4, seed=3).toarray() * (np.arange(9) != 4)[:, None])
+    rows = entry_rows(m)
+    assert rows.dtype == np.int64
+    assert rows.tolist() == [r for r in range(9) for _ in range(m.indptr[r + 1] - m.indptr[r])]
+    keep = m.data > 2
+    s = select(m, keep)
+    np.testing.assert_array_equal(s.toarray(), np.where(m.toarray() > 2, m.toarray(), 0))
+    b = binarize(m, np.float64)
+    assert b.dtype == np.float64 and (b.toarray() == (m.toarray() > 0)).all()
+    np.testing.assert_array_equal(dense_mask(m), m.toarray() > 0)
+    n = l2_normalize_rows(m)
+    norms = np.sqrt((n.toarray() ** 2).sum(axis=1))
+    np.testing.assert_allclose(norms[np.diff(m.indptr) > 0], 1, rtol=1e-6)
+    assert norms[4] == 0 and n.dtype == m.dtype
+
+
+@settings(max_examples=50, deadline=None)
+@given(a=st.lists(st.integers(-5, 30), max_size=40), b=st.lists(st.integers(-5, 30), max_size=20))
+def test_sets_agree_with_numpy(a, b):
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    np.testing.assert_array_equal(unique(a), np.unique(a))
+    u, inv, order = unique_inverse(a, return_order=True)
+    np.testing.assert_array_equal(u, np.unique(a))
+    np.testing.assert_array_equal(u[inv], a)
+    np.testing.assert_array_equal(a[order], np.sort(a, kind="stable"))
+    np.testing.assert_array_equal(union(a, b), np.union1d(a, b))
