@@ -53,14 +53,21 @@ def data_options(f):
     return wrapper
 
 
+def number_list(text: str, kind, what: str, example: str) -> tuple:
+    """``"1,2,3"`` -> a tuple of ``kind`` (empty parts skipped); BadParameter naming
+    ``what`` on anything else."""
+    try:
+        return tuple(kind(p) for p in str(text).split(",") if p.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated {what} like {example}, "
+                                 f"got {text!r}") from None
+
+
 def floats(text: str | None, n: int | None = None, what: str = "value"):
     """``"1,2.5"`` -> (1.0, 2.5); BadParameter on anything else (or not ``n`` numbers)."""
     if text is None:
         return None
-    try:
-        vals = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+    vals = number_list(text, float, "numbers", "1,5")
     if n is not None and len(vals) != n:
         raise click.BadParameter(f"expected {n} numbers for {what}, got {len(vals)}")
     return vals
@@ -83,10 +90,7 @@ def layers(ctx, param, text):
     """``--layers 1000,500,100`` -> (1000, 500, 100)."""
     if text is None:
         return None
-    try:
-        sizes = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected sizes like 1000,500,100, got {text!r}") from None
+    sizes = number_list(text, int, "layer sizes", "1000,500,100")
     if not sizes or min(sizes) < 1:
         raise click.BadParameter(f"layer sizes must be positive, got {text!r}")
     return sizes
@@ -94,12 +98,7 @@ def layers(ctx, param, text):
 
 def cutoffs(ctx, param, text) -> tuple[int, ...]:
     """``-k 10,20,100`` -> (10, 20, 100)."""
-    parts = [p for p in str(text).split(",") if p.strip()]
-    try:
-        ks = tuple(sorted({int(p) for p in parts}))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated cut-offs like 10,20,100, "
-                                 f"got {text!r}") from None
+    ks = tuple(sorted(set(number_list(text, int, "cut-offs", "10,20,100"))))
     if not ks or ks[0] < 1:
         raise click.BadParameter(f"cut-offs must be positive integers, got {text!r}")
     return ks
