@@ -302,10 +302,9 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
         rows = list(ratings)
     ids, scores = m.recommend(rows, k=k, filter_seen=not include_seen)
     ids, scores = np.atleast_2d(ids)[0], np.atleast_2d(scores)[0]
-    keep = ids != (-1 if ids.dtype.kind in "iu" else "")
+    keep = np.isfinite(scores)                     # padding: fewer unseen movies than k
     titles = read_titles(movies) if movies else {}
-    return [{"rank": i + 1, "movie_id": mid.item() if hasattr(mid, "item") else mid,
-             "title": titles.get(mid.item() if hasattr(mid, "item") else mid, ""),
+    return [{"rank": i + 1, "movie_id": mid, "title": titles.get(mid, ""),
              "score": round(float(s), 4)}
-            for i, (mid, s) in enumerate(zip(ids[keep], scores[keep]))]
+            for i, (mid, s) in enumerate(zip(ids[keep].tolist(), scores[keep]))]
 

@@ -21,7 +21,7 @@ STAGES = {
     "npcf.nn": 2,
     "npcf.evaluation": 3,
     "npcf.autoencoder": 4, "npcf.serving": 4,
-    "npcf.workflows": 5, "npcf.plot": 5,
+    "npcf.workflows": 5, "npcf.curves": 5,
     "npcf.cli": 6,
     "npcf": 7,                    # the package's facade (lazy re-exports)
 }

@@ -7,7 +7,7 @@ import click
 
 from npcf import rundir
 from npcf.cli.main import main
-from npcf.plot import plot_history
+from npcf.curves import plot_history
 
 
 @main.command()
