@@ -4,6 +4,7 @@ Layout of a run directory (``models/`` by default)::
 
     model.npz  model.json    the checkpoint (weights and id maps without pickle; metadata)
     history.csv              one row per epoch (``member`` column for ensembles)
+    tuning.csv               one row per trial of the hyperparameter search
     metrics.json             test and validation figures, hyperparameters, data path
     data/                    the prepared split the model was trained and tested on
     members/K/               ensemble member K (its own checkpoint and history)
@@ -28,6 +29,7 @@ from npcf.utils.files import atomic_path
 DEFAULT_DIR = Path("models")
 MODEL_NPZ, MODEL_JSON = "model.npz", "model.json"
 HISTORY_CSV = "history.csv"
+TUNING_CSV = "tuning.csv"
 METRICS_JSON = "metrics.json"
 DATA_DIR = "data"
 MEMBERS_DIR = "members"
@@ -82,8 +84,9 @@ def history_columns(loss: str) -> list[str]:
             "seconds"]
 
 
-def write_history(path, rows: list[dict], cols: list[str]) -> None:
-    """Write ``rows`` (dicts) as a CSV with ``cols``, atomically; missing cells empty."""
+def write_rows(path, rows: list[dict], cols: list[str]) -> None:
+    """Write ``rows`` (dicts) as a CSV with ``cols``, atomically; missing cells empty
+    (``history.csv``, ``tuning.csv``)."""
     lines = [",".join(cols)]
     for row in rows:
         lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in cols))

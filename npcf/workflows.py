@@ -27,6 +27,8 @@ from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
 from npcf.utils.files import write_json
 
+#: seconds the default `train` may spend choosing hyperparameters
+TUNE_BUDGET = 120.0
 #: largest relative |ONNX - NumPy| accepted by ``export_model``, per precision
 PARITY_TOLERANCE = {"fp32": 1e-5, "fp16": 1e-3, "int8": 0.05}
 
@@ -42,15 +44,23 @@ def prepare(out, data_options: dict | None = None, *, progress=None) -> Dataset:
 
 # ------------------------------------------------------------------------ train
 def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None, *,
+          tune: bool = True, fixed=None, tune_budget: float | None = TUNE_BUDGET,
           resume: bool = False, threads: int | None = None, progress=None,
           verbose_epochs: int = 0, echo=print) -> dict:
-    """Fit an :class:`AutoEncoder` with hyperparameters ``params`` on the data
-    ``data_options`` describe, keeping the run directory ``out`` (:mod:`npcf.rundir`).
+    """Fit an :class:`AutoEncoder` on the data ``data_options`` describe, keeping the run
+    directory ``out`` (:mod:`npcf.rundir`).
 
-    A validation part is carved from training when the split has none. Returns (and
-    writes as ``metrics.json``) the test figures, the best validation row, paths, split
-    and hyperparameters.
+    A validation part is carved from training when the split has none. ``tune``: choose
+    the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
+    values, those named in ``fixed`` — default: every key of ``params`` — are kept;
+    ``tune_budget`` seconds at most; trials in ``tuning.csv``); else fit ``params`` as
+    they are (``resume`` continues such a run). Returns (and writes as ``metrics.json``)
+    the test figures, the best validation row, paths, split, hyperparameters and the
+    search's summary.
     """
+    if tune and resume:
+        raise NpcfError("--resume continues a run trained with --tune off (a search is not "
+                        "resumable); pass --tune off with the options of that run")
     out = Path(out)
     ds = with_validation(load_dataset(**dict(data_options or {}, progress=progress)),
                          seed=params.get("seed", 0))
@@ -63,9 +73,18 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     if verbose_epochs:
         callbacks.append(EpochLog(verbose_epochs, echo))
     model = AutoEncoder(**params)
+    fit_kw = dict(scale=ds.scale, users=ds.users, items=ds.items)
     with parallel.using(threads):
-        model.fit(s.train, s.validation, s.validation_input, scale=ds.scale, users=ds.users,
-                  items=ds.items, callbacks=callbacks)
+        if tune:
+            model = model.tune(s.train, s.validation, s.validation_input,
+                               fixed=set(params) if fixed is None else set(fixed),
+                               budget=tune_budget, progress=progress, callbacks=callbacks[:1],
+                               **fit_kw)
+            cols = list(dict.fromkeys(k for row in model.tuning for k in row))
+            rundir.write_rows(out / rundir.TUNING_CSV, model.tuning, cols)
+        else:
+            (out / rundir.TUNING_CSV).unlink(missing_ok=True)      # not this run's
+            model.fit(s.train, s.validation, s.validation_input, callbacks=callbacks, **fit_kw)
         if model.loss == "mse":
             test = rating_metrics(model, s.test_input, s.test)
         else:
@@ -73,7 +92,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     result = {"test": test, "validation": _best_validation(model),
               "model_path": str(out / rundir.MODEL_NPZ), "data": str(data_dir),
               "source": str(ds.stats.get("source", "")), "split": s.params,
-              "hyperparameters": model.get_params()}
+              "hyperparameters": model.get_params(), "tuning": model.info.get("tuning"),
+              "tuning_trials": model.tuning if tune else []}
     write_json(out / rundir.METRICS_JSON, result)
     return result
 
@@ -287,7 +307,7 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
     m = open_model(path)
     if getattr(m, "item_based", False):
         raise NpcfError(f"{path}: an item-based model cannot fold in one user; use "
-                        "`eval --evaluate` or a user-based model")
+                        "`eval --evaluate`, or a user-based model (train --user_based)")
     data_dir = Path(data) if data else rundir.recorded_data(rundir.folder_of(path))
     if movies is None and data_dir is not None and (data_dir / "movies.csv").is_file():
         movies = data_dir / "movies.csv"

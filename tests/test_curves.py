@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from npcf.cli import main
-from npcf.errors import NpcfError
 from npcf.curves import INSTALL_HINT, plot_history, read_history
+from npcf.errors import NpcfError
 
 HISTORY = """epoch,train_loss,val_loss,val_rmse,lr,seconds
 1,0.69,0.81,0.903,0.001,0.35

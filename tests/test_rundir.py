@@ -47,7 +47,7 @@ def test_fingerprint_sees_values_pattern_and_shape_not_entry_order():
 def test_history_round_trip(tmp_path):
     f = tmp_path / "history.csv"
     rows = [{"epoch": 1, "train_loss": 0.5, "val_rmse": 0.9}, {"epoch": 2, "train_loss": 0.4}]
-    rundir.write_history(f, rows, rundir.history_columns("mse"))
+    rundir.write_rows(f, rows, rundir.history_columns("mse"))
     assert rundir.history_header(f) == rundir.history_columns("mse")
     assert rundir.read_history(f) == rows
     assert rundir.read_history(tmp_path / "missing.csv") == []

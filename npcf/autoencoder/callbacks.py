@@ -81,7 +81,7 @@ class Checkpoint(Callback):
     def on_epoch_end(self, trainer, row: dict, improved: bool) -> None:
         if improved:
             trainer.model.save(self.out)
-        rundir.write_history(self.out / rundir.HISTORY_CSV, trainer.history,
+        rundir.write_rows(self.out / rundir.HISTORY_CSV, trainer.history,
                              rundir.history_columns(trainer.model.loss))
 
     def on_interrupt(self, trainer) -> str | None:
@@ -97,7 +97,7 @@ class Checkpoint(Callback):
         cols = rundir.history_columns(model.loss)
         if model.history and "member" in model.history[0]:
             cols = ["member"] + cols
-        rundir.write_history(self.out / rundir.HISTORY_CSV, model.history, cols)
+        rundir.write_rows(self.out / rundir.HISTORY_CSV, model.history, cols)
         checkpoint.remove_resume(self.out)
 
     def for_member(self, k: int) -> "Checkpoint":

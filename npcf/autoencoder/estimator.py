@@ -10,6 +10,7 @@ from npcf import rundir
 from npcf._version import __version__
 from npcf.autoencoder import checkpoint
 from npcf.autoencoder.ensemble import merge
+from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, NpcfError
@@ -58,6 +59,7 @@ class AutoEncoder(Recommends):
     baseline: UserItemBias | None = None
     history: list = []     # (class defaults: fit assigns new objects, never mutates these)
     info: dict = {}
+    tuning: list = []      # the trials of :meth:`tune`
 
     def __init__(self, layers=None, tied=True, activation=None, output_activation="identity",
                  dropout=0.0, loss="mse", denoise=True, noise="masking", noise_level=0.2,
@@ -174,6 +176,34 @@ class AutoEncoder(Recommends):
         for cb in callbacks:
             cb.on_fit_end(self)
         return self
+
+    def tune(self, X, validation, validation_input=None, *, fixed=(), budget=None, scale=None,
+             users=None, items=None, callbacks=None, progress=None, space=None):
+        """Choose hyperparameters on ``validation`` (successive halving, see
+        :mod:`npcf.autoencoder.selection`) and return the fitted best model (a new
+        estimator; ``self`` gives the starting values and everything in ``fixed``).
+
+        ``budget``: seconds for the search. The search is recorded in the returned
+        model's ``info["tuning"]`` and its trials in ``tuning`` (list of dicts). With
+        ``ensemble > 1`` the chosen configuration is refitted as an ensemble. The
+        ``callbacks`` see the final model only (``on_fit_end``).
+        """
+        if validation is None:
+            raise NpcfError("tuning needs a validation part")
+        self._check_params()
+        fit_kw = dict(scale=scale, users=users, items=items)
+        model, trials = select(self, X, validation, validation_input, fixed=fixed,
+                               space=space, budget=budget, fit_kw=fit_kw, progress=progress)
+        if self.ensemble > 1:
+            tuning = model.info["tuning"]
+            model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,
+                                       n_epochs=self.n_epochs))
+            model.fit(X, validation, validation_input, **fit_kw)
+            model.info = dict(model.info, tuning=tuning)
+        for cb in callbacks or ():
+            cb.on_fit_end(model)
+        model.tuning = trials
+        return model
 
     def _set_data(self, X: sp.csr_matrix, scale, users, items) -> None:
         self.scale = None if scale is None else (float(scale[0]), float(scale[1]))

@@ -94,6 +94,34 @@ def compare_table(results: dict, ks) -> str:
     return table(rows, ["metric"] + names, align="l" + "r" * len(names))
 
 
+def tuning_table(summary: dict, trials: list[dict], n: int = 12) -> str:
+    """The search on one screen: the best ``n`` trials of the highest rungs, and the choice."""
+    metric = summary["metric"]
+    higher = metric != "val_rmse"
+    best = sorted(trials, key=lambda t: (-t["rung"], -t["score"] if higher else t["score"]))[:n]
+    keys = [k for k in trials[0] if k not in ("rung", "epochs", "score", "best_epoch", "seconds")]
+    rows = [[t["rung"], t["epochs"]] + [_cell(t[k]) for k in keys] + [f"{t['score']:.4f}",
+                                                                    f"{t['seconds']:.1f}"]
+            for t in best]
+    head = (f"tuning: {summary['trials']} trials in {summary['seconds']:g} s, rungs of "
+            f"{'/'.join(map(str, summary['rungs']))} epochs; best {n} by {metric}:")
+    return head + "\n" + table(rows, ["rung", "ep"] + [_short_name(k) for k in keys]
+                               + [metric, "s"], align="rr" + "l" * len(keys) + "rr")
+
+
+def _cell(v) -> str:
+    if isinstance(v, bool):
+        return "y" if v else "n"
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _short_name(key: str) -> str:
+    return {"activation": "act", "weight_decay": "wd", "noise_level": "noise",
+            "item_based": "item", "dropout": "drop", "residual": "resid"}.get(key, key)
+
+
 def summary(result: dict) -> str:
     line = f"test: {result['n_users']:,} users, {result['n_ratings']:,} held-out ratings"
     thr = result.get("threshold")

@@ -10,7 +10,7 @@ from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED
 from npcf.cli.main import main
 from npcf.cli.options import data_options
 from npcf.cli.options import layers as parse_layers
-from npcf.cli.output import progress_or_none, table
+from npcf.cli.output import progress_or_none, table, tuning_table
 from npcf.nn import activations, losses, noise, optim, schedules
 from npcf.utils import parallel
 
@@ -70,8 +70,9 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--gamma", default=None, type=float, help="Decay factor of --schedule step.")
 @click.option("--patience", default=None, type=int,
               help="Stop after N epochs without validation improvement (0: never).")
-@click.option("--item_based", is_flag=True, default=None,
-              help="Item-based autoencoder (I-AutoRec) instead of user-based.")
+@click.option("--item_based/--user_based", default=None,
+              help="Item-based autoencoder (I-AutoRec) or user-based (the one that folds in "
+                   "new users and exports to ONNX).  [default: user-based; chosen with --tune]")
 @click.option("--dense_adam", is_flag=True, help="Exact dense Adam instead of lazy row updates.")
 @click.option("--ensemble", default=None, type=click.IntRange(min=1),
               help="Fit K models (seeds SEED..SEED+K-1) and serve their mean as one network.")
@@ -82,18 +83,38 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--out", default=str(rundir.DEFAULT_DIR), show_default=True,
               type=click.Path(file_okay=False),
               help="Output directory for the checkpoint, history and metrics.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--tune", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+              help="auto: choose every hyperparameter not given here on the validation part "
+                   "(successive halving; trials in OUT/tuning.csv); off: train exactly the "
+                   "given options.")
+@click.option("--tune_budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
+@click.option("--resume", is_flag=True, help="Continue an interrupted --tune off run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
-def train(data_options, denoiser, tied_weights, dense_adam, threads, seed, out, resume,
-          verbose_epochs, quiet, **given):
-    """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json."""
+@click.pass_context
+def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, out, resume,
+          verbose_epochs, quiet, tune, tune_budget, **given):
+    """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json
+    (and tuning.csv: by default the hyperparameters not given are chosen on validation)."""
     params = {k: v for k, v in given.items() if v is not None}
     params.update(denoise=denoiser, tied=tied_weights, seed=seed, lazy=not dense_adam)
-    result = workflows.train(params, out, dict(data_options, seed=seed), resume=resume,
-                             threads=_threads(threads), progress=progress_or_none(quiet),
+    names = {"denoiser": "denoise", "tied_weights": "tied", "dense_adam": "lazy"}
+    fixed = {names.get(p, p) for p in ctx.params
+             if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
+    result = workflows.train(params, out, dict(data_options, seed=seed), tune=tune == "auto",
+                             fixed=fixed, tune_budget=tune_budget or workflows.TUNE_BUDGET,
+                             resume=resume, threads=_threads(threads),
+                             progress=progress_or_none(quiet),
                              verbose_epochs=0 if quiet else verbose_epochs, echo=click.echo)
     if not quiet:
         click.echo("")
+    if result["tuning"] and not quiet:
+        click.echo(tuning_table(result["tuning"], result["tuning_trials"]))
+        click.echo("")
     click.echo(table([(k, v) for k, v in result["test"].items()], ("test", "value"), "lr"))
     click.echo(f"\ncheckpoint: {result['model_path']}")
-    click.echo(f"next: python cli.py eval --generate   (export {out}/{rundir.onnx_name()})")
+    if result["hyperparameters"]["item_based"]:
+        click.echo("next: python cli.py eval --evaluate   (an item-based model does not fold in "
+                   "new users or export; train --user_based to serve)")
+    else:
+        click.echo(f"next: python cli.py eval --generate   (export {out}/{rundir.onnx_name()})")

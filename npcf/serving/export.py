@@ -81,7 +81,7 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         raise NpcfError("the model is not fitted")
     if model.item_based:
         raise NpcfError("item-based models score items from all users' ratings and cannot "
-                        "fold in a single user; export a user-based model")
+                        "fold in a single user; export a user-based model (train --user_based)")
     if opset not in OPSET_TO_IR:
         raise NpcfError(f"opset {opset} not supported; choose one of {sorted(OPSET_TO_IR)}")
     n, p, g = net.n_inputs, net.params, _Graph()

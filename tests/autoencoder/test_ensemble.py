@@ -98,7 +98,7 @@ def test_ensemble_saves_loads_and_exports(tmp_path):
 
 def _train(movies_small, out, *extra):
     return CliRunner().invoke(main, [str(a) for a in (
-        "train", "--data", movies_small / "ratings.csv", "--n_epochs", 1, "--layers", 16,
+        "train", "--tune", "off", "--data", movies_small / "ratings.csv", "--n_epochs", 1, "--layers", 16,
         "--out", out, "--quiet", "--ensemble", 2, *extra)], catch_exceptions=False)
 
 
@@ -147,6 +147,6 @@ def test_ensemble_without_validation_and_its_history_file(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("userId,movieId,rating\n" + "\n".join(
         f"{u},{i},{r}" for u, i, r in zip(*TRAIN.nonzero(), TRAIN.data)) + "\n")
-    res = train(dict(BASE, ensemble=2), tmp_path / "cli", {"data": path, "seed": 0})
+    res = train(dict(BASE, ensemble=2), tmp_path / "cli", {"data": path, "seed": 0}, tune=False)
     assert set(res["validation"]) == {"val_rmse", "val_mae"}
 

@@ -18,7 +18,7 @@ def trained(movies_small, tmp_path_factory):
     """A tiny model trained for one epoch on movies-small, exported to ONNX."""
     out = tmp_path_factory.mktemp("model")
     runner = CliRunner()
-    r = runner.invoke(main, ["train", "--n_epochs", "1", "--layers", "32", "--quiet",
+    r = runner.invoke(main, ["train", "--tune", "off", "--n_epochs", "1", "--layers", "32", "--quiet",
                              "--data", str(movies_small / "ratings.csv"), "--out", str(out)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["eval", "--generate", "--model", str(out / "model.npz")])

@@ -13,7 +13,7 @@ from npcf.cli import main
 @pytest.fixture(scope="module")
 def run_dir(movies_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("rec") / "models"
-    r = CliRunner().invoke(main, ["train", "--n_epochs", "1", "--layers", "16", "--quiet",
+    r = CliRunner().invoke(main, ["train", "--tune", "off", "--n_epochs", "1", "--layers", "16", "--quiet",
                                   "--data", str(movies_small / "ratings.csv"), "--out", str(out)])
     assert r.exit_code == 0, r.output
     return out

@@ -27,7 +27,7 @@ def output_lines(result):
 def mse_run(movies_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("train_mse")
     # the brief's command; --layers 64 only keeps the test fast (default: 512)
-    result = invoke(["train", "--data", movies_small / "ratings.csv", "--n_epochs", 2,
+    result = invoke(["train", "--tune", "off", "--data", movies_small / "ratings.csv", "--n_epochs", 2,
                      "--out", out, "--quiet", "--layers", 64])
     return result, out
 
@@ -77,7 +77,7 @@ def test_trained_checkpoint_reproduces_the_reported_test_rmse(mse_run):
 def test_bad_data_is_one_line_error_exit_1(tmp_path, content):
     bad = tmp_path / "ratings.csv"
     bad.write_text(content)
-    result = CliRunner().invoke(main, ["train", "--data", str(bad), "--n_epochs", "1",
+    result = CliRunner().invoke(main, ["train", "--tune", "off", "--data", str(bad), "--n_epochs", "1",
                                        "--out", str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)          # not a crash
@@ -88,7 +88,7 @@ def test_bad_data_is_one_line_error_exit_1(tmp_path, content):
 
 
 def test_missing_data_file_is_one_line_error(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nope.csv"),
+    result = CliRunner().invoke(main, ["train", "--tune", "off", "--data", str(tmp_path / "nope.csv"),
                                        "--out", str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 1
     lines = output_lines(result)
@@ -96,7 +96,7 @@ def test_missing_data_file_is_one_line_error(tmp_path):
 
 
 def test_bad_option_is_a_usage_error(tmp_path, movies_small):
-    result = CliRunner().invoke(main, ["train", "--data", str(movies_small / "ratings.csv"),
+    result = CliRunner().invoke(main, ["train", "--tune", "off", "--data", str(movies_small / "ratings.csv"),
                                        "--layers", "64,0", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 2
     assert "layer sizes must be positive" in result.output
@@ -104,7 +104,7 @@ def test_bad_option_is_a_usage_error(tmp_path, movies_small):
 
 def test_multinomial_writes_ranking_metrics(movies_small, tmp_path):
     out = tmp_path / "mult"
-    result = invoke(["train", "--data", movies_small / "ratings.csv", "--n_epochs", 1,
+    result = invoke(["train", "--tune", "off", "--data", movies_small / "ratings.csv", "--n_epochs", 1,
                      "--loss", "multinomial", "--layers", 32, "--batch_size", 256,
                      "--out", out, "--quiet"])
     assert result.exit_code == 0, result.output

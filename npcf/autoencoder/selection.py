@@ -1,0 +1,151 @@
+"""Model selection on the validation part: a budgeted successive-halving search.
+
+:func:`select` samples configurations from :data:`SPACE` (deterministically for a
+seed; the estimator's own defaults for both orientations always take part), trains each
+for a few epochs with early stopping on the validation part, keeps the best third, trains
+those three times longer, and so on until one configuration is trained with the
+estimator's full ``n_epochs``. Hyperparameters named in ``fixed`` are never searched.
+``budget`` (seconds) stops the search early: the best model of the highest rung reached
+is returned (a budget that is hit makes the result depend on the machine's speed).
+
+Cost: about ``n_configs * first_epochs * (1 + rungs / 3)`` epochs plus one full fit;
+``benchmarks/NOTES.md`` has the measured seconds.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from npcf.utils.progress import open_progress
+
+#: searched hyperparameters and their candidate values
+SPACE = {
+    "item_based": (False, True),
+    "layers": ((128,), (256,), (512,)),
+    "activation": ("tanh", "relu", "sigmoid", "selu"),
+    "weight_decay": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "noise_level": (0.0, 0.1, 0.2, 0.3),
+    "dropout": (0.0, 0.2),
+    "lr": (1e-3, 3e-3),
+    "tied": (True, False),
+    "residual": (True, False),
+}
+#: hyperparameters that only make sense for the masked-MSE loss
+MSE_ONLY = ("item_based", "residual")
+N_CONFIGS = 24
+FIRST_EPOCHS = 3
+ETA = 3
+
+
+def _configs(space: dict, n: int, seed: int, starts: list[dict]) -> list[dict]:
+    """``n`` distinct configurations (dicts over ``space``'s keys): ``starts`` (the
+    estimator's own values, per orientation) first, then seeded random draws."""
+    rng = np.random.default_rng([seed, 2024])
+    out: list[dict] = []
+    keys = sorted(space)
+
+    def add(cfg):
+        if cfg not in out:
+            out.append(cfg)
+    for start in starts:
+        add({k: start[k] for k in keys})
+    attempts = 0
+    while len(out) < n and attempts < 50 * n:
+        attempts += 1
+        add({k: space[k][int(rng.integers(len(space[k])))] for k in keys})
+    return out[:n]
+
+
+def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
+           n_configs: int = N_CONFIGS, first_epochs: int = FIRST_EPOCHS, eta: int = ETA,
+           budget: float | None = None, fit_kw: dict | None = None, progress=None):
+    """Search hyperparameters of the :class:`~npcf.AutoEncoder` ``base`` on ``validation``.
+
+    ``fixed``: names never searched (given by the user). ``space``: overrides
+    :data:`SPACE`. ``fit_kw``: keywords for every ``fit`` (scale, users, items).
+    ``progress``: a progress factory (:mod:`npcf.utils.progress`), one step per trial.
+    Returns ``(model, trials)``: the fitted best model (``info["tuning"]`` records the
+    search) and one dict per trial (``rung``, ``epochs``, the searched values,
+    ``score``, ``best_epoch``, ``seconds``) in the order they ran.
+    """
+    params = base.get_params()
+    space = dict(SPACE if space is None else space)
+    folds_in_only = validation_input is not None and \
+        (sp.csr_matrix(validation_input) != sp.csr_matrix(X)).nnz > 0
+    if params["loss"] != "mse" or folds_in_only:     # item-based: no fold-in, MSE only
+        for k in MSE_ONLY:
+            space.pop(k, None)
+    space = {k: v for k, v in space.items() if k not in set(fixed)}
+    starts = []
+    for item_based in space.get("item_based", (params["item_based"],)):
+        oriented = type(base)(**dict(params, item_based=item_based))
+        starts.append(dict(params, item_based=item_based,
+                           **dict(zip(("layers", "activation"), oriented._architecture()))))
+    configs = _configs(space, n_configs, params["seed"], starts) if space else [{}]
+    higher = params["loss"] != "mse"               # NDCG: higher is better
+    full = int(params["n_epochs"])
+    rungs, epochs = [], max(1, int(first_epochs))
+    while epochs < full:
+        rungs.append(epochs)
+        epochs *= eta
+    rungs.append(full)
+    alive = list(range(len(configs)))
+    trials, best = [], None                         # best: (rung, score, model, config)
+    stopped: dict = {}                             # config -> model that stopped early
+    start = time.perf_counter()
+    total = sum(max(1, -(-len(configs) // eta ** r)) for r in range(len(rungs)))
+    with open_progress(progress, total, "tuning") as bar:
+        for rung, n_epochs in enumerate(rungs):
+            scored = []
+            for i in alive:
+                if budget is not None and time.perf_counter() - start > budget and best:
+                    break
+                cfg = configs[i]
+                t0 = time.perf_counter()
+                model = stopped.get(i)
+                if model is None:
+                    kw = dict(params, **cfg, n_epochs=n_epochs, ensemble=1)
+                    model = type(base)(**kw).fit(X, validation, validation_input,
+                                                 **(fit_kw or {}))
+                    if model.info["epochs_run"] < n_epochs and params["schedule"] != "cosine":
+                        # early stopping ended it: a longer run is the same run (shuffle,
+                        # noise and the step/none schedules depend on seed, epoch, batch)
+                        stopped[i] = model
+                score = _score(model, higher)
+                trials.append(dict(rung=rung + 1, epochs=n_epochs, **_plain(cfg), score=score,
+                                   best_epoch=model.info.get("best_epoch"),
+                                   seconds=round(time.perf_counter() - t0, 3)))
+                scored.append((score, i, model))
+                if best is None or best[0] < rung or (best[0] == rung and _better(
+                        score, best[1], higher)):
+                    best = (rung, score, model, cfg)
+                bar.update(1)
+            if not scored or (budget is not None and time.perf_counter() - start > budget):
+                break
+            scored.sort(key=lambda s: (-s[0] if higher else s[0], s[1]))
+            alive = [i for _, i, _ in scored[:max(1, -(-len(scored) // eta))]]
+    _, score, model, cfg = best
+    model.info = dict(model.info, tuning={
+        "chosen": _plain(cfg), "score": score, "metric": "val_ndcg" if higher else "val_rmse",
+        "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),
+        "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget})
+    return model, trials
+
+
+def _score(model, higher: bool) -> float:
+    key = "val_ndcg" if higher else "val_rmse"
+    values = [row[key] for row in model.history if row.get(key) is not None
+              and np.isfinite(row[key])]
+    if not values:
+        return -np.inf if higher else np.inf
+    return float(max(values) if higher else min(values))
+
+
+def _better(a: float, b: float, higher: bool) -> bool:
+    return a > b if higher else a < b
+
+
+def _plain(cfg: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}

@@ -1,0 +1,123 @@
+"""Model selection (npcf.autoencoder.selection, AutoEncoder.tune, train --tune)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from click.testing import CliRunner
+
+from npcf import AutoEncoder
+from npcf.autoencoder.callbacks import Checkpoint
+from npcf.autoencoder.selection import SPACE, select
+from npcf.cli import main
+from npcf.errors import NpcfError
+
+from helpers import split, tiny_ratings
+
+X = tiny_ratings(60, 40)
+TRAIN, VAL = split(X)
+BASE = dict(n_epochs=9, batch_size=16, patience=2)
+SMALL = {"layers": ((8,), (16,)), "weight_decay": (1e-3, 1e-2), "activation": ("tanh", "relu"),
+         "item_based": (False, True)}
+
+
+def run(**kw):
+    kw = dict(dict(space=SMALL, n_configs=6, first_epochs=1), **kw)
+    return select(AutoEncoder(**BASE), TRAIN, VAL, **kw)
+
+
+def test_successive_halving_is_deterministic_and_keeps_the_best():
+    model, trials = run()
+    again, trials2 = run()
+    assert [{k: v for k, v in t.items() if k != "seconds"} for t in trials] == \
+        [{k: v for k, v in t.items() if k != "seconds"} for t in trials2]
+    rungs = [t["rung"] for t in trials]
+    assert rungs == sorted(rungs) and rungs.count(1) == 6 and rungs.count(2) == 2
+    assert [t["epochs"] for t in trials if t["rung"] == 3] == [9]          # full n_epochs
+    last = [t for t in trials if t["rung"] == max(rungs)][0]
+    chosen = model.info["tuning"]["chosen"]
+    assert {k: last[k] for k in chosen} == chosen
+    assert model.network is not None and model.get_params()["weight_decay"] == chosen["weight_decay"]
+    best_val = min(r["val_rmse"] for r in model.history)
+    assert model.info["tuning"]["score"] == pytest.approx(best_val)
+    np.testing.assert_array_equal(model.predict(TRAIN), again.predict(TRAIN))
+    # the survivors of a rung are the best of the rung before
+    first = sorted((t["score"], i) for i, t in enumerate(trials) if t["rung"] == 1)
+    keys = ("layers", "weight_decay", "activation", "item_based")
+    second = {tuple(str(t[k]) for k in keys) for t in trials if t["rung"] == 2}
+    assert second == {tuple(str(trials[i][k]) for k in keys) for _, i in first[:2]}
+
+
+def test_fixed_values_are_never_searched_and_the_defaults_take_part():
+    _, trials = run(fixed={"layers", "item_based"})
+    assert all("layers" not in t and "item_based" not in t for t in trials)
+    _, trials = run()
+    firsts = trials[:2]               # the estimator's own values, user- then item-based
+    assert [(t["item_based"], t["layers"], t["activation"], t["weight_decay"]) for t in firsts] \
+        == [(False, [256], "tanh", 0.01), (True, [128], "relu", 0.01)]
+    assert set(SPACE) >= set(SMALL)
+
+
+def test_budget_stops_the_search_with_a_fitted_model():
+    model, trials = run(budget=1e-9)
+    assert len(trials) == 1 and model.network is not None
+    assert model.info["tuning"]["budget"] == 1e-9
+
+
+def test_orientation_is_searched_only_where_it_can_be():
+    _, trials = run(space=dict(SMALL, residual=(True, False)))
+    assert {t["item_based"] for t in trials} == {False, True}
+    model = AutoEncoder(**BASE, loss="multinomial")
+    _, trials = select(model, TRAIN, VAL, space=dict(SMALL, residual=(True, False)),
+                       n_configs=3, first_epochs=1)
+    assert all("item_based" not in t and "residual" not in t for t in trials)
+    other_input = sp.csr_matrix(TRAIN.toarray() * (np.arange(TRAIN.shape[0]) % 2)[:, None])
+    _, trials = select(AutoEncoder(**BASE), TRAIN, VAL, other_input, space=SMALL, n_configs=3,
+                       first_epochs=1)
+    assert all("item_based" not in t for t in trials)      # held-out users: fold-in only
+
+
+def test_tune_returns_a_fitted_estimator_saved_by_its_callbacks(tmp_path):
+    start = AutoEncoder(**BASE, ensemble=2)
+    model = start.tune(TRAIN, VAL, space=SMALL, budget=5, callbacks=[Checkpoint(tmp_path)])
+    assert model is not start and model.ensemble == 2 and model.network.layers[0] % 2 == 0
+    assert model.tuning and model.info["tuning"]["trials"] == len(model.tuning)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["info"]["tuning"]["chosen"] == model.info["tuning"]["chosen"]
+    with pytest.raises(NpcfError, match="validation"):
+        AutoEncoder(**BASE).tune(TRAIN, None)
+
+
+@pytest.fixture()
+def ratings_csv(tmp_path):
+    m = tiny_ratings(80, 50, seed=3).tocoo()
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId,rating\n" + "".join(
+        f"{u + 1},{i + 1},{r}\n" for u, i, r in zip(m.row, m.col, m.data)))
+    return path
+
+
+def test_cli_tunes_by_default_and_keeps_what_was_given(ratings_csv, tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(ratings_csv), "--out", str(out),
+                                  "--n_epochs", "3", "--layers", "8", "--tune_budget", "20"])
+    assert r.exit_code == 0, r.output
+    assert "tuning:" in r.output and "val_rmse" in r.output
+    rows = (out / "tuning.csv").read_text().splitlines()
+    assert rows[0].startswith("rung,epochs,") and "layers" not in rows[0] and len(rows) > 3
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["hyperparameters"]["layers"] == [8]                       # given: fixed
+    assert "weight_decay" in meta["info"]["tuning"]["chosen"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tuning"]["chosen"] == meta["info"]["tuning"]["chosen"]
+    r = CliRunner().invoke(main, ["train", "--data", str(ratings_csv), "--out", str(out),
+                                  "--n_epochs", "2", "--tune", "off", "-q"])
+    assert r.exit_code == 0, r.output
+    assert not (out / "tuning.csv").exists() and "tuning:" not in r.output
+    r = CliRunner().invoke(main, ["train", "--data", str(ratings_csv), "--out", str(out),
+                                  "--resume"])
+    assert r.exit_code == 1 and "--tune off" in r.output and len(r.output.splitlines()) == 1
+    r = CliRunner().invoke(main, ["train", "--tune_budget", "0"])
+    assert r.exit_code == 2
