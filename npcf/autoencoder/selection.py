@@ -8,8 +8,9 @@ estimator's full ``n_epochs``. Hyperparameters named in ``fixed`` are never sear
 ``budget`` (seconds) stops the search early: the best model of the highest rung reached
 is returned (a budget that is hit makes the result depend on the machine's speed).
 
-Cost: about ``n_configs * first_epochs * (1 + rungs / 3)`` epochs plus one full fit;
-``benchmarks/NOTES.md`` has the measured seconds.
+Cost: each rung costs about ``n_configs * first_epochs`` epochs (a third of the
+configurations, trained three times longer), plus the final fit; smaller data start with
+more configurations (:func:`n_configs_for`). ``benchmarks/NOTES.md`` has the seconds.
 """
 from __future__ import annotations
 
@@ -34,7 +35,11 @@ SPACE = {
 }
 #: hyperparameters that only make sense for the masked-MSE loss
 MSE_ONLY = ("item_based", "residual")
+#: configurations tried on data of :data:`REFERENCE_RATINGS` training ratings or more; smaller
+#: data (cheaper epochs) get more, up to :data:`MAX_CONFIGS`, ~ 1 / sqrt(ratings)
 N_CONFIGS = 24
+MAX_CONFIGS = 96
+REFERENCE_RATINGS = 250_000
 FIRST_EPOCHS = 3
 ETA = 3
 
@@ -58,13 +63,19 @@ def _configs(space: dict, n: int, seed: int, starts: list[dict]) -> list[dict]:
     return out[:n]
 
 
+def n_configs_for(n_ratings: int) -> int:
+    """How many configurations the search starts with for ``n_ratings`` training ratings."""
+    scale = np.sqrt(REFERENCE_RATINGS / max(1, int(n_ratings)))
+    return int(np.clip(round(N_CONFIGS * scale), N_CONFIGS, MAX_CONFIGS))
+
+
 def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
-           n_configs: int = N_CONFIGS, first_epochs: int = FIRST_EPOCHS, eta: int = ETA,
+           n_configs: int | None = None, first_epochs: int = FIRST_EPOCHS, eta: int = ETA,
            budget: float | None = None, fit_kw: dict | None = None, progress=None):
     """Search hyperparameters of the :class:`~npcf.AutoEncoder` ``base`` on ``validation``.
 
     ``fixed``: names never searched (given by the user). ``space``: overrides
-    :data:`SPACE`. ``fit_kw``: keywords for every ``fit`` (scale, users, items).
+    :data:`SPACE`. ``n_configs``: default :func:`n_configs_for` the training ratings. ``fit_kw``: keywords for every ``fit`` (scale, users, items).
     ``progress``: a progress factory (:mod:`npcf.utils.progress`), one step per trial.
     Returns ``(model, trials)``: the fitted best model (``info["tuning"]`` records the
     search) and one dict per trial (``rung``, ``epochs``, the searched values,
@@ -83,6 +94,8 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         oriented = type(base)(**dict(params, item_based=item_based))
         starts.append(dict(params, item_based=item_based,
                            **dict(zip(("layers", "activation"), oriented._architecture()))))
+    if n_configs is None:
+        n_configs = n_configs_for(sp.csr_matrix(X).nnz)
     configs = _configs(space, n_configs, params["seed"], starts) if space else [{}]
     higher = params["loss"] != "mse"               # NDCG: higher is better
     full = int(params["n_epochs"])
