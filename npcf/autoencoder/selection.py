@@ -76,7 +76,8 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
 
     ``fixed``: names never searched (given by the user). ``space``: overrides
     :data:`SPACE`. ``n_configs``: default :func:`n_configs_for` the training ratings.
-    ``fit_kw``: keywords for every ``fit`` (scale, users, items). ``progress``: a progress factory (:mod:`npcf.utils.progress`), one step per trial.
+    ``fit_kw``: keywords for every ``fit`` (scale, users, items). ``progress``: a progress
+    factory (:mod:`npcf.utils.progress`), one step per trial.
     Returns ``(model, trials)``: the fitted best model (``info["tuning"]`` records the
     search) and one dict per trial (``rung``, ``epochs``, the searched values,
     ``score``, ``best_epoch``, ``seconds``) in the order they ran.
