@@ -1,4 +1,4 @@
-"""Regularised bias baseline: ``r_ui ~ mu + b_row + b_col``.
+"""The user+item bias model ``r_ui ~ mu + b_row + b_col`` (inside the autoencoder, and a baseline).
 
 Used two ways: as the "user+item biases" baseline, and inside the autoencoder,
 which learns the residual ``r - mu - b_row - b_col``. The column biases are
