@@ -120,3 +120,10 @@ def rating_pairs(ctx, param, text):
     if not out:
         raise click.BadParameter("no ratings given")
     return out
+
+
+def not_nan(ctx, param, value):
+    """Reject NaN (click's ranges let it through: every comparison with NaN is false)."""
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number, got nan")
+    return value

@@ -88,6 +88,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
                    "(successive halving; trials in OUT/tuning.csv); off: train exactly the "
                    "given options.")
 @click.option("--tune_budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              callback=not_nan,
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--resume", is_flag=True, help="Continue an interrupted --tune off run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
