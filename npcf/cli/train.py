@@ -8,7 +8,7 @@ import click
 from npcf import rundir, workflows
 from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED_DEFAULTS
 from npcf.cli.main import main
-from npcf.cli.options import data_options
+from npcf.cli.options import data_options, not_nan
 from npcf.cli.options import layers as parse_layers
 from npcf.cli.output import progress_or_none, table, tuning_table
 from npcf.nn import activations, losses, noise, optim, schedules
