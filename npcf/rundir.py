@@ -42,6 +42,12 @@ def onnx_name(precision: str = "fp32") -> str:
     return "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
 
 
+def exports(folder) -> list[Path]:
+    """The exported files in ``folder`` (``model*.onnx`` and their id sidecars)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob("model*.onnx*") if p.is_file()) if folder.is_dir() else []
+
+
 def folder_of(path) -> Path:
     """The run directory of ``path`` (a directory, or a file inside one)."""
     path = Path(path)

@@ -66,6 +66,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                          seed=params.get("seed", 0))
     data_dir = out / rundir.DATA_DIR
     save_prepared(ds, data_dir)
+    for stale in rundir.exports(out):          # exported from the model this run replaces
+        stale.unlink()
     s = ds.split
     callbacks = [Checkpoint(out, resume=resume)]
     if progress is not None:

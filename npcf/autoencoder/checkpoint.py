@@ -17,7 +17,7 @@ import numpy as np
 
 from npcf import rundir
 from npcf.errors import CheckpointError, NpcfError
-from npcf.utils.files import atomic_path, write_json
+from npcf.utils.files import atomic_path, jsonable, write_json
 
 FORMAT, FORMAT_VERSION = "npcf-autoencoder", 1
 _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
@@ -68,7 +68,7 @@ def is_finished(folder, hyperparameters: dict, data_fingerprint: str) -> bool:
         return False
     info = meta.get("info", {}) if isinstance(meta, dict) else {}
     return ("epochs_run" in info and info.get("fingerprint") == data_fingerprint
-            and meta.get("hyperparameters") == json.loads(json.dumps(hyperparameters)))
+            and meta.get("hyperparameters") == json.loads(json.dumps(jsonable(hyperparameters))))
 
 
 # ---------------------------------------------------------------------- resume state

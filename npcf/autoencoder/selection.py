@@ -86,9 +86,13 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     space = dict(SPACE if space is None else space)
     folds_in_only = validation_input is not None and \
         (sp.csr_matrix(validation_input) != sp.csr_matrix(X)).nnz > 0
-    if params["loss"] != "mse" or folds_in_only:     # item-based: no fold-in, MSE only
+    if params["loss"] != "mse":
         for k in MSE_ONLY:
             space.pop(k, None)
+    if folds_in_only:                               # item-based models cannot fold in
+        space.pop("item_based", None)
+    if not params["denoise"]:                       # no corruption: its level does nothing
+        space.pop("noise_level", None)
     space = {k: v for k, v in space.items() if k not in set(fixed)}
     starts = []
     for item_based in space.get("item_based", (params["item_based"],)):
@@ -119,7 +123,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                 cfg = configs[i]
                 t0 = time.perf_counter()
                 model = stopped.get(i)
-                if model is None:
+                if model is not None:           # the same run as a longer one would be
+                    model.set_params(n_epochs=n_epochs)
+                else:
                     kw = dict(params, **cfg, n_epochs=n_epochs, ensemble=1)
                     model = type(base)(**kw).fit(X, validation, validation_input,
                                                  **(fit_kw or {}))
@@ -130,6 +136,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                 score = _score(model, higher)
                 trials.append(dict(rung=rung + 1, epochs=n_epochs, **_plain(cfg), score=score,
                                    best_epoch=model.info.get("best_epoch"),
+                                   epochs_run=model.info.get("epochs_run"),
                                    seconds=round(time.perf_counter() - t0, 3)))
                 scored.append((score, i, model))
                 if best is None or best[0] < rung or (best[0] == rung and _better(

@@ -23,6 +23,7 @@ from npcf.nn import schedules
 from npcf.nn.losses import multinomial
 from npcf.nn.noise import corrupt
 from npcf.nn.optim import make as make_optimizer
+from npcf.utils.files import jsonable
 from npcf.utils.sparse import binarize, entry_rows
 
 #: users per validation batch (MSE / multinomial)
@@ -249,5 +250,5 @@ class Trainer:
 
 
 def _jsonable(obj):
-    """``obj`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(obj))
+    """``obj`` as it reads back from :func:`~npcf.utils.files.write_json`."""
+    return json.loads(json.dumps(jsonable(obj)))

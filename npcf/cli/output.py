@@ -99,7 +99,8 @@ def tuning_table(summary: dict, trials: list[dict], n: int = 12) -> str:
     metric = summary["metric"]
     higher = metric != "val_rmse"
     best = sorted(trials, key=lambda t: (-t["rung"], -t["score"] if higher else t["score"]))[:n]
-    keys = [k for k in trials[0] if k not in ("rung", "epochs", "score", "best_epoch", "seconds")]
+    keys = [k for k in trials[0]
+            if k not in ("rung", "epochs", "score", "best_epoch", "epochs_run", "seconds")]
     rows = [[t["rung"], t["epochs"]] + [_cell(t[k]) for k in keys] + [f"{t['score']:.4f}",
                                                                     f"{t['seconds']:.1f}"]
             for t in best]

@@ -27,9 +27,9 @@ PAD = -1
 
 class Recommendations(NamedTuple):
     """``ids`` (raw movie ids, or column indices without a vocabulary) and their
-    ``scores`` float32, best first: shape (k,) for one user, (B, k) for a batch.
-    Rows with fewer than k recommendable items end in id ``-1`` (``""`` for string
-    ids) with score ``-inf``."""
+    ``scores`` float32, best first: shape (k',) for one user, (B, k') for a batch, with
+    k' = min(k, the movies ``items``/``filter_items`` leave). A user with fewer unseen
+    movies than that ends in id ``-1`` (``""`` for string ids) with score ``-inf``."""
 
     ids: np.ndarray
     scores: np.ndarray
@@ -100,7 +100,7 @@ def rank(scores: np.ndarray, k: int, *, seen: sp.spmatrix | None = None, exclude
     ranked = np.take_along_axis(values, top, 1)
     idx = top if cols is None else cols[top]
     out = np.take_along_axis(scores, idx, 1).astype(np.float32)
-    empty = ~np.isfinite(ranked) | np.isnan(ranked)
+    empty = ~np.isfinite(ranked)
     idx[empty] = PAD
     out[empty] = -np.inf
     return idx.astype(np.int64, copy=False), out
@@ -147,9 +147,13 @@ class Recommends:
         Movie ids are raw ids where the model knows them (``items`` vocabulary), else
         column indices. Returns :class:`Recommendations` ``(ids, scores)``.
         """
-        k = int(k)
+        try:
+            k = int(k)
+        except (TypeError, ValueError):
+            raise NpcfError(f"k must be a positive number of movies, got {k!r}") from None
         if k < 1:
             raise NpcfError(f"k must be a positive number of movies, got {k}")
+        self._n_items_checked()
         X, single = self._user_rows(user_items)
         exclude = None if filter_items is None else self._item_columns(filter_items)
         candidates = None if items is None else self._item_columns(items)
@@ -184,6 +188,16 @@ class Recommends:
         return self.predict(X)
 
     # -------------------------------------------------------------------- inputs
+    def _n_items_checked(self) -> int:
+        """``n_items``, or NpcfError when the model is not fitted."""
+        try:
+            n = int(self.n_items)
+        except (AttributeError, TypeError):
+            n = 0
+        if n < 1:
+            raise NpcfError("the model is not fitted")
+        return n
+
     def _user_rows(self, user_items) -> tuple[sp.csr_matrix, bool]:
         """CSR float32 (B, n_items) and whether one user was given."""
         if sp.issparse(user_items):
@@ -204,6 +218,7 @@ class Recommends:
                             f"{self.n_items} items")
         if X.nnz and not np.isfinite(X.data).all():
             raise NpcfError("ratings must be finite numbers")
+        X.eliminate_zeros()                 # 0 means "not rated", as in the ONNX graph
         X.sort_indices()
         return X, single
 
@@ -235,6 +250,8 @@ class Recommends:
 
     def _item_columns(self, ids) -> np.ndarray:
         """Column indices (int64) of movie ids (raw ids with a vocabulary, else indices)."""
+        if isinstance(ids, (str, bytes)) or np.ndim(ids) == 0:
+            ids = [ids]                      # one id
         ids = list(ids) if not isinstance(ids, np.ndarray) else ids
         if self.items is not None:
             idx = self.items.index(ids, missing="ignore")

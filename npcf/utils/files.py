@@ -54,11 +54,3 @@ def jsonable(obj):
 def write_json(path, obj) -> None:
     """Write ``obj`` (see :func:`jsonable`) as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n")
-
-
-def save_npz(path, **arrays) -> None:
-    """``np.savez_compressed`` to ``path`` atomically (arrays only, no pickled objects)."""
-    import numpy as np
-
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)

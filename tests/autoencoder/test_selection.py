@@ -40,6 +40,7 @@ def test_successive_halving_is_deterministic_and_keeps_the_best():
     chosen = model.info["tuning"]["chosen"]
     assert {k: last[k] for k in chosen} == chosen
     assert model.network is not None and model.get_params()["weight_decay"] == chosen["weight_decay"]
+    assert model.n_epochs == BASE["n_epochs"]          # also when an early-stopped run is reused
     best_val = min(r["val_rmse"] for r in model.history)
     assert model.info["tuning"]["score"] == pytest.approx(best_val)
     np.testing.assert_array_equal(model.predict(TRAIN), again.predict(TRAIN))
@@ -101,10 +102,13 @@ def ratings_csv(tmp_path):
 
 def test_cli_tunes_by_default_and_keeps_what_was_given(ratings_csv, tmp_path):
     out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"an export of an older model")
     r = CliRunner().invoke(main, ["train", "--data", str(ratings_csv), "--out", str(out),
                                   "--n_epochs", "3", "--layers", "8", "--tune_budget", "20"])
     assert r.exit_code == 0, r.output
     assert "tuning:" in r.output and "val_rmse" in r.output
+    assert not (out / "model.onnx").exists()           # stale export of the replaced model
     rows = (out / "tuning.csv").read_text().splitlines()
     assert rows[0].startswith("rung,epochs,") and "layers" not in rows[0] and len(rows) > 3
     meta = json.loads((out / "model.json").read_text())

@@ -183,3 +183,31 @@ def test_bad_requests_are_one_clear_error(case):
             case.model.recommend([(first, 4.0), (first, 3.0)], k=3)
         with pytest.raises(NpcfError, match="finite"):
             case.model.recommend([(first, float("nan"))], k=3)
+
+
+def test_a_stored_zero_is_not_a_rating(case):
+    """0 means "not rated" everywhere (the ONNX graph cannot tell a stored 0 apart)."""
+    if not case.folds_in:
+        pytest.skip("item-based models score the fitted matrix only")
+    row = case.X[2].toarray()[0]
+    empty = int(np.flatnonzero(row == 0)[0])
+    stored = sp.csr_matrix((np.r_[row[row != 0], 0.0].astype(np.float32),
+                            np.r_[np.flatnonzero(row), empty], [0, int((row != 0).sum()) + 1]),
+                           shape=(1, N_ITEMS))
+    assert stored.nnz == (row != 0).sum() + 1
+    a, b = case.model.recommend(stored, k=N_ITEMS), case.model.recommend(sp.csr_matrix(row),
+                                                                        k=N_ITEMS)
+    np.testing.assert_array_equal(a.ids, b.ids)
+
+
+def test_one_id_may_be_given_bare(case):
+    first = case.ids([0])[0]
+    ids, _ = case.model.recommend(case.X, k=3, filter_items=first)
+    assert first not in ids
+
+
+@pytest.mark.parametrize("make", [baselines.GlobalMean, baselines.Biases, baselines.Popularity,
+                                  baselines.EASE, AutoEncoder])
+def test_an_unfitted_model_says_so(make):
+    with pytest.raises(NpcfError, match="not fitted"):
+        make().recommend(EXPLICIT, k=3)
