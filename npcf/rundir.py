@@ -17,13 +17,16 @@ nothing from npcf but the file helpers.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.errors import NpcfError
 from npcf.utils.files import atomic_path
 
 DEFAULT_DIR = Path("models")
@@ -35,6 +38,10 @@ DATA_DIR = "data"
 MEMBERS_DIR = "members"
 RESUME_NPZ, RESUME_JSON = "resume.npz", "resume.json"
 ONNX_SUFFIX = ".onnx"
+PLOT_NAME = "loss.png"
+#: the entries `train` (and `eval --generate`, `plot`) put in a run directory
+RUN_ENTRIES = (MODEL_NPZ, MODEL_JSON, HISTORY_CSV, TUNING_CSV, METRICS_JSON, DATA_DIR,
+               MEMBERS_DIR, RESUME_NPZ, RESUME_JSON, PLOT_NAME, "model*.onnx", "model*.onnx.*")
 
 
 def onnx_name(precision: str = "fp32") -> str:
@@ -46,6 +53,42 @@ def exports(folder) -> list[Path]:
     """The exported files in ``folder`` (``model*.onnx`` and their id sidecars)."""
     folder = Path(folder)
     return sorted(p for p in folder.glob("model*.onnx*") if p.is_file()) if folder.is_dir() else []
+
+
+def foreign_entries(folder, owned) -> list[str]:
+    """Names in directory ``folder`` that match none of the ``owned`` names/patterns (a
+    missing folder has none; npcf's own hidden temporary files do not count)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(n for n in os.listdir(folder)
+                  if not (n.startswith(".") and n.endswith((".tmp", ".old")))
+                  and not any(fnmatch.fnmatchcase(n, pat) for pat in owned))
+
+
+def check_target(out, owned, what: str, option: str = "--out", inputs=()) -> Path:
+    """``out`` as a directory a command may replace as a whole: NpcfError if it is a
+    file, the working directory or one of its parents, holds an entry not in ``owned``,
+    or contains one of the command's ``inputs`` (paths it reads)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NpcfError(f"{option} {out}: is a file, not a directory")
+    real = out.resolve()
+    if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
+        raise NpcfError(f"{option} {out}: is the working directory (or holds it); "
+                        f"name a directory for the {what}")
+    foreign = foreign_entries(out, owned)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise NpcfError(f"{option} {out}: holds files that are not a {what}'s ({shown}); "
+                        f"npcf replaces the whole directory, so choose a new or empty one")
+    for path in inputs:
+        if path is not None and Path(path).exists():
+            p = Path(path).resolve()
+            if p == real or real in p.parents:
+                raise NpcfError(f"{option} {out}: would replace this command's own input "
+                                f"{path}; write to another directory")
+    return out
 
 
 def folder_of(path) -> Path:
@@ -60,8 +103,10 @@ def member_dir(out, k: int) -> Path:
 
 
 def recorded_data(folder) -> Path | None:
-    """The prepared data directory that `train` recorded in ``folder/metrics.json``, if it
-    still holds a prepared data set."""
+    """The prepared data directory of run directory ``folder``: its ``data/``, else the
+    one `train` recorded in ``folder/metrics.json``, if it holds a prepared data set."""
+    if (Path(folder) / DATA_DIR / "stats.json").is_file():
+        return Path(folder) / DATA_DIR
     f = Path(folder) / METRICS_JSON
     try:
         recorded = json.loads(f.read_text()).get("data", "")

@@ -6,15 +6,19 @@ directory they share is :mod:`npcf.rundir`.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from npcf import rundir
-from npcf.autoencoder import AutoEncoder
+from npcf.autoencoder import AutoEncoder, checkpoint
 from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
-from npcf.data.dataset import Dataset, is_prepared, load_prepared, save_prepared, with_validation
+from npcf.autoencoder.trainer import TrainingInterrupted
+from npcf.data.dataset import (PREPARED_FILES, Dataset, is_prepared, load_prepared,
+                               save_prepared, with_validation)
 from npcf.data.source import load_dataset
 from npcf.data.splits import describe
 from npcf.data.titles import read_titles
@@ -25,7 +29,7 @@ from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
 from npcf.serving.export import OPSET, export
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
-from npcf.utils.files import write_json
+from npcf.utils.files import jsonable, staged_dir, write_json
 
 #: seconds the default `train` may spend choosing hyperparameters
 TUNE_BUDGET = 120.0
@@ -34,48 +38,87 @@ PARITY_TOLERANCE = {"fp32": 1e-5, "fp16": 1e-3, "int8": 0.05}
 
 
 # ------------------------------------------------------------------------- data
+def _inputs(data_options: dict) -> tuple:
+    """The paths a command reads its ratings from."""
+    return tuple(data_options.get(k) for k in ("data", "train_file", "test_file"))
+
+
 def prepare(out, data_options: dict | None = None, *, progress=None) -> Dataset:
     """Read and split ratings (``data_options``: :func:`npcf.data.load_dataset` keywords)
-    and write the prepared directory ``out``."""
-    ds = load_dataset(**dict(data_options or {}, progress=progress))
-    save_prepared(ds, out)
+    and write the prepared directory ``out``: built beside it and swapped in when complete,
+    so ``out`` never mixes two data sets, and a failure leaves it as it was."""
+    opts = dict(data_options or {})
+    rundir.check_target(out, PREPARED_FILES, "prepared data directory", inputs=_inputs(opts))
+    ds = load_dataset(**dict(opts, progress=progress))
+    with staged_dir(out) as stage:
+        save_prepared(ds, stage)
+    ds.path = Path(out)
     return ds
 
 
 # ------------------------------------------------------------------------ train
 def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None, *,
           tune: bool = True, fixed=None, tune_budget: float | None = TUNE_BUDGET,
-          resume: bool = False, threads: int | None = None, progress=None,
-          verbose_epochs: int = 0, echo=print) -> dict:
-    """Fit an :class:`AutoEncoder` on the data ``data_options`` describe, keeping the run
+          resume: bool = False, overwrite: bool = False, threads: int | None = None,
+          progress=None, verbose_epochs: int = 0, echo=print) -> dict:
+    """Fit an :class:`AutoEncoder` on the data ``data_options`` describe, into the run
     directory ``out`` (:mod:`npcf.rundir`).
+
+    The run is built in a fresh directory beside ``out`` and swapped in when it ends
+    (also on Ctrl-C, which leaves resume state), so ``out`` never mixes two runs and a
+    failed run leaves it as it was. An ``out`` holding an interrupted run is refused
+    unless ``resume`` (continue it in place, after checking the options and data match;
+    its ``data/`` is the default data) or ``overwrite``.
 
     A validation part is carved from training when the split has none. ``tune``: choose
     the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
     values, those named in ``fixed`` — default: every key of ``params`` — are kept;
     ``tune_budget`` seconds at most; trials in ``tuning.csv``); else fit ``params`` as
-    they are (``resume`` continues such a run). Returns (and writes as ``metrics.json``)
-    the test figures, the best validation row, paths, split, hyperparameters and the
-    search's summary.
+    they are. Returns (and writes as ``metrics.json``) the test figures, the best
+    validation row, paths, split, hyperparameters and the search's summary.
     """
     if tune and resume:
         raise NpcfError("--resume continues a run trained with --tune off (a search is not "
                         "resumable); pass --tune off with the options of that run")
     out = Path(out)
-    ds = with_validation(load_dataset(**dict(data_options or {}, progress=progress)),
+    opts = dict(data_options or {})
+    model = AutoEncoder(**params)
+    if resume:
+        if opts.get("data") is None and opts.get("train_file") is None:
+            opts["data"] = str(out / rundir.DATA_DIR)
+    else:
+        rundir.check_target(out, rundir.RUN_ENTRIES, "run directory", inputs=_inputs(opts))
+        if _interrupted(out) and not overwrite:
+            raise NpcfError(f"--out {out}: holds an interrupted run; continue it with --resume "
+                            "(and the same options) or replace it with --overwrite")
+    ds = with_validation(load_dataset(**dict(opts, progress=progress)),
                          seed=params.get("seed", 0))
-    data_dir = out / rundir.DATA_DIR
-    save_prepared(ds, data_dir)
-    for stale in rundir.exports(out):          # exported from the model this run replaces
-        stale.unlink()
+    if resume:
+        _check_resume(out, model, ds)
+        where = contextlib.nullcontext(out)
+    else:
+        where = staged_dir(out, keep_on=() if tune else (TrainingInterrupted,))
+    with where as stage:
+        data_dir = stage / rundir.DATA_DIR
+        if not resume:
+            save_prepared(ds, data_dir)
+        result = _fit(model, ds, stage, out, tune=tune, fixed=fixed, tune_budget=tune_budget,
+                      resume=resume, threads=threads, progress=progress,
+                      verbose_epochs=verbose_epochs, echo=echo)
+        write_json(stage / rundir.METRICS_JSON, result)
+    return result
+
+
+def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, resume, threads,
+         progress, verbose_epochs, echo) -> dict:
     s = ds.split
-    callbacks = [Checkpoint(out, resume=resume)]
+    callbacks = [Checkpoint(stage, resume=resume, shown=out)]
     if progress is not None:
         callbacks.append(ProgressBar(progress))
     if verbose_epochs:
         callbacks.append(EpochLog(verbose_epochs, echo))
-    model = AutoEncoder(**params)
     fit_kw = dict(scale=ds.scale, users=ds.users, items=ds.items)
+    params = model.get_params()
     with parallel.using(threads):
         if tune:
             model = model.tune(s.train, s.validation, s.validation_input,
@@ -83,21 +126,54 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                                budget=tune_budget, progress=progress, callbacks=callbacks[:1],
                                **fit_kw)
             cols = list(dict.fromkeys(k for row in model.tuning for k in row))
-            rundir.write_rows(out / rundir.TUNING_CSV, model.tuning, cols)
+            rundir.write_rows(stage / rundir.TUNING_CSV, model.tuning, cols)
         else:
-            (out / rundir.TUNING_CSV).unlink(missing_ok=True)      # not this run's
             model.fit(s.train, s.validation, s.validation_input, callbacks=callbacks, **fit_kw)
         if model.loss == "mse":
             test = rating_metrics(model, s.test_input, s.test)
         else:
             test = ranking_metrics(model, s.test_input, s.test, ks=(20, 100))
-    result = {"test": test, "validation": _best_validation(model),
-              "model_path": str(out / rundir.MODEL_NPZ), "data": str(data_dir),
-              "source": str(ds.stats.get("source", "")), "split": s.params,
-              "hyperparameters": model.get_params(), "tuning": model.info.get("tuning"),
-              "tuning_trials": model.tuning if tune else []}
-    write_json(out / rundir.METRICS_JSON, result)
-    return result
+    return {"test": test, "validation": _best_validation(model),
+            "model_path": str(out / rundir.MODEL_NPZ), "data": str(out / rundir.DATA_DIR),
+            "source": str(ds.stats.get("source", "")), "split": s.params,
+            "hyperparameters": model.get_params(), "tuning": model.info.get("tuning"),
+            "tuning_trials": model.tuning if tune else []}
+
+
+def _resume_dirs(out: Path) -> list[Path]:
+    """The directories of ``out`` holding resume state (the run's, or its members')."""
+    dirs = [out] + sorted((out / rundir.MEMBERS_DIR).glob("*"))
+    return [d for d in dirs if checkpoint.has_resume(d)]
+
+
+def _interrupted(out: Path) -> bool:
+    return out.is_dir() and bool(_resume_dirs(out))
+
+
+def _check_resume(out: Path, model: AutoEncoder, ds: Dataset) -> None:
+    """NpcfError unless ``out`` holds an interrupted run of ``model``'s options on
+    ``ds``'s training part (checked before anything is written)."""
+    found = _resume_dirs(out) if out.is_dir() else []
+    if not found and not (out / rundir.MEMBERS_DIR).is_dir():   # an ensemble reuses members
+        raise NpcfError(f"--resume: {out} holds no interrupted run ({rundir.RESUME_JSON}); "
+                        "train without --resume")
+    params = jsonable(model.get_params())
+    fp = rundir.fingerprint(ds.split.train)
+    for folder in found:
+        meta, _ = checkpoint.read_resume(folder)
+        want = params
+        if folder != out:          # ensemble member k: its own seed, one model
+            k = int(folder.name) if folder.name.isdigit() else 0
+            want = dict(params, ensemble=1, seed=params["seed"] + k)
+        saved = meta.get("config", {})
+        want = json.loads(json.dumps(want))
+        diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+        if diff:
+            raise NpcfError(f"--resume: options differ from the interrupted run's "
+                            f"({', '.join(diff)}); pass the options it was started with")
+        if meta.get("fingerprint") not in (None, fp):
+            raise NpcfError(f"--resume: the training data differ from the interrupted run's; "
+                            f"pass the same --data (default: {out / rundir.DATA_DIR})")
 
 
 def _best_validation(model) -> dict:

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from npcf import rundir
+from npcf.errors import NpcfError
 
 from helpers import random_ratings
 
@@ -20,7 +21,7 @@ def test_names_and_folders(tmp_path):
 
 def test_recorded_data(tmp_path):
     assert rundir.recorded_data(tmp_path) is None
-    data = tmp_path / "data"
+    data = tmp_path / "elsewhere"
     (tmp_path / "metrics.json").write_text(json.dumps({"data": str(data)}))
     assert rundir.recorded_data(tmp_path) is None           # no prepared data there
     data.mkdir()
@@ -28,6 +29,35 @@ def test_recorded_data(tmp_path):
     assert rundir.recorded_data(tmp_path) == data
     (tmp_path / "metrics.json").write_text("[]")             # not an object: nothing
     assert rundir.recorded_data(tmp_path) is None
+    own = tmp_path / "data"                                  # the run's own data/ first
+    own.mkdir()
+    (own / "stats.json").write_text("{}")
+    assert rundir.recorded_data(tmp_path) == own
+
+
+def test_check_target_refuses_files_it_did_not_write(tmp_path):
+    run = tmp_path / "run"
+    assert rundir.check_target(run, rundir.RUN_ENTRIES, "run directory") == run   # new: fine
+    run.mkdir()
+    for name in ("model.npz", "model.fp16.onnx", "model.onnx.items.json", "history.csv",
+                 ".model.npz.abc.tmp.npz.tmp"):
+        (run / name).write_text("x")
+    rundir.check_target(run, rundir.RUN_ENTRIES, "run directory")
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(NpcfError, match="notes.txt"):
+        rundir.check_target(run, rundir.RUN_ENTRIES, "run directory")
+    with pytest.raises(NpcfError, match="is a file"):
+        rundir.check_target(run / "notes.txt", rundir.RUN_ENTRIES, "run directory")
+    (run / "notes.txt").unlink()
+    with pytest.raises(NpcfError, match="own input"):
+        rundir.check_target(run, rundir.RUN_ENTRIES, "run directory", inputs=[run / "model.npz"])
+
+
+def test_check_target_refuses_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for target in (".", str(tmp_path.parent)):
+        with pytest.raises(NpcfError, match="working directory"):
+            rundir.check_target(target, ("*",), "run directory")
 
 
 def test_fingerprint_sees_values_pattern_and_shape_not_entry_order():

@@ -67,11 +67,14 @@ class Checkpoint(Callback):
     epoch, ``history.csv`` every epoch, the resume state on Ctrl-C, the final model.
 
     ``resume=True`` continues an interrupted run from ``out``'s resume state (the
-    options must be the same). Ensemble member k lives in ``out/members/k``.
+    options must be the same). Ensemble member k lives in ``out/members/k``. ``shown``:
+    where the files will be once ``out`` (a staging directory) is moved there, for
+    messages.
     """
 
-    def __init__(self, out, resume: bool = False):
+    def __init__(self, out, resume: bool = False, shown=None):
         self.out, self.resume = Path(out), bool(resume)
+        self.shown = Path(shown) if shown is not None else self.out
         self._reuse = False     # an ensemble member of a resumed run: reuse if finished
 
     def on_fit_begin(self, trainer) -> None:
@@ -86,11 +89,11 @@ class Checkpoint(Callback):
 
     def on_interrupt(self, trainer) -> str | None:
         checkpoint.write_resume(self.out, *trainer.state())
-        return f"state saved in {self.out}; continue with --resume"
+        return f"state saved in {self.shown}; continue with --resume"
 
     def on_diverged(self, trainer) -> str | None:
         last = self.out / rundir.MODEL_NPZ
-        return f"last good checkpoint: {last}" if last.exists() else None
+        return f"last good checkpoint: {self.shown / rundir.MODEL_NPZ}" if last.exists() else None
 
     def on_fit_end(self, model) -> None:
         model.save(self.out)
@@ -102,7 +105,8 @@ class Checkpoint(Callback):
 
     def for_member(self, k: int) -> "Checkpoint":
         where = rundir.member_dir(self.out, k)
-        member = Checkpoint(where, resume=self.resume and checkpoint.has_resume(where))
+        member = Checkpoint(where, resume=self.resume and checkpoint.has_resume(where),
+                            shown=rundir.member_dir(self.shown, k))
         member._reuse = self.resume and not member.resume
         return member
 

@@ -222,7 +222,8 @@ class Trainer:
         meta = {"epoch": self.epoch, "batch": self.batch, "wait": self.wait,
                 "best_score": self.best_score, "best_epoch": self.best_epoch,
                 "epoch_loss": self._epoch_loss, "history": self.history,
-                "config": self.model.get_params()}
+                "config": self.model.get_params(),
+                "fingerprint": (self.model.info or {}).get("fingerprint")}
         return arrays, meta
 
     def restore(self, meta: dict, arrays: dict) -> None:

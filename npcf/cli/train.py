@@ -90,11 +90,15 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--tune_budget", type=click.FloatRange(min=0, min_open=True), default=None,
               callback=not_nan,
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
-@click.option("--resume", is_flag=True, help="Continue an interrupted --tune off run in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted --tune off run in --out (same options; its "
+                   "data/ unless --data is given).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an interrupted run in --out instead of refusing it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.pass_context
 def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, out, resume,
-          verbose_epochs, quiet, tune, tune_budget, **given):
+          overwrite, verbose_epochs, quiet, tune, tune_budget, **given):
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json
     (and tuning.csv: by default the hyperparameters not given are chosen on validation)."""
     params = {k: v for k, v in given.items() if v is not None}
@@ -104,7 +108,7 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
              if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     result = workflows.train(params, out, dict(data_options, seed=seed), tune=tune == "auto",
                              fixed=fixed, tune_budget=tune_budget or workflows.TUNE_BUDGET,
-                             resume=resume, threads=_threads(threads),
+                             resume=resume, overwrite=overwrite, threads=_threads(threads),
                              progress=progress_or_none(quiet),
                              verbose_epochs=0 if quiet else verbose_epochs, echo=click.echo)
     if not quiet:

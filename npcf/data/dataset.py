@@ -24,6 +24,9 @@ from npcf.errors import DataError
 from npcf.utils.files import atomic_path, write_json
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
+#: the files of a prepared directory
+PREPARED_FILES = tuple(f"{p}.npz" for p in PARTS) + ("users.csv", "items.csv", "movies.csv",
+                                                      "stats.json")
 
 
 @dataclass

@@ -1,13 +1,26 @@
-"""Atomic file writes (a temporary file in the target directory, then ``os.replace``)
-and JSON that is always valid (NaN and infinities become null)."""
+"""Atomic writes and JSON that is always valid (NaN and infinities become null).
+
+A file is written to a temporary name beside it, then ``os.replace``d; a directory is
+built in a hidden sibling and swapped in (:func:`staged_dir`). Both get the modes a plain
+``open``/``mkdir`` would (the process umask), not ``mkstemp``'s private 0600.
+"""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -24,6 +37,7 @@ def atomic_path(path, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -54,3 +68,66 @@ def jsonable(obj):
 def write_json(path, obj) -> None:
     """Write ``obj`` (see :func:`jsonable`) as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+# ------------------------------------------------------------------- directories
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directory entries in one step (Linux ``renameat2``); False where the
+    system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd = -100
+    return fn(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def swap_dir(new, target) -> None:
+    """Put directory ``new`` in place of ``target`` (removing the old one): atomically
+    where the system can exchange two names, else by two renames."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)     # now holds the old directory
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.rmdir(old)
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(target, keep_on: tuple = ()):
+    """Yield a fresh hidden directory beside ``target``; on success it replaces
+    ``target`` (:func:`swap_dir`), on an error it is removed and ``target`` is left as it
+    was, except for the exception types in ``keep_on`` (then it is swapped in too).
+
+    A symbolic link ``target`` keeps pointing where it did: the swap happens there.
+    """
+    target = Path(target)
+    if target.is_symlink():
+        target = target.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(stage, 0o777 & ~umask())
+    try:
+        yield stage
+    except BaseException as err:
+        if keep_on and isinstance(err, keep_on):
+            swap_dir(stage, target)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    swap_dir(stage, target)
