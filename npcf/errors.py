@@ -36,3 +36,14 @@ def one_line(err: BaseException | str) -> str:
     """An error (or message) as one line: whitespace runs collapsed, never empty."""
     text = " ".join(str(err).split())
     return text or (type(err).__name__ if isinstance(err, BaseException) else "")
+
+
+class ParamError(NpcfError, ValueError):
+    """A hyperparameter or option out of its domain, or two that cannot go together.
+
+    ``param``: its name (the CLI shows it as ``--param`` and exits with code 2).
+    """
+
+    def __init__(self, param: str, problem: str):
+        self.param, self.problem = param, problem
+        super().__init__(f"{param}: {problem}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,7 @@ from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
 from npcf.serving.export import OPSET, export
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
-from npcf.utils.files import jsonable, staged_dir, write_json
+from npcf.utils.files import jsonable, staged_dir, umask, write_json
 
 #: seconds the default `train` may spend choosing hyperparameters
 TUNE_BUDGET = 120.0
@@ -191,8 +193,10 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int = 10
                  popularity_penalty: float | None = None) -> dict:
     """Export a checkpoint (default ``models/model.npz``) to ONNX (default beside it)
     and check the graph against the NumPy forward on up to ``batch_size`` users: the
-    test users of the recorded data, else random rows. A mismatch beyond
-    :data:`PARITY_TOLERANCE` removes the file and raises. Returns what was written."""
+    test users of the recorded data, else random rows. The file is written only once it
+    passes (a mismatch beyond :data:`PARITY_TOLERANCE` raises and leaves ``out`` as it
+    was). The graph records the checkpoint's and the training data's fingerprints
+    (:func:`check_fresh`). Returns what was written."""
     model_path = Path(model) if model else rundir.DEFAULT_DIR / rundir.MODEL_NPZ
     if model_path.suffix == rundir.ONNX_SUFFIX:
         raise NpcfError(f"{model_path}: --generate needs an .npz checkpoint, not an ONNX file")
@@ -202,23 +206,72 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int = 10
     ae = AutoEncoder.load(model_path)
     folder = rundir.folder_of(model_path)
     out = Path(out) if out else folder / rundir.onnx_name(precision)
-    export(ae, out, sparse_input=sparse_input, top_k=top_k or None,
-           popularity_penalty=popularity_penalty, precision=precision)
-    x = _parity_rows(ae, folder, batch_size)
-    got = Recommender.load(out).scores(x, batch_size=batch_size)
-    ref = ae.predict(x)
-    err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
-    rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0
-    tol = PARITY_TOLERANCE[precision]
-    if rel > tol:
-        out.unlink(missing_ok=True)
-        raise NpcfError(f"ONNX output differs from the NumPy forward by {rel:.2e} (> {tol}); "
-                        f"{out} was not kept")
+    _check_export_target(out, folder)
+    if top_k and top_k > ae.network.n_inputs:
+        raise NpcfError(f"--top_k {top_k}: the model has only {ae.network.n_inputs} movies")
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        export(ae, staged, sparse_input=sparse_input, top_k=top_k or None,
+               popularity_penalty=popularity_penalty, precision=precision,
+               extra_metadata={"checkpoint_sha256": checkpoint.file_digest(folder),
+                               "data_fingerprint": ae.info.get("fingerprint", "")})
+        x = _parity_rows(ae, folder, batch_size)
+        got = Recommender.load(staged).scores(x, batch_size=batch_size)
+        ref = ae.predict(x)
+        err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+        rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0
+        tol = PARITY_TOLERANCE[precision]
+        if rel > tol:
+            raise NpcfError(f"ONNX output differs from the NumPy forward by {rel:.2e} "
+                            f"(> {tol}); {out} was not written")
+        for f in sorted(Path(tmp).iterdir(), reverse=True):   # the id sidecar before the graph
+            os.chmod(f, 0o666 & ~umask())
+            os.replace(f, out.parent / f.name)
     return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET,
             "precision": precision, "signature": "sparse" if sparse_input else "dense",
             "top_k": int(top_k or 0),
             "parity": {"n_users": int(x.shape[0]), "max_abs_diff": err, "relative": rel,
                        "tolerance": tol}}
+
+
+def _check_export_target(out: Path, folder: Path) -> None:
+    """``--out`` of `eval --generate`: an ``.onnx`` path that is not a directory and not
+    one of the run directory's own files."""
+    if out.suffix != rundir.ONNX_SUFFIX:
+        raise NpcfError(f"--out {out}: an exported model must be an .onnx file")
+    if out.is_dir():
+        raise NpcfError(f"--out {out}: is a directory")
+    if out.exists() and out.resolve().parent == folder.resolve() \
+            and out.name not in [p.name for p in rundir.exports(folder)]:
+        raise NpcfError(f"--out {out}: is a file of the run directory, not an export")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def check_fresh(model, path) -> None:
+    """NpcfError if the ONNX file ``path`` (loaded as the Recommender ``model``) was
+    exported from another checkpoint than the one now beside it."""
+    if not isinstance(model, Recommender):
+        return
+    recorded = model.meta.get("checkpoint_sha256")
+    folder = rundir.folder_of(path)
+    if not recorded or not (folder / rundir.MODEL_NPZ).is_file():
+        return
+    if checkpoint.file_digest(folder) != recorded:
+        raise NpcfError(f"{path}: exported from an older checkpoint than "
+                        f"{folder / rundir.MODEL_NPZ}; re-export with `python cli.py eval "
+                        f"--generate --model {folder / rundir.MODEL_NPZ}`")
+
+
+def _check_data(model, path, ds: Dataset) -> None:
+    """NpcfError if the model was trained on another training part than ``ds``'s (the
+    data its run directory records)."""
+    if isinstance(model, Recommender):
+        recorded = model.meta.get("data_fingerprint")
+    else:
+        recorded = (model.info or {}).get("fingerprint")
+    if recorded and recorded != rundir.fingerprint(ds.split.train):
+        raise NpcfError(f"{path}: was not trained on the training part of {ds.path}; "
+                        "re-train, re-export, or pass --data")
 
 
 def _parity_rows(model, folder: Path, n: int) -> sp.csr_matrix:
@@ -295,6 +348,9 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     ds = recorded_dataset(data, rundir.folder_of(path))
     s = ds.split
     m = open_model(path, batch_size)
+    check_fresh(m, path)
+    if data is None:
+        _check_data(m, path, ds)
     ds.check_items(m.items.ids if m.items is not None else None, path)
     loss = m.loss
     rating = loss == "mse"
@@ -383,6 +439,7 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
         raise NpcfError("give exactly one of a user id or a list of ratings")
     path = find_model(model)
     m = open_model(path)
+    check_fresh(m, path)
     if getattr(m, "item_based", False):
         raise NpcfError(f"{path}: an item-based model cannot fold in one user; use "
                         "`eval --evaluate`, or a user-based model (train --user_based)")

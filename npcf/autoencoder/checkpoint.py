@@ -8,6 +8,7 @@ Pure file I/O on dicts of arrays and JSON metadata: the estimator decides what g
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import zipfile
 import zlib
@@ -57,6 +58,16 @@ def read_model(path) -> tuple[dict, dict, Path]:
     except _NPZ_ERRORS as err:
         raise CheckpointError(f"{npz}: corrupt checkpoint ({err})") from None
     return meta, arrays, npz
+
+
+def file_digest(folder) -> str:
+    """SHA-256 (first 16 hex digits) of ``folder/model.npz``'s bytes: which checkpoint
+    an export came from."""
+    h = hashlib.sha256()
+    with open(Path(folder) / rundir.MODEL_NPZ, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def is_finished(folder, hyperparameters: dict, data_fingerprint: str) -> bool:

@@ -8,12 +8,12 @@ import scipy.sparse as sp
 
 from npcf import rundir
 from npcf._version import __version__
-from npcf.autoencoder import checkpoint
+from npcf.autoencoder import checkpoint, hyperparameters
 from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.vocab import Vocabulary
-from npcf.errors import CheckpointError, NpcfError
+from npcf.errors import CheckpointError, NpcfError, ParamError
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import Recommends
 from npcf.nn import activations, noise, optim, schedules
@@ -76,6 +76,7 @@ class AutoEncoder(Recommends):
         self.patience, self.item_based, self.residual = patience, item_based, residual
         self.bias_reg, self.lazy, self.output_mode = bias_reg, lazy, output_mode
         self.seed, self.ensemble, self.popularity_penalty = seed, ensemble, popularity_penalty
+        self._check_params()
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -94,6 +95,7 @@ class AutoEncoder(Recommends):
                 raise ValueError(f"invalid parameter {k!r} for AutoEncoder; valid: "
                                  f"{', '.join(sorted(valid))}")
             setattr(self, k, v)
+        self._check_params()
         return self
 
     def __repr__(self) -> str:
@@ -108,8 +110,13 @@ class AutoEncoder(Recommends):
         return tuple(int(h) for h in layers), (self.activation or base["activation"])
 
     def _check_params(self) -> None:
-        """ValueError naming the first hyperparameter out of its domain."""
-        layers, act = self._architecture()
+        """:class:`~npcf.errors.ParamError` (a ValueError) naming the first
+        hyperparameter out of its domain (:mod:`npcf.autoencoder.hyperparameters`)."""
+        hyperparameters.check(self.get_params())
+        try:
+            layers, act = self._architecture()
+        except (TypeError, ValueError):
+            raise ParamError("layers", f"must be positive sizes, got {self.layers!r}") from None
         choices = {"activation": (act, activations.ACTIVATIONS),
                    "output_activation": (self.output_activation, activations.ACTIVATIONS),
                    "loss": (self.loss, LOSSES), "noise": (self.noise, noise.KINDS),
@@ -118,11 +125,9 @@ class AutoEncoder(Recommends):
                    "output_mode": (self.output_mode, OUTPUT_MODES)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+                raise ParamError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
         if not layers or min(layers) < 1:
-            raise ValueError(f"layers must be positive sizes, got {self.layers!r}")
-        if not isinstance(self.ensemble, (int, np.integer)) or self.ensemble < 1:
-            raise ValueError(f"ensemble must be a positive integer, got {self.ensemble!r}")
+            raise ParamError("layers", f"must be positive sizes, got {self.layers!r}")
 
     # ----------------------------------------------------------------- fitting
     def _orient(self, x: sp.spmatrix) -> sp.csr_matrix:

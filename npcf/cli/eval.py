@@ -5,7 +5,7 @@ import click
 
 from npcf import workflows
 from npcf.cli.main import main
-from npcf.cli.options import cutoffs
+from npcf.cli.options import Finite, cutoffs, hyperparameter
 from npcf.cli.output import compare_table, examples_text, metrics_table, num, progress_or_none, size, summary
 from npcf.serving.export import PRECISIONS
 from npcf.utils.files import write_json
@@ -22,16 +22,16 @@ from npcf.utils.files import write_json
 @click.option("--model", type=click.Path(), default=None,
               help="--generate: checkpoint [default: models/model.npz]; --evaluate: "
                    "model.onnx or model.npz [default: models/model.onnx].")
-@click.option("--batch_size", default=256, show_default=True,
+@click.option("--batch_size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Users per batch (parity check / evaluation).")
-@click.option("--top_k", default=10, show_default=True,
+@click.option("--top_k", default=10, show_default=True, type=click.IntRange(min=0),
               help="--generate: add top_items/top_scores outputs (0: scores only).")
 @click.option("--sparse_input", is_flag=True,
               help="--generate: take (item_idx, item_rating) instead of a dense row.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
               show_default=True, help="--generate: float32, float16 weights (half the "
               "file), or int8 dynamic quantization.")
-@click.option("--popularity_penalty", default=None, type=float,
+@click.option("--popularity_penalty", default=None, type=hyperparameter("popularity_penalty"),
               help="--generate: rank by score - beta * log(1 + item popularity) "
                    "[default: the model's, 0].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -40,7 +40,7 @@ from npcf.utils.files import write_json
               "the test split [default: the one recorded by train].")
 @click.option("-k", "ks", default="10,20,100", show_default=True, callback=cutoffs,
               help="--evaluate/--baselines: cut-offs for ranking metrics.")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=Finite(), default=None,
               help="--evaluate/--baselines: held-out ratings >= this are relevant for top-N "
                    "[default: 4 for explicit ratings; 0: every held-out item].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,

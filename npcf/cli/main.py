@@ -1,27 +1,44 @@
 """The ``npcf`` click group: every :class:`~npcf.errors.NpcfError` (and OS error on a
-file) becomes one line on stderr and exit code 1; click's usage errors exit with 2."""
+file) becomes one line on stderr and exit code 1; an option out of its domain
+(:class:`~npcf.errors.ParamError`) and click's usage errors exit with 2; anything
+unexpected is one line too, with how to see the traceback (``--debug`` or
+``NPCF_DEBUG=1``)."""
 from __future__ import annotations
+
+import os
 
 import click
 
 from npcf._version import __version__
-from npcf.errors import NpcfError, one_line
+from npcf.errors import NpcfError, ParamError, one_line
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ParamError as err:       # an option out of its domain: a usage error
+            raise click.BadParameter(one_line(err.problem), param_hint=f"'--{err.param}'") \
+                from None
         except NpcfError as err:
             raise click.ClickException(one_line(err)) from None
         except (OSError, MemoryError) as err:
             name = getattr(err, "filename", None)
             msg = f"{name}: {err.strerror}" if name and getattr(err, "strerror", None) else str(err)
             raise click.ClickException(one_line(msg)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if ctx.params.get("debug") or os.environ.get("NPCF_DEBUG", "") not in ("", "0"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(err).__name__}: {one_line(err)[:300]} (this is a bug in "
+                "npcf; rerun with --debug or NPCF_DEBUG=1 for the traceback)") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
                                            "max_content_width": 100})
 @click.version_option(package_name=None, message="npcf %(version)s", version=__version__)
-def main():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error.")
+def main(debug):
     """npcf: deep-autoencoder collaborative filtering (NumPy/SciPy, ONNX)."""

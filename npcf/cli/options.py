@@ -3,11 +3,39 @@ library's own constants)."""
 from __future__ import annotations
 
 import functools
+import math
 
 import click
 
+from npcf.autoencoder.hyperparameters import RANGES
 from npcf.data.readers import FORMATS
 from npcf.data.splits import KINDS
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses NaN and infinities (click's ranges let NaN through:
+    every comparison with it is false)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if v is not None and not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+def hyperparameter(name: str) -> click.ParamType:
+    """The click type of hyperparameter ``name``: its domain in
+    :data:`npcf.autoencoder.hyperparameters.RANGES`."""
+    kind, lo, hi, lo_open, hi_open = RANGES[name]
+    if kind is int:
+        return click.IntRange(min=lo, max=hi, min_open=lo_open, max_open=hi_open)
+    return Finite(min=lo, max=hi, min_open=lo_open, max_open=hi_open)
+
+
+SEED = hyperparameter("seed")
+FRACTION = Finite(min=0.0, max=1.0, min_open=True, max_open=True)
 
 #: the keywords of :func:`npcf.data.load_dataset` that :func:`data_options` collects
 DATA_KEYS = ("data", "format", "sep", "columns", "scale", "split", "test_size",
@@ -23,7 +51,7 @@ def data_options(f):
                           "(see `npcf datasets`). Default: the built-in synthetic set."),
         click.option("--format", "format", default="auto", show_default=True,
                      type=click.Choice(FORMATS), help="Ratings file format."),
-        click.option("--sep", default=None, help="Delimiter of a delimited file."),
+        click.option("--sep", default=None, callback=_sep, help="Delimiter of a delimited file."),
         click.option("--columns", default=None, metavar="USER,ITEM,RATING[,TIME]",
                      callback=_columns, help="Column names of a delimited file with a header."),
         click.option("--scale", default=None, metavar="MIN,MAX", callback=_scale,
@@ -32,11 +60,12 @@ def data_options(f):
                      type=click.Choice(KINDS),
                      help="random: per-rating holdout; user: per-user holdout; temporal: "
                           "each user's latest; users: held-out users (strong generalization)."),
-        click.option("--test_size", default=0.1, show_default=True, type=float,
+        click.option("--test_size", default=0.1, show_default=True, type=FRACTION,
                      help="Held-out fraction (of ratings, of each user's ratings, or of users)."),
-        click.option("--validation_size", default=0.0, show_default=True, type=float,
+        click.option("--validation_size", default=0.0, show_default=True,
+                     type=Finite(min=0.0, max=1.0, max_open=True),
                      help="Validation fraction carved from training the same way."),
-        click.option("--holdout", default=0.2, show_default=True, type=float,
+        click.option("--holdout", default=0.2, show_default=True, type=FRACTION,
                      help="For --split users: fraction of a test user's ratings held out."),
         click.option("--train", "train_file", default=None, type=click.Path(),
                      help="A split made elsewhere: training file (with --test)."),
@@ -47,10 +76,31 @@ def data_options(f):
     @functools.wraps(f)
     def wrapper(*args, **kw):
         kw["data_options"] = {k: kw.pop(k) for k in DATA_KEYS}
+        _check_split_files(click.get_current_context(), kw["data_options"])
         return f(*args, **kw)
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper
+
+
+def _check_split_files(ctx, opts: dict) -> None:
+    """--train/--test come together, and replace --data and the split options."""
+    train, test = opts["train_file"], opts["test_file"]
+    if (train is None) != (test is None):
+        raise click.UsageError("--train and --test go together (a split made elsewhere)")
+    if train is None:
+        return
+    given = [f"--{k}" for k in ("data", "split", "test_size", "holdout")
+             if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"--train/--test give the split; {', '.join(given)} cannot "
+                               "be used with them")
+
+
+def _sep(ctx, param, text):
+    if text is not None and text == "":
+        raise click.BadParameter("the delimiter cannot be empty (e.g. ',' or '\\t')")
+    return text
 
 
 def number_list(text: str, kind, what: str, example: str) -> tuple:
@@ -74,7 +124,10 @@ def floats(text: str | None, n: int | None = None, what: str = "value"):
 
 
 def _scale(ctx, param, text):
-    return floats(text, 2, "--scale")
+    scale = floats(text, 2, "--scale")
+    if scale is not None and not (all(map(math.isfinite, scale)) and scale[0] < scale[1]):
+        raise click.BadParameter(f"expected MIN,MAX with MIN < MAX, got {text!r}")
+    return scale
 
 
 def _columns(ctx, param, text):
@@ -120,10 +173,3 @@ def rating_pairs(ctx, param, text):
     if not out:
         raise click.BadParameter("no ratings given")
     return out
-
-
-def not_nan(ctx, param, value):
-    """Reject NaN (click's ranges let it through: every comparison with NaN is false)."""
-    if value is not None and value != value:
-        raise click.BadParameter("must be a number, got nan")
-    return value

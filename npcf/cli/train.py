@@ -8,7 +8,7 @@ import click
 from npcf import rundir, workflows
 from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED_DEFAULTS
 from npcf.cli.main import main
-from npcf.cli.options import data_options, not_nan
+from npcf.cli.options import SEED, Finite, data_options, hyperparameter
 from npcf.cli.options import layers as parse_layers
 from npcf.cli.output import progress_or_none, table, tuning_table
 from npcf.nn import activations, losses, noise, optim, schedules
@@ -43,12 +43,12 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
               help="Corrupt the input (see --noise) or train a plain autoencoder.")
 @click.option("--tied_weights/--not_tied", default=True, show_default=True,
               help="Decoder weights are the encoder's transposed (stored once).")
-@click.option("--n_epochs", default=None, type=int, help="Maximum epochs." + _default("n_epochs"))
-@click.option("--batch_size", default=None, type=int,
+@click.option("--n_epochs", default=None, type=hyperparameter("n_epochs"), help="Maximum epochs." + _default("n_epochs"))
+@click.option("--batch_size", default=None, type=hyperparameter("batch_size"),
               help="Users per batch." + _default("batch_size"))
-@click.option("--verbose_epochs", default=1, show_default=True, type=int,
+@click.option("--verbose_epochs", default=1, show_default=True, type=click.IntRange(min=0),
               help="Print a summary line every N epochs (0: never).")
-@click.option("--lr", default=None, type=float, help="Learning rate." + _default("lr"))
+@click.option("--lr", default=None, type=hyperparameter("lr"), help="Learning rate." + _default("lr"))
 @click.option("--layers", default=None, callback=parse_layers,
               help="Encoder sizes, e.g. 1000,500,100.  [default: "
                    f"{USER_BASED_DEFAULTS['layers'][0]}; {ITEM_BASED_DEFAULTS['layers'][0]} "
@@ -59,27 +59,28 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--loss", default=None, type=click.Choice(losses.LOSSES),
               help="mse: explicit ratings; multinomial: implicit top-N (Mult-DAE).")
 @click.option("--noise", default=None, type=NOISES, help="Corruption for --denoiser.")
-@click.option("--noise_level", default=None, type=float,
+@click.option("--noise_level", default=None, type=hyperparameter("noise_level"),
               help="Masking probability or Gaussian standard deviation.")
-@click.option("--dropout", default=None, type=float, help="Dropout rate on the code layer.")
-@click.option("--weight_decay", default=None, type=float,
+@click.option("--dropout", default=None, type=hyperparameter("dropout"), help="Dropout rate on the code layer.")
+@click.option("--weight_decay", default=None, type=hyperparameter("weight_decay"),
               help="L2 (sgd/adam) or decoupled (adamw) weight decay.")
-@click.option("--clip_norm", default=None, type=float, help="Clip the global gradient norm.")
+@click.option("--clip_norm", default=None, type=hyperparameter("clip_norm"), help="Clip the global gradient norm.")
 @click.option("--schedule", default=None, type=click.Choice(schedules.NAMES))
-@click.option("--step_size", default=None, type=int, help="Epochs per step of --schedule step.")
-@click.option("--gamma", default=None, type=float, help="Decay factor of --schedule step.")
-@click.option("--patience", default=None, type=int,
+@click.option("--step_size", default=None, type=hyperparameter("step_size"), help="Epochs per step of --schedule step.")
+@click.option("--gamma", default=None, type=hyperparameter("gamma"), help="Decay factor of --schedule step.")
+@click.option("--patience", default=None, type=hyperparameter("patience"),
               help="Stop after N epochs without validation improvement (0: never).")
 @click.option("--item_based/--user_based", default=None,
               help="Item-based autoencoder (I-AutoRec) or user-based (the one that folds in "
                    "new users and exports to ONNX).  [default: user-based; chosen with --tune]")
 @click.option("--dense_adam", is_flag=True, help="Exact dense Adam instead of lazy row updates.")
-@click.option("--ensemble", default=None, type=click.IntRange(min=1),
+@click.option("--ensemble", default=None, type=hyperparameter("ensemble"),
               help="Fit K models (seeds SEED..SEED+K-1) and serve their mean as one network.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="Threads for npcf's sparse products and optimizer (BLAS has its own).  "
                    "[default: NPCF_NUM_THREADS, else all cores]")
-@click.option("--seed", default=0, show_default=True, help="Seed of the split and the model.")
+@click.option("--seed", default=0, show_default=True, type=SEED,
+              help="Seed of the split and the model.")
 @click.option("--out", default=str(rundir.DEFAULT_DIR), show_default=True,
               type=click.Path(file_okay=False),
               help="Output directory for the checkpoint, history and metrics.")
@@ -87,8 +88,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
               help="auto: choose every hyperparameter not given here on the validation part "
                    "(successive halving; trials in OUT/tuning.csv); off: train exactly the "
                    "given options.")
-@click.option("--tune_budget", type=click.FloatRange(min=0, min_open=True), default=None,
-              callback=not_nan,
+@click.option("--tune_budget", type=Finite(min=0, min_open=True), default=None,
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted --tune off run in --out (same options; its "

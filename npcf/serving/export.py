@@ -232,7 +232,7 @@ def fp16_weights(m: onnx.ModelProto) -> onnx.ModelProto:
 
 def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
            popularity_penalty: float | None = None, item_counts=None, precision: str = "fp32",
-           opset: int = OPSET) -> Path:
+           opset: int = OPSET, extra_metadata: dict | None = None) -> Path:
     """Export ``model`` to ``path`` (atomically); checker and shape inference must pass.
 
     ``popularity_penalty``/``item_counts``: default to the model's own
@@ -241,6 +241,7 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     quantization of the MatMul/Gemm/Gather weights by ``onnxruntime.quantization``). Item
     ids beyond
     :data:`MAX_INLINE_IDS` go to a sidecar ``<path>.items.json`` (hash in metadata).
+    ``extra_metadata``: more ``metadata_props`` (strings), e.g. where the model came from.
     """
     path = Path(path)
     if precision not in PRECISIONS:
@@ -256,6 +257,7 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     meta = metadata(model, sparse_input=sparse_input, top_k=top_k,
                     popularity_penalty=popularity_penalty, item_counts=item_counts)
     meta["precision"] = precision
+    meta.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
     helper.set_model_props(m, meta)
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from npcf import AutoEncoder
 from npcf.autoencoder.estimator import DEFAULTS
-from npcf.errors import NpcfError
+from npcf.errors import NpcfError, ParamError
 
 from helpers import split, tiny_ratings
 
@@ -258,11 +258,36 @@ def test_scikit_learn_clone_and_params():
     assert m.set_params(lr=0.5, n_epochs=2) is m and m.lr == 0.5 and m.n_epochs == 2
     with pytest.raises(ValueError, match="invalid parameter 'hidden'"):
         m.set_params(hidden=3)
-    # __init__ stores, fit validates
-    odd = AutoEncoder(layers=(0,), activation="nope")
-    assert odd.layers == (0,) and odd.activation == "nope"
-    with pytest.raises(ValueError, match="activation"):
-        odd.fit(TRAIN)
+    # the constructor and set_params check every value (ParamError is a ValueError)
+    with pytest.raises(ParamError, match="activation"):
+        AutoEncoder(activation="nope")
+    with pytest.raises(ParamError, match="layers"):
+        AutoEncoder(layers=(0,))
+    with pytest.raises(ParamError, match="lr"):
+        m.set_params(lr=float("nan"))
+
+
+@pytest.mark.parametrize("name, bad", [
+    ("n_epochs", 0), ("n_epochs", -1), ("n_epochs", 2.5), ("batch_size", 0), ("batch_size", -5),
+    ("lr", 0), ("lr", -1), ("lr", float("nan")), ("weight_decay", -1), ("clip_norm", -1),
+    ("clip_norm", 0), ("noise_level", -0.1), ("dropout", 1), ("dropout", -0.1),
+    ("step_size", 0), ("gamma", -1), ("gamma", 0), ("patience", -1), ("seed", -1),
+    ("bias_reg", float("nan")), ("lr", float("inf")), ("ensemble", 0), ("popularity_penalty", float("nan")),
+    ("layers", ("a",)), ("layers", ()),
+])
+def test_every_value_out_of_its_domain_is_refused(name, bad):
+    with pytest.raises(ParamError) as err:
+        AutoEncoder(**{name: bad})
+    assert err.value.param == name
+
+
+def test_pairs_that_cannot_go_together_are_refused_up_front():
+    with pytest.raises(ParamError, match="user-based"):
+        AutoEncoder(loss="multinomial", item_based=True)
+    with pytest.raises(ParamError, match="below 1"):
+        AutoEncoder(noise_level=1.5)
+    AutoEncoder(noise="gaussian", noise_level=1.5)          # a standard deviation: fine
+    AutoEncoder(denoise=False, noise_level=1.5)              # not used: fine
 
 
 def test_fit_returns_self_and_a_grid_over_clones_works():

@@ -83,7 +83,7 @@ def test_other_errors_are_one_line(tmp_path):
     assert result.output.startswith(f"Error: {tmp_path / 'nope.csv'}: no such file")
     assert len(result.output.strip().splitlines()) == 1
     result = run("--data", tmp_path / "u.data", "--test_size", "1.5", "--out", tmp_path / "o")
-    assert result.exit_code == 1 and "test_size must be in (0, 1)" in result.output
+    assert result.exit_code == 2 and "--test_size" in result.output
     result = run("--data", tmp_path / "u.data")                  # --out missing: usage error
     assert result.exit_code == 2
 

@@ -1,0 +1,72 @@
+"""The domain of every numeric hyperparameter of :class:`~npcf.AutoEncoder`, and the
+pairs that cannot go together: one table the estimator checks and the CLI turns into
+its option types.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from npcf.errors import ParamError
+
+#: name -> (type, low, high, low_open, high_open); None = unbounded on that side
+RANGES = {
+    "n_epochs": (int, 1, None, False, False),
+    "batch_size": (int, 1, None, False, False),
+    "lr": (float, 0.0, None, True, False),
+    "weight_decay": (float, 0.0, None, False, False),
+    "clip_norm": (float, 0.0, None, True, False),
+    "noise_level": (float, 0.0, None, False, False),
+    "dropout": (float, 0.0, 1.0, False, True),
+    "step_size": (int, 1, None, False, False),
+    "gamma": (float, 0.0, None, True, False),
+    "patience": (int, 0, None, False, False),
+    "bias_reg": (float, 0.0, None, False, False),
+    "seed": (int, 0, 2**32 - 1, False, False),
+    "ensemble": (int, 1, None, False, False),
+    "popularity_penalty": (float, 0.0, None, False, False),
+}
+#: hyperparameters that may also be None (clip_norm: no clipping)
+OPTIONAL = {"clip_norm"}
+
+
+def describe(name: str) -> str:
+    """The domain of ``name`` in words, e.g. ``"a number in (0, inf)"``."""
+    kind, lo, hi, lo_open, hi_open = RANGES[name]
+    what = "an integer" if kind is int else "a number"
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    return (f"{what} in {left}{'-inf' if lo is None else lo}, "
+            f"{'inf' if hi is None else hi}{right}")
+
+
+def check_value(name: str, value) -> None:
+    """ParamError unless ``value`` lies in ``name``'s domain (NaN and infinities never
+    do)."""
+    kind, lo, hi, lo_open, hi_open = RANGES[name]
+    if value is None and name in OPTIONAL:
+        return
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    ok = is_int if kind is int else (is_int or isinstance(value, numbers.Real)
+                                      and not isinstance(value, bool))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and not (lo is not None and (v < lo or lo_open and v == lo)) \
+            and not (hi is not None and (v > hi or hi_open and v == hi))
+    if not ok:
+        raise ParamError(name, f"must be {describe(name)}, got {value!r}")
+
+
+def check(params: dict) -> None:
+    """ParamError naming the first value out of its domain, or the first pair of
+    values that cannot go together, in ``params`` (an AutoEncoder's ``get_params()``)."""
+    for name in RANGES:
+        if name in params:
+            check_value(name, params[name])
+    if params.get("loss") == "multinomial" and params.get("item_based"):
+        raise ParamError("item_based", "the multinomial loss ranks items for a user; it "
+                         "needs the user-based model")
+    if params.get("noise") == "masking" and params.get("denoise", True) \
+            and (params.get("noise_level") or 0) >= 1:
+        raise ParamError("noise_level", "masking drops each rating with this probability; "
+                         f"it must be below 1, got {params['noise_level']!r}")
