@@ -19,8 +19,14 @@ from npcf import rundir
 from npcf.autoencoder import AutoEncoder, checkpoint
 from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
 from npcf.autoencoder.trainer import TrainingInterrupted
-from npcf.data.dataset import (PREPARED_FILES, Dataset, is_prepared, load_prepared,
-                               save_prepared, with_validation)
+from npcf.data.dataset import (
+    PREPARED_FILES,
+    Dataset,
+    is_prepared,
+    load_prepared,
+    save_prepared,
+    with_validation,
+)
 from npcf.data.source import load_dataset
 from npcf.data.splits import describe
 from npcf.data.titles import read_titles

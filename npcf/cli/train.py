@@ -43,12 +43,14 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
               help="Corrupt the input (see --noise) or train a plain autoencoder.")
 @click.option("--tied_weights/--not_tied", default=True, show_default=True,
               help="Decoder weights are the encoder's transposed (stored once).")
-@click.option("--n_epochs", default=None, type=hyperparameter("n_epochs"), help="Maximum epochs." + _default("n_epochs"))
+@click.option("--n_epochs", default=None, type=hyperparameter("n_epochs"),
+              help="Maximum epochs." + _default("n_epochs"))
 @click.option("--batch_size", default=None, type=hyperparameter("batch_size"),
               help="Users per batch." + _default("batch_size"))
 @click.option("--verbose_epochs", default=1, show_default=True, type=click.IntRange(min=0),
               help="Print a summary line every N epochs (0: never).")
-@click.option("--lr", default=None, type=hyperparameter("lr"), help="Learning rate." + _default("lr"))
+@click.option("--lr", default=None, type=hyperparameter("lr"),
+              help="Learning rate." + _default("lr"))
 @click.option("--layers", default=None, callback=parse_layers,
               help="Encoder sizes, e.g. 1000,500,100.  [default: "
                    f"{USER_BASED_DEFAULTS['layers'][0]}; {ITEM_BASED_DEFAULTS['layers'][0]} "
@@ -61,13 +63,17 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--noise", default=None, type=NOISES, help="Corruption for --denoiser.")
 @click.option("--noise_level", default=None, type=hyperparameter("noise_level"),
               help="Masking probability or Gaussian standard deviation.")
-@click.option("--dropout", default=None, type=hyperparameter("dropout"), help="Dropout rate on the code layer.")
+@click.option("--dropout", default=None, type=hyperparameter("dropout"),
+              help="Dropout rate on the code layer.")
 @click.option("--weight_decay", default=None, type=hyperparameter("weight_decay"),
               help="L2 (sgd/adam) or decoupled (adamw) weight decay.")
-@click.option("--clip_norm", default=None, type=hyperparameter("clip_norm"), help="Clip the global gradient norm.")
+@click.option("--clip_norm", default=None, type=hyperparameter("clip_norm"),
+              help="Clip the global gradient norm.")
 @click.option("--schedule", default=None, type=click.Choice(schedules.NAMES))
-@click.option("--step_size", default=None, type=hyperparameter("step_size"), help="Epochs per step of --schedule step.")
-@click.option("--gamma", default=None, type=hyperparameter("gamma"), help="Decay factor of --schedule step.")
+@click.option("--step_size", default=None, type=hyperparameter("step_size"),
+              help="Epochs per step of --schedule step.")
+@click.option("--gamma", default=None, type=hyperparameter("gamma"),
+              help="Decay factor of --schedule step.")
 @click.option("--patience", default=None, type=hyperparameter("patience"),
               help="Stop after N epochs without validation improvement (0: never).")
 @click.option("--item_based/--user_based", default=None,

@@ -8,6 +8,7 @@ silently: blank lines are the only lines skipped.
 """
 from __future__ import annotations
 
+import csv
 import math
 import re
 import warnings
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from npcf.data import textfile
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.titles import parse_movies
 from npcf.errors import DataError, one_line
@@ -50,11 +52,13 @@ _TIME_NAMES = ("timestamp", "time", "ts", "date")
 
 
 def _first_line(path: Path) -> str:
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    head = textfile.head(path)
+    with textfile.open_text(path, errors="replace") as f:
         for line in f:
             if line.strip():
                 return line.rstrip("\r\n")
-    raise DataError("file is empty (no ratings)", path)
+    raise DataError("file is empty (no ratings)" if not head.strip() else
+                    "no ratings (only blank lines)", path)
 
 
 def _pick(header: list[str], names) -> str | None:
@@ -77,7 +81,7 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
         if counts[sep] == 0:
             raise DataError("cannot detect the delimiter (tried , tab ; | ::); "
                             "pass --format or --sep", path, 1)
-    fields = [f.strip() for f in (line.split("::") if sep == "::" else line.split(sep))]
+    fields = [f.strip() for f in _split(line, sep)]
     numeric = all(_is_number(f) for f in fields)
     if columns is None and numeric:
         if sep == "\t" and len(fields) in (3, 4):
@@ -186,7 +190,8 @@ def _read_fast(path: Path, fmt: Format) -> pd.DataFrame:
     # (pandas 3.1); the inferred kinds are checked below instead.
     infer = fmt.int_ids and fmt.sep != "::"
     kw = dict(dtype=None if infer else dtypes, engine="c", skip_blank_lines=True,
-              na_filter=not fmt.int_ids, keep_default_na=False, na_values=[""], index_col=False)
+              na_filter=not fmt.int_ids, keep_default_na=False, na_values=[""], index_col=False,
+              encoding="utf-8-sig", compression=textfile.compression(path))
     if fmt.sep == "::":
         # '::' would need the slow python engine; split on ':' and take every 2nd field.
         n = 4 if tcol is not None else 3
@@ -231,7 +236,7 @@ def _read_fast(path: Path, fmt: Format) -> pd.DataFrame:
 
 def _check_dat_columns(path: Path, fmt: Format) -> None:
     """Pandas cannot see a 5th '::' field once we split on ':'; check the first lines."""
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with textfile.open_text(path, errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if lineno > 1000:
                 break
@@ -246,7 +251,7 @@ def _diagnose(path: Path, fmt: Format) -> None:
     """Scan ``path`` line by line; raise :class:`DataError` at the first bad line."""
     n_fields = 4 if fmt.columns[3] is not None else 3
     positions = list(range(n_fields))
-    with open(path, "r", encoding="utf-8", errors="strict", newline="") as f:
+    with textfile.open_text(path) as f:
         try:
             lines = enumerate(f, 1)
             if fmt.header:
@@ -274,7 +279,11 @@ def _diagnose(path: Path, fmt: Format) -> None:
 
 
 def _split(line: str, sep: str) -> list[str]:
-    return line.rstrip("\r\n").split(sep)
+    """The fields of one line; CSV quoting is understood for one-character delimiters."""
+    line = line.rstrip("\r\n")
+    if len(sep) == 1 and '"' in line:
+        return next(csv.reader([line], delimiter=sep), [])
+    return line.split(sep)
 
 
 def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> str | None:

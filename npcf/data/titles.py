@@ -10,6 +10,7 @@ import csv
 import io
 from pathlib import Path
 
+from npcf.data import textfile
 from npcf.errors import DataError
 
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
@@ -27,10 +28,7 @@ def _movie_id(text: str, path, line: int):
 
 def _text(path: Path) -> str:
     """The file decoded as UTF-8 (BOM dropped), or Latin-1 for ``::``/``|`` files."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(err.strerror or str(err), path) from None
+    raw = textfile.read_bytes(path)
     if not raw.strip():
         raise DataError("file is empty (no movies)", path)
     if b"\x00" in raw[:8192]:
