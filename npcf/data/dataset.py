@@ -10,6 +10,8 @@ Layout of a prepared directory::
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import scipy.sparse as sp
 from npcf.data.readers import read_movies
 from npcf.data.splits import Split, split_ratings
 from npcf.data.vocab import Vocabulary
-from npcf.errors import DataError
+from npcf.errors import DataError, one_line
 from npcf.utils.files import atomic_path, write_json
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
@@ -90,6 +92,18 @@ def _plain(v):
 VALIDATION_FRACTION = 0.1
 
 
+def check_split(split: Split, source=None) -> None:
+    """DataError (naming ``source``) if a part a model needs is empty: no training
+    rating, no test rating, or a validation part that exists but holds nothing."""
+    parts = split.parts()
+    for name in ("train", "test", "validation"):
+        part = parts.get(name)
+        if part is not None and part.nnz == 0:
+            total = sum(int(p.nnz) for k, p in parts.items() if k in ("train", "test"))
+            raise DataError(f"the {name} part of the split is empty ({total} ratings in all); "
+                            "use more ratings or another --test_size/--split", source)
+
+
 def with_validation(ds: Dataset, fraction: float = VALIDATION_FRACTION, seed: int = 0) -> Dataset:
     """``ds`` with a validation part carved from its training part if it has none.
 
@@ -105,6 +119,7 @@ def with_validation(ds: Dataset, fraction: float = VALIDATION_FRACTION, seed: in
     inner = split_ratings(s.train, kind, fraction, seed + 1, holdout=s.params.get("holdout", 0.2))
     split = Split(inner.train, s.test, s.test_input, inner.test, inner.test_input,
                   dict(s.params, validation_size=fraction, validation_carved=kind))
+    check_split(split, ds.path or ds.stats.get("source"))
     return Dataset(split, ds.users, ds.items, dict(ds.stats, split=split.params), ds.movies,
                    None)
 
@@ -157,9 +172,12 @@ def load_prepared(path) -> Dataset:
     if not is_prepared(path):
         raise DataError("not a prepared data directory (no stats.json)", path)
     try:
-        stats = json.loads((path / "stats.json").read_text())
+        stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise DataError(f"cannot read: {err}", path / "stats.json") from None
+        raise DataError(f"cannot read: {one_line(err)}", path / "stats.json") from None
+    if not isinstance(stats, dict) or not isinstance(stats.get("split", {}), dict):
+        raise DataError("not a prepared data set's stats (expected a JSON object)",
+                        path / "stats.json")
     users, items = _read_vocab(path / "users.csv"), _read_vocab(path / "items.csv")
     parts = {}
     for name in PARTS:
@@ -167,8 +185,13 @@ def load_prepared(path) -> Dataset:
         if f.is_file():
             try:
                 parts[name] = sp.load_npz(f).tocsr().astype(np.float32)
-            except (OSError, ValueError, KeyError) as err:
-                raise DataError(f"cannot read sparse matrix: {err}", f) from None
+            except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile,
+                    zlib.error):
+                raise DataError("corrupt or not a sparse matrix; prepare the data again",
+                                f) from None
+            if not np.isfinite(parts[name].data).all():
+                raise DataError("holds ratings that are not finite numbers; prepare the data "
+                                "again", f)
             if parts[name].shape != (len(users), len(items)):
                 raise DataError(f"shape {parts[name].shape} does not match the id maps "
                                 f"({len(users)} users, {len(items)} items)", f)

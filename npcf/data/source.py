@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npcf.data.dataset import Dataset, is_prepared, load_prepared
+from npcf.data.dataset import Dataset, check_split, is_prepared, load_prepared
 from npcf.data.download import DATASETS, fetch
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.readers import read_movies, read_ratings
@@ -81,6 +81,7 @@ def load_dataset(data=None, *, format: str = "auto", sep=None, columns=None, sca
     ratings, movies = load_ratings(data, format=format, sep=sep, columns=columns,
                                    scale=scale, progress=progress)
     parts = split_ratings(ratings, split, test_size, seed, validation_size, holdout)
+    check_split(parts, ratings.source or data)
     return Dataset(parts, ratings.users, ratings.items, _stats(ratings, parts), movies)
 
 
@@ -107,6 +108,7 @@ def given_split(train_file, test_file, *, format="auto", sep=None, columns=None,
         parts = Split(tr.matrix, te.matrix, tr.matrix)
     parts.params = {"kind": "given", "train": str(train_file), "test": str(test_file),
                     "validation_size": validation_size, "seed": seed}
+    check_split(parts, train_file)
     movies_path = find_movies(train_file)
     return Dataset(parts, users, items, _stats(whole, parts),
                    read_movies(movies_path) if movies_path else None)

@@ -138,5 +138,5 @@ def test_load_errors(ml_dir, tmp_path):
         load_prepared(out)
     out = save_prepared(ds, tmp_path / "t")
     (out / "test.npz").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="cannot read sparse matrix"):
+    with pytest.raises(DataError, match="corrupt or not a sparse matrix"):
         load_prepared(out)
