@@ -18,8 +18,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ParamError as err:       # an option out of its domain: a usage error
-            raise click.BadParameter(one_line(err.problem), param_hint=f"'--{err.param}'") \
-                from None
+            bad = click.BadParameter(one_line(err.problem), param_hint=f"'--{err.param}'")
+            raise _one_line_usage(bad, f"{ctx.command_path} {ctx.invoked_subcommand}") from None
+        except click.UsageError as err:
+            raise _one_line_usage(err) from None
         except NpcfError as err:
             raise click.ClickException(one_line(err)) from None
         except (OSError, MemoryError) as err:
@@ -34,6 +36,16 @@ class _Group(click.Group):
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {one_line(err)[:300]} (this is a bug in "
                 "npcf; rerun with --debug or NPCF_DEBUG=1 for the traceback)") from None
+
+
+def _one_line_usage(err: click.UsageError, sub: str | None = None) -> click.UsageError:
+    """``err`` printed as one line, the help hint (``sub -h``) at its end (click prints
+    the usage block above the message otherwise)."""
+    sub = err.ctx.command_path if err.ctx is not None else sub
+    message = one_line(err.format_message())
+    out = click.UsageError(message + (f" (see `{sub} -h`)" if sub else ""))
+    out.exit_code = err.exit_code
+    return out
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],

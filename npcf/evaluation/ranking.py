@@ -219,6 +219,10 @@ class Recommends:
         if X.nnz and not np.isfinite(X.data).all():
             raise NpcfError("ratings must be finite numbers")
         X.eliminate_zeros()                 # 0 means "not rated", as in the ONNX graph
+        lo_hi = self.rating_scale
+        if lo_hi is not None and X.nnz and (X.data.min() < lo_hi[0] or X.data.max() > lo_hi[1]):
+            raise NpcfError(f"ratings {X.data.min():g}..{X.data.max():g} are outside the "
+                            f"model's scale {lo_hi[0]:g}-{lo_hi[1]:g}")
         X.sort_indices()
         return X, single
 
