@@ -30,7 +30,7 @@ from npcf.data.dataset import (
 from npcf.data.source import load_dataset
 from npcf.data.splits import describe
 from npcf.data.titles import read_titles
-from npcf.errors import NpcfError
+from npcf.errors import NpcfError, ParamError
 from npcf.evaluation import baselines
 from npcf.evaluation.metrics import resolve_threshold
 from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
@@ -86,8 +86,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     validation row, paths, split, hyperparameters and the search's summary.
     """
     if tune and resume:
-        raise NpcfError("--resume continues a run trained with --tune off (a search is not "
-                        "resumable); pass --tune off with the options of that run")
+        raise ParamError("resume", "continues a run trained with --tune off (a search is not "
+                         "resumable); pass --tune off with the options of that run")
     out = Path(out)
     opts = dict(data_options or {})
     model = AutoEncoder(**params)
@@ -351,10 +351,10 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     (:func:`~npcf.evaluation.metrics.resolve_threshold`), a property of the data so every
     model is judged on the same items."""
     path = find_model(model)
-    ds = recorded_dataset(data, rundir.folder_of(path))
-    s = ds.split
     m = open_model(path, batch_size)
     check_fresh(m, path)
+    ds = recorded_dataset(data, rundir.folder_of(path))
+    s = ds.split
     if data is None:
         _check_data(m, path, ds)
     ds.check_items(m.items.ids if m.items is not None else None, path)

@@ -107,7 +107,8 @@ class Trainer:
         active = np.flatnonzero(row_nnz > 0)
         try:
             self._call("on_fit_begin")
-            with _SigintFlag() as sigint:
+            # a diverging run overflows: TrainingDiverged reports it, not NumPy warnings
+            with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):
                 while self.epoch < n_epochs:
                     t0 = time.perf_counter()
                     self.opt.lr = schedules.learning_rate(m.lr, self.epoch, m.schedule, n_epochs,

@@ -122,7 +122,7 @@ def test_cli_tunes_by_default_and_keeps_what_was_given(ratings_csv, tmp_path):
     assert not (out / "tuning.csv").exists() and "tuning:" not in r.output
     r = CliRunner().invoke(main, ["train", "--data", str(ratings_csv), "--out", str(out),
                                   "--resume"])
-    assert r.exit_code == 1 and "--tune off" in r.output and len(r.output.splitlines()) == 1
+    assert r.exit_code == 2 and "--tune off" in r.output and len(r.output.splitlines()) == 1
     for bad in ("0", "-1", "nan"):
         r = CliRunner().invoke(main, ["train", "--tune_budget", bad])
         assert r.exit_code == 2 and "--tune_budget" in r.output, bad

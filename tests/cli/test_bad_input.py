@@ -1,0 +1,441 @@
+"""Bad input against every command: each case exits non-zero with one line naming the
+file or option, never a traceback, and leaves every file the user had unchanged (the
+working directory is hashed before and after).
+
+Every case of issue 12's report is one of them; the option walk feeds every numeric or
+choice option of every command its nonsense values.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from npcf.cli import main
+
+N_USERS, N_MOVIES = 60, 80
+
+
+def run(args, catch=True):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=catch)
+
+
+def lines(result) -> list[str]:
+    return [ln for ln in result.output.splitlines() if ln.strip()]
+
+
+def snapshot(root: Path) -> dict:
+    """{relative path: sha256} of every file under ``root`` (and every directory)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return out
+
+
+def write_ratings(path: Path, n_users=N_USERS, n_movies=N_MOVIES, seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    rows = ["userId,movieId,rating,timestamp"]
+    for u in range(1, n_users + 1):
+        for m in rng.choice(np.arange(1, n_movies + 1), size=12, replace=False):
+            rows.append(f"{u},{m},{rng.integers(1, 11) / 2:g},{1000 + u}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+def write_movies(path: Path, n_movies=N_MOVIES) -> None:
+    path.write_text("movieId,title,genres\n" +
+                    "".join(f"{m},Movie {m} (2000),Drama\n" for m in range(1, n_movies + 1)))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """ratings.csv + movies.csv, a prepared directory ``prep/`` and a trained and
+    exported run directory ``run/``, plus a few hostile files."""
+    root = tmp_path_factory.mktemp("bad_input_base")
+    write_ratings(root / "ratings.csv")
+    write_movies(root / "movies.csv")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        for args in (["prepare", "--data", "ratings.csv", "--out", "prep", "-q"],
+                     ["train", "--data", "ratings.csv", "--out", "run", "--tune", "off",
+                      "--n_epochs", 2, "--layers", 8, "-q"],
+                     ["eval", "--generate", "--model", "run/model.npz", "-q"]):
+            result = run(args, catch=False)
+            assert result.exit_code == 0, result.output
+    finally:
+        os.chdir(old)
+    (root / "binary.bin").write_bytes(bytes(range(256)) * 64)
+    (root / "empty.csv").write_text("")
+    (root / "header_only.csv").write_text("userId,movieId,rating,timestamp\n")
+    (root / "one_rating.csv").write_text("userId,movieId,rating,timestamp\n1,1,4,10\n")
+    (root / "bad_line.csv").write_text("userId,movieId,rating,timestamp\n1,1,4,10\n1,2,x,11\n")
+    body = (root / "ratings.csv").read_bytes()
+    (root / "truncated.csv.gz").write_bytes(gzip.compress(body)[:300])
+    (root / "garbage.onnx").write_bytes(b"not a model at all")
+    good = "movieId,title,genres\n" + "".join(f"{m},Film {m},Drama\n" for m in range(1, 400))
+    (root / "bad_titles.csv").write_bytes(good.encode() + b"400,Caf\xe9,Drama\n")
+    return root
+
+
+@pytest.fixture
+def work(base, tmp_path, monkeypatch):
+    """A fresh copy of ``base`` as the working directory."""
+    dest = tmp_path / "w"
+    shutil.copytree(base, dest, symlinks=True)
+    monkeypatch.chdir(dest)
+    return dest
+
+
+def assert_refused(result, root: Path, before: dict, code: int, *needles: str) -> None:
+    out = lines(result)
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    assert "Traceback" not in result.output
+    assert len(out) == 1 and out[0].startswith("Error: "), result.output
+    assert "unexpected" not in out[0], out[0]          # a known failure, not a bug
+    for needle in needles:
+        assert needle in out[0], out[0]
+    assert snapshot(root) == before, "a failing command changed the user's files"
+
+
+def flip_byte(path: Path, at: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    path.write_bytes(path.read_bytes()[:int(path.stat().st_size * keep)])
+
+
+TRAIN = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 1, "--layers", 8,
+         "-q", "--out", "new"]
+
+# (id, setup or None, args, exit code, substrings of the message)
+CASES = [
+    # ---- train: option values (exit 2)
+    *[(f"train {opt} {val}", None, TRAIN + [opt, val], 2, [opt]) for opt, val in [
+        ("--batch_size", -5), ("--batch_size", 0), ("--n_epochs", 0), ("--n_epochs", -1),
+        ("--lr", 0), ("--lr", -1), ("--lr", "nan"), ("--lr", "inf"), ("--weight_decay", -1),
+        ("--clip_norm", -1), ("--clip_norm", 0), ("--noise_level", -0.1),
+        ("--noise_level", 1.5), ("--patience", -1), ("--verbose_epochs", -1),
+        ("--step_size", 0), ("--gamma", -1), ("--gamma", "nan"), ("--dropout", 1),
+        ("--dropout", -0.5), ("--seed", -1), ("--seed", "x"), ("--tune_budget", -1),
+        ("--tune_budget", 0), ("--tune_budget", "nan"), ("--layers", "0"),
+        ("--layers", "a,b"), ("--ensemble", 0), ("--threads", 0), ("--activation", "nope"),
+        ("--loss", "nope"), ("--tune", "maybe"), ("--test_size", 2), ("--holdout", 2),
+        ("--scale", "5,1"), ("--sep", ""), ("--columns", "a,b")]],
+    ("train multinomial item-based", None, TRAIN + ["--loss", "multinomial", "--item_based"],
+     2, ["--item_based"]),
+    ("train resume with tune", None, ["train", "--resume", "--out", "run"], 2, ["--resume"]),
+    ("train --train without --test", None,
+     ["train", "--train", "ratings.csv", "--out", "new"], 2, ["--train"]),
+    ("train --data with --train", None, ["train", "--data", "ratings.csv", "--train",
+                                         "ratings.csv", "--test", "ratings.csv"], 2, ["--data"]),
+    # ---- train: run directories and data (exit 1)
+    ("train resume nothing", None, ["train", "--resume", "--tune", "off", "--out", "run"], 1,
+     ["no interrupted run"]),
+    ("train into a file", None, TRAIN[:-1] + ["run/model.npz"], 2, ["--out"]),
+    ("train into cwd", None, TRAIN[:-1] + ["."], 1, ["working directory"]),
+    ("train into foreign dir", lambda r: (r / "mine").mkdir() or (r / "mine/x.txt").write_text("x"),
+     TRAIN[:-1] + ["mine"], 1, ["x.txt"]),
+    ("train into prepared dir", None, TRAIN[:-1] + ["prep"], 1, ["stats.json"]),
+    ("train over own input", None, ["train", "--data", "run/data", "--tune", "off", "--out",
+                                    "run"], 1, ["own input"]),
+    ("train missing data", None, ["train", "--data", "nope.csv", "--out", "new"], 1,
+     ["nope.csv"]),
+    ("train binary data", None, ["train", "--data", "binary.bin", "--out", "new"], 1,
+     ["not a text file"]),
+    ("train empty file", None, ["train", "--data", "empty.csv", "--out", "new"], 1, ["empty"]),
+    ("train one rating", None, ["train", "--data", "one_rating.csv", "--out", "new"], 1,
+     ["empty"]),
+    ("train diverges", None, ["train", "--data", "ratings.csv", "--tune", "off", "--out", "run",
+                              "--lr", "1e30", "--layers", 8, "-q", "--optimizer", "sgd"], 1, []),
+    # ---- prepare
+    *[(f"prepare {opt} {val}", None,
+       ["prepare", "--data", "ratings.csv", "--out", "new", opt, val], 2, [opt])
+      for opt, val in [("--holdout", 2), ("--holdout", 0), ("--test_size", 0),
+                       ("--test_size", 1), ("--test_size", "nan"), ("--test_size", -0.1),
+                       ("--validation_size", 1), ("--scale", "1"), ("--scale", "a,b"),
+                       ("--scale", "nan,5"), ("--split", "bogus"), ("--format", "bogus"),
+                       ("--seed", -1)]],
+    ("prepare --data with --train/--test", None,
+     ["prepare", "--data", "ratings.csv", "--train", "ratings.csv", "--test", "ratings.csv",
+      "--out", "new"], 2, ["--data"]),
+    ("prepare --train with --split", None,
+     ["prepare", "--train", "ratings.csv", "--test", "ratings.csv", "--split", "user",
+      "--out", "new"], 2, ["--split"]),
+    ("prepare --train with --test_size", None,
+     ["prepare", "--train", "ratings.csv", "--test", "ratings.csv", "--test_size", "0.3",
+      "--out", "new"], 2, ["--test_size"]),
+    ("prepare --test alone", None, ["prepare", "--test", "ratings.csv", "--out", "new"], 2,
+     ["--train"]),
+    ("prepare own input", None, ["prepare", "--data", "prep", "--out", "prep"], 1,
+     ["own input"]),
+    ("prepare into run dir", None, ["prepare", "--data", "ratings.csv", "--out", "run"], 1,
+     ["history.csv"]),
+    ("prepare header only", None, ["prepare", "--data", "header_only.csv", "--out", "new"], 1,
+     ["header_only.csv"]),
+    ("prepare bad line", None, ["prepare", "--data", "bad_line.csv", "--out", "new"], 1,
+     ["bad_line.csv:3"]),
+    ("prepare truncated gz", None, ["prepare", "--data", "truncated.csv.gz", "--out", "new"], 1,
+     ["truncated.csv.gz"]),
+    ("prepare binary", None, ["prepare", "--data", "binary.bin", "--out", "new"], 1,
+     ["not a text file"]),
+    ("prepare missing", None, ["prepare", "--data", "nope.csv", "--out", "new"], 1,
+     ["nope.csv"]),
+    ("prepare no --out", None, ["prepare", "--data", "ratings.csv"], 2, ["--out"]),
+    # ---- eval --generate
+    ("generate over checkpoint", None, ["eval", "--generate", "--out", "run/model.npz"], 1,
+     ["model.npz"]),
+    ("generate over model.json", None, ["eval", "--generate", "--model", "run/model.npz",
+                                        "--out", "run/model.json"], 1, [".onnx"]),
+    ("generate to txt", None, ["eval", "--generate", "--model", "run/model.npz", "--out",
+                               "x.txt"], 1, [".onnx"]),
+    ("generate onto a dir", None, ["eval", "--generate", "--model", "run/model.npz", "--out",
+                                   "run"], 2, ["--out"]),
+    ("generate from onnx", None, ["eval", "--generate", "--model", "run/model.onnx"], 1,
+     ["checkpoint"]),
+    ("generate missing model", None, ["eval", "--generate", "--model", "nope/model.npz"], 1,
+     ["nope"]),
+    ("generate top_k too big", None, ["eval", "--generate", "--model", "run/model.npz",
+                                      "--top_k", 100000], 1, ["--top_k"]),
+    *[(f"eval {opt} {val}", None, ["eval", mode, "--model", "run/model.npz", opt, val], 2, [opt])
+      for mode, opt, val in [("--generate", "--top_k", -1), ("--generate", "--batch_size", 0),
+                             ("--evaluate", "--batch_size", -1),
+                             ("--generate", "--popularity_penalty", "nan"),
+                             ("--generate", "--popularity_penalty", -1),
+                             ("--generate", "--precision", "fp8"),
+                             ("--evaluate", "--threshold", "nan"), ("--evaluate", "-k", -1),
+                             ("--evaluate", "-k", 0), ("--evaluate", "-k", "ten")]],
+    ("eval no mode", None, ["eval"], 2, ["--generate"]),
+    # ---- eval --evaluate
+    ("evaluate missing model", None, ["eval", "--evaluate", "--model", "nope.onnx"], 1,
+     ["nope.onnx"]),
+    ("evaluate garbage onnx", None, ["eval", "--evaluate", "--model", "garbage.onnx"], 1,
+     ["garbage.onnx"]),
+    ("evaluate unprepared data", None, ["eval", "--evaluate", "--model", "run/model.onnx",
+                                        "--data", "ratings.csv"], 1, ["ratings.csv"]),
+    ("evaluate truncated onnx", lambda r: truncate(r / "run/model.onnx"),
+     ["eval", "--evaluate", "--model", "run/model.onnx"], 1, ["model.onnx"]),
+    ("evaluate flipped onnx", lambda r: flip_byte(r / "run/model.onnx", 0.3),
+     ["eval", "--evaluate", "--model", "run/model.onnx"], 1, ["model.onnx"]),
+    ("evaluate zero-byte onnx", lambda r: (r / "run/model.onnx").write_bytes(b""),
+     ["eval", "--evaluate", "--model", "run/model.onnx"], 1, ["model.onnx"]),
+    # ---- a corrupt run directory
+    ("truncated checkpoint", lambda r: truncate(r / "run/model.npz"),
+     ["eval", "--generate", "--model", "run/model.npz"], 1, ["model.npz"]),
+    ("flipped checkpoint", lambda r: flip_byte(r / "run/model.npz"),
+     ["eval", "--generate", "--model", "run/model.npz"], 1, ["model.npz"]),
+    ("zero-byte checkpoint", lambda r: (r / "run/model.npz").write_bytes(b""),
+     ["eval", "--evaluate", "--model", "run/model.npz"], 1, ["model.npz"]),
+    ("model.json not json", lambda r: (r / "run/model.json").write_text("{oops"),
+     ["eval", "--evaluate", "--model", "run/model.npz"], 1, ["model.json"]),
+    ("model.json a list", lambda r: (r / "run/model.json").write_text("[]"),
+     ["eval", "--evaluate", "--model", "run/model.npz"], 1, ["model.json"]),
+    # ---- a corrupt prepared directory
+    *[(f"prepared {name}", setup, ["train", "--data", "prep", "--tune", "off", "--out", "new",
+                                   "-q"], 1, [needle]) for name, setup, needle in [
+        ("truncated train.npz", lambda r: truncate(r / "prep/train.npz"), "train.npz"),
+        ("flipped train.npz", lambda r: flip_byte(r / "prep/train.npz"), "train.npz"),
+        ("zero-byte train.npz", lambda r: (r / "prep/train.npz").write_bytes(b""), "train.npz"),
+        ("missing test.npz", lambda r: (r / "prep/test.npz").unlink(), "test.npz"),
+        ("stats.json []", lambda r: (r / "prep/stats.json").write_text("[]"), "stats.json"),
+        ("stats.json broken", lambda r: (r / "prep/stats.json").write_text("{"), "stats.json"),
+        ("users.csv garbage", lambda r: (r / "prep/users.csv").write_bytes(b"\x00\x01"),
+         "users.csv"),
+        ("items.csv wrong index", lambda r: (r / "prep/items.csv").write_text("index,id\n5,1\n"),
+         "items.csv")]],
+    # ---- recommend
+    *[(f"recommend --ratings {val}", None, ["recommend", "--model", "run/model.onnx",
+                                            "--ratings", val], code, needles)
+      for val, code, needles in [("1:5,1:3", 1, ["more than once"]), ("1:99", 1, ["scale"]),
+                                 ("1:-3", 1, ["scale"]), ("1:0.25", 1, ["scale"]),
+                                 ("1:nan", 1, ["finite"]), ("1:abc", 2, ["--ratings"]),
+                                 ("", 2, ["--ratings"]), ("1", 2, ["--ratings"]),
+                                 ("999999:4", 1, ["999999"])]],
+    ("recommend -k 0", None, ["recommend", "--ratings", "1:5", "-k", 0], 2, ["-k"]),
+    ("recommend -k -1", None, ["recommend", "--ratings", "1:5", "-k", -1], 2, ["-k"]),
+    ("recommend user and ratings", None, ["recommend", "--user", 1, "--ratings", "1:5"], 2,
+     ["--user"]),
+    ("recommend nothing", None, ["recommend", "--model", "run/model.onnx"], 2, ["--user"]),
+    ("recommend unknown user", None, ["recommend", "--model", "run/model.onnx", "--user",
+                                      "424242"], 1, ["424242"]),
+    ("recommend bad titles", None, ["recommend", "--model", "run/model.onnx", "--ratings",
+                                    "1:5", "--movies", "bad_titles.csv"], 1, ["bad_titles.csv:401"]),
+    ("recommend binary titles", None, ["recommend", "--model", "run/model.onnx", "--ratings",
+                                       "1:5", "--movies", "binary.bin"], 1, ["not a text file"]),
+    ("recommend missing model", None, ["recommend", "--model", "nope.onnx", "--ratings", "1:5"],
+     1, ["nope.onnx"]),
+    # ---- plot
+    ("plot binary", None, ["plot", "binary.bin"], 1, ["binary.bin"]),
+    ("plot missing", None, ["plot", "nope.csv"], 1, ["nope.csv"]),
+    ("plot not a history", None, ["plot", "ratings.csv"], 1, ["ratings.csv"]),
+    ("unknown command", None, ["fly"], 2, ["fly"]),
+]
+
+
+@pytest.mark.parametrize("setup, args, code, needles",
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(work, setup, args, code, needles):
+    if setup is not None:
+        setup(work)
+    before = snapshot(work)
+    result = run(args)
+    if "plot" in args[:1] and "No module named" in result.output:
+        pytest.skip("matplotlib not installed")
+    assert_refused(result, work, before, code, *needles)
+
+
+def test_the_suite_has_at_least_a_hundred_cases():
+    assert len(CASES) >= 100
+
+
+# ---------------------------------------------------------------- the option walk
+def nonsense(param: click.Option) -> list[str]:
+    """Values outside ``param``'s type: below/above its range, NaN, inf, words."""
+    t = param.type
+    if isinstance(t, click.Choice):
+        return ["no-such-choice"]
+    if isinstance(t, (click.IntRange, click.FloatRange)):
+        out = ["not-a-number"]
+        is_int = isinstance(t, click.IntRange)
+        if t.min is not None:
+            below = t.min if t.min_open else (t.min - 1 if is_int else t.min - 0.5)
+            out.append(str(below))
+        if t.max is not None:
+            above = t.max if t.max_open else (t.max + 1 if is_int else t.max + 0.5)
+            out.append(str(above))
+        if not is_int:
+            out += ["nan", "inf"]
+        return out
+    return []
+
+
+WALK = [(name, p.opts[0], value) for name, cmd in sorted(main.commands.items())
+        for p in cmd.params if isinstance(p, click.Option) for value in nonsense(p)]
+
+
+def test_the_walk_covers_every_command():
+    assert {name for name, _, _ in WALK} >= {"train", "prepare", "eval", "recommend"}
+    assert len(WALK) >= 60
+
+
+@pytest.mark.parametrize("command, opt, value", WALK, ids=[f"{c} {o} {v}" for c, o, v in WALK])
+def test_every_option_refuses_its_nonsense_values(work, command, opt, value):
+    before = snapshot(work)
+    result = run([command, opt, value])
+    assert_refused(result, work, before, 2, opt)
+
+
+# --------------------------------------------------------- semantics of the run dir
+def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_first(
+        work, monkeypatch):
+    from npcf.autoencoder.trainer import Trainer
+    orig, count = Trainer.step, {"n": 0}
+
+    def step(self, rows, b):
+        out = orig(self, rows, b)
+        count["n"] += 1
+        if count["n"] == 3:
+            signal.raise_signal(signal.SIGINT)        # a real Ctrl-C
+        return out
+    args = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 3, "--layers", 8,
+            "-q", "--out", "run", "--batch_size", 8]
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "step", step)
+        result = run(args)
+    assert result.exit_code == 1 and "--resume" in result.output, result.output
+    assert (work / "run" / "resume.json").is_file()
+    assert not (work / "run" / "model.onnx").exists()      # the old run's export went with it
+    before = snapshot(work)
+    assert_refused(run(args), work, before, 1, "interrupted run")
+    assert_refused(run(args + ["--resume", "--lr", "0.5"]), work, before, 1, "lr")
+    assert_refused(run(args + ["--resume", "--test_size", 0.3]), work, before, 1, "data")
+    result = run(args + ["--resume"])
+    assert result.exit_code == 0, result.output
+    assert not (work / "run" / "resume.json").exists()
+    assert run(args + ["--n_epochs", 1]).exit_code == 0    # a finished run is replaced
+
+
+def test_a_failed_retrain_leaves_the_old_run_whole(work):
+    before = snapshot(work)
+    result = run(["train", "--data", "ratings.csv", "--tune", "off", "--out", "run",
+                  "--layers", 8, "--lr", "1e30", "--optimizer", "sgd", "-q"])
+    assert result.exit_code == 1
+    assert snapshot(work) == before
+
+
+def test_a_retrain_replaces_the_whole_run_and_a_stale_export_is_refused(work):
+    elsewhere = work / "exports" / "kept.onnx"
+    assert run(["eval", "--generate", "--model", "run/model.npz", "--out", elsewhere,
+                "-q"]).exit_code == 0
+    result = run(["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 1,
+                  "--layers", 8, "--out", "run", "-q", "--seed", 1])
+    assert result.exit_code == 0, result.output
+    assert not (work / "run" / "model.onnx").exists()      # exported from the replaced model
+    shutil.copy(elsewhere, work / "run" / "model.onnx")     # an old export put back by hand
+    before = snapshot(work)
+    for args in (["eval", "--evaluate", "-q"], ["recommend", "--ratings", "1:5"]):
+        assert_refused(run(args + ["--model", "run/model.onnx"]), work, before, 1,
+                       "re-export")
+    assert run(["eval", "--generate", "--model", "run/model.npz", "-q"]).exit_code == 0
+    assert run(["eval", "--evaluate", "--model", "run/model.onnx", "-q"]).exit_code == 0
+
+
+def test_prepare_into_a_used_directory_keeps_nothing_of_the_old_data(work):
+    assert (work / "prep" / "movies.csv").is_file()
+    (work / "other").mkdir()
+    write_ratings(work / "other" / "r.csv", n_users=30, n_movies=50, seed=3)   # no titles
+    result = run(["prepare", "--data", "other/r.csv", "--out", "prep", "--validation_size", 0])
+    assert result.exit_code == 0, result.output
+    assert not (work / "prep" / "movies.csv").exists()
+    assert not (work / "prep" / "validation.npz").exists()
+
+
+def test_recommend_caps_k_at_the_unseen_movies(work):
+    result = run(["recommend", "--model", "run/model.onnx", "--ratings", "1:5,2:4", "-k",
+                  100000, "--json"])
+    assert result.exit_code == 0, result.output
+    recs = json.loads(result.output)
+    ids = [r["movie_id"] for r in recs]
+    assert len(ids) == len(set(ids)) == N_MOVIES - 2 and 1 not in ids and 2 not in ids
+
+
+def test_files_are_created_with_the_umask(work):
+    old = os.umask(0o022)
+    try:
+        assert run(["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 1,
+                    "--layers", 8, "--out", "fresh", "-q"]).exit_code == 0
+        assert run(["eval", "--generate", "--model", "fresh/model.npz", "-q"]).exit_code == 0
+    finally:
+        os.umask(old)
+    for name in ("model.npz", "model.json", "metrics.json", "model.onnx", "data/train.npz"):
+        assert (work / "fresh" / name).stat().st_mode & 0o777 == 0o644, name
+    assert (work / "fresh").stat().st_mode & 0o777 == 0o755
+
+
+def test_input_users_have_is_read(work):
+    body = (work / "ratings.csv").read_bytes()
+    variants = {"bom.csv": b"\xef\xbb\xbf" + body, "crlf.csv": body.replace(b"\n", b"\r\n"),
+                "ratings.csv.gz": gzip.compress(body),
+                "quoted.csv": b"\n".join(b",".join(b'"%s"' % f for f in ln.split(b","))
+                                         for ln in body.splitlines()) + b"\n"}
+    for name, data in variants.items():
+        (work / name).write_bytes(data)
+        result = run(["prepare", "--data", name, "--out", f"p_{name}", "-q"])
+        assert result.exit_code == 0, (name, result.output)
+    counts = {json.loads((work / f"p_{n}" / "stats.json").read_text())["n_ratings"]
+              for n in variants}
+    assert counts == {N_USERS * 12}
