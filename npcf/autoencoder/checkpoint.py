@@ -49,7 +49,8 @@ def read_model(path) -> tuple[dict, dict, Path]:
         raise CheckpointError(f"{meta_path}: corrupt checkpoint metadata ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not an npcf model file")
-    if not isinstance(meta.get("format_version", 0), int) or meta["format_version"] > FORMAT_VERSION:
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: written by a newer npcf "
                               f"({meta.get('npcf_version')}); upgrade npcf")
     try:

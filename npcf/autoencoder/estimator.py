@@ -13,7 +13,7 @@ from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.vocab import Vocabulary
-from npcf.errors import CheckpointError, NpcfError, ParamError
+from npcf.errors import CheckpointError, NpcfError, ParamError, one_line
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import Recommends
 from npcf.nn import activations, noise, optim, schedules
@@ -404,31 +404,35 @@ class AutoEncoder(Recommends):
         meta, arrays, npz = checkpoint.read_model(path)
         meta_path = npz.parent / rundir.MODEL_JSON
         try:
-            hp = dict(meta["hyperparameters"])
-            if hp.get("layers") is not None:
-                hp["layers"] = tuple(hp["layers"])
-            model = cls(**hp)
-            arch = meta["architecture"]
-            params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-            model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
-                                    activation=arch["activation"],
-                                    output_activation=arch["output_activation"],
-                                    dropout=hp.get("dropout", 0.0),
-                                    dtype=np.dtype(arch.get("dtype", "float32")), params=params)
-        except (KeyError, TypeError) as err:
-            what = f"missing {err}" if isinstance(err, KeyError) else str(err)
+            return cls._from_checkpoint(meta, arrays, npz)
+        except (KeyError, TypeError, AttributeError) as err:
+            what = f"missing {err}" if isinstance(err, KeyError) else one_line(err)
             raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({what})") \
                 from None
         except ShapeMismatch as err:
             raise CheckpointError(f"{npz}: weights do not match {rundir.MODEL_JSON} ({err})") \
                 from None
         except ValueError as err:
-            raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({err})") \
-                from None
-        model.scale = None if meta.get("scale") is None else tuple(meta["scale"])
+            raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata "
+                                  f"({one_line(err)})") from None
+
+    @classmethod
+    def _from_checkpoint(cls, meta: dict, arrays: dict, npz) -> "AutoEncoder":
+        hp = dict(meta["hyperparameters"])
+        if hp.get("layers") is not None:
+            hp["layers"] = tuple(hp["layers"])
+        model = cls(**hp)
+        arch = meta["architecture"]
+        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
+                                activation=arch["activation"],
+                                output_activation=arch["output_activation"],
+                                dropout=hp.get("dropout", 0.0),
+                                dtype=np.dtype(arch.get("dtype", "float32")), params=params)
+        model.scale = None if meta.get("scale") is None else tuple(map(float, meta["scale"]))
         model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
         model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
-        model.info = meta.get("info", {})
+        model.info = dict(meta.get("info", {}))
         model.item_counts = arrays.get("items/counts")
         if model.item_counts is None:
             raise CheckpointError(f"{npz}: missing items/counts")

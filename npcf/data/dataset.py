@@ -158,12 +158,15 @@ def _read_vocab(path: Path) -> Vocabulary:
         if isinstance(err, DataError):
             raise
         raise DataError(f"cannot read id map: {err}", path) from None
-    if len(ids) and pd.Series(ids).str.fullmatch(r"-?[1-9]\d{0,18}|0").all():
-        try:
-            return Vocabulary(ids.astype(np.int64))
-        except OverflowError:
-            pass
-    return Vocabulary(ids)
+    try:
+        if len(ids) and pd.Series(ids).str.fullmatch(r"-?[1-9]\d{0,18}|0").all():
+            try:
+                return Vocabulary(ids.astype(np.int64))
+            except OverflowError:
+                pass
+        return Vocabulary(ids)
+    except ValueError as err:           # e.g. an id listed twice
+        raise DataError(f"bad id map: {one_line(err)}", path) from None
 
 
 def load_prepared(path) -> Dataset:
