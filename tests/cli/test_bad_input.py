@@ -197,8 +197,10 @@ CASES = [
      ["nope.csv"]),
     ("prepare no --out", None, ["prepare", "--data", "ratings.csv"], 2, ["--out"]),
     # ---- eval --generate
-    ("generate over checkpoint", None, ["eval", "--generate", "--out", "run/model.npz"], 1,
-     ["model.npz"]),
+    ("generate over checkpoint", None, ["eval", "--generate", "--model", "run/model.npz",
+                                        "--out", "run/model.npz"], 1, ["--out", ".onnx"]),
+    ("generate over default checkpoint", lambda r: shutil.copytree(r / "run", r / "models"),
+     ["eval", "--generate", "--out", "models/model.npz"], 1, ["--out", ".onnx"]),
     ("generate over model.json", None, ["eval", "--generate", "--model", "run/model.npz",
                                         "--out", "run/model.json"], 1, [".onnx"]),
     ("generate to txt", None, ["eval", "--generate", "--model", "run/model.npz", "--out",
@@ -363,7 +365,8 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
     assert_refused(run(args), work, before, 1, "interrupted run")
     assert_refused(run(args + ["--resume", "--lr", "0.5"]), work, before, 1, "lr")
     assert_refused(run(args + ["--resume", "--test_size", 0.3]), work, before, 1, "data")
-    result = run(args + ["--resume"])
+    no_data = [a for a in args if a != "ratings.csv" and a != "--data"]
+    result = run(no_data + ["--resume"])             # the run's own data/ by default
     assert result.exit_code == 0, result.output
     assert not (work / "run" / "resume.json").exists()
     assert run(args + ["--n_epochs", 1]).exit_code == 0    # a finished run is replaced
