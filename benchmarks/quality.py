@@ -1,4 +1,4 @@
-"""Recommendation quality on movies-small, seed 0, side by side with the baselines.
+"""Recommendation quality, seed 0, side by side with the baselines.
 
 1. Rating prediction, random 90/10 split (validation carved from training as
    ``cli.py train`` does): RMSE and MAE of npcf's default user-based model and of
@@ -8,7 +8,10 @@
    users with >= 5 positives, 20% of users held out, each with an 80/20
    fold-in/held-out cut: Recall@20, NDCG@10, NDCG@100, coverage@10, Gini@10 of npcf's
    multinomial model beside popularity and EASE, and of the same model ranked with a
-   popularity penalty chosen on the validation users.
+   popularity penalty chosen on the validation users; the same on the built-in
+   synthetic set (``--data synthetic``).
+3. Rating prediction across data sets (movies-small, Flixster, Yahoo! Music):
+   :mod:`crossdata`.
 
     python benchmarks/quality.py [--quick]
 """
@@ -42,7 +45,6 @@ def rating_prediction(quick: bool = False) -> list[dict]:
     from npcf import AutoEncoder
     from npcf.data import load_dataset
     from npcf.data.dataset import with_validation
-    from npcf.evaluation.baselines import Biases, GlobalMean
     from npcf.evaluation.protocol import rating_metrics
     ds = with_validation(load_dataset(DATA, seed=0), seed=0)
     s = ds.split
@@ -58,6 +60,17 @@ def rating_prediction(quick: bool = False) -> list[dict]:
         rows.append(dict(model=label, rmse=r["rmse"], mae=r["mae"],
                          seconds=time.perf_counter() - t0,
                          best_epoch=m.info.get("best_epoch")))
+    rows += baseline_rows(ds)
+    rows += surprise_rows(s, ds, quick)
+    return rows
+
+
+def baseline_rows(ds) -> list[dict]:
+    """Test RMSE/MAE of the global mean and of the user+item biases (regularisation
+    chosen on the validation part) of the split data set ``ds``."""
+    from npcf.evaluation.baselines import Biases, GlobalMean
+    s = ds.split
+    rows = []
     for label, model in (("global mean", GlobalMean()), ("user+item biases", Biases(scale=ds.scale))):
         t0 = time.perf_counter()
         model.fit(s.train, s.validation, s.validation_input)
@@ -70,7 +83,6 @@ def rating_prediction(quick: bool = False) -> list[dict]:
             scores[sl] = block[users[sl] - a, t.indices[sl]]
         rows.append(dict(model=label, rmse=rmse(scores, t.data), mae=mae(scores, t.data),
                          seconds=time.perf_counter() - t0))
-    rows += surprise_rows(s, ds, quick)
     return rows
 
 
@@ -144,14 +156,15 @@ def surprise_rows(s, ds, quick) -> list[dict]:
     return rows
 
 
-def strong_generalization_split():
-    """The top-N protocol's split: positives (rating >= 4) of users with >= 5 of them,
+def strong_generalization_split(data=DATA):
+    """The top-N protocol's split of ``data`` (a ratings file, or ``"synthetic"``: what
+    ``--data synthetic`` reads): positives (rating >= 4) of users with >= 5 of them,
     20% held-out users with an 80/20 fold-in/held-out cut, 10% validation users; seed 0."""
-    from npcf.data import read_ratings
+    from npcf.data import load_ratings
     from npcf.data.dataset import Dataset, with_validation
     from npcf.data.splits import split_ratings
     from npcf.utils.sparse import select
-    r = read_ratings(DATA)
+    r, _ = load_ratings(data)
     m = r.matrix
     pos = select(m, m.data >= 4.0)
     keep_users = np.diff(pos.indptr) >= 5
@@ -161,10 +174,12 @@ def strong_generalization_split():
     return with_validation(Dataset(split, r.users, r.items, {"scale": None}), seed=0).split
 
 
-def strong_generalization(quick: bool = False) -> list[dict]:
+def strong_generalization(quick: bool = False, data=DATA) -> list[dict]:
+    """Popularity, EASE and npcf's multinomial model (:data:`MULT`, with and without the
+    popularity penalty) on :func:`strong_generalization_split` of ``data``."""
     from npcf import AutoEncoder
     from npcf.evaluation.baselines import EASE, Popularity
-    s = strong_generalization_split()
+    s = strong_generalization_split(data)
     counts = np.bincount(s.train.indices, minlength=s.train.shape[1])
     rows = []
     models = [("popularity", Popularity()), ("EASE", EASE()),
@@ -202,13 +217,31 @@ def choose_penalty(score_fn, s, counts) -> float:
     return max(b for b in PENALTIES if ndcg[b] >= (1 - PENALTY_TOLERANCE) * ndcg[0.0])
 
 
+def topn_table(topn: list[dict]) -> str:
+    """The markdown table of :func:`strong_generalization` rows."""
+    from report import md_table
+    return md_table(("model", "Recall@20", "NDCG@10", "NDCG@100", "coverage@10", "Gini@10",
+                     "seconds"),
+                    [(x["model"], f"{x['recall@20']:.4f}", f"{x['ndcg@10']:.4f}",
+                      f"{x['ndcg@100']:.4f}", f"{x['coverage@10']:.4f}", f"{x['gini@10']:.4f}",
+                      f"{x['seconds']:.1f}") for x in topn], "lrrrrrr")
+
+
+def synthetic_markdown(topn: list[dict]) -> str:
+    """The top-N table on the built-in synthetic set (what ``--data synthetic`` reads)."""
+    return "\n".join([
+        f"Top-N, strong generalization on the built-in synthetic set (`--data synthetic`: "
+        f"`npcf.data.synthetic.generate()`, 2,000 users x 1,500 movies, seed 0; "
+        f"{topn[0]['n_users'] if topn else 0} held-out users; same protocol and the same "
+        "settings as above, chosen on movies-small):", "",
+        topn_table(topn)])
+
+
 def markdown(rating: list[dict], topn: list[dict], variants: list[dict] | None = None) -> str:
     from report import md_table
     r_rows = [(x["model"], f"{x['rmse']:.4f}", f"{x['mae']:.4f}", f"{x['seconds']:.1f}")
               if "skipped" not in x else (x["model"], "skipped", x["skipped"], "")
               for x in rating]
-    t_rows = [(x["model"], f"{x['recall@20']:.4f}", f"{x['ndcg@10']:.4f}", f"{x['ndcg@100']:.4f}",
-               f"{x['coverage@10']:.4f}", f"{x['gini@10']:.4f}", f"{x['seconds']:.1f}") for x in topn]
     return "\n".join([
         "Rating prediction, movies-small, random 90/10 split, seed 0 (test set; validation "
         "carved from training for early stopping; `ensemble=K`: K seeds, each early-stopped, "
@@ -217,8 +250,7 @@ def markdown(rating: list[dict], topn: list[dict], variants: list[dict] | None =
         f"Top-N, strong generalization ({topn[0]['n_users'] if topn else 0} held-out users; "
         "rating >= 4 is a positive, users with >= 5 positives, 20% test users, 80/20 "
         "fold-in/held-out, seed 0):", "",
-        md_table(("model", "Recall@20", "NDCG@10", "NDCG@100", "coverage@10", "Gini@10",
-                  "seconds"), t_rows, "lrrrrrr"), "",
+        topn_table(topn), "",
         "The penalty row ranks the same model's scores minus beta * log(1 + training count) "
         "(what `cli.py eval --generate --popularity_penalty beta` exports); beta is the "
         f"largest of {', '.join(f'{b:g}' for b in PENALTIES)} that keeps the validation "
@@ -233,14 +265,29 @@ def markdown(rating: list[dict], topn: list[dict], variants: list[dict] | None =
                  "llrrrr")]))
 
 
+def full_markdown(res: dict) -> str:
+    """The whole quality section: movies-small, the synthetic top-N and the cross-data-set
+    rating table (:mod:`crossdata`), from :func:`main`'s result."""
+    import crossdata
+    parts = [markdown(res["rating"], res["topn"], res.get("variants"))]
+    if res.get("topn_synthetic"):
+        parts.append(synthetic_markdown(res["topn_synthetic"]))
+    if res.get("datasets"):
+        parts.append("### Across data sets\n\n" + crossdata.markdown(res["datasets"]))
+    return "\n\n".join(parts)
+
+
 def main(argv=None):
+    import crossdata
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 epochs per model")
     args = ap.parse_args(argv)
     rating, topn = rating_prediction(args.quick), strong_generalization(args.quick)
-    variants = precision_variants(args.quick)
-    print(markdown(rating, topn, variants))
-    return {"rating": rating, "topn": topn, "variants": variants}
+    res = {"rating": rating, "topn": topn,
+           "topn_synthetic": strong_generalization(args.quick, "synthetic"),
+           "variants": precision_variants(args.quick), "datasets": crossdata.run(args.quick)}
+    print(full_markdown(res))
+    return res
 
 
 if __name__ == "__main__":

@@ -75,8 +75,8 @@ def check_target(out, owned, what: str, option: str = "--out", inputs=()) -> Pat
         raise NpcfError(f"{option} {out}: is a file, not a directory")
     real = out.resolve()
     if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
-        raise NpcfError(f"{option} {out}: is the working directory (or holds it); "
-                        f"name a directory for the {what}")
+        raise NpcfError(f"{option} {out}: is the working directory (or holds it); choose "
+                        f"a directory of its own for the {what}")
     foreign = foreign_entries(out, owned)
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
