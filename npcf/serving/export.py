@@ -167,8 +167,10 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
             pen = penalty_vector(popularity_penalty, item_counts)
             rank = g.op("Sub", [scores, g.init("popularity_penalty", pen)])
         if sparse_input:
+            # padding slots carry mask 0, so "add" leaves their column unmarked: the same
+            # result as "max" (opset 18), within ScatterElements-16's none/add/mul
             seen = g.op("ScatterElements", [g.op("Mul", [rank, zero]), idx, mask], axis=1,
-                        reduction="max")
+                        reduction="add")
         else:
             seen = mask
         neg = g.init("neg_inf", np.array(-np.inf, np.float32))
