@@ -212,10 +212,17 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int = 10
     ae = AutoEncoder.load(model_path)
     folder = rundir.folder_of(model_path)
     out = Path(out) if out else folder / rundir.onnx_name(precision)
-    _check_export_target(out, folder)
+    try:
+        _check_export_target(out, folder)
+    except OSError as err:
+        raise NpcfError(f"--out {out}: cannot create its directory ({err.strerror})") from None
     if top_k and top_k > ae.network.n_inputs:
         raise NpcfError(f"--top_k {top_k}: the model has only {ae.network.n_inputs} movies")
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+    try:
+        staging = tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as err:
+        raise NpcfError(f"--out {out}: cannot write there ({err.strerror})") from None
+    with staging as tmp:
         staged = Path(tmp) / out.name
         export(ae, staged, sparse_input=sparse_input, top_k=top_k or None,
                popularity_penalty=popularity_penalty, precision=precision,
