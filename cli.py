@@ -1,6 +1,11 @@
 #!/usr/bin/env python
 """Entry point: ``python cli.py COMMAND`` is the same CLI as the ``npcf`` console script."""
-from npcf.cli import main
+import sys
 
 if __name__ == "__main__":
+    try:
+        from npcf.cli import main
+    except KeyboardInterrupt:          # Ctrl-C while the libraries load
+        print("\nAborted!", file=sys.stderr)
+        sys.exit(130)
     main()

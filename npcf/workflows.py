@@ -56,7 +56,8 @@ def prepare(out, data_options: dict | None = None, *, progress=None) -> Dataset:
     and write the prepared directory ``out``: built beside it and swapped in when complete,
     so ``out`` never mixes two data sets, and a failure leaves it as it was."""
     opts = dict(data_options or {})
-    rundir.check_target(out, PREPARED_FILES, "prepared data directory", inputs=_inputs(opts))
+    rundir.check_target(out, PREPARED_FILES, "prepared data directory", inputs=_inputs(opts),
+                        markers=("stats.json",))
     ds = load_dataset(**dict(opts, progress=progress))
     with staged_dir(out) as stage:
         save_prepared(ds, stage)
@@ -92,10 +93,13 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     opts = dict(data_options or {})
     model = AutoEncoder(**params)
     if resume:
+        if not out.is_dir():
+            raise NpcfError(f"--resume: {out} does not exist; there is no run to continue")
         if opts.get("data") is None and opts.get("train_file") is None:
             opts["data"] = str(out / rundir.DATA_DIR)
     else:
-        rundir.check_target(out, rundir.RUN_ENTRIES, "run directory", inputs=_inputs(opts))
+        rundir.check_target(out, rundir.RUN_ENTRIES, "run directory", inputs=_inputs(opts),
+                            markers=rundir.RUN_MARKERS)
         if _interrupted(out) and not overwrite:
             raise NpcfError(f"--out {out}: holds an interrupted run; continue it with --resume "
                             "(and the same options) or replace it with --overwrite")

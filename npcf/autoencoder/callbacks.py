@@ -92,6 +92,8 @@ class Checkpoint(Callback):
         return f"state saved in {self.shown}; continue with --resume"
 
     def on_diverged(self, trainer) -> str | None:
+        if self.shown != self.out:          # a staged run: it is dropped, the target kept
+            return f"{self.shown} was left as it was"
         last = self.out / rundir.MODEL_NPZ
         return f"last good checkpoint: {self.shown / rundir.MODEL_NPZ}" if last.exists() else None
 

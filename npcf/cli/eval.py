@@ -5,7 +5,7 @@ import click
 
 from npcf import workflows
 from npcf.cli.main import main
-from npcf.cli.options import Finite, cutoffs, hyperparameter
+from npcf.cli.options import Finite, cutoffs, hyperparameter, json_target
 from npcf.cli.output import compare_table, examples_text, metrics_table, num, progress_or_none, size, summary
 from npcf.serving.export import PRECISIONS
 from npcf.utils.files import write_json
@@ -44,6 +44,7 @@ from npcf.utils.files import write_json
               help="--evaluate/--baselines: held-out ratings >= this are relevant for top-N "
                    "[default: 4 for explicit ratings; 0: every held-out item].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              callback=json_target,
               help="--evaluate/--baselines: also write the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity_penalty, out,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import click
 
@@ -173,3 +174,28 @@ def rating_pairs(ctx, param, text):
     if not out:
         raise click.BadParameter("no ratings given")
     return out
+
+
+#: JSON files npcf itself keeps in run and prepared directories
+OWN_JSON = ("model.json", "metrics.json", "resume.json", "stats.json")
+
+
+def json_target(ctx, param, path):
+    """``--json PATH``: a ``.json`` file that is not one of npcf's own and, if it exists,
+    holds JSON (so a metrics dump never replaces a checkpoint or a data file)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.suffix.lower() != ".json":
+        raise click.BadParameter(f"{path}: the metrics file must end in .json")
+    if p.name in OWN_JSON:
+        raise click.BadParameter(f"{path}: is a name npcf keeps for its own files; "
+                                 "choose another")
+    if p.is_file():
+        try:
+            head = p.read_bytes()[:1].strip() or b"{"
+        except OSError:
+            head = b"?"
+        if head not in (b"{", b"["):
+            raise click.BadParameter(f"{path}: exists and is not a JSON file")
+    return path

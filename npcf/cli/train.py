@@ -73,7 +73,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--step_size", default=None, type=hyperparameter("step_size"),
               help="Epochs per step of --schedule step.")
 @click.option("--gamma", default=None, type=hyperparameter("gamma"),
-              help="Decay factor of --schedule step.")
+              help="Learning-rate factor every --step_size epochs of --schedule step.")
 @click.option("--patience", default=None, type=hyperparameter("patience"),
               help="Stop after N epochs without validation improvement (0: never).")
 @click.option("--item_based/--user_based", default=None,

@@ -79,9 +79,10 @@ class Dataset:
         ids = np.asarray(item_ids)
         if len(ids) != len(self.items) or not np.array_equal(ids.astype(str),
                                                             self.items.ids.astype(str)):
-            raise DataError(f"{what} was trained on other movies than this data "
-                            f"({len(ids)} vs {len(self.items)} items); pass the matching --data",
-                            self.path)
+            how = (f"{len(ids)} vs {len(self.items)} movies" if len(ids) != len(self.items)
+                   else "the same number of movies, other ids or order")
+            raise DataError(f"{what} was trained on other movies than this data ({how}); "
+                            "pass the matching --data", self.path)
 
 
 def _plain(v):

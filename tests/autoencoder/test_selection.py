@@ -104,6 +104,7 @@ def test_cli_tunes_by_default_and_keeps_what_was_given(ratings_csv, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "model.onnx").write_bytes(b"an export of an older model")
+    (out / "model.json").write_text("{}")                  # of an older run
     r = CliRunner().invoke(main, ["train", "--data", str(ratings_csv), "--out", str(out),
                                   "--n_epochs", "3", "--layers", "8", "--tune_budget", "20"])
     assert r.exit_code == 0, r.output

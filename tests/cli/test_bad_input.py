@@ -196,6 +196,14 @@ CASES = [
     ("prepare missing", None, ["prepare", "--data", "nope.csv", "--out", "new"], 1,
      ["nope.csv"]),
     ("prepare no --out", None, ["prepare", "--data", "ratings.csv"], 2, ["--out"]),
+    ("prepare into a dir of the user's titles",
+     lambda r: (r / "mine").mkdir() or shutil.copy(r / "movies.csv", r / "mine" / "movies.csv"),
+     ["prepare", "--data", "ratings.csv", "--out", "mine"], 1, ["not a prepared"]),
+    ("train into a dir of exports only",
+     lambda r: (r / "ex").mkdir() or shutil.copy(r / "run/model.onnx", r / "ex/model.onnx"),
+     TRAIN[:-1] + ["ex"], 1, ["not a run directory"]),
+    ("train resume a missing dir", None, ["train", "--resume", "--tune", "off", "--out",
+                                          "nowhere"], 1, ["does not exist"]),
     # ---- eval --generate
     ("generate over checkpoint", None, ["eval", "--generate", "--model", "run/model.npz",
                                         "--out", "run/model.npz"], 1, ["--out", ".onnx"]),
@@ -222,6 +230,12 @@ CASES = [
                              ("--evaluate", "--threshold", "nan"), ("--evaluate", "-k", -1),
                              ("--evaluate", "-k", 0), ("--evaluate", "-k", "ten")]],
     ("eval no mode", None, ["eval"], 2, ["--generate"]),
+    *[(f"evaluate --json {target}", None, ["eval", "--evaluate", "--model", "run/model.npz",
+                                           "--json", target], 2, ["--json"])
+      for target in ("run/model.npz", "run/model.json", "run/metrics.json", "run/history.csv",
+                     "run/data/train.npz", "prep/stats.json", "ratings.csv", "run/model.onnx")],
+    ("baselines --json onto a checkpoint", None, ["eval", "--baselines", "--data", "prep",
+                                                  "--json", "run/model.npz"], 2, ["--json"]),
     # ---- eval --evaluate
     ("evaluate missing model", None, ["eval", "--evaluate", "--model", "nope.onnx"], 1,
      ["nope.onnx"]),
