@@ -10,18 +10,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from npcf import rundir
 from npcf.errors import CheckpointError, NpcfError
-from npcf.utils.files import atomic_path, jsonable, write_json
+from npcf.utils.files import ARCHIVE_ERRORS, atomic_path, jsonable, write_json
 
 FORMAT, FORMAT_VERSION = "npcf-autoencoder", 1
-_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+_NPZ_ERRORS = ARCHIVE_ERRORS
 
 
 def write_model(folder, arrays: dict, meta: dict) -> Path:

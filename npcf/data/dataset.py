@@ -10,8 +10,6 @@ Layout of a prepared directory::
 from __future__ import annotations
 
 import json
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from npcf.data.readers import read_movies
 from npcf.data.splits import Split, split_ratings
 from npcf.data.vocab import Vocabulary
 from npcf.errors import DataError, one_line
-from npcf.utils.files import atomic_path, write_json
+from npcf.utils.files import ARCHIVE_ERRORS, atomic_path, write_json
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
 #: the files of a prepared directory
@@ -189,8 +187,7 @@ def load_prepared(path) -> Dataset:
         if f.is_file():
             try:
                 parts[name] = sp.load_npz(f).tocsr().astype(np.float32)
-            except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile,
-                    zlib.error):
+            except ARCHIVE_ERRORS:
                 raise DataError("corrupt or not a sparse matrix; prepare the data again",
                                 f) from None
             if not np.isfinite(parts[name].data).all():

@@ -72,12 +72,21 @@ class Recommender(Recommends):
         except Exception as err:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: cannot load ONNX model "
                                   f"({one_line(err)[:200]})") from None
-        meta = dict(session.get_modelmeta().custom_metadata_map)
+        try:
+            meta = dict(session.get_modelmeta().custom_metadata_map)
+        except (UnicodeDecodeError, ValueError) as err:
+            raise CheckpointError(f"{path}: corrupt ONNX metadata ({one_line(err)[:120]})") \
+                from None
         if "npcf_version" not in meta:
             raise CheckpointError(f"{path}: not an npcf model (no npcf metadata)")
-        items = Vocabulary(_item_ids(path, meta))
-        return cls(session, meta, items, read_titles(movies) if movies else None, path,
-                   batch_size)
+        try:
+            items = Vocabulary(_item_ids(path, meta))
+            model = cls(session, meta, items, None, path, batch_size)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise CheckpointError(f"{path}: corrupt npcf metadata ({one_line(err)[:120]})") \
+                from None
+        model.titles = read_titles(movies) if movies else None
+        return model
 
     def titles_of(self, ids) -> list:
         """Titles of movie ids (nested like ``ids``; ``""`` when unknown or no titles)."""

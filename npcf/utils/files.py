@@ -12,8 +12,15 @@ import json
 import math
 import os
 import shutil
+import struct
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
+
+#: what reading a corrupt ``.npz`` (a zip archive) can raise, in zipfile, zlib or NumPy
+ARCHIVE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError,
+                  OverflowError, struct.error, zipfile.BadZipFile, zlib.error)
 
 
 def umask() -> int:

@@ -118,7 +118,7 @@ TARGETS = {"npz": "run/model.npz", "json": "run/model.json", "onnx": "run/model.
            "items.csv": "prep/items.csv"}
 
 
-@settings(max_examples=120, deadline=None,
+@settings(max_examples=150, deadline=None, derandomize=True,   # the same 150 cases in CI
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(target=st.sampled_from(sorted(TARGETS)),
        how=st.sampled_from(["truncate", "flip", "zero", "insert"]),
