@@ -6,7 +6,7 @@
 
 ``--quick`` (a few minutes): training speed on movies-small plus 5 timed batches at
 full scale, inference at 9,066 movies, the data read on 1M rows, quality with 3
-epochs per model (10 s of model selection per data set). The full run measures
+epochs per model (5 s of model selection per data set). The full run measures
 everything the issue tables ask for. Every comparison runs both sides in one run
 (interleaved or in the same process) and reports medians; see each module for how
 many runs.
