@@ -114,7 +114,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
         data_dir = stage / rundir.DATA_DIR
         if not resume:
             save_prepared(ds, data_dir)
-        result = _fit(model, ds, stage, out, tune=tune, fixed=fixed, tune_budget=tune_budget,
+        result = _fit(model, ds, stage, out, tune=tune,
+                      fixed=set(params) if fixed is None else set(fixed), tune_budget=tune_budget,
                       resume=resume, threads=threads, progress=progress,
                       verbose_epochs=verbose_epochs, echo=echo)
         write_json(stage / rundir.METRICS_JSON, result)
@@ -130,11 +131,9 @@ def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, resume,
     if verbose_epochs:
         callbacks.append(EpochLog(verbose_epochs, echo))
     fit_kw = dict(scale=ds.scale, users=ds.users, items=ds.items)
-    params = model.get_params()
     with parallel.using(threads):
         if tune:
-            model = model.tune(s.train, s.validation, s.validation_input,
-                               fixed=set(params) if fixed is None else set(fixed),
+            model = model.tune(s.train, s.validation, s.validation_input, fixed=fixed,
                                budget=tune_budget, progress=progress, callbacks=callbacks[:1],
                                **fit_kw)
             cols = list(dict.fromkeys(k for row in model.tuning for k in row))
