@@ -39,6 +39,8 @@ from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
 from npcf.utils.files import jsonable, staged_dir, umask, write_json
 
+#: top-k outputs of an exported graph unless told otherwise
+DEFAULT_TOP_K = 10
 #: seconds the default `train` may spend choosing hyperparameters
 TUNE_BUDGET = 120.0
 #: largest relative |ONNX - NumPy| accepted by ``export_model``, per precision
@@ -168,6 +170,9 @@ def _check_resume(out: Path, model: AutoEncoder, ds: Dataset) -> None:
     if not found and not (out / rundir.MEMBERS_DIR).is_dir():   # an ensemble reuses members
         raise NpcfError(f"--resume: {out} holds no interrupted run ({rundir.RESUME_JSON}); "
                         "train without --resume")
+    if model.ensemble == 1 and (out / rundir.MEMBERS_DIR).is_dir():
+        raise NpcfError(f"--resume: {out} holds an interrupted ensemble; pass the --ensemble "
+                        "count it was started with")
     params = jsonable(model.get_params())
     fp = rundir.fingerprint(ds.split.train)
     for folder in found:
@@ -197,12 +202,13 @@ def _best_validation(model) -> dict:
 
 
 # ----------------------------------------------------------------------- export
-def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int = 10,
+def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | None = None,
                  sparse_input: bool = False, precision: str = "fp32",
                  popularity_penalty: float | None = None) -> dict:
     """Export a checkpoint (default ``models/model.npz``) to ONNX (default beside it)
     and check the graph against the NumPy forward on up to ``batch_size`` users: the
-    test users of the recorded data, else random rows. The file is written only once it
+    test users of the recorded data, else random rows. ``top_k``: the graph's top-k
+    outputs (default :data:`DEFAULT_TOP_K`, at most the catalogue; 0: scores only). The file is written only once it
     passes (a mismatch beyond :data:`PARITY_TOLERANCE` raises and leaves ``out`` as it
     was). The graph records the checkpoint's and the training data's fingerprints
     (:func:`check_fresh`). Returns what was written."""
@@ -219,6 +225,8 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int = 10
         _check_export_target(out, folder)
     except OSError as err:
         raise NpcfError(f"--out {out}: cannot create its directory ({err.strerror})") from None
+    if top_k is None:                     # the default: 10, or every movie of a small catalogue
+        top_k = min(DEFAULT_TOP_K, ae.network.n_inputs)
     if top_k and top_k > ae.network.n_inputs:
         raise NpcfError(f"--top_k {top_k}: the model has only {ae.network.n_inputs} movies")
     try:

@@ -24,8 +24,9 @@ from npcf.utils.files import write_json
                    "model.onnx or model.npz [default: models/model.onnx].")
 @click.option("--batch_size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Users per batch (parity check / evaluation).")
-@click.option("--top_k", default=10, show_default=True, type=click.IntRange(min=0),
-              help="--generate: add top_items/top_scores outputs (0: scores only).")
+@click.option("--top_k", default=None, type=click.IntRange(min=0),
+              help="--generate: add top_items/top_scores outputs (0: scores only).  "
+                   "[default: 10, at most the number of movies]")
 @click.option("--sparse_input", is_flag=True,
               help="--generate: take (item_idx, item_rating) instead of a dense row.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
@@ -59,8 +60,9 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity
                                    sparse_input=sparse_input, precision=precision,
                                    popularity_penalty=popularity_penalty)
         p = r["parity"]
+        topk = f", top-{r['top_k']}" if r["top_k"] else ""
         click.echo(f"wrote {r['path']}  ({size(r['bytes'])}, opset {r['opset']}, {precision}, "
-                   f"{r['signature']} input{f', top-{top_k}' if top_k else ''})")
+                   f"{r['signature']} input{topk})")
         click.echo(f"parity vs NumPy on {p['n_users']} users: max |diff| {p['max_abs_diff']:.2e}, "
                    f"relative {p['relative']:.2e} (ok)")
         click.echo(f"next: python cli.py recommend --model {r['path']} --user <id>")

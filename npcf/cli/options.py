@@ -135,8 +135,10 @@ def _columns(ctx, param, text):
     if text is None:
         return None
     cols = tuple(c.strip() for c in text.split(","))
-    if len(cols) not in (3, 4):
+    if len(cols) not in (3, 4) or not all(cols):
         raise click.BadParameter("--columns needs USER,ITEM,RATING[,TIMESTAMP]")
+    if len(set(cols)) != len(cols):
+        raise click.BadParameter(f"each column can be named once, got {text!r}")
     return cols
 
 

@@ -93,6 +93,11 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
             return fmt
         raise DataError(f"cannot detect the columns of a {len(fields)}-field file without a "
                         "header; pass --columns", path, 1)
+    if not numeric:
+        seen = [f.lower() for f in fields]
+        twice = sorted({f for f in fields if seen.count(f.lower()) > 1})
+        if twice:
+            raise DataError(f"column {twice[0]!r} appears more than once in the header", path, 1)
     if columns is None:
         cols = (_pick(fields, _USER_NAMES), _pick(fields, _ITEM_NAMES),
                 _pick(fields, _RATING_NAMES), _pick(fields, _TIME_NAMES))

@@ -46,7 +46,7 @@ def write_ratings(path: Path, n_users=N_USERS, n_movies=N_MOVIES, seed=0) -> Non
     rng = np.random.default_rng(seed)
     rows = ["userId,movieId,rating,timestamp"]
     for u in range(1, n_users + 1):
-        for m in rng.choice(np.arange(1, n_movies + 1), size=12, replace=False):
+        for m in rng.choice(np.arange(1, n_movies + 1), size=min(12, n_movies), replace=False):
             rows.append(f"{u},{m},{rng.integers(1, 11) / 2:g},{1000 + u}")
     path.write_text("\n".join(rows) + "\n")
 
@@ -196,6 +196,12 @@ CASES = [
     ("prepare missing", None, ["prepare", "--data", "nope.csv", "--out", "new"], 1,
      ["nope.csv"]),
     ("prepare no --out", None, ["prepare", "--data", "ratings.csv"], 2, ["--out"]),
+    ("prepare a column named twice", None, ["prepare", "--data", "ratings.csv", "--columns",
+                                            "userId,userId,rating", "--out", "new"], 2,
+     ["--columns"]),
+    ("prepare a header with a column twice",
+     lambda r: (r / "dup.csv").write_text("userId,movieId,rating,rating\n1,1,4,5\n2,2,3,1\n"),
+     ["prepare", "--data", "dup.csv", "--out", "new"], 1, ["dup.csv:1", "rating"]),
     ("prepare into a dir of the user's titles",
      lambda r: (r / "mine").mkdir() or shutil.copy(r / "movies.csv", r / "mine" / "movies.csv"),
      ["prepare", "--data", "ratings.csv", "--out", "mine"], 1, ["not a prepared"]),
@@ -456,3 +462,14 @@ def test_input_users_have_is_read(work):
     counts = {json.loads((work / f"p_{n}" / "stats.json").read_text())["n_ratings"]
               for n in variants}
     assert counts == {N_USERS * 12}
+
+
+def test_a_small_catalogue_exports_with_the_default_top_k(work):
+    (work / "small").mkdir()
+    write_ratings(work / "small" / "r.csv", n_users=40, n_movies=6, seed=2)
+    body = (work / "small" / "r.csv").read_text().splitlines()
+    (work / "small" / "r.csv").write_text("\n".join(body[:1] + body[1::3]) + "\n")
+    assert run(["train", "--data", "small/r.csv", "--tune", "off", "--n_epochs", 1, "--layers", 4,
+                "--out", "srun", "-q"]).exit_code == 0
+    result = run(["eval", "--generate", "--model", "srun/model.npz", "-q"])
+    assert result.exit_code == 0 and "top-6" in result.output, result.output
