@@ -64,7 +64,7 @@ def foreign_entries(folder, owned) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(n for n in os.listdir(folder)
-                  if not (n.startswith(".") and n.endswith((".tmp", ".old")))
+                  if not (n.startswith(".") and n.endswith((".tmp", ".old", ".lock")))
                   and not any(fnmatch.fnmatchcase(n, pat) for pat in owned))
 
 

@@ -119,7 +119,8 @@ def swap_dir(new, target) -> None:
 def staged_dir(target, keep_on: tuple = ()):
     """Yield a fresh hidden directory beside ``target``; on success it replaces
     ``target`` (:func:`swap_dir`), on an error it is removed and ``target`` is left as it
-    was, except for the exception types in ``keep_on`` (then it is swapped in too).
+    was, except for the exception types in ``keep_on`` (then it is swapped in too). One
+    process at a time: a second one gets OSError (EBUSY) instead of racing the first.
 
     A symbolic link ``target`` keeps pointing where it did: the swap happens there.
     """
@@ -127,14 +128,35 @@ def staged_dir(target, keep_on: tuple = ()):
     if target.is_symlink():
         target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    os.chmod(stage, 0o777 & ~umask())
+    with _locked(target):
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                      dir=target.parent))
+        os.chmod(stage, 0o777 & ~umask())
+        try:
+            yield stage
+        except BaseException as err:
+            if keep_on and isinstance(err, keep_on):
+                swap_dir(stage, target)
+            else:
+                shutil.rmtree(stage, ignore_errors=True)
+            raise
+        swap_dir(stage, target)
+
+
+@contextlib.contextmanager
+def _locked(target: Path):
+    """Hold an exclusive lock on ``target`` (a ``.NAME.lock`` file beside it) for the
+    block; OSError (EBUSY) at once if another process holds it."""
+    import errno
+    import fcntl
+    lock = target.parent / f".{target.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        yield stage
-    except BaseException as err:
-        if keep_on and isinstance(err, keep_on):
-            swap_dir(stage, target)
-        else:
-            shutil.rmtree(stage, ignore_errors=True)
-        raise
-    swap_dir(stage, target)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OSError(errno.EBUSY, "in use by another npcf command; wait for it to "
+                          "finish or choose another directory", str(target)) from None
+        yield
+    finally:
+        os.close(fd)
