@@ -210,8 +210,8 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
     test users of the recorded data, else random rows. ``top_k``: the graph's top-k
     outputs (default :data:`DEFAULT_TOP_K`, at most the catalogue; 0: scores only). The
     file is written only once it passes (a mismatch beyond :data:`PARITY_TOLERANCE`
-    raises and leaves ``out`` as it was). The graph records the checkpoint's and the training data's fingerprints
-    (:func:`check_fresh`). Returns what was written."""
+    raises and leaves ``out`` as it was). The graph records the checkpoint's and the
+    training data's fingerprints (:func:`check_fresh`). Returns what was written."""
     model_path = Path(model) if model else rundir.DEFAULT_DIR / rundir.MODEL_NPZ
     if model_path.suffix == rundir.ONNX_SUFFIX:
         raise NpcfError(f"{model_path}: --generate needs an .npz checkpoint, not an ONNX file")
