@@ -7,7 +7,6 @@ directory they share is :mod:`npcf.rundir`.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -37,7 +36,7 @@ from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
 from npcf.serving.export import OPSET, export
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
-from npcf.utils.files import jsonable, staged_dir, umask, write_json
+from npcf.utils.files import staged_dir, umask, write_json
 
 #: top-k outputs of an exported graph unless told otherwise
 DEFAULT_TOP_K = 10
@@ -173,7 +172,7 @@ def _check_resume(out: Path, model: AutoEncoder, ds: Dataset) -> None:
     if model.ensemble == 1 and (out / rundir.MEMBERS_DIR).is_dir():
         raise NpcfError(f"--resume: {out} holds an interrupted ensemble; pass the --ensemble "
                         "count it was started with")
-    params = jsonable(model.get_params())
+    params = model.get_params()
     fp = rundir.fingerprint(ds.split.train)
     for folder in found:
         meta, _ = checkpoint.read_resume(folder)
@@ -181,9 +180,7 @@ def _check_resume(out: Path, model: AutoEncoder, ds: Dataset) -> None:
         if folder != out:          # ensemble member k: its own seed, one model
             k = int(folder.name) if folder.name.isdigit() else 0
             want = dict(params, ensemble=1, seed=params["seed"] + k)
-        saved = meta.get("config", {})
-        want = json.loads(json.dumps(want))
-        diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+        diff = checkpoint.changed_options(meta, want)
         if diff:
             raise NpcfError(f"--resume: options differ from the interrupted run's "
                             f"({', '.join(diff)}); pass the options it was started with")

@@ -16,7 +16,7 @@ import numpy as np
 
 from npcf import rundir
 from npcf.errors import CheckpointError, NpcfError
-from npcf.utils.files import ARCHIVE_ERRORS, atomic_path, jsonable, write_json
+from npcf.utils.files import ARCHIVE_ERRORS, as_written, atomic_path, write_json
 
 FORMAT, FORMAT_VERSION = "npcf-autoencoder", 1
 _NPZ_ERRORS = ARCHIVE_ERRORS
@@ -78,7 +78,7 @@ def is_finished(folder, hyperparameters: dict, data_fingerprint: str) -> bool:
         return False
     info = meta.get("info", {}) if isinstance(meta, dict) else {}
     return ("epochs_run" in info and info.get("fingerprint") == data_fingerprint
-            and meta.get("hyperparameters") == json.loads(json.dumps(jsonable(hyperparameters))))
+            and meta.get("hyperparameters") == as_written(hyperparameters))
 
 
 # ---------------------------------------------------------------------- resume state
@@ -107,6 +107,12 @@ def read_resume(folder) -> tuple[dict, dict]:
     if not isinstance(meta, dict):
         raise NpcfError(f"cannot resume from {folder}: {rundir.RESUME_JSON} is not a state file")
     return meta, arrays
+
+
+def changed_options(meta: dict, params: dict) -> list[str]:
+    """The names whose value in ``params`` differs from the resume state's ``config``."""
+    saved, want = meta.get("config", {}), as_written(params)
+    return sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
 
 
 def remove_resume(folder) -> None:

@@ -9,13 +9,13 @@ are the callbacks' business (:mod:`npcf.autoencoder.callbacks`).
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.autoencoder import checkpoint
 from npcf.errors import NpcfError
 from npcf.evaluation.metrics import hits_at, ranking_from_hits
 from npcf.evaluation.ranking import rank
@@ -23,7 +23,6 @@ from npcf.nn import schedules
 from npcf.nn.losses import multinomial
 from npcf.nn.noise import corrupt
 from npcf.nn.optim import make as make_optimizer
-from npcf.utils.files import jsonable
 from npcf.utils.sparse import binarize, entry_rows
 
 #: users per validation batch (MSE / multinomial)
@@ -230,11 +229,8 @@ class Trainer:
     def restore(self, meta: dict, arrays: dict) -> None:
         """Continue from :meth:`state` (as read back from disk); NpcfError if the
         options differ from the interrupted run's."""
-        config = self.model.get_params()
-        saved = meta.get("config", {})
-        if saved != _jsonable(config):
-            diff = sorted(k for k in set(saved) | set(config)
-                          if saved.get(k) != _jsonable(config).get(k))
+        diff = checkpoint.changed_options(meta, self.model.get_params())
+        if diff:
             raise NpcfError(f"cannot resume: options differ from the interrupted run "
                             f"({', '.join(diff)})")
         try:
@@ -250,7 +246,3 @@ class Trainer:
         best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
         self.best_params = best or None
 
-
-def _jsonable(obj):
-    """``obj`` as it reads back from :func:`~npcf.utils.files.write_json`."""
-    return json.loads(json.dumps(jsonable(obj)))

@@ -16,6 +16,8 @@ from npcf.errors import DataError
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
          (b"PK\x03\x04", "zip"))
 SNIFF_BYTES = 8192
+#: what opening or reading a corrupt archive raises
+_ARCHIVE_ERRORS = (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError)
 
 
 def compression(path) -> str | None:
@@ -48,7 +50,7 @@ def open_binary(path):
                                 f"{len(names)}", path)
             return z.open(names[0])
         return open(path, "rb")
-    except (OSError, zipfile.BadZipFile, EOFError, lzma.LZMAError) as err:
+    except _ARCHIVE_ERRORS as err:
         raise DataError(f"cannot open: {err}", path) from None
 
 
@@ -58,7 +60,7 @@ def head(path, n: int = SNIFF_BYTES) -> bytes:
     try:
         with open_binary(path) as f:
             data = f.read(n)
-    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as err:
+    except _ARCHIVE_ERRORS as err:
         raise DataError(f"cannot read: {err}", path) from None
     if b"\x00" in data:
         raise DataError("not a text file (binary content)", path)
@@ -77,5 +79,5 @@ def read_bytes(path) -> bytes:
     try:
         with open_binary(path) as f:
             return f.read()
-    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as err:
+    except _ARCHIVE_ERRORS as err:
         raise DataError(f"cannot read: {err}", path) from None

@@ -200,6 +200,7 @@ class Recommends:
 
     def _user_rows(self, user_items) -> tuple[sp.csr_matrix, bool]:
         """CSR float32 (B, n_items) and whether one user was given."""
+        single_pairs = isinstance(user_items, (dict, list, tuple))
         if sp.issparse(user_items):
             X = sp.csr_matrix(user_items, dtype=np.float32)
             single = False
@@ -220,7 +221,8 @@ class Recommends:
             raise NpcfError("ratings must be finite numbers")
         X.eliminate_zeros()                 # 0 means "not rated", as in the ONNX graph
         lo_hi = self.rating_scale
-        if lo_hi is not None and X.nnz and (X.data.min() < lo_hi[0] or X.data.max() > lo_hi[1]):
+        if not single_pairs and lo_hi is not None and X.nnz and \
+                (X.data.min() < lo_hi[0] or X.data.max() > lo_hi[1]):   # pairs: checked per movie
             raise NpcfError(f"ratings {X.data.min():g}..{X.data.max():g} are outside the "
                             f"model's scale {lo_hi[0]:g}-{lo_hi[1]:g}")
         X.sort_indices()

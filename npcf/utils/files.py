@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import json
 import math
 import os
@@ -70,6 +72,11 @@ def jsonable(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def as_written(obj):
+    """``obj`` as it reads back from :func:`write_json` (for comparing with a file)."""
+    return json.loads(json.dumps(jsonable(obj)))
 
 
 def write_json(path, obj) -> None:
@@ -147,8 +154,6 @@ def staged_dir(target, keep_on: tuple = ()):
 def _locked(target: Path):
     """Hold an exclusive lock on ``target`` (a ``.NAME.lock`` file beside it) for the
     block; OSError (EBUSY) at once if another process holds it."""
-    import errno
-    import fcntl
     lock = target.parent / f".{target.name}.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     try:
