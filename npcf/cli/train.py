@@ -12,6 +12,7 @@ from npcf.cli.options import SEED, Finite, data_options, hyperparameter
 from npcf.cli.options import layers as parse_layers
 from npcf.cli.output import progress_or_none, table, tuning_table
 from npcf.nn import activations, losses, noise, optim, schedules
+from npcf.nn.network import INITS
 from npcf.utils import parallel
 
 
@@ -58,6 +59,9 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--activation", default=None, type=ACTIVATIONS, help="Hidden activation.")
 @click.option("--output_activation", default=None, type=ACTIVATIONS, help="Output activation.")
 @click.option("--optimizer", default=None, type=click.Choice(optim.NAMES))
+@click.option("--init", default=None, type=click.Choice(INITS),
+              help="Weight initialisation: glorot, or uniform +-1/sqrt(fan_in) (PyTorch's "
+                   "Linear default, I-AutoRec's).  [default: glorot]")
 @click.option("--loss", default=None, type=click.Choice(losses.LOSSES),
               help="mse: explicit ratings; multinomial: implicit top-N (Mult-DAE).")
 @click.option("--noise", default=None, type=NOISES, help="Corruption for --denoiser.")

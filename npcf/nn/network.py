@@ -66,9 +66,21 @@ class ShapeMismatch(ValueError):
     """Given parameters do not fit the architecture; ``str(err)`` lists the names."""
 
 
+#: weight initialisations: ``glorot`` (Glorot/Xavier uniform, U(+-sqrt(6 / (fan_in +
+#: fan_out)))) and ``uniform`` (PyTorch's ``nn.Linear`` default, U(+-1 / sqrt(fan_in)) for
+#: weights and hidden biases, about half glorot's scale here: I-AutoRec's setting)
+INITS = ("glorot", "uniform")
+
+
 def glorot(rng, fan_in: int, fan_out: int, shape, dtype) -> np.ndarray:
     """Glorot/Xavier uniform initialisation."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def fan_in_uniform(rng, fan_in: int, shape, dtype) -> np.ndarray:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's ``nn.Linear`` default)."""
+    limit = 1.0 / np.sqrt(fan_in)
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
@@ -77,12 +89,15 @@ class Network:
 
     ``layers``: encoder sizes (h1, ..., hL); ``activation`` for every hidden layer
     (code layer included), ``output_activation`` for the reconstruction;
-    ``dropout``: rate on the code layer during training.
+    ``dropout``: rate on the code layer during training; ``init``: one of :data:`INITS`.
     """
 
     def __init__(self, n_inputs: int, layers, *, tied: bool = True, activation: str = "selu",
                  output_activation: str = "identity", dropout: float = 0.0, seed: int = 0,
-                 dtype=np.float32, params: dict | None = None):
+                 dtype=np.float32, params: dict | None = None, init: str = "glorot"):
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+        self.init = init
         self.n_inputs = int(n_inputs)
         self.layers = tuple(int(h) for h in layers)
         if not self.layers or min(self.layers) < 1:
@@ -106,11 +121,17 @@ class Network:
         rng = np.random.default_rng(seed)
         d, p = self.sizes, {}
         for k in range(len(self.layers)):
-            p[f"W{k}"] = glorot(rng, d[k], d[k + 1], (d[k], d[k + 1]), self.dtype)
-            p[f"b{k}"] = np.zeros(d[k + 1], self.dtype)
+            if self.init == "glorot":
+                p[f"W{k}"] = glorot(rng, d[k], d[k + 1], (d[k], d[k + 1]), self.dtype)
+                p[f"b{k}"] = np.zeros(d[k + 1], self.dtype)
+            else:
+                p[f"W{k}"] = fan_in_uniform(rng, d[k], (d[k], d[k + 1]), self.dtype)
+                p[f"b{k}"] = fan_in_uniform(rng, d[k], d[k + 1], self.dtype)
         for k in range(len(self.layers)):
             if not self.tied:
-                p[f"V{k}"] = glorot(rng, d[k + 1], d[k], (d[k], d[k + 1]), self.dtype)
+                p[f"V{k}"] = glorot(rng, d[k + 1], d[k], (d[k], d[k + 1]), self.dtype) \
+                    if self.init == "glorot" else fan_in_uniform(rng, d[k + 1], (d[k], d[k + 1]),
+                                                                 self.dtype)
             p[f"c{k}"] = np.zeros(d[k], self.dtype)
         return p
 

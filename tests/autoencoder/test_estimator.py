@@ -57,6 +57,7 @@ VARIANTS = {
     "seed": dict(seed=1),
     "loss": dict(loss="multinomial"),
     "ensemble": dict(ensemble=2),
+    "init": dict(init="uniform"),
 }
 
 
@@ -106,6 +107,32 @@ def test_patience_stops_early_with_validation():
     a = AutoEncoder(**kw, patience=1).fit(TRAIN, VAL)
     b = AutoEncoder(**kw, patience=0).fit(TRAIN, VAL)
     assert len(a.history) < len(b.history) == 12
+
+
+def test_without_the_residual_the_output_bias_starts_at_the_training_mean():
+    m = AutoEncoder(layers=(4,), residual=False, n_epochs=1, lr=1e-9)
+    m.fit(TRAIN)
+    np.testing.assert_allclose(m.network.params["c0"], TRAIN.data.mean(), rtol=1e-5)
+    m = AutoEncoder(layers=(4,), residual=True, n_epochs=1, lr=1e-9).fit(TRAIN)
+    assert np.abs(m.network.params["c0"]).max() < 1e-6     # the residual is centred already
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_uniform_init_is_pytorchs_linear_default(tied):
+    from npcf.nn.network import Network
+    net = Network(400, (100, 20), tied=tied, init="uniform", seed=0)
+    for k, fan_in in enumerate((400, 100)):
+        bound = 1 / np.sqrt(fan_in)
+        for name, near in ((f"W{k}", 0.99), (f"b{k}", 0.5)):
+            v = net.params[name]
+            assert near * bound < np.abs(v).max() <= bound, name
+        if not tied:     # the decoder's Linear reads the smaller layer
+            v = net.params[f"V{k}"]
+            assert np.abs(v).max() <= 1 / np.sqrt(net.sizes[k + 1]) < 1.2 * np.abs(v).max()
+    with pytest.raises(ValueError, match="init must be one of glorot, uniform"):
+        Network(4, (2,), init="he")
+    with pytest.raises(ParamError, match="init"):
+        AutoEncoder(init="he")
 
 
 def test_every_default_is_covered_by_a_test():
