@@ -66,6 +66,10 @@ def check(params: dict) -> None:
     if params.get("loss") == "multinomial" and params.get("item_based"):
         raise ParamError("item_based", "the multinomial loss ranks items for a user; it "
                          "needs the user-based model")
+    if params.get("optimizer") == "lbfgs" and (params.get("denoise", True)
+                                              or (params.get("dropout") or 0) > 0):
+        raise ParamError("optimizer", "lbfgs minimises one fixed full-batch objective; "
+                         "turn off the corruption and dropout (--basic --dropout 0)")
     if params.get("noise") == "masking" and params.get("denoise", True) \
             and (params.get("noise_level") or 0) >= 1:
         raise ParamError("noise_level", "masking drops each rating with this probability; "

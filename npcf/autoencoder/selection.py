@@ -19,6 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.nn.optim import FULL_BATCH
 from npcf.utils.progress import open_progress
 
 #: searched hyperparameters and their candidate values
@@ -93,6 +94,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         space.pop("item_based", None)
     if not params["denoise"]:                       # no corruption: its level does nothing
         space.pop("noise_level", None)
+    if params["optimizer"] in FULL_BATCH:           # one fixed objective, no step size
+        space.pop("dropout", None)
+        space.pop("lr", None)
     space = {k: v for k, v in space.items() if k not in set(fixed)}
     starts = []
     for item_based in space.get("item_based", (params["item_based"],)):

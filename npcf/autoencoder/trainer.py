@@ -21,7 +21,9 @@ from npcf.evaluation.metrics import hits_at, ranking_from_hits
 from npcf.evaluation.ranking import rank
 from npcf.nn import schedules
 from npcf.nn.losses import multinomial
+from npcf.nn.network import RowSparse
 from npcf.nn.noise import corrupt
+from npcf.nn.optim import FULL_BATCH
 from npcf.nn.optim import make as make_optimizer
 from npcf.utils.sparse import binarize, entry_rows
 
@@ -108,7 +110,9 @@ class Trainer:
             self._call("on_fit_begin")
             # a diverging run overflows: TrainingDiverged reports it, not NumPy warnings
             with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):
-                while self.epoch < n_epochs:
+                if m.optimizer in FULL_BATCH:
+                    self._run_full_batch(sigint)
+                while m.optimizer not in FULL_BATCH and self.epoch < n_epochs:
                     t0 = time.perf_counter()
                     self.opt.lr = schedules.learning_rate(m.lr, self.epoch, m.schedule, n_epochs,
                                                           m.step_size, m.gamma)
@@ -150,6 +154,84 @@ class Trainer:
         self._epoch_loss[0] += loss * len(rows)
         self._epoch_loss[1] += len(rows)
         return loss
+
+    def full_batch_objective(self):
+        """``(fun, theta0, unflatten)`` of the full-batch fit: ``fun(theta)`` -> (loss,
+        flat float64 gradient) of the masked MSE over every training rating (mean; the
+        multinomial loss: mean over users) + ``weight_decay / 2 * ||W||^2`` (weight
+        matrices only, as the mini-batch optimizers);
+        ``theta0`` the current parameters, flat; ``unflatten(theta)`` writes them back."""
+        m, net, wd = self.model, self.net, self.opt.weight_decay
+        names = list(net.params)
+        shapes = [net.params[k].shape for k in names]
+        bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+        rows = np.flatnonzero(np.diff(self.train.indptr) > 0)
+        x, b_row = m._encode(self.train[rows])
+        target = m._encode_target(self.train[rows], b_row)
+        per_entry = m.loss == "mse"
+        total = max(1, target.nnz if per_entry else target.shape[0])
+        step = VALIDATION_BATCH[m.loss]
+        parts = list(zip(names, shapes, bounds[:-1], bounds[1:]))
+        decayed = np.zeros(bounds[-1], bool)
+        for k, shape, lo, hi in parts:
+            decayed[lo:hi] = len(shape) >= 2
+
+        def unflatten(theta):
+            for k, shape, lo, hi in parts:
+                net.params[k][...] = theta[lo:hi].reshape(shape)
+
+        def fun(theta):
+            unflatten(theta)
+            loss, flat = 0.0, np.zeros_like(theta)
+            for s in range(0, x.shape[0], step):
+                xs, ts = x[s:s + step], target[s:s + step]
+                value, grads = net.loss_and_grads(xs, ts, m.loss, output_mode=m.output_mode)
+                w = (ts.nnz if per_entry else ts.shape[0]) / total
+                loss += w * value
+                for k, shape, lo, hi in parts:
+                    g = grads.get(k)
+                    if g is not None:
+                        g = g.dense(shape) if isinstance(g, RowSparse) else g
+                        flat[lo:hi] += w * g.ravel()
+            if wd:
+                w = np.where(decayed, theta, 0.0)
+                loss += 0.5 * wd * float(w @ w)
+                flat += wd * w
+            return loss, flat
+
+        theta0 = np.concatenate([net.params[k].ravel() for k in names]).astype(np.float64)
+        return fun, theta0, unflatten
+
+    def _run_full_batch(self, sigint) -> None:
+        """L-BFGS-B (:class:`~npcf.nn.optim.FullBatch`) on :meth:`full_batch_objective`:
+        one iteration per history row, early stopping and Ctrl-C between iterations."""
+        m = self.model
+        objective, theta0, unflatten = self.full_batch_objective()
+        n_ratings = int(self.train.nnz)
+
+        def fun(theta):
+            loss, flat = objective(theta)
+            if not np.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss} at iteration {self.epoch + 1} of "
+                                       "L-BFGS-B; try a larger --weight_decay")
+            self._epoch_loss = [loss, 1]
+            return loss, flat
+
+        clock = [time.perf_counter()]
+
+        def after_iteration(theta):
+            unflatten(theta)
+            self._call("on_batch_end", n_ratings)
+            self._end_epoch(time.perf_counter() - clock[0])
+            clock[0] = time.perf_counter()
+            if sigint.raised:
+                self._interrupt()
+            if self.epoch >= m.n_epochs or self.wait >= m.patience > 0:
+                raise StopIteration
+            self._call("on_epoch_begin", self.epoch, 1, 0)
+
+        self._call("on_epoch_begin", self.epoch, 1, 0)
+        unflatten(self.opt.minimize(fun, theta0, m.n_epochs - self.epoch, after_iteration))
 
     def _end_epoch(self, seconds: float) -> None:
         m = self.model

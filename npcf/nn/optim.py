@@ -1,4 +1,6 @@
-"""Optimizers written by hand: SGD (momentum, Nesterov), Adam, AdamW.
+"""Optimizers written by hand: SGD (momentum, Nesterov), Adam, AdamW; and ``lbfgs``,
+full-batch L-BFGS-B through ``scipy.optimize.minimize`` (:class:`FullBatch`, which the
+trainer drives with the network's own gradient).
 
 Every optimizer updates a dict of float arrays in place from a dict of
 gradients; a gradient may be a :class:`~npcf.nn.network.RowSparse`.
@@ -12,7 +14,9 @@ step it is identical. ``lazy=False`` densifies the gradient: exact dense Adam.
 
 Weight decay: ``weight_decay`` is L2 (added to the gradient) for SGD and Adam,
 decoupled (``p -= lr * wd * p``) for AdamW; in lazy mode both apply to touched
-rows only. ``clip_norm`` clips the global gradient norm before the update.
+rows only. It applies to weight matrices (2-D parameters) only, never to biases
+(I-AutoRec's objective: a bias started at the rating mean is not pulled to 0).
+``clip_norm`` clips the global gradient norm before the update.
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ import numpy as np
 from npcf.nn.network import RowSparse
 from npcf.utils import parallel
 
-NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
+NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw", "lbfgs")
+#: optimizers that take the whole training set per step (no mini-batches, no learning rate)
+FULL_BATCH = ("lbfgs",)
 
 
 def global_norm(grads: dict) -> float:
@@ -49,6 +55,7 @@ class Optimizer:
                  lazy: bool = True):
         self.lr, self.weight_decay, self.clip_norm, self.lazy = lr, weight_decay, clip_norm, lazy
         self.t = 0
+        self._decay = weight_decay           # this parameter's: weight_decay, 0 for biases
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self._local = threading.local()    # per-thread scratch buffers
 
@@ -68,6 +75,7 @@ class Optimizer:
             if scale != 1.0:
                 gv = gv * p.dtype.type(scale)
             state = self._state(name, p)
+            self._decay = self.weight_decay if p.ndim >= 2 else 0.0
             if p.ndim == 0:                       # a scalar parameter: as one row
                 p, gv = p.reshape(1), gv.reshape(1)
                 state = {k: v.reshape(1) for k, v in state.items()}
@@ -153,8 +161,8 @@ class SGD(Optimizer):
 
     def _update(self, p, state, idx, pv, gv, bufs):
         dt = pv.dtype.type
-        if self.weight_decay:
-            gv = np.add(gv, dt(self.weight_decay) * pv, out=bufs[0])
+        if self._decay:
+            gv = np.add(gv, dt(self._decay) * pv, out=bufs[0])
         if self.momentum:
             b = self._rows(state["momentum"], idx, bufs[1])
             b *= dt(self.momentum)
@@ -181,8 +189,8 @@ class Adam(Optimizer):
     def _update(self, p, state, idx, pv, gv, bufs):
         dt = pv.dtype.type
         g, tmp, mbuf, vbuf = bufs
-        if self.weight_decay and not self.decoupled:
-            np.multiply(pv, dt(self.weight_decay), out=g)
+        if self._decay and not self.decoupled:
+            np.multiply(pv, dt(self._decay), out=g)
             g += gv
         else:
             g = gv
@@ -202,8 +210,8 @@ class Adam(Optimizer):
         tmp += dt(self.eps * np.sqrt(bc2))
         np.divide(m, tmp, out=tmp)
         tmp *= dt(step)
-        if self.weight_decay and self.decoupled:
-            pv *= dt(1 - self.lr * self.weight_decay)
+        if self._decay and self.decoupled:
+            pv *= dt(1 - self.lr * self._decay)
         pv -= tmp
         return pv
 
@@ -228,4 +236,45 @@ def make(name: str, lr: float, weight_decay: float = 0.0, clip_norm=None, lazy: 
         return Adam(lr, **kw)
     if name == "adamw":
         return AdamW(lr, **kw)
+    if name == "lbfgs":
+        return FullBatch(weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(NAMES)}")
+
+
+class FullBatch:
+    """L-BFGS-B on the full-batch objective (masked MSE over every training rating +
+    ``weight_decay / 2 * ||theta||^2``, the same L2 as Adam's); the trainer calls
+    :meth:`minimize` with a function returning the loss and its flat gradient (float64).
+    One iteration is one "epoch" of the history. It keeps no state between runs: a
+    resumed run starts a fresh curvature memory from the saved weights.
+    """
+
+    def __init__(self, weight_decay: float = 0.0):
+        self.weight_decay, self.lr = weight_decay, None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    @staticmethod
+    def minimize(fun, theta0: np.ndarray, max_iter: int, callback) -> np.ndarray:
+        """Run L-BFGS-B from ``theta0`` (float64, flat) for at most ``max_iter``
+        iterations; ``callback(theta)`` after each may raise StopIteration to end it.
+        Returns the last iterate."""
+        from scipy.optimize import minimize
+        last = [theta0]
+
+        def cb(theta):
+            last[0] = np.array(theta)
+            callback(theta)
+        try:
+            # the loss is a mean (gradient entries ~1e-5): scipy's default tolerances
+            # would stop it after a few iterations; validation and max_iter decide
+            res = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=cb,
+                           options={"maxiter": int(max_iter), "maxcor": 10, "gtol": 1e-12,
+                                    "ftol": 1e-12})
+            return res.x
+        except StopIteration:           # scipy < 1.11 lets it through
+            return last[0]

@@ -298,3 +298,67 @@ def test_epoch_randomness_depends_on_seed_epoch_and_batch_only(monkeypatch):
     seen.clear()
     AutoEncoder(**dict(BASE, seed=3)).fit(X)
     assert seen != first
+
+
+# ------------------------------------------------------------- full-batch L-BFGS-B
+LBFGS = dict(layers=(6,), optimizer="lbfgs", denoise=False, weight_decay=1e-2, seed=0,
+             patience=0)
+
+
+@pytest.mark.parametrize("kw", [dict(tied=True), dict(tied=False, residual=False),
+                                dict(layers=(6, 3), activation="sigmoid"),
+                                dict(loss="multinomial")])
+def test_full_batch_gradient_matches_finite_differences(kw):
+    X = tiny_ratings(n_users=20, n_items=12)
+    m = AutoEncoder(**dict(LBFGS, **kw))
+    m._set_data(X, None, None, None)
+    m._build(*X.shape, dtype=np.float64)
+    if m.residual and m.loss == "mse":
+        from npcf.nn.bias import UserItemBias
+        m.baseline = UserItemBias(m.bias_reg, m.bias_reg).fit(m._orient(X))
+    fun, theta0, _ = Trainer(m, m._orient(X)).full_batch_objective()
+    _, grad = fun(theta0.copy())
+    rng = np.random.default_rng(0)
+    for i in rng.choice(theta0.size, 25, replace=False):
+        e = np.zeros_like(theta0)
+        e[i] = 1e-6
+        numeric = (fun(theta0 + e)[0] - fun(theta0 - e)[0]) / 2e-6
+        assert abs(numeric - grad[i]) <= 1e-6 + 1e-4 * abs(numeric), (i, numeric, grad[i])
+
+
+def test_lbfgs_fits_and_stops_early_on_validation(tmp_path):
+    train, val = split(tiny_ratings())
+    m = AutoEncoder(**dict(LBFGS, n_epochs=200, patience=3, weight_decay=0.0)).fit(
+        train, val, callbacks=[Checkpoint(tmp_path)])
+    losses = [r["train_loss"] for r in m.history]
+    assert losses[-1] < 0.5 * losses[0]                         # the objective goes down
+    assert len(m.history) < 200                                # stopped on validation
+    best = int(np.argmin([r["val_rmse"] for r in m.history]))
+    assert m.info["best_epoch"] == best + 1 and len(m.history) == best + 1 + 3
+    assert (tmp_path / "history.csv").read_text().count("\n") == len(m.history) + 1
+    again = AutoEncoder(**dict(LBFGS, n_epochs=200, patience=3, weight_decay=0.0)).fit(train, val)
+    assert_same_params(params_of(m), params_of(again))           # deterministic
+
+
+def test_lbfgs_is_refused_with_corruption_or_dropout():
+    with pytest.raises(NpcfError, match="--basic --dropout 0"):
+        AutoEncoder(optimizer="lbfgs")
+    with pytest.raises(NpcfError, match="--basic --dropout 0"):
+        AutoEncoder(optimizer="lbfgs", denoise=False, dropout=0.2)
+
+
+def test_lbfgs_ctrl_c_saves_and_resumes_from_the_saved_weights(tmp_path, monkeypatch):
+    train, val = split(tiny_ratings())
+    kw = dict(LBFGS, n_epochs=12)
+    orig = Trainer._end_epoch
+
+    def end_epoch(self, seconds):
+        orig(self, seconds)
+        if self.epoch == 5:
+            signal.raise_signal(signal.SIGINT)
+    monkeypatch.setattr(Trainer, "_end_epoch", end_epoch)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(tmp_path)])
+    monkeypatch.undo()
+    resumed = AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(tmp_path, resume=True)])
+    assert len(resumed.history) == 12 and resumed.history[4]["epoch"] == 5
