@@ -68,7 +68,7 @@ class AutoEncoder(Recommends):
                  optimizer="adam", lr=1e-3, weight_decay=1e-2, clip_norm=None, schedule="none",
                  step_size=10, gamma=0.5, n_epochs=40, batch_size=64, patience=5,
                  item_based=False, residual=True, bias_reg=5.0, lazy=True, output_mode="auto",
-                 seed=0, ensemble=1, popularity_penalty=0.0, init="glorot"):
+                 seed=0, ensemble=1, popularity_penalty=0.0, init=None):
         self.layers, self.tied, self.activation = layers, tied, activation
         self.output_activation, self.dropout, self.loss = output_activation, dropout, loss
         self.denoise, self.noise, self.noise_level = denoise, noise, noise_level
@@ -112,6 +112,12 @@ class AutoEncoder(Recommends):
         layers = base["layers"] if self.layers is None else self.layers
         return tuple(int(h) for h in layers), (self.activation or base["activation"])
 
+    def _init_kind(self) -> str:
+        """The weight initialisation ``init`` names (None: see the class docstring)."""
+        if self.init is not None:
+            return self.init
+        return "uniform" if self.loss == "mse" and not self.residual else "glorot"
+
     def _check_params(self) -> None:
         """:class:`~npcf.errors.ParamError` (a ValueError) naming the first
         hyperparameter out of its domain (:mod:`npcf.autoencoder.hyperparameters`)."""
@@ -126,7 +132,7 @@ class AutoEncoder(Recommends):
                    "optimizer": (self.optimizer, optim.NAMES),
                    "schedule": (self.schedule, schedules.NAMES),
                    "output_mode": (self.output_mode, OUTPUT_MODES),
-                   "init": (self.init, INITS)}
+                   "init": (self._init_kind(), INITS)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ParamError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
@@ -144,7 +150,7 @@ class AutoEncoder(Recommends):
         width = n_users if self.item_based else n_items
         self.network = Network(width, layers, tied=self.tied, activation=act,
                                output_activation=self.output_activation, dropout=self.dropout,
-                               seed=self.seed, dtype=dtype, init=self.init)
+                               seed=self.seed, dtype=dtype, init=self._init_kind())
         return self.network
 
     def fit(self, X, validation=None, validation_input=None, *, scale=None, users=None,

@@ -61,7 +61,8 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--optimizer", default=None, type=click.Choice(optim.NAMES))
 @click.option("--init", default=None, type=click.Choice(INITS),
               help="Weight initialisation: glorot, or uniform +-1/sqrt(fan_in) (PyTorch's "
-                   "Linear default, I-AutoRec's).  [default: glorot]")
+                   "Linear default, I-AutoRec's).  [default: uniform without the bias "
+                   "residual, else glorot]")
 @click.option("--loss", default=None, type=click.Choice(losses.LOSSES),
               help="mse: explicit ratings; multinomial: implicit top-N (Mult-DAE).")
 @click.option("--noise", default=None, type=NOISES, help="Corruption for --denoiser.")

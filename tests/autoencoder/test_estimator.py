@@ -129,6 +129,8 @@ def test_uniform_init_is_pytorchs_linear_default(tied):
         if not tied:     # the decoder's Linear reads the smaller layer
             v = net.params[f"V{k}"]
             assert np.abs(v).max() <= 1 / np.sqrt(net.sizes[k + 1]) < 1.2 * np.abs(v).max()
+    assert AutoEncoder(residual=False)._init_kind() == "uniform"
+    assert AutoEncoder()._init_kind() == AutoEncoder(loss="multinomial")._init_kind() == "glorot"
     with pytest.raises(ValueError, match="init must be one of glorot, uniform"):
         Network(4, (2,), init="he")
     with pytest.raises(ParamError, match="init"):
