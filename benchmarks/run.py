@@ -1,12 +1,14 @@
 """One harness for every benchmark; writes ``benchmarks/RESULTS.md`` and
 ``benchmarks/results.json``.
 
-    python benchmarks/run.py [--quick] [--threads N] [--only train|infer|data|quality]
+    python benchmarks/run.py [--quick] [--threads N]
+                             [--only train|infer|data|quality|serve|int8|compat|batch]
                              [--no-readme]
 
 ``--quick`` (a few minutes): training speed on movies-small plus 5 timed batches at
 full scale, inference at 9,066 movies, the data read on 1M rows, quality with 3
-epochs per model (5 s of model selection per data set). The full run measures
+epochs per model (5 s of model selection per data set), serving with 3 s per client
+count and a 10 s soak. The full run measures
 everything the issue tables ask for. Every comparison runs both sides in one run
 (interleaved or in the same process) and reports medians; see each module for how
 many runs.
@@ -188,6 +190,34 @@ def bench_quality(args) -> None:
     report.update_json("quality", res)
 
 
+def bench_serve(args) -> None:
+    """`npcf serve` under load beside in-process recommend (serve_load.py writes its section)."""
+    import serve_load
+    argv = ["--threads", str(args.threads or min(2, os.cpu_count() or 1))]
+    serve_load.main(argv + (["--items", "9066,45115", "--seconds", "3", "--soak", "10"]
+                            if args.quick else []))
+
+
+def bench_int8(args) -> None:
+    """int8 schemes on movies-small and the speed of the chosen one (its own section)."""
+    import int8_check
+    int8_check.main(["--threads", str(args.threads or 1), "--write"]
+                    + (["--reps", "10", "--speed_items", "9066"] if args.quick else []))
+
+
+def bench_compat(args) -> None:
+    """Every export variant on the setup.cfg floors of onnxruntime/onnx (a venv)."""
+    import compat
+    compat.main(["--write"])
+
+
+def bench_batch(args) -> None:
+    """Batch recommendations on Dask at 1 and 2 workers (batch_speed.py writes its section)."""
+    import batch_speed
+    batch_speed.main(["--write"] + (["--rows", "1000000", "--users", "4096",
+                                     "--partition_users", "512"] if args.quick else []))
+
+
 README = HERE.parent / "README.md"
 
 
@@ -247,11 +277,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--only", choices=["train", "infer", "data", "quality"], action="append")
+    ap.add_argument("--only", choices=["train", "infer", "data", "quality", "serve", "int8",
+                                       "compat", "batch"],
+                    action="append")
     ap.add_argument("--no-readme", action="store_true",
                     help="leave README.md's benchmark section as it is")
     args = ap.parse_args(argv)
-    parts = args.only or ["train", "infer", "data", "quality"]
+    parts = args.only or ["train", "infer", "data", "quality", "serve", "int8", "compat",
+                          "batch"]
     m, v = report.machine(), report.versions()
     report.update_section("machine", "\n".join([
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['os']}",
@@ -264,7 +297,8 @@ def main(argv=None) -> int:
     for part in parts:
         print(f"== {part}", flush=True)
         {"train": bench_train, "infer": bench_infer, "data": bench_data,
-         "quality": bench_quality}[part](args)
+         "quality": bench_quality, "serve": bench_serve, "int8": bench_int8,
+         "compat": bench_compat, "batch": bench_batch}[part](args)
     if not args.no_readme:
         update_readme()
     print(f"wrote {report.RESULTS_MD}, {report.RESULTS_JSON}"

@@ -33,7 +33,8 @@ from npcf.errors import NpcfError, ParamError
 from npcf.evaluation import baselines
 from npcf.evaluation.metrics import resolve_threshold
 from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
-from npcf.serving.export import OPSET, export
+from npcf.serving import triton as triton_repo
+from npcf.serving.export import OPSET, export, raw_item_ids
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
 from npcf.utils.files import staged_dir, umask, write_json
@@ -201,14 +202,20 @@ def _best_validation(model) -> dict:
 # ----------------------------------------------------------------------- export
 def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | None = None,
                  sparse_input: bool = False, precision: str = "fp32",
-                 popularity_penalty: float | None = None) -> dict:
+                 popularity_penalty: float | None = None, raw_ids: bool = False,
+                 triton=None, triton_name: str | None = None,
+                 triton_max_batch: int = triton_repo.DEFAULT_MAX_BATCH) -> dict:
     """Export a checkpoint (default ``models/model.npz``) to ONNX (default beside it)
     and check the graph against the NumPy forward on up to ``batch_size`` users: the
     test users of the recorded data, else random rows. ``top_k``: the graph's top-k
     outputs (default :data:`DEFAULT_TOP_K`, at most the catalogue; 0: scores only). The
     file is written only once it passes (a mismatch beyond :data:`PARITY_TOLERANCE`
     raises and leaves ``out`` as it was). The graph records the checkpoint's and the
-    training data's fingerprints (:func:`check_fresh`). Returns what was written."""
+    training data's fingerprints (:func:`check_fresh`). ``raw_ids``: the graph takes and
+    returns movie ids (int64 ids only; implies ``sparse_input`` and a top-k). ``triton``:
+    also write a Triton model repository there (:mod:`npcf.serving.triton`; model
+    ``triton_name``, default the file's stem, ``triton_max_batch`` users per batch), only
+    once the parity check passed. Returns what was written."""
     model_path = Path(model) if model else rundir.DEFAULT_DIR / rundir.MODEL_NPZ
     if model_path.suffix == rundir.ONNX_SUFFIX:
         raise NpcfError(f"{model_path}: --generate needs an .npz checkpoint, not an ONNX file")
@@ -226,13 +233,26 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         top_k = min(DEFAULT_TOP_K, ae.network.n_inputs)
     if top_k and top_k > ae.network.n_inputs:
         raise NpcfError(f"--top_k {top_k}: the model has only {ae.network.n_inputs} movies")
+    if raw_ids:
+        if not top_k:
+            raise ParamError("raw_ids", "the graph returns the top movie ids; needs --top_k >= 1")
+        raw_item_ids(ae)                  # int64 ids, else a one-line error before any work
+        sparse_input = True
+    if triton is None and triton_name is not None:
+        raise ParamError("triton_name", "names the model of --triton DIR; pass --triton too")
+    if triton is not None:
+        name = triton_repo.check_name(triton_name if triton_name is not None
+                                      else triton_repo.default_name(out))
+        triton_repo.check_target(triton, name)
+        if int(triton_max_batch) < 1:
+            raise ParamError("triton_max_batch", f"{triton_max_batch}: must be >= 1")
     try:
         staging = tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent)
     except OSError as err:
         raise NpcfError(f"--out {out}: cannot write there ({err.strerror})") from None
     with staging as tmp:
         staged = Path(tmp) / out.name
-        export(ae, staged, sparse_input=sparse_input, top_k=top_k or None,
+        export(ae, staged, sparse_input=sparse_input, top_k=top_k or None, raw_ids=raw_ids,
                popularity_penalty=popularity_penalty, precision=precision,
                extra_metadata={"checkpoint_sha256": checkpoint.file_digest(folder),
                                "data_fingerprint": ae.info.get("fingerprint", "")})
@@ -245,12 +265,15 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         if rel > tol:
             raise NpcfError(f"ONNX output differs from the NumPy forward by {rel:.2e} "
                             f"(> {tol}); {out} was not written")
+        repo = None if triton is None else triton_repo.write_repository(
+            staged, triton, name=name, max_batch_size=triton_max_batch)
         for f in sorted(Path(tmp).iterdir(), reverse=True):   # the id sidecar before the graph
             os.chmod(f, 0o666 & ~umask())
             os.replace(f, out.parent / f.name)
     return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET,
-            "precision": precision, "signature": "sparse" if sparse_input else "dense",
-            "top_k": int(top_k or 0),
+            "precision": precision,
+            "signature": "raw_ids" if raw_ids else "sparse" if sparse_input else "dense",
+            "top_k": int(top_k or 0), "triton": repo,
             "parity": {"n_users": int(x.shape[0]), "max_abs_diff": err, "relative": rel,
                        "tolerance": tol}}
 

@@ -6,7 +6,7 @@ import os
 # ~0.1 s on the cores npcf's own threads need (train --threads; benchmarks/NOTES.md).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from npcf.cli import datasets, eval, plot, prepare, recommend, train  # noqa: E402,F401
+from npcf.cli import batch, datasets, eval, plot, prepare, recommend, serve, train  # noqa: E402,F401
 from npcf.cli.main import main  # noqa: E402
 
 __all__ = ["main"]

@@ -29,6 +29,17 @@ from npcf.utils.files import write_json
                    "[default: 10, at most the number of movies]")
 @click.option("--sparse_input", is_flag=True,
               help="--generate: take (item_idx, item_rating) instead of a dense row.")
+@click.option("--raw_ids", is_flag=True,
+              help="--generate: take (movie_id, rating) and return top_movie_ids: raw movie "
+                   "ids in and out, unknown ids dropped and counted (n_unknown); implies "
+                   "--sparse_input. Integer movie ids only.")
+@click.option("--triton", type=click.Path(file_okay=False), default=None,
+              help="--generate: also write a Triton model repository there "
+                   "(DIR/NAME/1/model.onnx, DIR/NAME/config.pbtxt).")
+@click.option("--triton_name", default=None,
+              help="--generate --triton: the model's name [default: the .onnx file's stem].")
+@click.option("--triton_max_batch", default=256, show_default=True, type=click.IntRange(min=1),
+              help="--generate --triton: max_batch_size of the Triton config.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
               show_default=True, help="--generate: float32, float16 weights (half the "
               "file), or int8 dynamic quantization.")
@@ -48,8 +59,9 @@ from npcf.utils.files import write_json
               callback=json_target,
               help="--evaluate/--baselines: also write the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity_penalty, out,
-             data, ks, threshold, json_out, quiet):
+def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, triton_name,
+             triton_max_batch, precision, popularity_penalty, out, data, ks, threshold, json_out,
+             quiet):
     """Export a trained model to ONNX (--generate), evaluate one (--evaluate), or score the
     classic baselines on the same split (--baselines)."""
     if mode is None:
@@ -58,13 +70,18 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, precision, popularity
     if mode == "generate":
         r = workflows.export_model(model, out, batch_size=batch_size, top_k=top_k,
                                    sparse_input=sparse_input, precision=precision,
-                                   popularity_penalty=popularity_penalty)
+                                   popularity_penalty=popularity_penalty, raw_ids=raw_ids,
+                                   triton=triton, triton_name=triton_name,
+                                   triton_max_batch=triton_max_batch)
         p = r["parity"]
         topk = f", top-{r['top_k']}" if r["top_k"] else ""
         click.echo(f"wrote {r['path']}  ({size(r['bytes'])}, opset {r['opset']}, {precision}, "
                    f"{r['signature']} input{topk})")
         click.echo(f"parity vs NumPy on {p['n_users']} users: max |diff| {p['max_abs_diff']:.2e}, "
                    f"relative {p['relative']:.2e} (ok)")
+        if r["triton"]:
+            t = r["triton"]
+            click.echo(f"wrote Triton model {t['name']!r}: {t['config']}, {t['model']}")
         click.echo(f"next: python cli.py recommend --model {r['path']} --user <id>")
         return
     if mode == "baselines":

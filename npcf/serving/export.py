@@ -1,6 +1,7 @@
 """Build the inference graph of a trained model with ``onnx.helper``, node by node.
 
-Opset 17 (IR version 8 from :data:`OPSET_TO_IR`, so onnxruntime >= 1.14 loads it).
+Opset 17 (IR version 8 from :data:`OPSET_TO_IR`); setup.cfg's floors (onnx >= 1.14,
+onnxruntime >= 1.15) export and run every variant (``benchmarks/compat.py``).
 Inputs (chosen at export):
 
 - dense:  ``ratings`` float32 [batch, n_items]; 0 = unrated (the original's).
@@ -8,6 +9,14 @@ Inputs (chosen at export):
   [batch, max_len]: a user's history, padded with rating 0 (the padding index
   may be any valid index, e.g. 0). The first layer is ``Gather`` of ``W0`` rows
   and a rating-weighted ``ReduceSum``: its cost follows the history length.
+- raw ids (``raw_ids``, int64 movie ids only): ``movie_id`` int64 [batch, max_len]
+  and ``rating`` float32 [batch, max_len], padded with rating 0 (any id). An
+  ``ai.onnx.ml`` ``LabelEncoder`` maps ids to columns (default -1); an unknown id
+  is treated as padding and counted in ``n_unknown`` int64 [batch] (padding slots
+  are not counted); then the sparse path. Always with top-k, whose columns a
+  second ``LabelEncoder`` maps back to ``top_movie_ids`` int64 [batch, K]: a client
+  needs nothing but the ``.onnx`` file. ``scores`` and ``top_items`` stay (columns in
+  the ``item_ids`` metadata order) for the runtime and the parity check.
 
 Outputs: ``scores`` float32 [batch, n_items] (predicted ratings, clipped to the
 rating scale, or logits for the multinomial loss); with ``top_k``: ``top_items``
@@ -29,12 +38,18 @@ from onnx import TensorProto, helper, numpy_helper
 from npcf._version import __version__
 from npcf.errors import NpcfError
 from npcf.evaluation.ranking import penalty_vector
+from npcf.serving.quantize import quantize_int8
 from npcf.utils.files import atomic_path, write_text
 
 OPSET = 17
 #: ONNX opset -> the IR version it was released with (as sklearn-onnx and
 #: onnxmltools pin it); a newer IR than a user's onnxruntime knows is refused.
-OPSET_TO_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+#: From 16 on: the sparse top-k's ``ScatterElements`` needs its ``reduction`` attribute.
+OPSET_TO_IR = {16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+#: ONNX opset -> the ``ai.onnx.ml`` opset released with it (``onnx.helper.VERSION_TABLE``);
+#: every one has ``LabelEncoder``-2's ``keys_int64s``/``values_int64s``/``default_int64``.
+OPSET_TO_ML = {16: 3, 17: 3, 18: 3, 19: 3, 20: 4, 21: 5}
+ML_DOMAIN = "ai.onnx.ml"
 MAX_INLINE_IDS = 200_000
 PRECISIONS = ("fp32", "fp16", "int8")
 _ACT = {"relu": "Relu", "selu": "Selu", "elu": "Elu", "sigmoid": "Sigmoid", "tanh": "Tanh",
@@ -69,12 +84,41 @@ class _Graph:
         return self.op(_ACT[name], [x], name=out)
 
 
+def raw_item_ids(model) -> np.ndarray:
+    """The model's movie ids as int64 (n_items,) for a raw-id graph, or NpcfError."""
+    ids = None if model.items is None else np.asarray(model.items.ids)
+    if ids is None:
+        raise NpcfError("--raw_ids: the model records no movie ids (trained without a vocabulary)")
+    if ids.dtype.kind not in "iu":
+        raise NpcfError(f"--raw_ids: needs integer movie ids; this model's are {ids.dtype.kind!r}-typed "
+                        "strings (export without --raw_ids and map top_items with the item_ids metadata)")
+    return ids.astype(np.int64)
+
+
+def _raw_id_input(g: "_Graph", ids: np.ndarray) -> tuple[str, str]:
+    """Nodes from ``movie_id``/``rating`` to the sparse path's (``item_idx``,
+    ``item_rating``) and the ``n_unknown`` output (ratings whose id is not a column)."""
+    col = g.op("LabelEncoder", ["movie_id"], name="item_col", domain=ML_DOMAIN,
+               keys_int64s=ids.tolist(), values_int64s=list(range(len(ids))), default_int64=-1)
+    zero_i = g.init("zero_i", np.array(0, np.int64))
+    known = g.op("GreaterOrEqual", [col, zero_i], name="known_id")
+    rated = g.op("Not", [g.op("Equal", ["rating", g.init("zero", np.array(0, np.float32))])])
+    unknown = g.op("And", [g.op("Not", [known]), rated], name="unknown_rated")
+    g.op("ReduceSum", [g.op("Cast", [unknown], to=TensorProto.INT64),
+                       g.init("axis1", np.array([1], np.int64))], keepdims=0, name="n_unknown")
+    idx = g.op("Where", [known, col, zero_i], name="item_idx")
+    vals = g.op("Where", [known, "rating", "zero"], name="item_rating")
+    return idx, vals
+
+
 def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
-                popularity_penalty: float = 0.0, item_counts=None, opset: int = OPSET):
+                popularity_penalty: float = 0.0, item_counts=None, opset: int = OPSET,
+                raw_ids: bool = False):
     """An ``onnx.ModelProto`` computing ``model``'s scores (see the module docstring).
 
     ``item_counts``: (n_items,) number of training ratings per item, needed for a
-    non-zero ``popularity_penalty``.
+    non-zero ``popularity_penalty``. ``raw_ids``: take and return movie ids (implies
+    ``sparse_input``; needs ``top_k`` and int64 ids, see :func:`raw_item_ids`).
     """
     net = model.network
     if net is None:
@@ -84,11 +128,20 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
                         "fold in a single user; export a user-based model (train --user_based)")
     if opset not in OPSET_TO_IR:
         raise NpcfError(f"opset {opset} not supported; choose one of {sorted(OPSET_TO_IR)}")
+    if raw_ids:
+        ids = raw_item_ids(model)
+        if not top_k:
+            raise NpcfError("--raw_ids: the graph returns the top movie ids; --top_k must be >= 1")
+        sparse_input = True
     n, p, g = net.n_inputs, net.params, _Graph()
     B = "batch"
     axis1 = g.init("axis1", np.array([1], np.int64))
     base = model.baseline
-    if sparse_input:
+    if raw_ids:
+        inputs = [helper.make_tensor_value_info("movie_id", TensorProto.INT64, [B, "max_len"]),
+                  helper.make_tensor_value_info("rating", TensorProto.FLOAT, [B, "max_len"])]
+        idx, vals = _raw_id_input(g, ids)
+    elif sparse_input:
         inputs = [helper.make_tensor_value_info("item_idx", TensorProto.INT64, [B, "max_len"]),
                   helper.make_tensor_value_info("item_rating", TensorProto.FLOAT, [B, "max_len"])]
         idx, vals = "item_idx", "item_rating"
@@ -181,16 +234,23 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         g.op("GatherElements", [scores, "top_items"], axis=1, name="top_scores")
         outputs += [helper.make_tensor_value_info("top_items", TensorProto.INT64, [B, k]),
                     helper.make_tensor_value_info("top_scores", TensorProto.FLOAT, [B, k])]
+    opsets = [helper.make_opsetid("", opset)]
+    if raw_ids:
+        g.op("LabelEncoder", ["top_items"], name="top_movie_ids", domain=ML_DOMAIN,
+             keys_int64s=list(range(n)), values_int64s=ids.tolist(), default_int64=-1)
+        outputs += [helper.make_tensor_value_info("top_movie_ids", TensorProto.INT64, [B, k]),
+                    helper.make_tensor_value_info("n_unknown", TensorProto.INT64, [B])]
+        opsets.append(helper.make_opsetid(ML_DOMAIN, OPSET_TO_ML[opset]))
     graph = helper.make_graph(g.nodes, "npcf_autoencoder", inputs, outputs,
                               initializer=[t for t in g.inits.values()])
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+    onnx_model = helper.make_model(graph, opset_imports=opsets,
                                    producer_name="npcf", producer_version=__version__,
                                    ir_version=OPSET_TO_IR[opset])
     return onnx_model
 
 
 def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
-             item_counts=None) -> dict:
+             item_counts=None, raw_ids: bool = False) -> dict:
     """``metadata_props`` of an exported model (all values strings)."""
     net = model.network
     meta = {
@@ -201,7 +261,7 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
                                     "loss": model.loss,
                                     "residual": model.baseline is not None}),
         "rating_scale": json.dumps(None if model.scale is None else list(model.scale)),
-        "input_signature": "sparse" if sparse_input else "dense",
+        "input_signature": "raw_ids" if raw_ids else "sparse" if sparse_input else "dense",
         "top_k": str(int(top_k or 0)),
         "popularity_penalty": repr(float(popularity_penalty)),
     }
@@ -234,16 +294,17 @@ def fp16_weights(m: onnx.ModelProto) -> onnx.ModelProto:
 
 def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
            popularity_penalty: float | None = None, item_counts=None, precision: str = "fp32",
-           opset: int = OPSET, extra_metadata: dict | None = None) -> Path:
+           opset: int = OPSET, extra_metadata: dict | None = None, raw_ids: bool = False) -> Path:
     """Export ``model`` to ``path`` (atomically); checker and shape inference must pass.
 
     ``popularity_penalty``/``item_counts``: default to the model's own
     (``model.popularity_penalty``, ``model.item_counts``). ``precision``: ``fp32``,
-    ``fp16`` (weights stored as float16, see :func:`fp16_weights`) or ``int8`` (dynamic
-    quantization of the MatMul/Gemm/Gather weights by ``onnxruntime.quantization``). Item
-    ids beyond
-    :data:`MAX_INLINE_IDS` go to a sidecar ``<path>.items.json`` (hash in metadata).
+    ``fp16`` (weights stored as float16, see :func:`fp16_weights`) or ``int8`` (int8
+    weights, activations quantized one scale per user row: batch-independent, see
+    :mod:`npcf.serving.quantize`). Item ids beyond :data:`MAX_INLINE_IDS` go to a sidecar
+    ``<path>.items.json`` (hash in metadata).
     ``extra_metadata``: more ``metadata_props`` (strings), e.g. where the model came from.
+    ``raw_ids``: the graph takes and returns movie ids (see the module docstring).
     """
     path = Path(path)
     if precision not in PRECISIONS:
@@ -252,11 +313,13 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
         popularity_penalty = float(getattr(model, "popularity_penalty", 0.0) or 0.0)
     if item_counts is None:
         item_counts = getattr(model, "item_counts", None)
-    m = build_graph(model, sparse_input=sparse_input, top_k=top_k,
+    m = build_graph(model, sparse_input=sparse_input, top_k=top_k, raw_ids=raw_ids,
                     popularity_penalty=popularity_penalty, item_counts=item_counts, opset=opset)
     if precision == "fp16":
         m = fp16_weights(m)
-    meta = metadata(model, sparse_input=sparse_input, top_k=top_k,
+    elif precision == "int8":
+        m = quantize_int8(m)
+    meta = metadata(model, sparse_input=sparse_input, top_k=top_k, raw_ids=raw_ids,
                     popularity_penalty=popularity_penalty, item_counts=item_counts)
     meta["precision"] = precision
     meta.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
@@ -266,34 +329,6 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     if model.items is not None and "item_ids" not in meta:
         write_text(str(path) + ".items.json", json.dumps(model.items.ids.tolist()))
     with atomic_path(path, suffix=".onnx") as tmp:
-        if precision == "int8":
-            _quantize(m, tmp)
-        else:
-            onnx.save(m, tmp)
+        onnx.save(m, tmp)
     return path
 
-
-def _quantize(m, out: Path) -> None:
-    import logging
-    import tempfile
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)   # quantize_dynamic warns about pre-processing on the root logger
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / "fp32.onnx"
-            onnx.save(m, src)
-            quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Gemm", "Gather"])
-    finally:
-        root.setLevel(level)
-    q = onnx.load(out)
-    q.ir_version = m.ir_version
-    del q.opset_import[:]
-    q.opset_import.extend(m.opset_import)
-    if not any(o.domain == "com.microsoft" for o in q.opset_import) and \
-            any(n.domain == "com.microsoft" for n in q.graph.node):
-        q.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    onnx.save(q, out)

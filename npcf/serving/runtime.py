@@ -11,6 +11,8 @@ A user never seen in training gets recommendations from their ratings alone
 (fold-in): the autoencoder encodes any rating vector. ``recommend`` follows the
 contract every npcf model shares (:class:`~npcf.evaluation.ranking.Recommends`); the
 in-graph top-k serves it when the request allows, and ranks exactly as the NumPy path.
+A raw-id graph (``input_signature`` ``raw_ids``) is fed the movie ids of the rows'
+columns (padding: the first column's id, rating 0).
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, one_line
 from npcf.evaluation.ranking import PAD, Recommends
 from npcf.utils.sparse import dense_mask, entry_rows
+
+#: padded history entries (users x longest history) per session run
+PADDED_ENTRIES = 16_384
 
 
 class Recommender(Recommends):
@@ -106,10 +111,31 @@ class Recommender(Recommends):
         pos = np.arange(m.nnz) - np.repeat(m.indptr[:-1], lengths)
         rows = entry_rows(m)
         idx[rows, pos], val[rows, pos] = m.indices, m.data
+        if self.signature == "raw_ids":       # the graph maps ids to columns itself
+            return {"movie_id": np.asarray(self.items.ids, np.int64)[idx], "rating": val}
         return {"item_idx": idx, "item_rating": val}
 
     def _run(self, m: sp.csr_matrix, outputs):
-        return self.session.run(outputs, self._feeds(m))
+        """``outputs`` for the rows of ``m``, in row order. The first layer gathers one
+        weight row per padded history entry (rows x the longest history), so one long
+        history would inflate a whole batch: rows go to the session in runs of similar
+        history length, at most :data:`PADDED_ENTRIES` padded entries each."""
+        lengths = np.maximum(np.diff(m.indptr), 1)
+        if m.shape[0] * int(lengths.max(initial=1)) <= PADDED_ENTRIES:
+            return self.session.run(outputs, self._feeds(m))
+        order = np.argsort(lengths, kind="stable")
+        out, lo = None, 0
+        while lo < order.size:           # ascending lengths: a run's last row is its longest
+            fits = np.arange(1, order.size - lo + 1) * lengths[order[lo:]] <= PADDED_ENTRIES
+            hi = lo + max(1, int(np.argmin(fits)) if not fits.all() else fits.size)
+            rows = order[lo:hi]
+            part = self.session.run(outputs, self._feeds(m[rows]))
+            if out is None:
+                out = [np.empty((m.shape[0],) + p.shape[1:], p.dtype) for p in part]
+            for o, p in zip(out, part):
+                o[rows] = p
+            lo = hi
+        return out
 
     def _score_rows(self, X: sp.csr_matrix) -> np.ndarray:
         return self._run(X, ["scores"])[0]

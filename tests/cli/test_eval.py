@@ -157,3 +157,57 @@ def test_eval_baselines_flag(small_prepared, tmp_path):
     assert r.exit_code == 0, r.output
     assert set(json.loads(out.read_text())["models"]) == {"global_mean", "biases",
                                                           "popularity", "ease"}
+
+
+def test_generate_raw_ids_and_a_triton_repository(trained, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from npcf.data import load_prepared
+    from npcf.serving.runtime import Recommender
+    raw, repo = tmp_path / "raw.onnx", tmp_path / "model_repository"
+    r = CliRunner().invoke(main, ["eval", "--generate", "--model", str(trained / "model.npz"),
+                                  "--out", str(raw), "--raw_ids", "--triton", str(repo),
+                                  "--triton_max_batch", "32"])
+    assert r.exit_code == 0, r.output
+    assert "raw_ids input, top-10" in r.output and "parity vs NumPy" in r.output
+    assert f"wrote Triton model 'raw': {repo / 'raw' / 'config.pbtxt'}" in r.output
+    cfg = text_format.Parse((repo / "raw" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert cfg.name == "raw" and cfg.max_batch_size == 32
+    assert [(t.name, list(t.dims)) for t in cfg.input] == [("movie_id", [-1]), ("rating", [-1])]
+    assert [t.name for t in cfg.output] == ["scores", "top_items", "top_scores", "top_movie_ids",
+                                            "n_unknown"]
+    assert (repo / "raw" / "1" / "model.onnx").read_bytes() == raw.read_bytes()
+    # the raw-id model recommends what the plain export does, for recorded users
+    x = load_prepared(trained / "data").split.test_input[:20]
+    got = Recommender.load(raw).recommend(x, k=10)
+    want = Recommender.load(trained / "model.onnx").recommend(x, k=10)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+
+
+def test_raw_ids_and_triton_errors_are_one_line(trained, tmp_path):
+    from npcf import AutoEncoder, Vocabulary
+    runner = CliRunner()
+    base = ["eval", "--generate", "--model", str(trained / "model.npz")]
+    out = tmp_path / "x.onnx"
+    r = runner.invoke(main, base + ["--out", str(out), "--raw_ids", "--top_k", "0"])
+    assert r.exit_code == 2 and "--raw_ids" in r.output and "--top_k" in r.output
+    r = runner.invoke(main, base + ["--out", str(out), "--triton", str(tmp_path / "repo"),
+                                    "--triton_name", "a/b"])
+    assert r.exit_code == 1 and "--triton_name" in r.output and len(r.output.splitlines()) == 1
+    r = runner.invoke(main, base + ["--out", str(out), "--triton_name", "m"])
+    assert r.exit_code == 2 and "--triton" in r.output and len(r.output.splitlines()) == 1
+    foreign = tmp_path / "repo" / "x"
+    foreign.mkdir(parents=True)
+    r = runner.invoke(main, base + ["--out", str(out), "--triton", str(tmp_path / "repo")])
+    assert r.exit_code == 1 and "not a Triton model directory" in r.output
+    assert len(r.output.splitlines()) == 1
+    assert not out.exists() and not any(foreign.iterdir())       # nothing written
+    strings = AutoEncoder.load(trained / "model.npz")
+    strings.items = Vocabulary(np.array([f"m{i}" for i in range(len(strings.items))]))
+    strings.save(tmp_path / "strings")
+    r = runner.invoke(main, ["eval", "--generate", "--model", str(tmp_path / "strings" / "model.npz"),
+                             "--raw_ids"])
+    assert r.exit_code == 1 and "integer movie ids" in r.output, r.output
+    assert len(r.output.splitlines()) == 1 and not (tmp_path / "strings" / "model.onnx").exists()

@@ -128,10 +128,9 @@ def test_one_user_gives_1d_results_equal_to_the_batch_row(case):
         for single in (dense, pairs, as_dict):
             assert single.ids.shape == single.scores.shape == (4,)
             np.testing.assert_array_equal(single.ids, full.ids[u])
-            # int8 quantises activations per batch, so a user's scores move with the
-            # batch (issue 13 makes them batch-independent); everything else is exact
-            rtol = 1e-2 if "int8" in case.name else 1e-5
-            np.testing.assert_allclose(single.scores, full.scores[u], rtol=rtol)
+            # every model, int8 included (one activation scale per user row), is
+            # batch-independent
+            np.testing.assert_allclose(single.scores, full.scores[u], rtol=1e-5)
 
 
 def test_filter_seen_false_ranks_every_movie_once(case):

@@ -218,3 +218,117 @@ def test_both_recommender_paths_rank_alike_with_a_popularity_penalty(tmp_path, s
     model.popularity_penalty = 0.7
     mine = model.recommend(x, k=10)
     np.testing.assert_array_equal(mine.ids, graph.ids)
+
+
+# ---------------------------------------------------------------------- raw ids
+def raw_feeds(x: sp.csr_matrix, ids: np.ndarray, extra=None, pad_id: int = 0):
+    """``movie_id``/``rating`` rows of ``x`` (columns as ``ids``), padded with ``pad_id``
+    and rating 0; ``extra``: {row: [(id, rating), ...]} appended (e.g. unknown ids)."""
+    extra = extra or {}
+    rows = [[(int(ids[c]), float(v)) for c, v in zip(x.indices[x.indptr[r]:x.indptr[r + 1]],
+                                                     x.data[x.indptr[r]:x.indptr[r + 1]])]
+            + list(extra.get(r, [])) for r in range(x.shape[0])]
+    width = max(1, max(len(r) for r in rows))
+    mid = np.full((len(rows), width), pad_id, np.int64)
+    val = np.zeros((len(rows), width), np.float32)
+    for r, pairs in enumerate(rows):
+        for j, (i, v) in enumerate(pairs):
+            mid[r, j], val[r, j] = i, v
+    return {"movie_id": mid, "rating": val}
+
+
+RAW_OUT = ["scores", "top_items", "top_scores", "top_movie_ids", "n_unknown"]
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.4])
+def test_raw_id_graph_returns_the_dense_models_recommendations_as_ids(tmp_path, penalty):
+    model = fitted_model()
+    counts = np.asarray(model.training.getnnz(axis=0))
+    x = random_ratings(40, N_ITEMS, 0.15, 12)
+    x = sp.vstack([x, sp.csr_matrix((1, N_ITEMS), dtype=np.float32)], format="csr")  # empty row
+    ids = model.items.ids
+    raw = export(model, tmp_path / "raw.onnx", raw_ids=True, top_k=6, popularity_penalty=penalty,
+                 item_counts=counts)
+    dense = export(model, tmp_path / "dense.onnx", top_k=6, popularity_penalty=penalty,
+                   item_counts=counts)
+    sess = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
+    scores, top, top_scores, top_ids, n_unknown = sess.run(RAW_OUT, raw_feeds(x, ids))
+    d_scores, d_top, d_top_scores = run(dense, x, False, ["scores", "top_items", "top_scores"])
+    np.testing.assert_allclose(scores, d_scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(top, d_top)
+    np.testing.assert_array_equal(top_ids, ids[d_top])
+    np.testing.assert_allclose(top_scores, d_top_scores, rtol=1e-5, atol=1e-5)
+    assert top_ids.dtype == np.int64 and n_unknown.dtype == np.int64
+    assert n_unknown.tolist() == [0] * x.shape[0]           # pad id 0 is unknown: not counted
+    model.popularity_penalty, model.item_counts = penalty, counts
+    np.testing.assert_array_equal(top_ids, model.recommend(x, k=6).ids)   # the estimator's own
+    meta = {p.key: p.value for p in onnx.load(raw).metadata_props}
+    assert meta["input_signature"] == "raw_ids"
+
+
+def same_as_clean(got, clean):
+    """The same recommendations (scores to float32 rounding: the padded width changes
+    the order of the first layer's sums)."""
+    for i in (0, 2):
+        np.testing.assert_allclose(got[i], clean[i], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[1], clean[1])
+    np.testing.assert_array_equal(got[3], clean[3])
+
+
+def test_unknown_ids_are_counted_and_ignored_in_a_ragged_batch(tmp_path):
+    model = fitted_model()
+    ids = model.items.ids
+    x = random_ratings(9, N_ITEMS, 0.12, 13)
+    path = export(model, tmp_path / "raw.onnx", raw_ids=True, top_k=5)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    clean = sess.run(RAW_OUT, raw_feeds(x, ids))
+    unknown = {0: [(7, 5.0), (999, 4.0)], 3: [(-5, 1.0)], 8: [(10 ** 12, 2.5), (2000, 3.0)]}
+    noisy = sess.run(RAW_OUT, raw_feeds(x, ids, unknown, pad_id=int(ids[4])))
+    assert noisy[4].tolist() == [2, 0, 0, 1, 0, 0, 0, 0, 2]
+    same_as_clean(noisy, clean)
+    # an unknown id first, a known id of rating 0 (padding) elsewhere: same again
+    f = raw_feeds(x, ids)
+    f = {"movie_id": np.c_[np.full(9, 5, np.int64), f["movie_id"], np.full(9, ids[1])],
+         "rating": np.c_[np.full(9, 4.0, np.float32), f["rating"], np.zeros(9, np.float32)]}
+    again = sess.run(RAW_OUT, f)
+    assert again[4].tolist() == [1] * 9
+    same_as_clean(again, clean)
+    seen = x.toarray() != 0
+    assert not np.take_along_axis(seen, noisy[1], 1).any()
+
+
+def test_raw_ids_need_int_ids_and_a_top_k(tmp_path):
+    from npcf import Vocabulary
+    model = fitted_model()
+    with pytest.raises(NpcfError, match="top_k"):
+        build_graph(model, raw_ids=True, top_k=None)
+    model.items = Vocabulary(np.array([f"m{i}" for i in range(N_ITEMS)]))
+    with pytest.raises(NpcfError, match="integer movie ids") as err:
+        export(model, tmp_path / "s.onnx", raw_ids=True, top_k=5)
+    assert "\n" not in str(err.value) and not (tmp_path / "s.onnx").exists()
+    model.items = None
+    with pytest.raises(NpcfError, match="no movie ids"):
+        build_graph(model, raw_ids=True, top_k=5)
+
+
+def test_ml_opset_table_and_every_opset_runs(tmp_path):
+    from npcf.serving.export import OPSET_TO_ML
+    released = {}
+    for _, _, ai, ml, *_ in onnx.helper.VERSION_TABLE:
+        released.setdefault(ai, ml)
+    assert OPSET_TO_ML == {k: released[k] for k in OPSET_TO_IR}
+    model = fitted_model()
+    x = random_ratings(5, N_ITEMS, 0.2, 14)
+    want = None
+    for opset in sorted(OPSET_TO_IR):        # every opset offered (16 on: ScatterElements'
+        for kw in (dict(sparse_input=True), dict()):              # reduction)
+            onnx.checker.check_model(build_graph(model, top_k=4, opset=opset, **kw),
+                                     full_check=True)
+        m = build_graph(model, raw_ids=True, top_k=4, opset=opset)
+        onnx.checker.check_model(m, full_check=True)
+        assert {o.domain: o.version for o in m.opset_import} == {"": opset,
+                                                                "ai.onnx.ml": OPSET_TO_ML[opset]}
+        got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            ["top_movie_ids"], raw_feeds(x, model.items.ids))[0]
+        want = got if want is None else want
+        np.testing.assert_array_equal(got, want)

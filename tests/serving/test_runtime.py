@@ -87,3 +87,52 @@ def test_read_titles_formats(tmp_path):
                                        "|".join("0" * 19) + "\n").encode("latin-1"))
     assert read_titles(tmp_path / "movies.dat") == {1: "Am\xe9lie (2001)"}
     assert read_titles(tmp_path / "u.item") == {1: "Toy Story (1995)"}
+
+
+def test_a_raw_id_model_loads_and_recommends_like_the_others(exported, tmp_path):
+    model, path, _, movies = exported
+    raw = export(model, tmp_path / "raw.onnx", top_k=10, raw_ids=True)
+    rec, dense = Recommender.load(raw, movies=movies, batch_size=5), Recommender.load(path)
+    assert rec.signature == "raw_ids" and rec.graph_top_k == 10
+    x = random_ratings(13, N_ITEMS, 0.2, 21)                 # ragged, over 3 session runs
+    np.testing.assert_allclose(rec.scores(x), model.predict(x), rtol=1e-5, atol=1e-5)
+    for kw in ({}, {"filter_items": [1000, 1001]}, {"k": 12}):   # graph path, NumPy paths
+        got, want = rec.recommend(x, **{"k": 4, **kw}), dense.recommend(x, **{"k": 4, **kw})
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+    history = [(1003, 5.0), (1010, 1.0), (1042, 4.5)]
+    ids, _ = rec.recommend(history, k=5)
+    assert ids.shape == (5,) and not set(ids.tolist()) & {1003, 1010, 1042}
+    assert rec.titles_of(ids)[0].startswith("Film ")
+    # the graph's own id output agrees with the runtime's column -> id map
+    out = rec.session.run(["top_items", "top_movie_ids"], rec._feeds(x))
+    np.testing.assert_array_equal(rec.item_ids[out[0]], out[1])
+    with pytest.raises(NpcfError, match="unknown movie id"):
+        rec.recommend([(999999, 4.0)])
+
+
+@pytest.mark.parametrize("which", ["dense", "sparse"])
+def test_one_long_history_does_not_inflate_the_batch(exported, monkeypatch, which):
+    """Rows go to the session in runs of similar length, padded entries bounded; the
+    results are those of the unsplit batch, in row order."""
+    import npcf.serving.runtime as runtime
+    model, path, sparse, _ = exported
+    rec = Recommender.load(path if which == "dense" else sparse)
+    x = random_ratings(40, N_ITEMS, 0.05, 21).tolil()
+    x[7, :] = np.linspace(0.5, 5, N_ITEMS)                 # one user rated everything
+    x = sp.csr_matrix(x, dtype=np.float32)
+    want_scores, want = rec.scores(x), rec.recommend(x, k=6)
+    monkeypatch.setattr(runtime, "PADDED_ENTRIES", 3 * N_ITEMS)
+    widths, run = [], rec.session.run
+
+    def spy(outputs, feeds):
+        arr = next(iter(feeds.values()))
+        widths.append(arr.shape[0] * int((arr != 0).sum(axis=1).max()) if which == "dense"
+                      else arr.size)
+        return run(outputs, feeds)
+    monkeypatch.setattr(rec.session, "run", spy, raising=False)
+    np.testing.assert_allclose(rec.scores(x), want_scores, rtol=1e-5, atol=1e-6)  # GEMM blocking
+    got = rec.recommend(x, k=6)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+    assert len(widths) > 2 and max(widths) <= 3 * N_ITEMS

@@ -1,0 +1,377 @@
+"""Recommendations for every user, one user partition per task, on Dask distributed.
+
+:func:`score_partition` is the unit of work: plain pandas in (long ``userId, movieId,
+rating``; every rating of each user it holds), pandas out (``userId, rank, movieId,
+score``), so Spark's ``mapInPandas`` or Ray's ``map_batches`` can call it as Dask does.
+Each process keeps one loaded :class:`~npcf.serving.runtime.Recommender` per model file
+(:func:`recommender`), so a worker opens the ONNX session once.
+
+:func:`recommend_all` drives a Dask client: the client reads the ratings once with
+npcf's readers and writes them, sorted by user, to a Parquet file inside the output's
+staging directory, one row group per partition of ``partition_users`` users; each task
+reads only its row group (the task payload is a few paths and numbers), scores it and
+writes ``part-NNNNN.parquet`` atomically, returning counts. A partition retried after
+an error or a lost worker overwrites its own file, so every user appears exactly once.
+The output directory is swapped in whole when every partition is done (:data:`MARKER`
+lists the parts). Model, ratings and output must be on storage every worker can see.
+
+Needs the ``distributed`` extra (dask, distributed, pyarrow), imported lazily.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from npcf.data.dataset import is_prepared, load_prepared
+from npcf.data.ratings import Ratings, build_ratings
+from npcf.data.readers import _ITEM_NAMES, _RATING_NAMES, _USER_NAMES, _pick, read_ratings
+from npcf.errors import DataError, NpcfError, one_line
+from npcf.rundir import check_target
+from npcf.serving.runtime import Recommender
+from npcf.utils.files import atomic_path, staged_dir, write_json
+from npcf.utils.progress import open_progress
+from npcf.utils.sparse import entry_rows
+
+IN_COLUMNS = ("userId", "movieId", "rating")
+OUT_COLUMNS = ("userId", "rank", "movieId", "score")
+#: users per partition: a task holds this many users' ratings and top-k lists
+PARTITION_USERS = 4096
+#: the file that shows npcf wrote a batch output directory (parts, counts, options)
+MARKER = "_npcf_batch.json"
+PART_GLOB = "part-*.parquet"
+#: seconds to wait for a scheduler to answer
+CONNECT_TIMEOUT = 10.0
+EXTRA = "pip install 'npcf[distributed]'"
+
+
+def need(module: str):
+    """Import ``module`` of the ``distributed`` extra, or NpcfError naming the extra."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise NpcfError(f"batch recommendations need {module.split('.')[0]}: {EXTRA}") from None
+
+
+def part_name(i: int) -> str:
+    return f"part-{i:05d}.parquet"
+
+
+# ------------------------------------------------------------------ partition function
+_CACHE: dict = {}
+
+
+def recommender(model_path, threads: int = 1, batch_size: int = 256) -> Recommender:
+    """The process's :class:`Recommender` of ``model_path`` (loaded on first use, again
+    only when the file's size or mtime changes; one model kept per process)."""
+    path = Path(model_path).resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        raise NpcfError(f"{model_path}: no such model file") from None
+    key = (str(path), st.st_mtime_ns, st.st_size, threads, batch_size)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = Recommender.load(path, threads=threads, batch_size=batch_size)
+    return _CACHE[key]
+
+
+def user_matrix(frame: pd.DataFrame, items) -> tuple[np.ndarray, sp.csr_matrix, int]:
+    """``(user ids sorted, CSR float32 (users, len(items)), ratings of unknown movies)``
+    from a long ``userId, movieId, rating`` frame; ``items``: the model's Vocabulary.
+
+    Duplicate (user, movie) pairs keep the later row (as the readers do); movies the
+    model does not know are dropped (their users stay, with what is left)."""
+    missing = [c for c in IN_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"partition lacks the columns {', '.join(missing)} (has "
+                        f"{', '.join(map(str, frame.columns))})")
+    if len(frame) == 0:
+        return np.zeros(0, np.int64), sp.csr_matrix((0, len(items)), dtype=np.float32), 0
+    r = build_ratings(frame["userId"].to_numpy(), frame["movieId"].to_numpy(),
+                      frame["rating"].to_numpy(dtype=np.float64))
+    m = r.matrix
+    cols = items.index(r.items.ids, missing="ignore")[m.indices]
+    known = cols >= 0
+    X = sp.csr_matrix((m.data[known], (entry_rows(m)[known], cols[known])),
+                      shape=(m.shape[0], len(items)), dtype=np.float32)
+    return r.users.ids, X, int((~known).sum())
+
+
+def recommend_sorted(rec: Recommender, X: sp.csr_matrix, k: int):
+    """``rec.recommend(X, k)`` (ids, scores (B, k')) with the users sorted by history length
+    first, so each session run holds users of similar length (the runtime bounds the
+    padded entries per run, :data:`npcf.serving.runtime.PADDED_ENTRIES`)."""
+    order = np.argsort(np.diff(X.indptr), kind="stable")
+    got_ids, got_scores = rec.recommend(X[order], k=k)
+    ids, scores = np.empty_like(got_ids), np.empty_like(got_scores)
+    ids[order], scores[order] = got_ids, got_scores
+    return ids, scores
+
+
+def top_k_frame(rec: Recommender, users: np.ndarray, X: sp.csr_matrix, k: int) -> pd.DataFrame:
+    """:func:`recommend_sorted` as a long frame ``userId, rank (1..k, int32), movieId,
+    score (float32)``, best first per user; padding (fewer unseen movies than k) left out."""
+    ids, scores = recommend_sorted(rec, X, k)
+    width = ids.shape[1]
+    keep = np.isfinite(scores).ravel()
+    return pd.DataFrame({
+        "userId": np.repeat(users, width)[keep],
+        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(users))[keep],
+        "movieId": ids.ravel()[keep],
+        "score": scores.ravel()[keep].astype(np.float32),
+    })
+
+
+def score_partition(frame: pd.DataFrame, model_path, k: int = 10, *, threads: int = 1,
+                    batch_size: int = 256, counts: dict | None = None) -> pd.DataFrame:
+    """Top-``k`` unseen movies for every user in ``frame`` (long ``userId, movieId,
+    rating``, holding *all* of each of its users' ratings), as ``userId, rank, movieId,
+    score`` sorted by user then rank; equal to ``Recommender.load(model_path).recommend``
+    on the same users. ``counts`` (optional dict) receives ``users``, ``rows``,
+    ``unknown_ratings`` and ``users_without_known_movies``."""
+    rec = recommender(model_path, threads, batch_size)
+    users, X, unknown = user_matrix(frame, rec.items)
+    out = top_k_frame(rec, users, X, k)
+    if counts is not None:
+        counts.update(users=len(users), rows=len(out), unknown_ratings=unknown,
+                      users_without_known_movies=int((np.diff(X.indptr) == 0).sum()))
+    return out
+
+
+# ------------------------------------------------------------------------------- input
+def read_users(data) -> Ratings:
+    """Everything known of each user in ``data``: a ratings file any npcf reader reads
+    (MovieLens csv/dat, u.data, delimited), a prepared directory (train + validation +
+    test input) or Parquet (a file or a directory of them) with user, movie and rating
+    columns. DataError (one line, naming the path) when it cannot be read."""
+    path = Path(data)
+    if is_prepared(path):
+        ds = load_prepared(path)
+        s = ds.split
+        m = s.train
+        for part in (s.validation, s.test_input):
+            if part is not None:
+                m = m.maximum(part)
+        return Ratings(sp.csr_matrix(m, dtype=np.float32), ds.users, ds.items, source=str(path))
+    if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
+        return _read_parquet(path)
+    if path.is_dir():
+        raise DataError("a directory that is neither a prepared data set (no stats.json) nor "
+                        "holds Parquet files", path)
+    return read_ratings(path)
+
+
+def _read_parquet(path: Path) -> Ratings:
+    pq = need("pyarrow.parquet")
+    try:
+        names = pq.read_schema(path).names if path.is_file() else \
+            pq.ParquetDataset(path).schema.names
+    except (OSError, ValueError) as err:     # pyarrow's errors derive from these
+        raise DataError(f"cannot read Parquet: {one_line(err)[:200]}", path) from None
+    cols = [_pick(names, n) for n in (_USER_NAMES, _ITEM_NAMES, _RATING_NAMES)]
+    if None in cols:
+        raise DataError(f"Parquet lacks a user, movie or rating column (has {', '.join(names)})",
+                        path)
+    try:
+        frame = pd.read_parquet(path, columns=cols)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read Parquet: {one_line(err)[:200]}", path) from None
+    rating = pd.to_numeric(frame[cols[2]], errors="coerce").to_numpy(np.float64)
+    if frame[cols[:2]].isna().any().any() or not np.isfinite(rating).all():
+        raise DataError("Parquet holds missing ids or ratings that are not finite numbers", path)
+    if len(frame) == 0:
+        raise DataError("no ratings in the Parquet input", path)
+    return build_ratings(frame[cols[0]].to_numpy(), frame[cols[1]].to_numpy(), rating,
+                         source=str(path))
+
+
+def stage_input(ratings: Ratings, path, partition_users: int = PARTITION_USERS) -> list[dict]:
+    """Write ``ratings`` (users with at least one rating) to Parquet ``path`` sorted by
+    user, one row group per partition of ``partition_users`` users. Returns one dict per
+    partition: ``row_group``, ``users``, ``ratings``."""
+    pa, pq = need("pyarrow"), need("pyarrow.parquet")
+    m = ratings.matrix
+    rows = np.flatnonzero(np.diff(m.indptr) > 0)
+    parts, path = [], Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = None
+    writer = None
+    try:
+        for g, lo in enumerate(range(0, rows.size, max(1, int(partition_users)))):
+            sel = rows[lo:lo + partition_users]
+            a, b = m.indptr[sel[0]], m.indptr[sel[-1] + 1]
+            sub = m[sel[0]:sel[-1] + 1]
+            table = pa.table({"userId": ratings.users.ids[sel[0] + entry_rows(sub)],
+                              "movieId": ratings.items.ids[m.indices[a:b]],
+                              "rating": m.data[a:b].astype(np.float32)})
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(path, schema)
+            writer.write_table(table, row_group_size=len(table))
+            parts.append({"row_group": g, "users": int(sel.size), "ratings": int(b - a)})
+    finally:
+        if writer is not None:
+            writer.close()
+    return parts
+
+
+# ------------------------------------------------------------------------------ tasks
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident set (VmHWM) in MB, where /proc tells it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def run_partition(spec: dict) -> dict:
+    """One task: read row group ``spec['row_group']`` of ``spec['input']``, score it, write
+    ``spec['out']`` atomically; counts (and this worker's pid and peak RSS) back. A bad
+    input comes back as ``{'error': ...}`` (not retried); other errors raise (retried)."""
+    pq = need("pyarrow.parquet")
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    counts = {}
+    try:
+        frame = pq.ParquetFile(spec["input"]).read_row_group(spec["row_group"]).to_pandas()
+        out = score_partition(frame, spec["model"], spec["k"], threads=spec["threads"],
+                              batch_size=spec["batch_size"], counts=counts)
+    except NpcfError as err:
+        return {"error": one_line(err), "part": spec["part"]}
+    with atomic_path(spec["out"], suffix=".parquet") as tmp:
+        out.to_parquet(tmp, index=False)
+    return dict(counts, part=spec["part"], pid=os.getpid(), peak_rss_mb=_peak_rss_mb(),
+                seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0)
+
+
+def recommend_all(client, model, ratings, out, *, k: int = 10,
+                  partition_users: int = PARTITION_USERS, threads: int = 1,
+                  batch_size: int = 256, retries: int = 3, progress=None) -> dict:
+    """Top-``k`` unseen movies for every user of ``ratings`` (a path :func:`read_users`
+    reads, or :class:`Ratings`), computed on Dask ``client``'s workers, written to
+    directory ``out`` as ``part-NNNNN.parquet`` (``userId, rank, movieId, score``) plus
+    :data:`MARKER`. ``threads``: onnxruntime threads per task; ``retries``: attempts
+    after a task error (a lost worker's partition is rescheduled by Dask either way).
+    Returns counts only: ``users``, ``rows``, ``partitions``, ``unknown_ratings``,
+    ``users_without_known_movies``, ``seconds`` (all of it), ``scoring_seconds`` (first
+    task submitted to last result), ``peak_rss_mb`` per worker pid."""
+    distributed = need("distributed")
+    t0 = time.perf_counter()
+    model = Path(model).resolve()
+    rec = recommender(model, threads, batch_size)         # fails here, not on every worker
+    if k < 1:
+        raise NpcfError(f"k must be a positive number of movies, got {k}")
+    inputs = (model, None if isinstance(ratings, Ratings) else ratings)
+    out = check_target(out, (PART_GLOB, MARKER), "batch recommendation output",
+                       markers=(MARKER,), inputs=inputs)
+    users = ratings if isinstance(ratings, Ratings) else read_users(ratings)
+    run = uuid.uuid4().hex[:12]
+    with staged_dir(out) as stage:
+        staged = stage / ".input.tmp" / "ratings.parquet"
+        parts = stage_input(users, staged, partition_users)
+        specs = [dict(input=str(staged.resolve()), row_group=p["row_group"], part=i,
+                      out=str((stage / part_name(i)).resolve()), model=str(model), k=int(k),
+                      threads=int(threads), batch_size=int(batch_size))
+                 for i, p in enumerate(parts)]
+        t_submit = time.perf_counter()
+        futures = [client.submit(run_partition, s, key=f"npcf-batch-{run}-{s['part']:05d}",
+                                 retries=retries, pure=False) for s in specs]
+        results = []
+        try:
+            with open_progress(progress, len(futures), "scoring partitions") as bar:
+                for fut in distributed.as_completed(futures):
+                    try:
+                        res = fut.result()
+                    except distributed.KilledWorker as err:
+                        raise NpcfError(f"a partition lost its worker too often (out of "
+                                        f"memory? try a smaller --partition_users): "
+                                        f"{one_line(err)[:160]}") from None
+                    if "error" in res:
+                        raise NpcfError(res["error"])
+                    results.append(res)
+                    bar.update(1)
+        finally:
+            client.cancel(futures)
+        scoring = time.perf_counter() - t_submit
+        shutil.rmtree(staged.parent, ignore_errors=True)
+        for p in stage.iterdir():              # temp files of attempts cut short by a lost worker
+            if p.name.startswith("."):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        summary = _summary(results, parts, rec, users, time.perf_counter() - t0, scoring)
+        write_json(stage / MARKER, dict(summary, model=str(model), k=int(k),
+                                        input=getattr(users, "source", ""),
+                                        parts=[part_name(i) for i in range(len(parts))]))
+    return dict(summary, out=str(out))
+
+
+def _summary(results, parts, rec, users: Ratings, seconds, scoring) -> dict:
+    rss: dict = {}
+    for r in results:
+        if r.get("peak_rss_mb") is not None:
+            rss[r["pid"]] = max(rss.get(r["pid"], 0.0), r["peak_rss_mb"])
+    n_users = sum(r["users"] for r in results)
+    return {"users": n_users, "rows": sum(r["rows"] for r in results),
+            "partitions": len(parts), "movies": rec.n_items,
+            "ratings": sum(p["ratings"] for p in parts),
+            "users_without_ratings": int(users.matrix.shape[0] - n_users),
+            "unknown_ratings": sum(r["unknown_ratings"] for r in results),
+            "users_without_known_movies": sum(r["users_without_known_movies"] for r in results),
+            "seconds": seconds, "scoring_seconds": scoring,
+            "task_seconds": sum(r["seconds"] for r in results),
+            "task_cpu_seconds": sum(r.get("cpu_seconds", 0.0) for r in results),
+            "peak_rss_mb": {str(pid): mb for pid, mb in sorted(rss.items())}}
+
+
+# --------------------------------------------------------------------------- clusters
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int = 2,
+                timeout: float = CONNECT_TIMEOUT):
+    """A Dask ``Client``: connected to ``scheduler`` (an address such as
+    ``tcp://host:8786``; NpcfError if nothing answers within ``timeout`` s), or to a new
+    ``LocalCluster`` of ``workers`` processes on 127.0.0.1 with one thread each."""
+    distributed = need("distributed")
+    if scheduler:
+        try:
+            client = distributed.Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError, ValueError, TypeError) as err:
+            raise NpcfError(f"--scheduler {scheduler}: cannot connect within {timeout:g} s "
+                            f"({one_line(err)[:160]})") from None
+        with client:
+            yield client
+        return
+    if workers < 1:
+        raise NpcfError(f"--workers must be at least 1, got {workers}")
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                  silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = None,
+                    workers: int = 2, partition_users: int = PARTITION_USERS,
+                    timeout: float = CONNECT_TIMEOUT, progress=None) -> dict:
+    """`batch-recommend`: check the model and read ``data`` on this machine first (bad
+    input fails before a cluster starts), then :func:`recommend_all` on :func:`dask_client`."""
+    need("distributed")
+    need("pyarrow")
+    recommender(model)
+    check_target(out, (PART_GLOB, MARKER), "batch recommendation output", markers=(MARKER,),
+                 inputs=(model, data))
+    users = read_users(data)
+    with dask_client(scheduler, workers, timeout) as client:
+        return recommend_all(client, model, users, out, k=k, partition_users=partition_users,
+                             progress=progress)

@@ -1,0 +1,379 @@
+"""`npcf serve`: recommendations over HTTP (Starlette on uvicorn, the ``serve`` extra).
+
+Routes (JSON in and out; raw movie ids)::
+
+    POST /recommend             {"ratings": [[movieId, rating], ...], "k": 10, "exclude": [id, ...]}
+                                -> {"items": [{"movie_id", "title", "score"}, ...], "unknown_ids": [...]}
+    POST /recommend/batch       {"users": [<a /recommend body>, ...]} -> {"results": [...]}
+    GET  /users/{id}/recommendations?k=10&exclude=1,2   (started with prepared --data)
+    GET  /health                {"status": "ok"}
+    GET  /model                 the model's metadata and the server's settings
+
+Concurrent queries are micro-batched (:mod:`npcf.serving.batcher`) into one
+onnxruntime call on the one shared session. Bad requests get a 4xx and a one-line
+``{"error": "..."}``: 422 malformed (bad JSON, wrong types, non-finite ratings, k out of
+range), 413 a body over ``max_body`` bytes, 404 unknown user or route, 405 wrong method,
+503 when the queue is full; anything unexpected is a 500 with one line, no traceback.
+Unknown movie ids in a request are ignored and listed in ``unknown_ids``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+
+from npcf.errors import NpcfError, one_line
+from npcf.serving.batcher import Busy, MicroBatcher, Query, rank_queries
+
+try:
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+except ImportError as _err:            # the optional extra is not installed
+    raise NpcfError(f"npcf serve needs {(_err.name or 'starlette').split('.')[0]}: "
+                    "pip install 'npcf[serve]'") from None
+
+#: defaults of :func:`create_app` / `npcf serve`
+MAX_BATCH, MAX_WAIT_MS, MAX_BODY = 64, 2.0, 1 << 20
+#: users one /recommend/batch request may hold
+MAX_USERS = 1024
+#: environment variable carrying :func:`serve`'s settings to worker processes
+CONFIG_ENV = "NPCF_SERVE_CONFIG"
+_FIELDS = ("ratings", "k", "exclude")
+
+
+class RequestError(Exception):
+    """A bad request: ``status`` (4xx) and a one-line message."""
+
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, one_line(message)
+        super().__init__(self.message)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": one_line(message)}, status_code=status)
+
+
+# ------------------------------------------------------------------- requests
+async def read_body(request, max_body: int) -> bytes:
+    """The request body; 413 when Content-Length or the bytes streamed exceed ``max_body``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.strip().isdigit() and int(length) > max_body:
+        raise RequestError(413, f"request body of {int(length)} bytes exceeds the limit of "
+                                f"{max_body} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body:
+            raise RequestError(413, f"request body exceeds the limit of {max_body} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def parse_json(body: bytes):
+    """The JSON document of ``body`` (422 when it is not UTF-8 JSON; NaN/Infinity refused)."""
+    if not body.strip():
+        raise RequestError(422, "empty request body; expected a JSON object")
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise RequestError(422, f"malformed JSON: {one_line(err)[:200]}") from None
+
+
+def _finite(x) -> bool:
+    """Whether the JSON number ``x`` is a finite float (a huge integer is not)."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _movie_key(items, v):
+    """``v`` as an id of the ``items`` vocabulary's type, or None when it cannot be one."""
+    if _is_int(v):
+        if items.ids.dtype.kind in "iu":
+            return v if -2 ** 63 <= v < 2 ** 63 else None
+        return str(v)
+    if isinstance(v, str):
+        if items.ids.dtype.kind in "iu":
+            t = v.strip()
+            body = t[1:] if t[:1] in "+-" else t
+            return int(t) if body.isdigit() and len(body) <= 18 else None
+        return v
+    raise RequestError(422, f"movie ids must be integers or strings, got {json.dumps(v)[:40]}")
+
+
+def _columns(items, raw: list) -> tuple[np.ndarray, list]:
+    """Column index of each raw id (-1 if unknown) and the unknown ids as given."""
+    cols = None
+    if items.ids.dtype.kind in "iu" and all(type(v) is int for v in raw):   # the common case
+        try:
+            cols = items.index(np.asarray(raw, np.int64), missing="ignore")
+        except OverflowError:
+            cols = None
+    if cols is None:
+        keys = [_movie_key(items, v) for v in raw]
+        cols = np.full(len(raw), -1, np.int64)
+        ok = [i for i, key in enumerate(keys) if key is not None]
+        if ok:
+            dtype = np.int64 if items.ids.dtype.kind in "iu" else str
+            cols[ok] = items.index(np.asarray([keys[i] for i in ok], dtype=dtype),
+                                   missing="ignore")
+    return cols, [raw[i] for i in np.flatnonzero(cols < 0)]
+
+
+def parse_k(value, n_items: int, where: str = "k") -> int:
+    """``k``: an integer 1..n_items (422 otherwise)."""
+    if not _is_int(value):
+        raise RequestError(422, f"{where} must be an integer, got {json.dumps(value)[:40]}")
+    if not 1 <= value <= n_items:
+        raise RequestError(422, f"{where} must be between 1 and {n_items}, got {value}")
+    return value
+
+
+def _exclude(recommender, value, where: str) -> tuple[np.ndarray, list]:
+    if not isinstance(value, list):
+        raise RequestError(422, f"{where}exclude must be a list of movie ids")
+    if not value:
+        return np.zeros(0, np.int64), []
+    cols, unknown = _columns(recommender.items, value)
+    return np.unique(cols[cols >= 0]), unknown
+
+
+def parse_query(recommender, obj, where: str = "") -> tuple[Query, list]:
+    """A /recommend body -> (:class:`Query`, unknown movie ids); 422 on anything malformed.
+    The known ratings are checked as ``recommender.recommend`` checks them
+    (:func:`_check_ratings`)."""
+    if not isinstance(obj, dict):
+        raise RequestError(422, f"{where or 'body: '}expected a JSON object with 'ratings'")
+    extra = sorted(set(obj) - set(_FIELDS))
+    if extra:
+        raise RequestError(422, f"{where}unknown field {extra[0]!r} (expected "
+                                f"{', '.join(_FIELDS)})")
+    if "ratings" not in obj:
+        raise RequestError(422, f"{where}missing field 'ratings' ([[movieId, rating], ...])")
+    pairs = obj["ratings"]
+    if not isinstance(pairs, list):
+        raise RequestError(422, f"{where}ratings must be a list of [movieId, rating] pairs")
+    for j, p in enumerate(pairs):
+        if type(p) is list and len(p) == 2 and type(p[1]) in (int, float) and _finite(p[1]):
+            continue
+        if not (isinstance(p, list) and len(p) == 2):
+            raise RequestError(422, f"{where}ratings[{j}] must be a [movieId, rating] pair")
+        raise RequestError(422, f"{where}ratings[{j}]: the rating must be a finite number, "
+                                f"got {json.dumps(p[1])[:40]}")
+    k = parse_k(obj.get("k", 10), recommender.n_items, f"{where}k")
+    cols, unknown = _columns(recommender.items, [p[0] for p in pairs])
+    known = pairs if not unknown else [p for p, c in zip(pairs, cols) if c >= 0]
+    cols = cols[cols >= 0]
+    values = np.fromiter((p[1] for p in known), np.float64, len(known))
+    _check_ratings(recommender, known, cols, values, where)
+    order = np.argsort(cols)
+    exclude, unknown_ex = _exclude(recommender, obj.get("exclude", []), where)
+    return (Query(cols[order], values[order].astype(np.float32), k, exclude),
+            unknown + [u for u in unknown_ex if u not in unknown])
+
+
+def _check_ratings(recommender, pairs, cols, values, where: str) -> None:
+    """422 unless the known ratings are what ``recommender.recommend`` accepts as
+    ``(movie_id, rating)`` pairs (same rules and wording): each movie once, finite as
+    float32, non-zero, within the model's rating scale."""
+    problem = None
+    if np.unique(cols).size != cols.size:
+        first = np.flatnonzero(np.bincount(cols) > 1)[0]
+        problem = f"movie {pairs[int(np.flatnonzero(cols == first)[0])][0]} is rated more than once"
+    elif not np.isfinite(values.astype(np.float32)).all():
+        problem = "ratings must be finite numbers (float32)"
+    elif (values == 0).any():
+        problem = (f"rating 0 for movie {pairs[int(np.flatnonzero(values == 0)[0])][0]} is not "
+                   "a finite, non-zero number")
+    elif recommender.rating_scale is not None:
+        lo, hi = recommender.rating_scale
+        out = np.flatnonzero((values < lo) | (values > hi))
+        if out.size:
+            j = int(out[0])
+            problem = (f"rating {values[j]:g} for movie {pairs[j][0]} is outside the model's "
+                       f"scale {lo:g}-{hi:g}")
+    if problem:
+        raise RequestError(422, where + problem)
+
+
+# ----------------------------------------------------------------------- app
+def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
+               max_wait_ms: float = MAX_WAIT_MS, max_body: int = MAX_BODY,
+               info: dict | None = None) -> Starlette:
+    """The Starlette app serving ``recommender`` (a :class:`~npcf.serving.runtime.
+    Recommender`); ``dataset``: a prepared :class:`~npcf.data.dataset.Dataset` whose users
+    /users/{id}/recommendations knows (its movies must be the model's); titles come from
+    ``recommender.titles``, else the dataset's. ``info``: extra fields for GET /model."""
+    titles = recommender.titles or (dataset.titles() if dataset is not None else {})
+    batcher = MicroBatcher(lambda qs: rank_queries(recommender, qs), max_batch, max_wait_ms)
+
+    def items_json(ids, scores) -> list[dict]:
+        return [{"movie_id": m, "title": titles.get(m, ""), "score": float(s)}
+                for m, s in zip(ids.tolist(), scores.tolist())]
+
+    async def ranked(query: Query, unknown: list) -> dict:
+        try:
+            ids, scores = await batcher.submit(query)
+        except Busy as err:
+            raise RequestError(503, f"server busy: {err}") from None
+        except NpcfError as err:             # the model refused this query's input
+            raise RequestError(422, one_line(err)) from None
+        return {"items": items_json(ids, scores), "unknown_ids": unknown}
+
+    async def recommend(request):
+        obj = parse_json(await read_body(request, max_body))
+        return JSONResponse(await ranked(*parse_query(recommender, obj)))
+
+    async def recommend_batch(request):
+        obj = parse_json(await read_body(request, max_body))
+        if not isinstance(obj, dict) or set(obj) != {"users"} or not isinstance(obj["users"], list):
+            raise RequestError(422, "expected {\"users\": [{\"ratings\": ...}, ...]}")
+        if len(obj["users"]) > MAX_USERS:
+            raise RequestError(422, f"at most {MAX_USERS} users per batch request, got "
+                                    f"{len(obj['users'])}")
+        parsed = [parse_query(recommender, u, f"users[{i}]: ") for i, u in enumerate(obj["users"])]
+        results = await asyncio.gather(*(ranked(q, unk) for q, unk in parsed))
+        return JSONResponse({"results": list(results)})
+
+    async def user_recommendations(request):
+        if dataset is None:
+            raise RequestError(404, "no user data: start the server with --data DIR (a "
+                                    "prepared directory) to look users up")
+        user = request.path_params["user"]
+        idx = dataset.users.index([user], missing="ignore")[0]
+        if idx < 0:
+            raise RequestError(404, f"unknown user id {user}")
+        q = request.query_params
+        extra = sorted(set(q) - {"k", "exclude"})
+        if extra:
+            raise RequestError(422, f"unknown query parameter {extra[0]!r} (expected k, exclude)")
+        k = q.get("k", "10")
+        if not k.strip().lstrip("-").isdigit():
+            raise RequestError(422, f"k must be an integer, got {k!r}")
+        k = parse_k(int(k), recommender.n_items)
+        raw = [p.strip() for p in q.get("exclude", "").split(",") if p.strip()]
+        exclude, unknown = _exclude(recommender, raw, "")
+        row = dataset.user_row(dataset.users.ids[idx])
+        row.sort_indices()
+        out = await ranked(Query(row.indices.astype(np.int64), row.data, k, exclude), unknown)
+        return JSONResponse({"user_id": dataset.users.ids[idx].item(), **out})
+
+    async def health(request):
+        return JSONResponse({"status": "ok"})
+
+    async def model_info(request):
+        meta = {k: v for k, v in recommender.meta.items() if len(v) <= 1000}
+        return JSONResponse({
+            "path": str(recommender.path), "n_items": recommender.n_items,
+            "signature": recommender.signature, "top_k": recommender.graph_top_k,
+            "loss": recommender.loss, "rating_scale": recommender.rating_scale,
+            "titles": bool(titles), "users": None if dataset is None else len(dataset.users),
+            "batching": {"max_batch": batcher.max_batch, "max_wait_ms": batcher.max_wait * 1e3,
+                         "batches": batcher.batches, "queries": batcher.items},
+            "max_body": max_body, **(info or {}), "metadata": meta})
+
+    async def on_request_error(request, err: RequestError):
+        return _error(err.status, err.message)
+
+    async def on_http_error(request, err: HTTPException):
+        return _error(err.status_code, err.detail or "error")
+
+    async def on_unexpected(request, err: Exception):
+        return _error(500, f"internal error ({type(err).__name__}: {one_line(err)[:200]})")
+
+    routes = [Route("/recommend", recommend, methods=["POST"]),
+              Route("/recommend/batch", recommend_batch, methods=["POST"]),
+              Route("/users/{user}/recommendations", user_recommendations, methods=["GET"]),
+              Route("/health", health, methods=["GET"]),
+              Route("/model", model_info, methods=["GET"])]
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        RequestError: on_request_error, HTTPException: on_http_error, Exception: on_unexpected})
+    app.state.batcher, app.state.recommender = batcher, recommender
+    return app
+
+
+# ----------------------------------------------------------------------- run
+def open_app(model, data=None, movies=None, threads: int | None = None,
+             max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
+             max_body: int = MAX_BODY) -> Starlette:
+    """:func:`create_app` for the ONNX file ``model``; ``data``: a prepared directory (its
+    users and, without ``movies``, its movies.csv titles); ``threads``: onnxruntime's."""
+    from npcf.data.dataset import is_prepared, load_prepared
+    from npcf.serving.runtime import Recommender
+    path = Path(model)
+    if path.suffix != ".onnx":
+        raise NpcfError(f"--model {path}: serve needs an exported .onnx model (python cli.py "
+                        "eval --generate)")
+    dataset = None
+    if data is not None:
+        if not is_prepared(data):
+            raise NpcfError(f"--data {data}: not a prepared data directory (no stats.json)")
+        dataset = load_prepared(data)
+        if movies is None and (Path(data) / "movies.csv").is_file():
+            movies = Path(data) / "movies.csv"
+    rec = Recommender.load(path, movies=movies, threads=threads, batch_size=max(256, max_batch))
+    if dataset is not None:
+        dataset.check_items(rec.items.ids, path)
+    return create_app(rec, dataset, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                      max_body=max_body, info={"threads": threads, "pid": os.getpid()})
+
+
+def app_from_env() -> Starlette:
+    """The app of a uvicorn worker process: :func:`open_app` of the JSON settings in
+    :data:`CONFIG_ENV` (what :func:`serve` starts workers with)."""
+    return open_app(**json.loads(os.environ[CONFIG_ENV]))
+
+
+def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies=None,
+          threads: int | None = None, workers: int = 1, max_batch: int = MAX_BATCH,
+          max_wait_ms: float = MAX_WAIT_MS, max_body: int = MAX_BODY, log_level: str = "warning",
+          echo=print) -> None:
+    """Serve ``model`` on ``host:port`` until interrupted (uvicorn). ``workers`` > 1: that
+    many processes, each with its own session; the model and data are checked here
+    first so a bad file is one error, not one per worker."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise NpcfError("npcf serve needs uvicorn: pip install 'npcf[serve]'") from None
+    settings = dict(model=str(model), data=None if data is None else str(data),
+                    movies=None if movies is None else str(movies), threads=threads,
+                    max_batch=max_batch, max_wait_ms=max_wait_ms, max_body=max_body)
+    app = open_app(**settings)
+    echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch {max_batch}, "
+         f"max wait {max_wait_ms:g} ms) on http://{host}:{port} "
+         f"with {workers} worker(s); Ctrl-C stops")
+    common = dict(host=host, port=port, log_level=log_level, access_log=False,
+                  timeout_graceful_shutdown=5)
+    if workers > 1:
+        os.environ[CONFIG_ENV] = json.dumps(settings)
+        del app
+        # a worker answers uvicorn's health check only once its model is loaded
+        uvicorn.run("npcf.serving.server:app_from_env", factory=True, workers=workers,
+                    timeout_worker_healthcheck=120, **common)
+    else:
+        uvicorn.run(app, **common)

@@ -1,0 +1,97 @@
+"""`npcf batch-recommend`: end to end on a 1-worker local cluster, and bad input (missing
+model, unreadable data, a scheduler nobody answers at, no Dask) as one line."""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from npcf.cli import main
+
+pytest.importorskip("distributed")
+pytest.importorskip("pyarrow")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from npcf import AutoEncoder
+    from npcf.data.synthetic import generate
+    from npcf.serving.export import export
+    from npcf.utils.sparse import entry_rows
+    tmp = tmp_path_factory.mktemp("batch_cli")
+    r, _ = generate(n_users=400, n_items=120, mean_ratings=15, seed=2)
+    model = AutoEncoder(layers=(16,), n_epochs=1, batch_size=64, seed=0)
+    model.fit(r.matrix, scale=(0.5, 5.0), items=r.items)
+    path = export(model, tmp / "model.onnx", top_k=10)
+    m = r.matrix
+    csv = tmp / "ratings.csv"
+    pd.DataFrame({"userId": r.users.ids[entry_rows(m)], "movieId": r.items.ids[m.indices],
+                  "rating": m.data, "timestamp": 1}).to_csv(csv, index=False)
+    return tmp, path, csv
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["batch-recommend", *map(str, args)])
+
+
+def test_scores_every_user_on_a_local_cluster(files, tmp_path):
+    _, model, csv = files
+    r = run("--model", model, "--data", csv, "--out", tmp_path / "recs", "--workers", 1,
+            "-k", 3, "--partition_users", 150)
+    assert r.exit_code == 0, r.output
+    assert "400 users, 1,200 recommendations in 3 partitions" in r.output
+    out = pd.read_parquet(tmp_path / "recs")
+    assert list(out.columns) == ["userId", "rank", "movieId", "score"]
+    assert len(out) == 1200 and (out.groupby("userId").size() == 3).all()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("model", "no such model file"),
+    ("data", "no such file"),
+    ("garbage", "garbage.csv:2: rating 'x' is not a number"),
+    ("scheduler", "cannot connect within 1 s"),
+    ("scheme", "--scheduler nosuch://127.0.0.1:1: cannot connect"),
+])
+def test_bad_input_is_one_line(files, tmp_path, case, message):
+    tmp, model, csv = files
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_text("userId,movieId,rating,timestamp\n1,2,x,3\n")
+    args = {"model": ["--model", tmp_path / "none.onnx", "--data", csv],
+            "data": ["--model", model, "--data", tmp_path / "none.csv"],
+            "garbage": ["--model", model, "--data", garbage],
+            "scheduler": ["--model", model, "--data", csv, "--scheduler",
+                          f"tcp://127.0.0.1:{_free_port()}", "--connect_timeout", 1],
+            "scheme": ["--model", model, "--data", csv, "--scheduler", "nosuch://127.0.0.1:1",
+                       "--connect_timeout", 1]}[case]
+    t0 = time.monotonic()
+    r = run(*args, "--out", tmp_path / "recs")
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert time.monotonic() - t0 < 20 and not (tmp_path / "recs").exists()
+
+
+def test_without_the_extra_names_it(files, tmp_path, monkeypatch):
+    _, model, csv = files
+    monkeypatch.setitem(sys.modules, "distributed", None)      # import distributed fails
+    r = run("--model", model, "--data", csv, "--out", tmp_path / "recs")
+    assert r.exit_code == 1 and "pip install 'npcf[distributed]'" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_usage_errors(files, tmp_path):
+    _, model, csv = files
+    base = ["--model", model, "--data", csv, "--out", tmp_path / "recs"]
+    for extra in (["--scheduler", "tcp://127.0.0.1:1", "--workers", 2], ["-k", 0],
+                  ["--workers", 0], ["--partition_users", 0]):
+        r = run(*base, *extra)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output

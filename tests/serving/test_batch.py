@@ -1,0 +1,213 @@
+"""Batch recommendations on Dask: a 2-worker LocalCluster on 127.0.0.1 scores a few
+thousand synthetic users exactly as the single-process Recommender does, whatever the
+input kind, and a worker killed mid-run loses and duplicates no user."""
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+pytest.importorskip("pyarrow")
+
+from npcf.data.readers import read_ratings  # noqa: E402
+from npcf.errors import NpcfError  # noqa: E402
+from npcf.serving import batch  # noqa: E402
+from npcf.serving.runtime import Recommender  # noqa: E402
+from npcf.utils.sparse import entry_rows  # noqa: E402
+
+K = 5
+N_USERS = 3000
+
+
+def _write_model(tmp, n_users, seed=1):
+    """A one-epoch model on synthetic users and their ratings as a MovieLens csv with
+    unknown movies added: users 1..50 also rated movie 9001, user ``n_users + 1`` only
+    movie 9002."""
+    from npcf import AutoEncoder
+    from npcf.data.synthetic import generate
+    from npcf.serving.export import export
+    r, _ = generate(n_users=n_users, n_items=300, mean_ratings=20, seed=seed)
+    model = AutoEncoder(layers=(32,), n_epochs=1, batch_size=128, seed=0)
+    model.fit(r.matrix, scale=(0.5, 5.0), items=r.items)
+    path = export(model, tmp / "model.onnx", sparse_input=True, top_k=10)
+    m = r.matrix
+    frame = pd.DataFrame({"userId": r.users.ids[entry_rows(m)], "movieId": r.items.ids[m.indices],
+                          "rating": m.data})
+    extra = pd.DataFrame({"userId": np.r_[np.arange(1, 51), n_users + 1],
+                          "movieId": np.r_[np.full(50, 9001), 9002], "rating": 4.0})
+    frame = pd.concat([frame, extra]).sort_values(["userId", "movieId"], kind="stable")
+    frame["timestamp"] = 978300760
+    csv = tmp / "ratings.csv"
+    frame.to_csv(csv, index=False)
+    return path, csv
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("batch")
+    model, csv = _write_model(tmp, N_USERS)
+    return tmp, model, csv
+
+
+@pytest.fixture(scope="module")
+def expected(data):
+    """{user: (ids, scores)} from the single-process Recommender, one user at a time."""
+    _, model, csv = data
+    rec = Recommender.load(model)
+    r = read_ratings(csv)
+    known = set(rec.items.ids.tolist())
+    out = {}
+    for u, row in zip(r.users.ids, r.matrix):
+        pairs = [(m, float(v)) for m, v in zip(r.items.ids[row.indices], row.data) if m in known]
+        out[int(u)] = rec.recommend(pairs, k=K)
+    return out
+
+
+@pytest.fixture(scope="module")
+def client():
+    with batch.dask_client(workers=2) as c:
+        c.wait_for_workers(2, timeout=60)
+        yield c
+
+
+def _read(out) -> pd.DataFrame:
+    return pd.read_parquet(out).sort_values(["userId", "rank"], kind="stable")
+
+
+def _check_equal(frame: pd.DataFrame, expected: dict) -> None:
+    assert list(frame.columns) == list(batch.OUT_COLUMNS)
+    counts = frame.groupby("userId").size()
+    assert set(counts.index) == set(expected) and (counts == K).all()     # each user once
+    ids = frame["movieId"].to_numpy().reshape(-1, K)
+    scores = frame["score"].to_numpy().reshape(-1, K)
+    users = frame["userId"].to_numpy()[::K]
+    assert (frame["rank"].to_numpy().reshape(-1, K) == np.arange(1, K + 1)).all()
+    want_ids = np.stack([expected[int(u)].ids for u in users])
+    want_scores = np.stack([expected[int(u)].scores for u in users])
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_score_partition_is_plain_pandas_and_matches_recommend(data):
+    _, model, csv = data
+    frame = pd.read_csv(csv).drop(columns="timestamp")
+    frame = frame[frame["userId"] <= 60]
+    dup = frame.iloc[[0]].assign(rating=0.5)                 # a later duplicate wins
+    shuffled = pd.concat([frame.sample(frac=1.0, random_state=0), dup])
+    counts = {}
+    out = batch.score_partition(shuffled, model, K, counts=counts)
+    assert counts == {"users": 60, "rows": 60 * K, "unknown_ratings": 50,
+                      "users_without_known_movies": 0}
+    rec = Recommender.load(model)
+    first = frame.iloc[0]
+    for u, got in out.groupby("userId"):
+        mine = frame[(frame["userId"] == u) & (frame["movieId"] < 9000)]
+        pairs = {int(m): float(v) for m, v in zip(mine["movieId"], mine["rating"])}
+        if u == first["userId"]:
+            pairs[int(first["movieId"])] = 0.5
+        ids, scores = rec.recommend(pairs, k=K)
+        np.testing.assert_array_equal(got["movieId"].to_numpy(), ids)
+        np.testing.assert_allclose(got["score"].to_numpy(), scores, rtol=1e-5, atol=1e-6)
+    with pytest.raises(NpcfError, match="lacks the columns rating"):
+        batch.score_partition(frame.drop(columns="rating"), model, K)
+
+
+def test_every_user_once_and_equal_to_single_process(data, expected, client, tmp_path):
+    _, model, csv = data
+    out = tmp_path / "recs"
+    s = batch.recommend_all(client, model, csv, out, k=K, partition_users=400)
+    assert s["partitions"] == 8 and s["users"] == N_USERS + 1 and s["rows"] == (N_USERS + 1) * K
+    assert s["unknown_ratings"] == 51 and s["users_without_known_movies"] == 1
+    assert len(s["peak_rss_mb"]) >= 1
+    names = sorted(os.listdir(out))
+    assert names == [batch.MARKER] + [batch.part_name(i) for i in range(8)]
+    _check_equal(_read(out), expected)
+    assert client.run_on_scheduler(_rescheduled) == 0           # no worker was lost
+    again = batch.recommend_all(client, model, csv, out, k=K, partition_users=1000)
+    assert again["partitions"] == 4 and len(os.listdir(out)) == 5      # replaced as a whole
+
+
+def test_parquet_and_prepared_inputs(data, expected, client, tmp_path):
+    from npcf.data.dataset import save_prepared
+    from npcf.data.source import load_dataset
+    _, model, csv = data
+    pq = tmp_path / "ratings.parquet"
+    pd.read_csv(csv).rename(columns={"userId": "user_id", "movieId": "item_id"}).to_parquet(pq)
+    batch.recommend_all(client, model, pq, tmp_path / "a", k=K, partition_users=700)
+    _check_equal(_read(tmp_path / "a"), expected)
+    ds = load_dataset(csv, split="user", test_size=0.1, seed=0)
+    prepared = save_prepared(ds, tmp_path / "prepared")
+    s = batch.recommend_all(client, model, prepared, tmp_path / "b", k=K, partition_users=1000)
+    got = _read(tmp_path / "b")
+    assert s["users"] == got["userId"].nunique() == len(ds.users)
+    rec = Recommender.load(model)
+    for u in ds.users.ids[::97]:
+        row = ds.user_row(u)
+        pairs = [(m, float(v)) for m, v in zip(ds.items.ids[row.indices], row.data) if m < 9000]
+        ids, _ = rec.recommend(pairs, k=K)
+        np.testing.assert_array_equal(got[got["userId"] == u]["movieId"].to_numpy(), ids)
+
+
+def test_output_directory_and_bad_input(data, client, tmp_path):
+    _, model, csv = data
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(NpcfError, match="not a batch recommendation output"):
+        batch.recommend_all(client, model, csv, foreign, k=K)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(NpcfError, match="no such model file"):
+        batch.recommend_all(client, tmp_path / "none.onnx", csv, tmp_path / "x", k=K)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("userId,movieId,rating,timestamp\n1,2,abc,3\n")
+    with pytest.raises(NpcfError, match="bad.csv:2"):
+        batch.recommend_all(client, model, bad, tmp_path / "x", k=K)
+    assert not (tmp_path / "x").exists()
+
+
+def _rescheduled(dask_scheduler=None) -> int:
+    """Partitions the scheduler took back from a worker that was processing them."""
+    return len({t[0] for t in dask_scheduler.transition_log if str(t[0]).startswith("npcf-batch-")
+                and t[1] == "processing" and t[2] == "released"})
+
+
+class _KillOnFirstPartition:
+    """A progress factory whose first ``update`` SIGKILLs one worker process."""
+
+    def __init__(self, client):
+        self.client, self.killed, self.done = client, None, 0
+
+    def __call__(self, total, label, info=None):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        self.done += n
+        if self.killed is None:
+            pids = self.client.run(os.getpid)
+            self.killed = sorted(pids.values())[0]
+            os.kill(self.killed, signal.SIGKILL)
+
+
+def test_worker_killed_mid_run_loses_and_duplicates_no_user(data, expected, client, tmp_path):
+    _, model, csv = data
+    kill = _KillOnFirstPartition(client)
+    out = tmp_path / "recs"
+    s = batch.recommend_all(client, model, csv, out, k=K, partition_users=100, progress=kill)
+    assert kill.killed is not None and kill.done == s["partitions"] == 31
+    client.wait_for_workers(2, timeout=60)
+    assert kill.killed not in client.run(os.getpid).values()       # the nanny started a new one
+    assert client.run_on_scheduler(_rescheduled) >= 1               # it died holding a partition
+    names = sorted(os.listdir(out))
+    assert names == [batch.MARKER] + [batch.part_name(i) for i in range(31)]   # no temp files
+    _check_equal(_read(out), expected)
+    assert s["users"] == N_USERS + 1

@@ -1,0 +1,264 @@
+"""`npcf serve` for real: `python cli.py serve` as a subprocess on 127.0.0.1, talked to
+with httpx; answers equal in-process ``Recommender.recommend``; bad requests are 4xx
+with one line."""
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from conftest import REPO  # noqa: E402
+
+from npcf.cli import main  # noqa: E402
+from npcf.data.dataset import load_prepared  # noqa: E402
+from npcf.serving.runtime import Recommender  # noqa: E402
+
+MAX_BODY = 4096
+#: seconds the server may take to answer /health after it starts
+START_TIMEOUT = 30
+
+
+@pytest.fixture(scope="module")
+def run_dir(movies_small, tmp_path_factory):
+    """A model trained (1 epoch) and exported with the library, with its prepared data."""
+    out = tmp_path_factory.mktemp("serve") / "models"
+    r = CliRunner().invoke(main, ["train", "--tune", "off", "--n_epochs", "1", "--layers", "16",
+                                  "--quiet", "--data", str(movies_small / "ratings.csv"),
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["eval", "--generate", "--model", str(out / "model.npz"),
+                                  "--top_k", "10"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(*args):
+    """``python cli.py serve ARGS`` on a free 127.0.0.1 port: its URL once /health answers;
+    always terminated."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--port", str(port),
+                             *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /health within {START_TIMEOUT} s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    with serving("--model", run_dir / "model.onnx", "--data", run_dir / "data", "--max_body",
+                 MAX_BODY, "--max_wait_ms", 20, "--threads", 1) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def rec(run_dir):
+    return Recommender.load(run_dir / "model.onnx", movies=run_dir / "data" / "movies.csv")
+
+
+def _expected(rec, pairs, k=10, exclude=()):
+    """What the in-process Recommender gives for a request's known ids."""
+    known = set(rec.item_ids.tolist())
+    pairs = [(m, r) for m, r in pairs if m in known]
+    excl = [m for m in exclude if m in known]
+    ids, scores = rec.recommend(pairs, k=k, filter_items=excl or None)
+    keep = np.isfinite(scores)
+    return ids[keep].tolist(), scores[keep]
+
+
+def _check(got, rec, pairs, k=10, exclude=()):
+    ids, scores = _expected(rec, pairs, k, exclude)
+    assert [i["movie_id"] for i in got["items"]] == ids
+    np.testing.assert_allclose([i["score"] for i in got["items"]], scores, rtol=1e-5, atol=1e-5)
+    assert [i["title"] for i in got["items"]] == rec.titles_of(ids)
+
+
+def test_health_and_model(server, rec):
+    assert httpx.get(server + "/health").json() == {"status": "ok"}
+    m = httpx.get(server + "/model").json()
+    assert m["n_items"] == rec.n_items == 9066 and m["top_k"] == 10 and m["users"] == 671
+    assert m["rating_scale"] == [0.5, 5.0] and m["batching"]["max_batch"] == 64
+    assert m["metadata"]["npcf_version"] and "item_ids" not in m["metadata"]
+
+
+def test_recommend_equals_in_process_and_reports_unknown_ids(server, rec):
+    pairs = [[1, 5.0], [260, 4.5], [1196, 5], [424242424, 3.0]]
+    r = httpx.post(server + "/recommend", json={"ratings": pairs, "k": 5,
+                                                "exclude": [858, "nope", 318]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["unknown_ids"] == [424242424, "nope"] and len(got["items"]) == 5
+    _check(got, rec, pairs, 5, [858, 318])
+    assert all(i["title"] for i in got["items"])
+    assert not {858, 318, 1, 260, 1196} & {i["movie_id"] for i in got["items"]}
+    # string ids are raw ids too; no ratings at all is a valid (cold) user
+    r = httpx.post(server + "/recommend", json={"ratings": [["1", 5], ["260", 4.5]], "k": 3})
+    _check(r.json(), rec, [(1, 5), (260, 4.5)], 3)
+    _check(httpx.post(server + "/recommend", json={"ratings": []}).json(), rec, [], 10)
+    r = httpx.post(server + "/recommend", json={"ratings": [[10 ** 30, 4], ["x1", 3], [1, 4]]})
+    assert r.status_code == 200 and r.json()["unknown_ids"] == [10 ** 30, "x1"]
+    _check(r.json(), rec, [(1, 4)], 10)
+
+
+def test_batch_and_known_user(server, rec, run_dir):
+    users = [{"ratings": [[1, 4], [2, 3]], "k": 2}, {"ratings": [[50, 5]], "k": 12},
+             {"ratings": [[296, 1]], "exclude": [1]}]
+    r = httpx.post(server + "/recommend/batch", json={"users": users})
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert len(res) == 3
+    for u, got in zip(users, res):
+        _check(got, rec, u["ratings"], u.get("k", 10), u.get("exclude", ()))
+    ds = load_prepared(run_dir / "data")
+    row = ds.user_row(1)
+    pairs = list(zip(rec.item_ids[row.indices].tolist(), row.data.tolist()))
+    r = httpx.get(server + "/users/1/recommendations", params={"k": 4, "exclude": "858,318"})
+    assert r.status_code == 200 and r.json()["user_id"] == 1
+    _check(r.json(), rec, pairs, 4, [858, 318])
+    r = httpx.get(server + "/users/999999/recommendations")
+    assert r.status_code == 404 and r.json() == {"error": "unknown user id 999999"}
+
+
+def test_concurrent_mixed_requests_equal_in_process(server, rec):
+    rng = np.random.default_rng(0)
+    ids = rec.item_ids
+    bodies = []
+    for i in range(48):
+        n = int(rng.integers(0, 30))
+        movies = rng.choice(ids, n, replace=False).tolist()
+        body = {"ratings": [[m, float(rng.integers(1, 11) / 2)] for m in movies],
+                "k": int(rng.choice([1, 5, 10, 20]))}
+        if i % 3:
+            body["exclude"] = rng.choice(ids, int(rng.integers(1, 5)), replace=False).tolist()
+        bodies.append(body)
+
+    async def fire():
+        async with httpx.AsyncClient(base_url=server, timeout=30) as c:
+            before = (await c.get("/model")).json()["batching"]
+            rs = await asyncio.gather(*(c.post("/recommend", json=b) for b in bodies))
+            after = (await c.get("/model")).json()["batching"]
+        return rs, before, after
+
+    rs, before, after = asyncio.run(asyncio.wait_for(fire(), 60))
+    for b, r in zip(bodies, rs):
+        assert r.status_code == 200, r.text
+        _check(r.json(), rec, b["ratings"], b["k"], b.get("exclude", ()))
+    queries = after["queries"] - before["queries"]
+    assert queries == len(bodies)
+    assert after["batches"] - before["batches"] < queries     # they were batched
+
+
+def _error(r, status, part):
+    assert r.status_code == status, (r.status_code, r.text)
+    msg = r.json()["error"]
+    assert part in msg and "\n" not in msg and "Traceback" not in msg, msg
+
+
+@pytest.mark.parametrize("body, part", [
+    (b"{not json", "malformed JSON"),
+    (b"", "empty request body"),
+    (b"[1, 2]", "expected a JSON object"),
+    (b'{"ratings": [[1, NaN]]}', "NaN is not a valid JSON number"),
+    (b'{"ratings": [[1, 1e999]]}', "finite number"),
+    (b'{"ratings": [[1, "5"]]}', "finite number"),
+    (b'{"ratings": [[1, 1' + b"0" * 400 + b']]}', "finite number"),
+    (b'{"ratings": [[1, true]]}', "finite number"),
+    (b'{"ratings": [[1.5, 4]]}', "movie ids must be integers or strings"),
+    (b'{"ratings": [1, 4]}', "ratings[0] must be a [movieId, rating] pair"),
+    (b'{"ratings": {"1": 4}}', "ratings must be a list"),
+    (b'{"rating": []}', "unknown field 'rating'"),
+    (b'{"k": 3}', "missing field 'ratings'"),
+    (b'{"ratings": [], "k": 0}', "k must be between 1 and 9066"),
+    (b'{"ratings": [], "k": 100000}', "k must be between 1 and 9066"),
+    (b'{"ratings": [], "k": 2.5}', "k must be an integer"),
+    (b'{"ratings": [], "exclude": 5}', "exclude must be a list"),
+    (b'{"ratings": [[1, 9]]}', "outside the model's scale"),
+    (b'{"ratings": [[1, 4], [1, 3]]}', "rated more than once"),
+    (b'{"ratings": [[1, 4], ["1", 3]]}', "movie 1 is rated more than once"),
+    (b'{"ratings": [[2, 4], [1, 0]]}', "rating 0 for movie 1 is not a finite, non-zero number"),
+    (b'\xff\xfe', "malformed JSON"),
+])
+def test_malformed_requests_are_422(server, body, part):
+    _error(httpx.post(server + "/recommend", content=body), 422, part)
+
+
+def test_other_4xx(server):
+    big = json.dumps({"ratings": [[1, 4]] * 1000}).encode()
+    assert len(big) > MAX_BODY
+    _error(httpx.post(server + "/recommend", content=big), 413, "exceeds the limit")
+
+    def chunks():                   # no Content-Length: the streamed bytes are counted
+        for _ in range(20):
+            yield b" " * 512
+
+    _error(httpx.post(server + "/recommend", content=chunks()), 413, "exceeds the limit")
+    _error(httpx.post(server + "/recommend/batch", json={"users": [{"ratings": [[1, 4]]},
+                                                                   {"ratings": 3}]}),
+           422, "users[1]: ratings must be a list")
+    _error(httpx.post(server + "/recommend/batch", json=[]), 422, "expected {")
+    _error(httpx.get(server + "/recommend"), 405, "Method Not Allowed")
+    _error(httpx.get(server + "/no/such/route"), 404, "Not Found")
+    _error(httpx.get(server + "/users/1/recommendations", params={"k": "x"}), 422, "k must be")
+    _error(httpx.get(server + "/users/1/recommendations", params={"n": "3"}), 422,
+           "unknown query parameter 'n'")
+    assert httpx.get(server + "/health").status_code == 200          # still serving
+
+
+def test_cli_errors_are_one_line(run_dir, tmp_path):
+    r = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "missing.onnx")])
+    assert r.exit_code == 1 and "no such model file" in r.output and \
+        len(r.output.strip().splitlines()) == 1, r.output
+    r = CliRunner().invoke(main, ["serve", "--model", str(run_dir / "model.npz")])
+    assert r.exit_code == 1 and "needs an exported .onnx model" in r.output, r.output
+    r = CliRunner().invoke(main, ["serve", "--model", str(run_dir / "model.onnx"), "--data",
+                                  str(tmp_path)])
+    assert r.exit_code == 1 and "not a prepared data directory" in r.output, r.output
+    r = CliRunner().invoke(main, ["serve", "--max_batch", "0"])
+    assert r.exit_code == 2, r.output
+
+
+def test_missing_extra_names_the_pip_command():
+    code = ("import sys; sys.modules['starlette'] = None; from npcf.cli import main; "
+            "main(['serve', '--model', 'x.onnx'])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == "Error: npcf serve needs starlette: pip install 'npcf[serve]'"
+
