@@ -175,8 +175,7 @@ def main(argv=None) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.write:
-        report.update_section("batch", markdown(result))
-        report.update_json("batch", result)
+        report.publish("batch", markdown(result), result)
     return result
 
 

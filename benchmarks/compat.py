@@ -304,9 +304,7 @@ def main(argv=None) -> dict:
     if args.write:
         sys.path.insert(0, str(HERE))
         import report
-        report.TITLES.setdefault("compat", "ONNX runtime compatibility")
-        report.update_section("compat", markdown(r))
-        report.update_json("compat", r)
+        report.publish("compat", markdown(r), r)
     return r
 
 

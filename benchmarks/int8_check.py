@@ -185,9 +185,7 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps({"schemes": rows, "speed": speed}, indent=2))
     if args.write:
         import report
-        report.TITLES.setdefault("int8", "int8 schemes")
-        report.update_section("int8", markdown(rows, speed))
-        report.update_json("int8", {"schemes": rows, "speed": speed})
+        report.publish("int8", markdown(rows, speed), {"schemes": rows, "speed": speed})
     return rows
 
 

@@ -17,7 +17,9 @@ RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_JSON = HERE / "results.json"
 ORDER = ("machine", "train", "infer", "fp16", "data", "quality")
 TITLES = {"machine": "Machine", "train": "Training speed", "infer": "Inference speed",
-          "fp16": "Float16 weights", "data": "Data", "quality": "Quality"}
+          "fp16": "Float16 weights", "data": "Data", "quality": "Quality",
+          "int8": "int8 schemes", "compat": "ONNX runtime compatibility",
+          "serve": "Serving under load", "batch": "Batch recommendations"}
 
 
 def machine() -> dict:
@@ -83,6 +85,12 @@ def update_section(name: str, body: str) -> None:
         else:
             text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
     RESULTS_MD.write_text(text)
+
+
+def publish(name: str, body: str, obj) -> None:
+    """Section ``name`` of RESULTS.md and its key in results.json, from one run."""
+    update_section(name, body)
+    update_json(name, obj)
 
 
 def update_json(name: str, obj) -> None:

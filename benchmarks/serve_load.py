@@ -364,9 +364,7 @@ def main(argv=None) -> dict:
     res["targets"] = {m["items"]: targets(m) for m in res["models"]}
     print(json.dumps(res["targets"]))
     if not args.no_results:
-        report.TITLES.setdefault("serve", "Serving under load")
-        report.update_section("serve", markdown(res))
-        report.update_json("serve", res)
+        report.publish("serve", markdown(res), res)
     return res
 
 
