@@ -47,7 +47,7 @@ class Vocabulary:
         if self.ids.dtype.kind == "i" and raw.dtype.kind not in "iu":
             try:
                 return np.asarray([int(str(r)) for r in raw], dtype=np.int64)
-            except ValueError:
+            except (ValueError, OverflowError):   # not an int64: never one of these ids
                 return raw.astype(str)
         if self.ids.dtype.kind == "U":
             return raw.astype(str)

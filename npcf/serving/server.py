@@ -67,12 +67,16 @@ async def read_body(request, max_body: int) -> bytes:
     if length is not None and length.strip().isdigit() and int(length) > max_body:
         raise RequestError(413, f"request body of {int(length)} bytes exceeds the limit of "
                                 f"{max_body} bytes")
+    from starlette.requests import ClientDisconnect
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_body:
-            raise RequestError(413, f"request body exceeds the limit of {max_body} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                raise RequestError(413, f"request body exceeds the limit of {max_body} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:        # nobody is left to answer: no traceback in the log
+        raise RequestError(400, "the client disconnected before the body ended") from None
     return b"".join(chunks)
 
 
@@ -349,6 +353,23 @@ def app_from_env() -> Starlette:
     return open_app(**json.loads(os.environ[CONFIG_ENV]))
 
 
+def check_address(host: str, port: int) -> None:
+    """NpcfError (one line, naming --host or --port) unless ``host:port`` can be bound now."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, OverflowError) as err:
+        raise NpcfError(f"--host {host}: cannot resolve it ({err})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as err:
+            what = f"--port {port}" if err.errno == 98 else f"--host {host}"
+            raise NpcfError(f"{what}: cannot listen on {host}:{port} ({err.strerror})") from None
+
+
 def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies=None,
           threads: int | None = None, workers: int = 1, max_batch: int = MAX_BATCH,
           max_wait_ms: float = MAX_WAIT_MS, max_body: int = MAX_BODY, log_level: str = "warning",
@@ -364,6 +385,7 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
                     movies=None if movies is None else str(movies), threads=threads,
                     max_batch=max_batch, max_wait_ms=max_wait_ms, max_body=max_body)
     app = open_app(**settings)
+    check_address(host, port)
     echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch {max_batch}, "
          f"max wait {max_wait_ms:g} ms) on http://{host}:{port} "
          f"with {workers} worker(s); Ctrl-C stops")

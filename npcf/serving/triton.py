@@ -60,6 +60,17 @@ def check_target(directory, name: str) -> Path:
     if target.exists() and not (target.is_dir() and (target / "config.pbtxt").is_file()):
         raise NpcfError(f"--triton {directory}: {target} exists and is not a Triton model "
                         "directory (no config.pbtxt); choose another --triton_name or remove it")
+    if target.is_dir():            # only what an earlier export wrote may be replaced
+        ours = {"config.pbtxt", VERSION}
+        extra = sorted(p.name for p in target.iterdir() if p.name not in ours)
+        version = target / VERSION
+        if version.is_dir():
+            extra += sorted(f"{VERSION}/{p.name}" for p in version.iterdir()
+                            if p.name != "model.onnx")
+        if extra:
+            raise NpcfError(f"--triton {directory}: {target} holds files npcf did not write "
+                            f"({', '.join(extra[:5])}); move them away or choose another "
+                            "--triton_name")
     return target
 
 

@@ -16,6 +16,7 @@ def test_int_ids():
     assert v.index([10, 30, 20]).tolist() == [1, 0, 2]
     assert v.index(20).tolist() == [2]
     assert v.index(["30", "10"]).tolist() == [0, 1]        # typed ids are coerced
+    assert v.index([str(2**70), "x"], missing="ignore").tolist() == [-1, -1]   # not an int64
     assert v.index(np.array([10], dtype=np.int32)).dtype == np.int64
     assert v.ids[v.index([20, 10])].tolist() == [20, 10]
 

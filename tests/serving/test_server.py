@@ -155,6 +155,8 @@ def test_batch_and_known_user(server, rec, run_dir):
     _check(r.json(), rec, pairs, 4, [858, 318])
     r = httpx.get(server + "/users/999999/recommendations")
     assert r.status_code == 404 and r.json() == {"error": "unknown user id 999999"}
+    r = httpx.get(server + f"/users/{10**23}/recommendations")     # beyond int64: unknown too
+    assert r.status_code == 404 and r.json() == {"error": f"unknown user id {10**23}"}
 
 
 def test_concurrent_mixed_requests_equal_in_process(server, rec):

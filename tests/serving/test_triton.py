@@ -123,6 +123,16 @@ def test_rewrite_replaces_only_that_model_and_refuses_foreign_dirs(exported, tmp
     with pytest.raises(NpcfError, match="not a Triton model directory"):
         triton.write_repository(exported["dense"], repo, name="data")
     assert (foreign / "keep.txt").read_text() == "mine"
+    for added in (repo / "m" / "2" / "model.onnx", repo / "m" / "labels.txt",
+                  repo / "m" / "1" / "notes.txt"):           # what a user adds is never lost
+        added.parent.mkdir(exist_ok=True)
+        added.write_text("mine")
+        with pytest.raises(NpcfError, match="holds files npcf did not write"):
+            triton.write_repository(exported["dense"], repo, name="m")
+        assert added.read_text() == "mine"
+        added.unlink()
+    (repo / "m" / "2").rmdir()
+    triton.write_repository(exported["dense"], repo, name="m")      # its own files: replaced
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(NpcfError, match="is a file"):
