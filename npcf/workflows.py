@@ -288,7 +288,19 @@ def _check_export_target(out: Path, folder: Path) -> None:
     if out.exists() and out.resolve().parent == folder.resolve() \
             and out.name not in [p.name for p in rundir.exports(folder)]:
         raise NpcfError(f"--out {out}: is a file of the run directory, not an export")
+    if out.is_file() and not _is_npcf_onnx(out):
+        raise NpcfError(f"--out {out}: exists and is not an npcf export; remove it or choose "
+                        "another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _is_npcf_onnx(path: Path) -> bool:
+    """Whether ``path`` is an ONNX file npcf exported (its producer), so it may be replaced."""
+    import onnx
+    try:
+        return onnx.load(str(path), load_external_data=False).producer_name == "npcf"
+    except Exception:           # noqa: BLE001 - not ONNX at all (protobuf raises its own)
+        return False
 
 
 def check_fresh(model, path) -> None:

@@ -42,7 +42,7 @@ from npcf.utils.files import write_json
               help="--generate --triton: max_batch_size of the Triton config.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
               show_default=True, help="--generate: float32, float16 weights (half the "
-              "file), or int8 dynamic quantization.")
+              "file), or int8 weights with per-user activation scales.")
 @click.option("--popularity_penalty", default=None, type=hyperparameter("popularity_penalty"),
               help="--generate: rank by score - beta * log(1 + item popularity) "
                    "[default: the model's, 0].")

@@ -211,3 +211,16 @@ def test_raw_ids_and_triton_errors_are_one_line(trained, tmp_path):
                              "--raw_ids"])
     assert r.exit_code == 1 and "integer movie ids" in r.output, r.output
     assert len(r.output.splitlines()) == 1 and not (tmp_path / "strings" / "model.onnx").exists()
+
+
+def test_generate_never_overwrites_a_file_npcf_did_not_export(trained, tmp_path):
+    runner = CliRunner()
+    base = ["eval", "--generate", "--model", str(trained / "model.npz"), "--top_k", "5"]
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("my notes, not a model")
+    r = runner.invoke(main, base + ["--out", str(mine)])
+    assert r.exit_code == 1 and "not an npcf export" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and mine.read_text() == "my notes, not a model"
+    ours = tmp_path / "ours.onnx"
+    assert runner.invoke(main, base + ["--out", str(ours)]).exit_code == 0
+    assert runner.invoke(main, base + ["--out", str(ours)]).exit_code == 0   # its own: replaced
