@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.readers import _ITEM_NAMES, _RATING_NAMES, _USER_NAMES, _pick, read_ratings
-from npcf.errors import DataError, NpcfError, one_line
+from npcf.errors import DataError, NpcfError, ParamError, one_line
 from npcf.rundir import check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
@@ -344,6 +344,12 @@ def dask_client(scheduler: str | None = None, workers: int = 2,
     ``LocalCluster`` of ``workers`` processes on 127.0.0.1 with one thread each."""
     distributed = need("distributed")
     if scheduler:
+        from distributed.comm import parse_address
+        from distributed.comm.registry import backends
+        scheme, _ = parse_address(scheduler)
+        if scheme not in backends:
+            raise ParamError("scheduler", f"{scheduler!r}: unknown address scheme {scheme!r}; "
+                             f"use one of {', '.join(s + '://' for s in sorted(backends))}")
         try:
             client = distributed.Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError, ValueError, TypeError) as err:
