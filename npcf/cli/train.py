@@ -117,6 +117,11 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     names = {"denoiser": "denoise", "tied_weights": "tied", "dense_adam": "lazy"}
     fixed = {names.get(p, p) for p in ctx.params
              if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
+    unused = sorted({"lr", "batch_size", "schedule", "step_size", "gamma", "clip_norm"} & fixed)
+    if params.get("optimizer") == "lbfgs" and unused:
+        raise click.UsageError(f"--optimizer lbfgs takes the whole training set per step and no "
+                               f"step size: {', '.join('--' + u for u in unused)} would be "
+                               "ignored; leave them out")
     result = workflows.train(params, out, dict(data_options, seed=seed), tune=tune == "auto",
                              fixed=fixed, tune_budget=tune_budget or workflows.TUNE_BUDGET,
                              resume=resume, overwrite=overwrite, threads=_threads(threads),

@@ -115,3 +115,14 @@ def test_multinomial_writes_ranking_metrics(movies_small, tmp_path):
     header = (out / "history.csv").read_text().splitlines()[0]
     assert header == "epoch,train_loss,val_loss,val_ndcg,lr,seconds"
     assert AutoEncoder.load(out).loss == "multinomial"
+
+
+def test_lbfgs_refuses_options_it_would_ignore(tmp_path):
+    from click.testing import CliRunner
+
+    from npcf.cli import main
+    r = CliRunner().invoke(main, ["train", "--data", "synthetic", "--optimizer", "lbfgs",
+                                  "--basic", "--lr", "0.5", "--batch_size", "8",
+                                  "--out", str(tmp_path / "m")])
+    assert r.exit_code == 2 and "--batch_size, --lr would be ignored" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
