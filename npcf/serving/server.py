@@ -317,6 +317,7 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         RequestError: on_request_error, HTTPException: on_http_error, Exception: on_unexpected})
+    app.router.redirect_slashes = False       # /recommend/ is an unknown route (404 JSON)
     app.state.batcher, app.state.recommender = batcher, recommender
     return app
 

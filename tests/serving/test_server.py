@@ -238,6 +238,7 @@ def test_other_4xx(server):
     _error(httpx.post(server + "/recommend/batch", json=[]), 422, "expected {")
     _error(httpx.get(server + "/recommend"), 405, "Method Not Allowed")
     _error(httpx.get(server + "/no/such/route"), 404, "Not Found")
+    _error(httpx.post(server + "/recommend/", json={}), 404, "Not Found")   # no 307 redirect
     _error(httpx.get(server + "/users/1/recommendations", params={"k": "x"}), 422, "k must be")
     _error(httpx.get(server + "/users/1/recommendations", params={"n": "3"}), 422,
            "unknown query parameter 'n'")
