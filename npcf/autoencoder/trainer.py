@@ -158,8 +158,8 @@ class Trainer:
     def full_batch_objective(self):
         """``(fun, theta0, unflatten)`` of the full-batch fit: ``fun(theta)`` -> (loss,
         flat float64 gradient) of the masked MSE over every training rating (mean; the
-        multinomial loss: mean over users) + ``weight_decay / 2 * ||W||^2`` (weight
-        matrices only, as the mini-batch optimizers);
+        multinomial loss: mean over users) + ``weight_decay / 2 * ||theta||^2`` (every
+        parameter, as the mini-batch optimizers);
         ``theta0`` the current parameters, flat; ``unflatten(theta)`` writes them back."""
         m, net, wd = self.model, self.net, self.opt.weight_decay
         names = list(net.params)
@@ -172,9 +172,6 @@ class Trainer:
         total = max(1, target.nnz if per_entry else target.shape[0])
         step = VALIDATION_BATCH[m.loss]
         parts = list(zip(names, shapes, bounds[:-1], bounds[1:]))
-        decayed = np.zeros(bounds[-1], bool)
-        for k, shape, lo, hi in parts:
-            decayed[lo:hi] = len(shape) >= 2
 
         def unflatten(theta):
             for k, shape, lo, hi in parts:
@@ -194,9 +191,8 @@ class Trainer:
                         g = g.dense(shape) if isinstance(g, RowSparse) else g
                         flat[lo:hi] += w * g.ravel()
             if wd:
-                w = np.where(decayed, theta, 0.0)
-                loss += 0.5 * wd * float(w @ w)
-                flat += wd * w
+                loss += 0.5 * wd * float(theta @ theta)
+                flat += wd * theta
             return loss, flat
 
         theta0 = np.concatenate([net.params[k].ravel() for k in names]).astype(np.float64)
