@@ -16,7 +16,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.autoencoder import checkpoint
-from npcf.autoencoder.layout import HotOrder
 from npcf.errors import NpcfError
 from npcf.evaluation.metrics import hits_at, ranking_from_hits
 from npcf.evaluation.ranking import rank
@@ -79,8 +78,6 @@ class Trainer:
         self.callbacks = list(callbacks)
         m = model
         self.opt = make_optimizer(m.optimizer, m.lr, m.weight_decay, m.clip_norm, m.lazy)
-        # the mini-batch loop runs with the input axis in popularity order
-        self.hot_order = HotOrder(self.train) if m.optimizer not in FULL_BATCH else None
         self.epoch, self.batch, self.wait = 0, 0, 0
         self.best_score, self.best_params, self.best_epoch = None, None, -1
         self.history: list[dict] = []
@@ -122,16 +119,13 @@ class Trainer:
                     order = np.random.default_rng([m.seed, self.epoch]).permutation(active)
                     starts = range(0, order.size, m.batch_size)
                     self._call("on_epoch_begin", self.epoch, len(starts), self.batch)
-                    with self.hot_order.applied(m, self.net, self.opt) as train:
-                        for b in range(self.batch, len(starts)):
-                            rows = order[starts[b]:starts[b] + m.batch_size]
-                            self.step(rows, b, train)
-                            self.batch = b + 1
-                            self._call("on_batch_end", int(row_nnz[rows].sum()))
-                            if sigint.raised:
-                                break
-                    if sigint.raised:
-                        self._interrupt()
+                    for b in range(self.batch, len(starts)):
+                        rows = order[starts[b]:starts[b] + m.batch_size]
+                        self.step(rows, b)
+                        self.batch = b + 1
+                        self._call("on_batch_end", int(row_nnz[rows].sum()))
+                        if sigint.raised:
+                            self._interrupt()
                     self._end_epoch(time.perf_counter() - t0)
                     if self.wait >= m.patience > 0:
                         break
@@ -141,13 +135,11 @@ class Trainer:
             self.net.params = self.best_params
         return self.history
 
-    def step(self, rows: np.ndarray, b: int, train: sp.csr_matrix | None = None) -> float:
+    def step(self, rows: np.ndarray, b: int) -> float:
         """One optimizer step on the training rows ``rows`` (batch ``b`` of the epoch);
-        returns the loss. ``train``: the training matrix in the network's current column
-        order (default ``self.train``; the batch loop passes its popularity-ordered copy,
-        :mod:`npcf.autoencoder.layout`)."""
+        returns the loss."""
         m = self.model
-        target = (self.train if train is None else train)[rows]
+        target = self.train[rows]
         rng = np.random.default_rng([m.seed, self.epoch, b])
         x, b_row = m._encode(corrupt(target, m.noise if m.denoise else "none", m.noise_level,
                                      rng))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.nn import activations, dense_head
+from npcf.nn import activations
 from npcf.nn.losses import masked_mse, multinomial
 from npcf.utils import parallel
 from npcf.utils.sparse import entry_rows, union, unique, unique_inverse
@@ -161,24 +161,16 @@ class Network:
         return int(sum(v.size for v in self.params.values()))
 
     # ------------------------------------------------------------------ forward
-    def hidden(self, x: sp.csr_matrix, rng=None, head: np.ndarray | None = None):
+    def hidden(self, x: sp.csr_matrix, rng=None):
         """Forward to the last decoder hidden layer (width h1).
 
         ``x``: CSR (B, n). ``rng``: a Generator for code-layer dropout (None = no
-        dropout, i.e. inference). ``head``: sorted int64 column ids whose part of
-        ``x @ W0`` is a dense GEMM (:mod:`npcf.nn.dense_head`). Returns ``(a, cache)``,
-        ``a`` dense (B, h1).
+        dropout, i.e. inference). Returns ``(a, cache)``, ``a`` dense (B, h1).
         """
         p, L = self.params, len(self.layers)
-        cache = {"x": x, "enc": [], "dec": [], "mask": None, "x_head": None}
-        if head is not None and head.size:
-            cut = dense_head.split(x, head)
-            cache["x_head"] = cut
-            # Item-major (CSC) order reads each needed row of W0 once per batch.
-            z = parallel.spmm(cut.tail, p["W0"], item_major=True)
-            z += cut.dense @ p["W0"][head]
-        else:
-            z = parallel.spmm(x, p["W0"], item_major=True)
+        cache = {"x": x, "enc": [], "dec": [], "mask": None}
+        # Item-major (CSC) order reads each needed row of W0 once per batch.
+        z = parallel.spmm(x, p["W0"], item_major=True)
         z += p["b0"]
         a = self._f(z)
         cache["enc"].append((z, a))
@@ -203,48 +195,25 @@ class Network:
         z = a @ self.decoder_weight(0).T + self.params["c0"]
         return z, self._g(z)
 
-    @staticmethod
-    def output_plan(n_rows: int, groups, mode: str = "auto"):
-        """``(mode, hot)`` for the output at a batch's pairs: ``"union"`` when the union
-        GEMM is cheap (B * |U| <= 8 * pairs), else under ``"auto"`` a ``"sampled"`` tail
-        with ``hot`` (bool over ``U``) the dense head (:mod:`npcf.nn.dense_head`);
-        ``hot`` is None without a head."""
-        U, local, _ = groups
-        if mode == "auto":
-            if n_rows * U.size <= 8 * max(1, local.size):
-                return "union", None
-            hot = dense_head.hot(local, U.size, n_rows)
-            return "sampled", hot if hot.any() else None
-        return mode, None
-
     def output_at(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                  mode: str = "auto", chunk: int = 1 << 18, groups=None, hot=None):
+                  mode: str = "auto", chunk: int = 1 << 18, groups=None):
         """Pre-activation output ``z`` (1-D) only at the pairs ``(rows[k], cols[k])``.
 
         ``mode``: ``"sampled"`` (gathered dot products, |pairs| * h1),
-        ``"union"`` (GEMM on the union of columns, B * |U| * h1) or ``"auto"``
-        (:meth:`output_plan`). ``groups``: ``unique_inverse(cols, return_order=True)``
-        if the caller has it; ``hot``: bool over ``U``, columns computed by one GEMM
-        (B * |hot| * h1) in ``"sampled"`` mode.
+        ``"union"`` (GEMM on the union of columns, B * |U| * h1) or ``"auto"``.
+        ``groups``: ``unique_inverse(cols, return_order=True)`` if the caller has it.
         """
         D, c = self.decoder_weight(0), self.params["c0"]
         h = a.shape[1]
-        groups = groups if groups is not None else unique_inverse(cols, True)
-        U, local, order = groups
+        U, local, order = groups if groups is not None else unique_inverse(cols, True)
         if mode == "auto":
-            mode, hot = self.output_plan(a.shape[0], groups)
+            mode = "union" if a.shape[0] * U.size <= 8 * max(1, cols.size) else "sampled"
         if mode == "union":
             z = a @ D[U].T
             return z[rows, local] + c[cols]
-        out = np.empty(cols.size, dtype=a.dtype)
-        if hot is not None:
-            pair_hot = hot[local]
-            where = np.cumsum(hot) - 1                  # local column -> head position
-            z_head = a @ D[U[hot]].T                    # (B, |head|)
-            out[pair_hot] = z_head[rows[pair_hot], where[local[pair_hot]]]
-            order = order[~pair_hot[order]]             # still sorted by item
         # Item-major: each chunk reads its items' rows of D once (one DRAM gather per
         # touched row instead of one per pair), then gathers from that small copy.
+        out = np.empty(cols.size, dtype=a.dtype)
         step = max(1, chunk // max(1, h))
 
         def work(first, last):
@@ -284,64 +253,38 @@ class Network:
             dz = da * self._df(z, a)
             grads[f"b{k}"] = dz.sum(axis=0)
             if k == 0:
-                cut = cache["x_head"]
-                self._input_grad(cache["x"] if cut is None else cut.tail, dz, grads,
-                                 cache.get("tied_out"), cut)
+                self._input_grad(cache["x"], dz, grads, cache.get("tied_out"))
             else:
                 a_in = cache["enc"][k - 1][1]
                 self._acc(grads, f"W{k}", a_in.T @ dz)
                 da = dz @ p[f"W{k}"].T
         return grads
 
-    def _input_grad(self, x: sp.csr_matrix, dz: np.ndarray, grads: dict, tied_out=None,
-                    x_head: dense_head.Split | None = None) -> None:
+    def _input_grad(self, x: sp.csr_matrix, dz: np.ndarray, grads: dict, tied_out=None) -> None:
         """``dW0 = x.T @ dz`` restricted to the items present in ``x`` (row-sparse).
 
-        ``tied_out``: ``(U, d_out, a, head)``, the output half of a tied ``W0``'s gradient
-        still to be formed (``d_out``: CSR (B, |U|) over the item rows ``U``; ``head``:
-        None or ``(hot, d_head)``, the rows ``U[hot]`` whose part is the dense
-        ``d_head.T @ a``). When ``x``'s items lie in ``U`` (as with every corruption)
-        both halves come from one sparse product, ``[d_out; x_U].T @ [a; dz]``: the
-        |U| x h1 gradient is written once instead of twice and summed. ``x_head``: the
-        dense head of ``x`` (``x`` is then its tail), added by a GEMM.
+        ``tied_out``: ``(U, d_out, a)``, the output half of a tied ``W0``'s gradient
+        still to be formed (``d_out``: CSR (B, |U|) over the item rows ``U``). When
+        ``x``'s items lie in ``U`` (as with every corruption) both halves come from one
+        sparse product, ``[d_out; x_U].T @ [a; dz]``: the |U| x h1 gradient is written
+        once instead of twice and summed.
         """
         if tied_out is not None:
-            U, d_out, a, head = tied_out
+            U, d_out, a = tied_out
             pos = np.minimum(np.searchsorted(U, x.indices), max(U.size - 1, 0))
             if U.size and np.array_equal(U[pos], x.indices):
                 local = sp.csr_matrix((x.data.astype(self.dtype, copy=False), pos, x.indptr),
                                       shape=(x.shape[0], U.size))
                 both = sp.vstack([d_out, local], format="csr").T.tocsr()
-                values = parallel.spmm(both, np.vstack([a, dz])).astype(self.dtype, copy=False)
-                self._add_head(values, U, head, a, x_head, dz)
-                self._acc(grads, "W0", RowSparse(U, values))
+                values = parallel.spmm(both, np.vstack([a, dz]))
+                self._acc(grads, "W0", RowSparse(U, values.astype(self.dtype, copy=False)))
                 return
-            values = (d_out.T.tocsr() @ a).astype(self.dtype, copy=False)
-            self._add_head(values, U, head, a)
-            self._acc(grads, "W0", RowSparse(U, values))
-        items = x.indices if x_head is None else np.concatenate(
-            [x.indices, x_head.cols[x_head.held]])
-        used = unique(items)
+            self._acc(grads, "W0", RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False)))
+        used = unique(x.indices)
         local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
                               shape=(x.shape[0], used.size))
-        values = np.asarray(local.T.tocsr() @ dz, dtype=self.dtype)
-        self._add_head(values, used, None, None, x_head, dz)
-        self._acc(grads, "W0", RowSparse(used.astype(np.int64), values))
-
-    @staticmethod
-    def _add_head(values: np.ndarray, rows: np.ndarray, head, a, x_head=None, dz=None) -> None:
-        """Add the dense-head parts of a row-sparse gradient in place: ``values`` (|rows|,
-        h1) over the sorted item ids ``rows``; ``head``: None or ``(hot, d_head)`` with
-        ``hot`` bool over ``rows`` (output half ``d_head.T @ a``); ``x_head``: None or
-        the input's :class:`~npcf.nn.dense_head.Split` (input half ``dense.T @ dz``,
-        its held columns)."""
-        if head is not None:
-            hot, d_head = head
-            values[hot] += d_head.T @ a
-        if x_head is not None and x_head.cols.size:
-            held = x_head.held
-            where = np.searchsorted(rows, x_head.cols[held])
-            values[where] += x_head.dense[:, held].T @ dz
+        self._acc(grads, "W0", RowSparse(used.astype(np.int64),
+                                         np.asarray(local.T.tocsr() @ dz, dtype=self.dtype)))
 
     @staticmethod
     def _acc(grads: dict, name: str, g):
@@ -357,6 +300,7 @@ class Network:
         Returns ``(loss, grads)``; grads keyed like ``params``; ``W0``/``V0``/``c0``
         may be :class:`RowSparse`.
         """
+        a, cache = self.hidden(x, rng)
         grads: dict = {}
         D = self.decoder_weight(0)
         dname = "W0" if self.tied else "V0"
@@ -364,34 +308,21 @@ class Network:
             rows = entry_rows(target)
             cols = target.indices.astype(np.int64)
             groups = unique_inverse(cols, return_order=True)     # one sort for the batch
-            mode, hot = self.output_plan(target.shape[0], groups, output_mode)
-            a, cache = self.hidden(x, rng, None if hot is None else groups[0][hot])
-            z = self.output_at(a, rows, cols, mode, groups=groups, hot=hot)
+            z = self.output_at(a, rows, cols, output_mode, groups=groups)
             y = self._g(z)
             value, dy = masked_mse(y, target.data.astype(self.dtype))
             delta = (dy * self._dg(z, y)).astype(self.dtype)
             U, local, _ = groups
+            d_out = sp.csr_matrix((delta, local, target.indptr), shape=(target.shape[0], U.size))
             grads["c0"] = RowSparse(U, np.bincount(local, delta, U.size).astype(self.dtype))
-            d_users = sp.csr_matrix((delta, cols, target.indptr), shape=target.shape)
-            head = None
-            if hot is not None:     # the head's part of da and dD by GEMMs, the tail sparse
-                cut = dense_head.split(d_users, U[hot])
-                head, d_users = (hot, cut.dense), cut.tail
-                da = cut.dense @ D[cut.cols]
-                local = np.searchsorted(U, d_users.indices)
-            d_out = sp.csr_matrix((d_users.data, local, d_users.indptr),
-                                  shape=(target.shape[0], U.size))
             if self.tied:   # formed with the input half in _input_grad, in one product
-                cache["tied_out"] = (U, d_out, a, head)
+                cache["tied_out"] = (U, d_out, a)
             else:           # (|U|, B) in CSR: each touched item's gradient row is written once
-                values = (d_out.T.tocsr() @ a).astype(self.dtype, copy=False)
-                self._add_head(values, U, head, a)
-                grads[dname] = RowSparse(U, values)
+                grads[dname] = RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False))
             # item-major: each touched row of D is read once
-            tail = parallel.spmm(d_users, D, item_major=True).astype(self.dtype, copy=False)
-            da = tail if hot is None else tail + da
+            d_users = sp.csr_matrix((delta, cols, target.indptr), shape=target.shape)
+            da = parallel.spmm(d_users, D, item_major=True).astype(self.dtype, copy=False)
         elif loss == "multinomial":
-            a, cache = self.hidden(x, rng)
             z, _ = self.output(a)
             value, dz = multinomial(z, target)
             dz = dz.astype(self.dtype)

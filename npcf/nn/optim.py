@@ -84,19 +84,15 @@ class Optimizer:
 
     def _chunks(self, p, state, rows, gv) -> None:
         """Update the rows of ``p`` (all, or ``rows``) chunk by chunk; the chunks are
-        split over :func:`npcf.utils.parallel.threads` threads (disjoint rows, about
-        equal memory traffic each). Runs of at least :data:`MIN_RUN` consecutive rows are
-        updated in place on slices; the other rows are gathered into scratch buffers
-        and scattered back."""
+        split over :func:`npcf.utils.parallel.threads` threads (disjoint rows)."""
         row_bytes = max(1, gv[:1].nbytes)
         per = max(1, self.chunk_bytes // row_bytes)
-        chunks = run_chunks(rows, gv.shape[0], per)
-        starts, ends, first = chunks
 
         def work(lo: int, hi: int) -> None:
             bufs = self._buffers(per, gv.shape[1:], gv.dtype)
-            for s, e, r in zip(starts[lo:hi].tolist(), ends[lo:hi].tolist(), first[lo:hi].tolist()):
-                idx = slice(s, e) if rows is None else slice(r, r + e - s) if r >= 0 else rows[s:e]
+            for s in range(lo, hi, per):
+                e = min(s + per, hi)
+                idx = slice(s, e) if rows is None else rows[s:e]
                 pv = self._rows(p, idx, bufs[0][:e - s])
                 new = self._update(p, state, idx, pv, gv[s:e], [b[:e - s] for b in bufs[1:]])
                 if new is pv:
@@ -104,11 +100,7 @@ class Optimizer:
                 else:
                     p[idx] = new
 
-        # a gathered row moves about twice the bytes of a row updated in place
-        cost = (ends - starts) * np.where(first >= 0, 1, GATHER_COST) if rows is not None \
-            else ends - starts
-        parallel.split(work, starts.size, weights=cost,
-                       min_size=max(1, parallel.MIN_BYTES // (row_bytes * per)))
+        parallel.split(work, gv.shape[0], min_size=max(per, parallel.MIN_BYTES // row_bytes))
 
     def _buffers(self, per: int, row_shape, dtype) -> list[np.ndarray]:
         """This thread's scratch: 1 + ``n_buffers`` arrays of ``per`` rows, kept between steps."""
@@ -156,42 +148,6 @@ class Optimizer:
             if key != "t":
                 n, k = key.rsplit("/", 1)
                 self.state.setdefault(n, {})[k] = np.array(v)
-
-
-#: consecutive rows updated in place on a slice rather than gathered
-MIN_RUN = 8
-#: cost of a gathered row relative to a row updated in place (for the thread split)
-GATHER_COST = 2
-
-
-def run_chunks(rows, n: int, per: int):
-    """Chunks of at most ``per`` gradient rows: ``(starts, ends, first)``, int64 arrays.
-
-    ``rows``: sorted unique row ids of a row-sparse gradient (None: a dense one, ``n``
-    rows). Chunk ``j`` covers gradient rows ``starts[j]:ends[j]``; ``first[j] >= 0`` when
-    they are the consecutive parameter rows ``first[j]:first[j] + ends[j] - starts[j]``
-    inside a run of at least :data:`MIN_RUN`, else -1 (gather ``rows[starts[j]:ends[j]]``).
-    """
-    if rows is None or n == 0:
-        starts = np.arange(0, n, per, dtype=np.int64)
-        first = starts.copy() if rows is None else np.full(starts.size, -1, np.int64)
-        return starts, np.minimum(starts + per, n), first
-    brk = np.flatnonzero(np.diff(rows) != 1) + 1
-    run_lo, run_hi = np.r_[0, brk], np.r_[brk, n]
-    in_run = np.repeat((run_hi - run_lo) >= MIN_RUN, run_hi - run_lo)
-    # segments: maximal ranges that are all in long runs or all outside them; a
-    # segment of long runs is cut again at every run boundary inside it
-    cuts = np.flatnonzero(np.diff(in_run)) + 1
-    seg_lo = np.r_[0, cuts]
-    run_edges = run_lo[(run_hi - run_lo) >= MIN_RUN]
-    edges = np.union1d(np.r_[seg_lo, n], run_edges) if run_edges.size else np.r_[seg_lo, n]
-    starts, ends, first = [], [], []
-    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
-        s = np.arange(lo, hi, per, dtype=np.int64)
-        starts.append(s)
-        ends.append(np.minimum(s + per, hi))
-        first.append(rows[s] if in_run[lo] else np.full(s.size, -1, np.int64))
-    return np.concatenate(starts), np.concatenate(ends), np.concatenate(first).astype(np.int64)
 
 
 class SGD(Optimizer):

@@ -81,19 +81,13 @@ def _executor(k: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def split(fn, n: int, *, min_size: int = 1, weights=None) -> None:
+def split(fn, n: int, *, min_size: int = 1) -> None:
     """Call ``fn(lo, hi)`` over ``[0, n)`` cut into one contiguous range per thread
     (fewer when a range would hold under ``min_size`` items); the first range runs on
-    the calling thread. ``weights`` (n,): the ranges get about equal sums of them
-    (default: equal counts). Returns once every range is done; re-raises the calling
+    the calling thread. Returns once every range is done; re-raises the calling
     thread's error, else the first worker's."""
     k = max(1, min(threads(), n // max(1, min_size)))
-    if weights is not None and k > 1:
-        total = np.cumsum(weights, dtype=np.float64)
-        cuts = np.searchsorted(total, np.linspace(0, total[-1], k + 1)[1:-1])
-        edges = [0] + [int(c) for c in np.clip(cuts, 0, n)] + [n]
-    else:
-        edges = [int(e) for e in np.linspace(0, n, k + 1).round()]
+    edges = [int(e) for e in np.linspace(0, n, k + 1).round()]
     bounds = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
     if len(bounds) <= 1:
         for lo, hi in bounds:

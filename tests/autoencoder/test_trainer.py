@@ -78,8 +78,8 @@ def interrupt_after(monkeypatch, n_steps):
     name = "step" if hasattr(Trainer, "step") else "_step"
     orig = getattr(Trainer, name)
 
-    def step(self, rows, b, train=None):
-        out = orig(self, rows, b, train)
+    def step(self, rows, b):
+        out = orig(self, rows, b)
         count["n"] += 1
         if count["n"] == n_steps:
             signal.raise_signal(signal.SIGINT)
