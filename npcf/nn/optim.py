@@ -56,7 +56,6 @@ class Optimizer:
                  lazy: bool = True):
         self.lr, self.weight_decay, self.clip_norm, self.lazy = lr, weight_decay, clip_norm, lazy
         self.t = 0
-        self._decay = weight_decay
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self._local = threading.local()    # per-thread scratch buffers
 
@@ -76,7 +75,6 @@ class Optimizer:
             if scale != 1.0:
                 gv = gv * p.dtype.type(scale)
             state = self._state(name, p)
-            self._decay = self.weight_decay
             if p.ndim == 0:                       # a scalar parameter: as one row
                 p, gv = p.reshape(1), gv.reshape(1)
                 state = {k: v.reshape(1) for k, v in state.items()}
@@ -162,8 +160,8 @@ class SGD(Optimizer):
 
     def _update(self, p, state, idx, pv, gv, bufs):
         dt = pv.dtype.type
-        if self._decay:
-            gv = np.add(gv, dt(self._decay) * pv, out=bufs[0])
+        if self.weight_decay:
+            gv = np.add(gv, dt(self.weight_decay) * pv, out=bufs[0])
         if self.momentum:
             b = self._rows(state["momentum"], idx, bufs[1])
             b *= dt(self.momentum)
@@ -190,8 +188,8 @@ class Adam(Optimizer):
     def _update(self, p, state, idx, pv, gv, bufs):
         dt = pv.dtype.type
         g, tmp, mbuf, vbuf = bufs
-        if self._decay and not self.decoupled:
-            np.multiply(pv, dt(self._decay), out=g)
+        if self.weight_decay and not self.decoupled:
+            np.multiply(pv, dt(self.weight_decay), out=g)
             g += gv
         else:
             g = gv
@@ -211,8 +209,8 @@ class Adam(Optimizer):
         tmp += dt(self.eps * np.sqrt(bc2))
         np.divide(m, tmp, out=tmp)
         tmp *= dt(step)
-        if self._decay and self.decoupled:
-            pv *= dt(1 - self.lr * self._decay)
+        if self.weight_decay and self.decoupled:
+            pv *= dt(1 - self.lr * self.weight_decay)
         pv -= tmp
         return pv
 

@@ -356,6 +356,7 @@ def app_from_env() -> Starlette:
 
 def check_address(host: str, port: int) -> None:
     """NpcfError (one line, naming --host or --port) unless ``host:port`` can be bound now."""
+    import errno
     import socket
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -367,7 +368,7 @@ def check_address(host: str, port: int) -> None:
         try:
             sock.bind(addr)
         except OSError as err:
-            what = f"--port {port}" if err.errno == 98 else f"--host {host}"
+            what = f"--port {port}" if err.errno == errno.EADDRINUSE else f"--host {host}"
             raise NpcfError(f"{what}: cannot listen on {host}:{port} ({err.strerror})") from None
 
 
