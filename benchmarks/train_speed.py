@@ -178,6 +178,16 @@ def main(argv=None):
     ap.add_argument("--dense_adam", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    bad = [t for t in args.threads.split(",") if not t.strip().isdigit() or int(t) < 1]
+    if bad:
+        ap.error(f"--threads: {', '.join(bad)} is not a positive thread count")
+    unknown = sorted(set(args.scale.split(",")) - {"small", "full"})
+    if unknown:
+        ap.error(f"--scale: unknown {', '.join(unknown)}; choose small, full")
+    if args.batch_size < 1:
+        ap.error(f"--batch_size: must be >= 1, got {args.batch_size}")
+    if args.batches < 0:
+        ap.error(f"--batches: must be >= 0 (0 = a whole epoch), got {args.batches}")
     if args.child:
         print(json.dumps(child(args)))
         return
