@@ -309,7 +309,7 @@ def markdown(res: dict) -> str:
                   "at the cost of latency at C=1 (not measured in this run)."]
     a = res["args"]
     lines += ["", f"Server: `python cli.py serve --threads {a['threads']} --max_batch "
-              f"{a['max_batch']} --max_wait_ms {a['max_wait_ms']:g}` (uvicorn {res['uvicorn']}, "
+              f"{a['max_batch']} --max_wait_ms {a['max_wait_ms']:g} --pipelines {a.get('pipelines', 1)}` (uvicorn {res['uvicorn']}, "
               f"starlette {res['starlette']}, one worker) as a "
               f"subprocess on 127.0.0.1; clients: C asyncio httpx {res['httpx']} clients (one "
               f"keep-alive connection each) in the benchmark process, posting /recommend back "
@@ -343,6 +343,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--dense", action="store_true", help="export dense input instead of sparse")
     ap.add_argument("--max_batch", type=int, default=64)
     ap.add_argument("--max_wait_ms", type=float, default=2.0)
+    ap.add_argument("--pipelines", type=int, default=2, help="serve --pipelines")
     ap.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
     args = ap.parse_args(argv)
     items = [int(v) for v in args.items.split(",")]
@@ -359,7 +360,8 @@ def main(argv=None) -> dict:
                                            args.soak if n == max(items) else 0, args.threads,
                                            not args.dense, Path(tmp),
                                            server_args=("--max_batch", str(args.max_batch),
-                                                        "--max_wait_ms", str(args.max_wait_ms))))
+                                                        "--max_wait_ms", str(args.max_wait_ms),
+                                                        "--pipelines", str(args.pipelines))))
     res["loadavg_1min"] = [res.pop("_load0"), os.getloadavg()[0]]
     res["targets"] = {m["items"]: targets(m) for m in res["models"]}
     print(json.dumps(res["targets"]))

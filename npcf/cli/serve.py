@@ -27,15 +27,19 @@ from npcf.cli.options import Finite
               help="Concurrent queries ranked in one onnxruntime call.")
 @click.option("--max_wait_ms", type=Finite(min=0, max=1000), default=2.0, show_default=True,
               help="How long a batch waits for more queries once it has one.")
+@click.option("--pipelines", type=click.IntRange(min=1, max=64), default=2, show_default=True,
+              help="Batches ranked at once, each on its own thread (one shared session): "
+                   "queries arriving during a batch start the next one at once.")
 @click.option("--max_body", type=click.IntRange(min=64), default=1 << 20, show_default=True,
               help="Largest request body in bytes (larger: 413).")
 @click.option("--log_level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="warning", show_default=True, help="uvicorn's log level.")
-def serve(model, host, port, data, movies, threads, workers, max_batch, max_wait_ms, max_body,
-          log_level):
+def serve(model, host, port, data, movies, threads, workers, max_batch, max_wait_ms, pipelines,
+          max_body, log_level):
     """Serve POST /recommend, POST /recommend/batch, GET /users/{id}/recommendations,
     GET /health and GET /model over HTTP."""
     from npcf.serving.server import serve as run  # the optional extra, loaded on use
     run(model, host, port, data=data, movies=movies, threads=threads, workers=workers,
         max_batch=max_batch, max_wait_ms=max_wait_ms, max_body=max_body, log_level=log_level,
+        pipelines=pipelines,
         echo=lambda s: click.echo(s, err=True))

@@ -3,7 +3,9 @@
 :class:`MicroBatcher` is the asyncio side (as Triton's dynamic batching): submitted items
 wait in a bounded queue; a single consumer takes what is queued, waits at most
 ``max_wait_ms`` for more (up to ``max_batch``), runs the batch function in a worker
-thread (the event loop stays free) and hands each caller its own result.
+thread (the event loop stays free) and hands each caller its own result. Up to
+``pipelines`` batches run at once (Triton's "instance count"): queries that arrive while
+one batch is ranked start the next at once instead of waiting for it to finish.
 
 :func:`rank_queries` is the batch function for recommendations: the users' rows are
 stacked into one CSR and ranked by one ``Recommender.recommend`` call; each query then
@@ -73,33 +75,43 @@ class MicroBatcher:
 
     ``max_batch``: items per call; ``max_wait_ms``: how long a batch stays open for more
     once its first item is taken; ``max_queue``: waiting items beyond which
-    :meth:`submit` raises :class:`Busy`. One worker thread runs ``fn``, one batch at a
-    time. Use :meth:`start` and :meth:`close` inside the running loop.
+    :meth:`submit` raises :class:`Busy`; ``pipelines``: batches in flight at once, each
+    on its own worker thread (``fn`` must then be safe to call from several threads, as
+    an onnxruntime session's ``run`` is). Use :meth:`start` and :meth:`close` inside the
+    running loop.
     """
 
-    def __init__(self, fn, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096):
-        if max_batch < 1 or max_wait_ms < 0 or max_queue < 1:
-            raise ValueError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
+    def __init__(self, fn, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096,
+                 pipelines: int = 1):
+        if max_batch < 1 or max_wait_ms < 0 or max_queue < 1 or pipelines < 1:
+            raise ValueError("max_batch, max_queue and pipelines must be >= 1, max_wait_ms >= 0")
         self.fn, self.max_batch, self.max_wait = fn, int(max_batch), float(max_wait_ms) / 1e3
-        self.max_queue = int(max_queue)
+        self.max_queue, self.pipelines = int(max_queue), int(pipelines)
         self.batches = self.items = 0            # counters, for /model and the benchmarks
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(self.max_queue)
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="npcf-batch")
+        self._slots = asyncio.Semaphore(self.pipelines)
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.pipelines,
+                                                           thread_name_prefix="npcf-batch")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in [self._task, *self._running]:
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-            self._task = None
+        self._task = None
+        self._running.clear()
         while self._queue is not None and not self._queue.empty():
             _, fut = self._queue.get_nowait()
             if not fut.done():
@@ -159,25 +171,39 @@ class MicroBatcher:
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            await self._slots.acquire()           # a free pipeline, then its batch
+            try:
+                batch = await self._collect()
+            except BaseException:
+                self._slots.release()
+                raise
             live = [(item, fut) for item, fut in batch if not fut.done()]   # caller gone
             if not live:
+                self._slots.release()
                 continue
-            try:
-                results = await loop.run_in_executor(self._pool, self._call, [i for i, _ in live])
-            except asyncio.CancelledError:
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(Busy("the server is shutting down"))
-                raise
-            self.batches += 1
-            self.items += len(live)
-            for (_, fut), res in zip(live, results):
-                if fut.done():
-                    continue
-                if isinstance(res, BaseException):
-                    fut.set_exception(res)
-                else:
-                    fut.set_result(res)
+            task = asyncio.get_running_loop().create_task(self._rank(live))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _rank(self, live: list) -> None:
+        """Run one batch on a worker thread and hand out its results; frees its slot."""
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._pool, self._call, [i for i, _ in live])
+        except asyncio.CancelledError:
+            for _, fut in live:
+                if not fut.done():
+                    fut.set_exception(Busy("the server is shutting down"))
+            raise
+        finally:
+            self._slots.release()
+        self.batches += 1
+        self.items += len(live)
+        for (_, fut), res in zip(live, results):
+            if fut.done():
+                continue
+            if isinstance(res, BaseException):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)

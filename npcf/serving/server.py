@@ -41,6 +41,8 @@ except ImportError as _err:            # the optional extra is not installed
 
 #: defaults of :func:`create_app` / `npcf serve`
 MAX_BATCH, MAX_WAIT_MS, MAX_BODY = 64, 2.0, 1 << 20
+#: batches ranked at once (each on its own thread, one shared session)
+PIPELINES = 2
 #: users one /recommend/batch request may hold
 MAX_USERS = 1024
 #: environment variable carrying :func:`serve`'s settings to worker processes
@@ -219,13 +221,15 @@ def _check_ratings(recommender, pairs, cols, values, where: str) -> None:
 # ----------------------------------------------------------------------- app
 def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
                max_wait_ms: float = MAX_WAIT_MS, max_body: int = MAX_BODY,
-               info: dict | None = None) -> Starlette:
+               info: dict | None = None, pipelines: int = PIPELINES) -> Starlette:
     """The Starlette app serving ``recommender`` (a :class:`~npcf.serving.runtime.
     Recommender`); ``dataset``: a prepared :class:`~npcf.data.dataset.Dataset` whose users
     /users/{id}/recommendations knows (its movies must be the model's); titles come from
-    ``recommender.titles``, else the dataset's. ``info``: extra fields for GET /model."""
+    ``recommender.titles``, else the dataset's. ``info``: extra fields for GET /model.
+    ``pipelines``: batches ranked at once (:class:`~npcf.serving.batcher.MicroBatcher`)."""
     titles = recommender.titles or (dataset.titles() if dataset is not None else {})
-    batcher = MicroBatcher(lambda qs: rank_queries(recommender, qs), max_batch, max_wait_ms)
+    batcher = MicroBatcher(lambda qs: rank_queries(recommender, qs), max_batch, max_wait_ms,
+                           pipelines=pipelines)
 
     def items_json(ids, scores) -> list[dict]:
         return [{"movie_id": m, "title": titles.get(m, ""), "score": float(s)}
@@ -289,7 +293,7 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
             "loss": recommender.loss, "rating_scale": recommender.rating_scale,
             "titles": bool(titles), "users": None if dataset is None else len(dataset.users),
             "batching": {"max_batch": batcher.max_batch, "max_wait_ms": batcher.max_wait * 1e3,
-                         "batches": batcher.batches, "queries": batcher.items},
+                         "pipelines": batcher.pipelines, "batches": batcher.batches, "queries": batcher.items},
             "max_body": max_body, **(info or {}), "metadata": meta})
 
     async def on_request_error(request, err: RequestError):
@@ -325,7 +329,7 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
 # ----------------------------------------------------------------------- run
 def open_app(model, data=None, movies=None, threads: int | None = None,
              max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
-             max_body: int = MAX_BODY) -> Starlette:
+             max_body: int = MAX_BODY, pipelines: int = PIPELINES) -> Starlette:
     """:func:`create_app` for the ONNX file ``model``; ``data``: a prepared directory (its
     users and, without ``movies``, its movies.csv titles); ``threads``: onnxruntime's."""
     from npcf.data.dataset import is_prepared, load_prepared
@@ -345,7 +349,8 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
     if dataset is not None:
         dataset.check_items(rec.items.ids, path)
     return create_app(rec, dataset, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                      max_body=max_body, info={"threads": threads, "pid": os.getpid()})
+                      max_body=max_body, info={"threads": threads, "pid": os.getpid()},
+                      pipelines=pipelines)
 
 
 def app_from_env() -> Starlette:
@@ -375,7 +380,7 @@ def check_address(host: str, port: int) -> None:
 def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies=None,
           threads: int | None = None, workers: int = 1, max_batch: int = MAX_BATCH,
           max_wait_ms: float = MAX_WAIT_MS, max_body: int = MAX_BODY, log_level: str = "warning",
-          echo=print) -> None:
+          pipelines: int = PIPELINES, echo=print) -> None:
     """Serve ``model`` on ``host:port`` until interrupted (uvicorn). ``workers`` > 1: that
     many processes, each with its own session; the model and data are checked here
     first so a bad file is one error, not one per worker."""
@@ -385,7 +390,8 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
         raise NpcfError("npcf serve needs uvicorn: pip install 'npcf[serve]'") from None
     settings = dict(model=str(model), data=None if data is None else str(data),
                     movies=None if movies is None else str(movies), threads=threads,
-                    max_batch=max_batch, max_wait_ms=max_wait_ms, max_body=max_body)
+                    max_batch=max_batch, max_wait_ms=max_wait_ms, max_body=max_body,
+                    pipelines=pipelines)
     app = open_app(**settings)
     check_address(host, port)
     echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch {max_batch}, "
