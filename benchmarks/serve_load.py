@@ -114,32 +114,83 @@ def _rows(rec, pairs):
     return X
 
 
-async def _load(url: str, bodies, clients: int, seconds: float) -> dict:
-    """C workers, each with its own httpx client and keep-alive connection (one shared
-    pool of C connections costs the client several ms of CPU per request at C=64),
-    posting back to back until ``seconds`` pass or :data:`MAX_REQUESTS` were sent."""
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (what ``wrk`` does): the
+    request bytes are built once per body, the response is read by its Content-Length.
+    Costs the client a fraction of httpx's CPU per request, which matters when the load
+    generator shares the server's cores."""
+
+    def __init__(self, url: str):
+        host, port = url.split("//", 1)[1].rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.reader = self.writer = None
+
+    async def __aenter__(self):
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+    def request(self, path: str, body: bytes) -> bytes:
+        return (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode() + body
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        """``(status, body)`` of one request (``raw``: from :meth:`request`)."""
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (h.partition(":") for h in lines[1:])
+                      if k.strip().lower() == "content-length")
+        return status, await self.reader.readexactly(length)
+
+
+async def _load(url: str, bodies, clients: int, seconds: float, kind: str = "raw") -> dict:
+    """C workers, each with its own keep-alive connection, posting back to back until
+    ``seconds`` pass or :data:`MAX_REQUESTS` were sent; ``kind``: ``raw``
+    (:class:`RawClient`) or ``httpx`` (one AsyncClient each: one shared pool of C
+    connections costs the client several ms of CPU per request at C=64)."""
     import httpx
     import numpy as np
     lat, errors, sent = [], [0], [0]
     headers = {"content-type": "application/json"}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    # plain http: verify=False skips loading a CA bundle per client (tens of ms each)
-    pool = [httpx.AsyncClient(base_url=url, limits=limits, timeout=30, verify=False)
-            for _ in range(clients)]
+
+    def client():
+        if kind == "raw":
+            return RawClient(url)
+        # plain http: verify=False skips loading a CA bundle per client (tens of ms each)
+        return httpx.AsyncClient(base_url=url, limits=limits, timeout=30, verify=False)
+
+    async def post(c, i: int) -> bool:
+        if kind == "raw":
+            status, body = await asyncio.wait_for(c.send(raws[i % len(raws)]), 30)
+        else:
+            r = await c.post("/recommend", content=bodies[i % len(bodies)], headers=headers)
+            status, body = r.status_code, r.content
+        return status == 200 and len(json.loads(body)["items"]) == 10
+
+    raws = [RawClient(url).request("/recommend", b) for b in bodies]
 
     async def worker(w: int):
         i = w
-        async with pool[w] as c:
+        async with client() as c:
             while time.perf_counter() < end and sent[0] < MAX_REQUESTS:
                 sent[0] += 1
-                body = bodies[i % len(bodies)]
-                i += clients
                 t0 = time.perf_counter()
                 try:
-                    r = await c.post("/recommend", content=body, headers=headers)
-                    ok = r.status_code == 200 and len(r.json()["items"]) == 10
-                except (httpx.HTTPError, ValueError, KeyError):
+                    ok = await post(c, i)
+                except (httpx.HTTPError, OSError, asyncio.IncompleteReadError,
+                        asyncio.TimeoutError, ValueError, KeyError, StopIteration):
                     ok = False
+                i += clients
                 if ok:
                     lat.append(time.perf_counter() - t0)
                 else:
@@ -201,7 +252,7 @@ class Server:
 
 
 def run_model(n_items: int, clients, seconds: float, soak: float, threads: int, sparse: bool,
-              tmp: Path, server_args=(), echo=print) -> dict:
+              tmp: Path, server_args=(), echo=print, client: str = "raw") -> dict:
     from npcf.serving.runtime import Recommender
     path, bodies, pairs = build(n_items, tmp, sparse)
     rec = Recommender.load(path, threads=threads)
@@ -211,10 +262,10 @@ def run_model(n_items: int, clients, seconds: float, soak: float, threads: int, 
              f"batch {b}: {before[f'batch{b}_ms']:.1f} ms" for b in BATCHES))
     runs, soak_row = [], None
     with Server(path, threads, server_args) as srv:
-        asyncio.run(_load(srv.url, bodies, 8, 1.0))                  # warm-up
+        asyncio.run(_load(srv.url, bodies, 8, 1.0, client))                  # warm-up
         for c in clients:
             rss0, b0 = srv.rss(), srv.batching()
-            r = asyncio.run(_load(srv.url, bodies, c, seconds))
+            r = asyncio.run(_load(srv.url, bodies, c, seconds, client))
             b1 = srv.batching()
             r.update(rss_before_mb=rss0 / 1e6, rss_after_mb=srv.rss() / 1e6,
                      mean_batch=(b1["queries"] - b0["queries"]) / max(1, b1["batches"] - b0["batches"]))
@@ -225,7 +276,7 @@ def run_model(n_items: int, clients, seconds: float, soak: float, threads: int, 
         if soak:
             c = max(clients)
             rss0 = srv.rss()
-            r = asyncio.run(_load(srv.url, bodies, c, soak))
+            r = asyncio.run(_load(srv.url, bodies, c, soak, client))
             r.update(rss_before_mb=rss0 / 1e6, rss_after_mb=srv.rss() / 1e6)
             r["rss_growth"] = r["rss_after_mb"] / r["rss_before_mb"] - 1
             soak_row = r
@@ -342,8 +393,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--dense", action="store_true", help="export dense input instead of sparse")
     ap.add_argument("--max_batch", type=int, default=64)
-    ap.add_argument("--max_wait_ms", type=float, default=2.0)
-    ap.add_argument("--pipelines", type=int, default=2, help="serve --pipelines")
+    ap.add_argument("--max_wait_ms", type=float, default=5.0)
+    ap.add_argument("--pipelines", type=int, default=1, help="serve --pipelines")
+    ap.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                    help="load generator: a minimal asyncio HTTP/1.1 client, or httpx")
     ap.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
     args = ap.parse_args(argv)
     items = [int(v) for v in args.items.split(",")]
@@ -361,7 +414,8 @@ def main(argv=None) -> dict:
                                            not args.dense, Path(tmp),
                                            server_args=("--max_batch", str(args.max_batch),
                                                         "--max_wait_ms", str(args.max_wait_ms),
-                                                        "--pipelines", str(args.pipelines))))
+                                                        "--pipelines", str(args.pipelines)),
+                                           client=args.client))
     res["loadavg_1min"] = [res.pop("_load0"), os.getloadavg()[0]]
     res["targets"] = {m["items"]: targets(m) for m in res["models"]}
     print(json.dumps(res["targets"]))

@@ -25,9 +25,10 @@ from npcf.cli.options import Finite
               help="Server processes (each loads the model).")
 @click.option("--max_batch", type=click.IntRange(min=1, max=4096), default=64, show_default=True,
               help="Concurrent queries ranked in one onnxruntime call.")
-@click.option("--max_wait_ms", type=Finite(min=0, max=1000), default=2.0, show_default=True,
-              help="How long a batch waits for more queries once it has one.")
-@click.option("--pipelines", type=click.IntRange(min=1, max=64), default=2, show_default=True,
+@click.option("--max_wait_ms", type=Finite(min=0, max=1000), default=5.0, show_default=True,
+              help="How long a batch waits, once it has one query, for the others the last "
+                   "batch suggests are coming (a lone client never waits).")
+@click.option("--pipelines", type=click.IntRange(min=1, max=64), default=1, show_default=True,
               help="Batches ranked at once, each on its own thread (one shared session): "
                    "queries arriving during a batch start the next one at once.")
 @click.option("--max_body", type=click.IntRange(min=64), default=1 << 20, show_default=True,

@@ -40,9 +40,9 @@ except ImportError as _err:            # the optional extra is not installed
                     "pip install 'npcf[serve]'") from None
 
 #: defaults of :func:`create_app` / `npcf serve`
-MAX_BATCH, MAX_WAIT_MS, MAX_BODY = 64, 2.0, 1 << 20
+MAX_BATCH, MAX_WAIT_MS, MAX_BODY = 64, 5.0, 1 << 20
 #: batches ranked at once (each on its own thread, one shared session)
-PIPELINES = 2
+PIPELINES = 1
 #: users one /recommend/batch request may hold
 MAX_USERS = 1024
 #: environment variable carrying :func:`serve`'s settings to worker processes
@@ -359,8 +359,10 @@ def app_from_env() -> Starlette:
     return open_app(**json.loads(os.environ[CONFIG_ENV]))
 
 
-def check_address(host: str, port: int) -> None:
-    """NpcfError (one line, naming --host or --port) unless ``host:port`` can be bound now."""
+def check_address(host: str, port: int) -> int:
+    """The port to listen on: ``port``, or for 0 a free one the system picks now (so the
+    startup line can say which); NpcfError (one line, naming --host or --port) unless
+    ``host:port`` can be bound now."""
     import errno
     import socket
     try:
@@ -375,13 +377,15 @@ def check_address(host: str, port: int) -> None:
         except OSError as err:
             what = f"--port {port}" if err.errno == errno.EADDRINUSE else f"--host {host}"
             raise NpcfError(f"{what}: cannot listen on {host}:{port} ({err.strerror})") from None
+        return int(sock.getsockname()[1])
 
 
 def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies=None,
           threads: int | None = None, workers: int = 1, max_batch: int = MAX_BATCH,
           max_wait_ms: float = MAX_WAIT_MS, max_body: int = MAX_BODY, log_level: str = "warning",
           pipelines: int = PIPELINES, echo=print) -> None:
-    """Serve ``model`` on ``host:port`` until interrupted (uvicorn). ``workers`` > 1: that
+    """Serve ``model`` on ``host:port`` until interrupted (uvicorn; port 0: a free port,
+    named in the startup line). ``workers`` > 1: that
     many processes, each with its own session; the model and data are checked here
     first so a bad file is one error, not one per worker."""
     try:
@@ -393,7 +397,7 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
                     max_batch=max_batch, max_wait_ms=max_wait_ms, max_body=max_body,
                     pipelines=pipelines)
     app = open_app(**settings)
-    check_address(host, port)
+    port = check_address(host, port)
     echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch {max_batch}, "
          f"max wait {max_wait_ms:g} ms) on http://{host}:{port} "
          f"with {workers} worker(s); Ctrl-C stops")

@@ -153,15 +153,30 @@ def staged_dir(target, keep_on: tuple = ()):
 @contextlib.contextmanager
 def _locked(target: Path):
     """Hold an exclusive lock on ``target`` (a ``.NAME.lock`` file beside it) for the
-    block; OSError (EBUSY) at once if another process holds it."""
+    block; OSError (EBUSY) at once if another process holds it. The lock file is removed
+    on release (a Triton repository or a run directory keeps no stray file): a process
+    that locked a file just unlinked by its holder sees that and takes the new one."""
     lock = target.parent / f".{target.name}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise OSError(errno.EBUSY, "in use by another npcf command; wait for it to "
                           "finish or choose another directory", str(target)) from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)                             # the holder removed it meanwhile: again
+    try:
         yield
     finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
         os.close(fd)

@@ -71,6 +71,61 @@ def test_batches_concurrent_items_up_to_max_batch():
     assert (b.batches, b.items) == (len(sizes), 11)
 
 
+def test_a_lone_client_never_waits_and_a_closed_loop_is_one_batch():
+    sizes = []
+
+    def fn(items):
+        sizes.append(len(items))
+        return list(items)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        b = MicroBatcher(fn, max_batch=16, max_wait_ms=2000)     # a wait the test would see
+        await b.start()
+        try:
+            t0 = loop.time()
+            await b.submit(0)                                   # expected: 1 item, no wait
+            lone = loop.time() - t0
+            await asyncio.gather(*(b.submit(i) for i in range(3)))   # the clients seen at once
+            sizes.clear()
+
+            async def late(i, delay):                           # a closed loop of 3 clients,
+                await asyncio.sleep(delay)                      # answered at different times
+                return await b.submit(i)
+            t0 = loop.time()
+            got = await asyncio.gather(late(0, 0), late(1, 0.05), late(2, 0.1))
+            merged = loop.time() - t0
+        finally:
+            await b.close()
+        return lone, got, merged
+
+    lone, got, merged = _run(main())
+    assert lone < 1.0                        # not held for max_wait (2 s)
+    assert got == [0, 1, 2] and sizes == [3]  # the late two joined the first one's batch
+    assert merged < 1.5                      # it left once all three came, not at the deadline
+
+
+def test_pipelines_run_batches_at_once():
+    import threading
+    started = threading.Barrier(2, timeout=5)
+
+    def fn(items):
+        started.wait()                       # both batches must be running together
+        return list(items)
+
+    async def main():
+        b = MicroBatcher(fn, max_batch=1, max_wait_ms=0, pipelines=2)
+        await b.start()
+        try:
+            return await asyncio.gather(b.submit("a"), b.submit("b"))
+        finally:
+            await b.close()
+
+    assert _run(main()) == ["a", "b"]
+    with pytest.raises(ValueError, match="pipelines"):
+        MicroBatcher(list, pipelines=0)
+
+
 def test_errors_reach_their_callers_and_the_queue_is_bounded():
     calls = []
 

@@ -265,3 +265,30 @@ def test_missing_extra_names_the_pip_command():
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip() == "Error: npcf serve needs starlette: pip install 'npcf[serve]'"
 
+
+
+def test_port_0_serves_on_the_free_port_it_prints(run_dir):
+    import re
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--port", "0",
+                             "--model", str(run_dir / "model.onnx"), "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()           # the startup line comes before uvicorn starts
+        m = re.search(r"http://127\.0\.0\.1:(\d+) ", line)
+        assert m and int(m.group(1)) > 0, line
+        url, deadline = f"http://127.0.0.1:{m.group(1)}", time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                assert httpx.get(url + "/health", timeout=1).status_code == 200
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()

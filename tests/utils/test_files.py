@@ -1,0 +1,42 @@
+"""Staged directory swaps: one holder at a time, and no lock file left behind."""
+import errno
+
+import pytest
+
+from npcf.utils.files import staged_dir
+
+
+def test_staged_dir_swaps_in_and_leaves_no_lock_file(tmp_path):
+    target = tmp_path / "out"
+    with staged_dir(target) as stage:
+        (stage / "a.txt").write_text("one")
+        assert (tmp_path / ".out.lock").exists()          # held while the block runs
+    assert (target / "a.txt").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_second_holder_is_refused_and_the_first_keeps_its_lock(tmp_path):
+    target = tmp_path / "out"
+    with staged_dir(target) as stage:
+        (stage / "a.txt").write_text("first")
+        with pytest.raises(OSError) as err:
+            with staged_dir(target):
+                pass
+        assert err.value.errno == errno.EBUSY
+    assert (target / "a.txt").read_text() == "first"
+    with staged_dir(target) as stage:                       # free again afterwards
+        (stage / "b.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_failed_block_leaves_target_and_no_stray_files(tmp_path):
+    target = tmp_path / "out"
+    with staged_dir(target) as stage:
+        (stage / "keep.txt").write_text("kept")
+    with pytest.raises(RuntimeError):
+        with staged_dir(target) as stage:
+            (stage / "new.txt").write_text("lost")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
