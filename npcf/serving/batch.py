@@ -195,29 +195,32 @@ def _read_parquet(path: Path) -> Ratings:
 
 
 def stage_input(ratings: Ratings, path, partition_users: int = PARTITION_USERS) -> list[dict]:
-    """Write ``ratings`` (users with at least one rating) to Parquet ``path`` sorted by
-    user, one row group per partition of ``partition_users`` users. Returns one dict per
-    partition: ``row_group``, ``users``, ``ratings``."""
+    """Write ``ratings`` (users with at least one rating) to Parquet ``path``, one row group
+    per partition of ``partition_users`` users. Partitions hold users of similar history
+    length (users ordered by rating count, then row), each sorted by user inside: a
+    sparse-input session run pads every user to its longest history, so this is the
+    padding a single process sorting all users would have. Returns one dict per
+    partition: ``row_group``, ``users``, ``ratings``, ``longest`` (history length)."""
     pa, pq = need("pyarrow"), need("pyarrow.parquet")
     m = ratings.matrix
-    rows = np.flatnonzero(np.diff(m.indptr) > 0)
+    lengths = np.diff(m.indptr)
+    rows = np.flatnonzero(lengths > 0)
+    rows = rows[np.argsort(lengths[rows], kind="stable")]
     parts, path = [], Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    schema = None
     writer = None
     try:
         for g, lo in enumerate(range(0, rows.size, max(1, int(partition_users)))):
-            sel = rows[lo:lo + partition_users]
-            a, b = m.indptr[sel[0]], m.indptr[sel[-1] + 1]
-            sub = m[sel[0]:sel[-1] + 1]
-            table = pa.table({"userId": ratings.users.ids[sel[0] + entry_rows(sub)],
-                              "movieId": ratings.items.ids[m.indices[a:b]],
-                              "rating": m.data[a:b].astype(np.float32)})
+            sel = np.sort(rows[lo:lo + partition_users])
+            sub = m[sel]
+            table = pa.table({"userId": ratings.users.ids[sel[entry_rows(sub)]],
+                              "movieId": ratings.items.ids[sub.indices],
+                              "rating": sub.data.astype(np.float32)})
             if writer is None:
-                schema = table.schema
-                writer = pq.ParquetWriter(path, schema)
+                writer = pq.ParquetWriter(path, table.schema)
             writer.write_table(table, row_group_size=len(table))
-            parts.append({"row_group": g, "users": int(sel.size), "ratings": int(b - a)})
+            parts.append({"row_group": g, "users": int(sel.size), "ratings": int(sub.nnz),
+                          "longest": int(lengths[sel].max())})
     finally:
         if writer is not None:
             writer.close()
@@ -235,6 +238,13 @@ def _peak_rss_mb() -> float | None:
     except OSError:
         pass
     return None
+
+
+def warm(model_path, threads: int = 1, batch_size: int = 256) -> int:
+    """Load ``model_path`` into this process's cache (:func:`recommender`); the pid. Run on
+    every worker while the client stages the input, so no task waits for the session."""
+    recommender(model_path, threads, batch_size)
+    return os.getpid()
 
 
 def run_partition(spec: dict) -> dict:
@@ -278,6 +288,11 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
                        markers=(MARKER,), inputs=inputs)
     users = ratings if isinstance(ratings, Ratings) else read_users(ratings)
     run = uuid.uuid4().hex[:12]
+    with contextlib.suppress(Exception):     # an optimisation only: tasks load it anyway
+        for w in client.scheduler_info()["workers"]:
+            distributed.fire_and_forget(client.submit(
+                warm, str(model), int(threads), int(batch_size), workers=[w],
+                allow_other_workers=False, pure=False, key=f"npcf-warm-{run}-{w}"))
     with staged_dir(out) as stage:
         staged = stage / ".input.tmp" / "ratings.parquet"
         parts = stage_input(users, staged, partition_users)
@@ -286,8 +301,12 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
                       threads=int(threads), batch_size=int(batch_size))
                  for i, p in enumerate(parts)]
         t_submit = time.perf_counter()
-        futures = [client.submit(run_partition, s, key=f"npcf-batch-{run}-{s['part']:05d}",
-                                 retries=retries, pure=False) for s in specs]
+        # the costliest partitions (users x longest history) first: no long one is left
+        # to run alone at the end while the other workers idle
+        cost = [p["users"] * p["longest"] for p in parts]
+        futures = [client.submit(run_partition, specs[i], key=f"npcf-batch-{run}-{i:05d}",
+                                 retries=retries, pure=False, priority=len(specs) - rank)
+                   for rank, i in enumerate(np.argsort(cost, kind="stable")[::-1])]
         results = []
         try:
             with open_progress(progress, len(futures), "scoring partitions") as bar:
