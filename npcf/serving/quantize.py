@@ -3,7 +3,8 @@
 
 - **Weights**: every weight matrix (a 2-D float32 initializer read only by ``Gather``
   rows or a ``Gemm`` B) becomes one int8 initializer ``<name>_int8`` with symmetric
-  scales (``|q| <= 127``, zero point 0) in float32 ``<name>_scale``: one per output
+  7-bit scales (``|q| <= 63``, :data:`WEIGHT_QMAX`; zero point 0) in float32
+  ``<name>_scale``: one per output
   channel (a row of ``W0``/``V_k``: one per movie; a column of an encoder ``W_k``), or
   one for the whole matrix when its readers disagree (a tied middle ``W_k``, read as
   ``W_k`` by the encoder and as ``W_kᵀ`` by the decoder). A tied ``W0`` is stored once:
@@ -33,9 +34,14 @@ fp32), dense = sparse for every user, 26% of the fp32 file; at 45,115 movies (1 
 batch-1 2.9x and batch-256 1.4x faster than fp32 (``benchmarks/RESULTS.md``, "int8
 schemes").
 
-Caveat: onnxruntime's uint8 x int8 kernel on x86 CPUs with AVX2 but without VNNI may
-saturate int16 pair sums (its documentation's ``reduce_range`` note); the figures above
-are from a CPU with AVX-512 VNNI.
+Why 7-bit weights: onnxruntime's uint8 x int8 kernel on x86 CPUs with AVX2 but without
+VNNI sums pairs of products in int16 with saturation (``vpmaddubsw``: 2 x 255 x 127 >
+32,767). With 8-bit weights a random 1000-500-100 model's scores moved by up to 0.73 on
+such a CPU (AMD EPYC, AVX2) and by 2e-3 on one with AVX-512 VNNI; with ``|q| <= 63`` (the
+``reduce_range`` of onnxruntime's own quantizer) no pair can saturate, every CPU computes
+the same integers, and the cost is one bit of weight precision (max score change 1.8e-3
+at 45,115 movies on the AVX2 CPU). int8 activations (``MatMulInteger`` int8 x int8) avoid
+it too but ran 12x slower than this at batch 1 on that CPU.
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 #: rows whose largest |activation| is below this quantize as all-zero (no 0/0)
 _TINY = np.float32(1e-30)
+#: largest |int8 weight|: 7 bits, so uint8 x int8 pair sums fit int16 (module docstring)
+WEIGHT_QMAX = 63
 
 
 def _consumers(graph, name: str) -> list:
@@ -90,17 +98,20 @@ def _axis(kinds) -> int | None:
     return axes.pop() if len(axes) == 1 else None
 
 
-def symmetric_int8(w: np.ndarray, axis: int | None):
-    """``(q int8 like w, scale float32)``: ``w ~= q * scale``, ``|q| <= 127``, one scale
-    per index of ``axis`` (shape ``(w.shape[axis],)``) or one scalar when ``axis`` is None."""
+def symmetric_int8(w: np.ndarray, axis: int | None, qmax: int = WEIGHT_QMAX):
+    """``(q int8 like w, scale float32)``: ``w ~= q * scale``, ``|q| <= qmax`` (<= 127), one
+    scale per index of ``axis`` (shape ``(w.shape[axis],)``) or one scalar when ``axis``
+    is None."""
     w = np.asarray(w, np.float32)
     if axis is None:
         m = np.max(np.abs(w)) if w.size else np.float32(0)
     else:
         m = np.max(np.abs(w), axis=1 - axis) if w.size else np.zeros(w.shape[axis], np.float32)
-    scale = np.where(m > 0, m / np.float32(127), np.float32(1)).astype(np.float32)
+    if not 1 <= qmax <= 127:
+        raise ValueError(f"qmax must be in 1..127, got {qmax}")
+    scale = np.where(m > 0, m / np.float32(qmax), np.float32(1)).astype(np.float32)
     b = scale if axis is None else np.expand_dims(scale, 1 - axis)
-    q = np.clip(np.rint(w / b), -127, 127).astype(np.int8)
+    q = np.clip(np.rint(w / b), -qmax, qmax).astype(np.int8)
     return q, scale
 
 
