@@ -360,7 +360,8 @@ def markdown(res: dict) -> str:
                   "requests/s."]
     a = res["args"]
     lines += ["", f"Server: `python cli.py serve --threads {a['threads']} --max_batch "
-              f"{a['max_batch']} --max_wait_ms {a['max_wait_ms']:g} --pipelines {a.get('pipelines', 1)}` (uvicorn {res['uvicorn']}, "
+              f"{a['max_batch']} --max_wait_ms {a['max_wait_ms']:g} --pipelines "
+              f"{a.get('pipelines', 1)}` (uvicorn {res['uvicorn']}, "
               f"starlette {res['starlette']}, one worker) as a "
               f"subprocess on 127.0.0.1; clients: C asyncio "
               + ("keep-alive HTTP/1.1 clients on raw streams (`RawClient`, what wrk does)"

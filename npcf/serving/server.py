@@ -293,7 +293,8 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
             "loss": recommender.loss, "rating_scale": recommender.rating_scale,
             "titles": bool(titles), "users": None if dataset is None else len(dataset.users),
             "batching": {"max_batch": batcher.max_batch, "max_wait_ms": batcher.max_wait * 1e3,
-                         "pipelines": batcher.pipelines, "batches": batcher.batches, "queries": batcher.items},
+                         "pipelines": batcher.pipelines, "batches": batcher.batches,
+                         "queries": batcher.items},
             "max_body": max_body, **(info or {}), "metadata": meta})
 
     async def on_request_error(request, err: RequestError):
