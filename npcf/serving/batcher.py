@@ -75,9 +75,9 @@ class MicroBatcher:
 
     ``max_batch``: items per call; ``max_wait_ms``: how long a batch stays open for the
     items it expects once its first item is taken (see :meth:`_collect`); ``max_queue``:
-    waiting items beyond which :meth:`submit` raises :class:`Busy`; ``pipelines``: batches in flight at once, each
-    on its own worker thread (``fn`` must then be safe to call from several threads, as
-    an onnxruntime session's ``run`` is). Use :meth:`start` and :meth:`close` inside the
+    waiting items beyond which :meth:`submit` raises :class:`Busy`; ``pipelines``: batches
+    in flight at once, each on its own worker thread (``fn`` must then be safe to call
+    from several threads, as an onnxruntime session's ``run`` is). Use :meth:`start` and :meth:`close` inside the
     running loop.
     """
 
