@@ -77,11 +77,11 @@ class MicroBatcher:
     items it expects once its first item is taken (see :meth:`_collect`); ``max_queue``:
     waiting items beyond which :meth:`submit` raises :class:`Busy`; ``pipelines``: batches
     in flight at once, each on its own worker thread (``fn`` must then be safe to call
-    from several threads, as an onnxruntime session's ``run`` is). Use :meth:`start` and :meth:`close` inside the
-    running loop.
+    from several threads, as an onnxruntime session's ``run`` is). Use :meth:`start` and
+    :meth:`close` inside the running loop.
     """
 
-    def __init__(self, fn, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096,
+    def __init__(self, fn, max_batch: int = 64, max_wait_ms: float = 5.0, max_queue: int = 4096,
                  pipelines: int = 1):
         if max_batch < 1 or max_wait_ms < 0 or max_queue < 1 or pipelines < 1:
             raise ValueError("max_batch, max_queue and pipelines must be >= 1, max_wait_ms >= 0")
