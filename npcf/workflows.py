@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from npcf import rundir
 from npcf.autoencoder import AutoEncoder, checkpoint
+from npcf.autoencoder.estimator import BLEND
 from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
 from npcf.autoencoder.trainer import TrainingInterrupted
 from npcf.data.dataset import (
@@ -70,8 +71,9 @@ def prepare(out, data_options: dict | None = None, *, progress=None) -> Dataset:
 # ------------------------------------------------------------------------ train
 def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None, *,
           tune: bool = True, fixed=None, tune_budget: float | None = TUNE_BUDGET,
-          resume: bool = False, overwrite: bool = False, threads: int | None = None,
-          progress=None, verbose_epochs: int = 0, echo=print) -> dict:
+          blend: int = BLEND, resume: bool = False, overwrite: bool = False,
+          threads: int | None = None, progress=None, verbose_epochs: int = 0,
+          echo=print) -> dict:
     """Fit an :class:`AutoEncoder` on the data ``data_options`` describe, into the run
     directory ``out`` (:mod:`npcf.rundir`).
 
@@ -84,8 +86,9 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     A validation part is carved from training when the split has none. ``tune``: choose
     the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
     values, those named in ``fixed`` — default: every key of ``params`` — are kept;
-    ``tune_budget`` seconds at most; trials in ``tuning.csv``); else fit ``params`` as
-    they are. Returns (and writes as ``metrics.json``) the test figures, the best
+    ``tune_budget`` seconds at most; trials in ``tuning.csv``; up to ``blend`` of the
+    searched item-based configurations blended when that pays on held-out validation
+    halves); else fit ``params`` as they are. Returns (and writes as ``metrics.json``) the test figures, the best
     validation row, paths, split, hyperparameters and the search's summary.
     """
     if tune and resume:
@@ -118,13 +121,14 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
             save_prepared(ds, data_dir)
         result = _fit(model, ds, stage, out, tune=tune,
                       fixed=set(params) if fixed is None else set(fixed), tune_budget=tune_budget,
+                      blend=blend,
                       resume=resume, threads=threads, progress=progress,
                       verbose_epochs=verbose_epochs, echo=echo)
         write_json(stage / rundir.METRICS_JSON, result)
     return result
 
 
-def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, resume, threads,
+def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, resume, threads,
          progress, verbose_epochs, echo) -> dict:
     s = ds.split
     callbacks = [Checkpoint(stage, resume=resume, shown=out)]
@@ -137,7 +141,7 @@ def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, resume,
         if tune:
             model = model.tune(s.train, s.validation, s.validation_input, fixed=fixed,
                                budget=tune_budget, progress=progress, callbacks=callbacks[:1],
-                               **fit_kw)
+                               blend=blend, **fit_kw)
             cols = list(dict.fromkeys(k for row in model.tuning for k in row))
             rundir.write_rows(stage / rundir.TUNING_CSV, model.tuning, cols)
         else:
@@ -150,7 +154,7 @@ def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, resume,
             "model_path": str(out / rundir.MODEL_NPZ), "data": str(out / rundir.DATA_DIR),
             "source": str(ds.stats.get("source", "")), "split": s.params,
             "hyperparameters": model.get_params(), "tuning": model.info.get("tuning"),
-            "tuning_trials": model.tuning if tune else []}
+            "blend": model.info.get("blend"), "tuning_trials": model.tuning if tune else []}
 
 
 def _resume_dirs(out: Path) -> list[Path]:

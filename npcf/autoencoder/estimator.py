@@ -8,8 +8,9 @@ import scipy.sparse as sp
 
 from npcf import rundir
 from npcf._version import __version__
-from npcf.autoencoder import checkpoint, hyperparameters
+from npcf.autoencoder import blend, checkpoint, hyperparameters
 from npcf.autoencoder.ensemble import merge
+from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.vocab import Vocabulary
@@ -27,6 +28,8 @@ from npcf.utils.sparse import binarize, l2_normalize_rows
 USER_BASED_DEFAULTS = dict(layers=(256,), activation="tanh")
 ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
 OUTPUT_MODES = ("auto", "sampled", "union")
+#: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
+BLEND = 8
 
 
 class AutoEncoder(Recommends):
@@ -50,7 +53,9 @@ class AutoEncoder(Recommends):
 
     Fitted attributes: ``network``, ``scale``, ``users``/``items`` (:class:`Vocabulary`
     or None), ``item_counts``, ``baseline`` (the bias residual or None), ``history``,
-    ``info``.
+    ``info``; after :meth:`tune` with ``blend``, possibly ``blend_members`` and
+    ``blend_weights`` (predictions are then the weighted mean of this model's and the
+    members', :mod:`npcf.autoencoder.blend`).
     """
 
     network: Network | None = None
@@ -62,6 +67,8 @@ class AutoEncoder(Recommends):
     history: list = []     # (class defaults: fit assigns new objects, never mutates these)
     info: dict = {}
     tuning: list = []      # the trials of :meth:`tune`
+    blend_members: list = []   # other fitted AutoEncoders this one's predictions blend with
+    blend_weights: np.ndarray | None = None   # (1 + len(blend_members),): self first
 
     def __init__(self, layers=None, tied=True, activation=None, output_activation="identity",
                  dropout=0.0, loss="mse", denoise=True, noise="masking", noise_level=0.2,
@@ -198,22 +205,31 @@ class AutoEncoder(Recommends):
         return self
 
     def tune(self, X, validation, validation_input=None, *, fixed=(), budget=None, scale=None,
-             users=None, items=None, callbacks=None, progress=None, space=None):
+             users=None, items=None, callbacks=None, progress=None, space=None,
+             blend: int = BLEND):
         """Choose hyperparameters on ``validation`` (successive halving, see
         :mod:`npcf.autoencoder.selection`) and return the fitted best model (a new
         estimator; ``self`` gives the starting values and everything in ``fixed``).
 
         ``budget``: seconds for the search. The search is recorded in the returned
         model's ``info["tuning"]`` and its trials in ``tuning`` (list of dicts). With
-        ``ensemble > 1`` the chosen configuration is refitted as an ensemble. The
-        ``callbacks`` see the final model only (``on_fit_end``).
+        ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
+        up to that many of the search's best item-based MSE configurations are blended
+        (:mod:`npcf.autoencoder.blend`) when weights fitted on half the validation ratings
+        beat the chosen model on the other half (``info["blend"]`` says what was decided);
+        1 or 0: never. User-based models are never blended, so they still fold in and
+        export. The ``callbacks`` see the final model only (``on_fit_end``).
         """
         if validation is None:
             raise NpcfError("tuning needs a validation part")
         self._check_params()
         fit_kw = dict(scale=scale, users=users, items=items)
+        pool: list = []
         model, trials = select(self, X, validation, validation_input, fixed=fixed,
-                               space=space, budget=budget, fit_kw=fit_kw, progress=progress)
+                               space=space, budget=budget, fit_kw=fit_kw, progress=progress,
+                               candidates=pool)
+        if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
+            model._blend_with(pool, X, validation, int(blend))
         if self.ensemble > 1:
             tuning = model.info["tuning"]
             model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,
@@ -224,6 +240,34 @@ class AutoEncoder(Recommends):
             cb.on_fit_end(model)
         model.tuning = trials
         return model
+
+    def _blend_with(self, pool: list, X, validation, size: int) -> None:
+        """Blend this model (the search's choice) with the best of ``pool`` (``(score,
+        config, model)`` from :func:`select`) of the same orientation and loss when it
+        pays on held-out halves of ``validation``; records the decision in ``info``."""
+        members = [m for _, _, m in pool if m is not self and m.item_based == self.item_based
+                   and m.loss == self.loss][:size - 1]
+        if not members:
+            return
+        V = sp.coo_matrix(validation)
+        y = V.data.astype(np.float64)
+        P = np.stack([m.predict_at(X, V.row, V.col) for m in [self, *members]], axis=1)
+        gain = blend.holdout_gain(P, y, seed=self.seed)
+        w = blend.greedy_weights(P, y)
+        used = gain > 0 and w[0] < 1
+        keep = np.flatnonzero(w[1:] > 0) if used else np.zeros(0, np.int64)
+        if used:
+            self.blend_members = [members[k] for k in keep]
+            self.blend_weights = np.r_[w[0], w[1:][keep]]
+            pred = np.clip(P[:, np.r_[0, keep + 1]] @ self.blend_weights, *self.scale)
+            self.info["validation"] = {"val_rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+                                       "val_mae": float(np.mean(np.abs(pred - y)))}
+        self.info["blend"] = {
+            "candidates": 1 + len(members), "holdout_gain": round(gain, 6), "used": bool(used),
+            "weights": [] if not used else [round(float(v), 4) for v in self.blend_weights],
+            "members": [] if not used else [
+                {k: m.get_params()[k] for k in SEARCHED if k in m.get_params()}
+                for m in self.blend_members]}
 
     def _set_data(self, X: sp.csr_matrix, scale, users, items) -> None:
         self.scale = None if scale is None else (float(scale[0]), float(scale[1]))
@@ -331,8 +375,17 @@ class AutoEncoder(Recommends):
 
         User-based: any rows (fold-in: new users need no retraining). Item-based:
         ``X`` must be the full users x items matrix the model was fitted on (each
-        item's column is its input), and scores are returned for all its rows.
+        item's column is its input), and scores are returned for all its rows. A blend
+        (:meth:`tune`) returns the weighted mean of its members' predictions.
         """
+        if self.blend_weights is None:
+            return self._predict_one(X, batch_size)
+        out = self.blend_weights[0] * self._predict_one(X, batch_size)
+        for w, m in zip(self.blend_weights[1:], self.blend_members):
+            out += w * m.predict(X, batch_size)
+        return self._finish(out.astype(np.float32, copy=False))
+
+    def _predict_one(self, X, batch_size: int = 1024) -> np.ndarray:
         X = self._check(X)
         net = self.network
         if self.item_based:
@@ -353,6 +406,14 @@ class AutoEncoder(Recommends):
 
         Computes only the requested outputs (no dense (B, n_items) array).
         """
+        if self.blend_weights is None:
+            return self._predict_one_at(X, rows, cols, batch_size)
+        out = self.blend_weights[0] * self._predict_one_at(X, rows, cols, batch_size)
+        for w, m in zip(self.blend_weights[1:], self.blend_members):
+            out += w * m.predict_at(X, rows, cols, batch_size)
+        return self._finish(out.astype(np.float32, copy=False))
+
+    def _predict_one_at(self, X, rows, cols, batch_size: int = 1024) -> np.ndarray:
         X = self._check(X)
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         if self.item_based:
@@ -385,19 +446,31 @@ class AutoEncoder(Recommends):
 
     # -------------------------------------------------------------- persistence
     def save(self, path) -> None:
-        """Write ``model.npz`` + ``model.json`` into directory ``path`` (atomically)."""
-        net = self.network
-        if net is None:
+        """Write ``model.npz`` + ``model.json`` into directory ``path`` (atomically). A
+        blend's members go in the same two files (arrays under ``blend{k}/``)."""
+        if self.network is None:
             raise CheckpointError("cannot save a model that is not fitted")
-        arrays = {f"param/{k}": v for k, v in net.params.items()}
+        arrays, meta = self._checkpoint_parts()
         for name in ("users", "items"):
             vocab = getattr(self, name)
             if vocab is not None:
                 arrays[f"{name}/ids"] = vocab.ids
         arrays["items/counts"] = self.item_counts
+        if self.blend_weights is not None:
+            meta["blend"] = {"weights": [float(w) for w in self.blend_weights], "members": []}
+            for k, m in enumerate(self.blend_members):
+                a, mm = m._checkpoint_parts()
+                arrays.update({f"blend{k}/{name}": v for name, v in a.items()})
+                meta["blend"]["members"].append(mm)
+        checkpoint.write_model(path, arrays, meta)
+
+    def _checkpoint_parts(self) -> tuple[dict, dict]:
+        """``(arrays, meta)`` of this model's own network, baseline and settings."""
+        net = self.network
+        arrays = {f"param/{k}": v for k, v in net.params.items()}
         if self.baseline is not None:
             arrays["baseline/col_bias"] = self.baseline.col_bias
-        checkpoint.write_model(path, arrays, {
+        return arrays, {
             "npcf_version": __version__,
             "architecture": {"n_inputs": net.n_inputs, "layers": list(net.layers),
                              "tied": net.tied, "activation": net.activation,
@@ -411,7 +484,7 @@ class AutoEncoder(Recommends):
             "baseline": None if self.baseline is None else {
                 "mu": self.baseline.mu, "reg_row": self.baseline.reg_row,
                 "reg_col": self.baseline.reg_col},
-        })
+        }
 
     @classmethod
     def load(cls, path) -> "AutoEncoder":
@@ -458,6 +531,17 @@ class AutoEncoder(Recommends):
             model.baseline = UserItemBias(b["reg_row"], b["reg_col"])
             model.baseline.mu = float(b["mu"])
             model.baseline.col_bias = arrays["baseline/col_bias"]
+        if meta.get("blend") is not None:
+            weights = np.asarray(meta["blend"]["weights"], np.float64)
+            shared = {k: v for k, v in arrays.items() if k.split("/")[0] in ("users", "items")}
+            model.blend_members = []
+            for k, mm in enumerate(meta["blend"]["members"]):
+                prefix = f"blend{k}/"
+                own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
+                model.blend_members.append(cls._from_checkpoint(mm, dict(own, **shared), npz))
+            if weights.shape != (1 + len(model.blend_members),) or not np.all(weights >= 0):
+                raise ValueError("blend weights do not match its members")
+            model.blend_weights = weights
         return model
 
 

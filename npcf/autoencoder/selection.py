@@ -72,13 +72,16 @@ def n_configs_for(n_ratings: int) -> int:
 
 def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
            n_configs: int | None = None, first_epochs: int = FIRST_EPOCHS, eta: int = ETA,
-           budget: float | None = None, fit_kw: dict | None = None, progress=None):
+           budget: float | None = None, fit_kw: dict | None = None, progress=None,
+           candidates: list | None = None):
     """Search hyperparameters of the :class:`~npcf.AutoEncoder` ``base`` on ``validation``.
 
     ``fixed``: names never searched (given by the user). ``space``: overrides
     :data:`SPACE`. ``n_configs``: default :func:`n_configs_for` the training ratings.
     ``fit_kw``: keywords for every ``fit`` (scale, users, items). ``progress``: a progress
-    factory (:mod:`npcf.utils.progress`), one step per trial.
+    factory (:mod:`npcf.utils.progress`), one step per trial. ``candidates``: a list that
+    receives ``(score, config, model)`` of every configuration that reached one of the
+    last two rungs run (its longest-trained model), best first (for :mod:`blend`).
     Returns ``(model, trials)``: the fitted best model (``info["tuning"]`` records the
     search) and one dict per trial (``rung``, ``epochs``, the searched values,
     ``score``, ``best_epoch``, ``seconds``) in the order they ran.
@@ -116,6 +119,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     alive = list(range(len(configs)))
     trials, best = [], None                         # best: (rung, score, model, config)
     stopped: dict = {}                             # config -> model that stopped early
+    latest: dict = {}                              # config -> (rung, score, model)
     start = time.perf_counter()
     total = sum(max(1, -(-len(configs) // eta ** r)) for r in range(len(rungs)))
     with open_progress(progress, total, "tuning") as bar:
@@ -143,6 +147,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                                    epochs_run=model.info.get("epochs_run"),
                                    seconds=round(time.perf_counter() - t0, 3)))
                 scored.append((score, i, model))
+                latest[i] = (rung, score, model)
                 if best is None or best[0] < rung or (best[0] == rung and _better(
                         score, best[1], higher)):
                     best = (rung, score, model, cfg)
@@ -152,6 +157,11 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
             scored.sort(key=lambda s: (-s[0] if higher else s[0], s[1]))
             alive = [i for _, i, _ in scored[:max(1, -(-len(scored) // eta))]]
     _, score, model, cfg = best
+    if candidates is not None:
+        top = max(r for r, _, _ in latest.values())
+        kept = sorted(((sc, i, m) for i, (r, sc, m) in latest.items() if r >= top - 1),
+                      key=lambda t: (-t[0] if higher else t[0], t[1]))
+        candidates.extend((sc, _plain(configs[i]), m) for sc, i, m in kept)
     model.info = dict(model.info, tuning={
         "chosen": _plain(cfg), "score": score, "metric": "val_ndcg" if higher else "val_rmse",
         "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),

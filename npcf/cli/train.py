@@ -101,6 +101,11 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
                    "given options.")
 @click.option("--tune_budget", type=Finite(min=0, min_open=True), default=None,
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
+@click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
+              help="Blend up to this many of the searched item-based configurations when "
+                   "weights fitted on half the validation ratings beat the chosen model on the "
+                   "other half (1: never; user-based models are never blended).  "
+                   f"[default: {workflows.BLEND}]")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted --tune off run in --out (same options; its "
                    "data/ unless --data is given).")
@@ -109,7 +114,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.pass_context
 def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, out, resume,
-          overwrite, verbose_epochs, quiet, tune, tune_budget, **given):
+          overwrite, verbose_epochs, quiet, tune, tune_budget, blend, **given):
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json
     (and tuning.csv: by default the hyperparameters not given are chosen on validation)."""
     params = {k: v for k, v in given.items() if v is not None}
@@ -122,8 +127,12 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
         raise click.UsageError(f"--optimizer lbfgs takes the whole training set per step and no "
                                f"step size: {', '.join('--' + u for u in unused)} would be "
                                "ignored; leave them out")
+    if tune == "off" and blend is not None:
+        raise click.UsageError("--blend mixes the configurations a search tried; with --tune off "
+                               "there is no search: leave it out")
     result = workflows.train(params, out, dict(data_options, seed=seed), tune=tune == "auto",
                              fixed=fixed, tune_budget=tune_budget or workflows.TUNE_BUDGET,
+                             blend=workflows.BLEND if blend is None else blend,
                              resume=resume, overwrite=overwrite, threads=_threads(threads),
                              progress=progress_or_none(quiet),
                              verbose_epochs=0 if quiet else verbose_epochs, echo=click.echo)
@@ -131,6 +140,14 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
         click.echo("")
     if result["tuning"] and not quiet:
         click.echo(tuning_table(result["tuning"], result["tuning_trials"]))
+        click.echo("")
+    b = result.get("blend")
+    if b and not quiet:
+        click.echo(f"blend of {len(b['weights'])} configurations, weights "
+                   f"{', '.join(f'{w:g}' for w in b['weights'])} (held-out validation gain "
+                   f"{b['holdout_gain']:+.4f})" if b["used"] else
+                   f"no blend: weights fitted on half the validation ratings lost on the other "
+                   f"half ({b['holdout_gain']:+.4f})")
         click.echo("")
     click.echo(table([(k, v) for k, v in result["test"].items()], ("test", "value"), "lr"))
     click.echo(f"\ncheckpoint: {result['model_path']}")

@@ -126,6 +126,9 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     if model.item_based:
         raise NpcfError("item-based models score items from all users' ratings and cannot "
                         "fold in a single user; export a user-based model (train --user_based)")
+    if getattr(model, "blend_weights", None) is not None:
+        raise NpcfError("a blend of several searched configurations is not one network; "
+                        "export a single model (train --blend 1)")
     if opset not in OPSET_TO_IR:
         raise NpcfError(f"opset {opset} not supported; choose one of {sorted(OPSET_TO_IR)}")
     if raw_ids:
