@@ -16,8 +16,8 @@ import scipy.sparse as sp
 
 from npcf import rundir
 from npcf.autoencoder import AutoEncoder, checkpoint
-from npcf.autoencoder.estimator import BLEND
 from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
+from npcf.autoencoder.estimator import BLEND
 from npcf.autoencoder.trainer import TrainingInterrupted
 from npcf.data.dataset import (
     PREPARED_FILES,
@@ -88,8 +88,9 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     values, those named in ``fixed`` — default: every key of ``params`` — are kept;
     ``tune_budget`` seconds at most; trials in ``tuning.csv``; up to ``blend`` of the
     searched item-based configurations blended when that pays on held-out validation
-    halves); else fit ``params`` as they are. Returns (and writes as ``metrics.json``) the test figures, the best
-    validation row, paths, split, hyperparameters and the search's summary.
+    halves); else fit ``params`` as they are. Returns (and writes as ``metrics.json``)
+    the test figures, the best validation row, paths, split, hyperparameters and the
+    search's summary.
     """
     if tune and resume:
         raise ParamError("resume", "continues a run trained with --tune off (a search is not "
