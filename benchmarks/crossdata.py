@@ -72,7 +72,8 @@ def npcf_row(name: str, tune: bool, quick: bool) -> dict:
                item_based=hp["item_based"], layers=hp["layers"], activation=hp["activation"])
     if tune and res["tuning"]:
         row.update(chosen=res["tuning"]["chosen"], trials=res["tuning"]["trials"],
-                   search_seconds=res["tuning"]["seconds"], budget=budget)
+                   search_seconds=res["tuning"]["seconds"], budget=budget,
+                   blend=res.get("blend"))
     return row
 
 
@@ -167,10 +168,21 @@ def choices_table(res: dict) -> str:
         out.append((name, chosen, tuned.get("trials", ""),
                     f"{tuned['search_seconds']:.0f}" if "search_seconds" in tuned else "",
                     f"{tuned['val_rmse']:.4f}" if tuned.get("val_rmse") else "",
+                    _blend_cell(tuned.get("blend")),
                     f"{iar['lambda']:g}" if "lambda" in iar else "",
                     f"{iar['best_epoch']}" if "best_epoch" in iar else ""))
     return md_table(("data set", "npcf model selection chose", "trials", "search s", "val RMSE",
-                     "I-AutoRec lambda", "best epoch"), out, "llrrrrr")
+                     "blend", "I-AutoRec lambda", "best epoch"), out, "llrrrlrr")
+
+
+def _blend_cell(info: dict | None) -> str:
+    """The blend decision of ``train`` (``metrics.json`` "blend"): members and held-out gain."""
+    if not info:
+        return "not tried"
+    gain = f"held-out gain {info['holdout_gain']:+.4f}"
+    if info["used"]:
+        return f"kept: {len(info['weights'])} of {info['candidates']} models, {gain}"
+    return f"not kept ({info['candidates']} candidates, {gain})"
 
 
 def main(argv=None) -> dict:
