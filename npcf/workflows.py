@@ -34,6 +34,7 @@ from npcf.errors import NpcfError, ParamError
 from npcf.evaluation import baselines
 from npcf.evaluation.metrics import resolve_threshold
 from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
+from npcf.evaluation.ranking import rank
 from npcf.serving import triton as triton_repo
 from npcf.serving.export import OPSET, export, raw_item_ids
 from npcf.serving.runtime import Recommender
@@ -104,8 +105,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
         if opts.get("data") is None and opts.get("train_file") is None:
             opts["data"] = str(out / rundir.DATA_DIR)
     else:
-        rundir.check_target(out, rundir.RUN_ENTRIES, "run directory", inputs=_inputs(opts),
-                            markers=rundir.RUN_MARKERS)
+        rundir.check_target(out, rundir.RUN_ENTRIES + _npcf_exports(out), "run directory",
+                            inputs=_inputs(opts), markers=rundir.RUN_MARKERS)
         if _interrupted(out) and not overwrite:
             raise NpcfError(f"--out {out}: holds an interrupted run; continue it with --resume "
                             "(and the same options) or replace it with --overwrite")
@@ -156,6 +157,15 @@ def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, 
             "source": str(ds.stats.get("source", "")), "split": s.params,
             "hyperparameters": model.get_params(), "tuning": model.info.get("tuning"),
             "blend": model.info.get("blend"), "tuning_trials": model.tuning if tune else []}
+
+
+def _npcf_exports(out: Path) -> tuple[str, ...]:
+    """Name patterns of the npcf ONNX exports in ``out`` under another name than
+    ``model*.onnx`` (``eval --generate --out DIR/raw.onnx``) and their id sidecars:
+    stale once the run is replaced, so a run directory may hold them."""
+    found = sorted(p.name for p in out.glob("*.onnx") if p.is_file() and _is_npcf_onnx(p)) \
+        if out.is_dir() else []
+    return tuple(found) + tuple(f"{name}.*" for name in found)
 
 
 def _resume_dirs(out: Path) -> list[Path]:
@@ -259,7 +269,8 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         staged = Path(tmp) / out.name
         export(ae, staged, sparse_input=sparse_input, top_k=top_k or None, raw_ids=raw_ids,
                popularity_penalty=popularity_penalty, precision=precision,
-               extra_metadata={"checkpoint_sha256": checkpoint.file_digest(folder),
+               extra_metadata={"checkpoint_sha256": checkpoint.file_digest(model_path),
+                               "checkpoint_file": checkpoint.checkpoint_files(model_path)[0].name,
                                "data_fingerprint": ae.info.get("fingerprint", "")})
         x = _parity_rows(ae, folder, batch_size)
         got = Recommender.load(staged).scores(x, batch_size=batch_size)
@@ -314,13 +325,12 @@ def check_fresh(model, path) -> None:
     if not isinstance(model, Recommender):
         return
     recorded = model.meta.get("checkpoint_sha256")
-    folder = rundir.folder_of(path)
-    if not recorded or not (folder / rundir.MODEL_NPZ).is_file():
+    source = rundir.folder_of(path) / model.meta.get("checkpoint_file", rundir.MODEL_NPZ)
+    if not recorded or not source.is_file():
         return
-    if checkpoint.file_digest(folder) != recorded:
-        raise NpcfError(f"{path}: exported from an older checkpoint than "
-                        f"{folder / rundir.MODEL_NPZ}; re-export with `python cli.py eval "
-                        f"--generate --model {folder / rundir.MODEL_NPZ}`")
+    if checkpoint.file_digest(source) != recorded:
+        raise NpcfError(f"{path}: exported from an older checkpoint than {source}; "
+                        f"re-export with `python cli.py eval --generate --model {source}`")
 
 
 def _check_data(model, path, ds: Dataset) -> None:
@@ -487,10 +497,29 @@ def _baseline_data(data, progress) -> Dataset:
 
 
 # -------------------------------------------------------------------- recommend
+def _known_user_top(m: AutoEncoder, path, ds: Dataset, user, seen: sp.csr_matrix, k: int,
+                    include_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(movie ids, scores)`` of known ``user``'s top ``k`` from an item-based
+    checkpoint: each movie's reconstruction at that user, the input being the training
+    matrix the model was fitted on (``ds``'s, checked by fingerprint)."""
+    train = ds.split.train
+    if rundir.fingerprint(train) != m.info.get("fingerprint"):
+        raise NpcfError(f"{ds.path}: not the training data {path} was fitted on; an "
+                        "item-based model needs it: pass --data with its run's data/ directory")
+    n = train.shape[1]
+    u = int(ds.users.index([user])[0])
+    scores = m.predict_at(train, np.full(n, u), np.arange(n))[None, :]
+    idx, top = rank(scores, k, seen=None if include_seen else seen,
+                    penalty=m.popularity_penalty, item_counts=m.item_counts)
+    ids = idx if m.items is None else m.items.ids[np.maximum(idx, 0)]
+    return ids, np.where(idx < 0, -np.inf, top)
+
+
 def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, data=None,
               include_seen: bool = False) -> list[dict]:
     """Top-``k`` movies for a known ``user`` (their ratings in ``data``, default the data
-    train recorded) or a new user's ``ratings`` (``[(movie id, rating), ...]``: fold-in).
+    train recorded) or a new user's ``ratings`` (``[(movie id, rating), ...]``: fold-in,
+    user-based models only; an item-based checkpoint scores its own training users).
 
     ``model``: an ``.onnx`` file, a checkpoint, or by default the run directory's
     ``model.onnx``, falling back to ``model.npz`` before anything was exported.
@@ -501,9 +530,11 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
     path = find_model(model)
     m = open_model(path)
     check_fresh(m, path)
-    if getattr(m, "item_based", False):
-        raise NpcfError(f"{path}: an item-based model cannot fold in one user; use "
-                        "`eval --evaluate`, or a user-based model (train --user_based)")
+    item_based = getattr(m, "item_based", False)
+    if item_based and ratings is not None:
+        raise NpcfError(f"{path}: an item-based model scores only the users it was trained "
+                        "on; pass --user ID, or train a user-based model (--user_based) to "
+                        "fold in new ratings")
     data_dir = Path(data) if data else rundir.recorded_data(rundir.folder_of(path))
     if movies is None and data_dir is not None and (data_dir / "movies.csv").is_file():
         movies = data_dir / "movies.csv"
@@ -516,7 +547,10 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
         rows = ds.user_row(user)
     else:
         rows = list(ratings)
-    ids, scores = m.recommend(rows, k=k, filter_seen=not include_seen)
+    if item_based:
+        ids, scores = _known_user_top(m, path, ds, user, rows, k, include_seen)
+    else:
+        ids, scores = m.recommend(rows, k=k, filter_seen=not include_seen)
     ids, scores = np.atleast_2d(ids)[0], np.atleast_2d(scores)[0]
     keep = np.isfinite(scores)                     # padding: fewer unseen movies than k
     titles = read_titles(movies) if movies else {}

@@ -33,11 +33,24 @@ def write_model(folder, arrays: dict, meta: dict) -> Path:
     return folder
 
 
+def checkpoint_files(path) -> tuple[Path, Path]:
+    """``(npz, json)`` of the checkpoint ``path`` names: a run directory's ``model.npz`` and
+    ``model.json``, or the named ``X.npz`` (or ``X.json``) and its same-stem sibling.
+    :class:`CheckpointError` naming ``path`` for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        return path / rundir.MODEL_NPZ, path / rundir.MODEL_JSON
+    if path.suffix in (".npz", ".json"):
+        return path.with_suffix(".npz"), path.with_suffix(".json")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such model directory or .npz checkpoint")
+    raise CheckpointError(f"{path}: not a checkpoint; pass a run directory or its .npz file")
+
+
 def read_model(path) -> tuple[dict, dict, Path]:
-    """``(meta, arrays, npz path)`` of the checkpoint in ``path`` (its directory, or its
-    ``model.npz``/``model.json``); :class:`CheckpointError` on anything wrong."""
-    folder = rundir.folder_of(path)
-    npz, meta_path = folder / rundir.MODEL_NPZ, folder / rundir.MODEL_JSON
+    """``(meta, arrays, npz path)`` of the checkpoint ``path`` names (see
+    :func:`checkpoint_files`); :class:`CheckpointError` on anything wrong."""
+    npz, meta_path = checkpoint_files(path)
     for f in (npz, meta_path):
         if not f.is_file():
             raise CheckpointError(f"{f}: no such checkpoint file")
@@ -55,15 +68,22 @@ def read_model(path) -> tuple[dict, dict, Path]:
         with np.load(npz, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except _NPZ_ERRORS as err:
-        raise CheckpointError(f"{npz}: corrupt checkpoint ({err})") from None
+        raise CheckpointError(f"{npz}: corrupt checkpoint ({_npz_problem(err)})") from None
     return meta, arrays, npz
 
 
-def file_digest(folder) -> str:
-    """SHA-256 (first 16 hex digits) of ``folder/model.npz``'s bytes: which checkpoint
-    an export came from."""
+def _npz_problem(err: Exception) -> str:
+    """What is wrong with an archive ``np.load`` refused, without suggesting pickle."""
+    if "allow_pickle" in str(err):
+        return "it holds pickled Python objects, which npcf never loads"
+    return str(err)
+
+
+def file_digest(path) -> str:
+    """SHA-256 (first 16 hex digits) of the bytes of the checkpoint ``path`` names (see
+    :func:`checkpoint_files`): which checkpoint an export came from."""
     h = hashlib.sha256()
-    with open(Path(folder) / rundir.MODEL_NPZ, "rb") as f:
+    with open(checkpoint_files(path)[0], "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]

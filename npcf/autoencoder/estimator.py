@@ -32,6 +32,41 @@ OUTPUT_MODES = ("auto", "sampled", "union")
 BLEND = 8
 
 
+def check_inputs(X, validation=None, validation_input=None, users=None,
+                 items=None) -> sp.csr_matrix:
+    """``X`` as CSR after checking the training inputs agree: ``validation`` has ``X``'s
+    shape (or, beside a ``validation_input`` of the same shape, its columns), and
+    ``users``/``items`` are :class:`Vocabulary` maps of ``X``'s rows/columns.
+    :class:`NpcfError` naming the argument and the shapes otherwise."""
+    def shape_of(name, m):
+        if not (sp.issparse(m) or isinstance(m, np.ndarray)) or m.ndim != 2:
+            raise NpcfError(f"{name}: expected a 2-D SciPy sparse matrix, got "
+                            f"{type(m).__name__}")
+        return m.shape
+    shape_of("X", X)
+    X = sp.csr_matrix(X)
+    if validation is not None:
+        v = shape_of("validation", validation)
+        if validation_input is None and v != X.shape:
+            raise NpcfError(f"validation: shape {v} differs from the training matrix's "
+                            f"{X.shape}")
+        if validation_input is not None:
+            vi = shape_of("validation_input", validation_input)
+            if vi != v or v[1] != X.shape[1]:
+                raise NpcfError(f"validation_input {vi} and validation {v} need one shape "
+                                f"with the training matrix's {X.shape[1]} columns")
+    for name, vocab, n in (("users", users, X.shape[0]), ("items", items, X.shape[1])):
+        if vocab is None:
+            continue
+        if not isinstance(vocab, Vocabulary):
+            raise NpcfError(f"{name}: expected an npcf.Vocabulary of ids, got "
+                            f"{type(vocab).__name__} (wrap the ids: Vocabulary(ids))")
+        if len(vocab) != n:
+            raise NpcfError(f"{name}: {len(vocab)} ids for {n} "
+                            f"{'rows' if name == 'users' else 'columns'} of the training matrix")
+    return X
+
+
 class AutoEncoder(Recommends):
     """Deep autoencoder for collaborative filtering.
 
@@ -174,7 +209,7 @@ class AutoEncoder(Recommends):
         """
         self._check_params()
         callbacks = list(callbacks or ())
-        X = sp.csr_matrix(X)
+        X = check_inputs(X, validation, validation_input, users, items)
         if self.ensemble > 1:
             return self._fit_ensemble(X, validation, validation_input, scale, users, items,
                                       callbacks)
@@ -223,6 +258,7 @@ class AutoEncoder(Recommends):
         if validation is None:
             raise NpcfError("tuning needs a validation part")
         self._check_params()
+        X = check_inputs(X, validation, validation_input, users, items)
         fit_kw = dict(scale=scale, users=users, items=items)
         pool: list = []
         model, trials = select(self, X, validation, validation_input, fixed=fixed,
@@ -488,9 +524,10 @@ class AutoEncoder(Recommends):
 
     @classmethod
     def load(cls, path) -> "AutoEncoder":
-        """Load a model saved by :meth:`save` (its directory or ``model.npz``)."""
+        """Load a model saved by :meth:`save`: its directory, or a checkpoint ``X.npz``
+        (read with the ``X.json`` beside it)."""
         meta, arrays, npz = checkpoint.read_model(path)
-        meta_path = npz.parent / rundir.MODEL_JSON
+        meta_path = npz.with_suffix(".json")
         try:
             return cls._from_checkpoint(meta, arrays, npz)
         except (KeyError, TypeError, AttributeError) as err:
@@ -498,7 +535,7 @@ class AutoEncoder(Recommends):
             raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({what})") \
                 from None
         except ShapeMismatch as err:
-            raise CheckpointError(f"{npz}: weights do not match {rundir.MODEL_JSON} ({err})") \
+            raise CheckpointError(f"{npz}: weights do not match {meta_path.name} ({err})") \
                 from None
         except ValueError as err:
             raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata "

@@ -13,7 +13,25 @@ from npcf._version import __version__
 from npcf.errors import NpcfError, ParamError, one_line
 
 
+class _Command(click.Command):
+    """A command that refuses both halves of an on/off flag pair (``--item_based
+    --user_based``) as a usage error; click would silently keep the last one."""
+
+    def parse_args(self, ctx, args):
+        given = set(args[:args.index("--")] if "--" in args else args)
+        for p in self.params:
+            if isinstance(p, click.Option) and p.is_flag and p.secondary_opts:
+                on = [o for o in p.opts if o in given]
+                off = [o for o in p.secondary_opts if o in given]
+                if on and off:
+                    raise click.UsageError(f"{on[0]} and {off[0]} contradict each other; "
+                                           "pass one of them", ctx)
+        return super().parse_args(ctx, args)
+
+
 class _Group(click.Group):
+    command_class = _Command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

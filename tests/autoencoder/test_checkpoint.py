@@ -116,7 +116,8 @@ def test_unfitted_model_cannot_be_saved(tmp_path):
 
 
 def test_missing_directory_and_files(tmp_path):
-    assert "no such checkpoint file" in load_error(tmp_path / "nowhere")
+    assert "no such model directory" in load_error(tmp_path / "nowhere")
+    assert f"{tmp_path / 'nope.npz'}: no such checkpoint file" in load_error(tmp_path / "nope.npz")
     _, path = fit(tmp_path)
     (path / "model.json").unlink()
     msg = load_error(path)
@@ -174,7 +175,8 @@ def test_pickled_arrays_are_refused(tmp_path):
         arrays = {k: f[k] for k in f.files}
     arrays["items/ids"] = np.array([object()] * X.shape[1], dtype=object)
     np.savez(path / "model.npz", **arrays)
-    assert "model.npz" in load_error(path)
+    msg = load_error(path)
+    assert "model.npz" in msg and "pickled" in msg and "allow_pickle" not in msg
 
 
 def test_weights_of_another_architecture(tmp_path):
@@ -217,3 +219,20 @@ def test_metadata_with_unknown_hyperparameter(tmp_path):
     meta["hyperparameters"]["warp_drive"] = True
     (path / "model.json").write_text(json.dumps(meta))
     assert "warp_drive" in load_error(path)
+
+
+def test_a_named_checkpoint_file_is_the_one_loaded(tmp_path):
+    a, path = fit(tmp_path, "run")
+    b, other = fit(tmp_path, "other", seed=3)
+    shutil.copy(other / "model.npz", path / "second.npz")
+    shutil.copy(other / "model.json", path / "second.json")
+    x = X[:5]
+    np.testing.assert_array_equal(AutoEncoder.load(path / "second.npz").predict(x), b.predict(x))
+    np.testing.assert_array_equal(npcf.load(path / "model.npz").predict(x), a.predict(x))
+    np.testing.assert_array_equal(npcf.load(path / "second.json").predict(x), b.predict(x))
+    msg = load_error(path / "third.npz")            # never falls back to model.npz
+    assert "third.npz" in msg and "model.npz" not in msg
+    (path / "second.json").unlink()
+    assert "second.json: no such checkpoint file" in load_error(path / "second.npz")
+    (path / "notes.txt").write_text("x")
+    assert "not a checkpoint" in load_error(path / "notes.txt")

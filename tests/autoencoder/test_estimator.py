@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf import AutoEncoder
+from npcf import AutoEncoder, Vocabulary
 from npcf.autoencoder.estimator import DEFAULTS
 from npcf.errors import NpcfError, ParamError
 
@@ -338,3 +338,27 @@ def test_popularity_penalty_changes_the_ranking_not_the_scores():
     pen = m.recommend(TRAIN, k=10)
     assert (plain.ids != pen.ids).any()
     np.testing.assert_array_equal(m.predict(TRAIN), AutoEncoder(**BASE).fit(TRAIN).predict(TRAIN))
+
+
+# ------------------------------------------------------------------ inputs that disagree
+@pytest.mark.parametrize("method", ["fit", "tune"])
+@pytest.mark.parametrize("kwargs, expect", [
+    (dict(validation=VAL[:, :-1]), "validation: shape"),
+    (dict(validation=VAL, validation_input=TRAIN[:-2]), "validation_input"),
+    (dict(validation=VAL, validation_input=VAL[:, :3]), "validation_input"),
+    (dict(validation=VAL, items=np.arange(X.shape[1])), "items: expected an npcf.Vocabulary"),
+    (dict(validation=VAL, users=Vocabulary(np.arange(3))), "users: 3 ids for"),
+    (dict(validation="ratings.csv"), "validation: expected a 2-D"),
+])
+def test_disagreeing_inputs_are_refused_before_training(method, kwargs, expect):
+    model = AutoEncoder(**BASE)
+    with pytest.raises(NpcfError, match=expect) as info:
+        getattr(model, method)(TRAIN, **kwargs)
+    assert "\n" not in str(info.value)
+    assert model.network is None                     # nothing was trained
+
+
+def test_fold_in_validation_of_other_users_is_accepted():
+    rows = VAL[:7]
+    model = AutoEncoder(**BASE).fit(TRAIN, validation=rows, validation_input=TRAIN[:7])
+    assert model.history

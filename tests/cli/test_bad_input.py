@@ -138,6 +138,9 @@ CASES = [
         ("--scale", "5,1"), ("--sep", ""), ("--columns", "a,b")]],
     ("train multinomial item-based", None, TRAIN + ["--loss", "multinomial", "--item_based"],
      2, ["--item_based"]),
+    *[(f"train {a} {b}", None, TRAIN + [a, b], 2, [a, b, "contradict"]) for a, b in [
+        ("--item_based", "--user_based"), ("--basic", "--denoiser"),
+        ("--tied_weights", "--not_tied")]],
     ("train resume with tune", None, ["train", "--resume", "--out", "run"], 2, ["--resume"]),
     ("train --train without --test", None,
      ["train", "--train", "ratings.csv", "--out", "new"], 2, ["--train"]),
@@ -225,6 +228,8 @@ CASES = [
      ["checkpoint"]),
     ("generate missing model", None, ["eval", "--generate", "--model", "nope/model.npz"], 1,
      ["nope"]),
+    ("generate a checkpoint file that is not there", None,
+     ["eval", "--generate", "--model", "run/other.npz"], 1, ["run/other.npz", "no such"]),
     ("generate top_k too big", None, ["eval", "--generate", "--model", "run/model.npz",
                                       "--top_k", 100000], 1, ["--top_k"]),
     *[(f"eval {opt} {val}", None, ["eval", mode, "--model", "run/model.npz", opt, val], 2, [opt])

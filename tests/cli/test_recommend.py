@@ -54,3 +54,29 @@ def test_usage_errors(run_dir):
     assert recommend("--model", run_dir / "model.npz", "--user", 1, "-k", 0).exit_code == 2
     r = recommend("--model", run_dir / "model.npz", "--ratings", "1-5")
     assert r.exit_code == 2 and "movieId:rating" in r.output
+
+
+def test_a_known_user_of_an_item_based_model(tmp_path, run_dir):
+    from npcf import AutoEncoder
+    from npcf.data.dataset import load_prepared
+    out = tmp_path / "item"
+    r = CliRunner().invoke(main, ["train", "--tune", "off", "--item_based", "--n_epochs", "2",
+                                  "--layers", "16", "--quiet", "--data", str(run_dir / "data"),
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    got = recommend("--model", out / "model.npz", "--user", 1, "--json", "-k", 5)
+    assert got.exit_code == 0, got.output
+    recs = json.loads(got.output)
+    # the same as ranking that user's row of the model's full item-based prediction
+    ds, model = load_prepared(out / "data"), AutoEncoder.load(out)
+    u = ds.users.index([1])[0]
+    scores = model.predict(ds.split.train)[u]
+    seen = set(ds.items.ids[ds.user_row(1).indices].tolist())
+    want = [m for m in ds.items.ids[(-scores).argsort(kind="stable")].tolist()
+            if m not in seen][:5]
+    assert [x["movie_id"] for x in recs] == want
+    assert not seen & {x["movie_id"] for x in recs}
+    new = recommend("--model", out / "model.npz", "--ratings", "1:5")
+    assert new.exit_code == 1 and "--user_based" in new.output
+    other = recommend("--model", out / "model.npz", "--user", 1, "--data", run_dir / "data")
+    assert other.exit_code == 0, other.output              # the same training part
