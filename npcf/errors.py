@@ -28,6 +28,10 @@ class DatasetError(NpcfError):
     """A named dataset cannot be downloaded, verified or extracted."""
 
 
+class Interrupted(NpcfError):
+    """Ctrl-C stopped the work cleanly (the CLI exits with 130, as a shell does)."""
+
+
 class CheckpointError(NpcfError):
     """A model file is missing, corrupt or incompatible with this npcf."""
 

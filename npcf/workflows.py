@@ -30,7 +30,7 @@ from npcf.data.dataset import (
 from npcf.data.source import load_dataset
 from npcf.data.splits import describe
 from npcf.data.titles import read_titles
-from npcf.errors import NpcfError, ParamError
+from npcf.errors import Interrupted, NpcfError, ParamError
 from npcf.evaluation import baselines
 from npcf.evaluation.metrics import resolve_threshold
 from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
@@ -121,11 +121,17 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
         data_dir = stage / rundir.DATA_DIR
         if not resume:
             save_prepared(ds, data_dir)
-        result = _fit(model, ds, stage, out, tune=tune,
-                      fixed=set(params) if fixed is None else set(fixed), tune_budget=tune_budget,
-                      blend=blend,
-                      resume=resume, threads=threads, progress=progress,
-                      verbose_epochs=verbose_epochs, echo=echo)
+        try:
+            result = _fit(model, ds, stage, out, tune=tune,
+                          fixed=set(params) if fixed is None else set(fixed),
+                          tune_budget=tune_budget, blend=blend, resume=resume, threads=threads,
+                          progress=progress, verbose_epochs=verbose_epochs, echo=echo)
+        except TrainingInterrupted:
+            if not tune:
+                raise
+            raise Interrupted(f"interrupted during the hyperparameter search; {out} was left "
+                              "as it was (a search does not resume: run it again, with "
+                              "--tune_budget SECONDS to shorten it, or --tune off)") from None
         write_json(stage / rundir.METRICS_JSON, result)
     return result
 

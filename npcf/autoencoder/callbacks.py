@@ -89,7 +89,8 @@ class Checkpoint(Callback):
 
     def on_interrupt(self, trainer) -> str | None:
         checkpoint.write_resume(self.out, *trainer.state())
-        return f"state saved in {self.shown}; continue with --resume"
+        return (f"state saved in {self.shown}; continue with the same command plus --resume "
+                "(the same options: they are checked)")
 
     def on_diverged(self, trainer) -> str | None:
         if self.shown != self.out:          # a staged run: it is dropped, the target kept

@@ -45,6 +45,11 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
         return m.shape
     shape_of("X", X)
     X = sp.csr_matrix(X)
+    for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
+        values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)
+        if values is not None and values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise NpcfError(f"{name}: holds {int((~np.isfinite(values)).sum())} values that "
+                            "are not finite numbers (NaN or infinite ratings)")
     if validation is not None:
         v = shape_of("validation", validation)
         if validation_input is None and v != X.shape:

@@ -97,6 +97,8 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         space.pop("item_based", None)
     if not params["denoise"]:                       # no corruption: its level does nothing
         space.pop("noise_level", None)
+    elif "denoise" in set(fixed) and "noise_level" in space:   # corruption asked for: some
+        space["noise_level"] = tuple(v for v in space["noise_level"] if v > 0)
     if params["optimizer"] in FULL_BATCH:           # one fixed objective, no step size
         space.pop("dropout", None)
         space.pop("lr", None)

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.autoencoder import checkpoint
-from npcf.errors import NpcfError
+from npcf.errors import Interrupted, NpcfError
 from npcf.evaluation.metrics import hits_at, ranking_from_hits
 from npcf.evaluation.ranking import rank
 from npcf.nn import schedules
@@ -35,7 +35,7 @@ class TrainingDiverged(NpcfError):
     """The loss became NaN or infinite."""
 
 
-class TrainingInterrupted(NpcfError):
+class TrainingInterrupted(Interrupted):
     """Ctrl-C: training stopped between two batches (a callback may have saved state)."""
 
 

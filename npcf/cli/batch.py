@@ -43,4 +43,7 @@ def batch_recommend(model, data, out, k, scheduler, workers, partition_users, co
     if s["unknown_ratings"]:
         click.echo(f"dropped {s['unknown_ratings']:,} ratings of movies the model does not know "
                    f"({s['users_without_known_movies']:,} users had no known movie)")
+    if s["duplicates_resolved"]:
+        click.echo(f"merged {s['duplicates_resolved']:,} repeated (user, movie) ratings "
+                   "(the latest kept)")
     click.echo(f"wrote {s['out']}/")

@@ -10,7 +10,10 @@ import os
 import click
 
 from npcf._version import __version__
-from npcf.errors import NpcfError, ParamError, one_line
+from npcf.errors import Interrupted, NpcfError, ParamError, one_line
+
+#: exit code after Ctrl-C (128 + SIGINT, as shells report it)
+INTERRUPTED = 130
 
 
 class _Command(click.Command):
@@ -41,12 +44,18 @@ class _Group(click.Group):
         except click.UsageError as err:
             raise _one_line_usage(err) from None
         except NpcfError as err:
-            raise click.ClickException(one_line(err)) from None
+            out = click.ClickException(one_line(err))
+            if isinstance(err, Interrupted):
+                out.exit_code = INTERRUPTED
+            raise out from None
         except (OSError, MemoryError) as err:
             name = getattr(err, "filename", None)
             msg = f"{name}: {err.strerror}" if name and getattr(err, "strerror", None) else str(err)
             raise click.ClickException(one_line(msg)) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+        except (KeyboardInterrupt, click.Abort):
+            click.echo("\nAborted!", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
+        except (click.ClickException, click.exceptions.Exit):
             raise
         except Exception as err:
             if ctx.params.get("debug") or os.environ.get("NPCF_DEBUG", "") not in ("", "0"):

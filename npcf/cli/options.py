@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from npcf.autoencoder.hyperparameters import RANGES
+from npcf.data.dataset import is_prepared
 from npcf.data.readers import FORMATS
 from npcf.data.splits import KINDS
 
@@ -24,6 +25,10 @@ class Finite(click.FloatRange):
         if v is not None and not math.isfinite(v):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return v
+
+    def _describe_range(self) -> str:
+        """No range shown in ``--help`` for a bound-less number (click prints ``x<=None``)."""
+        return "" if self.min is None and self.max is None else super()._describe_range()
 
 
 def hyperparameter(name: str) -> click.ParamType:
@@ -78,6 +83,7 @@ def data_options(f):
     def wrapper(*args, **kw):
         kw["data_options"] = {k: kw.pop(k) for k in DATA_KEYS}
         _check_split_files(click.get_current_context(), kw["data_options"])
+        _check_prepared(click.get_current_context(), kw["data_options"])
         return f(*args, **kw)
     for opt in reversed(opts):
         wrapper = opt(wrapper)
@@ -96,6 +102,20 @@ def _check_split_files(ctx, opts: dict) -> None:
     if given:
         raise click.UsageError(f"--train/--test give the split; {', '.join(given)} cannot "
                                "be used with them")
+
+
+def _check_prepared(ctx, opts: dict) -> None:
+    """A prepared directory's format and split are fixed: options that would change them
+    are refused rather than ignored."""
+    data = opts.get("data")
+    if data is None or not is_prepared(data):
+        return
+    given = [f"--{k}" for k in ("format", "sep", "columns", "scale", "split", "test_size",
+                                "validation_size", "holdout") if k in ctx.params
+             and ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"--data {data} is a prepared directory (its format and split "
+                               f"are fixed); {', '.join(given)} cannot be used with it")
 
 
 def _sep(ctx, param, text):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -151,8 +152,10 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
         click.echo("")
     click.echo(table([(k, v) for k, v in result["test"].items()], ("test", "value"), "lr"))
     click.echo(f"\ncheckpoint: {result['model_path']}")
+    model = "" if Path(out) == rundir.DEFAULT_DIR else f" --model {result['model_path']}"
     if result["hyperparameters"]["item_based"]:
-        click.echo("next: python cli.py eval --evaluate   (an item-based model does not fold in "
-                   "new users or export; train --user_based to serve)")
+        click.echo(f"next: python cli.py eval --evaluate{model}   (an item-based model does not "
+                   "fold in new users or export; train --user_based to serve)")
     else:
-        click.echo(f"next: python cli.py eval --generate   (export {out}/{rundir.onnx_name()})")
+        click.echo(f"next: python cli.py eval --generate{model}   (export "
+                   f"{Path(out) / rundir.onnx_name()})")

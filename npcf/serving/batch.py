@@ -275,7 +275,8 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
     :data:`MARKER`. ``threads``: onnxruntime threads per task; ``retries``: attempts
     after a task error (a lost worker's partition is rescheduled by Dask either way).
     Returns counts only: ``users``, ``rows``, ``partitions``, ``unknown_ratings``,
-    ``users_without_known_movies``, ``seconds`` (all of it), ``scoring_seconds`` (first
+    ``users_without_known_movies``, ``duplicates_resolved`` (repeated (user, movie) rows
+    of the input, the latest kept), ``seconds`` (all of it), ``scoring_seconds`` (first
     task submitted to last result), ``peak_rss_mb`` per worker pid."""
     distributed = need("distributed")
     t0 = time.perf_counter()
@@ -346,6 +347,7 @@ def _summary(results, parts, rec, users: Ratings, seconds, scoring) -> dict:
             "partitions": len(parts), "movies": rec.n_items,
             "ratings": sum(p["ratings"] for p in parts),
             "users_without_ratings": int(users.matrix.shape[0] - n_users),
+            "duplicates_resolved": int(users.duplicates_resolved),
             "unknown_ratings": sum(r["unknown_ratings"] for r in results),
             "users_without_known_movies": sum(r["users_without_known_movies"] for r in results),
             "seconds": seconds, "scoring_seconds": scoring,

@@ -69,6 +69,9 @@ class Recommender(Recommends):
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
+        if path.suffix in (".npz", ".json"):
+            raise CheckpointError(f"{path}: a training checkpoint, not an exported model; "
+                                  f"export it first: python cli.py eval --generate --model {path}")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

@@ -349,6 +349,7 @@ def test_popularity_penalty_changes_the_ranking_not_the_scores():
     (dict(validation=VAL, items=np.arange(X.shape[1])), "items: expected an npcf.Vocabulary"),
     (dict(validation=VAL, users=Vocabulary(np.arange(3))), "users: 3 ids for"),
     (dict(validation="ratings.csv"), "validation: expected a 2-D"),
+    (dict(validation=sp.csr_matrix(VAL * np.nan)), "validation: holds .* not finite"),
 ])
 def test_disagreeing_inputs_are_refused_before_training(method, kwargs, expect):
     model = AutoEncoder(**BASE)
@@ -362,3 +363,10 @@ def test_fold_in_validation_of_other_users_is_accepted():
     rows = VAL[:7]
     model = AutoEncoder(**BASE).fit(TRAIN, validation=rows, validation_input=TRAIN[:7])
     assert model.history
+
+
+def test_nan_ratings_are_named_not_reported_as_divergence():
+    bad = TRAIN.copy().astype(np.float32)
+    bad.data[3] = np.nan
+    with pytest.raises(NpcfError, match="X: holds 1 values that are not finite"):
+        AutoEncoder(**BASE).fit(bad)

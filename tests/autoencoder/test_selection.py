@@ -127,3 +127,15 @@ def test_cli_tunes_by_default_and_keeps_what_was_given(ratings_csv, tmp_path):
     for bad in ("0", "-1", "nan"):
         r = CliRunner().invoke(main, ["train", "--tune_budget", bad])
         assert r.exit_code == 2 and "--tune_budget" in r.output, bad
+
+
+def test_a_given_denoiser_is_searched_only_among_real_corruption_levels():
+    space = dict(SMALL, noise_level=(0.0, 0.1, 0.3))
+    _, trials = run(space=space, fixed={"denoise"}, n_configs=8)
+    levels = {t["noise_level"] for t in trials}
+    assert 0.0 not in levels and levels & {0.1, 0.3}       # (0.2: the estimator's own start)
+    _, trials = run(space=space, n_configs=8)                    # not given: 0 is a candidate
+    assert 0.0 in {t["noise_level"] for t in trials}
+    _, trials = select(AutoEncoder(**BASE, denoise=False), TRAIN, VAL, space=space,
+                       n_configs=4, first_epochs=1)
+    assert all("noise_level" not in t for t in trials)           # --basic: nothing to search

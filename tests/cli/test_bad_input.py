@@ -141,6 +141,9 @@ CASES = [
     *[(f"train {a} {b}", None, TRAIN + [a, b], 2, [a, b, "contradict"]) for a, b in [
         ("--item_based", "--user_based"), ("--basic", "--denoiser"),
         ("--tied_weights", "--not_tied")]],
+    *[(f"train prepared {opt}", None, ["train", "--data", "prep", opt, val, "--out", "new"], 2,
+       [opt, "prepared directory"]) for opt, val in [("--columns", "u,i,r"), ("--sep", ";"),
+                                                     ("--split", "user"), ("--scale", "1,5")]],
     ("train resume with tune", None, ["train", "--resume", "--out", "run"], 2, ["--resume"]),
     ("train --train without --test", None,
      ["train", "--train", "ratings.csv", "--out", "new"], 2, ["--train"]),
@@ -366,6 +369,13 @@ def test_every_option_refuses_its_nonsense_values(work, command, opt, value):
     assert_refused(result, work, before, 2, opt)
 
 
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_help_shows_no_empty_ranges_or_defaults(command):
+    result = run([command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "None]" not in result.output and "None\n" not in result.output
+
+
 # --------------------------------------------------------- semantics of the run dir
 def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_first(
         work, monkeypatch):
@@ -383,7 +393,7 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
     with monkeypatch.context() as m:
         m.setattr(Trainer, "step", step)
         result = run(args)
-    assert result.exit_code == 1 and "--resume" in result.output, result.output
+    assert result.exit_code == 130 and "--resume" in result.output, result.output
     assert (work / "run" / "resume.json").is_file()
     assert not (work / "run" / "model.onnx").exists()      # the old run's export went with it
     before = snapshot(work)
@@ -395,6 +405,21 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
     assert result.exit_code == 0, result.output
     assert not (work / "run" / "resume.json").exists()
     assert run(args + ["--n_epochs", 1]).exit_code == 0    # a finished run is replaced
+
+
+def test_ctrl_c_during_a_search_exits_130_and_leaves_the_run_whole(work, monkeypatch):
+    from npcf.autoencoder.trainer import Trainer
+    orig, count = Trainer.step, {"n": 0}
+
+    def step(self, rows, b):
+        count["n"] += 1
+        if count["n"] == 5:
+            signal.raise_signal(signal.SIGINT)
+        return orig(self, rows, b)
+    before = snapshot(work)
+    monkeypatch.setattr(Trainer, "step", step)
+    result = run(["train", "--data", "ratings.csv", "--out", "run", "-q", "--tune_budget", 30])
+    assert_refused(result, work, before, 130, "hyperparameter search", "does not resume")
 
 
 def test_a_failed_retrain_leaves_the_old_run_whole(work):
@@ -420,6 +445,19 @@ def test_a_retrain_replaces_the_whole_run_and_a_stale_export_is_refused(work):
                        "re-export")
     assert run(["eval", "--generate", "--model", "run/model.npz", "-q"]).exit_code == 0
     assert run(["eval", "--evaluate", "--model", "run/model.onnx", "-q"]).exit_code == 0
+
+
+def test_a_retrain_replaces_an_export_under_another_name_but_not_a_foreign_onnx(work):
+    assert run(["eval", "--generate", "--model", "run/model.npz", "--raw_ids", "--out",
+                "run/raw.onnx", "-q"]).exit_code == 0
+    retrain = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 1,
+               "--layers", 8, "--out", "run", "-q", "--seed", 2]
+    result = run(retrain)
+    assert result.exit_code == 0, result.output
+    assert not list((work / "run").glob("raw.onnx*"))        # stale: replaced with the run
+    (work / "run" / "mine.onnx").write_bytes(b"not npcf's")
+    before = snapshot(work)
+    assert_refused(run(retrain), work, before, 1, "mine.onnx")
 
 
 def test_prepare_into_a_used_directory_keeps_nothing_of_the_old_data(work):

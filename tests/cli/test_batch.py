@@ -40,10 +40,14 @@ def run(*args):
 
 def test_scores_every_user_on_a_local_cluster(files, tmp_path):
     _, model, csv = files
-    r = run("--model", model, "--data", csv, "--out", tmp_path / "recs", "--workers", 1,
+    lines = csv.read_text().splitlines()
+    repeated = tmp_path / "ratings.csv"                    # two rows given twice
+    repeated.write_text("\n".join(lines + lines[5:7]) + "\n")
+    r = run("--model", model, "--data", repeated, "--out", tmp_path / "recs", "--workers", 1,
             "-k", 3, "--partition_users", 150)
     assert r.exit_code == 0, r.output
     assert "400 users, 1,200 recommendations in 3 partitions" in r.output
+    assert "merged 2 repeated (user, movie) ratings" in r.output
     out = pd.read_parquet(tmp_path / "recs")
     assert list(out.columns) == ["userId", "rank", "movieId", "score"]
     assert len(out) == 1200 and (out.groupby("userId").size() == 3).all()
@@ -57,6 +61,7 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("case, message", [
     ("model", "no such model file"),
+    ("checkpoint", "export it first: python cli.py eval --generate"),
     ("data", "no such file"),
     ("garbage", "garbage.csv:2: rating 'x' is not a number"),
     ("scheduler", "cannot connect within 1 s"),
@@ -65,8 +70,10 @@ def test_bad_input_is_one_line(files, tmp_path, case, message):
     tmp, model, csv = files
     garbage = tmp_path / "garbage.csv"
     garbage.write_text("userId,movieId,rating,timestamp\n1,2,x,3\n")
+    (tmp_path / "model.npz").write_bytes(b"")
     args = {"model": ["--model", tmp_path / "none.onnx", "--data", csv],
             "data": ["--model", model, "--data", tmp_path / "none.csv"],
+            "checkpoint": ["--model", tmp_path / "model.npz", "--data", csv],
             "garbage": ["--model", model, "--data", garbage],
             "scheduler": ["--model", model, "--data", csv, "--scheduler",
                           f"tcp://127.0.0.1:{_free_port()}", "--connect_timeout", 1]}[case]

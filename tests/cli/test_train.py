@@ -51,6 +51,8 @@ def test_train_writes_model_history_and_metrics(mse_run):
     assert metrics["hyperparameters"]["n_epochs"] == 2
     assert "rmse" in result.output and "model.npz" in result.output
     assert "epoch 1" not in result.output                    # --quiet: no epoch lines
+    # the next command names this run's checkpoint (not the default models/)
+    assert f"next: python cli.py eval --generate --model {out / 'model.npz'}" in result.output
 
 
 def test_trained_checkpoint_reproduces_the_reported_test_rmse(mse_run):
