@@ -258,7 +258,9 @@ class AutoEncoder(Recommends):
         (:mod:`npcf.autoencoder.blend`) when weights fitted on half the validation ratings
         beat the chosen model on the other half (``info["blend"]`` says what was decided);
         1 or 0: never. User-based models are never blended, so they still fold in and
-        export. The ``callbacks`` see the final model only (``on_fit_end``).
+        export. The ``callbacks`` see the final model only (``on_fit_end``). Trials run
+        in :func:`npcf.utils.parallel.threads` forked processes at once (``with
+        parallel.using(2):``; `train` uses every core), with the same result.
         """
         if validation is None:
             raise NpcfError("tuning needs a validation part")

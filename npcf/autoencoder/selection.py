@@ -14,12 +14,16 @@ more configurations (:func:`n_configs_for`). ``benchmarks/NOTES.md`` has the sec
 """
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 
 from npcf.nn.optim import FULL_BATCH
+from npcf.utils import parallel
 from npcf.utils.progress import open_progress
 
 #: searched hyperparameters and their candidate values
@@ -70,10 +74,44 @@ def n_configs_for(n_ratings: int) -> int:
     return int(np.clip(round(N_CONFIGS * scale), N_CONFIGS, MAX_CONFIGS))
 
 
+#: what the trial processes fit on: ``(estimator class, X, validation, validation_input,
+#: fit keywords)``, set while a search runs so that forked processes inherit it unpickled
+_SHARED: tuple | None = None
+
+
+def _fit_trial(kw: dict, data: tuple | None = None):
+    """``(fitted model, seconds)`` of one trial: ``kw`` the estimator's parameters;
+    ``data`` as :data:`_SHARED` (default: the inherited one, in a trial process)."""
+    cls, X, validation, validation_input, fit_kw = data if data is not None else _SHARED
+    t0 = time.perf_counter()
+    model = cls(**kw).fit(X, validation, validation_input, **fit_kw)
+    return model, time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def _trial_pool(workers: int, data: tuple):
+    """``workers`` forked processes that fit trials on ``data`` (each with one npcf
+    thread and one BLAS thread), or None: one worker, or no ``fork`` on this platform
+    (trials then run in this process, one after the other). Trials still running when the search ends are
+    waited for; those not started are cancelled."""
+    global _SHARED
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    _SHARED = data
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=parallel.single_threaded)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _SHARED = None
+
+
 def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
            n_configs: int | None = None, first_epochs: int = FIRST_EPOCHS, eta: int = ETA,
            budget: float | None = None, fit_kw: dict | None = None, progress=None,
-           candidates: list | None = None):
+           candidates: list | None = None, workers: int | None = None):
     """Search hyperparameters of the :class:`~npcf.AutoEncoder` ``base`` on ``validation``.
 
     ``fixed``: names never searched (given by the user). ``space``: overrides
@@ -82,6 +120,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     factory (:mod:`npcf.utils.progress`), one step per trial. ``candidates``: a list that
     receives ``(score, config, model)`` of every configuration that reached one of the
     last two rungs run (its longest-trained model), best first (for :mod:`blend`).
+    ``workers``: trials trained at once, in forked processes of one thread each (default:
+    npcf's thread count, :func:`npcf.utils.parallel.threads`); the result does not
+    depend on it (trials are seeded and read back in order), only a ``budget`` cut does.
     Returns ``(model, trials)``: the fitted best model (``info["tuning"]`` records the
     search) and one dict per trial (``rung``, ``epochs``, the searched values,
     ``score``, ``best_epoch``, ``seconds``) in the order they ran.
@@ -124,21 +165,34 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     latest: dict = {}                              # config -> (rung, score, model)
     start = time.perf_counter()
     total = sum(max(1, -(-len(configs) // eta ** r)) for r in range(len(rungs)))
-    with open_progress(progress, total, "tuning") as bar:
+    data = (type(base), X, validation, validation_input, dict(fit_kw or {}))
+    workers = max(1, int(parallel.threads() if workers is None else workers))
+
+    def over_budget() -> bool:
+        return budget is not None and time.perf_counter() - start > budget and best is not None
+
+    with open_progress(progress, total, "tuning") as bar, _trial_pool(workers, data) as pool:
+        ahead = workers if pool is not None else 1
         for rung, n_epochs in enumerate(rungs):
-            scored = []
-            for i in alive:
-                if budget is not None and time.perf_counter() - start > budget and best:
+            scored, futures, submitted = [], {}, 0
+            for pos, i in enumerate(alive):
+                # keep `ahead` trials in flight; the budget is checked before each starts
+                while submitted < min(len(alive), pos + ahead) and not over_budget():
+                    j = alive[submitted]
+                    if pool is not None and j not in stopped:
+                        futures[j] = pool.submit(_fit_trial, dict(
+                            params, **configs[j], n_epochs=n_epochs, ensemble=1))
+                    submitted += 1
+                if pos >= submitted:
                     break
                 cfg = configs[i]
-                t0 = time.perf_counter()
                 model = stopped.get(i)
                 if model is not None:           # the same run as a longer one would be
                     model.set_params(n_epochs=n_epochs)
+                    seconds = 0.0
                 else:
-                    kw = dict(params, **cfg, n_epochs=n_epochs, ensemble=1)
-                    model = type(base)(**kw).fit(X, validation, validation_input,
-                                                 **(fit_kw or {}))
+                    model, seconds = futures.pop(i).result() if i in futures else _fit_trial(
+                        dict(params, **cfg, n_epochs=n_epochs, ensemble=1), data)
                     if model.info["epochs_run"] < n_epochs and params["schedule"] != "cosine":
                         # early stopping ended it: a longer run is the same run (shuffle,
                         # noise and the step/none schedules depend on seed, epoch, batch)
@@ -147,7 +201,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                 trials.append(dict(rung=rung + 1, epochs=n_epochs, **_plain(cfg), score=score,
                                    best_epoch=model.info.get("best_epoch"),
                                    epochs_run=model.info.get("epochs_run"),
-                                   seconds=round(time.perf_counter() - t0, 3)))
+                                   seconds=round(seconds, 3)))
                 scored.append((score, i, model))
                 latest[i] = (rung, score, model)
                 if best is None or best[0] < rung or (best[0] == rung and _better(

@@ -71,6 +71,51 @@ def using(n: int | None):
         _threads.reset(token)
 
 
+#: the thread-count setters of the OpenBLAS builds NumPy and SciPy ship (and a plain one)
+_BLAS_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                 "openblas_set_num_threads64_", "openblas_set_num_threads")
+
+
+def set_blas_threads(n: int) -> int:
+    """Best effort: cap every OpenBLAS this process has loaded (NumPy's, SciPy's) at ``n``
+    threads, as ``OPENBLAS_NUM_THREADS`` would have at start-up (for a forked worker
+    beside others). Returns how many libraries took it (0 where none is found: another
+    BLAS, or no ``/proc``)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return 0
+    done = 0
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = next((getattr(lib, name) for name in _BLAS_SETTERS if hasattr(lib, name)), None)
+        if setter is not None:
+            setter(ctypes.c_int(int(n)))
+            done += 1
+    return done
+
+
+def single_threaded() -> None:
+    """A worker process's setup: npcf's kernels and BLAS on one thread each."""
+    set_threads(1)
+    set_blas_threads(1)
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _executor(k: int) -> ThreadPoolExecutor:
     """A pool with at least ``k`` workers. A smaller old pool is dropped, not shut
     down (another thread may still use it; its idle workers exit once it is freed)."""

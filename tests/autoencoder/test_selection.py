@@ -139,3 +139,19 @@ def test_a_given_denoiser_is_searched_only_among_real_corruption_levels():
     _, trials = select(AutoEncoder(**BASE, denoise=False), TRAIN, VAL, space=space,
                        n_configs=4, first_epochs=1)
     assert all("noise_level" not in t for t in trials)           # --basic: nothing to search
+
+
+def test_trials_in_worker_processes_give_the_same_search():
+    def plain(trials):
+        return [{k: v for k, v in t.items() if k != "seconds"} for t in trials]
+    one, trials1 = run(workers=1)
+    two, trials2 = run(workers=2)
+    assert plain(trials1) == plain(trials2) and len(trials2) > 6
+    assert all(t["seconds"] >= 0 for t in trials2)
+    np.testing.assert_array_equal(one.predict(TRAIN), two.predict(TRAIN))
+    assert one.info["tuning"]["chosen"] == two.info["tuning"]["chosen"]
+
+
+def test_a_budget_cut_with_workers_returns_a_fitted_model():
+    model, trials = run(workers=2, budget=1e-9, n_configs=6)
+    assert model.network is not None and 1 <= len(trials) <= 6
