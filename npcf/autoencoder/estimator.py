@@ -32,6 +32,13 @@ OUTPUT_MODES = ("auto", "sampled", "union")
 BLEND = 8
 
 
+def _positive(n, name: str) -> int:
+    """``n`` as a positive int; NpcfError naming ``name`` otherwise."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise NpcfError(f"{name} must be a positive whole number, got {n!r}")
+    return int(n)
+
+
 def check_inputs(X, validation=None, validation_input=None, users=None,
                  items=None) -> sp.csr_matrix:
     """``X`` as CSR after checking the training inputs agree: ``validation`` has ``X``'s
@@ -138,14 +145,22 @@ class AutoEncoder(Recommends):
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params) -> "AutoEncoder":
-        """Set hyperparameters by name; returns self."""
+        """Set hyperparameters by name; returns self. All or nothing: a name or value
+        that is refused (ValueError / ParamError) leaves every hyperparameter as it was."""
         valid = set(self._param_names())
-        for k, v in params.items():
+        for k in params:
             if k not in valid:
                 raise ValueError(f"invalid parameter {k!r} for AutoEncoder; valid: "
                                  f"{', '.join(sorted(valid))}")
+        before = {k: getattr(self, k) for k in params}
+        for k, v in params.items():
             setattr(self, k, v)
-        self._check_params()
+        try:
+            self._check_params()
+        except ValueError:
+            for k, v in before.items():
+                setattr(self, k, v)
+            raise
         return self
 
     def __repr__(self) -> str:
@@ -265,6 +280,10 @@ class AutoEncoder(Recommends):
         if validation is None:
             raise NpcfError("tuning needs a validation part")
         self._check_params()
+        unknown = sorted(set(fixed) - set(self.get_params()))
+        if unknown:
+            raise ParamError("fixed", f"{', '.join(map(repr, unknown))} are not hyperparameters "
+                                      "of AutoEncoder (see get_params())")
         X = check_inputs(X, validation, validation_input, users, items)
         fit_kw = dict(scale=scale, users=users, items=items)
         pool: list = []
@@ -430,6 +449,7 @@ class AutoEncoder(Recommends):
 
     def _predict_one(self, X, batch_size: int = 1024) -> np.ndarray:
         X = self._check(X)
+        batch_size = _positive(batch_size, "batch_size")
         net = self.network
         if self.item_based:
             X = sp.csr_matrix(X.T)
@@ -458,7 +478,16 @@ class AutoEncoder(Recommends):
 
     def _predict_one_at(self, X, rows, cols, batch_size: int = 1024) -> np.ndarray:
         X = self._check(X)
-        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        batch_size = _positive(batch_size, "batch_size")
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise NpcfError(f"rows and cols must be 1-D of one length, got shapes "
+                            f"{rows.shape} and {cols.shape}")
+        for name, idx, n in (("rows", rows, X.shape[0]), ("cols", cols, X.shape[1])):
+            if idx.size and (idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= n):
+                raise NpcfError(f"{name} must be indices in [0, {n}) of X's "
+                                f"{'rows' if name == 'rows' else 'columns'}")
+        rows, cols = rows.astype(np.int64), cols.astype(np.int64)
         if self.item_based:
             X, rows, cols = sp.csr_matrix(X.T), cols, rows
         out = np.empty(rows.size, np.float32)
@@ -493,6 +522,7 @@ class AutoEncoder(Recommends):
         blend's members go in the same two files (arrays under ``blend{k}/``)."""
         if self.network is None:
             raise CheckpointError("cannot save a model that is not fitted")
+        self._check_params()                   # never write what load would refuse
         arrays, meta = self._checkpoint_parts()
         for name in ("users", "items"):
             vocab = getattr(self, name)

@@ -5,8 +5,10 @@ seed; the estimator's own defaults for both orientations always take part), trai
 for a few epochs with early stopping on the validation part, keeps the best third, trains
 those three times longer, and so on until one configuration is trained with the
 estimator's full ``n_epochs``. Hyperparameters named in ``fixed`` are never searched.
-``budget`` (seconds) stops the search early: the best model of the highest rung reached
-is returned (a budget that is hit makes the result depend on the machine's speed).
+``budget`` (seconds) stops the search early: the best configuration of the highest rung
+reached is then trained with the full ``n_epochs`` (unless early stopping had already
+ended it), past the budget; ``info["tuning"]["budget_hit"]`` says at which rung (a budget
+that is hit makes the result depend on the machine's speed).
 
 Cost: each rung costs about ``n_configs * first_epochs`` epochs (a third of the
 configurations, trained three times longer), plus the final fit; smaller data start with
@@ -212,7 +214,17 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                 break
             scored.sort(key=lambda s: (-s[0] if higher else s[0], s[1]))
             alive = [i for _, i, _ in scored[:max(1, -(-len(scored) // eta))]]
-    _, score, model, cfg = best
+    reached, score, model, cfg = best
+    cut = reached + 1 if reached < len(rungs) - 1 else 0    # the budget ended it early
+    if cut and model.info["epochs_run"] < model.n_epochs and params["schedule"] != "cosine":
+        # early stopping had ended it: the longer run is the same run
+        model.set_params(n_epochs=full)
+    elif cut:                       # still improving when cut: train the winner in full
+        model, seconds = _fit_trial(dict(params, **cfg, n_epochs=full, ensemble=1), data)
+        score = _score(model, higher)
+        trials.append(dict(rung=len(rungs), epochs=full, **_plain(cfg), score=score,
+                           best_epoch=model.info.get("best_epoch"),
+                           epochs_run=model.info.get("epochs_run"), seconds=round(seconds, 3)))
     if candidates is not None:
         top = max(r for r, _, _ in latest.values())
         kept = sorted(((sc, i, m) for i, (r, sc, m) in latest.items() if r >= top - 1),
@@ -221,7 +233,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     model.info = dict(model.info, tuning={
         "chosen": _plain(cfg), "score": score, "metric": "val_ndcg" if higher else "val_rmse",
         "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),
-        "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget})
+        "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget, "budget_hit": cut})
     return model, trials
 
 

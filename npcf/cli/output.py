@@ -105,7 +105,11 @@ def tuning_table(summary: dict, trials: list[dict], n: int = 12) -> str:
                                                                     f"{t['seconds']:.1f}"]
             for t in best]
     head = (f"tuning: {summary['trials']} trials in {summary['seconds']:g} s, rungs of "
-            f"{'/'.join(map(str, summary['rungs']))} epochs; best {n} by {metric}:")
+            f"{'/'.join(map(str, summary['rungs']))} epochs; best {len(best)} by {metric}:")
+    if summary.get("budget_hit"):
+        head = (f"tuning: the budget ({summary['budget']:g} s) ended the search at rung "
+                f"{summary['budget_hit']} of {len(summary['rungs'])}; its best configuration "
+                f"was then trained with the full {summary['rungs'][-1]} epochs\n" + head)
     return head + "\n" + table(rows, ["rung", "ep"] + [_short_name(k) for k in keys]
                                + [metric, "s"], align="rr" + "l" * len(keys) + "rr")
 

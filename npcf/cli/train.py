@@ -122,7 +122,8 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     params.update(denoise=denoiser, tied=tied_weights, seed=seed, lazy=not dense_adam)
     names = {"denoiser": "denoise", "tied_weights": "tied", "dense_adam": "lazy"}
     fixed = {names.get(p, p) for p in ctx.params
-             if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
+             if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE} \
+        & set(DEFAULTS)
     unused = sorted({"lr", "batch_size", "schedule", "step_size", "gamma", "clip_norm"} & fixed)
     if params.get("optimizer") == "lbfgs" and unused:
         raise click.UsageError(f"--optimizer lbfgs takes the whole training set per step and no "

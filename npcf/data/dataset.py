@@ -22,6 +22,7 @@ from npcf.data.splits import Split, split_ratings
 from npcf.data.vocab import Vocabulary
 from npcf.errors import DataError, one_line
 from npcf.utils.files import ARCHIVE_ERRORS, atomic_path, write_json
+from npcf.utils.sparse import merge_parts
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
 #: the files of a prepared directory
@@ -63,11 +64,8 @@ class Dataset:
         if idx < 0:
             raise DataError(f"unknown user id {user}", self.path)
         s = self.split
-        parts = [p[idx] for p in (s.train, s.validation, s.test_input) if p is not None]
-        row = parts[0]
-        for p in parts[1:]:
-            row = row.maximum(p)
-        return sp.csr_matrix(row, dtype=np.float32)
+        return merge_parts([p[idx] for p in (s.train, s.validation, s.test_input)
+                            if p is not None])
 
     def check_items(self, item_ids, what) -> None:
         """DataError unless ``item_ids`` (a model's movie ids, by column) are this data

@@ -21,7 +21,7 @@ import pandas as pd
 from npcf.data import textfile
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.titles import parse_movies
-from npcf.errors import DataError, one_line
+from npcf.errors import DataError, ParamError, one_line
 
 FORMATS = ("auto", "movielens-csv", "movielens-dat", "ml-100k", "delimited")
 
@@ -126,8 +126,29 @@ def _is_number(s: str) -> bool:
         return False
 
 
+def check_columns(columns) -> tuple | None:
+    """``columns`` as a tuple of 3 or 4 distinct non-empty header names (a ``"u,i,r"``
+    string is split at commas); ParamError naming ``columns`` otherwise."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        columns = columns.split(",")
+    try:
+        cols = tuple(str(c).strip() for c in columns)
+    except TypeError:
+        raise ParamError("columns", f"expected (user, item, rating[, timestamp]) header "
+                                    f"names, got {columns!r}") from None
+    if len(cols) not in (3, 4) or not all(cols) or not all(isinstance(c, str) for c in columns):
+        raise ParamError("columns", f"expected 3 or 4 header names (user, item, rating"
+                                    f"[, timestamp]), got {columns!r}")
+    if len(set(cols)) != len(cols):
+        raise ParamError("columns", f"each column can be named once, got {columns!r}")
+    return cols
+
+
 def resolve_format(path, format: str = "auto", sep=None, columns=None, scale=None) -> Format:
     """The :class:`Format` named by ``format`` (or detected when ``"auto"``)."""
+    columns = check_columns(columns)
     if format == "auto":
         return detect_format(path, sep, columns, scale)
     if format == "movielens-csv":

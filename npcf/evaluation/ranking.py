@@ -62,6 +62,14 @@ def penalty_vector(penalty: float, item_counts) -> np.ndarray:
     return (float(penalty) * np.log1p(counts)).astype(np.float32)
 
 
+def check_k(k) -> int:
+    """``k`` (how many movies) as an int: a whole number >= 1 (an int or NumPy integer,
+    not a bool, float or string); NpcfError otherwise."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise NpcfError(f"k must be a positive whole number of movies, got {k!r}")
+    return int(k)
+
+
 def rank(scores: np.ndarray, k: int, *, seen: sp.spmatrix | None = None, exclude=None,
          candidates=None, penalty: float = 0.0, item_counts=None):
     """Top-``k`` columns of each row of ``scores`` and their scores.
@@ -147,12 +155,7 @@ class Recommends:
         Movie ids are raw ids where the model knows them (``items`` vocabulary), else
         column indices. Returns :class:`Recommendations` ``(ids, scores)``.
         """
-        try:
-            k = int(k)
-        except (TypeError, ValueError):
-            raise NpcfError(f"k must be a positive number of movies, got {k!r}") from None
-        if k < 1:
-            raise NpcfError(f"k must be a positive number of movies, got {k}")
+        k = check_k(k)
         self._n_items_checked()
         X, single = self._user_rows(user_items)
         exclude = None if filter_items is None else self._item_columns(filter_items)

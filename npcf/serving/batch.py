@@ -34,11 +34,12 @@ from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.readers import _ITEM_NAMES, _RATING_NAMES, _USER_NAMES, _pick, read_ratings
 from npcf.errors import DataError, NpcfError, ParamError, one_line
+from npcf.evaluation.ranking import check_k
 from npcf.rundir import check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
 from npcf.utils.progress import open_progress
-from npcf.utils.sparse import entry_rows
+from npcf.utils.sparse import entry_rows, merge_parts
 
 IN_COLUMNS = ("userId", "movieId", "rating")
 OUT_COLUMNS = ("userId", "rank", "movieId", "score")
@@ -84,6 +85,18 @@ def recommender(model_path, threads: int = 1, batch_size: int = 256) -> Recommen
     return _CACHE[key]
 
 
+def id_column(values: pd.Series, name: str) -> np.ndarray:
+    """The ids of a column as int64 or str: whole numbers stored as floats (Spark doubles,
+    a Parquet column with nulls once) become int64; DataError for other floats."""
+    a = values.to_numpy()
+    if a.dtype.kind != "f":
+        return a
+    if not np.isfinite(a).all() or (a != np.round(a)).any():
+        raise DataError(f"{name} holds numbers that are not whole ids (e.g. "
+                        f"{a[~np.isfinite(a) | (a != np.round(a))][0]!r})")
+    return a.astype(np.int64)
+
+
 def user_matrix(frame: pd.DataFrame, items) -> tuple[np.ndarray, sp.csr_matrix, int]:
     """``(user ids sorted, CSR float32 (users, len(items)), ratings of unknown movies)``
     from a long ``userId, movieId, rating`` frame; ``items``: the model's Vocabulary.
@@ -96,7 +109,8 @@ def user_matrix(frame: pd.DataFrame, items) -> tuple[np.ndarray, sp.csr_matrix, 
                         f"{', '.join(map(str, frame.columns))})")
     if len(frame) == 0:
         return np.zeros(0, np.int64), sp.csr_matrix((0, len(items)), dtype=np.float32), 0
-    r = build_ratings(frame["userId"].to_numpy(), frame["movieId"].to_numpy(),
+    r = build_ratings(id_column(frame["userId"], "userId"),
+                      id_column(frame["movieId"], "movieId"),
                       frame["rating"].to_numpy(dtype=np.float64))
     m = r.matrix
     cols = items.index(r.items.ids, missing="ignore")[m.indices]
@@ -157,11 +171,8 @@ def read_users(data) -> Ratings:
     if is_prepared(path):
         ds = load_prepared(path)
         s = ds.split
-        m = s.train
-        for part in (s.validation, s.test_input):
-            if part is not None:
-                m = m.maximum(part)
-        return Ratings(sp.csr_matrix(m, dtype=np.float32), ds.users, ds.items, source=str(path))
+        m = merge_parts([s.train, s.validation, s.test_input])
+        return Ratings(m, ds.users, ds.items, source=str(path))
     if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
         return _read_parquet(path)
     if path.is_dir():
@@ -190,8 +201,11 @@ def _read_parquet(path: Path) -> Ratings:
         raise DataError("Parquet holds missing ids or ratings that are not finite numbers", path)
     if len(frame) == 0:
         raise DataError("no ratings in the Parquet input", path)
-    return build_ratings(frame[cols[0]].to_numpy(), frame[cols[1]].to_numpy(), rating,
-                         source=str(path))
+    try:
+        users, items = (id_column(frame[c], c) for c in cols[:2])
+    except DataError as err:
+        raise DataError(err.problem, path) from None
+    return build_ratings(users, items, rating, source=str(path))
 
 
 def stage_input(ratings: Ratings, path, partition_users: int = PARTITION_USERS) -> list[dict]:
@@ -282,8 +296,11 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
     t0 = time.perf_counter()
     model = Path(model).resolve()
     rec = recommender(model, threads, batch_size)         # fails here, not on every worker
-    if k < 1:
-        raise NpcfError(f"k must be a positive number of movies, got {k}")
+    k = check_k(k)
+    if isinstance(partition_users, bool) or not isinstance(partition_users, (int, np.integer)) \
+            or partition_users < 1:
+        raise ParamError("partition_users", f"must be a positive whole number, got "
+                                            f"{partition_users!r}")
     inputs = (model, None if isinstance(ratings, Ratings) else ratings)
     out = check_target(out, (PART_GLOB, MARKER), "batch recommendation output",
                        markers=(MARKER,), inputs=inputs)

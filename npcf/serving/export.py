@@ -23,7 +23,9 @@ rating scale, or logits for the multinomial loss); with ``top_k``: ``top_items``
 int64 [batch, K] (column indices; map with the ``item_ids`` metadata) and
 ``top_scores`` float32 (the ``scores`` of those items), ranked by ``scores``
 minus ``popularity_penalty * log(1 + n_ratings of the item)`` after masking the
-input's rated items. Ties go to the lower index (ONNX ``TopK``).
+input's rated items. Ties go to the lower index (ONNX ``TopK``). A user with fewer
+unseen items than K gets ``top_scores`` -inf (and ``top_movie_ids`` -1) in the slots
+past them (``top_items`` there are rated columns).
 """
 from __future__ import annotations
 
@@ -231,16 +233,22 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
             seen = mask
         neg = g.init("neg_inf", np.array(-np.inf, np.float32))
         masked = g.op("Where", [g.op("Greater", [seen, zero]), neg, rank], name="rank_scores")
-        _, top = g.op("TopK", [masked, g.init("k", np.array([k], np.int64))], n_out=2,
-                      axis=1, largest=1, sorted=1, name="topk")
+        ranked, top = g.op("TopK", [masked, g.init("k", np.array([k], np.int64))], n_out=2,
+                           axis=1, largest=1, sorted=1, name="topk")
         g.op("Identity", [top], name="top_items")
-        g.op("GatherElements", [scores, "top_items"], axis=1, name="top_scores")
+        # a slot past the user's unseen items holds a rated one: its score is -inf
+        rated_slot = g.op("Equal", [ranked, neg], name="rated_slot")
+        g.op("Where", [rated_slot, neg, g.op("GatherElements", [scores, "top_items"], axis=1)],
+             name="top_scores")
         outputs += [helper.make_tensor_value_info("top_items", TensorProto.INT64, [B, k]),
                     helper.make_tensor_value_info("top_scores", TensorProto.FLOAT, [B, k])]
     opsets = [helper.make_opsetid("", opset)]
     if raw_ids:
-        g.op("LabelEncoder", ["top_items"], name="top_movie_ids", domain=ML_DOMAIN,
-             keys_int64s=list(range(n)), values_int64s=ids.tolist(), default_int64=-1)
+        movie_ids = g.op("LabelEncoder", ["top_items"], domain=ML_DOMAIN,
+                         keys_int64s=list(range(n)), values_int64s=ids.tolist(),
+                         default_int64=-1)
+        g.op("Where", [rated_slot, g.init("no_movie", np.array(-1, np.int64)), movie_ids],
+             name="top_movie_ids")
         outputs += [helper.make_tensor_value_info("top_movie_ids", TensorProto.INT64, [B, k]),
                     helper.make_tensor_value_info("n_unknown", TensorProto.INT64, [B])]
         opsets.append(helper.make_opsetid(ML_DOMAIN, OPSET_TO_ML[opset]))
@@ -270,13 +278,13 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
     }
     if popularity_penalty:      # the runtime's NumPy path ranks with the same penalty
         meta["item_counts"] = json.dumps(np.asarray(item_counts, np.int64).tolist())
-    if model.items is not None:
-        ids = model.items.ids
-        meta["item_ids_dtype"] = "int64" if ids.dtype.kind == "i" else "str"
-        text = json.dumps(ids.tolist())
-        meta["item_ids_sha256"] = hashlib.sha256(text.encode()).hexdigest()
-        if len(ids) <= MAX_INLINE_IDS:
-            meta["item_ids"] = text
+    # a model fitted without an id map: its movie ids are its column indices
+    ids = model.items.ids if model.items is not None else np.arange(net.n_inputs)
+    meta["item_ids_dtype"] = "int64" if ids.dtype.kind in "iu" else "str"
+    text = json.dumps(ids.tolist())
+    meta["item_ids_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    if len(ids) <= MAX_INLINE_IDS:
+        meta["item_ids"] = text
     return meta
 
 
@@ -329,8 +337,9 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     helper.set_model_props(m, meta)
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
-    if model.items is not None and "item_ids" not in meta:
-        write_text(str(path) + ".items.json", json.dumps(model.items.ids.tolist()))
+    if "item_ids" not in meta:
+        ids = model.items.ids if model.items is not None else np.arange(model.network.n_inputs)
+        write_text(str(path) + ".items.json", json.dumps(ids.tolist()))
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save(m, tmp)
     return path

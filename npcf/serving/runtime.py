@@ -16,7 +16,9 @@ columns (padding: the first column's id, rating 0).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -76,7 +78,11 @@ class Recommender(Recommends):
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            # a file it cannot parse makes onnxruntime print an "EP Error ... Falling back"
+            # block and retry; the one-line error below says it all
+            with contextlib.redirect_stdout(io.StringIO()):
+                session = ort.InferenceSession(str(path), opts,
+                                               providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: cannot load ONNX model "
                                   f"({one_line(err)[:200]})") from None

@@ -184,25 +184,39 @@ def parse_query(recommender, obj, where: str = "") -> tuple[Query, list]:
                                 f"got {json.dumps(p[1])[:40]}")
     k = parse_k(obj.get("k", 10), recommender.n_items, f"{where}k")
     cols, unknown = _columns(recommender.items, [p[0] for p in pairs])
-    known = pairs if not unknown else [p for p, c in zip(pairs, cols) if c >= 0]
-    cols = cols[cols >= 0]
-    values = np.fromiter((p[1] for p in known), np.float64, len(known))
-    _check_ratings(recommender, known, cols, values, where)
+    values = np.fromiter((p[1] for p in pairs), np.float64, len(pairs))
+    _check_ratings(recommender, pairs, cols, values, where)      # unknown movies' ratings too
+    known = cols >= 0
+    cols, values = cols[known], values[known]
     order = np.argsort(cols)
     exclude, unknown_ex = _exclude(recommender, obj.get("exclude", []), where)
     return (Query(cols[order], values[order].astype(np.float32), k, exclude),
-            unknown + [u for u in unknown_ex if u not in unknown])
+            _distinct(unknown + unknown_ex))
+
+
+def _distinct(ids: list) -> list:
+    """``ids`` without repeats, in first-seen order."""
+    seen, out = set(), []
+    for v in ids:
+        key = (type(v).__name__, v)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
 
 
 def _check_ratings(recommender, pairs, cols, values, where: str) -> None:
-    """422 unless the known ratings are what ``recommender.recommend`` accepts as
-    ``(movie_id, rating)`` pairs (same rules and wording): each movie once, finite as
-    float32, non-zero, within the model's rating scale."""
+    """422 unless the ratings are what ``recommender.recommend`` accepts as ``(movie_id,
+    rating)`` pairs (same rules and wording): each known movie (``cols`` >= 0) once, every
+    rating finite as float32, non-zero, within the model's rating scale."""
     problem = None
-    if np.unique(cols).size != cols.size:
-        first = np.flatnonzero(np.bincount(cols) > 1)[0]
+    known = cols[cols >= 0]
+    with np.errstate(over="ignore"):
+        finite32 = np.isfinite(values.astype(np.float32)).all()
+    if np.unique(known).size != known.size:
+        first = np.flatnonzero(np.bincount(known) > 1)[0]
         problem = f"movie {pairs[int(np.flatnonzero(cols == first)[0])][0]} is rated more than once"
-    elif not np.isfinite(values.astype(np.float32)).all():
+    elif not finite32:
         problem = "ratings must be finite numbers (float32)"
     elif (values == 0).any():
         problem = (f"rating 0 for movie {pairs[int(np.flatnonzero(values == 0)[0])][0]} is not "
@@ -272,11 +286,14 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
         if extra:
             raise RequestError(422, f"unknown query parameter {extra[0]!r} (expected k, exclude)")
         k = q.get("k", "10")
-        if not k.strip().lstrip("-").isdigit():
+        if not (k.isascii() and k.strip().lstrip("-").isdigit()):
             raise RequestError(422, f"k must be an integer, got {k!r}")
         k = parse_k(int(k), recommender.n_items)
         raw = [p.strip() for p in q.get("exclude", "").split(",") if p.strip()]
         exclude, unknown = _exclude(recommender, raw, "")
+        if recommender.items.ids.dtype.kind in "iu":     # as POST reports them: numbers
+            unknown = _distinct([int(u) if u.isascii() and u.lstrip("+-").isdigit() else u
+                                 for u in unknown])
         row = dataset.user_row(dataset.users.ids[idx])
         row.sort_indices()
         out = await ranked(Query(row.indices.astype(np.int64), row.data, k, exclude), unknown)

@@ -41,6 +41,22 @@ def l2_normalize_rows(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1 / norms).astype(m.dtype) @ m)
 
 
+def merge_parts(parts) -> sp.csr_matrix:
+    """One CSR float32 matrix holding every stored entry of ``parts`` (same shapes;
+    None skipped); an entry stored in several parts keeps the first part's value. Unlike
+    an element-wise maximum, negative and zero ratings survive."""
+    coos = [sp.coo_matrix(p) for p in parts if p is not None]
+    shape = coos[0].shape
+    rows = np.concatenate([c.row.astype(np.int64) for c in coos])
+    cols = np.concatenate([c.col.astype(np.int64) for c in coos])
+    data = np.concatenate([c.data.astype(np.float32) for c in coos])
+    key = rows * shape[1] + cols
+    order = np.argsort(key, kind="stable")                     # first part first per key
+    first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if key.size else order
+    return sp.csr_matrix((data[first], (rows[first], cols[first])), shape=shape,
+                         dtype=np.float32)
+
+
 def dense_mask(m: sp.csr_matrix) -> np.ndarray:
     """Boolean (B, n) array, True at the stored entries of CSR ``m``."""
     out = np.zeros(m.shape, bool)

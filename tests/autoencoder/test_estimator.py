@@ -294,6 +294,17 @@ def test_scikit_learn_clone_and_params():
         AutoEncoder(layers=(0,))
     with pytest.raises(ParamError, match="lr"):
         m.set_params(lr=float("nan"))
+    with pytest.raises(ParamError, match="lr"):
+        m.set_params(n_epochs=7, lr=-5)
+    assert (m.lr, m.n_epochs) == (0.5, 2)          # all or nothing: nothing was kept
+
+
+def test_save_refuses_hyperparameters_load_would_refuse(tmp_path):
+    m = AutoEncoder(**BASE).fit(TRAIN)
+    m.lr = -5                                     # set behind set_params' back
+    with pytest.raises(ParamError, match="lr"):
+        m.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("name, bad", [
@@ -370,3 +381,16 @@ def test_nan_ratings_are_named_not_reported_as_divergence():
     bad.data[3] = np.nan
     with pytest.raises(NpcfError, match="X: holds 1 values that are not finite"):
         AutoEncoder(**BASE).fit(bad)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.predict(TRAIN, batch_size=-1), lambda m: m.predict(TRAIN, batch_size=0),
+    lambda m: m.predict_at(TRAIN, [0], [-1]), lambda m: m.predict_at(TRAIN, [0], [X.shape[1]]),
+    lambda m: m.predict_at(TRAIN, [X.shape[0]], [0]), lambda m: m.predict_at(TRAIN, [0, 1], [0]),
+    lambda m: m.predict_at(TRAIN, [0.5], [1]),
+])
+def test_prediction_arguments_out_of_range_are_refused(call):
+    model = AutoEncoder(**BASE).fit(TRAIN)
+    with pytest.raises(NpcfError) as info:
+        call(model)
+    assert "\n" not in str(info.value)

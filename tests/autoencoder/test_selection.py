@@ -63,8 +63,13 @@ def test_fixed_values_are_never_searched_and_the_defaults_take_part():
 
 def test_budget_stops_the_search_with_a_fitted_model():
     model, trials = run(budget=1e-9)
-    assert len(trials) == 1 and model.network is not None
-    assert model.info["tuning"]["budget"] == 1e-9
+    assert model.network is not None and model.info["tuning"]["budget"] == 1e-9
+    # one trial of 1 epoch, then its configuration trained with the full n_epochs
+    assert [(t["rung"], t["epochs"]) for t in trials] == [(1, 1), (3, 9)]   # rungs 1/3/9
+    assert model.info["tuning"]["budget_hit"] == 1 and model.n_epochs == 9
+    assert model.info["epochs_run"] > 1 and model.info["tuning"]["score"] == trials[-1]["score"]
+    full, _ = run()
+    assert full.info["tuning"]["budget_hit"] == 0
 
 
 def test_orientation_is_searched_only_where_it_can_be():
@@ -155,3 +160,9 @@ def test_trials_in_worker_processes_give_the_same_search():
 def test_a_budget_cut_with_workers_returns_a_fitted_model():
     model, trials = run(workers=2, budget=1e-9, n_configs=6)
     assert model.network is not None and 1 <= len(trials) <= 6
+
+
+def test_tune_refuses_a_fixed_name_that_is_no_hyperparameter():
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError, match="'layer' are not hyperparameters"):
+        AutoEncoder(**BASE).tune(TRAIN, VAL, fixed=("layer",), space=SMALL)

@@ -140,3 +140,20 @@ def test_load_errors(ml_dir, tmp_path):
     (out / "test.npz").write_bytes(b"garbage")
     with pytest.raises(DataError, match="corrupt or not a sparse matrix"):
         load_prepared(out)
+
+
+def test_user_row_keeps_negative_ratings(tmp_path):
+    from npcf.data import load_dataset
+    rng = np.random.default_rng(0)
+    lines = ["userId,movieId,rating"] + [f"{u},{m},{rng.integers(-10, 11)}" for u in range(1, 41)
+                                         for m in rng.choice(60, 20, replace=False) + 1]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    ds = load_dataset(str(tmp_path / "r.csv"), scale=(-10, 10))
+    for user in (1, 7, 40):
+        want = {int(line.split(",")[1]): float(line.split(",")[2]) for line in lines[1:]
+                if int(line.split(",")[0]) == user}
+        row, held = ds.user_row(user), ds.split.test[ds.users.index([user])[0]]
+        got = dict(zip(ds.items.ids[row.indices].tolist(), row.data.tolist()))
+        hidden = set(ds.items.ids[held.indices].tolist())        # the test part stays hidden
+        assert got == {m: r for m, r in want.items() if m not in hidden}
+        assert min(got.values()) < 0

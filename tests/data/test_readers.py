@@ -622,3 +622,21 @@ def test_random_bytes_raise_only_data_error(scratch, content):
         read_ratings(p)
     except DataError:
         pass
+
+
+@pytest.mark.parametrize("columns", [("u", "i"), "u,i", ("u", "i", "r", "t", "x"),
+                                     ("u", "u", "r"), ("u", "", "r"), 5, ("u", None, "r")])
+def test_bad_columns_are_a_param_error_naming_them(tmp_path, columns):
+    from npcf.data.readers import read_ratings
+    from npcf.errors import ParamError
+    f = tmp_path / "r.csv"
+    f.write_text("u;i;r\n1;2;3\n")
+    with pytest.raises(ParamError, match="columns"):
+        read_ratings(f, sep=";", columns=columns)
+
+
+def test_columns_as_a_comma_string(tmp_path):
+    from npcf.data.readers import read_ratings
+    f = tmp_path / "r.csv"
+    f.write_text("u;i;r\n1;2;3\n2;2;4\n")
+    assert read_ratings(f, sep=";", columns="u,i,r").matrix.nnz == 2

@@ -170,8 +170,10 @@ def test_fewer_movies_than_k_pads_the_list(case):
 
 
 def test_bad_requests_are_one_clear_error(case):
-    with pytest.raises(NpcfError, match="positive"):
-        case.model.recommend(case.X, k=0)
+    for k in (0, -2, 2.7, 5.0, "5", True, None):       # a whole number, as the server wants
+        with pytest.raises(NpcfError, match="positive whole number"):
+            case.model.recommend(case.X, k=k)
+    assert case.model.recommend(case.X, k=np.int64(3)).ids.shape[1] == 3
     with pytest.raises(NpcfError, match="unknown movie"):
         case.model.recommend(case.X, k=3, filter_items=[10**9])
     with pytest.raises(NpcfError, match="columns"):

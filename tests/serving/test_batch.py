@@ -114,6 +114,12 @@ def test_score_partition_is_plain_pandas_and_matches_recommend(data):
         np.testing.assert_allclose(got["score"].to_numpy(), scores, rtol=1e-5, atol=1e-6)
     with pytest.raises(NpcfError, match="lacks the columns rating"):
         batch.score_partition(frame.drop(columns="rating"), model, K)
+    # ids as doubles (a Spark or Parquet column that once held nulls): the same result
+    doubles = frame.astype({"userId": "float64", "movieId": "float64"})
+    pd.testing.assert_frame_equal(batch.score_partition(doubles, model, K),
+                                  batch.score_partition(frame, model, K))
+    with pytest.raises(NpcfError, match="movieId holds numbers that are not whole ids"):
+        batch.score_partition(doubles.assign(movieId=doubles["movieId"] + 0.5), model, K)
 
 
 def test_every_user_once_and_equal_to_single_process(data, expected, client, tmp_path):

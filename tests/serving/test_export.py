@@ -332,3 +332,33 @@ def test_ml_opset_table_and_every_opset_runs(tmp_path):
             ["top_movie_ids"], raw_feeds(x, model.items.ids))[0]
         want = got if want is None else want
         np.testing.assert_array_equal(got, want)
+
+
+def test_slots_past_a_users_unseen_movies_are_padding_in_the_graph(tmp_path):
+    model = fitted_model()
+    ids = model.items.ids
+    x = random_ratings(5, N_ITEMS, 0.1, 3).tolil()
+    x[0, :] = 3.0                                   # user 0 rated every movie but two
+    x[0, 4] = x[0, 9] = 0
+    x = sp.csr_matrix(x)
+    x.eliminate_zeros()
+    k = 6
+    raw = export(model, tmp_path / "raw.onnx", raw_ids=True, top_k=k)
+    sess = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
+    scores, top, top_scores, top_ids, _ = sess.run(RAW_OUT, raw_feeds(x, ids))
+    assert sorted(top_ids[0, :2].tolist()) == sorted(ids[[4, 9]].tolist())
+    assert top_ids[0, 2:].tolist() == [-1] * (k - 2)
+    assert np.isneginf(top_scores[0, 2:]).all() and np.isfinite(top_scores[0, :2]).all()
+    assert np.isfinite(top_scores[1:]).all() and (top_ids[1:] >= 0).all()
+    rec = Recommender.load(raw).recommend(x, k=k)       # the runtime agrees
+    np.testing.assert_array_equal(rec.ids[0, 2:], -1)
+    np.testing.assert_array_equal(rec.ids[1:], top_ids[1:])
+
+
+def test_a_model_without_an_id_map_exports_column_indices_as_ids(tmp_path):
+    model = AutoEncoder(layers=(8,), n_epochs=1, seed=0).fit(random_ratings(30, N_ITEMS, 0.2, 5))
+    assert model.items is None
+    x = random_ratings(4, N_ITEMS, 0.2, 6)
+    rec = Recommender.load(export(model, tmp_path / "plain.onnx", top_k=5))
+    np.testing.assert_array_equal(rec.items.ids, np.arange(N_ITEMS))
+    np.testing.assert_array_equal(rec.recommend(x, k=5).ids, model.recommend(x, k=5).ids)

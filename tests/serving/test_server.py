@@ -159,6 +159,10 @@ def test_batch_and_known_user(server, rec, run_dir):
     r = httpx.get(server + "/users/1/recommendations", params={"k": 4, "exclude": "858,318"})
     assert r.status_code == 200 and r.json()["user_id"] == 1
     _check(r.json(), rec, pairs, 4, [858, 318])
+    r = httpx.get(server + "/users/1/recommendations", params={"exclude": "424242,424242,x"})
+    assert r.status_code == 200 and r.json()["unknown_ids"] == [424242, "x"]   # as POST: ints
+    r = httpx.post(server + "/recommend", json={"ratings": [[424242, 4]], "exclude": [424242]})
+    assert r.status_code == 200 and r.json()["unknown_ids"] == [424242]        # listed once
     r = httpx.get(server + "/users/999999/recommendations")
     assert r.status_code == 404 and r.json() == {"error": "unknown user id 999999"}
     r = httpx.get(server + f"/users/{10**23}/recommendations")     # beyond int64: unknown too
@@ -219,6 +223,8 @@ def _error(r, status, part):
     (b'{"ratings": [], "k": 2.5}', "k must be an integer"),
     (b'{"ratings": [], "exclude": 5}', "exclude must be a list"),
     (b'{"ratings": [[1, 9]]}', "outside the model's scale"),
+    (b'{"ratings": [[99999999, 500], [1, 5]]}', "rating 500 for movie 99999999 is outside"),
+    (b'{"ratings": [[99999999, 0]]}', "rating 0 for movie 99999999"),
     (b'{"ratings": [[1, 4], [1, 3]]}', "rated more than once"),
     (b'{"ratings": [[1, 4], ["1", 3]]}', "movie 1 is rated more than once"),
     (b'{"ratings": [[2, 4], [1, 0]]}', "rating 0 for movie 1 is not a finite, non-zero number"),
@@ -246,6 +252,8 @@ def test_other_4xx(server):
     _error(httpx.get(server + "/no/such/route"), 404, "Not Found")
     _error(httpx.post(server + "/recommend/", json={}), 404, "Not Found")   # no 307 redirect
     _error(httpx.get(server + "/users/1/recommendations", params={"k": "x"}), 422, "k must be")
+    _error(httpx.get(server + "/users/1/recommendations", params={"k": "\u0663"}), 422,
+           "k must be")
     _error(httpx.get(server + "/users/1/recommendations", params={"n": "3"}), 422,
            "unknown query parameter 'n'")
     assert httpx.get(server + "/health").status_code == 200          # still serving

@@ -9,6 +9,7 @@ from npcf.utils.sparse import (
     dense_mask,
     entry_rows,
     l2_normalize_rows,
+    merge_parts,
     select,
     union,
     unique,
@@ -45,3 +46,13 @@ def test_sets_agree_with_numpy(a, b):
     np.testing.assert_array_equal(u[inv], a)
     np.testing.assert_array_equal(a[order], np.sort(a, kind="stable"))
     np.testing.assert_array_equal(union(a, b), np.union1d(a, b))
+
+
+def test_merge_parts_keeps_negative_and_zero_ratings_and_the_first_value():
+    a = sp.csr_matrix(np.array([[-3.0, 0, 2], [0, 0, 0]], np.float32))
+    b = sp.csr_matrix(np.array([[9.0, -1, 0], [0, 0, -2]], np.float32))
+    zero = sp.csr_matrix(([0.0], ([1], [0])), shape=(2, 3))          # an explicit 0 rating
+    m = merge_parts([a, None, b, zero])
+    assert m.dtype == np.float32 and m.nnz == 5
+    np.testing.assert_array_equal(m.toarray(), [[-3, -1, 2], [0, 0, -2]])
+    np.testing.assert_array_equal(merge_parts([a, a]).toarray(), a.toarray())
