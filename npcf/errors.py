@@ -23,6 +23,9 @@ class DataError(NpcfError, ValueError):
             where = f"line {line}: "
         super().__init__(where + problem)
 
+    def __reduce__(self):                 # picklable (errors cross process boundaries)
+        return type(self), (self.problem, self.path, self.line)
+
 
 class DatasetError(NpcfError):
     """A named dataset cannot be downloaded, verified or extracted."""
@@ -51,3 +54,6 @@ class ParamError(NpcfError, ValueError):
     def __init__(self, param: str, problem: str):
         self.param, self.problem = param, problem
         super().__init__(f"{param}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.param, self.problem)

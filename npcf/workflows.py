@@ -126,7 +126,7 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                           fixed=set(params) if fixed is None else set(fixed),
                           tune_budget=tune_budget, blend=blend, resume=resume, threads=threads,
                           progress=progress, verbose_epochs=verbose_epochs, echo=echo)
-        except TrainingInterrupted:
+        except (TrainingInterrupted, KeyboardInterrupt):   # (the latter: waiting on workers)
             if not tune:
                 raise
             raise Interrupted(f"interrupted during the hyperparameter search; {out} was left "
@@ -276,7 +276,8 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         export(ae, staged, sparse_input=sparse_input, top_k=top_k or None, raw_ids=raw_ids,
                popularity_penalty=popularity_penalty, precision=precision,
                extra_metadata={"checkpoint_sha256": checkpoint.file_digest(model_path),
-                               "checkpoint_file": checkpoint.checkpoint_files(model_path)[0].name,
+                               "checkpoint_path": str(
+                                   checkpoint.checkpoint_files(model_path)[0].resolve()),
                                "data_fingerprint": ae.info.get("fingerprint", "")})
         x = _parity_rows(ae, folder, batch_size)
         got = Recommender.load(staged).scores(x, batch_size=batch_size)
@@ -331,7 +332,10 @@ def check_fresh(model, path) -> None:
     if not isinstance(model, Recommender):
         return
     recorded = model.meta.get("checkpoint_sha256")
-    source = rundir.folder_of(path) / model.meta.get("checkpoint_file", rundir.MODEL_NPZ)
+    if "checkpoint_path" in model.meta:      # the checkpoint it came from, wherever it is
+        source = Path(model.meta["checkpoint_path"])
+    else:                                    # older exports: the run directory's model.npz
+        source = rundir.folder_of(path) / rundir.MODEL_NPZ
     if not recorded or not source.is_file():
         return
     if checkpoint.file_digest(source) != recorded:

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.errors import NpcfError
 from npcf.nn.optim import FULL_BATCH
 from npcf.utils import parallel
 from npcf.utils.progress import open_progress
@@ -90,24 +94,66 @@ def _fit_trial(kw: dict, data: tuple | None = None):
     return model, time.perf_counter() - t0
 
 
+#: one search at a time uses worker processes (they inherit :data:`_SHARED` at fork);
+#: a search started meanwhile in another thread runs its trials in its own thread
+_POOL_LOCK = threading.Lock()
+
+
+def _worker_init() -> None:
+    """A trial process: one npcf thread, one BLAS thread, and gone with its parent (a
+    SIGTERM'd `train` must not leave children writing into a pipe nobody reads)."""
+    parallel.single_threaded()
+    with contextlib.suppress(Exception):           # Linux only: best effort elsewhere
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:                           # the parent died before the prctl
+        os._exit(1)
+
+
+def usable_workers(workers: int, n_trials: int) -> int:
+    """How many trial processes make sense: at most ``workers``, the cores this process
+    may use and ``n_trials``; 1 where processes cannot be forked (no ``fork``, or a
+    daemonic process such as a Dask or ``multiprocessing`` worker)."""
+    if "fork" not in multiprocessing.get_all_start_methods() or \
+            multiprocessing.current_process().daemon:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    return max(1, min(int(workers), cores, int(n_trials)))
+
+
 @contextlib.contextmanager
 def _trial_pool(workers: int, data: tuple):
     """``workers`` forked processes that fit trials on ``data`` (each with one npcf
-    thread and one BLAS thread), or None: one worker, or no ``fork`` on this platform
-    (trials then run in this process, one after the other). Trials still running when the search ends are
-    waited for; those not started are cancelled."""
+    thread and one BLAS thread), or None: one worker, or another search already has
+    the processes (trials then run in this thread, one after the other). Trials still
+    running when the search ends are waited for; those not started are cancelled."""
     global _SHARED
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or not _POOL_LOCK.acquire(blocking=False):
         yield None
         return
-    _SHARED = data
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=parallel.single_threaded)
     try:
-        yield pool
+        _SHARED = data
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_worker_init)
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         _SHARED = None
+        _POOL_LOCK.release()
+
+
+def _result(future):
+    """A trial's ``(model, seconds)``; a worker that died becomes one clear NpcfError."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise NpcfError("a worker process of the hyperparameter search died (out of "
+                        "memory?); run with fewer threads (--threads 1 trains one trial "
+                        "at a time)") from None
 
 
 def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
@@ -142,6 +188,8 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         space.pop("noise_level", None)
     elif "denoise" in set(fixed) and "noise_level" in space:   # corruption asked for: some
         space["noise_level"] = tuple(v for v in space["noise_level"] if v > 0)
+        if not space["noise_level"]:                          # none left: the given level
+            space.pop("noise_level")
     if params["optimizer"] in FULL_BATCH:           # one fixed objective, no step size
         space.pop("dropout", None)
         space.pop("lr", None)
@@ -168,7 +216,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     start = time.perf_counter()
     total = sum(max(1, -(-len(configs) // eta ** r)) for r in range(len(rungs)))
     data = (type(base), X, validation, validation_input, dict(fit_kw or {}))
-    workers = max(1, int(parallel.threads() if workers is None else workers))
+    workers = usable_workers(parallel.threads() if workers is None else workers, len(configs))
 
     def over_budget() -> bool:
         return budget is not None and time.perf_counter() - start > budget and best is not None
@@ -193,7 +241,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                     model.set_params(n_epochs=n_epochs)
                     seconds = 0.0
                 else:
-                    model, seconds = futures.pop(i).result() if i in futures else _fit_trial(
+                    model, seconds = _result(futures.pop(i)) if i in futures else _fit_trial(
                         dict(params, **cfg, n_epochs=n_epochs, ensemble=1), data)
                     if model.info["epochs_run"] < n_epochs and params["schedule"] != "cosine":
                         # early stopping ended it: a longer run is the same run (shuffle,

@@ -6,6 +6,8 @@ unexpected is one line too, with how to see the traceback (``--debug`` or
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import click
 
@@ -81,3 +83,11 @@ def _one_line_usage(err: click.UsageError, sub: str | None = None) -> click.Usag
 @click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error.")
 def main(debug):
     """npcf: deep-autoencoder collaborative filtering (NumPy/SciPy, ONNX)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum, frame):
+    """SIGTERM (``kill``, systemd, Kubernetes) ends the command as an exception would:
+    staged output is removed, worker processes are shut down; exit code 143."""
+    raise SystemExit(128 + signum)

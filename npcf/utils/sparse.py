@@ -42,19 +42,21 @@ def l2_normalize_rows(m: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def merge_parts(parts) -> sp.csr_matrix:
-    """One CSR float32 matrix holding every stored entry of ``parts`` (same shapes;
-    None skipped); an entry stored in several parts keeps the first part's value. Unlike
-    an element-wise maximum, negative and zero ratings survive."""
-    coos = [sp.coo_matrix(p) for p in parts if p is not None]
-    shape = coos[0].shape
-    rows = np.concatenate([c.row.astype(np.int64) for c in coos])
-    cols = np.concatenate([c.col.astype(np.int64) for c in coos])
-    data = np.concatenate([c.data.astype(np.float32) for c in coos])
-    key = rows * shape[1] + cols
-    order = np.argsort(key, kind="stable")                     # first part first per key
-    first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if key.size else order
-    return sp.csr_matrix((data[first], (rows[first], cols[first])), shape=shape,
-                         dtype=np.float32)
+    """One CSR float32 matrix holding every stored rating of ``parts`` (same shapes; None
+    skipped); an entry stored in several parts keeps the first part's value. Ratings are
+    non-zero (0 means unrated): unlike an element-wise maximum, negative ones survive.
+    Sparse arithmetic only: memory a few times the parts' nnz."""
+    kept = [sp.csr_matrix(p, dtype=np.float32) for p in parts if p is not None]
+    out = kept[0]
+    for p in kept[1:]:
+        if p.nnz:
+            # p's entries where out has none: p minus p on out's pattern (zeros dropped)
+            new = p - p.multiply(out.astype(bool))
+            out = out + new
+    out = sp.csr_matrix(out, dtype=np.float32)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
 
 
 def dense_mask(m: sp.csr_matrix) -> np.ndarray:

@@ -166,3 +166,53 @@ def test_tune_refuses_a_fixed_name_that_is_no_hyperparameter():
     from npcf.errors import ParamError
     with pytest.raises(ParamError, match="'layer' are not hyperparameters"):
         AutoEncoder(**BASE).tune(TRAIN, VAL, fixed=("layer",), space=SMALL)
+
+
+def test_searches_in_two_threads_each_fit_their_own_data():
+    import threading
+
+    from npcf.utils import parallel
+    other_train, other_val = split(tiny_ratings(50, 30, seed=5))
+    alone_a, _ = run(workers=2)
+    alone_b, _ = select(AutoEncoder(**BASE), other_train, other_val, space=SMALL, n_configs=6,
+                        first_epochs=1, workers=2)
+    got = {}
+
+    def search(name, X, V):
+        with parallel.using(2):
+            got[name] = select(AutoEncoder(**BASE), X, V, space=SMALL, n_configs=6,
+                               first_epochs=1, workers=2)[0]
+    threads = [threading.Thread(target=search, args=("a", TRAIN, VAL)),
+               threading.Thread(target=search, args=("b", other_train, other_val))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(got["a"].predict(TRAIN), alone_a.predict(TRAIN))
+    np.testing.assert_array_equal(got["b"].predict(other_train), alone_b.predict(other_train))
+
+
+def test_worker_errors_arrive_as_they_are_and_workers_are_capped():
+    from npcf.autoencoder.selection import usable_workers
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError, match="noise_level"):
+        run(space={"noise_level": (0.2, 1.0)}, workers=2, n_configs=2)
+    assert usable_workers(64, 3) <= 3 and usable_workers(64, 100) >= 1
+    assert usable_workers(1, 100) == 1
+
+
+def _tune_in_daemon(queue):
+    from npcf.utils import parallel
+    with parallel.using(2):
+        model, trials = run(workers=2, n_configs=3)
+    queue.put(len(trials))
+
+
+def test_a_daemonic_process_searches_in_one_process():
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_tune_in_daemon, args=(queue,), daemon=True)
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0 and queue.get(timeout=5) >= 3

@@ -48,11 +48,25 @@ def test_sets_agree_with_numpy(a, b):
     np.testing.assert_array_equal(union(a, b), np.union1d(a, b))
 
 
-def test_merge_parts_keeps_negative_and_zero_ratings_and_the_first_value():
+def test_merge_parts_keeps_negative_ratings_and_the_first_value():
     a = sp.csr_matrix(np.array([[-3.0, 0, 2], [0, 0, 0]], np.float32))
     b = sp.csr_matrix(np.array([[9.0, -1, 0], [0, 0, -2]], np.float32))
-    zero = sp.csr_matrix(([0.0], ([1], [0])), shape=(2, 3))          # an explicit 0 rating
-    m = merge_parts([a, None, b, zero])
-    assert m.dtype == np.float32 and m.nnz == 5
+    m = merge_parts([a, None, b, b])
+    assert m.dtype == np.float32 and m.nnz == 4 and m.has_sorted_indices
     np.testing.assert_array_equal(m.toarray(), [[-3, -1, 2], [0, 0, -2]])
     np.testing.assert_array_equal(merge_parts([a, a]).toarray(), a.toarray())
+
+
+@given(st.integers(0, 2 ** 31 - 1))
+@settings(max_examples=25, deadline=None)
+def test_merge_parts_equals_a_dense_first_wins_loop(seed):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(3):
+        d = rng.choice([0.0, -2.0, -0.5, 1.0, 4.5], size=(6, 7)).astype(np.float32)
+        d[rng.random(d.shape) < 0.5] = 0
+        parts.append(sp.csr_matrix(d))
+    want = np.zeros((6, 7), np.float32)
+    for d in (p.toarray() for p in parts):
+        want = np.where(want == 0, d, want)
+    np.testing.assert_array_equal(merge_parts(parts).toarray(), want)
