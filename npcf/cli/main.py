@@ -23,7 +23,15 @@ class _Command(click.Command):
     --user_based``) as a usage error; click would silently keep the last one."""
 
     def parse_args(self, ctx, args):
-        given = set(args[:args.index("--")] if "--" in args else args)
+        takes_value = {o for p in self.params if isinstance(p, click.Option)
+                       and not p.is_flag and not p.count for o in p.opts + p.secondary_opts}
+        given, skip = set(), False
+        for a in args:
+            if a == "--":
+                break
+            if not skip:
+                given.add(a)
+            skip = not skip and a in takes_value     # the next token is this option's value
         for p in self.params:
             if isinstance(p, click.Option) and p.is_flag and p.secondary_opts:
                 on = [o for o in p.opts if o in given]

@@ -369,6 +369,13 @@ def test_every_option_refuses_its_nonsense_values(work, command, opt, value):
     assert_refused(result, work, before, 2, opt)
 
 
+def test_a_flag_name_given_as_an_option_value_is_not_a_flag(work):
+    result = run(["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 1,
+                  "--layers", 8, "-q", "--out", "--basic", "--denoiser"])
+    assert result.exit_code == 0, result.output        # the run directory is named --basic
+    assert (work / "--basic" / "model.npz").is_file()
+
+
 @pytest.mark.parametrize("command", sorted(main.commands))
 def test_help_shows_no_empty_ranges_or_defaults(command):
     result = run([command, "--help"])
