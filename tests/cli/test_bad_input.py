@@ -429,6 +429,24 @@ def test_ctrl_c_during_a_search_exits_130_and_leaves_the_run_whole(work, monkeyp
     assert_refused(result, work, before, 130, "hyperparameter search", "does not resume")
 
 
+def test_sigterm_ends_a_search_cleanly_with_143(work):
+    import subprocess
+    import sys
+    import time
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    before = snapshot(work)
+    proc = subprocess.Popen([sys.executable, str(cli), "train", "--data", "ratings.csv",
+                             "--out", "run", "-q", "--threads", "2", "--n_epochs", "3000",
+                             "--patience", "0"], cwd=work,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(4)                                    # imports done, the search under way
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert snapshot(work) == before                   # no staged directory, no lock left
+    assert not [p for p in os.listdir(work) if p.startswith(".")]
+
+
 def test_a_failed_retrain_leaves_the_old_run_whole(work):
     before = snapshot(work)
     result = run(["train", "--data", "ratings.csv", "--tune", "off", "--out", "run",
