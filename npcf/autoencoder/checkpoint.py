@@ -68,15 +68,20 @@ def read_model(path) -> tuple[dict, dict, Path]:
         with np.load(npz, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except _NPZ_ERRORS as err:
-        raise CheckpointError(f"{npz}: corrupt checkpoint ({_npz_problem(err)})") from None
+        raise CheckpointError(f"{npz}: corrupt checkpoint ({_npz_problem(npz, err)})") \
+            from None
     return meta, arrays, npz
 
 
-def _npz_problem(err: Exception) -> str:
-    """What is wrong with an archive ``np.load`` refused, without suggesting pickle."""
-    if "allow_pickle" in str(err):
-        return "it holds pickled Python objects, which npcf never loads"
-    return str(err)
+def _npz_problem(npz: Path, err: Exception) -> str:
+    """What is wrong with an archive ``np.load`` refused, without suggesting pickle (NumPy
+    takes any file without a zip header for a pickle)."""
+    if "allow_pickle" not in str(err):
+        return str(err)
+    with open(npz, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    return "it holds pickled Python objects, which npcf never loads" if zipped else \
+        "not an .npz archive (no zip header)"
 
 
 def file_digest(path) -> str:

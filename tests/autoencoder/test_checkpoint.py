@@ -236,3 +236,10 @@ def test_a_named_checkpoint_file_is_the_one_loaded(tmp_path):
     assert "second.json: no such checkpoint file" in load_error(path / "second.npz")
     (path / "notes.txt").write_text("x")
     assert "not a checkpoint" in load_error(path / "notes.txt")
+
+
+def test_random_bytes_are_not_called_a_pickle(tmp_path):
+    _, path = fit(tmp_path)
+    (path / "model.npz").write_bytes(np.random.default_rng(0).bytes(4000))
+    msg = load_error(path)
+    assert "not an .npz archive" in msg and "pickle" not in msg
