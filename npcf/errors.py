@@ -57,3 +57,11 @@ class ParamError(NpcfError, ValueError):
 
     def __reduce__(self):
         return type(self), (self.param, self.problem)
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as an int if it is a whole number >= 1 (an int or NumPy integer; not a
+    bool, float or string); :class:`ParamError` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
+        raise ParamError(name, f"must be a positive whole number, got {value!r}")
+    return int(value)

@@ -14,7 +14,7 @@ from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.vocab import Vocabulary
-from npcf.errors import CheckpointError, NpcfError, ParamError, one_line
+from npcf.errors import CheckpointError, NpcfError, ParamError, one_line, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import Recommends
 from npcf.nn import activations, noise, optim, schedules
@@ -30,13 +30,6 @@ ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
 OUTPUT_MODES = ("auto", "sampled", "union")
 #: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
 BLEND = 8
-
-
-def _positive(n, name: str) -> int:
-    """``n`` as a positive int; NpcfError naming ``name`` otherwise."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise NpcfError(f"{name} must be a positive whole number, got {n!r}")
-    return int(n)
 
 
 def check_inputs(X, validation=None, validation_input=None, users=None,
@@ -449,7 +442,7 @@ class AutoEncoder(Recommends):
 
     def _predict_one(self, X, batch_size: int = 1024) -> np.ndarray:
         X = self._check(X)
-        batch_size = _positive(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         net = self.network
         if self.item_based:
             X = sp.csr_matrix(X.T)
@@ -478,7 +471,7 @@ class AutoEncoder(Recommends):
 
     def _predict_one_at(self, X, rows, cols, batch_size: int = 1024) -> np.ndarray:
         X = self._check(X)
-        batch_size = _positive(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         rows, cols = np.asarray(rows), np.asarray(cols)
         if rows.shape != cols.shape or rows.ndim != 1:
             raise NpcfError(f"rows and cols must be 1-D of one length, got shapes "

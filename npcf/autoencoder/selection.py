@@ -221,6 +221,14 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     def over_budget() -> bool:
         return budget is not None and time.perf_counter() - start > budget and best is not None
 
+    def trial_kw(cfg: dict, n_epochs: int) -> dict:
+        return dict(params, **cfg, n_epochs=n_epochs, ensemble=1)
+
+    def record(rung: int, n_epochs: int, cfg: dict, score: float, model, seconds: float):
+        trials.append(dict(rung=rung, epochs=n_epochs, **_plain(cfg), score=score,
+                           best_epoch=model.info.get("best_epoch"),
+                           epochs_run=model.info.get("epochs_run"), seconds=round(seconds, 3)))
+
     with open_progress(progress, total, "tuning") as bar, _trial_pool(workers, data) as pool:
         ahead = workers if pool is not None else 1
         for rung, n_epochs in enumerate(rungs):
@@ -230,8 +238,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                 while submitted < min(len(alive), pos + ahead) and not over_budget():
                     j = alive[submitted]
                     if pool is not None and j not in stopped:
-                        futures[j] = pool.submit(_fit_trial, dict(
-                            params, **configs[j], n_epochs=n_epochs, ensemble=1))
+                        futures[j] = pool.submit(_fit_trial, trial_kw(configs[j], n_epochs))
                     submitted += 1
                 if pos >= submitted:
                     break
@@ -241,17 +248,14 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                     model.set_params(n_epochs=n_epochs)
                     seconds = 0.0
                 else:
-                    model, seconds = _result(futures.pop(i)) if i in futures else _fit_trial(
-                        dict(params, **cfg, n_epochs=n_epochs, ensemble=1), data)
+                    model, seconds = _result(futures.pop(i)) if i in futures else \
+                        _fit_trial(trial_kw(cfg, n_epochs), data)
                     if model.info["epochs_run"] < n_epochs and params["schedule"] != "cosine":
                         # early stopping ended it: a longer run is the same run (shuffle,
                         # noise and the step/none schedules depend on seed, epoch, batch)
                         stopped[i] = model
                 score = _score(model, higher)
-                trials.append(dict(rung=rung + 1, epochs=n_epochs, **_plain(cfg), score=score,
-                                   best_epoch=model.info.get("best_epoch"),
-                                   epochs_run=model.info.get("epochs_run"),
-                                   seconds=round(seconds, 3)))
+                record(rung + 1, n_epochs, cfg, score, model, seconds)
                 scored.append((score, i, model))
                 latest[i] = (rung, score, model)
                 if best is None or best[0] < rung or (best[0] == rung and _better(
@@ -268,11 +272,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         # early stopping had ended it: the longer run is the same run
         model.set_params(n_epochs=full)
     elif cut:                       # still improving when cut: train the winner in full
-        model, seconds = _fit_trial(dict(params, **cfg, n_epochs=full, ensemble=1), data)
+        model, seconds = _fit_trial(trial_kw(cfg, full), data)
         score = _score(model, higher)
-        trials.append(dict(rung=len(rungs), epochs=full, **_plain(cfg), score=score,
-                           best_epoch=model.info.get("best_epoch"),
-                           epochs_run=model.info.get("epochs_run"), seconds=round(seconds, 3)))
+        record(len(rungs), full, cfg, score, model, seconds)
     if candidates is not None:
         top = max(r for r, _, _ in latest.values())
         kept = sorted(((sc, i, m) for i, (r, sc, m) in latest.items() if r >= top - 1),

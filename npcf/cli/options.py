@@ -10,8 +10,9 @@ import click
 
 from npcf.autoencoder.hyperparameters import RANGES
 from npcf.data.dataset import is_prepared
-from npcf.data.readers import FORMATS
+from npcf.data.readers import FORMATS, check_columns
 from npcf.data.splits import KINDS
+from npcf.errors import ParamError
 
 
 class Finite(click.FloatRange):
@@ -152,14 +153,10 @@ def _scale(ctx, param, text):
 
 
 def _columns(ctx, param, text):
-    if text is None:
-        return None
-    cols = tuple(c.strip() for c in text.split(","))
-    if len(cols) not in (3, 4) or not all(cols):
-        raise click.BadParameter("--columns needs USER,ITEM,RATING[,TIMESTAMP]")
-    if len(set(cols)) != len(cols):
-        raise click.BadParameter(f"each column can be named once, got {text!r}")
-    return cols
+    try:
+        return check_columns(text)
+    except ParamError as err:
+        raise click.BadParameter(err.problem) from None
 
 
 def layers(ctx, param, text):

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError
+from npcf.errors import NpcfError, positive_int
 from npcf.utils.sparse import entry_rows
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
@@ -60,14 +60,6 @@ def penalty_vector(penalty: float, item_counts) -> np.ndarray:
     """``penalty * log(1 + count)`` per item as float32 (the ONNX graph stores the same)."""
     counts = np.asarray(item_counts, np.float64)
     return (float(penalty) * np.log1p(counts)).astype(np.float32)
-
-
-def check_k(k) -> int:
-    """``k`` (how many movies) as an int: a whole number >= 1 (an int or NumPy integer,
-    not a bool, float or string); NpcfError otherwise."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise NpcfError(f"k must be a positive whole number of movies, got {k!r}")
-    return int(k)
 
 
 def rank(scores: np.ndarray, k: int, *, seen: sp.spmatrix | None = None, exclude=None,
@@ -155,7 +147,7 @@ class Recommends:
         Movie ids are raw ids where the model knows them (``items`` vocabulary), else
         column indices. Returns :class:`Recommendations` ``(ids, scores)``.
         """
-        k = check_k(k)
+        k = positive_int(k, "k")
         self._n_items_checked()
         X, single = self._user_rows(user_items)
         exclude = None if filter_items is None else self._item_columns(filter_items)

@@ -33,8 +33,7 @@ import scipy.sparse as sp
 from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import Ratings, build_ratings
 from npcf.data.readers import _ITEM_NAMES, _RATING_NAMES, _USER_NAMES, _pick, read_ratings
-from npcf.errors import DataError, NpcfError, ParamError, one_line
-from npcf.evaluation.ranking import check_k
+from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int
 from npcf.rundir import check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
@@ -296,11 +295,8 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
     t0 = time.perf_counter()
     model = Path(model).resolve()
     rec = recommender(model, threads, batch_size)         # fails here, not on every worker
-    k = check_k(k)
-    if isinstance(partition_users, bool) or not isinstance(partition_users, (int, np.integer)) \
-            or partition_users < 1:
-        raise ParamError("partition_users", f"must be a positive whole number, got "
-                                            f"{partition_users!r}")
+    k = positive_int(k, "k")
+    partition_users = positive_int(partition_users, "partition_users")
     inputs = (model, None if isinstance(ratings, Ratings) else ratings)
     out = check_target(out, (PART_GLOB, MARKER), "batch recommendation output",
                        markers=(MARKER,), inputs=inputs)
