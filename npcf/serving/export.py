@@ -86,6 +86,12 @@ class _Graph:
         return self.op(_ACT[name], [x], name=out)
 
 
+def item_ids(model) -> np.ndarray:
+    """The model's movie ids by column: its id map's, or the column indices of a model
+    fitted without one."""
+    return model.items.ids if model.items is not None else np.arange(model.network.n_inputs)
+
+
 def raw_item_ids(model) -> np.ndarray:
     """The model's movie ids as int64 (n_items,) for a raw-id graph, or NpcfError."""
     ids = None if model.items is None else np.asarray(model.items.ids)
@@ -278,8 +284,7 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
     }
     if popularity_penalty:      # the runtime's NumPy path ranks with the same penalty
         meta["item_counts"] = json.dumps(np.asarray(item_counts, np.int64).tolist())
-    # a model fitted without an id map: its movie ids are its column indices
-    ids = model.items.ids if model.items is not None else np.arange(net.n_inputs)
+    ids = item_ids(model)
     meta["item_ids_dtype"] = "int64" if ids.dtype.kind in "iu" else "str"
     text = json.dumps(ids.tolist())
     meta["item_ids_sha256"] = hashlib.sha256(text.encode()).hexdigest()
@@ -338,8 +343,7 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
     if "item_ids" not in meta:
-        ids = model.items.ids if model.items is not None else np.arange(model.network.n_inputs)
-        write_text(str(path) + ".items.json", json.dumps(ids.tolist()))
+        write_text(str(path) + ".items.json", json.dumps(item_ids(model).tolist()))
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save(m, tmp)
     return path

@@ -124,13 +124,15 @@ def _movie_key(items, v):
 
 
 def _columns(items, raw: list) -> tuple[np.ndarray, list]:
-    """Column index of each raw id (-1 if unknown) and the unknown ids as given."""
+    """Column index of each raw id (-1 if unknown) and the unknown ids, once each, as
+    the model's id type where they parse as one (``"7"`` -> 7 for integer ids)."""
     cols = None
     if items.ids.dtype.kind in "iu" and all(type(v) is int for v in raw):   # the common case
         try:
             cols = items.index(np.asarray(raw, np.int64), missing="ignore")
         except OverflowError:
             cols = None
+    shown = raw
     if cols is None:
         keys = [_movie_key(items, v) for v in raw]
         cols = np.full(len(raw), -1, np.int64)
@@ -139,7 +141,8 @@ def _columns(items, raw: list) -> tuple[np.ndarray, list]:
             dtype = np.int64 if items.ids.dtype.kind in "iu" else str
             cols[ok] = items.index(np.asarray([keys[i] for i in ok], dtype=dtype),
                                    missing="ignore")
-    return cols, [raw[i] for i in np.flatnonzero(cols < 0)]
+        shown = [raw[i] if key is None else key for i, key in enumerate(keys)]
+    return cols, _distinct([shown[i] for i in np.flatnonzero(cols < 0)])
 
 
 def parse_k(value, n_items: int, where: str = "k") -> int:
@@ -291,9 +294,6 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
         k = parse_k(int(k), recommender.n_items)
         raw = [p.strip() for p in q.get("exclude", "").split(",") if p.strip()]
         exclude, unknown = _exclude(recommender, raw, "")
-        if recommender.items.ids.dtype.kind in "iu":     # as POST reports them: numbers
-            unknown = _distinct([int(u) if u.isascii() and u.lstrip("+-").isdigit() else u
-                                 for u in unknown])
         row = dataset.user_row(dataset.users.ids[idx])
         row.sort_indices()
         out = await ranked(Query(row.indices.astype(np.int64), row.data, k, exclude), unknown)
