@@ -159,7 +159,7 @@ def main(argv=None) -> dict:
     result = {"rows": rows, "n_users_total": int(ratings.matrix.shape[0]),
               "n_items": len(ratings.items), "n_ratings_total": int(ratings.matrix.nnz),
               "read_seconds": read_s, "rounds": args.rounds, "measured": report.now(),
-              "argv": list(argv or []), "load_avg_before": load_before,
+              "argv": list(sys.argv[1:] if argv is None else argv), "load_avg_before": load_before,
               "load_avg_after_timed": os.getloadavg()}
     del ratings, sub
     if not args.no_full:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from npcf import rundir
 from npcf.errors import NpcfError, one_line
+from npcf.utils.files import atomic_path
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'npcf[plot]'"
 METRIC_LABELS = {"val_rmse": "validation RMSE", "val_ndcg": "validation NDCG@100"}
@@ -42,22 +43,40 @@ def _pyplot():
     return plt, MaxNLocator
 
 
+def _runs(cols) -> list[tuple[str, list[int]]]:
+    """``[(label suffix, row positions)]``: one per ensemble member (a ``member``
+    column), else one for the whole history."""
+    if "member" not in cols:
+        return [("", list(range(len(cols["epoch"]))))]
+    members = sorted({int(v) for v in cols["member"] if not math.isnan(v)})
+    return [(f", member {k}", [i for i, v in enumerate(cols["member"]) if v == k])
+            for k in members]
+
+
 def plot_history(history, out, *, title: str | None = None, dpi: int = 120) -> Path:
     """Draw training and validation loss per epoch (and the validation metric, if
-    recorded, on a second panel) from ``history`` (a ``history.csv`` path) to ``out``."""
+    recorded, on a second panel) from ``history`` (a ``history.csv`` path) to ``out``
+    (written atomically; the format follows its extension). An ensemble's history gets
+    one line per member."""
     cols = read_history(history)
     plt, locator = _pyplot()
     out = Path(out)
-    epochs = cols["epoch"]
+    runs = _runs(cols)
     metric = next((k for k in METRIC_LABELS if k in cols and
                    any(not math.isnan(v) for v in cols[k])), None)
     n_panels = 2 if metric else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4), squeeze=False)
     ax = axes[0][0]
-    marker = "o" if len(epochs) <= 30 else None
-    ax.plot(epochs, cols["train_loss"], marker=marker, label="training loss")
-    if "val_loss" in cols and any(not math.isnan(v) for v in cols["val_loss"]):
-        ax.plot(epochs, cols["val_loss"], marker=marker, label="validation loss")
+    has_val = "val_loss" in cols and any(not math.isnan(v) for v in cols["val_loss"])
+    for j, (suffix, rows) in enumerate(runs):
+        epochs = [cols["epoch"][i] for i in rows]
+        marker = "o" if len(epochs) <= 30 else None
+        color = f"C{(2 * j) % 10}"
+        ax.plot(epochs, [cols["train_loss"][i] for i in rows], marker=marker, color=color,
+                label=f"training loss{suffix}")
+        if has_val:
+            ax.plot(epochs, [cols["val_loss"][i] for i in rows], marker=marker,
+                    color=f"C{(2 * j + 1) % 10}", label=f"validation loss{suffix}")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(locator(integer=True))
     ax.set_ylabel("loss")
@@ -66,11 +85,17 @@ def plot_history(history, out, *, title: str | None = None, dpi: int = 120) -> P
     ax.legend()
     if metric:
         ax2 = axes[0][1]
-        ax2.plot(epochs, cols[metric], marker=marker, color="C2")
-        vals = [(v, e) for v, e in zip(cols[metric], epochs) if not math.isnan(v)]
-        best = min(vals) if metric == "val_rmse" else max(vals)
-        ax2.axvline(best[1], color="grey", linestyle="--", linewidth=1,
-                    label=f"best: epoch {best[1]:g} ({best[0]:.4f})")
+        for j, (suffix, rows) in enumerate(runs):
+            epochs = [cols["epoch"][i] for i in rows]
+            values = [cols[metric][i] for i in rows]
+            color = "C2" if len(runs) == 1 else f"C{j % 10}"
+            ax2.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, color=color)
+            vals = [(v, e) for v, e in zip(values, epochs) if not math.isnan(v)]
+            if not vals:
+                continue
+            best = min(vals) if metric == "val_rmse" else max(vals)
+            ax2.axvline(best[1], color=color if len(runs) > 1 else "grey", linestyle="--",
+                        linewidth=1, label=f"best{suffix}: epoch {best[1]:g} ({best[0]:.4f})")
         ax2.set_xlabel("epoch")
         ax2.xaxis.set_major_locator(locator(integer=True))
         ax2.set_ylabel(METRIC_LABELS[metric])
@@ -80,11 +105,11 @@ def plot_history(history, out, *, title: str | None = None, dpi: int = 120) -> P
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(out, dpi=dpi)
+        with atomic_path(out, suffix=out.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=out.suffix.lstrip(".").lower() or "png")
     except (OSError, ValueError) as err:
-        raise NpcfError(f"{out}: cannot write the plot ({err})") from None
+        raise NpcfError(f"{out}: cannot write the plot ({one_line(err)})") from None
     finally:
         plt.close(fig)
     return out

@@ -12,7 +12,7 @@ Layout of a run directory (``models/`` by default)::
     model.onnx               `eval --generate` (``model.<precision>.onnx`` for fp16/int8)
 
 This module owns those names, the defaults and the data fingerprints; it imports
-nothing from npcf but the file helpers.
+nothing from npcf but the file helpers and the errors.
 """
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ directory they share is :mod:`npcf.rundir`.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -35,11 +34,12 @@ from npcf.evaluation import baselines
 from npcf.evaluation.metrics import resolve_threshold
 from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import rank
+from npcf.nn.optim import FULL_BATCH
 from npcf.serving import triton as triton_repo
 from npcf.serving.export import OPSET, export, raw_item_ids
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
-from npcf.utils.files import staged_dir, umask, write_json
+from npcf.utils.files import locked_dir, staged_dir, umask, write_json
 
 #: top-k outputs of an exported graph unless told otherwise
 DEFAULT_TOP_K = 10
@@ -72,7 +72,7 @@ def prepare(out, data_options: dict | None = None, *, progress=None) -> Dataset:
 # ------------------------------------------------------------------------ train
 def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None, *,
           tune: bool = True, fixed=None, tune_budget: float | None = TUNE_BUDGET,
-          blend: int = BLEND, resume: bool = False, overwrite: bool = False,
+          blend: int | None = None, resume: bool = False, overwrite: bool = False,
           threads: int | None = None, progress=None, verbose_epochs: int = 0,
           echo=print) -> dict:
     """Fit an :class:`AutoEncoder` on the data ``data_options`` describe, into the run
@@ -87,15 +87,17 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     A validation part is carved from training when the split has none. ``tune``: choose
     the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
     values, those named in ``fixed`` — default: every key of ``params`` — are kept;
-    ``tune_budget`` seconds at most; trials in ``tuning.csv``; up to ``blend`` of the
-    searched item-based configurations blended when that pays on held-out validation
-    halves); else fit ``params`` as they are. Returns (and writes as ``metrics.json``)
+    ``tune_budget`` seconds at most; trials in ``tuning.csv``; up to ``blend`` (default
+    :data:`BLEND`) of the searched item-based configurations blended when that pays on
+    held-out validation halves); else fit ``params`` as they are (``blend`` must then be
+    None, and a full-batch optimizer takes none of the step options
+    :data:`STEP_OPTIONS`). Returns (and writes as ``metrics.json``)
     the test figures, the best validation row, paths, split, hyperparameters and the
     search's summary.
     """
-    if tune and resume:
-        raise ParamError("resume", "continues a run trained with --tune off (a search is not "
-                         "resumable); pass --tune off with the options of that run")
+    given = set(params) if fixed is None else set(fixed)
+    _check_combinations(params, given, tune, blend, resume)
+    blend = BLEND if blend is None else blend
     out = Path(out)
     opts = dict(data_options or {})
     model = AutoEncoder(**params)
@@ -112,15 +114,13 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                             "(and the same options) or replace it with --overwrite")
     ds = with_validation(load_dataset(**dict(opts, progress=progress)),
                          seed=params.get("seed", 0))
-    if resume:
-        _check_resume(out, model, ds)
-        where = contextlib.nullcontext(out)
-    else:
-        where = staged_dir(out, keep_on=() if tune else (TrainingInterrupted,))
+    where = locked_dir(out) if resume else \
+        staged_dir(out, keep_on=() if tune else (TrainingInterrupted,))
     with where as stage:
-        data_dir = stage / rundir.DATA_DIR
-        if not resume:
-            save_prepared(ds, data_dir)
+        if resume:
+            _check_resume(out, model, ds)
+        else:
+            save_prepared(ds, stage / rundir.DATA_DIR)
         try:
             result = _fit(model, ds, stage, out, tune=tune,
                           fixed=set(params) if fixed is None else set(fixed),
@@ -134,6 +134,26 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                               "--tune_budget SECONDS to shorten it, or --tune off)") from None
         write_json(stage / rundir.METRICS_JSON, result)
     return result
+
+
+#: options a full-batch optimizer (one step over the whole training set) has no use for
+STEP_OPTIONS = ("lr", "batch_size", "schedule", "step_size", "gamma", "clip_norm")
+
+
+def _check_combinations(params: dict, given: set, tune: bool, blend, resume: bool) -> None:
+    """ParamError for options that cannot go together (each one alone is checked by the
+    estimator): a resumed search, step options beside ``lbfgs``, a blend without a search."""
+    if tune and resume:
+        raise ParamError("resume", "continues a run trained with --tune off (a search is not "
+                         "resumable); pass --tune off with the options of that run")
+    unused = sorted(set(STEP_OPTIONS) & given)
+    if params.get("optimizer") in FULL_BATCH and unused:
+        raise ParamError("optimizer", f"{params['optimizer']} takes the whole training set per "
+                         f"step and no step size: {', '.join('--' + u for u in unused)} would "
+                         "be ignored; leave them out")
+    if not tune and blend is not None:
+        raise ParamError("blend", "mixes the configurations a search tried; with --tune off "
+                         "there is no search: leave it out")
 
 
 def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, resume, threads,
@@ -285,9 +305,9 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
         rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0
         tol = PARITY_TOLERANCE[precision]
-        if rel > tol:
+        if not rel <= tol:                            # NaN: not a pass
             raise NpcfError(f"ONNX output differs from the NumPy forward by {rel:.2e} "
-                            f"(> {tol}); {out} was not written")
+                            f"(> {tol}, or not a number); {out} was not written")
         repo = None if triton is None else triton_repo.write_repository(
             staged, triton, name=name, max_batch_size=triton_max_batch)
         for f in sorted(Path(tmp).iterdir(), reverse=True):   # the id sidecar before the graph
@@ -436,9 +456,13 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     loss = m.loss
     rating = loss == "mse"
     threshold = resolve_threshold(threshold, ds.scale)
+    # ranked as the model serves: with its popularity penalty, from its own counts
+    penalty = float(getattr(m, "popularity_penalty", 0.0) or 0.0)
     result = evaluate(_score_fn(m, s.test_input, batch_size), s.test_input, s.test, ks=ks,
                       item_counts=ds.item_counts(), rating=rating, threshold=threshold,
-                      batch_size=batch_size, progress=progress)
+                      batch_size=batch_size, progress=progress, popularity_penalty=penalty,
+                      penalty_counts=m.item_counts if penalty else None)
+    result["popularity_penalty"] = penalty
     result["examples"] = example_records(result, ds)
     result.update(model=str(path), format="onnx" if isinstance(m, Recommender) else "npz",
                   loss=loss, data=str(ds.path) if ds.path else None, split=s.params,

@@ -78,3 +78,34 @@ def test_without_matplotlib_one_line_error(history, tmp_path, monkeypatch):
 def test_cli_plot_missing_file(tmp_path):
     r = CliRunner().invoke(main, ["plot", str(tmp_path / "nope.csv")])
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+
+
+ENSEMBLE = """member,epoch,train_loss,val_loss,val_rmse,lr,seconds
+0,1,0.70,0.81,0.903,0.001,0.3
+0,2,0.66,0.80,0.899,0.001,0.3
+1,1,0.71,0.82,0.905,0.001,0.3
+1,2,0.65,0.79,0.897,0.001,0.3
+1,3,0.61,0.80,0.901,0.001,0.3
+"""
+
+
+def test_an_ensemble_history_is_one_run_per_member(tmp_path):
+    from npcf.curves import _runs
+    f = tmp_path / "history.csv"
+    f.write_text(ENSEMBLE)
+    assert _runs(read_history(f)) == [(", member 0", [0, 1]), (", member 1", [2, 3, 4])]
+    assert _runs({"epoch": [1.0, 2.0]}) == [("", [0, 1])]
+    pytest.importorskip("matplotlib")
+    out = plot_history(f, tmp_path / "loss")                # no extension: PNG
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "loss"]
+
+
+def test_a_plot_that_cannot_be_written_leaves_the_old_file(history, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "loss.xyz"
+    out.write_text("old")
+    with pytest.raises(NpcfError, match="cannot write the plot"):
+        plot_history(history, out)                           # unknown format
+    assert out.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "loss.xyz"]

@@ -37,3 +37,62 @@ def test_an_export_is_checked_against_its_own_checkpoint_wherever_it_is_written(
     workflows.train(dict(params, seed=7), tmp_path / "r1", {"data": str(path)}, tune=False)
     with pytest.raises(NpcfError, match="r1/model.npz"):
         workflows.check_fresh(Recommender.load(out), out)
+
+
+def test_evaluate_ranks_as_the_model_serves_with_its_popularity_penalty(tmp_path):
+    """``eval --evaluate`` scores the ranking a penalised export serves (its penalty, its
+    own counts): the same RMSE, other top lists, and the examples are the served ones."""
+    from npcf.serving.runtime import Recommender
+    m = tiny_ratings(60, 40, 0.3).tocoo()
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId,rating\n" + "".join(
+        f"{u + 1},{i + 1},{r}\n" for u, i, r in zip(m.row, m.col, m.data)))
+    workflows.train({"layers": (8,), "n_epochs": 2}, tmp_path / "run", {"data": str(path)},
+                    tune=False)
+    plain, penalised = tmp_path / "run" / "plain.onnx", tmp_path / "run" / "pen.onnx"
+    workflows.export_model(tmp_path / "run" / "model.npz", plain)
+    workflows.export_model(tmp_path / "run" / "model.npz", penalised, popularity_penalty=5.0)
+    r0, r5 = workflows.evaluate_model(plain), workflows.evaluate_model(penalised)
+    assert (r0["popularity_penalty"], r5["popularity_penalty"]) == (0.0, 5.0)
+    assert r5["rmse"] == r0["rmse"]
+    assert r5["popularity@10"] < r0["popularity@10"]
+    ds = workflows.recorded_dataset(None, tmp_path / "run")
+    rec = Recommender.load(penalised)
+    for ex in r5["examples"]:
+        row = ds.users.index([ex["user_id"]])[0]
+        served, _ = rec.recommend(ds.split.test_input[[row]], k=len(ex["top"]))
+        assert [t["movie_id"] for t in ex["top"]] == served[0].tolist()
+
+
+def test_options_that_cannot_go_together_are_refused_before_anything_runs(tmp_path):
+    import pytest
+
+    from npcf.errors import ParamError
+    data = {"data": "synthetic"}
+    with pytest.raises(ParamError, match="--batch_size, --lr would be ignored"):
+        workflows.train({"optimizer": "lbfgs", "lr": 0.1, "batch_size": 8}, tmp_path / "r", data,
+                        tune=False)
+    with pytest.raises(ParamError, match="no search"):
+        workflows.train({}, tmp_path / "r", data, tune=False, blend=2)
+    with pytest.raises(ParamError, match="not resumable"):
+        workflows.train({}, tmp_path / "r", data, tune=True, resume=True)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_export_whose_scores_are_not_numbers_is_not_written(tmp_path, monkeypatch):
+    import numpy as np
+    import pytest
+
+    from npcf.errors import NpcfError
+    from npcf.serving.runtime import Recommender
+    m = tiny_ratings(60, 40, 0.3).tocoo()
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId,rating\n" + "".join(
+        f"{u + 1},{i + 1},{r}\n" for u, i, r in zip(m.row, m.col, m.data)))
+    workflows.train({"layers": (8,), "n_epochs": 1}, tmp_path / "run", {"data": str(path)},
+                    tune=False)
+    monkeypatch.setattr(Recommender, "scores",
+                        lambda self, x, batch_size=256: np.full((x.shape[0], 40), np.nan))
+    with pytest.raises(NpcfError, match="not a number"):
+        workflows.export_model(tmp_path / "run" / "model.npz", tmp_path / "run" / "x.onnx")
+    assert not (tmp_path / "run" / "x.onnx").exists()

@@ -13,6 +13,7 @@ from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
+from npcf.data.ratings import ZERO_RATING
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, NpcfError, ParamError, one_line, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
@@ -21,7 +22,7 @@ from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network, ShapeMismatch
-from npcf.utils.sparse import binarize, l2_normalize_rows
+from npcf.utils.sparse import binarize, l2_normalize_rows, same_matrix
 
 #: ``layers`` and ``activation`` when left as None (chosen on the validation part of
 #: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
@@ -50,6 +51,9 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
         if values is not None and values.dtype.kind in "fc" and not np.isfinite(values).all():
             raise NpcfError(f"{name}: holds {int((~np.isfinite(values)).sum())} values that "
                             "are not finite numbers (NaN or infinite ratings)")
+        if values is not None and sp.issparse(m) and (values == 0).any():
+            raise NpcfError(f"{name}: {int((values == 0).sum())} stored zeros: {ZERO_RATING} "
+                            "(eliminate_zeros() drops them)")
     if validation is not None:
         v = shape_of("validation", validation)
         if validation_input is None and v != X.shape:
@@ -227,7 +231,7 @@ class AutoEncoder(Recommends):
             return self._fit_ensemble(X, validation, validation_input, scale, users, items,
                                       callbacks)
         if validation is not None and self.item_based and validation_input is not None \
-                and (sp.csr_matrix(validation_input) != X).nnz:
+                and not same_matrix(validation_input, X):
             raise NpcfError("item-based models predict from the training matrix; "
                             "validation_input must be the training matrix")
         self._set_data(X, scale, users, items)

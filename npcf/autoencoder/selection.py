@@ -3,8 +3,9 @@
 :func:`select` samples configurations from :data:`SPACE` (deterministically for a
 seed; the estimator's own defaults for both orientations always take part), trains each
 for a few epochs with early stopping on the validation part, keeps the best third, trains
-those three times longer, and so on until one configuration is trained with the
-estimator's full ``n_epochs``. Hyperparameters named in ``fixed`` are never searched.
+those three times longer, and so on; the last rung trains the configurations left (one
+to a few: ``ceil(n_configs / 3**r)`` after ``r`` cuts) with the estimator's full
+``n_epochs``. Hyperparameters named in ``fixed`` are never searched.
 ``budget`` (seconds) stops the search early: the best configuration of the highest rung
 reached is then trained with the full ``n_epochs`` (unless early stopping had already
 ended it), past the budget; ``info["tuning"]["budget_hit"]`` says at which rung (a budget
@@ -31,6 +32,7 @@ from npcf.errors import NpcfError
 from npcf.nn.optim import FULL_BATCH
 from npcf.utils import parallel
 from npcf.utils.progress import open_progress
+from npcf.utils.sparse import same_matrix
 
 #: searched hyperparameters and their candidate values
 SPACE = {
@@ -127,8 +129,9 @@ def usable_workers(workers: int, n_trials: int) -> int:
 def _trial_pool(workers: int, data: tuple):
     """``workers`` forked processes that fit trials on ``data`` (each with one npcf
     thread and one BLAS thread), or None: one worker, or another search already has
-    the processes (trials then run in this thread, one after the other). Trials still
-    running when the search ends are waited for; those not started are cancelled."""
+    the processes (trials then run in this thread, one after the other). Trials not
+    started when the search ends are cancelled; running ones are waited for when it
+    ends normally and killed when it ends by an error or a signal (SIGTERM, Ctrl-C)."""
     global _SHARED
     if workers <= 1 or not _POOL_LOCK.acquire(blocking=False):
         yield None
@@ -137,13 +140,39 @@ def _trial_pool(workers: int, data: tuple):
         _SHARED = data
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_worker_init)
+        done = False
         try:
             yield pool
+            done = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not done:
+                _kill_workers(pool)
+            pool.shutdown(wait=done, cancel_futures=True)
     finally:
         _SHARED = None
         _POOL_LOCK.release()
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill ``pool``'s processes (trials hold nothing but memory) and reap them.
+
+    A worker killed while sending a result leaves half a message in the result pipe, and
+    the executor's manager thread would wait for the rest forever (and the interpreter for
+    that thread at exit): once the workers are gone, this process's own write end of the
+    pipe is closed too, so that read ends (EOF) and the manager thread winds the pool up."""
+    kill = getattr(pool, "kill_workers", None)         # Python >= 3.14
+    if kill is not None:
+        kill()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(5)
+    with contextlib.suppress(Exception):
+        pool._result_queue._writer.close()
 
 
 def _result(future):
@@ -177,8 +206,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     """
     params = base.get_params()
     space = dict(SPACE if space is None else space)
-    folds_in_only = validation_input is not None and \
-        (sp.csr_matrix(validation_input) != sp.csr_matrix(X)).nnz > 0
+    folds_in_only = validation_input is not None and not same_matrix(validation_input, X)
     if params["loss"] != "mse":
         for k in MSE_ONLY:
             space.pop(k, None)

@@ -124,17 +124,9 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     fixed = {names.get(p, p) for p in ctx.params
              if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE} \
         & set(DEFAULTS)
-    unused = sorted({"lr", "batch_size", "schedule", "step_size", "gamma", "clip_norm"} & fixed)
-    if params.get("optimizer") == "lbfgs" and unused:
-        raise click.UsageError(f"--optimizer lbfgs takes the whole training set per step and no "
-                               f"step size: {', '.join('--' + u for u in unused)} would be "
-                               "ignored; leave them out")
-    if tune == "off" and blend is not None:
-        raise click.UsageError("--blend mixes the configurations a search tried; with --tune off "
-                               "there is no search: leave it out")
     result = workflows.train(params, out, dict(data_options, seed=seed), tune=tune == "auto",
                              fixed=fixed, tune_budget=tune_budget or workflows.TUNE_BUDGET,
-                             blend=workflows.BLEND if blend is None else blend,
+                             blend=blend,
                              resume=resume, overwrite=overwrite, threads=_threads(threads),
                              progress=progress_or_none(quiet),
                              verbose_epochs=0 if quiet else verbose_epochs, echo=click.echo)

@@ -9,6 +9,11 @@ import scipy.sparse as sp
 
 from npcf.data.vocab import Vocabulary
 
+#: why a rating of 0 is refused wherever ratings are read: in a rating vector (the
+#: network's input, a dense query, the ONNX graph's masks) 0 is the empty entry
+ZERO_RATING = ("npcf reads a rating of 0 as 'not rated'; shift the ratings (e.g. add 1 and "
+               "declare the scale) or drop those rows")
+
 
 @dataclass
 class Ratings:

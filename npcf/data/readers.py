@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from npcf.data import textfile
-from npcf.data.ratings import Ratings, build_ratings
+from npcf.data.ratings import ZERO_RATING, Ratings, build_ratings
 from npcf.data.titles import parse_movies
 from npcf.errors import DataError, ParamError, one_line
 
@@ -69,6 +69,14 @@ def _pick(header: list[str], names) -> str | None:
     return None
 
 
+def rating_columns(header: list[str]) -> tuple[str | None, str | None, str | None]:
+    """The user, movie and rating column names of ``header`` (matched case-insensitively
+    against the names npcf recognises: ``userId``, ``user_id``, ``movieId``, ``item_id``,
+    ``rating``, ``score``, ...); None for one it lacks."""
+    return (_pick(header, _USER_NAMES), _pick(header, _ITEM_NAMES),
+            _pick(header, _RATING_NAMES))
+
+
 def detect_format(path, sep: str | None = None, columns=None, scale=None) -> Format:
     """Guess the :class:`Format` of ``path`` from its first non-blank line."""
     path = Path(path)
@@ -99,8 +107,7 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
         if twice:
             raise DataError(f"column {twice[0]!r} appears more than once in the header", path, 1)
     if columns is None:
-        cols = (_pick(fields, _USER_NAMES), _pick(fields, _ITEM_NAMES),
-                _pick(fields, _RATING_NAMES), _pick(fields, _TIME_NAMES))
+        cols = rating_columns(fields) + (_pick(fields, _TIME_NAMES),)
         missing = [what for what, c in zip(("user", "item", "rating"), cols) if c is None]
         if missing:
             raise DataError(f"missing {', '.join(missing)} column (header: {line!r}); "
@@ -186,8 +193,11 @@ def read_ratings(path, format: str = "auto", *, sep: str | None = None, columns=
         lo, hi = rating.min(), rating.max()
         lo_ok = np.isfinite(lo) and (fmt.scale is None or lo >= fmt.scale[0])
         hi_ok = np.isfinite(hi) and (fmt.scale is None or hi <= fmt.scale[1])
-        if not (lo_ok and hi_ok):
+        zero = (rating == 0).any()
+        if not (lo_ok and hi_ok) or zero:
             _diagnose(path, fmt)
+            if zero:                    # (the line scan names the line; this is a fallback)
+                raise DataError(f"ratings of 0: {ZERO_RATING}", path)
     if len(frame) == 0:
         raise DataError("no ratings in file (header only)", path)
     if not fmt.int_ids:
@@ -331,6 +341,8 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
                 return f"rating {value!r} is not finite"
             if fmt.scale is not None and not fmt.scale[0] <= r <= fmt.scale[1]:
                 return f"rating {r:g} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
+            if r == 0:
+                return f"rating 0: {ZERO_RATING}"
         elif value == "":
             return f"empty {what}"
         elif (fmt.int_ids or what == "timestamp") and not _INT.match(value):

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 from npcf.data import textfile
+from npcf.data.vocab import int_text
 from npcf.errors import DataError
 
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
@@ -22,8 +23,8 @@ def _movie_id(text: str, path, line: int):
     text = text.strip()
     if not text:
         raise DataError("empty movie id", path, line)
-    body = text[1:] if text[0] in "+-" else text
-    return int(text) if body.isdigit() else text
+    number = int_text(text)
+    return text if number is None else number
 
 
 def _text(path: Path) -> str:

@@ -5,7 +5,22 @@ a sorted copy of the ids.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def int_text(text: str) -> int | None:
+    """``text`` (surrounding spaces allowed) as an int64 when it is a plain ASCII integer
+    (``"7"``, ``"-3"``), else None: ``"1_0"``, ``"²"``, ``"7.0"`` and values beyond int64
+    are not ids of an integer vocabulary."""
+    t = text.strip()
+    if not _INT_TEXT.fullmatch(t):
+        return None
+    v = int(t)
+    return v if -2 ** 63 <= v < 2 ** 63 else None
 
 
 class Vocabulary:
@@ -43,23 +58,33 @@ class Vocabulary:
 
     def coerce(self, raw):
         """Convert raw ids (e.g. strings typed by a user) to this vocabulary's id type."""
+        return self._coerce(raw)[0]
+
+    def _coerce(self, raw):
+        """``(ids, usable)``: ``raw`` in this vocabulary's id type, and a bool mask of the
+        ones that can be ids of it at all (None: all; text that is not a plain integer
+        never names an id of an integer vocabulary)."""
         raw = np.atleast_1d(np.asarray(raw))
         if self.ids.dtype.kind == "i" and raw.dtype.kind not in "iu":
-            try:
-                return np.asarray([int(str(r)) for r in raw], dtype=np.int64)
-            except (ValueError, OverflowError):   # not an int64: never one of these ids
-                return raw.astype(str)
+            ints = [int_text(str(r)) for r in raw]
+            usable = np.array([v is not None for v in ints], dtype=bool)
+            if not usable.all():
+                return raw.astype(str), usable
+            return np.asarray(ints, dtype=np.int64).reshape(raw.shape), None
         if self.ids.dtype.kind == "U":
-            return raw.astype(str)
+            return raw.astype(str), None
         if raw.dtype.kind in "iu":
-            return raw.astype(np.int64)
-        return raw
+            return raw.astype(np.int64), None
+        return raw, None
 
     def index(self, raw, missing: str = "raise") -> np.ndarray:
         """Indices (int64) of ``raw`` ids. ``missing``: ``"raise"`` (KeyError) or ``"ignore"`` (-1)."""
-        raw = self.coerce(raw)
+        raw, usable = self._coerce(raw)
         idx = np.full(raw.size, -1, np.int64)
-        if self._sorted.size and raw.size and raw.dtype.kind == self._sorted.dtype.kind:
+        if usable is not None:          # mixed: look the integer ones up, the rest are unknown
+            idx[usable] = self.index(np.asarray([int_text(str(r)) for r in raw[usable]],
+                                                dtype=np.int64), missing="ignore")
+        elif self._sorted.size and raw.size and raw.dtype.kind == self._sorted.dtype.kind:
             pos = np.minimum(np.searchsorted(self._sorted, raw), self._sorted.size - 1)
             found = self._sorted[pos] == raw
             idx[found] = self._order[pos[found]]

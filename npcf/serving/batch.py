@@ -31,8 +31,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from npcf.data.dataset import is_prepared, load_prepared
-from npcf.data.ratings import Ratings, build_ratings
-from npcf.data.readers import _ITEM_NAMES, _RATING_NAMES, _USER_NAMES, _pick, read_ratings
+from npcf.data.ratings import ZERO_RATING, Ratings, build_ratings
+from npcf.data.readers import rating_columns, read_ratings
 from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int
 from npcf.rundir import check_target
 from npcf.serving.runtime import Recommender
@@ -108,9 +108,11 @@ def user_matrix(frame: pd.DataFrame, items) -> tuple[np.ndarray, sp.csr_matrix, 
                         f"{', '.join(map(str, frame.columns))})")
     if len(frame) == 0:
         return np.zeros(0, np.int64), sp.csr_matrix((0, len(items)), dtype=np.float32), 0
+    rating = frame["rating"].to_numpy(dtype=np.float64)
+    if (rating == 0).any():
+        raise DataError(f"{int((rating == 0).sum())} ratings of 0: {ZERO_RATING}")
     r = build_ratings(id_column(frame["userId"], "userId"),
-                      id_column(frame["movieId"], "movieId"),
-                      frame["rating"].to_numpy(dtype=np.float64))
+                      id_column(frame["movieId"], "movieId"), rating)
     m = r.matrix
     cols = items.index(r.items.ids, missing="ignore")[m.indices]
     known = cols >= 0
@@ -187,7 +189,7 @@ def _read_parquet(path: Path) -> Ratings:
             pq.ParquetDataset(path).schema.names
     except (OSError, ValueError) as err:     # pyarrow's errors derive from these
         raise DataError(f"cannot read Parquet: {one_line(err)[:200]}", path) from None
-    cols = [_pick(names, n) for n in (_USER_NAMES, _ITEM_NAMES, _RATING_NAMES)]
+    cols = list(rating_columns(names))
     if None in cols:
         raise DataError(f"Parquet lacks a user, movie or rating column (has {', '.join(names)})",
                         path)
@@ -198,6 +200,8 @@ def _read_parquet(path: Path) -> Ratings:
     rating = pd.to_numeric(frame[cols[2]], errors="coerce").to_numpy(np.float64)
     if frame[cols[:2]].isna().any().any() or not np.isfinite(rating).all():
         raise DataError("Parquet holds missing ids or ratings that are not finite numbers", path)
+    if (rating == 0).any():
+        raise DataError(f"{int((rating == 0).sum())} ratings of 0: {ZERO_RATING}", path)
     if len(frame) == 0:
         raise DataError("no ratings in the Parquet input", path)
     try:

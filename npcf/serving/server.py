@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npcf.data.vocab import int_text
 from npcf.errors import NpcfError, one_line
 from npcf.serving.batcher import Busy, MicroBatcher, Query, rank_queries
 
@@ -115,11 +116,7 @@ def _movie_key(items, v):
             return v if -2 ** 63 <= v < 2 ** 63 else None
         return str(v)
     if isinstance(v, str):
-        if items.ids.dtype.kind in "iu":
-            t = v.strip()
-            body = t[1:] if t[:1] in "+-" else t
-            return int(t) if body.isdigit() and len(body) <= 18 else None
-        return v
+        return int_text(v) if items.ids.dtype.kind in "iu" else v
     raise RequestError(422, f"movie ids must be integers or strings, got {json.dumps(v)[:40]}")
 
 
@@ -289,9 +286,9 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
         if extra:
             raise RequestError(422, f"unknown query parameter {extra[0]!r} (expected k, exclude)")
         k = q.get("k", "10")
-        if not (k.isascii() and k.strip().lstrip("-").isdigit()):
+        if int_text(k) is None:
             raise RequestError(422, f"k must be an integer, got {k!r}")
-        k = parse_k(int(k), recommender.n_items)
+        k = parse_k(int_text(k), recommender.n_items)
         raw = [p.strip() for p in q.get("exclude", "").split(",") if p.strip()]
         exclude, unknown = _exclude(recommender, raw, "")
         row = dataset.user_row(dataset.users.ids[idx])

@@ -151,6 +151,17 @@ def staged_dir(target, keep_on: tuple = ()):
 
 
 @contextlib.contextmanager
+def locked_dir(target):
+    """Yield ``target`` itself, to be written in place (a resumed run), under the lock
+    :func:`staged_dir` takes: a second npcf command on it gets OSError (EBUSY)."""
+    target = Path(target)
+    if target.is_symlink():
+        target = target.resolve()
+    with _locked(target):
+        yield target
+
+
+@contextlib.contextmanager
 def _locked(target: Path):
     """Hold an exclusive lock on ``target`` (a ``.NAME.lock`` file beside it) for the
     block; OSError (EBUSY) at once if another process holds it. The lock file is removed

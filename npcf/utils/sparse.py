@@ -41,6 +41,13 @@ def l2_normalize_rows(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1 / norms).astype(m.dtype) @ m)
 
 
+def same_matrix(a, b) -> bool:
+    """Whether sparse ``a`` and ``b`` have one shape and the same values (stored zeros
+    aside); two shapes are simply different matrices, not an error."""
+    a, b = sp.csr_matrix(a), sp.csr_matrix(b)
+    return a.shape == b.shape and (a != b).nnz == 0
+
+
 def merge_parts(parts) -> sp.csr_matrix:
     """One CSR float32 matrix holding every stored rating of ``parts`` (same shapes; None
     skipped); an entry stored in several parts keeps the first part's value. Ratings are

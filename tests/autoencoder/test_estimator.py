@@ -394,3 +394,28 @@ def test_prediction_arguments_out_of_range_are_refused(call):
     with pytest.raises(NpcfError) as info:
         call(model)
     assert "\n" not in str(info.value)
+
+
+def test_validation_users_other_than_the_training_rows_fold_in():
+    """A validation pair of other users (another shape) is folded in by user-based models,
+    refused by name for item-based ones, and searched over user-based models only."""
+    X = tiny_ratings(40, 20, 0.4)
+    vin, v = split(tiny_ratings(12, 20, 0.5, seed=1), 0.3, seed=2)
+    m = AutoEncoder(layers=(4,), n_epochs=2).fit(X, v, vin)
+    assert m.predict(vin).shape == (12, 20)
+    with pytest.raises(NpcfError, match="training matrix"):
+        AutoEncoder(layers=(4,), n_epochs=2, item_based=True).fit(X, v, vin)
+    tuned = AutoEncoder(layers=(4,), n_epochs=2).tune(X, v, vin, fixed=("layers", "n_epochs"),
+                                                      budget=20, blend=0)
+    assert tuned.item_based is False
+
+
+def test_stored_zeros_are_refused_by_name():
+    """0 is 'not rated' in a rating vector: a matrix storing zeros would train on what
+    serving ignores."""
+    X = tiny_ratings(20, 10, 0.5)
+    X.data[3] = 0.0
+    with pytest.raises(NpcfError, match="X: 1 stored zeros: npcf reads a rating of 0"):
+        AutoEncoder(layers=(4,), n_epochs=1).fit(X)
+    X.eliminate_zeros()
+    AutoEncoder(layers=(4,), n_epochs=1).fit(X)

@@ -216,3 +216,22 @@ def test_a_daemonic_process_searches_in_one_process():
     proc.start()
     proc.join(120)
     assert proc.exitcode == 0 and queue.get(timeout=5) >= 3
+
+
+def test_a_search_ended_by_an_error_kills_its_running_trials():
+    """SIGTERM or an error during a search: running trials are killed, not waited for."""
+    import time
+
+    from npcf.autoencoder import selection
+    if selection.usable_workers(2, 2) < 2:
+        pytest.skip("needs fork and two cores")
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with selection._trial_pool(2, None) as pool:
+            futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+            time.sleep(1.0)                          # both trials running
+            raise KeyboardInterrupt
+    assert time.perf_counter() - t0 < 30
+    assert all(f.done() for f in futures)
+    with selection._trial_pool(2, None) as pool:     # the next search gets processes again
+        assert pool is not None and pool.submit(abs, -3).result() == 3

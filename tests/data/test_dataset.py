@@ -145,7 +145,8 @@ def test_load_errors(ml_dir, tmp_path):
 def test_user_row_keeps_negative_ratings(tmp_path):
     from npcf.data import load_dataset
     rng = np.random.default_rng(0)
-    lines = ["userId,movieId,rating"] + [f"{u},{m},{rng.integers(-10, 11)}" for u in range(1, 41)
+    scale = [r for r in range(-10, 11) if r]              # 0 is 'not rated', never a rating
+    lines = ["userId,movieId,rating"] + [f"{u},{m},{rng.choice(scale)}" for u in range(1, 41)
                                          for m in rng.choice(60, 20, replace=False) + 1]
     (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
     ds = load_dataset(str(tmp_path / "r.csv"), scale=(-10, 10))

@@ -18,6 +18,9 @@ def test_int_ids():
     assert v.index(["30", "10"]).tolist() == [0, 1]        # typed ids are coerced
     assert v.index([str(2**70), "x"], missing="ignore").tolist() == [-1, -1]   # not an int64
     assert v.index(np.array([10], dtype=np.int32)).dtype == np.int64
+    # only plain ASCII integers are integer ids: no digit separators, no superscripts
+    assert v.index([" 30 ", "+10", "1_0", "\u00b2", "3\u0660"], missing="ignore").tolist() == \
+        [0, 1, -1, -1, -1]
     assert v.ids[v.index([20, 10])].tolist() == [20, 10]
 
 

@@ -254,6 +254,10 @@ def test_other_4xx(server):
     _error(httpx.get(server + "/users/1/recommendations", params={"k": "x"}), 422, "k must be")
     _error(httpx.get(server + "/users/1/recommendations", params={"k": "\u0663"}), 422,
            "k must be")
+    for k in ("--5", "1_0", "\u00b2"):
+        _error(httpx.get(server + "/users/1/recommendations", params={"k": k}), 422, "k must be")
+    r = httpx.post(server + "/recommend", json={"ratings": [["\u00b2", 4], ["1_0", 3], [1, 4]]})
+    assert r.status_code == 200 and r.json()["unknown_ids"] == ["\u00b2", "1_0"], r.text
     _error(httpx.get(server + "/users/1/recommendations", params={"n": "3"}), 422,
            "unknown query parameter 'n'")
     assert httpx.get(server + "/health").status_code == 200          # still serving

@@ -3,7 +3,7 @@ import errno
 
 import pytest
 
-from npcf.utils.files import staged_dir
+from npcf.utils.files import locked_dir, staged_dir
 
 
 def test_staged_dir_swaps_in_and_leaves_no_lock_file(tmp_path):
@@ -39,4 +39,22 @@ def test_a_failed_block_leaves_target_and_no_stray_files(tmp_path):
             (stage / "new.txt").write_text("lost")
             raise RuntimeError("boom")
     assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_directory_written_in_place_holds_the_same_lock(tmp_path):
+    """A resumed run writes its directory in place: no staged swap may replace it
+    meanwhile, and it may not start while a swap is under way."""
+    target = tmp_path / "out"
+    target.mkdir()
+    with locked_dir(target) as where:
+        assert where == target
+        with pytest.raises(OSError) as err:
+            with staged_dir(target):
+                pass
+        assert err.value.errno == errno.EBUSY
+    with staged_dir(target):
+        with pytest.raises(OSError):
+            with locked_dir(target):
+                pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
