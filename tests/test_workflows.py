@@ -6,11 +6,17 @@ from npcf import workflows
 from helpers import tiny_ratings
 
 
-def test_train_keeps_the_given_params_and_searches_the_rest(tmp_path):
+def ratings_csv(tmp_path):
+    """A small MovieLens-style ratings.csv (60 users x 40 movies) in ``tmp_path``."""
     m = tiny_ratings(60, 40, 0.3).tocoo()
     path = tmp_path / "r.csv"
     path.write_text("userId,movieId,rating\n" + "".join(
         f"{u + 1},{i + 1},{r}\n" for u, i, r in zip(m.row, m.col, m.data)))
+    return path
+
+
+def test_train_keeps_the_given_params_and_searches_the_rest(tmp_path):
+    path = ratings_csv(tmp_path)
     result = workflows.train({"layers": (8,), "n_epochs": 3}, tmp_path / "run",
                              {"data": str(path)}, tune=True, tune_budget=10)
     assert list(result["hyperparameters"]["layers"]) == [8]
@@ -23,10 +29,7 @@ def test_an_export_is_checked_against_its_own_checkpoint_wherever_it_is_written(
 
     from npcf.errors import NpcfError
     from npcf.serving.runtime import Recommender
-    m = tiny_ratings(60, 40, 0.3).tocoo()
-    path = tmp_path / "r.csv"
-    path.write_text("userId,movieId,rating\n" + "".join(
-        f"{u + 1},{i + 1},{r}\n" for u, i, r in zip(m.row, m.col, m.data)))
+    path = ratings_csv(tmp_path)
     params = {"layers": (8,), "n_epochs": 2}
     for run in ("r1", "r2"):
         workflows.train(dict(params, seed=len(run) + (run == "r2")), tmp_path / run,
@@ -43,10 +46,7 @@ def test_evaluate_ranks_as_the_model_serves_with_its_popularity_penalty(tmp_path
     """``eval --evaluate`` scores the ranking a penalised export serves (its penalty, its
     own counts): the same RMSE, other top lists, and the examples are the served ones."""
     from npcf.serving.runtime import Recommender
-    m = tiny_ratings(60, 40, 0.3).tocoo()
-    path = tmp_path / "r.csv"
-    path.write_text("userId,movieId,rating\n" + "".join(
-        f"{u + 1},{i + 1},{r}\n" for u, i, r in zip(m.row, m.col, m.data)))
+    path = ratings_csv(tmp_path)
     workflows.train({"layers": (8,), "n_epochs": 2}, tmp_path / "run", {"data": str(path)},
                     tune=False)
     plain, penalised = tmp_path / "run" / "plain.onnx", tmp_path / "run" / "pen.onnx"
@@ -85,10 +85,7 @@ def test_an_export_whose_scores_are_not_numbers_is_not_written(tmp_path, monkeyp
 
     from npcf.errors import NpcfError
     from npcf.serving.runtime import Recommender
-    m = tiny_ratings(60, 40, 0.3).tocoo()
-    path = tmp_path / "r.csv"
-    path.write_text("userId,movieId,rating\n" + "".join(
-        f"{u + 1},{i + 1},{r}\n" for u, i, r in zip(m.row, m.col, m.data)))
+    path = ratings_csv(tmp_path)
     workflows.train({"layers": (8,), "n_epochs": 1}, tmp_path / "run", {"data": str(path)},
                     tune=False)
     monkeypatch.setattr(Recommender, "scores",
