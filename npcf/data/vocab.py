@@ -61,15 +61,16 @@ class Vocabulary:
         return self._coerce(raw)[0]
 
     def _coerce(self, raw):
-        """``(ids, usable)``: ``raw`` in this vocabulary's id type, and a bool mask of the
-        ones that can be ids of it at all (None: all; text that is not a plain integer
-        never names an id of an integer vocabulary)."""
+        """``(ids, usable)``: ``raw`` in this vocabulary's id type, and where some cannot be
+        ids of it at all (text that is not a plain integer never names an id of an integer
+        vocabulary), ``usable = (mask, their int64 ids)``; else None."""
         raw = np.atleast_1d(np.asarray(raw))
         if self.ids.dtype.kind == "i" and raw.dtype.kind not in "iu":
             ints = [int_text(str(r)) for r in raw]
-            usable = np.array([v is not None for v in ints], dtype=bool)
-            if not usable.all():
-                return raw.astype(str), usable
+            mask = np.array([v is not None for v in ints], dtype=bool)
+            if not mask.all():
+                return raw.astype(str), (mask, np.asarray([v for v in ints if v is not None],
+                                                          dtype=np.int64))
             return np.asarray(ints, dtype=np.int64).reshape(raw.shape), None
         if self.ids.dtype.kind == "U":
             return raw.astype(str), None
@@ -82,8 +83,8 @@ class Vocabulary:
         raw, usable = self._coerce(raw)
         idx = np.full(raw.size, -1, np.int64)
         if usable is not None:          # mixed: look the integer ones up, the rest are unknown
-            idx[usable] = self.index(np.asarray([int_text(str(r)) for r in raw[usable]],
-                                                dtype=np.int64), missing="ignore")
+            mask, ints = usable
+            idx[mask] = self.index(ints, missing="ignore")
         elif self._sorted.size and raw.size and raw.dtype.kind == self._sorted.dtype.kind:
             pos = np.minimum(np.searchsorted(self._sorted, raw), self._sorted.size - 1)
             found = self._sorted[pos] == raw
