@@ -455,13 +455,14 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     ds.check_items(m.items.ids if m.items is not None else None, path)
     loss = m.loss
     rating = loss == "mse"
-    threshold = resolve_threshold(threshold, ds.scale)
+    threshold = resolve_threshold(threshold, ds.rating_range())
     # ranked as the model serves: with its popularity penalty, from its own counts
     penalty = float(getattr(m, "popularity_penalty", 0.0) or 0.0)
     result = evaluate(_score_fn(m, s.test_input, batch_size), s.test_input, s.test, ks=ks,
                       item_counts=ds.item_counts(), rating=rating, threshold=threshold,
                       batch_size=batch_size, progress=progress, popularity_penalty=penalty,
-                      penalty_counts=m.item_counts if penalty else None)
+                      penalty_counts=m.item_counts if penalty else None,
+                      exclude=m.untrained_items())
     result["popularity_penalty"] = penalty
     result["examples"] = example_records(result, ds)
     result.update(model=str(path), format="onnx" if isinstance(m, Recommender) else "npz",
@@ -499,7 +500,7 @@ def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = 
     """
     ds = with_validation(_baseline_data(data, progress))
     s = ds.split
-    threshold = resolve_threshold(threshold, ds.scale)
+    threshold = resolve_threshold(threshold, ds.rating_range())
     counts = ds.item_counts()
     results = {}
     for model in baselines.make(names, scale=ds.scale, threshold=threshold):

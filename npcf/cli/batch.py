@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from npcf.cli.main import main
-from npcf.cli.options import Finite
+from npcf.cli.options import Finite, reader_options
 from npcf.cli.output import progress_or_none
 from npcf.serving import batch
 
@@ -26,16 +26,17 @@ from npcf.serving import batch
               type=click.IntRange(min=1), help="Users per task (bounds a worker's memory).")
 @click.option("--connect_timeout", default=batch.CONNECT_TIMEOUT, show_default=True,
               type=Finite(min=0.1), help="Seconds to wait for --scheduler.")
+@reader_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def batch_recommend(model, data, out, k, scheduler, workers, partition_users, connect_timeout,
-                    quiet):
+                    quiet, reader_options):
     """Top-k unseen movies for every user of --data, one Parquet file per partition."""
     given = click.get_current_context().get_parameter_source("workers")
     if scheduler and given is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--workers is for the local cluster; leave it out with --scheduler")
     s = batch.batch_recommend(model, data, out, k=k, scheduler=scheduler, workers=workers,
                               partition_users=partition_users, timeout=connect_timeout,
-                              progress=progress_or_none(quiet))
+                              progress=progress_or_none(quiet), reader_options=reader_options)
     rss = max(s["peak_rss_mb"].values(), default=0.0)
     click.echo(f"{s['users']:,} users, {s['rows']:,} recommendations in {s['partitions']} "
                f"partitions ({s['seconds']:.1f} s, {s['users'] / max(s['seconds'], 1e-9):,.0f} "

@@ -49,6 +49,36 @@ DATA_KEYS = ("data", "format", "sep", "columns", "scale", "split", "test_size",
              "validation_size", "holdout", "train_file", "test_file")
 
 
+def _reader_options() -> list:
+    """--format, --sep, --columns, --scale: how a ratings file is parsed."""
+    return [
+        click.option("--format", "format", default="auto", show_default=True,
+                     type=click.Choice(FORMATS), help="Ratings file format."),
+        click.option("--sep", default=None, callback=_sep,
+                     help="Delimiter of a delimited file ('\\t' or 'tab' for a tab)."),
+        click.option("--columns", default=None, metavar="USER,ITEM,RATING[,TIME]",
+                     callback=_columns, help="Column names of a delimited file with a header."),
+        click.option("--scale", default=None, metavar="MIN,MAX", callback=_scale,
+                     help="Allowed rating range (default: the format's)."),
+    ]
+
+
+#: the keywords of :func:`npcf.data.read_ratings` that :func:`reader_options` collects
+READER_KEYS = ("format", "sep", "columns", "scale")
+
+
+def reader_options(f):
+    """--format/--sep/--columns/--scale alone (for commands that read users' ratings
+    without splitting them), passed on as one ``reader_options`` dict."""
+    @functools.wraps(f)
+    def wrapper(*args, **kw):
+        kw["reader_options"] = {k: kw.pop(k) for k in READER_KEYS}
+        return f(*args, **kw)
+    for opt in reversed(_reader_options()):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
 def data_options(f):
     """Options of every command that reads ratings, passed on as one ``data_options``
     dict of :func:`npcf.data.load_dataset` keywords (the command adds ``seed``)."""
@@ -56,13 +86,7 @@ def data_options(f):
         click.option("--data", default=None, metavar="PATH_OR_NAME",
                      help="Ratings file, prepared directory or dataset name "
                           "(see `npcf datasets`). Default: the built-in synthetic set."),
-        click.option("--format", "format", default="auto", show_default=True,
-                     type=click.Choice(FORMATS), help="Ratings file format."),
-        click.option("--sep", default=None, callback=_sep, help="Delimiter of a delimited file."),
-        click.option("--columns", default=None, metavar="USER,ITEM,RATING[,TIME]",
-                     callback=_columns, help="Column names of a delimited file with a header."),
-        click.option("--scale", default=None, metavar="MIN,MAX", callback=_scale,
-                     help="Allowed rating range (default: the format's)."),
+        *_reader_options(),
         click.option("--split", "split", default="random", show_default=True,
                      type=click.Choice(KINDS),
                      help="random: per-rating holdout; user: per-user holdout; temporal: "
@@ -119,9 +143,28 @@ def _check_prepared(ctx, opts: dict) -> None:
                                f"are fixed); {', '.join(given)} cannot be used with it")
 
 
+#: delimiters a shell makes hard to type, by name
+_SEP_NAMES = {"tab": "\t", "space": " ", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
 def _sep(ctx, param, text):
-    if text is not None and text == "":
+    """The delimiter: as typed, by name (``tab``) or as a backslash escape (``'\\t'``)."""
+    if text is None:
+        return None
+    if text.lower() in _SEP_NAMES:
+        return _SEP_NAMES[text.lower()]
+    if "\\" in text:
+        try:
+            text = text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except (UnicodeDecodeError, UnicodeEncodeError):
+            raise click.BadParameter(f"{text!r} holds an unknown backslash escape "
+                                     "(use '\\t' or 'tab' for a tab)") from None
+    if text == "":
         raise click.BadParameter("the delimiter cannot be empty (e.g. ',' or '\\t')")
+    if text.strip() == "" and text != " " and text != "\t":
+        raise click.BadParameter(f"{text!r} is not a usable delimiter")
+    if "\n" in text or "\r" in text or '"' in text:
+        raise click.BadParameter(f"{text!r} cannot be a delimiter (a newline or a quote)")
     return text
 
 
@@ -147,7 +190,9 @@ def floats(text: str | None, n: int | None = None, what: str = "value"):
 
 def _scale(ctx, param, text):
     scale = floats(text, 2, "--scale")
-    if scale is not None and not (all(map(math.isfinite, scale)) and scale[0] < scale[1]):
+    if scale is not None and not all(map(math.isfinite, scale)):
+        raise click.BadParameter(f"MIN and MAX must be finite numbers, got {text!r}")
+    if scale is not None and not scale[0] < scale[1]:
         raise click.BadParameter(f"expected MIN,MAX with MIN < MAX, got {text!r}")
     return scale
 
@@ -190,6 +235,12 @@ def rating_pairs(ctx, param, text):
             out.append((mid.strip(), float(r)))
         except ValueError:
             raise click.BadParameter(f"expected movieId:rating, got {part!r}") from None
+        if not out[-1][0]:
+            raise click.BadParameter(f"empty movie id in {part.strip()!r} (expected "
+                                     "movieId:rating)")
+        if not math.isfinite(out[-1][1]):
+            raise click.BadParameter(f"rating {r.strip()!r} of movie {mid.strip()} is not a "
+                                     "finite number")
     if not out:
         raise click.BadParameter("no ratings given")
     return out

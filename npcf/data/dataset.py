@@ -46,6 +46,15 @@ class Dataset:
         s = self.stats.get("scale")
         return None if s is None else (float(s[0]), float(s[1]))
 
+    def rating_range(self) -> tuple[float, float] | None:
+        """The declared :attr:`scale`, else the (min, max) of the training ratings (None
+        without any): what relevance thresholds are relative to, so a delimited file
+        (which declares no scale) is judged as the same ratings in MovieLens format."""
+        if self.scale is not None:
+            return self.scale
+        data = self.split.train.data
+        return (float(data.min()), float(data.max())) if data.size else None
+
     def item_counts(self) -> np.ndarray:
         """Training ratings per item (int64, n_items)."""
         train = self.split.train

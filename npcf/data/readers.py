@@ -49,6 +49,8 @@ _USER_NAMES = ("userid", "user_id", "user", "uid")
 _ITEM_NAMES = ("movieid", "movie_id", "itemid", "item_id", "item", "movie", "iid")
 _RATING_NAMES = ("rating", "score", "stars", "value")
 _TIME_NAMES = ("timestamp", "time", "ts", "date")
+#: the largest rating a float32 matrix holds (beyond it a rating would become inf)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _first_line(path: Path) -> str:
@@ -56,6 +58,9 @@ def _first_line(path: Path) -> str:
     with textfile.open_text(path, errors="replace") as f:
         for line in f:
             if line.strip():
+                if "\ufffd" in line:
+                    raise DataError("not UTF-8 text (the first line holds bytes that are "
+                                    "not UTF-8); is this a rating file?", path, 1)
                 return line.rstrip("\r\n")
     raise DataError("file is empty (no ratings)" if not head.strip() else
                     "no ratings (only blank lines)", path)
@@ -101,6 +106,10 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
             return fmt
         raise DataError(f"cannot detect the columns of a {len(fields)}-field file without a "
                         "header; pass --columns", path, 1)
+    if columns is not None and numeric:
+        raise DataError(f"the columns given (--columns) are header names, but the file has "
+                        f"no header (first line {_shown(line)}); drop --columns: a headerless "
+                        "file's fields are read as user, item, rating[, timestamp]", path, 1)
     if not numeric:
         seen = [f.lower() for f in fields]
         twice = sorted({f for f in fields if seen.count(f.lower()) > 1})
@@ -110,13 +119,18 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
         cols = rating_columns(fields) + (_pick(fields, _TIME_NAMES),)
         missing = [what for what, c in zip(("user", "item", "rating"), cols) if c is None]
         if missing:
-            raise DataError(f"missing {', '.join(missing)} column (header: {line!r}); "
+            raise DataError(f"missing {', '.join(missing)} column (header: {_shown(line)}); "
                             "wrong delimiter? pass --sep or --columns", path, 1)
         if cols[:3] == MOVIELENS_CSV.columns[:3] and sep == ",":
             return _with(MOVIELENS_CSV, scale, columns=cols)
         return Format("delimited", sep, True, cols, scale, int_ids=False)
     return Format("delimited", sep, not numeric, tuple(columns) + (None,) * (4 - len(columns)),
                   scale, int_ids=False)
+
+
+def _shown(line: str, limit: int = 80) -> str:
+    """``line`` quoted for a one-line message, cut at ``limit`` characters."""
+    return repr(line if len(line) <= limit else line[:limit] + "...")
 
 
 def _with(fmt: Format, scale, **kw) -> Format:
@@ -182,7 +196,13 @@ def read_ratings(path, format: str = "auto", *, sep: str | None = None, columns=
     path = Path(path)
     if not path.is_file():
         raise DataError("no such file", path)
-    fmt = resolve_format(path, format, sep, columns, scale)
+    try:
+        return _read_ratings(path, resolve_format(path, format, sep, columns, scale))
+    except textfile.ARCHIVE_ERRORS as err:    # a truncated or corrupt archive
+        raise textfile.archive_error(err, path) from None
+
+
+def _read_ratings(path: Path, fmt: Format) -> Ratings:
     frame = _read_fast(path, fmt)
     ucol, icol, rcol, tcol = fmt.columns
     users, items = frame[ucol].to_numpy(), frame[icol].to_numpy()
@@ -191,8 +211,8 @@ def read_ratings(path, format: str = "auto", *, sep: str | None = None, columns=
     if rating.size:
         # min/max propagate NaN and see +-inf: two reductions, no temporaries
         lo, hi = rating.min(), rating.max()
-        lo_ok = np.isfinite(lo) and (fmt.scale is None or lo >= fmt.scale[0])
-        hi_ok = np.isfinite(hi) and (fmt.scale is None or hi <= fmt.scale[1])
+        lo_ok = lo >= -FLOAT32_MAX and (fmt.scale is None or lo >= fmt.scale[0])
+        hi_ok = hi <= FLOAT32_MAX and (fmt.scale is None or hi <= fmt.scale[1])
         zero = (rating == 0).any()
         if not (lo_ok and hi_ok) or zero:
             _diagnose(path, fmt)
@@ -299,7 +319,8 @@ def _diagnose(path: Path, fmt: Format) -> None:
                         missing = [c for c in fmt.columns if c is not None and c not in names]
                         if missing:
                             raise DataError(f"missing column {missing[0]!r} (header: "
-                                            f"{line.rstrip()!r}); wrong delimiter or format?",
+                                            f"{_shown(line.rstrip())}); wrong delimiter or "
+                                            "format?",
                                             path, lineno)
                         positions = [names.index(c) for c in fmt.columns if c is not None]
                         break
@@ -339,6 +360,8 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
                 return f"rating {value!r} is not a number"
             if not math.isfinite(r):
                 return f"rating {value!r} is not finite"
+            if abs(r) > FLOAT32_MAX:
+                return f"rating {value!r} is beyond the float32 range (|r| <= 3.4e38)"
             if fmt.scale is not None and not fmt.scale[0] <= r <= fmt.scale[1]:
                 return f"rating {r:g} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
             if r == 0:

@@ -8,16 +8,22 @@ import gzip
 import io
 import lzma
 import zipfile
+import zlib
 from pathlib import Path
 
-from npcf.errors import DataError
+from npcf.errors import DataError, one_line
 
 #: first bytes -> compression (the names pandas' ``compression=`` takes)
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
          (b"PK\x03\x04", "zip"))
 SNIFF_BYTES = 8192
-#: what opening or reading a corrupt archive raises
-_ARCHIVE_ERRORS = (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError)
+#: what opening or reading a truncated or corrupt archive raises
+ARCHIVE_ERRORS = (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError, zlib.error)
+
+
+def archive_error(err: BaseException, path) -> DataError:
+    """The one-line :class:`DataError` for one of :data:`ARCHIVE_ERRORS` reading ``path``."""
+    return DataError(f"cannot read: {one_line(err)} (truncated or corrupt archive?)", path)
 
 
 def compression(path) -> str | None:
@@ -50,7 +56,7 @@ def open_binary(path):
                                 f"{len(names)}", path)
             return z.open(names[0])
         return open(path, "rb")
-    except _ARCHIVE_ERRORS as err:
+    except ARCHIVE_ERRORS as err:
         raise DataError(f"cannot open: {err}", path) from None
 
 
@@ -60,8 +66,8 @@ def head(path, n: int = SNIFF_BYTES) -> bytes:
     try:
         with open_binary(path) as f:
             data = f.read(n)
-    except _ARCHIVE_ERRORS as err:
-        raise DataError(f"cannot read: {err}", path) from None
+    except ARCHIVE_ERRORS as err:
+        raise archive_error(err, path) from None
     if b"\x00" in data:
         raise DataError("not a text file (binary content)", path)
     return data
@@ -79,5 +85,5 @@ def read_bytes(path) -> bytes:
     try:
         with open_binary(path) as f:
             return f.read()
-    except _ARCHIVE_ERRORS as err:
-        raise DataError(f"cannot read: {err}", path) from None
+    except ARCHIVE_ERRORS as err:
+        raise archive_error(err, path) from None

@@ -16,9 +16,9 @@ for rows without relevant items; average with ``np.nanmean``.
 * ``hit_rate@K``  = 1 if at least one relevant item is in the top K
 
 Relevance: for explicit ratings an item is relevant when its held-out rating is
->= a threshold, by default 4.0 when the rating scale's maximum is >= 4
-(:func:`default_threshold`); for implicit data and the multinomial loss every
-held-out item is relevant (threshold None).
+>= a threshold, by default 4/5 of the scale's maximum (4 stars of 5 on MovieLens, 80 on
+a 1-100 scale; :func:`default_threshold`); with a single rating value (implicit data)
+every held-out item is relevant (threshold None).
 
 Beyond accuracy, from the per-item counts ``c_i`` of how often item i appears in
 the users' top-K lists (:func:`exposure`): catalog :func:`coverage` (share of items
@@ -37,8 +37,8 @@ import scipy.sparse as sp
 from npcf.evaluation.ranking import top_k
 from npcf.utils.sparse import dense_mask, entry_rows
 
-#: Default relevance threshold for explicit ratings whose scale reaches 4 or more.
-DEFAULT_THRESHOLD = 4.0
+#: Default relevance threshold as a share of the rating scale's maximum (4 of 5 stars).
+RELEVANT_SHARE = 0.8
 
 RANKING = ("precision", "recall", "ndcg", "map", "hit_rate")
 BEYOND = ("coverage", "gini", "popularity", "personalization")
@@ -59,14 +59,19 @@ def mae(pred: np.ndarray, true: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- relevance
 def default_threshold(scale=None, implicit: bool = False) -> float | None:
-    """Relevance threshold: 4.0 for explicit ratings whose scale max is >= 4, else None.
+    """Relevance threshold: :data:`RELEVANT_SHARE` of the scale's maximum (4.0 on 1-5
+    and 0.5-5, 80 on 1-100), None when every held-out item is relevant.
 
-    ``scale``: (min, max) of the ratings, or None when unknown. ``implicit``: the data
-    or the model (multinomial loss) is implicit, so every held-out item is relevant.
+    ``scale``: (min, max) of the ratings (the declared scale, else the observed range:
+    :meth:`npcf.data.Dataset.rating_range`); None, a single value (implicit data) or a
+    maximum <= 0 gives None. ``implicit``: the data is implicit whatever its values.
     """
-    if implicit or scale is None or float(scale[1]) < DEFAULT_THRESHOLD:
+    if implicit or scale is None:
         return None
-    return DEFAULT_THRESHOLD
+    lo, hi = float(scale[0]), float(scale[1])
+    if not hi > lo or hi <= 0:
+        return None
+    return RELEVANT_SHARE * hi
 
 
 def resolve_threshold(threshold: float | None, scale=None, implicit: bool = False):

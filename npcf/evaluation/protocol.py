@@ -55,7 +55,7 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
              item_counts=None, rating: bool = False, threshold: float | None = None,
              batch_size: int = 256, progress=None, examples: int = 3, n_example_items: int = 10,
              label: str = "evaluating", popularity_penalty: float = 0.0,
-             penalty_counts=None) -> dict:
+             penalty_counts=None, exclude=None) -> dict:
     """Evaluate ``score_fn`` on the users with held-out ratings in ``test``.
 
     ``score_fn(csr_rows) -> (B, n_items)`` scores for CSR input rows (``test_input``
@@ -68,7 +68,8 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
     from the ranking (:func:`npcf.evaluation.ranking.rank`). ``item_counts``: training
     rating count per item, for the popularity percentile (None: not reported) and the
     ``popularity_penalty`` of the ranking (``penalty_counts``, when given, for the
-    penalty instead: a served model's own counts). ``progress``: a progress factory
+    penalty instead: a served model's own counts). ``exclude``: column indices never
+    ranked (a served model's untrained items). ``progress``: a progress factory
     (:mod:`npcf.utils.progress`; None: silent). ``examples``: how many users (spread evenly over
     the evaluated ones) to return with their top ``n_example_items``.
 
@@ -117,7 +118,7 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
                 sq += float(np.dot(d, d))
                 ab += float(np.abs(d).sum())
                 n_err += d.size
-            top, top_scores = rank(sc, kmax, seen=x, penalty=popularity_penalty,
+            top, top_scores = rank(sc, kmax, seen=x, exclude=exclude, penalty=popularity_penalty,
                                    item_counts=item_counts if penalty_counts is None
                                    else penalty_counts)
             valid = top >= 0

@@ -118,6 +118,14 @@ def _allowed(n: int, exclude=None, candidates=None) -> np.ndarray:
     return allowed
 
 
+def with_untrained(exclude, untrained: np.ndarray):
+    """``exclude`` (column indices or None) plus the ``untrained`` columns."""
+    if not len(untrained):
+        return exclude
+    return untrained if exclude is None else np.union1d(np.asarray(exclude, np.int64),
+                                                        untrained)
+
+
 class Recommends:
     """Mixin: implicit-style :meth:`recommend` for a model that scores user rows.
 
@@ -126,7 +134,9 @@ class Recommends:
     :class:`~npcf.data.vocab.Vocabulary` of raw movie ids), ``item_counts`` and
     ``popularity_penalty`` (ranking by ``score - beta * log(1 + count)``),
     ``rating_scale`` (``(min, max)``, to check ratings given as pairs) and
-    ``recommend_batch`` (users scored at once, default 256).
+    ``recommend_batch`` (users scored at once, default 256). Items with a training count
+    of 0 (:meth:`untrained_items`: their scores come from untrained weights) are never
+    recommended unless named in ``items``.
     """
 
     items = None
@@ -143,7 +153,8 @@ class Recommends:
         results), or one user's as a dense 1-D vector of length n_items, a list of
         ``(movie_id, rating)`` pairs or a ``{movie_id: rating}`` dict (returns 1-D).
         ``filter_seen``: never recommend a movie in the input. ``filter_items``: movie
-        ids never to recommend. ``items``: the only movie ids that may be recommended.
+        ids never to recommend. ``items``: the only movie ids that may be recommended
+        (without it, movies no training rating touched are left out).
         Movie ids are raw ids where the model knows them (``items`` vocabulary), else
         column indices. Returns :class:`Recommendations` ``(ids, scores)``.
         """
@@ -158,9 +169,18 @@ class Recommends:
             return Recommendations(ids[0], scores[0])
         return Recommendations(ids, scores)
 
+    def untrained_items(self) -> np.ndarray:
+        """Column indices (int64) of the items without a training rating (none when the
+        counts are unknown)."""
+        if self.item_counts is None:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(np.asarray(self.item_counts) == 0)
+
     # --------------------------------------------------------------- overridable
     def _rank_rows(self, X: sp.csr_matrix, k: int, filter_seen: bool, exclude, candidates):
         """``rank`` over :meth:`_score_batches`, batch by batch (bounded memory)."""
+        if candidates is None:
+            exclude = with_untrained(exclude, self.untrained_items())
         parts = []
         for lo, scores in self._score_batches(X):
             rows = X[lo:lo + scores.shape[0]]

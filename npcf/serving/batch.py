@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import ZERO_RATING, Ratings, build_ratings
-from npcf.data.readers import rating_columns, read_ratings
+from npcf.data.readers import check_columns, rating_columns, read_ratings
 from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int
 from npcf.rundir import check_target
 from npcf.serving.runtime import Recommender
@@ -163,36 +163,49 @@ def score_partition(frame: pd.DataFrame, model_path, k: int = 10, *, threads: in
 
 
 # ------------------------------------------------------------------------------- input
-def read_users(data) -> Ratings:
+def read_users(data, *, format: str = "auto", sep=None, columns=None, scale=None) -> Ratings:
     """Everything known of each user in ``data``: a ratings file any npcf reader reads
-    (MovieLens csv/dat, u.data, delimited), a prepared directory (train + validation +
-    test input) or Parquet (a file or a directory of them) with user, movie and rating
-    columns. DataError (one line, naming the path) when it cannot be read."""
+    (MovieLens csv/dat, u.data, delimited; ``format``, ``sep``, ``columns`` and ``scale`` as
+    in :func:`~npcf.data.read_ratings`), a prepared directory (train + validation + test
+    input; its format is fixed, so none of those may be given) or Parquet (a file or a
+    directory of them) with user, movie and rating columns (found by name, or named by
+    ``columns``; ratings checked against ``scale``). DataError (one line, naming the path)
+    when it cannot be read."""
     path = Path(data)
+    given = [k for k, v in (("format", format != "auto"), ("sep", sep is not None),
+                            ("columns", columns is not None), ("scale", scale is not None)) if v]
     if is_prepared(path):
+        if given:
+            raise ParamError(given[0], f"{path} is a prepared directory (its format is fixed)")
         ds = load_prepared(path)
         s = ds.split
         m = merge_parts([s.train, s.validation, s.test_input])
         return Ratings(m, ds.users, ds.items, source=str(path))
     if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
-        return _read_parquet(path)
+        if set(given) & {"format", "sep"}:
+            raise ParamError(next(g for g in given if g in ("format", "sep")),
+                             f"{path} is Parquet (only columns and scale apply to it)")
+        return _read_parquet(path, check_columns(columns), scale)
     if path.is_dir():
         raise DataError("a directory that is neither a prepared data set (no stats.json) nor "
                         "holds Parquet files", path)
-    return read_ratings(path)
+    return read_ratings(path, format, sep=sep, columns=columns, scale=scale)
 
 
-def _read_parquet(path: Path) -> Ratings:
+def _read_parquet(path: Path, columns=None, scale=None) -> Ratings:
     pq = need("pyarrow.parquet")
     try:
         names = pq.read_schema(path).names if path.is_file() else \
             pq.ParquetDataset(path).schema.names
     except (OSError, ValueError) as err:     # pyarrow's errors derive from these
         raise DataError(f"cannot read Parquet: {one_line(err)[:200]}", path) from None
-    cols = list(rating_columns(names))
+    cols = list(columns[:3]) if columns else list(rating_columns(names))
+    absent = [c for c in cols if c is not None and c not in names]
+    if absent:
+        raise DataError(f"Parquet has no column {absent[0]!r} (has {', '.join(names)})", path)
     if None in cols:
-        raise DataError(f"Parquet lacks a user, movie or rating column (has {', '.join(names)})",
-                        path)
+        raise DataError(f"Parquet lacks a user, movie or rating column (has {', '.join(names)});"
+                        " name them with --columns", path)
     try:
         frame = pd.read_parquet(path, columns=cols)
     except (OSError, ValueError) as err:
@@ -202,13 +215,17 @@ def _read_parquet(path: Path) -> Ratings:
         raise DataError("Parquet holds missing ids or ratings that are not finite numbers", path)
     if (rating == 0).any():
         raise DataError(f"{int((rating == 0).sum())} ratings of 0: {ZERO_RATING}", path)
+    if scale is not None and len(rating) and not scale[0] <= rating.min() <= rating.max() \
+            <= scale[1]:
+        bad = rating[(rating < scale[0]) | (rating > scale[1])][0]
+        raise DataError(f"rating {bad:g} outside the scale {scale[0]:g}-{scale[1]:g}", path)
     if len(frame) == 0:
         raise DataError("no ratings in the Parquet input", path)
     try:
         users, items = (id_column(frame[c], c) for c in cols[:2])
     except DataError as err:
         raise DataError(err.problem, path) from None
-    return build_ratings(users, items, rating, source=str(path))
+    return build_ratings(users, items, rating, scale=scale, source=str(path))
 
 
 def stage_input(ratings: Ratings, path, partition_users: int = PARTITION_USERS) -> list[dict]:
@@ -412,15 +429,17 @@ def dask_client(scheduler: str | None = None, workers: int = 2,
 
 def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = None,
                     workers: int = 2, partition_users: int = PARTITION_USERS,
-                    timeout: float = CONNECT_TIMEOUT, progress=None) -> dict:
+                    timeout: float = CONNECT_TIMEOUT, progress=None,
+                    reader_options: dict | None = None) -> dict:
     """`batch-recommend`: check the model and read ``data`` on this machine first (bad
-    input fails before a cluster starts), then :func:`recommend_all` on :func:`dask_client`."""
+    input fails before a cluster starts), then :func:`recommend_all` on :func:`dask_client`.
+    ``reader_options``: :func:`read_users` keywords (format, sep, columns, scale)."""
     need("distributed")
     need("pyarrow")
     recommender(model)
     check_target(out, (PART_GLOB, MARKER), "batch recommendation output", markers=(MARKER,),
                  inputs=(model, data))
-    users = read_users(data)
+    users = read_users(data, **(reader_options or {}))
     with dask_client(scheduler, workers, timeout) as client:
         return recommend_all(client, model, users, out, k=k, partition_users=partition_users,
                              progress=progress)

@@ -23,9 +23,10 @@ rating scale, or logits for the multinomial loss); with ``top_k``: ``top_items``
 int64 [batch, K] (column indices; map with the ``item_ids`` metadata) and
 ``top_scores`` float32 (the ``scores`` of those items), ranked by ``scores``
 minus ``popularity_penalty * log(1 + n_ratings of the item)`` after masking the
-input's rated items. Ties go to the lower index (ONNX ``TopK``). A user with fewer
-unseen items than K gets ``top_scores`` -inf (and ``top_movie_ids`` -1) in the slots
-past them (``top_items`` there are rated columns).
+input's rated items and the items no training rating touched (``untrained_items``
+metadata). Ties go to the lower index (ONNX ``TopK``). A user with fewer such
+items than K gets ``top_scores`` -inf (and ``top_movie_ids`` -1) in the slots past
+them (``top_items`` there are masked columns).
 """
 from __future__ import annotations
 
@@ -125,8 +126,9 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     """An ``onnx.ModelProto`` computing ``model``'s scores (see the module docstring).
 
     ``item_counts``: (n_items,) number of training ratings per item, needed for a
-    non-zero ``popularity_penalty``. ``raw_ids``: take and return movie ids (implies
-    ``sparse_input``; needs ``top_k`` and int64 ids, see :func:`raw_item_ids`).
+    non-zero ``popularity_penalty``; items with 0 are never in the top-k. ``raw_ids``:
+    take and return movie ids (implies ``sparse_input``; needs ``top_k`` and int64 ids,
+    see :func:`raw_item_ids`).
     """
     net = model.network
     if net is None:
@@ -238,7 +240,13 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         else:
             seen = mask
         neg = g.init("neg_inf", np.array(-np.inf, np.float32))
-        masked = g.op("Where", [g.op("Greater", [seen, zero]), neg, rank], name="rank_scores")
+        hidden = g.op("Greater", [seen, zero])
+        untrained = untrained_items(item_counts)
+        if untrained.size:
+            flags = np.zeros(n, bool)
+            flags[untrained] = True
+            hidden = g.op("Or", [hidden, g.init("untrained", flags)], name="hidden")
+        masked = g.op("Where", [hidden, neg, rank], name="rank_scores")
         ranked, top = g.op("TopK", [masked, g.init("k", np.array([k], np.int64))], n_out=2,
                            axis=1, largest=1, sorted=1, name="topk")
         g.op("Identity", [top], name="top_items")
@@ -266,6 +274,13 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     return onnx_model
 
 
+def untrained_items(item_counts) -> np.ndarray:
+    """Columns (int64) whose training count is 0; none when the counts are unknown."""
+    if item_counts is None:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.asarray(item_counts) == 0)
+
+
 def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
              item_counts=None, raw_ids: bool = False) -> dict:
     """``metadata_props`` of an exported model (all values strings)."""
@@ -284,6 +299,9 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
     }
     if popularity_penalty:      # the runtime's NumPy path ranks with the same penalty
         meta["item_counts"] = json.dumps(np.asarray(item_counts, np.int64).tolist())
+    untrained = untrained_items(item_counts)
+    if untrained.size:          # ... and leaves out the same items
+        meta["untrained_items"] = json.dumps(untrained.tolist())
     ids = item_ids(model)
     meta["item_ids_dtype"] = "int64" if ids.dtype.kind in "iu" else "str"
     text = json.dumps(ids.tolist())

@@ -57,6 +57,13 @@ class Recommender(Recommends):
         self.popularity_penalty = float(meta.get("popularity_penalty", "0") or 0)
         counts = _json(meta.get("item_counts"), None)
         self.item_counts = None if counts is None else np.asarray(counts, np.int64)
+        untrained = _json(meta.get("untrained_items"), None)
+        self._untrained = None if untrained is None else np.asarray(untrained, np.int64)
+
+    def untrained_items(self) -> np.ndarray:
+        """Columns without a training rating, as recorded at export (the graph's top-k
+        leaves them out too)."""
+        return super().untrained_items() if self._untrained is None else self._untrained
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -179,6 +186,7 @@ class Recommender(Recommends):
                 rated = np.take_along_axis(dense_mask(batch[short]), items[short], 1)
                 items[short] = np.where(rated, PAD, items[short])
                 sc[short] = np.where(rated, -np.inf, sc[short])
+            items[sc == -np.inf] = PAD          # slots past the movies it may recommend
             ids[s:s + batch.shape[0]], top_scores[s:s + batch.shape[0]] = items, sc
         return ids, top_scores
 

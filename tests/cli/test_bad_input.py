@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import shutil
 import signal
@@ -197,6 +198,24 @@ CASES = [
      ["bad_line.csv:3"]),
     ("prepare truncated gz", None, ["prepare", "--data", "truncated.csv.gz", "--out", "new"], 1,
      ["truncated.csv.gz"]),
+    *[(f"prepare truncated {kind} half", lambda r, c=compress, n=name: (r / n).write_bytes(
+        c((r / "ratings.csv").read_bytes())[:1500]),
+       ["prepare", "--data", name, "--out", "new"], 1, [name, "truncated or corrupt"])
+      for kind, compress, name in [("gz", gzip.compress, "half.csv.gz"),
+                                   ("xz", lzma.compress, "half.csv.xz")]],
+    ("prepare rating beyond float32", lambda r: (r / "big.csv").write_text(
+        "user,item,rating\n1,1,3\n1,2,1e39\n2,1,4\n"),
+     ["prepare", "--data", "big.csv", "--out", "new"], 1, ["big.csv:3", "float32"]),
+    ("prepare --columns on a headerless file", lambda r: (r / "nohead.csv").write_text(
+        "1,10,4\n2,10,3\n1,11,5\n"),
+     ["prepare", "--data", "nohead.csv", "--columns", "movie,user,rating", "--out", "new"], 1,
+     ["nohead.csv:1", "no header"]),
+    ("prepare random bytes", lambda r: (r / "noise.csv").write_bytes(
+        bytes(np.random.default_rng(0).integers(1, 256, 3000, dtype=np.uint8)).replace(
+            b";", b",").replace(b"\t", b",")),
+     ["prepare", "--data", "noise.csv", "--out", "new"], 1, ["noise.csv:1", "not UTF-8"]),
+    ("prepare --scale -inf,5", None, ["prepare", "--data", "ratings.csv", "--out", "new",
+                                      "--scale=-inf,5"], 2, ["--scale", "finite"]),
     ("prepare binary", None, ["prepare", "--data", "binary.bin", "--out", "new"], 1,
      ["not a text file"]),
     ("prepare missing", None, ["prepare", "--data", "nope.csv", "--out", "new"], 1,
@@ -292,7 +311,8 @@ CASES = [
                                             "--ratings", val], code, needles)
       for val, code, needles in [("1:5,1:3", 1, ["more than once"]), ("1:99", 1, ["scale"]),
                                  ("1:-3", 1, ["scale"]), ("1:0.25", 1, ["scale"]),
-                                 ("1:nan", 1, ["finite"]), ("1:abc", 2, ["--ratings"]),
+                                 ("1:nan", 2, ["finite"]), ("1:abc", 2, ["--ratings"]),
+                                 (":5", 2, ["empty movie id"]), ("1:inf", 2, ["finite"]),
                                  ("", 2, ["--ratings"]), ("1", 2, ["--ratings"]),
                                  ("999999:4", 1, ["999999"])]],
     ("recommend -k 0", None, ["recommend", "--ratings", "1:5", "-k", 0], 2, ["-k"]),

@@ -129,3 +129,22 @@ def test_prepare_movies_small(movies_small, tmp_path):
     u, i = ds.users.index([1])[0], ds.items.index([31])[0]
     whole = ds.split.train + ds.split.validation + ds.split.test
     assert whole[u, i] == np.float32(2.5)
+
+
+@pytest.mark.parametrize("sep", ["\\t", "tab", "\t"])
+def test_sep_takes_a_tab_as_typed_in_a_shell(tmp_path, sep):
+    """``--sep '\\t'`` (a backslash and a t, as a shell passes it) and ``--sep tab`` name a
+    tab, like the character itself."""
+    (tmp_path / "r.tsv").write_text("user\titem\tstars\n" + "".join(
+        f"u{u}\tm,{i}\t{(u * i) % 5 + 1}\n" for u in range(10) for i in range(8)))
+    result = run("--data", tmp_path / "r.tsv", "--sep", sep, "--out", tmp_path / "p", "-q")
+    assert result.exit_code == 0, result.output
+    ds = load_prepared(tmp_path / "p")
+    assert (len(ds.users), len(ds.items)) == (10, 8) and "m,3" in ds.items.ids.tolist()
+
+
+def test_sep_refuses_what_cannot_delimit(tmp_path):
+    (tmp_path / "r.csv").write_text(HEADER + "1,10,4,1\n")
+    for sep in ("\\n", '"'):
+        result = run("--data", tmp_path / "r.csv", "--sep", sep, "--out", tmp_path / "p")
+        assert result.exit_code == 2 and "--sep" in result.output, result.output

@@ -158,3 +158,19 @@ def test_user_row_keeps_negative_ratings(tmp_path):
         hidden = set(ds.items.ids[held.indices].tolist())        # the test part stays hidden
         assert got == {m: r for m, r in want.items() if m not in hidden}
         assert min(got.values()) < 0
+
+
+def test_rating_range_is_the_scale_else_the_observed_training_range(tmp_path):
+    """Relevance thresholds are relative to it: a delimited file (no declared scale) is
+    judged like the same ratings in MovieLens format, and a 1-100 set by >= 80, not 4."""
+    from npcf.evaluation.metrics import default_threshold
+    body = "".join(f"{u},{i},{(u * 7 + i * 3) % 100 + 1}\n" for u in range(30) for i in range(20))
+    (tmp_path / "r.csv").write_text("user,item,score\n" + body)
+    ds = load_dataset(tmp_path / "r.csv", test_size=0.2, seed=0)
+    assert ds.scale is None
+    train = ds.split.train.data
+    assert ds.rating_range() == (float(train.min()), float(train.max()))
+    assert default_threshold(ds.rating_range()) == pytest.approx(0.8 * train.max())
+    declared = load_dataset(tmp_path / "r.csv", test_size=0.2, seed=0, scale=(1, 100))
+    assert declared.rating_range() == (1.0, 100.0)
+    assert default_threshold(declared.rating_range()) == 80.0

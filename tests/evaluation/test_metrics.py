@@ -59,9 +59,12 @@ def test_rmse_mae_hand():
 # --------------------------------------------------------------------- relevance
 def test_default_threshold():
     assert metrics.default_threshold((0.5, 5.0)) == 4.0
-    assert metrics.default_threshold((1, 4)) == 4.0
-    assert metrics.default_threshold((1, 3)) is None          # scale too short
-    assert metrics.default_threshold(None) is None            # unknown / implicit
+    assert metrics.default_threshold((1, 5)) == 4.0
+    assert metrics.default_threshold((1, 100)) == 80.0        # relative to the scale
+    assert metrics.default_threshold((1, 10)) == 8.0
+    assert metrics.default_threshold((1, 1)) is None          # one value: implicit
+    assert metrics.default_threshold((-10, -1)) is None
+    assert metrics.default_threshold(None) is None            # unknown
     assert metrics.default_threshold((0.5, 5.0), implicit=True) is None
 
 

@@ -224,3 +224,33 @@ def test_worker_killed_mid_run_loses_and_duplicates_no_user(data, expected, clie
     assert names == [batch.MARKER] + [batch.part_name(i) for i in range(31)]   # no temp files
     _check_equal(_read(out), expected)
     assert s["users"] == N_USERS + 1
+
+
+def test_read_users_takes_the_reader_options(tmp_path):
+    """--format/--sep/--columns/--scale reach the reader: a tab file with its own column
+    names on a 1-100 scale is read; options that cannot apply are refused by name."""
+    from npcf.data.dataset import save_prepared
+    from npcf.data.source import load_dataset
+    from npcf.errors import DataError, ParamError
+    rows = [(u, 100 + i, (u * 13 + i) % 100 + 1) for u in range(1, 21) for i in range(6)]
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text("who\twhat\thow\n" + "".join(f"{u}\t{i}\t{r}\n" for u, i, r in rows))
+    got = batch.read_users(tsv, sep="\t",
+                           columns=("who", "what", "how"), scale=(1, 100))
+    assert got.matrix.shape == (20, 6) and got.matrix.nnz == len(rows)
+    assert got.matrix.data.max() <= 100 and got.scale == (1, 100)
+    with pytest.raises(DataError, match="outside the scale 1-50"):
+        batch.read_users(tsv, columns=("who", "what", "how"), scale=(1, 50))
+    pq = tmp_path / "r.parquet"
+    pd.DataFrame(rows, columns=["who", "what", "how"]).to_parquet(pq)
+    assert batch.read_users(pq, columns="who,what,how").matrix.nnz == len(rows)
+    with pytest.raises(DataError, match="no column 'nobody'"):
+        batch.read_users(pq, columns="nobody,what,how")
+    with pytest.raises(DataError, match="outside the scale"):
+        batch.read_users(pq, columns="who,what,how", scale=(1, 50))
+    with pytest.raises(ParamError, match="sep"):
+        batch.read_users(pq, sep=";")
+    prepared = save_prepared(load_dataset(tsv, columns=("who", "what", "how"), test_size=0.2),
+                             tmp_path / "prep")
+    with pytest.raises(ParamError, match="prepared directory"):
+        batch.read_users(prepared, scale=(1, 100))

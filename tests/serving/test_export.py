@@ -98,7 +98,7 @@ def test_top_k_matches_numpy_ranking_and_masks_seen(tmp_path, sparse_input):
 
 def test_popularity_penalty_changes_ranking_as_specified(tmp_path):
     model = fitted_model()
-    counts = np.arange(N_ITEMS)[::-1] * 10           # item 0 most popular
+    counts = np.arange(N_ITEMS)[::-1] * 10           # item 0 most popular, the last untrained
     x = random_ratings(20, N_ITEMS, 0.1, 6)
     beta = 0.5
     path = export(model, tmp_path / "p.onnx", top_k=5, popularity_penalty=beta,
@@ -106,6 +106,7 @@ def test_popularity_penalty_changes_ranking_as_specified(tmp_path):
     scores, top = run(path, x, False, ["scores", "top_items"])
     rank = scores.astype(np.float64) - np.float32(beta) * np.log1p(counts).astype(np.float32)
     rank[x.toarray() != 0] = -np.inf
+    rank[:, counts == 0] = -np.inf
     expect = np.array([np.lexsort((np.arange(N_ITEMS), -row))[:5] for row in rank])
     np.testing.assert_array_equal(top, expect)
     plain = export(model, tmp_path / "q.onnx", top_k=5)

@@ -136,3 +136,38 @@ def test_one_long_history_does_not_inflate_the_batch(exported, monkeypatch, whic
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
     assert len(widths) > 2 and max(widths) <= 3 * N_ITEMS
+
+
+def test_untrained_items_are_never_recommended(tmp_path):
+    """A movie no training rating touched (in the vocabulary only through a test file)
+    scores from untrained weights: the estimator, the graph's top-k and the runtime's
+    NumPy path all leave it out, unless the caller names it in ``items``."""
+    from npcf.autoencoder import AutoEncoder
+
+    from helpers import tiny_ratings
+    X = tiny_ratings(60, 25, seed=3).tolil()
+    untrained = [4, 17]
+    X[:, untrained] = 0
+    X = X.tocsr()
+    X.eliminate_zeros()
+    model = AutoEncoder(layers=(8,), n_epochs=2, batch_size=16, seed=0)
+    model.fit(X, scale=(0.5, 5.0))
+    np.testing.assert_array_equal(model.untrained_items(), untrained)
+    user = sp.csr_matrix(X[:1])
+    everything = X.shape[1] - user.nnz - len(untrained)
+    ids, scores = model.recommend(user, k=X.shape[1])
+    assert not set(ids[0][np.isfinite(scores[0])].tolist()) & set(untrained)
+    assert np.isfinite(scores[0]).sum() == everything
+    named, _ = model.recommend(user, k=3, items=untrained)
+    assert set(named[0][:2].tolist()) == set(untrained)
+    for sparse_input in (False, True):
+        path = export(model, tmp_path / f"m{sparse_input}.onnx", top_k=X.shape[1],
+                      sparse_input=sparse_input)
+        rec = Recommender.load(path)
+        np.testing.assert_array_equal(rec.untrained_items(), untrained)
+        graph_ids, graph_scores = rec.recommend(user, k=X.shape[1])        # in-graph top-k
+        numpy_ids, _ = rec.recommend(user, k=X.shape[1], filter_items=[0])  # NumPy path
+        for got in (graph_ids[0], numpy_ids[0]):
+            assert not set(got[got >= 0].tolist()) & set(untrained)
+        assert (graph_ids[0] >= 0).sum() == everything
+        assert np.isneginf(graph_scores[0][everything:]).all()
