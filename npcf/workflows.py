@@ -535,17 +535,19 @@ def _baseline_data(data, progress) -> Dataset:
 def _known_user_top(m: AutoEncoder, path, ds: Dataset, user, seen: sp.csr_matrix, k: int,
                     include_seen: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(movie ids, scores)`` of known ``user``'s top ``k`` from an item-based
-    checkpoint: each movie's reconstruction at that user, the input being the training
-    matrix the model was fitted on (``ds``'s, checked by fingerprint)."""
-    train = ds.split.train
-    if rundir.fingerprint(train) != m.info.get("fingerprint"):
+    checkpoint: each movie's reconstruction at that user, the input being every rating
+    known at test time (the split's test input, as `eval --evaluate` scores it) of the
+    data the model was fitted on (``ds``'s training part, checked by fingerprint)."""
+    s = ds.split
+    if rundir.fingerprint(s.train) != m.info.get("fingerprint"):
         raise NpcfError(f"{ds.path}: not the training data {path} was fitted on; an "
                         "item-based model needs it: pass --data with its run's data/ directory")
-    n = train.shape[1]
+    n = s.train.shape[1]
     u = int(ds.users.index([user])[0])
-    scores = m.predict_at(train, np.full(n, u), np.arange(n))[None, :]
+    scores = m.predict_at(s.test_input, np.full(n, u), np.arange(n))[None, :]
     idx, top = rank(scores, k, seen=None if include_seen else seen,
-                    penalty=m.popularity_penalty, item_counts=m.item_counts)
+                    exclude=m.untrained_items(), penalty=m.popularity_penalty,
+                    item_counts=m.item_counts)
     ids = idx if m.items is None else m.items.ids[np.maximum(idx, 0)]
     return ids, np.where(idx < 0, -np.inf, top)
 

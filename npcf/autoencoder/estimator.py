@@ -256,12 +256,16 @@ class AutoEncoder(Recommends):
             cb.on_fit_end(self)
         return self
 
-    def tune(self, X, validation, validation_input=None, *, fixed=(), budget=None, scale=None,
+    def tune(self, X, validation, validation_input=None, *, fixed=None, budget=None, scale=None,
              users=None, items=None, callbacks=None, progress=None, space=None,
              blend: int = BLEND):
         """Choose hyperparameters on ``validation`` (successive halving, see
         :mod:`npcf.autoencoder.selection`) and return the fitted best model (a new
         estimator; ``self`` gives the starting values and everything in ``fixed``).
+
+        ``fixed``: the hyperparameters never searched; default: those ``self`` sets to
+        something other than their default (``AutoEncoder(layers=(64,)).tune(...)`` keeps
+        64 units), so ``fixed=()`` searches everything and ``fixed=("lr",)`` pins a default.
 
         ``budget``: seconds for the search. The search is recorded in the returned
         model's ``info["tuning"]`` and its trials in ``tuning`` (list of dicts). With
@@ -277,6 +281,8 @@ class AutoEncoder(Recommends):
         if validation is None:
             raise NpcfError("tuning needs a validation part")
         self._check_params()
+        if fixed is None:
+            fixed = {k for k, v in self.get_params().items() if v != DEFAULTS[k]}
         unknown = sorted(set(fixed) - set(self.get_params()))
         if unknown:
             raise ParamError("fixed", f"{', '.join(map(repr, unknown))} are not hyperparameters "

@@ -6,7 +6,9 @@ unexpected is one line too, with how to see the traceback (``--debug`` or
 from __future__ import annotations
 
 import os
+import select
 import signal
+import sys
 import threading
 
 import click
@@ -16,6 +18,8 @@ from npcf.errors import Interrupted, NpcfError, ParamError, one_line
 
 #: exit code after Ctrl-C (128 + SIGINT, as shells report it)
 INTERRUPTED = 130
+#: exit code when the reader of the output went away (128 + SIGPIPE, as `yes | head` ends)
+BROKEN_PIPE = 141
 
 
 class _Command(click.Command):
@@ -47,7 +51,15 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()              # a closed pipe shows here, not at exit
+            return result
+        except BrokenPipeError:
+            if not _stdout_closed():
+                raise click.ClickException("Broken pipe") from None
+            # `npcf ... | head`: the reader has what it wanted; stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(BROKEN_PIPE) from None
         except ParamError as err:       # an option out of its domain: a usage error
             bad = click.BadParameter(one_line(err.problem), param_hint=f"'--{err.param}'")
             raise _one_line_usage(bad, f"{ctx.command_path} {ctx.invoked_subcommand}") from None
@@ -73,6 +85,17 @@ class _Group(click.Group):
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {one_line(err)[:300]} (this is a bug in "
                 "npcf; rerun with --debug or NPCF_DEBUG=1 for the traceback)") from None
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe nobody reads any more (its write end polls as
+    an error; a broken pipe elsewhere, such as a socket, is then reported)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):      # no fd (captured), no poll
+        return False
 
 
 def _one_line_usage(err: click.UsageError, sub: str | None = None) -> click.UsageError:

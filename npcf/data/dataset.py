@@ -127,7 +127,7 @@ def with_validation(ds: Dataset, fraction: float = VALIDATION_FRACTION, seed: in
                   dict(s.params, validation_size=fraction, validation_carved=kind))
     check_split(split, ds.path or ds.stats.get("source"))
     return Dataset(split, ds.users, ds.items, dict(ds.stats, split=split.params), ds.movies,
-                   None)
+                   ds.path)        # still named by where it came from
 
 
 def save_prepared(ds: Dataset, out) -> Path:

@@ -264,8 +264,15 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
 
     async def recommend_batch(request):
         obj = parse_json(await read_body(request, max_body))
-        if not isinstance(obj, dict) or set(obj) != {"users"} or not isinstance(obj["users"], list):
-            raise RequestError(422, "expected {\"users\": [{\"ratings\": ...}, ...]}")
+        shape = "expected {\"users\": [{\"ratings\": ...}, ...]}"
+        if not isinstance(obj, dict):
+            raise RequestError(422, shape)
+        extra = sorted(set(obj) - {"users"})
+        if extra:
+            raise RequestError(422, f"unknown field {extra[0]!r} ({shape})")
+        if not isinstance(obj.get("users"), list):
+            raise RequestError(422, "\"users\" must be a list" if "users" in obj else
+                               f"missing field 'users' ({shape})")
         if len(obj["users"]) > MAX_USERS:
             raise RequestError(422, f"at most {MAX_USERS} users per batch request, got "
                                     f"{len(obj['users'])}")

@@ -238,3 +238,11 @@ def test_a_search_ended_by_an_error_kills_its_running_trials():
     assert time.perf_counter() - t0 < 50             # killed, not run for their 120 s
     with selection._trial_pool(2, None) as pool:     # the next search gets processes again
         assert pool is not None and pool.submit(abs, -3).result() == 3
+
+
+def test_tune_keeps_what_the_constructor_changed_unless_fixed_says_otherwise():
+    kept = AutoEncoder(**BASE, layers=(8,)).tune(TRAIN, VAL, space=SMALL)
+    assert all("layers" not in t for t in kept.tuning) and kept.layers == (8,)
+    assert "layers" in kept.info["tuning"]["fixed"]
+    searched = AutoEncoder(**BASE, layers=(8,)).tune(TRAIN, VAL, space=SMALL, fixed=())
+    assert len({tuple(t["layers"]) for t in searched.tuning}) > 1

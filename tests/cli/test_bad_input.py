@@ -561,3 +561,20 @@ def test_a_small_catalogue_exports_with_the_default_top_k(work):
                 "--out", "srun", "-q"]).exit_code == 0
     result = run(["eval", "--generate", "--model", "srun/model.npz", "-q"])
     assert result.exit_code == 0 and "top-6" in result.output, result.output
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    """`npcf ... | head` closing early: no "Broken pipe" message, exit 141 (128 + SIGPIPE)
+    as Unix tools end."""
+    import subprocess
+    import sys
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    p = subprocess.Popen([sys.executable, str(cli), "datasets"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()                                   # nobody reads the output
+    try:
+        err = p.stderr.read()
+        assert p.wait(timeout=60) == 141, err
+    finally:
+        p.kill()
+    assert err == b"", err

@@ -136,6 +136,8 @@ def test_run_baselines(small_prepared, tmp_path):
     assert list(res["models"]) == ["global_mean", "biases", "popularity", "ease"]
     assert set(data["models"]) == set(res["models"])
     assert data["threshold"] == 4.0 and data["ks"] == [5, 10]
+    assert data["data"] == res["data"] == str(small_prepared)       # the directory given
+    assert f"baselines on: {small_prepared}" in text
     keys = {f"{m}@{k}" for m in RANKING + BEYOND for k in (5, 10)} | {"rmse", "mae"}
     for name, r in data["models"].items():
         assert keys <= set(r), name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -67,10 +68,14 @@ def test_a_known_user_of_an_item_based_model(tmp_path, run_dir):
     got = recommend("--model", out / "model.npz", "--user", 1, "--json", "-k", 5)
     assert got.exit_code == 0, got.output
     recs = json.loads(got.output)
-    # the same as ranking that user's row of the model's full item-based prediction
+    # the same as ranking that user's row of the model's full item-based prediction from
+    # every rating known at test time: the scores `eval --evaluate` ranks for that user
+    from npcf.workflows import _score_fn
     ds, model = load_prepared(out / "data"), AutoEncoder.load(out)
     u = ds.users.index([1])[0]
-    scores = model.predict(ds.split.train)[u]
+    scores = model.predict(ds.split.test_input)[u]
+    np.testing.assert_array_equal(_score_fn(model, ds.split.test_input, 64)(np.array([u]))[0],
+                                  scores)
     seen = set(ds.items.ids[ds.user_row(1).indices].tolist())
     want = [m for m in ds.items.ids[(-scores).argsort(kind="stable")].tolist()
             if m not in seen][:5]

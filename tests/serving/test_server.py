@@ -248,6 +248,11 @@ def test_other_4xx(server):
                                                                    {"ratings": 3}]}),
            422, "users[1]: ratings must be a list")
     _error(httpx.post(server + "/recommend/batch", json=[]), 422, "expected {")
+    _error(httpx.post(server + "/recommend/batch", json={"users": [], "k": 5}), 422,
+           "unknown field 'k'")
+    _error(httpx.post(server + "/recommend/batch", json={"user": []}), 422,
+           "unknown field 'user'")
+    _error(httpx.post(server + "/recommend/batch", json={"users": {}}), 422, "must be a list")
     _error(httpx.get(server + "/recommend"), 405, "Method Not Allowed")
     _error(httpx.get(server + "/no/such/route"), 404, "Not Found")
     _error(httpx.post(server + "/recommend/", json={}), 404, "Not Found")   # no 307 redirect
