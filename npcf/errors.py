@@ -39,6 +39,16 @@ class CheckpointError(NpcfError):
     """A model file is missing, corrupt or incompatible with this npcf."""
 
 
+def shown(value) -> str:
+    """A number as its shortest exact text in its own precision (``5.0000001``, never a
+    rounded ``5`` that would look inside a scale it is outside of)."""
+    import numpy as np
+    v = value if isinstance(value, (np.floating, float)) else float(value)
+    if not np.isfinite(v) or 1e-4 <= abs(v) < 1e16 or v == 0:
+        return np.format_float_positional(v, trim="-")
+    return np.format_float_scientific(v, trim="-")
+
+
 def one_line(err: BaseException | str) -> str:
     """An error (or message) as one line: whitespace runs collapsed, never empty."""
     text = " ".join(str(err).split())

@@ -57,6 +57,37 @@ def exports(folder) -> list[Path]:
     return sorted(p for p in folder.glob("model*.onnx*") if p.is_file()) if folder.is_dir() else []
 
 
+def file_digest(path) -> str:
+    """SHA-256 (first 16 hex digits) of the bytes of file ``path`` (a checkpoint's
+    ``.npz``): which checkpoint an export came from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def check_export_fresh(meta: dict, path) -> None:
+    """NpcfError if the ONNX file ``path`` (its metadata ``meta``) was exported from
+    another checkpoint than the one now at the path it records (``checkpoint_path``;
+    older exports: its run directory's ``model.npz``): a retrain made it stale. Every
+    command that loads an export checks this (recommend, eval, serve, batch-recommend)."""
+    recorded = meta.get("checkpoint_sha256")
+    if "checkpoint_path" in meta:      # the checkpoint it came from, wherever it is
+        source = Path(meta["checkpoint_path"])
+    else:
+        source = folder_of(path) / MODEL_NPZ
+    if not recorded or not source.is_file():
+        return
+    try:
+        digest = file_digest(source)
+    except OSError:
+        return
+    if digest != recorded:
+        raise NpcfError(f"{path}: exported from an older checkpoint than {source}; "
+                        f"re-export with `python cli.py eval --generate --model {source}`")
+
+
 def foreign_entries(folder, owned) -> list[str]:
     """Names in directory ``folder`` that match none of the ``owned`` names/patterns (a
     missing folder has none; npcf's own hidden temporary files do not count)."""

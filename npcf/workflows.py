@@ -133,6 +133,9 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                               "as it was (a search does not resume: run it again, with "
                               "--tune_budget SECONDS to shorten it, or --tune off)") from None
         write_json(stage / rundir.METRICS_JSON, result)
+        if resume:      # trained in place: exports of the interrupted checkpoint are stale
+            for stale in _exports_in(out):
+                stale.unlink(missing_ok=True)
     return result
 
 
@@ -154,6 +157,16 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
     if not tune and blend is not None:
         raise ParamError("blend", "mixes the configurations a search tried; with --tune off "
                          "there is no search: leave it out")
+    corruption = sorted({"noise", "noise_level"} & given)
+    if not params.get("denoise", True) and corruption:
+        raise ParamError(corruption[0], "--basic turns the input corruption off, so "
+                         f"{' and '.join('--' + c for c in corruption)} would be ignored; "
+                         "leave them out or drop --basic")
+    step = sorted({"step_size", "gamma"} & given)
+    if step and params.get("schedule", "none") != "step":
+        raise ParamError(step[0], f"{' and '.join('--' + c for c in step)} shape the 'step' "
+                         f"schedule; with --schedule {params.get('schedule', 'none')} they "
+                         "would be ignored: pass --schedule step or leave them out")
 
 
 def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, resume, threads,
@@ -192,6 +205,14 @@ def _npcf_exports(out: Path) -> tuple[str, ...]:
     found = sorted(p.name for p in out.glob("*.onnx") if p.is_file() and _is_npcf_onnx(p)) \
         if out.is_dir() else []
     return tuple(found) + tuple(f"{name}.*" for name in found)
+
+
+def _exports_in(out: Path) -> list[Path]:
+    """Every npcf export in ``out`` (``model*.onnx``, other names, their id sidecars)."""
+    found = set(rundir.exports(out))
+    for pattern in _npcf_exports(out):
+        found.update(p for p in out.glob(pattern) if p.is_file())
+    return sorted(found)
 
 
 def _resume_dirs(out: Path) -> list[Path]:
@@ -325,11 +346,12 @@ def _check_export_target(out: Path, folder: Path) -> None:
     """``--out`` of `eval --generate`: an ``.onnx`` path that is not a directory and not
     one of the run directory's own files."""
     if out.suffix != rundir.ONNX_SUFFIX:
-        raise NpcfError(f"--out {out}: an exported model must be an .onnx file")
+        raise ParamError("out", f"{out}: an exported model must be an .onnx file")
     if out.is_dir():
         raise NpcfError(f"--out {out}: is a directory")
     if out.exists() and out.resolve().parent == folder.resolve() \
-            and out.name not in [p.name for p in rundir.exports(folder)]:
+            and out.name not in [p.name for p in rundir.exports(folder)] \
+            and not _is_npcf_onnx(out):
         raise NpcfError(f"--out {out}: is a file of the run directory, not an export")
     if out.is_file() and not _is_npcf_onnx(out):
         raise NpcfError(f"--out {out}: exists and is not an npcf export; remove it or choose "
@@ -348,19 +370,10 @@ def _is_npcf_onnx(path: Path) -> bool:
 
 def check_fresh(model, path) -> None:
     """NpcfError if the ONNX file ``path`` (loaded as the Recommender ``model``) was
-    exported from another checkpoint than the one now beside it."""
-    if not isinstance(model, Recommender):
-        return
-    recorded = model.meta.get("checkpoint_sha256")
-    if "checkpoint_path" in model.meta:      # the checkpoint it came from, wherever it is
-        source = Path(model.meta["checkpoint_path"])
-    else:                                    # older exports: the run directory's model.npz
-        source = rundir.folder_of(path) / rundir.MODEL_NPZ
-    if not recorded or not source.is_file():
-        return
-    if checkpoint.file_digest(source) != recorded:
-        raise NpcfError(f"{path}: exported from an older checkpoint than {source}; "
-                        f"re-export with `python cli.py eval --generate --model {source}`")
+    exported from another checkpoint than the one now beside it
+    (:func:`npcf.rundir.stale_export`)."""
+    if isinstance(model, Recommender):
+        rundir.check_export_fresh(model.meta, path)
 
 
 def _check_data(model, path, ds: Dataset) -> None:
@@ -584,6 +597,10 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
         rows = ds.user_row(user)
     else:
         rows = list(ratings)
+        try:                          # a problem with the given ratings is an option error
+            m._pairs_row(rows)
+        except NpcfError as err:
+            raise ParamError("ratings", str(err)) from None
     if item_based:
         ids, scores = _known_user_top(m, path, ds, user, rows, k, include_seen)
     else:

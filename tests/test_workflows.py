@@ -40,6 +40,14 @@ def test_an_export_is_checked_against_its_own_checkpoint_wherever_it_is_written(
     workflows.train(dict(params, seed=7), tmp_path / "r1", {"data": str(path)}, tune=False)
     with pytest.raises(NpcfError, match="r1/model.npz"):
         workflows.check_fresh(Recommender.load(out), out)
+    # every command that loads an export refuses it alike: serve and batch-recommend too
+    from npcf.serving import batch
+    from npcf.serving.server import open_app
+    with pytest.raises(NpcfError, match="older checkpoint"):
+        open_app(out)
+    with pytest.raises(NpcfError, match="older checkpoint"):
+        batch.batch_recommend(out, path, tmp_path / "recs", workers=1)
+    assert not (tmp_path / "recs").exists()
 
 
 def test_evaluate_ranks_as_the_model_serves_with_its_popularity_penalty(tmp_path):

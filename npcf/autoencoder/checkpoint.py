@@ -8,7 +8,6 @@ Pure file I/O on dicts of arrays and JSON metadata: the estimator decides what g
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 
@@ -87,11 +86,7 @@ def _npz_problem(npz: Path, err: Exception) -> str:
 def file_digest(path) -> str:
     """SHA-256 (first 16 hex digits) of the bytes of the checkpoint ``path`` names (see
     :func:`checkpoint_files`): which checkpoint an export came from."""
-    h = hashlib.sha256()
-    with open(checkpoint_files(path)[0], "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return rundir.file_digest(checkpoint_files(path)[0])
 
 
 def is_finished(folder, hyperparameters: dict, data_fingerprint: str) -> bool:

@@ -54,7 +54,8 @@ from npcf.utils.files import write_json
               help="--evaluate/--baselines: cut-offs for ranking metrics.")
 @click.option("--threshold", type=Finite(), default=None,
               help="--evaluate/--baselines: held-out ratings >= this are relevant for top-N "
-                   "[default: 4 for explicit ratings; 0: every held-out item].")
+                   "[default: 0.8 x the rating scale's maximum (4 of 5 stars; the observed "
+                   "maximum without a declared scale); 0: every held-out item].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               callback=json_target,
               help="--evaluate/--baselines: also write the metrics as JSON.")
@@ -66,6 +67,7 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, trit
     classic baselines on the same split (--baselines)."""
     if mode is None:
         raise click.UsageError("choose --generate, --evaluate or --baselines")
+    _check_mode_options(click.get_current_context(), mode)
     progress = progress_or_none(quiet)
     if mode == "generate":
         r = workflows.export_model(model, out, batch_size=batch_size, top_k=top_k,
@@ -117,3 +119,26 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, trit
     if json_out:
         write_json(json_out, r)
         click.echo(f"\nwrote {json_out}")
+
+
+#: the options of each mode (besides --quiet); any other one given is refused
+MODE_OPTIONS = {
+    "generate": ("model", "batch_size", "top_k", "sparse_input", "raw_ids", "triton",
+                 "triton_name", "triton_max_batch", "precision", "popularity_penalty", "out"),
+    "evaluate": ("model", "batch_size", "data", "ks", "threshold", "json_out"),
+    "baselines": ("data", "batch_size", "ks", "threshold", "json_out"),
+}
+
+
+def _check_mode_options(ctx, mode: str) -> None:
+    """A usage error for an option the chosen mode would ignore."""
+    src = click.core.ParameterSource.COMMANDLINE
+    stray = [p for p in ctx.command.params if p.name not in MODE_OPTIONS[mode] + ("mode", "quiet")
+             and ctx.get_parameter_source(p.name) == src]
+    if stray:
+        raise click.UsageError(f"{stray[0].opts[0]} does nothing with --{mode}; leave it out "
+                               f"(it is an option of --{_modes_of(stray[0].name)})")
+
+
+def _modes_of(name: str) -> str:
+    return "/--".join(m for m, opts in MODE_OPTIONS.items() if name in opts)

@@ -238,9 +238,11 @@ def rating_pairs(ctx, param, text):
         if not out[-1][0]:
             raise click.BadParameter(f"empty movie id in {part.strip()!r} (expected "
                                      "movieId:rating)")
-        if not math.isfinite(out[-1][1]):
+        if not math.isfinite(out[-1][1]) or out[-1][1] == 0:
             raise click.BadParameter(f"rating {r.strip()!r} of movie {mid.strip()} is not a "
-                                     "finite number")
+                                     "finite, non-zero number")
+        if out[-1][0] in [m for m, _ in out[:-1]]:
+            raise click.BadParameter(f"movie {out[-1][0]} is rated more than once")
     if not out:
         raise click.BadParameter("no ratings given")
     return out

@@ -45,6 +45,8 @@ MOVIELENS_DAT = Format("movielens-dat", "::", False,
 ML_100K = Format("ml-100k", "\t", False,
                  ("userId", "movieId", "rating", "timestamp"), (1.0, 5.0))
 
+_FIXED = {"movielens-csv": MOVIELENS_CSV, "movielens-dat": MOVIELENS_DAT, "ml-100k": ML_100K}
+
 _USER_NAMES = ("userid", "user_id", "user", "uid")
 _ITEM_NAMES = ("movieid", "movie_id", "itemid", "item_id", "item", "movie", "iid")
 _RATING_NAMES = ("rating", "score", "stars", "value")
@@ -170,6 +172,12 @@ def check_columns(columns) -> tuple | None:
 def resolve_format(path, format: str = "auto", sep=None, columns=None, scale=None) -> Format:
     """The :class:`Format` named by ``format`` (or detected when ``"auto"``)."""
     columns = check_columns(columns)
+    if format in _FIXED:
+        given = [name for name, v in (("sep", sep), ("columns", columns)) if v is not None]
+        if given:
+            raise ParamError(given[0], f"--format {format} fixes the delimiter and the columns "
+                             f"({_FIXED[format].sep!r}; {', '.join(c for c in _FIXED[format].columns if c)});"
+                             " leave it out, or pass --format delimited")
     if format == "auto":
         return detect_format(path, sep, columns, scale)
     if format == "movielens-csv":
@@ -363,7 +371,7 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
             if abs(r) > FLOAT32_MAX:
                 return f"rating {value!r} is beyond the float32 range (|r| <= 3.4e38)"
             if fmt.scale is not None and not fmt.scale[0] <= r <= fmt.scale[1]:
-                return f"rating {r:g} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
+                return f"rating {value} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
             if r == 0:
                 return f"rating 0: {ZERO_RATING}"
         elif value == "":

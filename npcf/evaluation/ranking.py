@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError, positive_int
+from npcf.errors import NpcfError, positive_int, shown
 from npcf.utils.sparse import entry_rows
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
@@ -238,8 +238,8 @@ class Recommends:
         lo_hi = self.rating_scale
         if not single_pairs and lo_hi is not None and X.nnz and \
                 (X.data.min() < lo_hi[0] or X.data.max() > lo_hi[1]):   # pairs: checked per movie
-            raise NpcfError(f"ratings {X.data.min():g}..{X.data.max():g} are outside the "
-                            f"model's scale {lo_hi[0]:g}-{lo_hi[1]:g}")
+            raise NpcfError(f"ratings {shown(X.data.min())}..{shown(X.data.max())} are outside "
+                            f"the model's scale {lo_hi[0]:g}-{lo_hi[1]:g}")
         X.sort_indices()
         return X, single
 
@@ -257,14 +257,15 @@ class Recommends:
             raise NpcfError(f"movie {dup[0]} is rated more than once")
         bad = ~np.isfinite(values) | (values == 0)
         if bad.any():
-            raise NpcfError(f"rating {values[bad][0]:g} for movie {ids[int(np.flatnonzero(bad)[0])]} "
+            raise NpcfError(f"rating {shown(values[bad][0])} for movie "
+                            f"{ids[int(np.flatnonzero(bad)[0])]} "
                             "is not a finite, non-zero number")
         lo_hi = self.rating_scale
         if lo_hi is not None:
             out = (values < lo_hi[0]) | (values > lo_hi[1])
             if out.any():
                 j = int(np.flatnonzero(out)[0])
-                raise NpcfError(f"rating {values[j]:g} for movie {ids[j]} is outside the "
+                raise NpcfError(f"rating {shown(values[j])} for movie {ids[j]} is outside the "
                                 f"model's scale {lo_hi[0]:g}-{lo_hi[1]:g}")
         return sp.csr_matrix((values.astype(np.float32), (np.zeros(cols.size, np.int64), cols)),
                              shape=(1, self.n_items))

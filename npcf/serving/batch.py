@@ -33,8 +33,8 @@ import scipy.sparse as sp
 from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import ZERO_RATING, Ratings, build_ratings
 from npcf.data.readers import check_columns, rating_columns, read_ratings
-from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int
-from npcf.rundir import check_target
+from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int, shown
+from npcf.rundir import check_export_fresh, check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
 from npcf.utils.progress import open_progress
@@ -218,7 +218,7 @@ def _read_parquet(path: Path, columns=None, scale=None) -> Ratings:
     if scale is not None and len(rating) and not scale[0] <= rating.min() <= rating.max() \
             <= scale[1]:
         bad = rating[(rating < scale[0]) | (rating > scale[1])][0]
-        raise DataError(f"rating {bad:g} outside the scale {scale[0]:g}-{scale[1]:g}", path)
+        raise DataError(f"rating {shown(bad)} outside the scale {scale[0]:g}-{scale[1]:g}", path)
     if len(frame) == 0:
         raise DataError("no ratings in the Parquet input", path)
     try:
@@ -436,7 +436,7 @@ def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = No
     ``reader_options``: :func:`read_users` keywords (format, sep, columns, scale)."""
     need("distributed")
     need("pyarrow")
-    recommender(model)
+    check_export_fresh(recommender(model).meta, model)
     check_target(out, (PART_GLOB, MARKER), "batch recommendation output", markers=(MARKER,),
                  inputs=(model, data))
     users = read_users(data, **(reader_options or {}))

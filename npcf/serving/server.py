@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from npcf.data.vocab import int_text
-from npcf.errors import NpcfError, one_line
+from npcf.errors import NpcfError, one_line, shown
 from npcf.serving.batcher import Busy, MicroBatcher, Query, rank_queries
 
 try:
@@ -226,7 +226,7 @@ def _check_ratings(recommender, pairs, cols, values, where: str) -> None:
         out = np.flatnonzero((values < lo) | (values > hi))
         if out.size:
             j = int(out[0])
-            problem = (f"rating {values[j]:g} for movie {pairs[j][0]} is outside the model's "
+            problem = (f"rating {shown(values[j])} for movie {pairs[j][0]} is outside the model's "
                        f"scale {lo:g}-{hi:g}")
     if problem:
         raise RequestError(422, where + problem)
@@ -355,6 +355,7 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
     """:func:`create_app` for the ONNX file ``model``; ``data``: a prepared directory (its
     users and, without ``movies``, its movies.csv titles); ``threads``: onnxruntime's."""
     from npcf.data.dataset import is_prepared, load_prepared
+    from npcf.rundir import check_export_fresh
     from npcf.serving.runtime import Recommender
     path = Path(model)
     if path.suffix != ".onnx":
@@ -368,6 +369,7 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
         if movies is None and (Path(data) / "movies.csv").is_file():
             movies = Path(data) / "movies.csv"
     rec = Recommender.load(path, movies=movies, threads=threads, batch_size=max(256, max_batch))
+    check_export_fresh(rec.meta, path)
     if dataset is not None:
         dataset.check_items(rec.items.ids, path)
     return create_app(rec, dataset, max_batch=max_batch, max_wait_ms=max_wait_ms,

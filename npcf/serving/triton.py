@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx
 
-from npcf.errors import NpcfError, one_line
+from npcf.errors import NpcfError, ParamError, one_line
 from npcf.utils.files import staged_dir
 
 PLATFORM = "onnxruntime_onnx"
@@ -43,10 +43,10 @@ def default_name(model_path) -> str:
 
 def check_name(name: str) -> str:
     """``name`` if it is a usable Triton model name (a directory name: letters, digits,
-    ``_``, ``.``, ``-``, not starting with ``.`` or ``-``, at most 128), else NpcfError."""
+    ``_``, ``.``, ``-``, not starting with ``.`` or ``-``, at most 128), else ParamError."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise NpcfError(f"--triton_name {name!r}: a Triton model name is 1-128 letters, digits, "
-                        "'_', '.' or '-', starting with a letter, digit or '_'")
+        raise ParamError("triton_name", f"{name!r}: a Triton model name is 1-128 letters, "
+                         "digits, '_', '.' or '-', starting with a letter, digit or '_'")
     return name
 
 

@@ -145,6 +145,22 @@ CASES = [
     *[(f"train prepared {opt}", None, ["train", "--data", "prep", opt, val, "--out", "new"], 2,
        [opt, "prepared directory"]) for opt, val in [("--columns", "u,i,r"), ("--sep", ";"),
                                                      ("--split", "user"), ("--scale", "1,5")]],
+    ("train --basic --noise", None, TRAIN + ["--basic", "--noise", "gaussian"], 2,
+     ["--noise", "--basic"]),
+    ("train --basic --noise_level", None, TRAIN + ["--basic", "--noise_level", 0.3], 2,
+     ["--noise_level"]),
+    ("train --step_size without step", None, TRAIN + ["--step_size", 3], 2,
+     ["--step_size", "--schedule step"]),
+    ("train --gamma with cosine", None, TRAIN + ["--schedule", "cosine", "--gamma", 0.3], 2,
+     ["--gamma"]),
+    *[(f"eval {mode} {opt}", None, ["eval", mode, opt, val], 2, [opt, "does nothing"])
+      for mode, opt, val in [("--evaluate", "--top_k", 5), ("--generate", "-k", 5),
+                             ("--generate", "--threshold", 3), ("--baselines", "--precision",
+                                                                "int8"),
+                             ("--evaluate", "--out", "x.onnx")]],
+    ("prepare movielens-csv --sep", None, ["prepare", "--data", "ratings.csv", "--format",
+                                           "movielens-csv", "--sep", ";", "--out", "new"], 2,
+     ["--sep", "--format delimited"]),
     ("train resume with tune", None, ["train", "--resume", "--out", "run"], 2, ["--resume"]),
     ("train --train without --test", None,
      ["train", "--train", "ratings.csv", "--out", "new"], 2, ["--train"]),
@@ -237,13 +253,13 @@ CASES = [
                                           "nowhere"], 1, ["does not exist"]),
     # ---- eval --generate
     ("generate over checkpoint", None, ["eval", "--generate", "--model", "run/model.npz",
-                                        "--out", "run/model.npz"], 1, ["--out", ".onnx"]),
+                                        "--out", "run/model.npz"], 2, ["--out", ".onnx"]),
     ("generate over default checkpoint", lambda r: shutil.copytree(r / "run", r / "models"),
-     ["eval", "--generate", "--out", "models/model.npz"], 1, ["--out", ".onnx"]),
+     ["eval", "--generate", "--out", "models/model.npz"], 2, ["--out", ".onnx"]),
     ("generate over model.json", None, ["eval", "--generate", "--model", "run/model.npz",
-                                        "--out", "run/model.json"], 1, [".onnx"]),
+                                        "--out", "run/model.json"], 2, [".onnx"]),
     ("generate to txt", None, ["eval", "--generate", "--model", "run/model.npz", "--out",
-                               "x.txt"], 1, [".onnx"]),
+                               "x.txt"], 2, ["--out", ".onnx"]),
     ("generate onto a dir", None, ["eval", "--generate", "--model", "run/model.npz", "--out",
                                    "run"], 2, ["--out"]),
     ("generate from onnx", None, ["eval", "--generate", "--model", "run/model.onnx"], 1,
@@ -309,12 +325,17 @@ CASES = [
     # ---- recommend
     *[(f"recommend --ratings {val}", None, ["recommend", "--model", "run/model.onnx",
                                             "--ratings", val], code, needles)
-      for val, code, needles in [("1:5,1:3", 1, ["more than once"]), ("1:99", 1, ["scale"]),
-                                 ("1:-3", 1, ["scale"]), ("1:0.25", 1, ["scale"]),
+      for val, code, needles in [("1:5,1:3", 2, ["--ratings", "more than once"]),
+                                 ("1:99", 2, ["--ratings", "rating 99 ", "scale"]),
+                                 ("1:-3", 2, ["--ratings", "scale"]),
+                                 ("1:0.25", 2, ["--ratings", "scale"]),
+                                 ("1:5.0000001", 2, ["rating 5.0000001 ", "scale"]),
+                                 ("1:0.4999999", 2, ["rating 0.4999999 ", "scale"]),
+                                 ("1:0", 2, ["--ratings", "non-zero"]),
                                  ("1:nan", 2, ["finite"]), ("1:abc", 2, ["--ratings"]),
                                  (":5", 2, ["empty movie id"]), ("1:inf", 2, ["finite"]),
                                  ("", 2, ["--ratings"]), ("1", 2, ["--ratings"]),
-                                 ("999999:4", 1, ["999999"])]],
+                                 ("999999:4", 2, ["--ratings", "999999"])]],
     ("recommend -k 0", None, ["recommend", "--ratings", "1:5", "-k", 0], 2, ["-k"]),
     ("recommend -k -1", None, ["recommend", "--ratings", "1:5", "-k", -1], 2, ["-k"]),
     ("recommend user and ratings", None, ["recommend", "--user", 1, "--ratings", "1:5"], 2,
@@ -412,7 +433,7 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
     def step(self, rows, b):
         out = orig(self, rows, b)
         count["n"] += 1
-        if count["n"] == 3:
+        if count["n"] == 10:                     # in epoch 2: epoch 1 saved
             signal.raise_signal(signal.SIGINT)        # a real Ctrl-C
         return out
     args = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 3, "--layers", 8,
@@ -427,10 +448,15 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
     assert_refused(run(args), work, before, 1, "interrupted run")
     assert_refused(run(args + ["--resume", "--lr", "0.5"]), work, before, 1, "lr")
     assert_refused(run(args + ["--resume", "--test_size", 0.3]), work, before, 1, "data")
+    for out in ("run/model.onnx", "run/mine.onnx", "run/mine.onnx"):   # again: replaced
+        gen = run(["eval", "--generate", "--model", "run/model.npz", "--out", out, "-q"])
+        assert gen.exit_code == 0, gen.output
     no_data = [a for a in args if a != "ratings.csv" and a != "--data"]
     result = run(no_data + ["--resume"])             # the run's own data/ by default
     assert result.exit_code == 0, result.output
     assert not (work / "run" / "resume.json").exists()
+    # trained in place: the exports of the interrupted checkpoint are gone, not stale
+    assert not list((work / "run").glob("*.onnx*")), sorted((work / "run").iterdir())
     assert run(args + ["--n_epochs", 1]).exit_code == 0    # a finished run is replaced
 
 

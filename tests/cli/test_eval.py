@@ -197,7 +197,7 @@ def test_raw_ids_and_triton_errors_are_one_line(trained, tmp_path):
     assert r.exit_code == 2 and "--raw_ids" in r.output and "--top_k" in r.output
     r = runner.invoke(main, base + ["--out", str(out), "--triton", str(tmp_path / "repo"),
                                     "--triton_name", "a/b"])
-    assert r.exit_code == 1 and "--triton_name" in r.output and len(r.output.splitlines()) == 1
+    assert r.exit_code == 2 and "--triton_name" in r.output and len(r.output.splitlines()) == 1
     r = runner.invoke(main, base + ["--out", str(out), "--triton_name", "m"])
     assert r.exit_code == 2 and "--triton" in r.output and len(r.output.splitlines()) == 1
     foreign = tmp_path / "repo" / "x"

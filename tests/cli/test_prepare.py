@@ -24,6 +24,8 @@ BAD = [
     ("inf rating", "ratings.csv", HEADER + "1,10,4,1\n2,10,-inf,2\n", 3, "not finite"),
     ("outside the scale", "ratings.csv", HEADER + "1,10,4,1\n2,10,7,2\n", 3,
      "outside the scale 0.5-5"),
+    ("just outside the scale", "ratings.csv", HEADER + "1,10,4,1\n2,10,5.0000001,2\n", 3,
+     "rating 5.0000001 outside the scale 0.5-5"),
     ("missing column", "ratings.csv", "userId,movieId,time\n1,2,3\n", 1, "missing rating column"),
     ("wrong delimiter", "ratings.csv", HEADER + "1;10;4;1\n", 2, "wrong delimiter"),
     ("truncated last line", "ratings.csv", HEADER + "1,10,4,1\n2,10", 3, "truncated line"),

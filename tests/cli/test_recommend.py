@@ -39,15 +39,16 @@ def test_falls_back_to_the_checkpoint_then_uses_the_export(run_dir, tmp_path, mo
     assert table.exit_code == 0 and len(table.output.splitlines()) == 5     # header, rule, 3
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--ratings", "1:5,1:3"], "rated more than once"),
-    (["--ratings", "1:99"], "outside the model's scale"),
-    (["--ratings", "999999999:4"], "unknown movie"),
-    (["--user", "no-such-user"], "unknown user id"),
+@pytest.mark.parametrize("args, message, code", [       # a bad --ratings value: exit 2
+    (["--ratings", "1:5,1:3"], "rated more than once", 2),
+    (["--ratings", "1:99"], "outside the model's scale", 2),
+    (["--ratings", "999999999:4"], "unknown movie", 2),
+    (["--user", "no-such-user"], "unknown user id", 1),
 ])
-def test_bad_requests_are_one_line(run_dir, args, message):
+def test_bad_requests_are_one_line(run_dir, args, message, code):
     r = recommend("--model", run_dir / "model.npz", *args)
-    assert r.exit_code == 1 and message in r.output and len(r.output.splitlines()) == 1, r.output
+    assert r.exit_code == code and message in r.output and len(r.output.splitlines()) == 1, \
+        r.output
 
 
 def test_usage_errors(run_dir):
