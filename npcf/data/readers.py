@@ -234,11 +234,13 @@ def _read_ratings(path: Path, fmt: Format) -> Ratings:
 
 
 def _maybe_int(values: np.ndarray) -> np.ndarray:
-    """String ids that are all integers become int64 (so ``"42"`` and ``42`` agree)."""
+    """String ids that are all integers in plain form become int64 (so ``"42"`` and ``42``
+    agree); one with a leading zero or a sign (``"007"``, ``"+7"``) keeps them all text, so
+    ``"007"`` and ``"7"`` stay two ids, written back as they were read."""
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
     s = pd.Series(values, dtype=str).str.strip()
-    if s.str.fullmatch(r"[+-]?\d{1,18}").all():
+    if s.str.fullmatch(r"(?:0|-?[1-9]\d{0,17})").all():
         return s.astype(np.int64).to_numpy()
     return s.to_numpy(dtype=str)
 

@@ -15,7 +15,7 @@ from npcf.errors import DataError, one_line
 
 #: first bytes -> compression (the names pandas' ``compression=`` takes)
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
-         (b"PK\x03\x04", "zip"))
+         (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"))     # (the latter: an empty zip)
 SNIFF_BYTES = 8192
 #: what opening or reading a truncated or corrupt archive raises
 ARCHIVE_ERRORS = (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError, zlib.error)

@@ -79,6 +79,11 @@ class Recommender(Recommends):
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
         if path.suffix in (".npz", ".json"):
+            if _item_based_checkpoint(path):
+                raise CheckpointError(f"{path}: an item-based checkpoint, which cannot be "
+                                      "exported or served (it scores only its training "
+                                      "users); train a user-based model (train --user_based) "
+                                      "and export that")
             raise CheckpointError(f"{path}: a training checkpoint, not an exported model; "
                                   f"export it first: python cli.py eval --generate --model {path}")
         opts = ort.SessionOptions()
@@ -189,6 +194,15 @@ class Recommender(Recommends):
             items[sc == -np.inf] = PAD          # slots past the movies it may recommend
             ids[s:s + batch.shape[0]], top_scores[s:s + batch.shape[0]] = items, sc
         return ids, top_scores
+
+
+def _item_based_checkpoint(path: Path) -> bool:
+    """Whether the checkpoint ``path`` (``.npz`` or ``.json``) records an item-based model."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        return bool(meta.get("hyperparameters", {}).get("item_based"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _json(text, default):

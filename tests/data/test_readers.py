@@ -147,7 +147,7 @@ def test_delimited_numeric_string_ids_become_integers(tmp_path):
     p = write(tmp_path, "r.txt", "user|item|rating\n42|7|3\n 5|07|1\n")
     r = read_ratings(p)
     assert r.users.ids.dtype == np.int64 and r.users.ids.tolist() == [5, 42]
-    assert r.items.ids.tolist() == [7]          # "7" and "07" are the same item
+    assert r.items.ids.tolist() == ["07", "7"]   # "07" is not plain: the items stay text
     assert r.duplicates_resolved == 0
     assert r.users.index(["42"]).tolist() == [1]   # typed ids are coerced
 
@@ -644,3 +644,25 @@ def test_columns_as_a_comma_string(tmp_path):
     f = tmp_path / "r.csv"
     f.write_text("u;i;r\n1;2;3\n2;2;4\n")
     assert read_ratings(f, sep=";", columns="u,i,r").matrix.nnz == 2
+
+
+def test_ids_with_leading_zeros_stay_distinct_text(tmp_path):
+    """``"007"`` and ``"7"`` are two users of a delimited file, kept as written; plain
+    integers alone still become int64 ids."""
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,rating\n007,0010,4\n7,0010,3\n7,10,5\n+7,10,2\n")
+    r = read_ratings(path)
+    assert r.duplicates_resolved == 0 and r.matrix.nnz == 4
+    assert sorted(r.users.ids.tolist()) == ["+7", "007", "7"]
+    assert sorted(r.items.ids.tolist()) == ["0010", "10"]
+    path.write_text("user,item,rating\n7,10,4\n-3,0,3\n")
+    assert read_ratings(path).users.ids.dtype.kind == "i"
+
+
+def test_an_empty_zip_says_it_holds_no_file(tmp_path):
+    import zipfile
+
+    from npcf.errors import DataError
+    zipfile.ZipFile(tmp_path / "r.zip", "w").close()
+    with pytest.raises(DataError, match="must hold one file, this one holds 0"):
+        read_ratings(tmp_path / "r.zip")

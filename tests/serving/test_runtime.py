@@ -171,3 +171,14 @@ def test_untrained_items_are_never_recommended(tmp_path):
             assert not set(got[got >= 0].tolist()) & set(untrained)
         assert (graph_ids[0] >= 0).sum() == everything
         assert np.isneginf(graph_scores[0][everything:]).all()
+
+
+def test_an_item_based_checkpoint_is_not_sent_to_an_export_that_would_fail(tmp_path):
+    from npcf.autoencoder import AutoEncoder
+    X = random_ratings(30, 20, 0.3, 2)
+    AutoEncoder(layers=(4,), n_epochs=1, item_based=True).fit(X).save(tmp_path / "item")
+    AutoEncoder(layers=(4,), n_epochs=1).fit(X).save(tmp_path / "user")
+    with pytest.raises(CheckpointError, match="item-based checkpoint, which cannot be exported"):
+        Recommender.load(tmp_path / "item" / "model.npz")
+    with pytest.raises(CheckpointError, match="export it first"):
+        Recommender.load(tmp_path / "user" / "model.npz")
