@@ -282,7 +282,7 @@ class AutoEncoder(Recommends):
             raise NpcfError("tuning needs a validation part")
         self._check_params()
         if fixed is None:
-            fixed = {k for k, v in self.get_params().items() if v != DEFAULTS[k]}
+            fixed = {k for k, v in self.get_params().items() if _param_key(v) != DEFAULTS[k]}
         unknown = sorted(set(fixed) - set(self.get_params()))
         if unknown:
             raise ParamError("fixed", f"{', '.join(map(repr, unknown))} are not hyperparameters "
@@ -623,5 +623,13 @@ class AutoEncoder(Recommends):
 
 
 #: every hyperparameter's default, from the signature
+def _param_key(value):
+    """A hyperparameter value in comparable form (a sequence such as an array of layer
+    sizes as a tuple of ints)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(int(v) for v in value)
+    return value
+
+
 DEFAULTS = {k: p.default for k, p in inspect.signature(AutoEncoder.__init__).parameters.items()
             if k != "self"}

@@ -20,6 +20,8 @@ from npcf.errors import Interrupted, NpcfError, ParamError, one_line
 INTERRUPTED = 130
 #: exit code when the reader of the output went away (128 + SIGPIPE, as `yes | head` ends)
 BROKEN_PIPE = 141
+#: commands that only report (no files written): a closed output pipe ends them silently
+REPORTING = ("recommend", "datasets", "eval")
 
 
 class _Command(click.Command):
@@ -57,8 +59,12 @@ class _Group(click.Group):
         except BrokenPipeError:
             if not _stdout_closed():
                 raise click.ClickException("Broken pipe") from None
-            # `npcf ... | head`: the reader has what it wanted; stop quietly, as Unix tools do
+            # `npcf ... | head`: the reader has what it wanted; stop quietly, as Unix tools do.
+            # A command that writes files says why it stopped (its output is not written).
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if ctx.invoked_subcommand not in REPORTING:
+                click.echo(f"Error: {ctx.invoked_subcommand}: standard output was closed "
+                           "(broken pipe); stopped", err=True)
             raise click.exceptions.Exit(BROKEN_PIPE) from None
         except ParamError as err:       # an option out of its domain: a usage error
             bad = click.BadParameter(one_line(err.problem), param_hint=f"'--{err.param}'")

@@ -154,11 +154,10 @@ def _sep(ctx, param, text):
     if text.lower() in _SEP_NAMES:
         return _SEP_NAMES[text.lower()]
     if "\\" in text:
-        try:
-            text = text.encode("latin-1", "backslashreplace").decode("unicode_escape")
-        except (UnicodeDecodeError, UnicodeEncodeError):
-            raise click.BadParameter(f"{text!r} holds an unknown backslash escape "
-                                     "(use '\\t' or 'tab' for a tab)") from None
+        typed, text = text, text.replace("\\t", "\t")
+        if "\\" in text:
+            raise click.BadParameter(f"{typed!r} holds an unknown backslash escape (only "
+                                     "'\\t' is one; 'tab' also names a tab)")
     if text == "":
         raise click.BadParameter("the delimiter cannot be empty (e.g. ',' or '\\t')")
     if text.strip() == "" and text != " " and text != "\t":

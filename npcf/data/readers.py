@@ -104,7 +104,7 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
         if len(fields) in (3, 4):
             fmt = Format("delimited", sep, False,
                          ("userId", "movieId", "rating", "timestamp" if len(fields) == 4 else None),
-                         scale)
+                         scale, int_ids=False)        # ids as text unless all plain integers
             return fmt
         raise DataError(f"cannot detect the columns of a {len(fields)}-field file without a "
                         "header; pass --columns", path, 1)

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import ZERO_RATING, Ratings, build_ratings
-from npcf.data.readers import check_columns, rating_columns, read_ratings
+from npcf.data.readers import FLOAT32_MAX, check_columns, rating_columns, read_ratings
 from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int, shown
 from npcf.rundir import check_export_fresh, check_target
 from npcf.serving.runtime import Recommender
@@ -213,6 +213,9 @@ def _read_parquet(path: Path, columns=None, scale=None) -> Ratings:
     rating = pd.to_numeric(frame[cols[2]], errors="coerce").to_numpy(np.float64)
     if frame[cols[:2]].isna().any().any() or not np.isfinite(rating).all():
         raise DataError("Parquet holds missing ids or ratings that are not finite numbers", path)
+    if rating.size and np.abs(rating).max() > FLOAT32_MAX:
+        raise DataError(f"rating {shown(rating[np.abs(rating) > FLOAT32_MAX][0])} is beyond the "
+                        "float32 range (|r| <= 3.4e38)", path)
     if (rating == 0).any():
         raise DataError(f"{int((rating == 0).sum())} ratings of 0: {ZERO_RATING}", path)
     if scale is not None and len(rating) and not scale[0] <= rating.min() <= rating.max() \

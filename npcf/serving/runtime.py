@@ -62,8 +62,9 @@ class Recommender(Recommends):
 
     def untrained_items(self) -> np.ndarray:
         """Columns without a training rating, as recorded at export (the graph's top-k
-        leaves them out too)."""
-        return super().untrained_items() if self._untrained is None else self._untrained
+        leaves them out too); none for an export older than that record, whose graph
+        ranks them, so both paths keep ranking alike."""
+        return np.zeros(0, np.int64) if self._untrained is None else self._untrained
 
     @property
     def item_ids(self) -> np.ndarray:

@@ -246,3 +246,8 @@ def test_tune_keeps_what_the_constructor_changed_unless_fixed_says_otherwise():
     assert "layers" in kept.info["tuning"]["fixed"]
     searched = AutoEncoder(**BASE, layers=(8,)).tune(TRAIN, VAL, space=SMALL, fixed=())
     assert len({tuple(t["layers"]) for t in searched.tuning}) > 1
+
+
+def test_tune_takes_layers_as_an_array():
+    model = AutoEncoder(**BASE, layers=np.array([8])).tune(TRAIN, VAL, space=SMALL)
+    assert all("layers" not in t for t in model.tuning)

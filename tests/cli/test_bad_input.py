@@ -604,3 +604,24 @@ def test_a_closed_output_pipe_ends_quietly():
     finally:
         p.kill()
     assert err == b"", err
+
+
+def test_a_closed_output_pipe_stops_a_training_run_with_one_line(tmp_path):
+    """A command that writes files says why it stopped (its run is not swapped in)."""
+    import subprocess
+    import sys
+    write_ratings(tmp_path / "r.csv")
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    p = subprocess.Popen([sys.executable, str(cli), "train", "--data", str(tmp_path / "r.csv"),
+                          "--tune", "off", "--n_epochs", "200", "--layers", "8",
+                          "--verbose_epochs", "1", "--out", str(tmp_path / "run")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    try:
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 141, err
+    finally:
+        p.kill()
+    assert err.strip().splitlines() == [
+        "Error: train: standard output was closed (broken pipe); stopped"], err
+    assert not (tmp_path / "run").exists()

@@ -666,3 +666,12 @@ def test_an_empty_zip_says_it_holds_no_file(tmp_path):
     zipfile.ZipFile(tmp_path / "r.zip", "w").close()
     with pytest.raises(DataError, match="must hold one file, this one holds 0"):
         read_ratings(tmp_path / "r.zip")
+
+
+def test_a_headerless_delimited_file_keeps_padded_ids_apart(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("007,1,5\n7,1,3\n7,2,4\n")
+    r = read_ratings(path)
+    assert sorted(r.users.ids.tolist()) == ["007", "7"] and r.matrix.nnz == 3
+    path.write_text("7,1,5\n8,1,3\n")
+    assert read_ratings(path).users.ids.dtype.kind == "i"

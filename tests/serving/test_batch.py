@@ -254,3 +254,12 @@ def test_read_users_takes_the_reader_options(tmp_path):
                              tmp_path / "prep")
     with pytest.raises(ParamError, match="prepared directory"):
         batch.read_users(prepared, scale=(1, 100))
+
+
+def test_parquet_ratings_beyond_float32_are_refused_by_name(tmp_path):
+    from npcf.errors import DataError
+    pq = tmp_path / "r.parquet"
+    pd.DataFrame({"userId": [1, 1, 2], "movieId": [1, 2, 1], "rating": [4.0, 1e39, 3.0]}) \
+        .to_parquet(pq)
+    with pytest.raises(DataError, match="r.parquet: rating 1e\\+39 is beyond the float32"):
+        batch.read_users(pq)

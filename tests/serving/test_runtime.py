@@ -182,3 +182,30 @@ def test_an_item_based_checkpoint_is_not_sent_to_an_export_that_would_fail(tmp_p
         Recommender.load(tmp_path / "item" / "model.npz")
     with pytest.raises(CheckpointError, match="export it first"):
         Recommender.load(tmp_path / "user" / "model.npz")
+
+
+def test_an_export_older_than_the_untrained_record_ranks_alike_on_both_paths(tmp_path):
+    """Exports made before ``untrained_items`` existed rank every movie in the graph; the
+    NumPy path then leaves none out either."""
+    import onnx
+    model = fitted_model()
+    model.item_counts = model.item_counts.copy()
+    model.item_counts[[3, 7]] = 0
+    path = export(model, tmp_path / "m.onnx", top_k=N_ITEMS, popularity_penalty=0.2)
+    old = onnx.load(str(path))
+    keep = [p for p in old.metadata_props if p.key != "untrained_items"]
+    del old.metadata_props[:]
+    old.metadata_props.extend(keep)
+    old.graph.initializer.remove(next(i for i in old.graph.initializer if i.name == "untrained"))
+    hidden = next(n for n in old.graph.node if n.output[0] == "hidden")
+    for n in old.graph.node:                      # the old mask: rated items only
+        n.input[:] = [hidden.input[0] if i == "hidden" else i for i in n.input]
+    old.graph.node.remove(hidden)
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    rec = Recommender.load(tmp_path / "old.onnx")
+    assert rec.untrained_items().size == 0
+    x = random_ratings(3, N_ITEMS, 0.1, 4)
+    graph, _ = rec.recommend(x, k=8)
+    numpy_path, _ = rec.recommend(x, k=8, filter_items=[int(rec.item_ids[-1])])
+    for g, n in zip(graph, numpy_path):
+        assert [i for i in g if i != rec.item_ids[-1]][:6] == [i for i in n][:6]
