@@ -371,7 +371,7 @@ def _is_npcf_onnx(path: Path) -> bool:
 def check_fresh(model, path) -> None:
     """NpcfError if the ONNX file ``path`` (loaded as the Recommender ``model``) was
     exported from another checkpoint than the one now beside it
-    (:func:`npcf.rundir.stale_export`)."""
+    (:func:`npcf.rundir.check_export_fresh`)."""
     if isinstance(model, Recommender):
         rundir.check_export_fresh(model.meta, path)
 

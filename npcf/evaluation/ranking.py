@@ -118,6 +118,13 @@ def _allowed(n: int, exclude=None, candidates=None) -> np.ndarray:
     return allowed
 
 
+def untrained_columns(item_counts) -> np.ndarray:
+    """Columns (int64) whose training count is 0; none when the counts are unknown."""
+    if item_counts is None:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.asarray(item_counts) == 0)
+
+
 def with_untrained(exclude, untrained: np.ndarray):
     """``exclude`` (column indices or None) plus the ``untrained`` columns."""
     if not len(untrained):
@@ -172,9 +179,7 @@ class Recommends:
     def untrained_items(self) -> np.ndarray:
         """Column indices (int64) of the items without a training rating (none when the
         counts are unknown)."""
-        if self.item_counts is None:
-            return np.zeros(0, np.int64)
-        return np.flatnonzero(np.asarray(self.item_counts) == 0)
+        return untrained_columns(self.item_counts)
 
     # --------------------------------------------------------------- overridable
     def _rank_rows(self, X: sp.csr_matrix, k: int, filter_seen: bool, exclude, candidates):

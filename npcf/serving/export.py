@@ -40,7 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from npcf._version import __version__
 from npcf.errors import NpcfError
-from npcf.evaluation.ranking import penalty_vector
+from npcf.evaluation.ranking import penalty_vector, untrained_columns
 from npcf.serving.quantize import quantize_int8
 from npcf.utils.files import atomic_path, write_text
 
@@ -241,7 +241,7 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
             seen = mask
         neg = g.init("neg_inf", np.array(-np.inf, np.float32))
         hidden = g.op("Greater", [seen, zero])
-        untrained = untrained_items(item_counts)
+        untrained = untrained_columns(item_counts)
         if untrained.size:
             flags = np.zeros(n, bool)
             flags[untrained] = True
@@ -274,13 +274,6 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     return onnx_model
 
 
-def untrained_items(item_counts) -> np.ndarray:
-    """Columns (int64) whose training count is 0; none when the counts are unknown."""
-    if item_counts is None:
-        return np.zeros(0, np.int64)
-    return np.flatnonzero(np.asarray(item_counts) == 0)
-
-
 def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
              item_counts=None, raw_ids: bool = False) -> dict:
     """``metadata_props`` of an exported model (all values strings)."""
@@ -299,7 +292,7 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
     }
     if popularity_penalty:      # the runtime's NumPy path ranks with the same penalty
         meta["item_counts"] = json.dumps(np.asarray(item_counts, np.int64).tolist())
-    untrained = untrained_items(item_counts)
+    untrained = untrained_columns(item_counts)
     if untrained.size:          # ... and leaves out the same items
         meta["untrained_items"] = json.dumps(untrained.tolist())
     ids = item_ids(model)
