@@ -60,6 +60,10 @@ class Optimizer:
         self._local = threading.local()    # per-thread scratch buffers
 
     def step(self, params: dict, grads: dict) -> None:
+        for name, g in grads.items():      # rows are gathered unchecked (mode="clip")
+            n = len(params[name]) if np.ndim(params[name]) else 1
+            if isinstance(g, RowSparse) and g.rows.size and (g.rows.min() < 0 or g.rows.max() >= n):
+                raise IndexError(f"gradient rows of {name!r} outside its {n} rows")
         self.t += 1
         scale = 1.0
         if self.clip_norm:
@@ -120,8 +124,14 @@ class Optimizer:
 
     @staticmethod
     def _rows(arr, idx, buf):
-        """Rows ``idx`` of ``arr``: a view for a slice, else gathered into ``buf``."""
-        return arr[idx] if isinstance(idx, slice) else np.take(arr, idx, axis=0, out=buf)
+        """Rows ``idx`` of ``arr``: a view for a slice, else gathered into ``buf``.
+
+        ``mode="clip"``: the row indices are valid by construction, and NumPy gathers
+        into ``out`` through a hidden temporary in its default ``mode="raise"`` (an
+        extra copy per chunk: ~8% of a full-scale training step at 1 thread).
+        """
+        return arr[idx] if isinstance(idx, slice) else np.take(arr, idx, axis=0, out=buf,
+                                                                mode="clip")
 
     @staticmethod
     def _put(arr, idx, values) -> None:

@@ -327,3 +327,11 @@ def test_make_and_names():
     assert (o.lr, o.weight_decay, o.clip_norm, o.lazy) == (0.2, 0.3, 4.0, False)
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         make("rmsprop", 0.1)
+
+
+def test_row_sparse_gradient_outside_the_parameter_is_refused():
+    # rows are gathered with mode="clip" for speed: a bad row must fail, not clip
+    params = {"W": np.zeros((3, 2), np.float32)}
+    with pytest.raises(IndexError, match="outside its 3 rows"):
+        Adam(0.1).step(params, {"W": RowSparse(np.array([0, 3]), np.ones((2, 2), np.float32))})
+    np.testing.assert_array_equal(params["W"], 0)
