@@ -185,13 +185,19 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with L2 ``weight_decay`` added to the gradient.
 
     The update runs in place on per-thread scratch buffers: no allocation per chunk.
+    The moments are held scaled, ``m / (1 - beta1)`` and ``v / (1 - beta2)``, so that
+    updating them needs no multiply by ``1 - beta`` (two passes fewer over the rows);
+    they are saved that way (slots ``m_scaled``, ``v_scaled``), so a resumed run continues
+    bit for bit.
     """
 
     decoupled = False
-    slots = ("m", "v")
+    slots = ("m_scaled", "v_scaled")
     n_buffers = 4
 
     def __init__(self, lr=1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kw):
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"Adam needs 0 <= beta < 1, got beta1={beta1}, beta2={beta2}")
         super().__init__(lr, **kw)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
@@ -203,26 +209,35 @@ class Adam(Optimizer):
             g += gv
         else:
             g = gv
-        m = self._rows(state["m"], idx, mbuf)
+        m = self._rows(state["m_scaled"], idx, mbuf)       # m / (1 - beta1)
         m *= dt(self.beta1)
-        m += np.multiply(g, dt(1 - self.beta1), out=tmp)
-        self._put(state["m"], idx, m)
-        v = self._rows(state["v"], idx, vbuf)
+        m += g
+        self._put(state["m_scaled"], idx, m)
+        v = self._rows(state["v_scaled"], idx, vbuf)       # v / (1 - beta2)
         v *= dt(self.beta2)
-        np.multiply(g, g, out=tmp)
-        tmp *= dt(1 - self.beta2)
-        v += tmp
-        self._put(state["v"], idx, v)
-        bc2 = 1 - self.beta2 ** self.t
-        step = self.lr * np.sqrt(bc2) / (1 - self.beta1 ** self.t)
+        v += np.multiply(g, g, out=tmp)
+        self._put(state["v_scaled"], idx, v)
+        # lr * m_hat / (sqrt(v_hat) + eps), with both bias corrections and both moment
+        # scales folded into one step size and one epsilon
+        root_bc2, root_c2 = np.sqrt(1 - self.beta2 ** self.t), np.sqrt(1 - self.beta2)
+        step = self.lr * root_bc2 * (1 - self.beta1) / ((1 - self.beta1 ** self.t) * root_c2)
         np.sqrt(v, out=tmp)
-        tmp += dt(self.eps * np.sqrt(bc2))
+        tmp += dt(self.eps * root_bc2 / root_c2)
         np.divide(m, tmp, out=tmp)
         tmp *= dt(step)
         if self.weight_decay and self.decoupled:
             pv *= dt(1 - self.lr * self.weight_decay)
         pv -= tmp
         return pv
+
+    def load_state_dict(self, flat: dict) -> None:
+        """Also takes the unscaled ``m`` and ``v`` that npcf before 2026-12-04 saved."""
+        flat = dict(flat)
+        for key in [k for k in flat if k.endswith(("/m", "/v"))]:
+            v = np.array(flat.pop(key))
+            scale = 1 - (self.beta1 if key.endswith("/m") else self.beta2)
+            flat[f"{key}_scaled"] = v / v.dtype.type(scale)
+        super().load_state_dict(flat)
 
 
 class AdamW(Adam):

@@ -218,7 +218,8 @@ def test_lazy_differs_from_dense_when_rows_are_untouched(name):
     np.testing.assert_allclose(lazy["d"], exact["d"], rtol=1e-13)    # dense param: same
 
 
-@pytest.mark.parametrize("name,slots", [("adam", ("m", "v")), ("adamw", ("m", "v")),
+@pytest.mark.parametrize("name,slots", [("adam", ("m_scaled", "v_scaled")),
+                                        ("adamw", ("m_scaled", "v_scaled")),
                                         ("momentum", ("momentum",))])
 def test_lazy_leaves_untouched_rows_and_their_moments_alone(name, slots):
     rng = np.random.default_rng(3)
@@ -309,11 +310,35 @@ def test_state_dict_keys_and_load_copies():
     params = {"W": np.ones((2, 2))}
     opt.step(params, {"W": np.ones((2, 2))})
     sd = opt.state_dict()
-    assert set(sd) == {"W/m", "W/v", "t"} and int(sd["t"]) == 1
+    assert set(sd) == {"W/m_scaled", "W/v_scaled", "t"} and int(sd["t"]) == 1
     other = Adam(0.1)
     other.load_state_dict(sd)
-    sd["W/m"][...] = 123.0
-    assert not np.any(other.state["W"]["m"] == 123.0)
+    sd["W/m_scaled"][...] = 123.0
+    assert not np.any(other.state["W"]["m_scaled"] == 123.0)
+
+
+def test_adam_state_holds_scaled_moments_and_loads_the_unscaled_form():
+    """m and v are kept as m / (1 - beta1) and v / (1 - beta2); a state saved with the
+    plain moments (npcf before 2026-12-04) continues the same run."""
+    rng = np.random.default_rng(5)
+    params = {"W": rng.normal(size=(4, 3))}
+    grads = [{"W": rng.normal(size=(4, 3))} for _ in range(4)]
+    opt = Adam(0.05, weight_decay=0.1)
+    for g in grads[:2]:
+        opt.step(params, g)
+    p_ref = {"W": params["W"].copy()}
+    sd = opt.state_dict()
+    plain = {"t": sd["t"], "W/m": sd["W/m_scaled"] * 0.1, "W/v": sd["W/v_scaled"] * 0.001}
+    old = Adam(0.05, weight_decay=0.1)
+    old.load_state_dict(plain)
+    np.testing.assert_allclose(old.state["W"]["m_scaled"], opt.state["W"]["m_scaled"], rtol=1e-12)
+    np.testing.assert_allclose(old.state["W"]["v_scaled"], opt.state["W"]["v_scaled"], rtol=1e-12)
+    for g in grads[2:]:
+        opt.step(params, g)
+        old.step(p_ref, g)
+    np.testing.assert_allclose(p_ref["W"], params["W"], rtol=1e-12)
+    with pytest.raises(ValueError, match="0 <= beta < 1"):
+        Adam(0.1, beta1=1.0)
 
 
 def test_make_and_names():
@@ -335,3 +360,16 @@ def test_row_sparse_gradient_outside_the_parameter_is_refused():
     with pytest.raises(IndexError, match="outside its 3 rows"):
         Adam(0.1).step(params, {"W": RowSparse(np.array([0, 3]), np.ones((2, 2), np.float32))})
     np.testing.assert_array_equal(params["W"], 0)
+
+
+def test_adam_scaled_moments_are_the_textbook_moments_over_one_minus_beta():
+    rng = np.random.default_rng(6)
+    params = {"W": rng.normal(size=(3, 2))}
+    opt = Adam(0.01)
+    m = v = 0.0
+    for _ in range(3):
+        g = rng.normal(size=(3, 2))
+        opt.step(params, {"W": g})
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+    np.testing.assert_allclose(opt.state["W"]["m_scaled"] * 0.1, m, rtol=1e-12)
+    np.testing.assert_allclose(opt.state["W"]["v_scaled"] * 0.001, v, rtol=1e-10)
