@@ -236,6 +236,10 @@ class AutoEncoder(Recommends):
                             "validation_input must be the training matrix")
         self._set_data(X, scale, users, items)
         self._build(*X.shape)
+        # a column (movie; user when item-based) without a training rating gets no
+        # gradient: zeroed, a prediction there is the baseline, not random-weight noise
+        Xo = self._orient(X)
+        self.network.zero_columns(np.flatnonzero(np.bincount(Xo.indices, minlength=Xo.shape[1]) == 0))
         self.baseline = None
         if self.residual and self.loss == "mse":
             self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(self._orient(X))
@@ -249,7 +253,7 @@ class AutoEncoder(Recommends):
             vin = X if validation_input is None or self.item_based else validation_input
             val = (self._orient(vin), self._orient(validation))
         self.info = {"fingerprint": rundir.fingerprint(X)}
-        trainer = Trainer(self, self._orient(X), val, callbacks)
+        trainer = Trainer(self, Xo, val, callbacks)
         self.history = trainer.run()
         self.info.update(best_epoch=trainer.best_epoch + 1, epochs_run=len(self.history))
         for cb in callbacks:

@@ -154,6 +154,14 @@ class Network:
             raise ShapeMismatch(f"missing {missing or 'none'}, wrong shape {wrong or 'none'}, "
                                 f"unexpected {extra or 'none'}")
 
+    def zero_columns(self, cols) -> None:
+        """Zero the input and output weight rows of data columns ``cols`` (e.g. movies
+        with no training rating: no gradient ever reaches those rows under lazy Adam, so
+        they would keep their random start and add noise wherever they are used)."""
+        cols = np.asarray(cols, dtype=np.int64)
+        self.params["W0"][cols] = 0
+        self.decoder_weight(0)[cols] = 0
+
     def decoder_weight(self, k: int) -> np.ndarray:
         return self.params[f"W{k}" if self.tied else f"V{k}"]
 

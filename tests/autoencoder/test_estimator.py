@@ -419,3 +419,31 @@ def test_stored_zeros_are_refused_by_name():
         AutoEncoder(layers=(4,), n_epochs=1).fit(X)
     X.eliminate_zeros()
     AutoEncoder(layers=(4,), n_epochs=1).fit(X)
+
+
+@pytest.mark.parametrize("item_based,tied", [(False, True), (False, False), (True, True)])
+def test_a_column_without_training_ratings_predicts_the_baseline_whatever_the_seed(item_based,
+                                                                                   tied):
+    """Its weight rows never get a gradient: they start (and stay) zero, so its
+    prediction is mu + the row's bias, not noise from random initial weights."""
+    train = TRAIN.tolil()
+    cold_user, cold_item = 3, 5
+    train[:, cold_item] = 0
+    train[cold_user, :] = 0
+    train = sp.csr_matrix(train)
+    train.eliminate_zeros()
+    cold = cold_user if item_based else cold_item
+    preds = []
+    for seed in (0, 1):
+        m = AutoEncoder(**dict(BASE, seed=seed, item_based=item_based, tied=tied)).fit(train)
+        d = m.network.decoder_weight(0)
+        assert not d[cold].any() and not m.network.params["W0"][cold].any()
+        assert d.any(axis=1).sum() == d.shape[0] - 1
+        pred = m.predict(train)
+        preds.append(pred)
+        xo = m._orient(train)
+        want = m.baseline.mu + m.baseline.row_bias(xo)
+        got = pred[cold_user, :] if item_based else pred[:, cold_item]
+        np.testing.assert_allclose(got, np.clip(want, *m.scale), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(preds[0][cold_user] if item_based else preds[0][:, cold_item],
+                                  preds[1][cold_user] if item_based else preds[1][:, cold_item])
