@@ -8,11 +8,33 @@ import pandas as pd
 import scipy.sparse as sp
 
 from npcf.data.vocab import Vocabulary
+from npcf.errors import shown
 
 #: why a rating of 0 is refused wherever ratings are read: in a rating vector (the
 #: network's input, a dense query, the ONNX graph's masks) 0 is the empty entry
 ZERO_RATING = ("npcf reads a rating of 0 as 'not rated'; shift the ratings (e.g. add 1 and "
                "declare the scale) or drop those rows")
+#: ratings are stored as float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def rating_problem(rating: np.ndarray, scale=None) -> str | None:
+    """The first problem of the rating values ``rating`` (1-D float64) as one line, or
+    None: not finite, beyond float32, outside ``scale`` (min, max), or 0. Three
+    reductions when all is well (min and max propagate NaN and see +-inf)."""
+    if not rating.size:
+        return None
+    lo, hi = rating.min(), rating.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"rating {shown(rating[~np.isfinite(rating)][0])} is not a finite number"
+    if max(-lo, hi) > FLOAT32_MAX:
+        return (f"rating {shown(rating[np.abs(rating) > FLOAT32_MAX][0])} is beyond the float32 "
+                "range (|r| <= 3.4e38)")
+    if scale is not None and not scale[0] <= lo <= hi <= scale[1]:
+        bad = rating[(rating < scale[0]) | (rating > scale[1])][0]
+        return f"rating {shown(bad)} outside the scale {scale[0]:g}-{scale[1]:g}"
+    zeros = int(np.count_nonzero(rating == 0))
+    return f"{zeros} rating{'s' if zeros > 1 else ''} of 0: {ZERO_RATING}" if zeros else None
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from npcf.data import textfile
-from npcf.data.ratings import ZERO_RATING, Ratings, build_ratings
+from npcf.data.ratings import FLOAT32_MAX, ZERO_RATING, Ratings, build_ratings, rating_problem
 from npcf.data.titles import parse_movies
 from npcf.errors import DataError, ParamError, one_line
 
@@ -52,7 +52,6 @@ _ITEM_NAMES = ("movieid", "movie_id", "itemid", "item_id", "item", "movie", "iid
 _RATING_NAMES = ("rating", "score", "stars", "value")
 _TIME_NAMES = ("timestamp", "time", "ts", "date")
 #: the largest rating a float32 matrix holds (beyond it a rating would become inf)
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _first_line(path: Path) -> str:
@@ -216,16 +215,10 @@ def _read_ratings(path: Path, fmt: Format) -> Ratings:
     users, items = frame[ucol].to_numpy(), frame[icol].to_numpy()
     rating = frame[rcol].to_numpy(dtype=np.float64)
     ts = frame[tcol].to_numpy() if tcol is not None else None
-    if rating.size:
-        # min/max propagate NaN and see +-inf: two reductions, no temporaries
-        lo, hi = rating.min(), rating.max()
-        lo_ok = lo >= -FLOAT32_MAX and (fmt.scale is None or lo >= fmt.scale[0])
-        hi_ok = hi <= FLOAT32_MAX and (fmt.scale is None or hi <= fmt.scale[1])
-        zero = (rating == 0).any()
-        if not (lo_ok and hi_ok) or zero:
-            _diagnose(path, fmt)
-            if zero:                    # (the line scan names the line; this is a fallback)
-                raise DataError(f"ratings of 0: {ZERO_RATING}", path)
+    problem = rating_problem(rating, fmt.scale)
+    if problem:
+        _diagnose(path, fmt)              # names the first bad line
+        raise DataError(problem, path)    # (a fallback: the scan found none)
     if len(frame) == 0:
         raise DataError("no ratings in file (header only)", path)
     if not fmt.int_ids:

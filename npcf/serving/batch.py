@@ -31,9 +31,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from npcf.data.dataset import is_prepared, load_prepared
-from npcf.data.ratings import ZERO_RATING, Ratings, build_ratings
-from npcf.data.readers import FLOAT32_MAX, check_columns, rating_columns, read_ratings
-from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int, shown
+from npcf.data.ratings import Ratings, build_ratings, rating_problem
+from npcf.data.readers import check_columns, rating_columns, read_ratings
+from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int
 from npcf.rundir import check_export_fresh, check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
@@ -109,8 +109,9 @@ def user_matrix(frame: pd.DataFrame, items) -> tuple[np.ndarray, sp.csr_matrix, 
     if len(frame) == 0:
         return np.zeros(0, np.int64), sp.csr_matrix((0, len(items)), dtype=np.float32), 0
     rating = frame["rating"].to_numpy(dtype=np.float64)
-    if (rating == 0).any():
-        raise DataError(f"{int((rating == 0).sum())} ratings of 0: {ZERO_RATING}")
+    problem = rating_problem(rating)
+    if problem:
+        raise DataError(problem)
     r = build_ratings(id_column(frame["userId"], "userId"),
                       id_column(frame["movieId"], "movieId"), rating)
     m = r.matrix
@@ -211,17 +212,11 @@ def _read_parquet(path: Path, columns=None, scale=None) -> Ratings:
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read Parquet: {one_line(err)[:200]}", path) from None
     rating = pd.to_numeric(frame[cols[2]], errors="coerce").to_numpy(np.float64)
-    if frame[cols[:2]].isna().any().any() or not np.isfinite(rating).all():
-        raise DataError("Parquet holds missing ids or ratings that are not finite numbers", path)
-    if rating.size and np.abs(rating).max() > FLOAT32_MAX:
-        raise DataError(f"rating {shown(rating[np.abs(rating) > FLOAT32_MAX][0])} is beyond the "
-                        "float32 range (|r| <= 3.4e38)", path)
-    if (rating == 0).any():
-        raise DataError(f"{int((rating == 0).sum())} ratings of 0: {ZERO_RATING}", path)
-    if scale is not None and len(rating) and not scale[0] <= rating.min() <= rating.max() \
-            <= scale[1]:
-        bad = rating[(rating < scale[0]) | (rating > scale[1])][0]
-        raise DataError(f"rating {shown(bad)} outside the scale {scale[0]:g}-{scale[1]:g}", path)
+    if frame[cols[:2]].isna().any().any():
+        raise DataError("Parquet holds missing ids", path)
+    problem = rating_problem(rating, scale)
+    if problem:
+        raise DataError(problem, path)
     if len(frame) == 0:
         raise DataError("no ratings in the Parquet input", path)
     try:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npcf.data.ratings import build_ratings
+from npcf.data.ratings import build_ratings, rating_problem
 
 from helpers import as_dict, ts_dict
 
@@ -93,3 +93,21 @@ def test_build_ratings_matches_dict_reference(rows, with_ts, as_str):
     assert m.dtype == np.float32 and m.shape == (len(set(users)), len(set(items)))
     for u in range(m.shape[0]):
         assert np.all(np.diff(m.indices[m.indptr[u]:m.indptr[u + 1]]) > 0)
+
+
+@pytest.mark.parametrize("values,scale,problem", [
+    ([1.0, 5.0], None, None),
+    ([1.0, 5.0], (1, 5), None),
+    ([], (1, 5), None),
+    ([1.0, np.nan, 2.0], None, "rating nan is not a finite number"),
+    ([1.0, -np.inf], (1, 5), "rating -inf is not a finite number"),
+    ([1.0, 4e38], None, "rating 4e+38 is beyond the float32 range"),
+    ([-4e38, 1.0], (-1e39, 1e39), "rating -4e+38 is beyond the float32 range"),
+    ([1.0, 5.0000001, 3.0], (1, 5), "rating 5.0000001 outside the scale 1-5"),
+    ([0.5, 3.0], (1, 5), "rating 0.5 outside the scale 1-5"),
+    ([1.0, 0.0], None, "1 rating of 0: npcf reads a rating of 0 as 'not rated'"),
+    ([0.0, 2.0, 0.0], (-1, 5), "2 ratings of 0"),
+])
+def test_rating_problem_names_the_first_bad_value(values, scale, problem):
+    got = rating_problem(np.array(values, dtype=np.float64), scale)
+    assert (got is None) if problem is None else got.startswith(problem)

@@ -114,7 +114,7 @@ def test_score_partition_is_plain_pandas_and_matches_recommend(data):
         np.testing.assert_allclose(got["score"].to_numpy(), scores, rtol=1e-5, atol=1e-6)
     with pytest.raises(NpcfError, match="lacks the columns rating"):
         batch.score_partition(frame.drop(columns="rating"), model, K)
-    with pytest.raises(NpcfError, match="1 ratings of 0: npcf reads a rating of 0"):
+    with pytest.raises(NpcfError, match="1 rating of 0: npcf reads a rating of 0"):
         batch.score_partition(frame.assign(rating=np.r_[0.0, frame["rating"].to_numpy()[1:]]),
                               model, K)
     # ids as doubles (a Spark or Parquet column that once held nulls): the same result
@@ -177,7 +177,7 @@ def test_output_directory_and_bad_input(data, client, tmp_path):
         batch.recommend_all(client, model, bad, tmp_path / "x", k=K)
     zeros = tmp_path / "zeros.parquet"
     pd.DataFrame({"userId": [1, 1], "movieId": [2, 3], "rating": [4.0, 0.0]}).to_parquet(zeros)
-    with pytest.raises(NpcfError, match="zeros.parquet: 1 ratings of 0"):
+    with pytest.raises(NpcfError, match="zeros.parquet: 1 rating of 0"):
         batch.recommend_all(client, model, zeros, tmp_path / "x", k=K)
     assert not (tmp_path / "x").exists()
 
