@@ -51,7 +51,17 @@ class _Command(click.Command):
 class _Group(click.Group):
     command_class = _Command
 
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exit_:
+            # click ends `--version`/`--help` on a closed pipe itself, with code 1
+            if exit_.code == 1 and _stdout_closed():
+                raise SystemExit(BROKEN_PIPE) from None
+            raise
+
     def invoke(self, ctx):
+        helping = any(a in ("-h", "--help") for a in ctx.args)   # (click empties ctx.args)
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()              # a closed pipe shows here, not at exit
@@ -62,7 +72,7 @@ class _Group(click.Group):
             # `npcf ... | head`: the reader has what it wanted; stop quietly, as Unix tools do.
             # A command that writes files says why it stopped (its output is not written).
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            if ctx.invoked_subcommand not in REPORTING:
+            if ctx.invoked_subcommand not in REPORTING and not helping:  # help writes no file
                 click.echo(f"Error: {ctx.invoked_subcommand}: standard output was closed "
                            "(broken pipe); stopped", err=True)
             raise click.exceptions.Exit(BROKEN_PIPE) from None

@@ -589,13 +589,14 @@ def test_a_small_catalogue_exports_with_the_default_top_k(work):
     assert result.exit_code == 0 and "top-6" in result.output, result.output
 
 
-def test_a_closed_output_pipe_ends_quietly():
+@pytest.mark.parametrize("args", [["datasets"], ["--version"], ["--help"], ["train", "--help"]])
+def test_a_closed_output_pipe_ends_quietly(args):
     """`npcf ... | head` closing early: no "Broken pipe" message, exit 141 (128 + SIGPIPE)
-    as Unix tools end."""
+    as Unix tools end; `--version` and `--help` too (click would exit 1)."""
     import subprocess
     import sys
     cli = Path(__file__).resolve().parents[2] / "cli.py"
-    p = subprocess.Popen([sys.executable, str(cli), "datasets"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, str(cli), *args], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     p.stdout.close()                                   # nobody reads the output
     try:
