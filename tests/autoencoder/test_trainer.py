@@ -121,6 +121,35 @@ def test_resume_after_ctrl_c_is_identical_to_a_straight_run(tmp_path, monkeypatc
     assert resumed.info["best_epoch"] == straight.info["best_epoch"]
 
 
+def test_resume_from_a_checkpoint_with_unscaled_adam_moments(tmp_path, monkeypatch):
+    """A resume file written before Adam held its moments scaled (``opt/W0/m``, ``opt/W0/v``)
+    continues the run: the same weights as a straight run up to float rounding."""
+    X = tiny_ratings()
+    train, val = split(X)
+    kw = dict(BASE, optimizer="adam", dropout=0.2, noise="masking", noise_level=0.3)
+    straight = AutoEncoder(**kw).fit(train, val)
+    per_epoch = -(-np.count_nonzero(np.diff(train.indptr)) // kw["batch_size"])
+    interrupt_after(monkeypatch, 2 * per_epoch + 2)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(out)])
+    monkeypatch.undo()
+    with np.load(out / RESUME_NPZ, allow_pickle=False) as f:
+        arrays = dict(f)
+    old = {}
+    for key, value in arrays.items():
+        if key.startswith("opt/") and key.endswith(("/m_scaled", "/v_scaled")):
+            beta = 0.9 if key.endswith("/m_scaled") else 0.999
+            old[key[:-len("_scaled")]] = (value * (1 - beta)).astype(value.dtype)
+        else:
+            old[key] = value
+    assert any(k.endswith("/m") for k in old) and not any(k.endswith("_scaled") for k in old)
+    np.savez(out / RESUME_NPZ, **old)
+    resumed = AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(out, resume=True)])
+    for name, value in params_of(straight).items():
+        np.testing.assert_allclose(params_of(resumed)[name], value, rtol=1e-4, atol=1e-5)
+
+
 def test_resume_keeps_the_best_epoch_and_early_stopping_state(tmp_path, monkeypatch):
     """The best score, best weights and patience counter survive the interruption: with
     a model that overfits after epoch 1, the resumed run must still end on epoch 1's
