@@ -263,3 +263,16 @@ def test_parquet_ratings_beyond_float32_are_refused_by_name(tmp_path):
         .to_parquet(pq)
     with pytest.raises(DataError, match="r.parquet: rating 1e\\+39 is beyond the float32"):
         batch.read_users(pq)
+
+
+@pytest.mark.parametrize("userId,rating,problem", [
+    ([1, 1, 2], ["4", "good", "3"], "rating 'good' is not a number"),
+    ([1, 1, 2], [4.0, float("nan"), 3.0], "rating nan is not a finite number"),
+    ([1, None, 2], [4.0, 2.0, 3.0], "Parquet holds missing ids"),
+])
+def test_parquet_bad_values_are_named(tmp_path, userId, rating, problem):
+    from npcf.errors import DataError
+    pq = tmp_path / "r.parquet"
+    pd.DataFrame({"userId": userId, "movieId": [1, 2, 1], "rating": rating}).to_parquet(pq)
+    with pytest.raises(DataError, match=f"r.parquet: {problem}"):
+        batch.read_users(pq)
