@@ -237,7 +237,8 @@ class AutoEncoder(Recommends):
         self._set_data(X, scale, users, items)
         self._build(*X.shape)
         # a column (movie; user when item-based) without a training rating gets no
-        # gradient: zeroed, a prediction there is the baseline, not random-weight noise
+        # gradient under the masked MSE: zeroed, a prediction there is the baseline, not
+        # random-weight noise (the multinomial loss still trains its output rows down)
         Xo = self._orient(X)
         self.network.zero_columns(np.flatnonzero(np.bincount(Xo.indices, minlength=Xo.shape[1]) == 0))
         self.baseline = None

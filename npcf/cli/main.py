@@ -56,7 +56,8 @@ class _Group(click.Group):
             return super().main(*args, **kwargs)
         except SystemExit as exit_:
             # click ends `--version`/`--help` on a closed pipe itself, with code 1
-            if exit_.code == 1 and _stdout_closed():
+            if exit_.code == 1 and isinstance(exit_.__context__, BrokenPipeError) \
+                    and _stdout_closed():
                 raise SystemExit(BROKEN_PIPE) from None
             raise
 

@@ -211,6 +211,8 @@ def _read_parquet(path: Path, columns=None, scale=None) -> Ratings:
         frame = pd.read_parquet(path, columns=cols)
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read Parquet: {one_line(err)[:200]}", path) from None
+    if frame[cols[2]].isna().any():
+        raise DataError("Parquet holds missing ratings (null or NaN)", path)
     numeric = pd.to_numeric(frame[cols[2]], errors="coerce")
     not_number = numeric.isna() & frame[cols[2]].notna()
     if not_number.any():

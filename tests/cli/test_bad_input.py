@@ -607,6 +607,24 @@ def test_a_closed_output_pipe_ends_quietly(args):
     assert err == b"", err
 
 
+def test_an_error_on_a_closed_output_pipe_keeps_its_exit_code(tmp_path):
+    """Exit 141 is for the closed pipe itself: a command that fails for its own reason
+    while nobody reads its output still exits 1."""
+    import subprocess
+    import sys
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    p = subprocess.Popen([sys.executable, str(cli), "recommend", "--model",
+                          str(tmp_path / "nothing"), "--user", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    try:
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=60) == 1, err
+    finally:
+        p.kill()
+    assert err.startswith("Error:") and len(err.strip().splitlines()) == 1, err
+
+
 def test_a_closed_output_pipe_stops_a_training_run_with_one_line(tmp_path):
     """A command that writes files says why it stopped (its run is not swapped in)."""
     import subprocess

@@ -267,7 +267,9 @@ def test_parquet_ratings_beyond_float32_are_refused_by_name(tmp_path):
 
 @pytest.mark.parametrize("userId,rating,problem", [
     ([1, 1, 2], ["4", "good", "3"], "rating 'good' is not a number"),
-    ([1, 1, 2], [4.0, float("nan"), 3.0], "rating nan is not a finite number"),
+    ([1, 1, 2], [4.0, float("nan"), 3.0], "Parquet holds missing ratings"),
+    ([1, 1, 2], [4.0, None, 3.0], "Parquet holds missing ratings"),
+    ([1, 1, 2], [4.0, float("inf"), 3.0], "rating inf is not a finite number"),
     ([1, None, 2], [4.0, 2.0, 3.0], "Parquet holds missing ids"),
 ])
 def test_parquet_bad_values_are_named(tmp_path, userId, rating, problem):
