@@ -589,58 +589,43 @@ def test_a_small_catalogue_exports_with_the_default_top_k(work):
     assert result.exit_code == 0 and "top-6" in result.output, result.output
 
 
+def run_with_closed_stdout(args, timeout: float = 60) -> tuple[int, str]:
+    """``cli.py ARGS`` with its standard output a pipe nobody reads: (exit code, stderr)."""
+    import subprocess
+    import sys
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    p = subprocess.Popen([sys.executable, str(cli), *map(str, args)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    try:
+        err = p.stderr.read().decode()
+        return p.wait(timeout=timeout), err
+    finally:
+        p.kill()
+
+
 @pytest.mark.parametrize("args", [["datasets"], ["--version"], ["--help"], ["train", "--help"]])
 def test_a_closed_output_pipe_ends_quietly(args):
     """`npcf ... | head` closing early: no "Broken pipe" message, exit 141 (128 + SIGPIPE)
     as Unix tools end; `--version` and `--help` too (click would exit 1)."""
-    import subprocess
-    import sys
-    cli = Path(__file__).resolve().parents[2] / "cli.py"
-    p = subprocess.Popen([sys.executable, str(cli), *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    p.stdout.close()                                   # nobody reads the output
-    try:
-        err = p.stderr.read()
-        assert p.wait(timeout=60) == 141, err
-    finally:
-        p.kill()
-    assert err == b"", err
+    assert run_with_closed_stdout(args) == (141, "")
 
 
 def test_an_error_on_a_closed_output_pipe_keeps_its_exit_code(tmp_path):
     """Exit 141 is for the closed pipe itself: a command that fails for its own reason
     while nobody reads its output still exits 1."""
-    import subprocess
-    import sys
-    cli = Path(__file__).resolve().parents[2] / "cli.py"
-    p = subprocess.Popen([sys.executable, str(cli), "recommend", "--model",
-                          str(tmp_path / "nothing"), "--user", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    p.stdout.close()
-    try:
-        err = p.stderr.read().decode()
-        assert p.wait(timeout=60) == 1, err
-    finally:
-        p.kill()
-    assert err.startswith("Error:") and len(err.strip().splitlines()) == 1, err
+    code, err = run_with_closed_stdout(["recommend", "--model", tmp_path / "nothing",
+                                        "--user", 1])
+    assert code == 1 and err.startswith("Error:") and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_closed_output_pipe_stops_a_training_run_with_one_line(tmp_path):
     """A command that writes files says why it stopped (its run is not swapped in)."""
-    import subprocess
-    import sys
     write_ratings(tmp_path / "r.csv")
-    cli = Path(__file__).resolve().parents[2] / "cli.py"
-    p = subprocess.Popen([sys.executable, str(cli), "train", "--data", str(tmp_path / "r.csv"),
-                          "--tune", "off", "--n_epochs", "200", "--layers", "8",
-                          "--verbose_epochs", "1", "--out", str(tmp_path / "run")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    p.stdout.close()
-    try:
-        err = p.stderr.read().decode()
-        assert p.wait(timeout=120) == 141, err
-    finally:
-        p.kill()
+    code, err = run_with_closed_stdout(
+        ["train", "--data", tmp_path / "r.csv", "--tune", "off", "--n_epochs", 200,
+         "--layers", 8, "--verbose_epochs", 1, "--out", tmp_path / "run"], timeout=120)
+    assert code == 141, err
     assert err.strip().splitlines() == [
         "Error: train: standard output was closed (broken pipe); stopped"], err
     assert not (tmp_path / "run").exists()
