@@ -227,6 +227,7 @@ class AutoEncoder(Recommends):
         self._check_params()
         callbacks = list(callbacks or ())
         X = check_inputs(X, validation, validation_input, users, items)
+        self.blend_members, self.blend_weights = [], None   # a refit replaces a blend too
         if self.ensemble > 1:
             return self._fit_ensemble(X, validation, validation_input, scale, users, items,
                                       callbacks)

@@ -107,3 +107,17 @@ def test_cli_blend_option(tmp_path):
     for bad in ("0", "33", "x"):
         r = CliRunner().invoke(main, ["train", "--blend", bad])
         assert r.exit_code == 2, r.output
+
+
+def test_refitting_a_blended_model_drops_the_old_blend():
+    from npcf import AutoEncoder
+
+    from helpers import split, tiny_ratings
+    train, val = split(tiny_ratings())
+    kw = dict(layers=(8,), n_epochs=2, batch_size=10, seed=0, patience=0, item_based=True)
+    blended = AutoEncoder(**kw).fit(train)
+    other = AutoEncoder(**dict(kw, seed=1)).fit(train)
+    blended.blend_members, blended.blend_weights = [other], np.array([0.5, 0.5])
+    blended.fit(train)
+    assert blended.blend_weights is None and blended.blend_members == []
+    np.testing.assert_array_equal(blended.predict(train), AutoEncoder(**kw).fit(train).predict(train))
