@@ -17,7 +17,7 @@ from npcf.data.ratings import ZERO_RATING
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, NpcfError, ParamError, one_line, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
-from npcf.evaluation.ranking import Recommends
+from npcf.evaluation.ranking import Recommends, untrained_columns
 from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
@@ -241,10 +241,11 @@ class AutoEncoder(Recommends):
         # gradient under the masked MSE: zeroed, a prediction there is the baseline, not
         # random-weight noise (the multinomial loss still trains its output rows down)
         Xo = self._orient(X)
-        self.network.zero_columns(np.flatnonzero(np.bincount(Xo.indices, minlength=Xo.shape[1]) == 0))
+        self.network.zero_columns(untrained_columns(np.bincount(Xo.indices,
+                                                                minlength=Xo.shape[1])))
         self.baseline = None
         if self.residual and self.loss == "mse":
-            self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(self._orient(X))
+            self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(Xo)
         elif self.loss == "mse" and X.nnz:
             # raw ratings as targets: the output bias starts at the training mean (as
             # I-AutoRec's does); from 0, Adam at lr 1e-3 spends thousands of steps on the

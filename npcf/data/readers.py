@@ -51,7 +51,6 @@ _USER_NAMES = ("userid", "user_id", "user", "uid")
 _ITEM_NAMES = ("movieid", "movie_id", "itemid", "item_id", "item", "movie", "iid")
 _RATING_NAMES = ("rating", "score", "stars", "value")
 _TIME_NAMES = ("timestamp", "time", "ts", "date")
-#: the largest rating a float32 matrix holds (beyond it a rating would become inf)
 
 
 def _first_line(path: Path) -> str:

@@ -211,15 +211,15 @@ def _read_parquet(path: Path, columns=None, scale=None) -> Ratings:
         frame = pd.read_parquet(path, columns=cols)
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read Parquet: {one_line(err)[:200]}", path) from None
+    if frame[cols[:2]].isna().any().any():
+        raise DataError("Parquet holds missing ids", path)
     if frame[cols[2]].isna().any():
         raise DataError("Parquet holds missing ratings (null or NaN)", path)
     numeric = pd.to_numeric(frame[cols[2]], errors="coerce")
-    not_number = numeric.isna() & frame[cols[2]].notna()
-    if not_number.any():
-        raise DataError(f"rating {frame[cols[2]][not_number].iloc[0]!r} is not a number", path)
+    if numeric.isna().any():                       # (nulls were refused above)
+        raise DataError(f"rating {frame[cols[2]][numeric.isna()].iloc[0]!r} is not a number",
+                        path)
     rating = numeric.to_numpy(np.float64)
-    if frame[cols[:2]].isna().any().any():
-        raise DataError("Parquet holds missing ids", path)
     problem = rating_problem(rating, scale)
     if problem:
         raise DataError(problem, path)
