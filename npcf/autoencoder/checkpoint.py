@@ -2,6 +2,12 @@
 (architecture, hyperparameters, scale, version, data fingerprint), and the resume
 state a Ctrl-C leaves (``resume.npz`` + ``resume.json``).
 
+Each pair is written as one: both files are complete under temporary names before either
+is renamed into place, and both carry the same random tag (``pair`` in the JSON,
+``format/pair`` in the archive). A save interrupted between the two renames leaves a
+pair whose tags differ, which reading refuses instead of mixing one model's weights with
+another's metadata. Pairs written before the tag existed read as before.
+
 Pure file I/O on dicts of arrays and JSON metadata: the estimator decides what goes in
 (:meth:`npcf.AutoEncoder.save` / :meth:`~npcf.AutoEncoder.load`).
 """
@@ -9,27 +15,59 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 from npcf import rundir
 from npcf.errors import CheckpointError, NpcfError
-from npcf.utils.files import ARCHIVE_ERRORS, as_written, atomic_path, write_json
+from npcf.utils.files import ARCHIVE_ERRORS, as_written, atomic_path, json_text
 
 FORMAT, FORMAT_VERSION = "npcf-autoencoder", 1
 _NPZ_ERRORS = ARCHIVE_ERRORS
+_PAIR = "format/pair"
 
 
-def write_model(folder, arrays: dict, meta: dict) -> Path:
-    """Write ``arrays`` to ``folder/model.npz`` and ``meta`` (plus the format tag) to
-    ``folder/model.json``, each atomically. Returns ``folder``."""
-    folder = Path(folder)
-    with atomic_path(folder / rundir.MODEL_NPZ, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-    write_json(folder / rundir.MODEL_JSON, dict(meta, format=FORMAT,
-                                                format_version=FORMAT_VERSION))
-    return folder
+def write_pair(npz: Path, meta_path: Path, arrays: dict, meta: dict) -> None:
+    """Write ``arrays`` to ``npz`` and ``meta`` to ``meta_path`` as one pair (see the
+    module docstring): either file is replaced only once both are written."""
+    tag = uuid.uuid4().hex
+    with atomic_path(npz, suffix=".npz") as tmp_npz, atomic_path(meta_path) as tmp_meta:
+        np.savez(tmp_npz, **arrays, **{_PAIR: np.array(tag)})
+        tmp_meta.write_text(json_text(dict(meta, pair=tag)), encoding="utf-8")
+
+
+def load_arrays(npz: Path) -> dict:
+    """Every array in ``npz`` (no pickle); the archive's errors pass through."""
+    with np.load(npz, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def check_pair(npz: Path, meta: dict, arrays: dict) -> None:
+    """Remove the pair tag from ``meta`` and ``arrays`` (read from ``npz`` and the JSON
+    beside it); :class:`CheckpointError` if they were not written as one pair."""
+    tag, stored = meta.pop("pair", None), arrays.pop(_PAIR, None)
+    if (tag is not None or stored is not None) and (stored is None or str(stored) != tag):
+        raise CheckpointError(f"{npz}: does not belong to the .json beside it (a save was "
+                              "interrupted between the two files); save it again")
+
+
+def write_model(path, arrays: dict, meta: dict) -> Path:
+    """Write ``arrays`` and ``meta`` (plus the format tag) as the checkpoint ``path``
+    names (see :func:`checkpoint_files`; a path that does not exist and has no
+    ``.npz``/``.json`` suffix becomes a run directory). Returns the npz path."""
+    path = Path(path)
+    if path.is_dir() or path.suffix not in (".npz", ".json"):
+        if path.exists() and not path.is_dir():
+            raise CheckpointError(f"{path}: exists and is not a directory; save into a "
+                                  "directory or to a .npz path")
+        npz, meta_path = path / rundir.MODEL_NPZ, path / rundir.MODEL_JSON
+    else:
+        npz, meta_path = path.with_suffix(".npz"), path.with_suffix(".json")
+    write_pair(npz, meta_path, arrays, dict(meta, format=FORMAT,
+                                           format_version=FORMAT_VERSION))
+    return npz
 
 
 def checkpoint_files(path) -> tuple[Path, Path]:
@@ -60,15 +98,15 @@ def read_model(path) -> tuple[dict, dict, Path]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not an npcf model file")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version > FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: written by a newer npcf "
                               f"({meta.get('npcf_version')}); upgrade npcf")
     try:
-        with np.load(npz, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        arrays = load_arrays(npz)
     except _NPZ_ERRORS as err:
         raise CheckpointError(f"{npz}: corrupt checkpoint ({_npz_problem(npz, err)})") \
             from None
+    check_pair(npz, meta, arrays)
     return meta, arrays, npz
 
 
@@ -110,9 +148,7 @@ def write_resume(folder, arrays: dict, meta: dict) -> None:
     """The trainer's state (``arrays``: params, optimizer slots, best params; ``meta``:
     counters, history, config), atomically."""
     folder = Path(folder)
-    with atomic_path(folder / rundir.RESUME_NPZ, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-    write_json(folder / rundir.RESUME_JSON, meta)
+    write_pair(folder / rundir.RESUME_NPZ, folder / rundir.RESUME_JSON, arrays, meta)
 
 
 def read_resume(folder) -> tuple[dict, dict]:
@@ -120,12 +156,15 @@ def read_resume(folder) -> tuple[dict, dict]:
     folder = Path(folder)
     try:
         meta = json.loads((folder / rundir.RESUME_JSON).read_text())
-        with np.load(folder / rundir.RESUME_NPZ, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        arrays = load_arrays(folder / rundir.RESUME_NPZ)
     except _NPZ_ERRORS as err:
         raise NpcfError(f"cannot resume from {folder}: {err}") from None
     if not isinstance(meta, dict):
         raise NpcfError(f"cannot resume from {folder}: {rundir.RESUME_JSON} is not a state file")
+    try:
+        check_pair(folder / rundir.RESUME_NPZ, meta, arrays)
+    except CheckpointError as err:
+        raise NpcfError(f"cannot resume from {folder}: {err}") from None
     return meta, arrays
 
 

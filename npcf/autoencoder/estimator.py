@@ -22,7 +22,7 @@ from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network, ShapeMismatch
-from npcf.utils.sparse import binarize, l2_normalize_rows, same_matrix
+from npcf.utils.sparse import binarize, l2_normalize_rows, rated, same_matrix
 
 #: ``layers`` and ``activation`` when left as None (chosen on the validation part of
 #: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
@@ -161,8 +161,8 @@ class AutoEncoder(Recommends):
         return self
 
     def __repr__(self) -> str:
-        defaults = DEFAULTS
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        changed = {k: v for k, v in self.get_params().items()
+                   if _param_key(v) != _param_key(DEFAULTS[k])}
         return "AutoEncoder(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
 
     def _architecture(self) -> tuple[tuple[int, ...], str]:
@@ -181,10 +181,7 @@ class AutoEncoder(Recommends):
         """:class:`~npcf.errors.ParamError` (a ValueError) naming the first
         hyperparameter out of its domain (:mod:`npcf.autoencoder.hyperparameters`)."""
         hyperparameters.check(self.get_params())
-        try:
-            layers, act = self._architecture()
-        except (TypeError, ValueError):
-            raise ParamError("layers", f"must be positive sizes, got {self.layers!r}") from None
+        layers, act = self._architecture()
         choices = {"activation": (act, activations.ACTIVATIONS),
                    "output_activation": (self.output_activation, activations.ACTIVATIONS),
                    "loss": (self.loss, LOSSES), "noise": (self.noise, noise.KINDS),
@@ -193,10 +190,8 @@ class AutoEncoder(Recommends):
                    "output_mode": (self.output_mode, OUTPUT_MODES),
                    "init": (self._init_kind(), INITS)}
         for name, (value, allowed) in choices.items():
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:
                 raise ParamError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
-        if not layers or min(layers) < 1:
-            raise ParamError("layers", f"must be positive sizes, got {self.layers!r}")
 
     # ----------------------------------------------------------------- fitting
     def _orient(self, x: sp.spmatrix) -> sp.csr_matrix:
@@ -431,7 +426,7 @@ class AutoEncoder(Recommends):
     def _check(self, X) -> sp.csr_matrix:
         if self.network is None:
             raise NpcfError("the model is not fitted")
-        X = sp.csr_matrix(X, dtype=np.float32)
+        X = rated(X)                    # 0 means "not rated", as in recommend and ONNX
         if self.item_based:
             if X.shape[0] != self.network.n_inputs or X.shape[1] != self.n_items:
                 raise NpcfError(f"input has shape {X.shape}; this item-based model was fitted on "

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from npcf.errors import ParamError
 
 #: name -> (type, low, high, low_open, high_open); None = unbounded on that side
@@ -28,6 +30,8 @@ RANGES = {
 }
 #: hyperparameters that may also be None (clip_norm: no clipping)
 OPTIONAL = {"clip_norm"}
+#: switches: True or False only (a string such as "no" would read as true)
+SWITCHES = ("tied", "denoise", "item_based", "residual", "lazy")
 
 
 def describe(name: str) -> str:
@@ -57,12 +61,34 @@ def check_value(name: str, value) -> None:
         raise ParamError(name, f"must be {describe(name)}, got {value!r}")
 
 
+def check_layers(layers) -> tuple[int, ...] | None:
+    """``layers`` as a tuple of ints (None stays None); ParamError unless it is a
+    sequence of positive integers (a string, a float size or a bare number is refused)."""
+    if layers is None:
+        return None
+    bad = ParamError("layers", f"must be a sequence of positive integers such as (500,), "
+                               f"got {layers!r}")
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__") \
+            or getattr(layers, "ndim", 1) != 1:
+        raise bad
+    sizes = list(layers)
+    if not sizes or not all(isinstance(h, numbers.Integral) and not isinstance(h, bool)
+                            and h >= 1 for h in sizes):
+        raise bad
+    return tuple(int(h) for h in sizes)
+
+
 def check(params: dict) -> None:
     """ParamError naming the first value out of its domain, or the first pair of
     values that cannot go together, in ``params`` (an AutoEncoder's ``get_params()``)."""
     for name in RANGES:
         if name in params:
             check_value(name, params[name])
+    for name in SWITCHES:
+        if name in params and not isinstance(params[name], (bool, np.bool_)):
+            raise ParamError(name, f"must be True or False, got {params[name]!r}")
+    if "layers" in params:
+        check_layers(params["layers"])
     if params.get("loss") == "multinomial" and params.get("item_based"):
         raise ParamError("item_based", "the multinomial loss ranks items for a user; it "
                          "needs the user-based model")

@@ -306,11 +306,14 @@ class Trainer:
 
     def restore(self, meta: dict, arrays: dict) -> None:
         """Continue from :meth:`state` (as read back from disk); NpcfError if the
-        options differ from the interrupted run's."""
+        options or the training data (by fingerprint) differ from the interrupted run's."""
         diff = checkpoint.changed_options(meta, self.model.get_params())
         if diff:
             raise NpcfError(f"cannot resume: options differ from the interrupted run "
                             f"({', '.join(diff)})")
+        if meta.get("fingerprint") not in (None, (self.model.info or {}).get("fingerprint")):
+            raise NpcfError("cannot resume: the training data differ from the interrupted "
+                            "run's; pass the same data")
         try:
             for k in self.net.params:
                 self.net.params[k][...] = arrays[f"param/{k}"]

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.errors import NpcfError, positive_int, shown
-from npcf.utils.sparse import entry_rows
+from npcf.utils.sparse import entry_rows, rated
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
 PAD = -1
@@ -222,7 +222,7 @@ class Recommends:
         """CSR float32 (B, n_items) and whether one user was given."""
         single_pairs = isinstance(user_items, (dict, list, tuple))
         if sp.issparse(user_items):
-            X = sp.csr_matrix(user_items, dtype=np.float32)
+            X = sp.csr_matrix(user_items, dtype=np.float32)   # (zeros dropped below)
             single = False
         elif isinstance(user_items, dict):
             X, single = self._pairs_row(list(user_items.items())), True
@@ -239,14 +239,13 @@ class Recommends:
                             f"{self.n_items} items")
         if X.nnz and not np.isfinite(X.data).all():
             raise NpcfError("ratings must be finite numbers")
-        X.eliminate_zeros()                 # 0 means "not rated", as in the ONNX graph
+        X = rated(X)                        # 0 means "not rated", as in the ONNX graph
         lo_hi = self.rating_scale
         if not single_pairs and lo_hi is not None and X.nnz and \
                 (X.data.min() < lo_hi[0] or X.data.max() > lo_hi[1]):   # pairs: checked per movie
             raise NpcfError(f"ratings {shown(X.data.min())}..{shown(X.data.max())} are outside "
                             f"the model's scale {lo_hi[0]:g}-{lo_hi[1]:g}")
-        X.sort_indices()
-        return X, single
+        return (X if X.has_sorted_indices else X.sorted_indices()), single
 
     def _pairs_row(self, pairs) -> sp.csr_matrix:
         """CSR (1, n_items) from ``[(movie_id, rating), ...]``."""

@@ -79,9 +79,14 @@ def as_written(obj):
     return json.loads(json.dumps(jsonable(obj)))
 
 
+def json_text(obj) -> str:
+    """``obj`` (see :func:`jsonable`) as indented, key-sorted JSON text."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path, obj) -> None:
     """Write ``obj`` (see :func:`jsonable`) as indented JSON to ``path`` atomically."""
-    write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n")
+    write_text(path, json_text(obj))
 
 
 # ------------------------------------------------------------------- directories

@@ -17,6 +17,15 @@ def entry_rows(m: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
 
 
+def rated(m, dtype=np.float32) -> sp.csr_matrix:
+    """``m`` (any sparse format or array) as CSR ``dtype`` without stored zeros (0 means
+    "not rated" everywhere in npcf); ``m`` itself is never modified."""
+    out = sp.csr_matrix(m, dtype=dtype)
+    if out.nnz and not out.data.all():
+        out = select(out, out.data != 0)
+    return out
+
+
 def select(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     """CSR ``m`` restricted to the stored entries where boolean ``keep`` is True."""
     rows = entry_rows(m)[keep]

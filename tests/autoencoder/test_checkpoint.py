@@ -179,12 +179,76 @@ def test_pickled_arrays_are_refused(tmp_path):
     assert "model.npz" in msg and "pickled" in msg and "allow_pickle" not in msg
 
 
+def untag(path) -> None:
+    """Rewrite ``path``'s pair as a pre-tag npcf would have written it (no pair tag)."""
+    with np.load(path / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files if k != "format/pair"}
+    np.savez(path / "model.npz", **arrays)
+    meta = json.loads((path / "model.json").read_text())
+    del meta["pair"]
+    (path / "model.json").write_text(json.dumps(meta))
+
+
 def test_weights_of_another_architecture(tmp_path):
     _, path = fit(tmp_path)
     _, other = fit(tmp_path, "other", layers=(6, 4))
+    untag(path)
+    untag(other)
     shutil.copy(other / "model.npz", path / "model.npz")
     msg = load_error(path)
     assert "do not match model.json" in msg and "W0" in msg
+
+
+def test_a_pair_from_untagged_files_still_loads(tmp_path):
+    a, path = fit(tmp_path)
+    untag(path)
+    np.testing.assert_array_equal(AutoEncoder.load(path).predict(X), a.predict(X))
+
+
+@pytest.mark.parametrize("which", ["npz", "json"])
+def test_a_save_interrupted_between_the_two_files_is_refused(tmp_path, which):
+    """Another model's npz under this json (or the other way round), as a save stopped
+    after its first rename leaves them, even with the same architecture."""
+    _, path = fit(tmp_path)
+    _, other = fit(tmp_path, "other", seed=5)
+    shutil.copy(other / f"model.{which}", path / f"model.{which}")
+    msg = load_error(path)
+    assert "model.npz" in msg and "interrupted" in msg
+
+
+def test_one_untagged_file_of_a_pair_is_refused(tmp_path):
+    _, path = fit(tmp_path)
+    _, other = fit(tmp_path, "other", seed=5)
+    untag(other)
+    shutil.copy(other / "model.npz", path / "model.npz")
+    assert "interrupted" in load_error(path)
+
+
+def test_save_stops_before_replacing_either_file(tmp_path, monkeypatch):
+    """An error while the second file is written leaves the old pair as it was."""
+    a, path = fit(tmp_path)
+    b = AutoEncoder(**dict(BASE, seed=1)).fit(X)
+
+    def broken(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("npcf.autoencoder.checkpoint.json_text", broken)
+    with pytest.raises(KeyboardInterrupt):
+        b.save(path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(AutoEncoder.load(path).predict(X), a.predict(X))
+    assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.npz"]
+
+
+def test_save_to_a_named_npz_file(tmp_path):
+    a = AutoEncoder(**BASE).fit(X)
+    a.save(tmp_path / "d" / "best.npz")
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["best.json", "best.npz"]
+    np.testing.assert_array_equal(AutoEncoder.load(tmp_path / "d" / "best.npz").predict(X),
+                                  a.predict(X))
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(CheckpointError, match="plain: exists and is not a directory"):
+        a.save(tmp_path / "plain")
+    assert (tmp_path / "plain").read_text() == "x"
 
 
 def test_missing_parameter(tmp_path):

@@ -313,7 +313,10 @@ def test_save_refuses_hyperparameters_load_would_refuse(tmp_path):
     ("clip_norm", 0), ("noise_level", -0.1), ("dropout", 1), ("dropout", -0.1),
     ("step_size", 0), ("gamma", -1), ("gamma", 0), ("patience", -1), ("seed", -1),
     ("bias_reg", float("nan")), ("lr", float("inf")), ("ensemble", 0), ("popularity_penalty", float("nan")),
-    ("layers", ("a",)), ("layers", ()),
+    ("layers", ("a",)), ("layers", ()), ("layers", "32"), ("layers", (32.7,)), ("layers", 32),
+    ("layers", (0,)), ("layers", (True,)), ("layers", np.array([[8]])),
+    ("tied", "no"), ("item_based", "no"), ("denoise", 1), ("residual", None), ("lazy", "yes"),
+    ("activation", ["relu"]),
 ])
 def test_every_value_out_of_its_domain_is_refused(name, bad):
     with pytest.raises(ParamError) as err:
@@ -419,6 +422,33 @@ def test_stored_zeros_are_refused_by_name():
         AutoEncoder(layers=(4,), n_epochs=1).fit(X)
     X.eliminate_zeros()
     AutoEncoder(layers=(4,), n_epochs=1).fit(X)
+
+
+def test_layers_as_an_array_and_numpy_switches_are_accepted():
+    m = AutoEncoder(layers=np.array([8, 4]), tied=np.bool_(False))
+    assert repr(m) == "AutoEncoder(layers=array([8, 4]), tied=np.False_)"
+    assert m._architecture()[0] == (8, 4)
+    assert repr(AutoEncoder(layers=(8, 4))) == "AutoEncoder(layers=(8, 4))"
+
+
+@pytest.mark.parametrize("item_based", [False, True])
+def test_stored_zeros_in_prediction_input_are_not_ratings(item_based):
+    """predict, predict_at and recommend all read a stored 0 as 'not rated' (as the ONNX
+    graph must), and none of them changes the caller's matrix."""
+    m = AutoEncoder(layers=(4,), n_epochs=2, item_based=item_based).fit(TRAIN)
+    zeros = TRAIN.tolil()
+    zeros[0, np.flatnonzero(TRAIN[0].toarray() == 0)[:3]] = 99.0
+    zeros = zeros.tocsr()
+    zeros.data[zeros.data == 99.0] = 0.0           # explicit zeros where row 0 had no rating
+    assert zeros.nnz == TRAIN.nnz + 3
+    before = (zeros.data.copy(), zeros.indices.copy(), zeros.indptr.copy())
+    np.testing.assert_array_equal(m.predict(zeros), m.predict(TRAIN))
+    coo = VAL.tocoo()
+    np.testing.assert_array_equal(m.predict_at(zeros, coo.row, coo.col),
+                                  m.predict_at(TRAIN, coo.row, coo.col))
+    np.testing.assert_array_equal(m.recommend(zeros, k=5).ids, m.recommend(TRAIN, k=5).ids)
+    for a, b in zip(before, (zeros.data, zeros.indices, zeros.indptr)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("item_based,tied", [(False, True), (False, False), (True, True)])

@@ -3,6 +3,7 @@ NaN guard, early stopping, history."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 
 import numpy as np
@@ -144,7 +145,11 @@ def test_resume_from_a_checkpoint_with_unscaled_adam_moments(tmp_path, monkeypat
         else:
             old[key] = value
     assert any(k.endswith("/m") for k in old) and not any(k.endswith("_scaled") for k in old)
+    old.pop("format/pair")
     np.savez(out / RESUME_NPZ, **old)
+    meta = json.loads((out / RESUME_JSON).read_text())
+    del meta["pair"]
+    (out / RESUME_JSON).write_text(json.dumps(meta))
     resumed = AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(out, resume=True)])
     for name, value in params_of(straight).items():
         np.testing.assert_allclose(params_of(resumed)[name], value, rtol=1e-4, atol=1e-5)
@@ -180,6 +185,31 @@ def test_resume_with_different_options_is_refused(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(NpcfError, match=r"options differ.*\blr\b"):
         AutoEncoder(**dict(BASE, lr=0.1)).fit(X, callbacks=[Checkpoint(tmp_path, resume=True)])
+
+
+def test_resume_on_other_data_is_refused(tmp_path, monkeypatch):
+    X = tiny_ratings()
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(TrainingInterrupted):
+        AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path)])
+    monkeypatch.undo()
+    other = X.copy()
+    other.data[0] = 6.0 - other.data[0]
+    with pytest.raises(NpcfError, match="training data differ"):
+        AutoEncoder(**BASE).fit(other, callbacks=[Checkpoint(tmp_path, resume=True)])
+
+
+def test_a_resume_state_of_two_interruptions_is_refused(tmp_path, monkeypatch):
+    """resume.npz of one interruption beside resume.json of another is not continued."""
+    X = tiny_ratings()
+    for name, n in (("a", 3), ("b", 5)):
+        interrupt_after(monkeypatch, n)
+        with pytest.raises(TrainingInterrupted):
+            AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path / name)])
+        monkeypatch.undo()
+    shutil.copy(tmp_path / "b" / RESUME_NPZ, tmp_path / "a" / RESUME_NPZ)
+    with pytest.raises(NpcfError, match="cannot resume from.*interrupted between"):
+        AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path / "a", resume=True)])
 
 
 def test_resume_without_state_is_a_clear_error(tmp_path):
