@@ -98,7 +98,10 @@ def read_model(path) -> tuple[dict, dict, Path]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not an npcf model file")
     version = meta.get("format_version")
-    if type(version) is not int or version > FORMAT_VERSION:
+    if type(version) is not int:
+        raise CheckpointError(f"{meta_path}: corrupt checkpoint metadata (format_version "
+                              f"{version!r} is not a whole number)")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: written by a newer npcf "
                               f"({meta.get('npcf_version')}); upgrade npcf")
     try:

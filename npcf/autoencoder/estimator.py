@@ -22,7 +22,8 @@ from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network, ShapeMismatch
-from npcf.utils.sparse import binarize, l2_normalize_rows, rated, same_matrix
+from npcf.utils.sparse import (binarize, l2_normalize_rows, rated, refuse_duplicates,
+                               same_matrix)
 
 #: ``layers`` and ``activation`` when left as None (chosen on the validation part of
 #: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
@@ -45,6 +46,8 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
                             f"{type(m).__name__}")
         return m.shape
     shape_of("X", X)
+    for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
+        refuse_duplicates(m, name)
     X = sp.csr_matrix(X)
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
         values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)
@@ -283,8 +286,13 @@ class AutoEncoder(Recommends):
         if validation is None:
             raise NpcfError("tuning needs a validation part")
         self._check_params()
+        if budget is not None:
+            hyperparameters.check_value("budget", budget, (float, 0.0, None, True, False))
+        hyperparameters.check_value("blend", blend, (int, 0, None, False, False))
         if fixed is None:
             fixed = {k for k, v in self.get_params().items() if _param_key(v) != DEFAULTS[k]}
+        elif isinstance(fixed, str):
+            fixed = (fixed,)                           # one name, not its letters
         unknown = sorted(set(fixed) - set(self.get_params()))
         if unknown:
             raise ParamError("fixed", f"{', '.join(map(repr, unknown))} are not hyperparameters "
@@ -426,7 +434,7 @@ class AutoEncoder(Recommends):
     def _check(self, X) -> sp.csr_matrix:
         if self.network is None:
             raise NpcfError("the model is not fitted")
-        X = rated(X)                    # 0 means "not rated", as in recommend and ONNX
+        X = rated(X, name="X")          # 0 means "not rated", as in recommend and ONNX
         if self.item_based:
             if X.shape[0] != self.network.n_inputs or X.shape[1] != self.n_items:
                 raise NpcfError(f"input has shape {X.shape}; this item-based model was fitted on "
@@ -540,7 +548,11 @@ class AutoEncoder(Recommends):
                 a, mm = m._checkpoint_parts()
                 arrays.update({f"blend{k}/{name}": v for name, v in a.items()})
                 meta["blend"]["members"].append(mm)
-        checkpoint.write_model(path, arrays, meta)
+        try:
+            checkpoint.write_model(path, arrays, meta)
+        except OSError as err:
+            raise CheckpointError(f"{path}: cannot write the model ({err.strerror or err})") \
+                from None
 
     def _checkpoint_parts(self) -> tuple[dict, dict]:
         """``(arrays, meta)`` of this model's own network, baseline and settings."""
@@ -597,6 +609,17 @@ class AutoEncoder(Recommends):
                                 dropout=hp.get("dropout", 0.0),
                                 dtype=np.dtype(arch.get("dtype", "float32")), params=params)
         model.scale = None if meta.get("scale") is None else tuple(map(float, meta["scale"]))
+        width = int(arch["n_inputs"])        # items (user-based) or users (item-based)
+        counts = arrays.get("items/counts")
+        n_items = (None if counts is None else counts.size) if arch["item_based"] else width
+        for name, n in (("items/ids", n_items), ("items/counts", n_items),
+                        ("users/ids", width if arch["item_based"] else None)):
+            a = arrays.get(name)
+            if a is not None and a.ndim != 1:
+                raise CheckpointError(f"{npz}: {name} holds a {a.ndim}-D array, not a list")
+            if a is not None and n is not None and a.size != n:
+                raise CheckpointError(f"{npz}: {name} holds {a.size} entries for {n} "
+                                      f"{name.split('/')[0]}")
         model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
         model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
         model.info = dict(meta.get("info", {}))

@@ -65,6 +65,11 @@ class Vocabulary:
         ids of it at all (text that is not a plain integer never names an id of an integer
         vocabulary), ``usable = (mask, their int64 ids)``; else None."""
         raw = np.atleast_1d(np.asarray(raw))
+        if self.ids.dtype.kind == "i" and raw.dtype.kind == "f":   # 10.0 is id 10; 10.5 none
+            whole = np.isfinite(raw) & (raw == np.round(raw)) & (np.abs(raw) < 2.0 ** 63)
+            if whole.all():
+                return raw.astype(np.int64), None
+            return raw, (whole, raw[whole].astype(np.int64))
         if self.ids.dtype.kind == "i" and raw.dtype.kind not in "iu":
             ints = [int_text(str(r)) for r in raw]
             mask = np.array([v is not None for v in ints], dtype=bool)

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.errors import NpcfError, positive_int, shown
-from npcf.utils.sparse import entry_rows, rated
+from npcf.utils.sparse import entry_rows, rated, refuse_duplicates
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
 PAD = -1
@@ -220,14 +220,16 @@ class Recommends:
 
     def _user_rows(self, user_items) -> tuple[sp.csr_matrix, bool]:
         """CSR float32 (B, n_items) and whether one user was given."""
-        single_pairs = isinstance(user_items, (dict, list, tuple))
+        single_pairs = isinstance(user_items, (dict, list, tuple)) \
+            or hasattr(user_items, "__next__")
         if sp.issparse(user_items):
+            refuse_duplicates(user_items, "user_items")
             X = sp.csr_matrix(user_items, dtype=np.float32)   # (zeros dropped below)
             single = False
         elif isinstance(user_items, dict):
             X, single = self._pairs_row(list(user_items.items())), True
-        elif isinstance(user_items, (list, tuple)):
-            X, single = self._pairs_row(list(user_items)), True
+        elif single_pairs:
+            X, single = self._pairs_row(list(user_items)), True     # (a generator too)
         else:
             arr = np.asarray(user_items, dtype=np.float32)
             if arr.ndim not in (1, 2):
@@ -235,8 +237,10 @@ class Recommends:
             single = arr.ndim == 1
             X = sp.csr_matrix(np.atleast_2d(arr))
         if X.shape[1] != self.n_items:
+            hint = " (for (movie_id, rating) pairs pass a list of tuples or a dict)" \
+                if X.shape[1] == 2 and not sp.issparse(user_items) else ""
             raise NpcfError(f"input has {X.shape[1]} columns; the model expects "
-                            f"{self.n_items} items")
+                            f"{self.n_items} items{hint}")
         if X.nnz and not np.isfinite(X.data).all():
             raise NpcfError("ratings must be finite numbers")
         X = rated(X)                        # 0 means "not rated", as in the ONNX graph

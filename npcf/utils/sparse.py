@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.errors import NpcfError
+
 
 # ------------------------------------------------------------------------------ CSR
 def entry_rows(m: sp.csr_matrix) -> np.ndarray:
@@ -17,9 +19,25 @@ def entry_rows(m: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
 
 
-def rated(m, dtype=np.float32) -> sp.csr_matrix:
+def refuse_duplicates(m, name: str = "input") -> None:
+    """:class:`~npcf.errors.NpcfError` naming ``name`` if sparse ``m`` stores one
+    (row, column) pair more than once (SciPy would add their ratings up)."""
+    if not sp.issparse(m) or m.nnz < 2 or getattr(m, "has_canonical_format", False):
+        return
+    c = m.tocoo()
+    pairs = c.row.astype(np.int64) * m.shape[1] + c.col
+    extra = pairs.size - unique(pairs).size
+    if extra:
+        what = "stored entry repeats" if extra == 1 else "stored entries repeat"
+        raise NpcfError(f"{name}: {extra} {what} a (row, column) pair; SciPy would add "
+                        "their ratings up (keep one rating per pair)")
+
+
+def rated(m, dtype=np.float32, name: str = "input") -> sp.csr_matrix:
     """``m`` (any sparse format or array) as CSR ``dtype`` without stored zeros (0 means
-    "not rated" everywhere in npcf); ``m`` itself is never modified."""
+    "not rated" everywhere in npcf); ``m`` itself is never modified. A (row, column)
+    pair stored twice is refused (:func:`refuse_duplicates`)."""
+    refuse_duplicates(m, name)
     out = sp.csr_matrix(m, dtype=dtype)
     if out.nnz and not out.data.all():
         out = select(out, out.data != 0)

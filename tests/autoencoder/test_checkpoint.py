@@ -127,7 +127,8 @@ def test_missing_directory_and_files(tmp_path):
     assert "model.npz" in load_error(path)
 
 
-@pytest.mark.parametrize("content", ["{not json", "", "[1, 2]", '{"format": "something-else"}'])
+@pytest.mark.parametrize("content", ["{not json", "", "[1, 2]", '{"format": "something-else"}',
+                                     '{"format": "npcf-autoencoder", "format_version": "1"}'])
 def test_corrupt_or_foreign_metadata(tmp_path, content):
     _, path = fit(tmp_path)
     (path / "model.json").write_text(content)
@@ -237,6 +238,24 @@ def test_save_stops_before_replacing_either_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     np.testing.assert_array_equal(AutoEncoder.load(path).predict(X), a.predict(X))
     assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.npz"]
+
+
+def test_an_unwritable_place_is_one_clear_error(tmp_path):
+    a = AutoEncoder(**BASE).fit(X)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="file/sub: cannot write the model"):
+        a.save(tmp_path / "file" / "sub")
+
+
+@pytest.mark.parametrize("name, size", [("items/ids", 3), ("items/counts", 3),
+                                        ("items/ids", None)])
+def test_id_arrays_of_the_wrong_length_are_refused(tmp_path, name, size):
+    _, path = fit(tmp_path)
+    with np.load(path / "model.npz") as f:
+        arrays = dict(f)
+    arrays[name] = arrays[name][:size] if size else arrays[name].reshape(1, -1)
+    np.savez(path / "model.npz", **arrays)
+    assert f"model.npz: {name} holds" in load_error(path)
 
 
 def test_save_to_a_named_npz_file(tmp_path):

@@ -451,6 +451,25 @@ def test_stored_zeros_in_prediction_input_are_not_ratings(item_based):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_pair_stored_twice_is_refused_not_summed(fitted):
+    """COO (and non-canonical CSR) input may store one (user, movie) twice; SciPy would
+    add the two ratings into one out of scale."""
+    c = TRAIN.tocoo()
+    twice = sp.coo_matrix((np.r_[c.data, 4.0], (np.r_[c.row, c.row[0]], np.r_[c.col, c.col[0]])),
+                          shape=c.shape)
+    with pytest.raises(NpcfError, match=r"^X: 1 stored entry repeats a \(row, column\) pair"):
+        AutoEncoder(layers=(4,), n_epochs=1).fit(twice)
+    with pytest.raises(NpcfError, match="validation: 1 stored entry"):
+        AutoEncoder(layers=(4,), n_epochs=1).fit(TRAIN, twice)
+    with pytest.raises(NpcfError, match="X: 1 stored entry"):
+        fitted.predict(twice)
+    with pytest.raises(NpcfError, match="X: 1 stored entry"):
+        fitted.predict_at(twice, [0], [0])
+    with pytest.raises(NpcfError, match="user_items: 1 stored entry"):
+        fitted.recommend(twice)
+    np.testing.assert_array_equal(fitted.predict(c), fitted.predict(TRAIN))   # COO, canonical
+
+
 @pytest.mark.parametrize("item_based,tied", [(False, True), (False, False), (True, True)])
 def test_a_column_without_training_ratings_predicts_the_baseline_whatever_the_seed(item_based,
                                                                                    tied):

@@ -168,6 +168,24 @@ def test_tune_refuses_a_fixed_name_that_is_no_hyperparameter():
         AutoEncoder(**BASE).tune(TRAIN, VAL, fixed=("layer",), space=SMALL)
 
 
+@pytest.mark.parametrize("kw, name", [
+    (dict(budget=float("nan")), "budget"), (dict(budget=-1), "budget"), (dict(budget=0), "budget"),
+    (dict(budget="3"), "budget"), (dict(budget=True), "budget"), (dict(blend=-1), "blend"),
+    (dict(blend=2.5), "blend"), (dict(blend="8"), "blend"),
+])
+def test_tune_refuses_a_budget_or_blend_out_of_its_domain(kw, name):
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError) as err:
+        AutoEncoder(**BASE).tune(TRAIN, VAL, space=SMALL, **kw)
+    assert err.value.param == name
+
+
+def test_tune_takes_one_fixed_name_as_a_string():
+    model = AutoEncoder(**dict(BASE, layers=(16,))).tune(TRAIN, VAL, fixed="layers",
+                                                         space=SMALL, blend=0)
+    assert model.layers == (16,) and model.info["tuning"]["fixed"] == ["layers"]
+
+
 def test_searches_in_two_threads_each_fit_their_own_data():
     import threading
 

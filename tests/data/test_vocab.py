@@ -43,6 +43,16 @@ def test_missing_ids():
     assert s.index([1], missing="ignore").tolist() == [-1]
 
 
+def test_whole_float_ids_name_integer_ids():
+    """10.0 (a number from JSON, say) is id 10; 10.5, NaN and inf name no id."""
+    v = Vocabulary([10, 20, 30])
+    assert v.index([20.0, 10.0]).tolist() == [1, 0]
+    assert v.index(np.array([30.0, 10.5, np.nan, np.inf]), missing="ignore").tolist() == \
+        [2, -1, -1, -1]
+    with pytest.raises(KeyError, match="unknown ids: 10.5"):
+        v.index([10.5])
+
+
 @pytest.mark.parametrize("ids, match", [
     ([1, 2, 1], "unique"),
     (["a", "a"], "unique"),

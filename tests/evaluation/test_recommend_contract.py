@@ -125,7 +125,9 @@ def test_one_user_gives_1d_results_equal_to_the_batch_row(case):
                                      k=4)
         as_dict = case.model.recommend(dict(zip(case.ids(row.indices).tolist(),
                                                 row.data.tolist())), k=4)
-        for single in (dense, pairs, as_dict):
+        generated = case.model.recommend(((m, r) for m, r in zip(case.ids(row.indices),
+                                                                 row.data)), k=4)
+        for single in (dense, pairs, as_dict, generated):
             assert single.ids.shape == single.scores.shape == (4,)
             np.testing.assert_array_equal(single.ids, full.ids[u])
             # every model, int8 included (one activation scale per user row), is
@@ -178,6 +180,8 @@ def test_bad_requests_are_one_clear_error(case):
         case.model.recommend(case.X, k=3, filter_items=[10**9])
     with pytest.raises(NpcfError, match="columns"):
         case.model.recommend(sp.csr_matrix((2, N_ITEMS + 1), dtype=np.float32), k=3)
+    with pytest.raises(NpcfError, match=r"2 columns.*pass a list of tuples"):
+        case.model.recommend(np.array([[case.ids([0])[0], 4.0]]), k=3)
     if case.folds_in:
         first = case.ids([0])[0]
         with pytest.raises(NpcfError, match="more than once"):
