@@ -22,8 +22,7 @@ from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network, ShapeMismatch
-from npcf.utils.sparse import (binarize, l2_normalize_rows, rated, refuse_duplicates,
-                               same_matrix)
+from npcf.utils.sparse import binarize, l2_normalize_rows, rated, refuse_duplicates, same_matrix
 
 #: ``layers`` and ``activation`` when left as None (chosen on the validation part of
 #: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
