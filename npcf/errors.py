@@ -1,6 +1,9 @@
 """Exceptions npcf raises for bad input; the CLI prints them as one line."""
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class NpcfError(Exception):
     """Base class: a problem the user can fix (bad file, bad option, missing data)."""
@@ -75,3 +78,13 @@ def positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
         raise ParamError(name, f"must be a positive whole number, got {value!r}")
     return int(value)
+
+
+def non_negative(value, name: str, *, positive: bool = False) -> float:
+    """``value`` as a float if it is a finite real number >= 0 (> 0 when ``positive``;
+    not a bool or string); :class:`ParamError` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ParamError(name, f"must be a finite number {'>' if positive else '>='} 0, "
+                               f"got {value!r}")
+    return float(value)

@@ -1,10 +1,14 @@
 """Reference recommenders to compare the autoencoder with.
 
-Every baseline has ``fit(train, validation=None, validation_input=None)`` on a CSR
-users x items matrix, ``predict(csr_rows) -> dense float32 (B, n_items)`` (usable as
-the ``score_fn`` of :func:`npcf.evaluation.protocol.evaluate`) and the ``recommend``
-contract every npcf model shares (:class:`~npcf.evaluation.ranking.Recommends`).
-``rating`` tells whether the scores are predicted ratings (so RMSE/MAE make sense).
+Every baseline has the estimator's contract: ``fit(train, validation=None,
+validation_input=None, *, items=None)`` on a CSR users x items matrix (``items``: the
+:class:`~npcf.data.vocab.Vocabulary` of its columns' raw movie ids), ``predict(csr_rows)
+-> dense float32 (B, n_items)`` (usable as the ``score_fn`` of
+:func:`npcf.evaluation.protocol.evaluate`), the ``recommend`` every npcf model shares
+(:class:`~npcf.evaluation.ranking.Recommends`: raw ids with ``items``, ranking by ``score -
+popularity_penalty * log(1 + item_counts)``) and ``get_params``/``set_params``
+(:class:`~npcf.utils.params.Params`). ``rating`` tells whether the scores are predicted
+ratings (so RMSE/MAE make sense); ``params()`` reports what the fit chose.
 
 ``GlobalMean``   every score is the training mean rating (the RMSE floor).
 ``Biases``       ``mu + b_user + b_item`` (:class:`npcf.nn.bias.UserItemBias`); the
@@ -23,58 +27,132 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.data.checks import check_inputs
+from npcf.data.vocab import Vocabulary
+from npcf.errors import NpcfError, ParamError, non_negative, positive_int
 from npcf.evaluation.protocol import evaluate
 from npcf.evaluation.ranking import Recommends
 from npcf.nn.bias import UserItemBias
-from npcf.utils.sparse import binarize, entry_rows
+from npcf.utils.params import Params
+from npcf.utils.sparse import binarize, entry_rows, rated
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 BIAS_REGS = (1.0, 3.0, 5.0, 10.0, 25.0)
+EASE_METHODS = ("auto", "primal", "dual")
 
 
-class GlobalMean(Recommends):
+def _check_grid(values, name: str, positive: bool = False) -> None:
+    """:class:`ParamError` unless ``values`` is a non-empty list, tuple or 1-D array of
+    numbers :func:`~npcf.errors.non_negative` accepts."""
+    listed = isinstance(values, (list, tuple)) or isinstance(values, np.ndarray) \
+        and values.ndim == 1
+    if not listed or not len(values):
+        raise ParamError(name, f"must be a non-empty sequence of numbers, got {values!r}")
+    for v in values:
+        non_negative(v, name, positive=positive)
+
+
+class Baseline(Params, Recommends):
+    """What the baselines share. ``fit`` checks its inputs as the estimator's does
+    (:func:`~npcf.data.checks.check_inputs`; at least one rating) and keeps ``items``
+    (:class:`Vocabulary` or None) and ``item_counts`` (int64 (n_items,): training ratings
+    per item); ``predict`` checks the model is fitted and the input's columns, and reads
+    a stored 0 as "not rated" (:func:`~npcf.utils.sparse.rated`). A subclass implements
+    ``_fit(X, validation, validation_input)`` and ``_predict(csr)``."""
+
+    name, rating = "", False
+    items: Vocabulary | None = None
+    item_counts: np.ndarray | None = None
+
+    def _check_params(self) -> None:
+        non_negative(self.popularity_penalty, "popularity_penalty")
+
+    def fit(self, train, validation=None, validation_input=None, *, items=None):
+        """Fit on sparse ``train`` (n_users, n_items); returns self. ``validation``:
+        sparse targets, predicted from ``validation_input`` (default ``train``), for what
+        the baseline chooses on them. ``items``: :class:`Vocabulary` of the columns' raw
+        movie ids (``recommend`` then takes and returns them)."""
+        self._check_params()
+        X = check_inputs(train, validation, validation_input, items=items)
+        if not X.nnz:
+            raise NpcfError(f"the training matrix {X.shape} holds no ratings")
+        self.items = items
+        self.item_counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+        self._fit(X, validation, validation_input)
+        return self
+
+    @property
+    def n_items(self) -> int:
+        """Number of items (columns) the model scores."""
+        if self.item_counts is None:
+            raise NpcfError("the model is not fitted")
+        return int(self.item_counts.size)
+
+    def predict(self, x) -> np.ndarray:
+        """Dense float32 scores (B, n_items) of the users (rows) of sparse ``x`` (B, n_items)."""
+        n = self._n_items_checked()
+        x = rated(x, name="X")          # 0 means "not rated", as in recommend and ONNX
+        if x.shape[1] != n:
+            raise NpcfError(f"input has shape {x.shape}; the model expects (n_users, {n}), "
+                            "one column per item")
+        return self._predict(x)
+
+
+class GlobalMean(Baseline):
     """Predicts the training mean rating for every user and item."""
 
     name, rating = "global_mean", True
 
-    def __init__(self):
-        self.mu, self.n_items = 0.0, 0
+    def __init__(self, popularity_penalty: float = 0.0):
+        self.popularity_penalty = popularity_penalty
+        self.mu = 0.0
+        self._check_params()
 
-    def fit(self, train, validation=None, validation_input=None) -> GlobalMean:
-        train = sp.csr_matrix(train)
-        self.mu = float(train.data.mean()) if train.nnz else 0.0
-        self.n_items = train.shape[1]
-        return self
+    def _fit(self, X, validation, validation_input) -> None:
+        self.mu = float(X.data.mean())
 
-    def predict(self, x) -> np.ndarray:
+    def _predict(self, x) -> np.ndarray:
         return np.full((x.shape[0], self.n_items), self.mu, np.float32)
 
     def params(self) -> dict:
         return {"mu": self.mu}
 
 
-class Biases(Recommends):
-    """Regularised ``mu + b_user + b_item``; user bias folded in from the input row."""
+class Biases(Baseline):
+    """Regularised ``mu + b_user + b_item``; user bias folded in from the input row.
+
+    ``reg``: the L2 weight (>= 0; None: chosen on the validation part from ``regs``,
+    else 5). ``scale``: ``(min, max)`` the predictions are clipped to (None: the
+    training range).
+    """
 
     name, rating = "biases", True
 
-    def __init__(self, reg: float | None = None, scale=None, regs=BIAS_REGS):
-        self.reg, self.scale, self.regs = reg, scale, tuple(regs)
+    def __init__(self, reg: float | None = None, scale=None, regs=BIAS_REGS,
+                 popularity_penalty: float = 0.0):
+        self.reg, self.scale, self.regs = reg, scale, regs
+        self.popularity_penalty = popularity_penalty
         self.model: UserItemBias | None = None
+        self._check_params()
 
-    def _fit(self, train, reg) -> UserItemBias:
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.reg is not None:
+            non_negative(self.reg, "reg")
+        _check_grid(self.regs, "regs")
+
+    def _model(self, train, reg) -> UserItemBias:
         return UserItemBias(reg, reg).fit(train)
 
-    def fit(self, train, validation=None, validation_input=None) -> Biases:
-        train = sp.csr_matrix(train)
-        if self.scale is None and train.nnz:
+    def _fit(self, train, validation, validation_input) -> None:
+        if self.scale is None:
             self.scale = (float(train.data.min()), float(train.data.max()))
         if self.reg is None and validation is not None and sp.csr_matrix(validation).nnz:
             v = sp.csr_matrix(validation)
             vin = train if validation_input is None else sp.csr_matrix(validation_input)
             best = None
             for reg in self.regs:
-                self.model = self._fit(train, reg)
+                self.model = self._model(train, reg)
                 pred = self._clip(self.model.predict(vin, entry_rows(v), v.indices))
                 err = float(np.sqrt(np.mean((pred.astype(np.float64) - v.data) ** 2)))
                 if best is None or err < best[0]:
@@ -82,68 +160,70 @@ class Biases(Recommends):
             self.reg = best[1]
         elif self.reg is None:
             self.reg = 5.0
-        self.model = self._fit(train, self.reg)
-        return self
+        self.model = self._model(train, self.reg)
 
     def _clip(self, y):
         if self.scale is not None:
             np.clip(y, self.scale[0], self.scale[1], out=y)
         return y
 
-    def predict(self, x) -> np.ndarray:
-        x = sp.csr_matrix(x)
+    def _predict(self, x) -> np.ndarray:
         return self._clip(self.model.offset(self.model.row_bias(x)).astype(np.float32))
 
     def params(self) -> dict:
         return {"reg": self.reg, "mu": self.model.mu if self.model else None}
 
-    @property
-    def n_items(self) -> int:
-        return int(self.model.col_bias.size)
 
-
-class Popularity(Recommends):
+class Popularity(Baseline):
     """Scores every item by its number of training ratings (the same list for everyone)."""
 
     name, rating = "popularity", False
 
-    def __init__(self):
-        self.counts: np.ndarray | None = None
+    def __init__(self, popularity_penalty: float = 0.0):
+        self.popularity_penalty = popularity_penalty
+        self._check_params()
 
-    def fit(self, train, validation=None, validation_input=None) -> Popularity:
-        train = sp.csr_matrix(train)
-        self.counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
-        return self
+    def _fit(self, X, validation, validation_input) -> None:
+        pass
 
-    def predict(self, x) -> np.ndarray:
-        return np.broadcast_to(self.counts, (x.shape[0], self.counts.size)).copy()
+    def _predict(self, x) -> np.ndarray:
+        counts = self.item_counts.astype(np.float32)
+        return np.broadcast_to(counts, (x.shape[0], counts.size)).copy()
 
     def params(self) -> dict:
         return {}
 
-    @property
-    def n_items(self) -> int:
-        return int(self.counts.size)
 
-
-class EASE(Recommends):
+class EASE(Baseline):
     """Embarrassingly Shallow AutoEncoder (Steck 2019) on binarised data.
 
-    ``lam``: the L2 weight lambda (None: chosen on the validation part from
-    ``lambdas``, else 500). ``method``: "primal" (dense item x item solve), "dual"
-    (Woodbury over users; exact, cheaper when users < items) or "auto".
+    ``lam``: the L2 weight lambda (> 0; None: chosen on the validation part from
+    ``lambdas`` by NDCG@``select_k`` with relevance ``threshold``, else 500). ``method``:
+    "primal" (dense item x item solve), "dual" (Woodbury over users; exact, cheaper when
+    users < items) or "auto".
     """
 
     name, rating = "ease", False
 
     def __init__(self, lam: float | None = None, lambdas=EASE_LAMBDAS, method: str = "auto",
-                 select_k: int = 100, threshold: float | None = None):
-        if method not in ("auto", "primal", "dual"):
-            raise ValueError(f"method must be auto, primal or dual, got {method!r}")
-        self.lam, self.lambdas, self.method = lam, tuple(lambdas), method
+                 select_k: int = 100, threshold: float | None = None,
+                 popularity_penalty: float = 0.0):
+        self.lam, self.lambdas, self.method = lam, lambdas, method
         self.select_k, self.threshold = select_k, threshold
+        self.popularity_penalty = popularity_penalty
         self.B: np.ndarray | None = None
         self.scores_on_validation: dict = {}
+        self._check_params()
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.method not in EASE_METHODS:
+            raise ParamError("method", f"must be one of {', '.join(EASE_METHODS)}, "
+                                       f"got {self.method!r}")
+        if self.lam is not None:
+            non_negative(self.lam, "lam", positive=True)
+        _check_grid(self.lambdas, "lambdas", positive=True)
+        positive_int(self.select_k, "select_k")
 
     # -- solvers -------------------------------------------------------------------
     def _setup(self, X: sp.csr_matrix) -> None:
@@ -175,7 +255,7 @@ class EASE(Recommends):
             diag_p = (1.0 - inv @ UtX2) / lam
             self.B, self._dual = None, (lam, U * inv[None, :], UtX, 1.0 / diag_p)
 
-    def fit(self, train, validation=None, validation_input=None) -> EASE:
+    def _fit(self, train, validation, validation_input) -> None:
         X = binarize(train, np.float64)
         self._setup(X)
         if self.lam is None and validation is not None and sp.csr_matrix(validation).nnz:
@@ -195,9 +275,8 @@ class EASE(Recommends):
         self._solve(self.lam)
         if self._method == "primal":
             self._eig = None
-        return self
 
-    def predict(self, x) -> np.ndarray:
+    def _predict(self, x) -> np.ndarray:
         xb = binarize(x, np.float64)
         if self.B is not None:
             return np.asarray(xb @ self.B, np.float32)
@@ -206,10 +285,6 @@ class EASE(Recommends):
         dense = xb.toarray()
         xP = (dense - ((xb @ self._X.T).toarray() @ u_inv) @ UtX) / lam
         return (dense - xP * inv_diag[None, :]).astype(np.float32)
-
-    @property
-    def n_items(self) -> int:
-        return int(self._X.shape[1])
 
     def params(self) -> dict:
         return {"lambda": self.lam, "method": getattr(self, "_method", self.method),

@@ -1,10 +1,13 @@
-"""Baselines: EASE against a direct dense solve, biases, popularity, global mean."""
+"""Baselines: EASE against a direct dense solve, biases, popularity, global mean; the
+estimator's contract on each (raw ids, item counts, hyperparameters, input checks)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from npcf import Vocabulary
+from npcf.errors import NpcfError, ParamError
 from npcf.evaluation import baselines
 from npcf.evaluation.protocol import evaluate
 from npcf.nn.bias import UserItemBias
@@ -114,3 +117,134 @@ def test_every_baseline_is_a_score_fn(name):
     r = evaluate(model.predict, X, test, ks=(5,), rating=model.rating, threshold=4.0)
     assert (r["rmse"] is not None) == model.rating
     assert 0 <= r["recall@5"] <= 1
+
+
+# ------------------------------------------------- the estimator's contract, on each baseline
+ALL = {"global_mean": baselines.GlobalMean, "biases": baselines.Biases,
+       "popularity": baselines.Popularity, "ease": lambda **kw: baselines.EASE(lam=5.0, **kw)}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_items_vocabulary_gives_raw_ids_and_item_counts(name):
+    X = random_ratings(40, 12, density=0.3)
+    raw = np.arange(12) * 10 + 7
+    model = ALL[name]().fit(X, items=Vocabulary(raw))
+    assert model.items == Vocabulary(raw)
+    assert model.item_counts.dtype == np.int64
+    np.testing.assert_array_equal(model.item_counts, np.bincount(X.indices, minlength=12))
+    ids, _ = model.recommend(X[:3], k=4, filter_items=raw[:2])
+    cols = model.recommend(X[:3], k=6).ids
+    assert set(ids.ravel()) <= set(raw[2:])
+    with pytest.raises(NpcfError, match="unknown movie"):
+        model.recommend(X[:3], k=4, filter_items=[3])          # a column index, not an id
+    ids = ALL[name]().fit(X).recommend(X[:3], k=6).ids          # no vocabulary
+    np.testing.assert_array_equal(cols, raw[ids])
+    with pytest.raises(NpcfError, match="items: 11 ids for 12 columns"):
+        ALL[name]().fit(X, items=Vocabulary(raw[:11]))
+
+
+def test_popularity_penalty_ranks_by_score_minus_log_count():
+    """With every score equal (the global mean), the penalty puts the least rated first;
+    a movie without a training rating is never recommended."""
+    X = random_ratings(60, 10, density=0.3).tolil()
+    X[:, 9] = 0
+    X = sp.csr_matrix(X)
+    X.eliminate_zeros()
+    counts = np.bincount(X.indices, minlength=10)
+    model = baselines.GlobalMean(popularity_penalty=0.5).fit(X)
+    ids, scores = model.recommend(sp.csr_matrix((1, 10)), k=10)
+    assert ids[0].tolist() == np.argsort(counts[:9], kind="stable").tolist()    # 9 left out
+    assert np.allclose(scores, X.data.mean())
+    ids0 = baselines.GlobalMean().fit(X).recommend(sp.csr_matrix((1, 10)), k=3).ids
+    assert ids0[0].tolist() == [0, 1, 2]                      # no penalty: ties by column
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_get_params_set_params_repr_and_clone(name):
+    clone = pytest.importorskip("sklearn.base").clone
+    model = ALL[name](popularity_penalty=0.25)
+    p = model.get_params()
+    assert p["popularity_penalty"] == 0.25 and type(model)(**p).get_params() == p
+    assert repr(model).endswith("popularity_penalty=0.25)")
+    c = clone(model)
+    assert c is not model and c.get_params() == p
+    assert model.set_params(popularity_penalty=0.0) is model and model.popularity_penalty == 0.0
+    with pytest.raises(ValueError, match=f"invalid parameter 'lr' for {type(model).__name__}"):
+        model.set_params(lr=0.1)
+
+
+def test_repr_names_what_differs_from_the_defaults():
+    assert repr(baselines.EASE()) == "EASE()"
+    assert repr(baselines.EASE(lam=10.0, method="dual")) == "EASE(lam=10.0, method='dual')"
+    assert repr(baselines.Biases(regs=list(baselines.BIAS_REGS))) == "Biases()"
+    assert repr(baselines.EASE(lambdas=np.array([1.0, 2.0]))) == \
+        "EASE(lambdas=array([1., 2.]))"
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: baselines.Biases(reg=-1.0), "reg"),
+    (lambda: baselines.Biases(reg=float("nan")), "reg"),
+    (lambda: baselines.Biases(reg="5"), "reg"),
+    (lambda: baselines.Biases(regs=(1.0, -3.0)), "regs"),
+    (lambda: baselines.Biases(regs=()), "regs"),
+    (lambda: baselines.Biases(regs=5.0), "regs"),
+    (lambda: baselines.EASE(lam=-1.0), "lam"),
+    (lambda: baselines.EASE(lam=0.0), "lam"),               # singular without the ridge
+    (lambda: baselines.EASE(lam=float("inf")), "lam"),
+    (lambda: baselines.EASE(lambdas=[50.0, float("nan")]), "lambdas"),
+    (lambda: baselines.EASE(method="lu"), "method"),
+    (lambda: baselines.EASE(select_k=0), "select_k"),
+    (lambda: baselines.Popularity(popularity_penalty=-0.5), "popularity_penalty"),
+    (lambda: baselines.GlobalMean(popularity_penalty=True), "popularity_penalty"),
+])
+def test_bad_hyperparameters_are_refused_at_construction(make, name):
+    with pytest.raises(ParamError, match=f"^{name}: must be") as err:
+        make()
+    assert err.value.param == name and "\n" not in str(err.value)
+
+
+def test_set_params_checks_and_keeps_nothing_on_error():
+    model = baselines.EASE(lam=5.0)
+    with pytest.raises(ParamError, match="lambdas"):
+        model.set_params(lam=7.0, lambdas=(1.0, -1.0))
+    assert model.lam == 5.0 and model.lambdas == baselines.EASE_LAMBDAS
+    model.lam = -2.0                                           # behind set_params' back
+    with pytest.raises(ParamError, match="lam"):
+        model.fit(random_ratings(10, 5))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_predict_before_fit_and_with_wrong_columns(name):
+    X = random_ratings(30, 12, density=0.3)
+    with pytest.raises(NpcfError, match="not fitted"):
+        ALL[name]().predict(X)
+    model = ALL[name]().fit(X)
+    with pytest.raises(NpcfError, match=r"input has shape \(30, 13\); the model expects "
+                                        r"\(n_users, 12\)"):
+        model.predict(sp.csr_matrix((30, 13)))
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("bad, match", [
+    (np.ones(5), "expected a 2-D"),
+    ([[1.0, 2.0]], "expected a 2-D"),
+    (sp.csr_matrix((4, 6)), r"training matrix \(4, 6\) holds no ratings"),
+    (sp.csr_matrix((0, 0)), "holds no ratings"),
+])
+def test_fit_refuses_non_2d_or_empty_input(name, bad, match):
+    with pytest.raises(NpcfError, match=match):
+        ALL[name]().fit(bad)
+
+
+@pytest.mark.parametrize("name", ["biases", "ease"])          # the others ignore the input
+def test_predict_reads_a_stored_zero_as_not_rated(name):
+    X = random_ratings(30, 12, density=0.3)
+    model = ALL[name]().fit(X)
+    row = X[0].toarray()[0]
+    empty = int(np.flatnonzero(row == 0)[0])
+    stored = X[0].tolil()
+    stored[0, empty] = 1.0
+    stored = sp.csr_matrix(stored)
+    stored.data[stored.indices == empty] = 0                    # a stored 0, kept in data
+    assert stored.nnz == X[0].nnz + 1
+    np.testing.assert_array_equal(model.predict(stored), model.predict(X[0]))

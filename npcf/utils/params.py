@@ -1,0 +1,57 @@
+"""scikit-learn's hyperparameter protocol for a class whose ``__init__`` keywords are
+its hyperparameters, each stored as given under its own name."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+
+class Params:
+    """Mixin: ``get_params``/``set_params`` as in scikit-learn and a ``repr`` naming the
+    hyperparameters that differ from their defaults. A class checks its values in
+    ``_check_params()`` (raising ValueError, e.g. :class:`~npcf.errors.ParamError`)."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def _check_params(self) -> None:
+        """ValueError naming the first hyperparameter out of its domain (none here)."""
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Hyperparameters by name, exactly as given."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params):
+        """Set hyperparameters by name; returns self. All or nothing: a name or value
+        that is refused (ValueError / ParamError) leaves every hyperparameter as it was."""
+        valid = set(self._param_names())
+        for k in params:
+            if k not in valid:
+                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; valid: "
+                                 f"{', '.join(sorted(valid))}")
+        before = {k: getattr(self, k) for k in params}
+        for k, v in params.items():
+            setattr(self, k, v)
+        try:
+            self._check_params()
+        except ValueError:
+            for k, v in before.items():
+                setattr(self, k, v)
+            raise
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = {k: v for k, v in self.get_params().items()
+                   if _key(v) != _key(defaults[k].default)}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+
+def _key(value):
+    """``value`` in comparable form: a list, tuple or array as a tuple (``!=`` on an
+    array compares element-wise)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return tuple(value) if isinstance(value, (list, tuple)) else value
