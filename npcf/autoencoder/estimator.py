@@ -13,7 +13,7 @@ from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
-from npcf.data.ratings import ZERO_RATING
+from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, NpcfError, ParamError, one_line, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
@@ -22,7 +22,8 @@ from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network, ShapeMismatch
-from npcf.utils.sparse import binarize, l2_normalize_rows, rated, refuse_duplicates, same_matrix
+from npcf.utils.params import Params
+from npcf.utils.sparse import binarize, l2_normalize_rows, rated, same_matrix
 
 #: ``layers`` and ``activation`` when left as None (chosen on the validation part of
 #: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
@@ -33,52 +34,7 @@ OUTPUT_MODES = ("auto", "sampled", "union")
 BLEND = 8
 
 
-def check_inputs(X, validation=None, validation_input=None, users=None,
-                 items=None) -> sp.csr_matrix:
-    """``X`` as CSR after checking the training inputs agree: ``validation`` has ``X``'s
-    shape (or, beside a ``validation_input`` of the same shape, its columns), and
-    ``users``/``items`` are :class:`Vocabulary` maps of ``X``'s rows/columns.
-    :class:`NpcfError` naming the argument and the shapes otherwise."""
-    def shape_of(name, m):
-        if not (sp.issparse(m) or isinstance(m, np.ndarray)) or m.ndim != 2:
-            raise NpcfError(f"{name}: expected a 2-D SciPy sparse matrix, got "
-                            f"{type(m).__name__}")
-        return m.shape
-    shape_of("X", X)
-    for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
-        refuse_duplicates(m, name)
-    X = sp.csr_matrix(X)
-    for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
-        values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)
-        if values is not None and values.dtype.kind in "fc" and not np.isfinite(values).all():
-            raise NpcfError(f"{name}: holds {int((~np.isfinite(values)).sum())} values that "
-                            "are not finite numbers (NaN or infinite ratings)")
-        if values is not None and sp.issparse(m) and (values == 0).any():
-            raise NpcfError(f"{name}: {int((values == 0).sum())} stored zeros: {ZERO_RATING} "
-                            "(eliminate_zeros() drops them)")
-    if validation is not None:
-        v = shape_of("validation", validation)
-        if validation_input is None and v != X.shape:
-            raise NpcfError(f"validation: shape {v} differs from the training matrix's "
-                            f"{X.shape}")
-        if validation_input is not None:
-            vi = shape_of("validation_input", validation_input)
-            if vi != v or v[1] != X.shape[1]:
-                raise NpcfError(f"validation_input {vi} and validation {v} need one shape "
-                                f"with the training matrix's {X.shape[1]} columns")
-    for name, vocab, n in (("users", users, X.shape[0]), ("items", items, X.shape[1])):
-        if vocab is None:
-            continue
-        if not isinstance(vocab, Vocabulary):
-            raise NpcfError(f"{name}: expected an npcf.Vocabulary of ids, got "
-                            f"{type(vocab).__name__} (wrap the ids: Vocabulary(ids))")
-        if len(vocab) != n:
-            raise NpcfError(f"{name}: {len(vocab)} ids for {n} "
-                            f"{'rows' if name == 'users' else 'columns'} of the training matrix")
-    return X
-
-
-class AutoEncoder(Recommends):
+class AutoEncoder(Params, Recommends):
     """Deep autoencoder for collaborative filtering.
 
     User-based (default): a user's ratings over all items in, the reconstruction
@@ -135,38 +91,6 @@ class AutoEncoder(Recommends):
         self._check_params()
 
     # ------------------------------------------------------------------ params
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        """Hyperparameters by name, exactly as given."""
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def set_params(self, **params) -> "AutoEncoder":
-        """Set hyperparameters by name; returns self. All or nothing: a name or value
-        that is refused (ValueError / ParamError) leaves every hyperparameter as it was."""
-        valid = set(self._param_names())
-        for k in params:
-            if k not in valid:
-                raise ValueError(f"invalid parameter {k!r} for AutoEncoder; valid: "
-                                 f"{', '.join(sorted(valid))}")
-        before = {k: getattr(self, k) for k in params}
-        for k, v in params.items():
-            setattr(self, k, v)
-        try:
-            self._check_params()
-        except ValueError:
-            for k, v in before.items():
-                setattr(self, k, v)
-            raise
-        return self
-
-    def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items()
-                   if _param_key(v) != _param_key(DEFAULTS[k])}
-        return "AutoEncoder(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
-
     def _architecture(self) -> tuple[tuple[int, ...], str]:
         """The effective ``(layers, activation)`` (None resolved by orientation)."""
         base = ITEM_BASED_DEFAULTS if self.item_based else USER_BASED_DEFAULTS
