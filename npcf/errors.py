@@ -88,3 +88,11 @@ def non_negative(value, name: str, *, positive: bool = False) -> float:
         raise ParamError(name, f"must be a finite number {'>' if positive else '>='} 0, "
                                f"got {value!r}")
     return float(value)
+
+
+def repeated_pairs(name: str, extra: int) -> NpcfError:
+    """The error for matrix ``name`` storing ``extra`` entries whose (row, column) pair
+    it stores already (see :func:`npcf.utils.sparse.duplicate_entries`)."""
+    what = "stored entry repeats" if extra == 1 else "stored entries repeat"
+    return NpcfError(f"{name}: {extra} {what} a (row, column) pair; SciPy would add their "
+                     "ratings up (keep one rating per pair)")

@@ -17,13 +17,13 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, NpcfError, ParamError, one_line, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
-from npcf.evaluation.ranking import Recommends, untrained_columns
+from npcf.evaluation.ranking import Recommends, rating_rows, untrained_columns
 from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network, ShapeMismatch
 from npcf.utils.params import Params
-from npcf.utils.sparse import binarize, l2_normalize_rows, rated, same_matrix
+from npcf.utils.sparse import binarize, l2_normalize_rows, same_matrix
 
 #: ``layers`` and ``activation`` when left as None (chosen on the validation part of
 #: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
@@ -357,7 +357,7 @@ class AutoEncoder(Params, Recommends):
     def _check(self, X) -> sp.csr_matrix:
         if self.network is None:
             raise NpcfError("the model is not fitted")
-        X = rated(X, name="X")          # 0 means "not rated", as in recommend and ONNX
+        X = rating_rows(X)              # 0 means "not rated", as in recommend and ONNX
         if self.item_based:
             if X.shape[0] != self.network.n_inputs or X.shape[1] != self.n_items:
                 raise NpcfError(f"input has shape {X.shape}; this item-based model was fitted on "

@@ -7,8 +7,8 @@ import scipy.sparse as sp
 
 from npcf.data.ratings import ZERO_RATING
 from npcf.data.vocab import Vocabulary
-from npcf.errors import NpcfError
-from npcf.utils.sparse import refuse_duplicates
+from npcf.errors import NpcfError, repeated_pairs
+from npcf.utils.sparse import duplicate_entries
 
 
 def check_inputs(X, validation=None, validation_input=None, users=None,
@@ -24,7 +24,8 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
         return m.shape
     shape_of("X", X)
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
-        refuse_duplicates(m, name)
+        if duplicate_entries(m):
+            raise repeated_pairs(name, duplicate_entries(m))
     X = sp.csr_matrix(X)
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
         values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)

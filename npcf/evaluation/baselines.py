@@ -31,10 +31,10 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, non_negative, positive_int
 from npcf.evaluation.protocol import evaluate
-from npcf.evaluation.ranking import Recommends
+from npcf.evaluation.ranking import Recommends, rating_rows
 from npcf.nn.bias import UserItemBias
 from npcf.utils.params import Params
-from npcf.utils.sparse import binarize, entry_rows, rated
+from npcf.utils.sparse import binarize, entry_rows
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 BIAS_REGS = (1.0, 3.0, 5.0, 10.0, 25.0)
@@ -91,7 +91,7 @@ class Baseline(Params, Recommends):
     def predict(self, x) -> np.ndarray:
         """Dense float32 scores (B, n_items) of the users (rows) of sparse ``x`` (B, n_items)."""
         n = self._n_items_checked()
-        x = rated(x, name="X")          # 0 means "not rated", as in recommend and ONNX
+        x = rating_rows(x)              # 0 means "not rated", as in recommend and ONNX
         if x.shape[1] != n:
             raise NpcfError(f"input has shape {x.shape}; the model expects (n_users, {n}), "
                             "one column per item")

@@ -18,8 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError, positive_int, shown
-from npcf.utils.sparse import entry_rows, rated, refuse_duplicates
+from npcf.errors import NpcfError, positive_int, repeated_pairs, shown
+from npcf.utils.sparse import duplicate_entries, entry_rows, rated
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
 PAD = -1
@@ -116,6 +116,15 @@ def _allowed(n: int, exclude=None, candidates=None) -> np.ndarray:
                 raise NpcfError(f"column index out of range 0..{n - 1}")
             allowed[cols] = value
     return allowed
+
+
+def rating_rows(m, name: str = "X") -> sp.csr_matrix:
+    """Users' ratings ``m`` (any sparse format or array) as CSR float32 without stored
+    zeros (0 means "not rated"); NpcfError naming ``name`` if a (row, column) pair is
+    stored twice. ``m`` itself is never modified."""
+    if duplicate_entries(m):
+        raise repeated_pairs(name, duplicate_entries(m))
+    return rated(m)
 
 
 def untrained_columns(item_counts) -> np.ndarray:
@@ -223,8 +232,7 @@ class Recommends:
         single_pairs = isinstance(user_items, (dict, list, tuple)) \
             or hasattr(user_items, "__next__")
         if sp.issparse(user_items):
-            refuse_duplicates(user_items, "user_items")
-            X = sp.csr_matrix(user_items, dtype=np.float32)   # (zeros dropped below)
+            X = rating_rows(user_items, "user_items")
             single = False
         elif isinstance(user_items, dict):
             X, single = self._pairs_row(list(user_items.items())), True

@@ -8,8 +8,8 @@ import numpy as np
 
 
 class Params:
-    """Mixin: ``get_params``/``set_params`` as in scikit-learn and a ``repr`` naming the
-    hyperparameters that differ from their defaults. A class checks its values in
+    """Mixin: ``get_params``/``set_params`` and ``__sklearn_tags__`` as in scikit-learn
+    and a ``repr`` naming the hyperparameters that differ from their defaults. A class checks its values in
     ``_check_params()`` (raising ValueError, e.g. :class:`~npcf.errors.ParamError`)."""
 
     @classmethod
@@ -41,6 +41,14 @@ class Params:
                 setattr(self, k, v)
             raise
         return self
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (its utilities ask every estimator for them): sparse 2-D
+        input, no target, non-negative ratings not required. Imports scikit-learn, so
+        only scikit-learn itself calls this."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    input_tags=InputTags(sparse=True))
 
     def __repr__(self) -> str:
         defaults = inspect.signature(type(self).__init__).parameters

@@ -9,8 +9,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError
-
 
 # ------------------------------------------------------------------------------ CSR
 def entry_rows(m: sp.csr_matrix) -> np.ndarray:
@@ -19,25 +17,19 @@ def entry_rows(m: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
 
 
-def refuse_duplicates(m, name: str = "input") -> None:
-    """:class:`~npcf.errors.NpcfError` naming ``name`` if sparse ``m`` stores one
-    (row, column) pair more than once (SciPy would add their ratings up)."""
+def duplicate_entries(m) -> int:
+    """How many stored entries of sparse ``m`` repeat a (row, column) pair stored before
+    them (SciPy would add their values up); 0 for a dense array."""
     if not sp.issparse(m) or m.nnz < 2 or getattr(m, "has_canonical_format", False):
-        return
+        return 0
     c = m.tocoo()
     pairs = c.row.astype(np.int64) * m.shape[1] + c.col
-    extra = pairs.size - unique(pairs).size
-    if extra:
-        what = "stored entry repeats" if extra == 1 else "stored entries repeat"
-        raise NpcfError(f"{name}: {extra} {what} a (row, column) pair; SciPy would add "
-                        "their ratings up (keep one rating per pair)")
+    return int(pairs.size - unique(pairs).size)
 
 
-def rated(m, dtype=np.float32, name: str = "input") -> sp.csr_matrix:
+def rated(m, dtype=np.float32) -> sp.csr_matrix:
     """``m`` (any sparse format or array) as CSR ``dtype`` without stored zeros (0 means
-    "not rated" everywhere in npcf); ``m`` itself is never modified. A (row, column)
-    pair stored twice is refused (:func:`refuse_duplicates`)."""
-    refuse_duplicates(m, name)
+    "not rated" everywhere in npcf); ``m`` itself is never modified."""
     out = sp.csr_matrix(m, dtype=dtype)
     if out.nnz and not out.data.all():
         out = select(out, out.data != 0)

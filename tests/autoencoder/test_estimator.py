@@ -278,6 +278,16 @@ def test_few_epochs_on_movies_small_beat_the_global_mean(movies_small_ratings):
 
 
 # ------------------------------------------------------------ scikit-learn protocol
+def test_scikit_learn_asks_for_tags_and_gets_them():
+    from npcf.evaluation.baselines import EASE
+    get_tags = getattr(pytest.importorskip("sklearn.utils"), "get_tags", None)
+    if get_tags is None:
+        pytest.skip("scikit-learn < 1.6 has no tags API")
+    for model in (AutoEncoder(), EASE()):
+        tags = get_tags(model)
+        assert tags.input_tags.sparse and not tags.target_tags.required
+
+
 def test_scikit_learn_clone_and_params():
     base = pytest.importorskip("sklearn.base")
     m = AutoEncoder(layers=(8, 4), lr=0.02, item_based=True)
