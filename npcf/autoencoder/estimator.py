@@ -213,7 +213,7 @@ class AutoEncoder(Params, Recommends):
             hyperparameters.check_value("budget", budget, (float, 0.0, None, True, False))
         hyperparameters.check_value("blend", blend, (int, 0, None, False, False))
         if fixed is None:
-            fixed = {k for k, v in self.get_params().items() if _param_key(v) != DEFAULTS[k]}
+            fixed = set(self.changed_params())
         elif isinstance(fixed, str):
             fixed = (fixed,)                           # one name, not its letters
         unknown = sorted(set(fixed) - set(self.get_params()))
@@ -571,13 +571,5 @@ class AutoEncoder(Params, Recommends):
 
 
 #: every hyperparameter's default, from the signature
-def _param_key(value):
-    """A hyperparameter value in comparable form (a sequence such as an array of layer
-    sizes as a tuple of ints)."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return tuple(int(v) for v in value)
-    return value
-
-
 DEFAULTS = {k: p.default for k, p in inspect.signature(AutoEncoder.__init__).parameters.items()
             if k != "self"}

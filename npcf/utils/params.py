@@ -50,10 +50,14 @@ class Params:
         return Tags(estimator_type=None, target_tags=TargetTags(required=False),
                     input_tags=InputTags(sparse=True))
 
-    def __repr__(self) -> str:
+    def changed_params(self) -> dict:
+        """The hyperparameters whose value differs from their default, by name."""
         defaults = inspect.signature(type(self).__init__).parameters
-        changed = {k: v for k, v in self.get_params().items()
-                   if _key(v) != _key(defaults[k].default)}
+        return {k: v for k, v in self.get_params().items()
+                if _key(v) != _key(defaults[k].default)}
+
+    def __repr__(self) -> str:
+        changed = self.changed_params()
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
 
