@@ -1,6 +1,9 @@
 """Exceptions npcf raises for bad input; the CLI prints them as one line."""
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class NpcfError(Exception):
     """Base class: a problem the user can fix (bad file, bad option, missing data)."""
@@ -55,6 +58,12 @@ def one_line(err: BaseException | str) -> str:
     return text or (type(err).__name__ if isinstance(err, BaseException) else "")
 
 
+def os_message(err: BaseException) -> str:
+    """An OS error as one line: ``"FILE: why"`` when it names a file, else its text."""
+    name, why = getattr(err, "filename", None), getattr(err, "strerror", None)
+    return one_line(f"{name}: {why}" if name and why else str(err))
+
+
 class ParamError(NpcfError, ValueError):
     """A hyperparameter or option out of its domain, or two that cannot go together.
 
@@ -75,3 +84,12 @@ def positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
         raise ParamError(name, f"must be a positive whole number, got {value!r}")
     return int(value)
+
+
+def non_negative(value, name: str) -> float:
+    """``value`` as a float if it is a finite real number >= 0 (not a bool or string);
+    :class:`ParamError` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise ParamError(name, f"must be a finite number >= 0, got {value!r}")
+    return float(value)
