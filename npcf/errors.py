@@ -58,6 +58,12 @@ def one_line(err: BaseException | str) -> str:
     return text or (type(err).__name__ if isinstance(err, BaseException) else "")
 
 
+def os_message(err: BaseException) -> str:
+    """An OS error as one line: ``"FILE: why"`` when it names a file, else its text."""
+    name, why = getattr(err, "filename", None), getattr(err, "strerror", None)
+    return one_line(f"{name}: {why}" if name and why else str(err))
+
+
 class ParamError(NpcfError, ValueError):
     """A hyperparameter or option out of its domain, or two that cannot go together.
 

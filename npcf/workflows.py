@@ -6,8 +6,6 @@ directory they share is :mod:`npcf.rundir`.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +34,22 @@ from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import rank
 from npcf.nn.optim import FULL_BATCH
 from npcf.serving import triton as triton_repo
-from npcf.serving.export import OPSET, export, raw_item_ids
+from npcf.serving.export import (
+    OPSET,
+    check_exportable,
+    check_parity,
+    export,
+    export_target,
+    staged_export,
+)
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
-from npcf.utils.files import locked_dir, staged_dir, umask, write_json
+from npcf.utils.files import locked_dir, staged_dir, write_json
 
 #: top-k outputs of an exported graph unless told otherwise
 DEFAULT_TOP_K = 10
 #: seconds the default `train` may spend choosing hyperparameters
 TUNE_BUDGET = 120.0
-#: largest relative |ONNX - NumPy| accepted by ``export_model``, per precision
-PARITY_TOLERANCE = {"fp32": 1e-5, "fp16": 1e-3, "int8": 0.05}
 
 
 # ------------------------------------------------------------------------- data
@@ -268,10 +271,10 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
                  triton=None, triton_name: str | None = None,
                  triton_max_batch: int = triton_repo.DEFAULT_MAX_BATCH) -> dict:
     """Export a checkpoint (default ``models/model.npz``) to ONNX (default beside it)
-    and check the graph against the NumPy forward on up to ``batch_size`` users: the
-    test users of the recorded data, else random rows. ``top_k``: the graph's top-k
-    outputs (default :data:`DEFAULT_TOP_K`, at most the catalogue; 0: scores only). The
-    file is written only once it passes (a mismatch beyond :data:`PARITY_TOLERANCE`
+    and check the graph against the NumPy forward (:func:`npcf.serving.export.check_parity`)
+    on up to ``batch_size`` users: the test users of the recorded data, else random rows.
+    ``top_k``: the graph's top-k outputs (default :data:`DEFAULT_TOP_K`, at most the
+    catalogue; 0: scores only). The file is written only once it passes (a mismatch
     raises and leaves ``out`` as it was). The graph records the checkpoint's and the
     training data's fingerprints (:func:`check_fresh`). ``raw_ids``: the graph takes and
     returns movie ids (int64 ids only; implies ``sparse_input`` and a top-k). ``triton``:
@@ -287,19 +290,13 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
     ae = AutoEncoder.load(model_path)
     folder = rundir.folder_of(model_path)
     out = Path(out) if out else folder / rundir.onnx_name(precision)
-    try:
-        _check_export_target(out, folder)
-    except OSError as err:
-        raise NpcfError(f"--out {out}: cannot create its directory ({err.strerror})") from None
+    _check_export_target(out, folder)
     if top_k is None:                     # the default: 10, or every movie of a small catalogue
         top_k = min(DEFAULT_TOP_K, ae.network.n_inputs)
-    if top_k and top_k > ae.network.n_inputs:
+    if top_k and top_k > ae.network.n_inputs:   # the library would clamp; the CLI says so
         raise NpcfError(f"--top_k {top_k}: the model has only {ae.network.n_inputs} movies")
-    if raw_ids:
-        if not top_k:
-            raise ParamError("raw_ids", "the graph returns the top movie ids; needs --top_k >= 1")
-        raw_item_ids(ae)                  # int64 ids, else a one-line error before any work
-        sparse_input = True
+    top_k = check_exportable(ae, top_k=top_k or None, popularity_penalty=popularity_penalty,
+                             raw_ids=raw_ids)
     if triton is None and triton_name is not None:
         raise ParamError("triton_name", "names the model of --triton DIR; pass --triton too")
     if triton is not None:
@@ -308,47 +305,30 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         triton_repo.check_target(triton, name)
         if int(triton_max_batch) < 1:
             raise ParamError("triton_max_batch", f"{triton_max_batch}: must be >= 1")
-    try:
-        staging = tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent)
-    except OSError as err:
-        raise NpcfError(f"--out {out}: cannot write there ({err.strerror})") from None
-    with staging as tmp:
-        staged = Path(tmp) / out.name
+    with staged_export(out) as staged:
         export(ae, staged, sparse_input=sparse_input, top_k=top_k or None, raw_ids=raw_ids,
                popularity_penalty=popularity_penalty, precision=precision,
                extra_metadata={"checkpoint_sha256": checkpoint.file_digest(model_path),
                                "checkpoint_path": str(
                                    checkpoint.checkpoint_files(model_path)[0].resolve()),
                                "data_fingerprint": ae.info.get("fingerprint", "")})
-        x = _parity_rows(ae, folder, batch_size)
-        got = Recommender.load(staged).scores(x, batch_size=batch_size)
-        ref = ae.predict(x)
-        err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
-        rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0
-        tol = PARITY_TOLERANCE[precision]
-        if not rel <= tol:                            # NaN: not a pass
-            raise NpcfError(f"ONNX output differs from the NumPy forward by {rel:.2e} "
-                            f"(> {tol}, or not a number); {out} was not written")
+        parity = check_parity(ae, staged, _parity_rows(folder, batch_size),
+                              batch_size=batch_size, target=out)
         repo = None if triton is None else triton_repo.write_repository(
             staged, triton, name=name, max_batch_size=triton_max_batch)
-        for f in sorted(Path(tmp).iterdir(), reverse=True):   # the id sidecar before the graph
-            os.chmod(f, 0o666 & ~umask())
-            os.replace(f, out.parent / f.name)
     return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET,
             "precision": precision,
             "signature": "raw_ids" if raw_ids else "sparse" if sparse_input else "dense",
-            "top_k": int(top_k or 0), "triton": repo,
-            "parity": {"n_users": int(x.shape[0]), "max_abs_diff": err, "relative": rel,
-                       "tolerance": tol}}
+            "top_k": top_k, "triton": repo, "parity": parity}
 
 
 def _check_export_target(out: Path, folder: Path) -> None:
-    """``--out`` of `eval --generate`: an ``.onnx`` path that is not a directory and not
-    one of the run directory's own files."""
+    """``--out`` of `eval --generate`: an ``.onnx`` path that is not a directory
+    (:func:`~npcf.serving.export.export_target`) and not one of the run directory's
+    own files."""
     if out.suffix != rundir.ONNX_SUFFIX:
         raise ParamError("out", f"{out}: an exported model must be an .onnx file")
-    if out.is_dir():
-        raise NpcfError(f"--out {out}: is a directory")
+    export_target(out)
     if out.exists() and out.resolve().parent == folder.resolve() \
             and out.name not in [p.name for p in rundir.exports(folder)] \
             and not _is_npcf_onnx(out):
@@ -356,7 +336,6 @@ def _check_export_target(out: Path, folder: Path) -> None:
     if out.is_file() and not _is_npcf_onnx(out):
         raise NpcfError(f"--out {out}: exists and is not an npcf export; remove it or choose "
                         "another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _is_npcf_onnx(path: Path) -> bool:
@@ -388,16 +367,14 @@ def _check_data(model, path, ds: Dataset) -> None:
                         "re-train, re-export, or pass --data")
 
 
-def _parity_rows(model, folder: Path, n: int) -> sp.csr_matrix:
+def _parity_rows(folder: Path, n: int) -> sp.csr_matrix | None:
+    """Up to ``n`` test users (with ratings) of the data recorded in ``folder``, else
+    None (the parity check then draws random ones)."""
     data_dir = rundir.recorded_data(folder)
-    if data_dir is not None:
-        x = load_prepared(data_dir).split.test_input
-        return x[np.flatnonzero(np.diff(x.indptr))[:n]]
-    rng = np.random.default_rng(0)
-    x = sp.random(n, model.network.n_inputs, density=0.02, random_state=rng, format="csr",
-                  dtype=np.float32)
-    x.data = np.round(rng.uniform(1, 5, x.nnz) * 2) / 2
-    return x
+    if data_dir is None:
+        return None
+    x = load_prepared(data_dir).split.test_input
+    return x[np.flatnonzero(np.diff(x.indptr))[:n]]
 
 
 # --------------------------------------------------------------------- evaluate

@@ -14,7 +14,7 @@ import threading
 import click
 
 from npcf._version import __version__
-from npcf.errors import Interrupted, NpcfError, ParamError, one_line
+from npcf.errors import Interrupted, NpcfError, ParamError, one_line, os_message
 
 #: exit code after Ctrl-C (128 + SIGINT, as shells report it)
 INTERRUPTED = 130
@@ -88,9 +88,7 @@ class _Group(click.Group):
                 out.exit_code = INTERRUPTED
             raise out from None
         except (OSError, MemoryError) as err:
-            name = getattr(err, "filename", None)
-            msg = f"{name}: {err.strerror}" if name and getattr(err, "strerror", None) else str(err)
-            raise click.ClickException(one_line(msg)) from None
+            raise click.ClickException(os_message(err)) from None
         except (KeyboardInterrupt, click.Abort):
             click.echo("\nAborted!", err=True)
             raise click.exceptions.Exit(INTERRUPTED) from None

@@ -30,19 +30,22 @@ them (``top_items`` there are masked columns).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import onnx
+import scipy.sparse as sp
 from onnx import TensorProto, helper, numpy_helper
 
 from npcf._version import __version__
-from npcf.errors import NpcfError
+from npcf.errors import NpcfError, ParamError, non_negative, os_message, positive_int
 from npcf.evaluation.ranking import penalty_vector, untrained_columns
 from npcf.serving.quantize import quantize_int8
-from npcf.utils.files import atomic_path, write_text
+from npcf.serving.runtime import Recommender
+from npcf.utils.files import staged_files
 
 OPSET = 17
 #: ONNX opset -> the IR version it was released with (as sklearn-onnx and
@@ -55,6 +58,8 @@ OPSET_TO_ML = {16: 3, 17: 3, 18: 3, 19: 3, 20: 4, 21: 5}
 ML_DOMAIN = "ai.onnx.ml"
 MAX_INLINE_IDS = 200_000
 PRECISIONS = ("fp32", "fp16", "int8")
+#: largest relative |ONNX - NumPy| score difference :func:`check_parity` accepts, per precision
+PARITY_TOLERANCE = {"fp32": 1e-5, "fp16": 1e-3, "int8": 0.05}
 _ACT = {"relu": "Relu", "selu": "Selu", "elu": "Elu", "sigmoid": "Sigmoid", "tanh": "Tanh",
         "identity": "Identity"}
 
@@ -104,6 +109,43 @@ def raw_item_ids(model) -> np.ndarray:
     return ids.astype(np.int64)
 
 
+def check_exportable(model, *, top_k=None, popularity_penalty=None, raw_ids: bool = False,
+                     opset: int = OPSET) -> int:
+    """The graph's top-k, int: ``min(top_k, n_items)``, 0 for ``top_k`` None (scores
+    only). Raises before any work: NpcfError unless ``model`` is a fitted, user-based
+    single-network AutoEncoder; :class:`~npcf.errors.ParamError` for ``top_k`` not a
+    whole number >= 1 (bools refused), ``popularity_penalty`` not a finite number >= 0
+    (None: the model's own), an ``opset`` not in :data:`OPSET_TO_IR`, or ``raw_ids``
+    without a top-k or with a model lacking int64 movie ids (:func:`raw_item_ids`)."""
+    net = _fitted_network(model)
+    if model.item_based:
+        raise NpcfError("item-based models score items from all users' ratings and cannot "
+                        "fold in a single user; export a user-based model (train --user_based)")
+    if getattr(model, "blend_weights", None) is not None:
+        raise NpcfError("a blend of several searched configurations is not one network; "
+                        "export a single model (train --blend 1)")
+    if isinstance(opset, bool) or opset not in OPSET_TO_IR:
+        raise ParamError("opset", f"{opset!r} not supported; choose one of {sorted(OPSET_TO_IR)}")
+    if popularity_penalty is not None:
+        non_negative(popularity_penalty, "popularity_penalty")
+    k = 0 if top_k is None else min(positive_int(top_k, "top_k"), net.n_inputs)
+    if raw_ids:
+        if not k:
+            raise ParamError("raw_ids", "the graph returns the top movie ids; needs --top_k >= 1")
+        raw_item_ids(model)
+    return k
+
+
+def _fitted_network(model):
+    """``model.network``, or NpcfError when ``model`` is no fitted AutoEncoder."""
+    if not hasattr(model, "network") or not hasattr(model, "item_based"):
+        raise NpcfError(f"only an npcf AutoEncoder exports to ONNX, not {type(model).__name__}")
+    if model.network is None:
+        raise NpcfError("the model is not fitted; fit it (or load a checkpoint) before "
+                        "exporting")
+    return model.network
+
+
 def _raw_id_input(g: "_Graph", ids: np.ndarray) -> tuple[str, str]:
     """Nodes from ``movie_id``/``rating`` to the sparse path's (``item_idx``,
     ``item_rating``) and the ``n_unknown`` output (ratings whose id is not a column)."""
@@ -128,23 +170,13 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     ``item_counts``: (n_items,) number of training ratings per item, needed for a
     non-zero ``popularity_penalty``; items with 0 are never in the top-k. ``raw_ids``:
     take and return movie ids (implies ``sparse_input``; needs ``top_k`` and int64 ids,
-    see :func:`raw_item_ids`).
+    see :func:`raw_item_ids`). Options are checked by :func:`check_exportable`.
     """
+    top_k = check_exportable(model, top_k=top_k, popularity_penalty=popularity_penalty,
+                             raw_ids=raw_ids, opset=opset)
     net = model.network
-    if net is None:
-        raise NpcfError("the model is not fitted")
-    if model.item_based:
-        raise NpcfError("item-based models score items from all users' ratings and cannot "
-                        "fold in a single user; export a user-based model (train --user_based)")
-    if getattr(model, "blend_weights", None) is not None:
-        raise NpcfError("a blend of several searched configurations is not one network; "
-                        "export a single model (train --blend 1)")
-    if opset not in OPSET_TO_IR:
-        raise NpcfError(f"opset {opset} not supported; choose one of {sorted(OPSET_TO_IR)}")
     if raw_ids:
         ids = raw_item_ids(model)
-        if not top_k:
-            raise NpcfError("--raw_ids: the graph returns the top movie ids; --top_k must be >= 1")
         sparse_input = True
     n, p, g = net.n_inputs, net.params, _Graph()
     B = "batch"
@@ -225,7 +257,7 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     scores = g.op("Identity", [y], name="scores")
     outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [B, n])]
     if top_k:
-        k = int(min(top_k, n))
+        k = top_k
         rank = scores
         if popularity_penalty:
             if item_counts is None:
@@ -321,23 +353,35 @@ def fp16_weights(m: onnx.ModelProto) -> onnx.ModelProto:
 
 def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
            popularity_penalty: float | None = None, item_counts=None, precision: str = "fp32",
-           opset: int = OPSET, extra_metadata: dict | None = None, raw_ids: bool = False) -> Path:
-    """Export ``model`` to ``path`` (atomically); checker and shape inference must pass.
+           opset: int = OPSET, extra_metadata: dict | None = None, raw_ids: bool = False,
+           check=False, batch_size: int = 256) -> Path:
+    """Export ``model`` to ``path``; checker and shape inference must pass. Returns ``path``.
 
-    ``popularity_penalty``/``item_counts``: default to the model's own
-    (``model.popularity_penalty``, ``model.item_counts``). ``precision``: ``fp32``,
-    ``fp16`` (weights stored as float16, see :func:`fp16_weights`) or ``int8`` (int8
-    weights, activations quantized one scale per user row: batch-independent, see
-    :mod:`npcf.serving.quantize`). Item ids beyond :data:`MAX_INLINE_IDS` go to a sidecar
-    ``<path>.items.json`` (hash in metadata).
+    ``top_k``: add ``top_items``/``top_scores`` (a whole number >= 1, at most the
+    catalogue; None: scores only). ``popularity_penalty``/``item_counts``: default to
+    the model's own (``model.popularity_penalty``, ``model.item_counts``). Bad options and
+    an unfitted model are refused before any work (:func:`check_exportable`).
+    ``precision``: ``fp32``, ``fp16`` (weights stored as float16, see
+    :func:`fp16_weights`) or ``int8`` (int8 weights, activations quantized one scale per
+    user row: batch-independent, see :mod:`npcf.serving.quantize`). Item ids beyond
+    :data:`MAX_INLINE_IDS` go to a sidecar ``<path>.items.json`` (hash in metadata).
     ``extra_metadata``: more ``metadata_props`` (strings), e.g. where the model came from.
     ``raw_ids``: the graph takes and returns movie ids (see the module docstring).
+    ``check``: also run :func:`check_parity` (True: on ``batch_size`` random users; a
+    sparse (users, n_items) ratings matrix: on those) before the file is in place.
+
+    Atomic: the graph and its sidecar are written beside ``path`` and renamed onto it
+    only when complete (and checked); on any error ``path`` is left as it was.
+    ``path``'s directory is made if missing; NpcfError if ``path`` is a directory.
     """
-    path = Path(path)
     if precision not in PRECISIONS:
-        raise NpcfError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+        raise ParamError("precision", f"unknown precision {precision!r}; choose "
+                                      f"{', '.join(PRECISIONS)}")
+    _check_rows_option(check)
     if popularity_penalty is None:
-        popularity_penalty = float(getattr(model, "popularity_penalty", 0.0) or 0.0)
+        popularity_penalty = getattr(model, "popularity_penalty", 0.0) or 0.0
+    top_k = check_exportable(model, top_k=top_k, popularity_penalty=popularity_penalty,
+                             raw_ids=raw_ids, opset=opset) or None
     if item_counts is None:
         item_counts = getattr(model, "item_counts", None)
     m = build_graph(model, sparse_input=sparse_input, top_k=top_k, raw_ids=raw_ids,
@@ -353,9 +397,86 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     helper.set_model_props(m, meta)
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
-    if "item_ids" not in meta:
-        write_text(str(path) + ".items.json", json.dumps(item_ids(model).tolist()))
-    with atomic_path(path, suffix=".onnx") as tmp:
-        onnx.save(m, tmp)
+    with staged_export(path) as staged:
+        if "item_ids" not in meta:
+            staged.with_name(staged.name + ".items.json").write_text(
+                json.dumps(item_ids(model).tolist()), encoding="utf-8")
+        onnx.save(m, staged)
+        if check is not False:
+            check_parity(model, staged, None if check is True else check,
+                         batch_size=batch_size, target=path)
+    return Path(path)
+
+
+def _check_rows_option(check) -> None:
+    """ParamError unless ``check`` is a bool or a sparse ratings matrix."""
+    if not (isinstance(check, bool) or sp.issparse(check)):
+        raise ParamError("check", "must be True, False or a sparse (users, n_items) ratings "
+                                  f"matrix, got {type(check).__name__}")
+
+
+def export_target(path) -> Path:
+    """``path`` as a Path whose directory exists (made if missing); NpcfError when
+    ``path`` is a directory or its directory cannot be made."""
+    path = Path(path)
+    if path.is_dir():
+        raise NpcfError(f"{path}: is a directory; name the .onnx file to write in it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NpcfError(f"{path}: cannot create its directory ({os_message(err)})") from None
     return path
 
+
+@contextlib.contextmanager
+def staged_export(path):
+    """Yield where to write the graph (and its sidecar) named like ``path``, in a hidden
+    directory beside it; on success they replace their namesakes beside ``path``
+    (:func:`~npcf.utils.files.staged_files`), on an error nothing there changes. OS
+    errors become one-line NpcfErrors naming ``path`` (see :func:`export_target`)."""
+    path = export_target(path)
+    try:
+        with staged_files(path) as staged:
+            yield staged
+    except OSError as err:
+        raise NpcfError(f"{path}: cannot write there ({os_message(err)})") from None
+
+
+def sample_rows(model, n: int, seed: int = 0) -> sp.csr_matrix:
+    """``n`` random users' ratings, CSR float32 (n, n_items): about 2% of the movies
+    each, uniform over the model's rating scale (1..5 without one)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = model.scale if getattr(model, "scale", None) is not None else (1.0, 5.0)
+    x = sp.random(n, model.network.n_inputs, density=0.02, random_state=rng, format="csr",
+                  dtype=np.float32)
+    x.data = rng.uniform(lo, hi, x.nnz).astype(np.float32)
+    x.eliminate_zeros()
+    return x
+
+
+def check_parity(model, path, rows=None, *, batch_size: int = 256, target=None) -> dict:
+    """Compare the scores of the exported ``path`` (in onnxruntime) with
+    ``model.predict`` on ``rows`` (sparse (users, n_items) ratings; None:
+    :func:`sample_rows` of ``batch_size`` users), ``batch_size`` users per run.
+
+    Returns ``{"n_users", "max_abs_diff", "relative", "tolerance"}``; NpcfError when
+    the largest difference relative to the largest |score| exceeds the file's
+    :data:`PARITY_TOLERANCE` (or is NaN), naming ``target`` as not written if given.
+    """
+    batch_size = positive_int(batch_size, "batch_size")
+    rec = Recommender.load(path)
+    if rows is None:
+        x = sample_rows(model, batch_size)
+    else:
+        x = sp.csr_matrix(rows, dtype=np.float32, copy=True)
+        x.eliminate_zeros()             # 0 is "not rated", as in the graph
+    got, ref = rec.scores(x, batch_size=batch_size), model.predict(x)
+    err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+    rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0
+    tol = PARITY_TOLERANCE[rec.meta.get("precision", "fp32")]
+    if not rel <= tol:                                  # NaN: not a pass
+        unwritten = f"; {target} was not written" if target is not None else ""
+        raise NpcfError(f"ONNX output differs from the NumPy forward by {rel:.2e} "
+                        f"(> {tol}, or not a number){unwritten}")
+    return {"n_users": int(x.shape[0]), "max_abs_diff": err, "relative": rel,
+            "tolerance": tol}

@@ -174,12 +174,14 @@ class Recommender(Recommends):
 
     def _rank_rows(self, X, k, filter_seen, exclude, candidates):
         """The in-graph top-k when the request is what the graph computes (seen items
-        masked, nothing excluded, k within the exported k), else the NumPy path; both
-        rank through the same penalty and tie rule."""
+        masked, nothing excluded, k within the exported k), else the NumPy path (so a k
+        above the exported one is served in full); both rank through the same penalty
+        and tie rule and return min(k, the movies allowed) columns, as the estimator does
+        (:class:`~npcf.evaluation.ranking.Recommendations`)."""
         if not (filter_seen and exclude is None and candidates is None
                 and k <= self.graph_top_k):
             return super()._rank_rows(X, k, filter_seen, exclude, candidates)
-        k = min(k, self.n_items)
+        k = min(k, self.n_items - self.untrained_items().size)   # the graph never ranks those
         ids = np.empty((X.shape[0], k), np.int64)
         top_scores = np.empty((X.shape[0], k), np.float32)
         step = max(1, int(self.recommend_batch))

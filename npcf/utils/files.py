@@ -54,6 +54,24 @@ def atomic_path(path, suffix: str = ""):
         raise
 
 
+@contextlib.contextmanager
+def staged_files(path):
+    """Yield a path named like ``path`` in a fresh hidden directory beside it; on success
+    every file written in that directory replaces its namesake beside ``path`` (atomic
+    renames, the umask's modes) in reverse name order (a sidecar such as
+    ``model.onnx.items.json`` before ``model.onnx``, so a reader of the file always finds
+    its sidecar); on an error nothing beside ``path`` changes. Makes ``path``'s directory
+    if missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        yield Path(tmp) / path.name
+        for f in sorted(Path(tmp).iterdir(), reverse=True):
+            if f.is_file():
+                os.chmod(f, 0o666 & ~umask())
+                os.replace(f, path.parent / f.name)
+
+
 def write_text(path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -363,3 +363,73 @@ def test_a_model_without_an_id_map_exports_column_indices_as_ids(tmp_path):
     rec = Recommender.load(export(model, tmp_path / "plain.onnx", top_k=5))
     np.testing.assert_array_equal(rec.items.ids, np.arange(N_ITEMS))
     np.testing.assert_array_equal(rec.recommend(x, k=5).ids, model.recommend(x, k=5).ids)
+
+
+# ------------------------------------------------------- the library call's own checks
+@pytest.mark.parametrize("kw,name", [
+    *[({"top_k": v}, "top_k") for v in (0, -3, 2.5, True, "5", np.float32(4))],
+    *[({"popularity_penalty": v}, "popularity_penalty")
+      for v in (-0.1, float("nan"), float("inf"), "0.5", True)],
+    ({"opset": 12}, "opset"), ({"precision": "fp8"}, "precision"), ({"check": "yes"}, "check"),
+    ({"check": None}, "check"),
+])
+def test_bad_options_are_refused_in_one_line_before_anything_is_written(tmp_path, kw, name):
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError) as err:
+        export(fitted_model(), tmp_path / "sub" / "m.onnx", top_k=kw.pop("top_k", 5), **kw)
+    assert err.value.param == name and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{name}: ")
+    assert not (tmp_path / "sub").exists()
+
+
+def test_unfitted_models_and_other_objects_are_refused_clearly(tmp_path):
+    with pytest.raises(NpcfError, match="^the model is not fitted; fit it"):
+        export(AutoEncoder(), tmp_path / "m.onnx", top_k=5)
+    with pytest.raises(NpcfError, match="only an npcf AutoEncoder exports to ONNX, not dict"):
+        export({}, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_or_a_blocked_parent_is_a_clean_error_and_a_missing_one_is_made(tmp_path):
+    model = fitted_model()
+    with pytest.raises(NpcfError, match="is a directory"):
+        export(model, tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NpcfError, match="cannot create its directory") as err:
+        export(model, tmp_path / "file" / "m.onnx")
+    assert "\n" not in str(err.value)
+    made = export(model, tmp_path / "new" / "deeper" / "m.onnx", top_k=3)
+    assert Recommender.load(made).graph_top_k == 3
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deeper", "file", "m.onnx", "new"]
+
+
+def test_a_top_k_above_the_catalogue_is_clamped_and_recorded_as_served(tmp_path):
+    rec = Recommender.load(export(fitted_model(), tmp_path / "m.onnx", top_k=10 * N_ITEMS))
+    assert rec.graph_top_k == N_ITEMS and rec.meta["top_k"] == str(N_ITEMS)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_check_compares_with_the_numpy_forward_before_the_file_is_in_place(
+        tmp_path, monkeypatch, inline):
+    """``check=True`` (random users) or a ratings matrix: the file is written only when
+    its scores match ``model.predict``; a mismatch leaves the old file and no strays."""
+    import npcf.serving.export as export_mod
+    from npcf.serving.export import check_parity
+    if not inline:                                     # ids in a sidecar, renamed first
+        monkeypatch.setattr(export_mod, "MAX_INLINE_IDS", 5)
+    model = fitted_model()
+    path = export(model, tmp_path / "m.onnx", top_k=5, check=True)
+    x = random_ratings(9, N_ITEMS, 0.2, 3)
+    assert export(model, path, check=x, precision="fp16") == path
+    report = check_parity(model, path, x, batch_size=4)
+    assert report["n_users"] == 9 and report["relative"] <= report["tolerance"] == 1e-3
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert ("m.onnx.items.json" in before) != inline
+    monkeypatch.setattr(model, "predict", lambda rows: AutoEncoder.predict(model, rows) + 0.5)
+    for check in (True, x):
+        with pytest.raises(NpcfError, match="differs from the NumPy forward.*m.onnx was not "
+                                            "written"):
+            export(model, path, top_k=7, check=check)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    with pytest.raises(NpcfError, match="differs from the NumPy forward"):
+        check_parity(model, path)

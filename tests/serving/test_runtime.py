@@ -209,3 +209,34 @@ def test_an_export_older_than_the_untrained_record_ranks_alike_on_both_paths(tmp
     numpy_path, _ = rec.recommend(x, k=8, filter_items=[int(rec.item_ids[-1])])
     for g, n in zip(graph, numpy_path):
         assert [i for i in g if i != rec.item_ids[-1]][:6] == [i for i in n][:6]
+
+
+@pytest.mark.parametrize("top", [6, N_ITEMS])
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_recommend_equals_the_estimators_for_every_k_around_the_exported_top_k(
+        tmp_path, sparse_input, top):
+    """The in-graph top-k serves k up to the exported one, the NumPy path anything else:
+    ids, scores and width (min(k, the movies allowed)) are the AutoEncoder's either way,
+    untrained movies (never ranked by the graph) included, also when the graph's top-k
+    is the whole catalogue (the CLI's default for a small one)."""
+    model = fitted_model()
+    model.item_counts = model.item_counts.copy()
+    model.item_counts[[3, 7]] = 0                      # two untrained movies
+    rec = Recommender.load(export(model, tmp_path / "m.onnx", top_k=top,
+                                  sparse_input=sparse_input))
+    x = random_ratings(7, N_ITEMS, 0.2, 8).tolil()
+    x[0, :] = 4.0                                       # a user who rated all but three
+    x[0, [0, 1, 2]] = 0
+    x = sp.csr_matrix(x, dtype=np.float32)
+    x.eliminate_zeros()
+    requests = [{}, {"filter_seen": False}, {"filter_items": [1000, 1005]},
+                {"items": [1000, 1003, 1010, 1020, 1030, 1040, 1050, 1059]}]
+    for k in sorted({top - 2, top, top + 3, N_ITEMS - 3, N_ITEMS - 2, N_ITEMS, 10 * N_ITEMS}):
+        for kw in requests:
+            got, want = rec.recommend(x, k=k, **kw), model.recommend(x, k=k, **kw)
+            assert got.ids.shape == want.ids.shape, (k, kw)
+            np.testing.assert_array_equal(got.ids, want.ids, err_msg=f"k={k} {kw}")
+            np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-5)
+            one = rec.recommend([(1000 + j, 3.5) for j in (4, 9, 11)], k=k, **kw)
+            ref = model.recommend([(1000 + j, 3.5) for j in (4, 9, 11)], k=k, **kw)
+            np.testing.assert_array_equal(one.ids, ref.ids)
