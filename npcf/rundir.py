@@ -46,9 +46,10 @@ RUN_ENTRIES = (MODEL_NPZ, MODEL_JSON, HISTORY_CSV, TUNING_CSV, METRICS_JSON, DAT
                MEMBERS_DIR, RESUME_NPZ, RESUME_JSON, PLOT_NAME, "model*.onnx", "model*.onnx.*")
 
 
-def onnx_name(precision: str = "fp32") -> str:
-    """File name of an exported model: ``model.onnx``, or ``model.<precision>.onnx``."""
-    return "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
+def onnx_name(precision: str = "fp32", stem: str = "model") -> str:
+    """File name of an exported model: ``model.onnx``, or ``model.<precision>.onnx``
+    (``stem``: the checkpoint's, for a checkpoint saved as ``best.npz``)."""
+    return f"{stem}.onnx" if precision == "fp32" else f"{stem}.{precision}.onnx"
 
 
 def exports(folder) -> list[Path]:

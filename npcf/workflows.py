@@ -289,7 +289,8 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
                         "or pass --model")
     ae = AutoEncoder.load(model_path)
     folder = rundir.folder_of(model_path)
-    out = Path(out) if out else folder / rundir.onnx_name(precision)
+    stem = model_path.stem if model_path.suffix == ".npz" else "model"   # best.npz: best.onnx
+    out = Path(out) if out else folder / rundir.onnx_name(precision, stem)
     _check_export_target(out, folder)
     if top_k is None:                     # the default: 10, or every movie of a small catalogue
         top_k = min(DEFAULT_TOP_K, ae.network.n_inputs)

@@ -139,7 +139,19 @@ def is_finished(folder, hyperparameters: dict, data_fingerprint: str) -> bool:
         return False
     info = meta.get("info", {}) if isinstance(meta, dict) else {}
     return ("epochs_run" in info and info.get("fingerprint") == data_fingerprint
-            and meta.get("hyperparameters") == as_written(hyperparameters))
+            and meta.get("hyperparameters") == as_written(hyperparameters)
+            and _same_pair(Path(folder) / rundir.MODEL_NPZ, meta))
+
+
+def _same_pair(npz: Path, meta: dict) -> bool:
+    """Whether ``npz`` carries the pair tag of ``meta`` (both untagged counts too); reads
+    only the tag."""
+    try:
+        with np.load(npz, allow_pickle=False) as f:
+            stored = str(f[_PAIR]) if _PAIR in f.files else None
+    except _NPZ_ERRORS:
+        return False
+    return stored == meta.get("pair")
 
 
 # ---------------------------------------------------------------------- resume state

@@ -216,6 +216,8 @@ class AutoEncoder(Params, Recommends):
             fixed = set(self.changed_params())
         elif isinstance(fixed, str):
             fixed = (fixed,)                           # one name, not its letters
+        if not hasattr(fixed, "__iter__") or not all(isinstance(k, str) for k in fixed):
+            raise ParamError("fixed", f"must be hyperparameter names, got {fixed!r}")
         unknown = sorted(set(fixed) - set(self.get_params()))
         if unknown:
             raise ParamError("fixed", f"{', '.join(map(repr, unknown))} are not hyperparameters "
@@ -521,10 +523,14 @@ class AutoEncoder(Params, Recommends):
     @classmethod
     def _from_checkpoint(cls, meta: dict, arrays: dict, npz) -> "AutoEncoder":
         hp = dict(meta["hyperparameters"])
-        if hp.get("layers") is not None:
-            hp["layers"] = tuple(hp["layers"])
-        model = cls(**hp)
         arch = meta["architecture"]
+        # npcf before 2026-12-04 accepted (and saved) 0/1 switches and float layer sizes
+        for name in hyperparameters.SWITCHES:
+            if type(hp.get(name)) is int and hp[name] in (0, 1):
+                hp[name] = bool(hp[name])
+        if hp.get("layers") is not None:
+            hp["layers"] = tuple(int(h) for h in arch["layers"])      # the sizes built
+        model = cls(**hp)
         params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
         model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
                                 activation=arch["activation"],

@@ -69,9 +69,9 @@ def check_layers(layers) -> tuple[int, ...] | None:
         return None
     bad = ParamError("layers", f"must be a sequence of positive integers such as (500,), "
                                f"got {layers!r}")
-    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__") \
-            or getattr(layers, "ndim", 1) != 1:
-        raise bad
+    if not (isinstance(layers, (list, tuple))
+            or isinstance(layers, np.ndarray) and layers.ndim == 1):
+        raise bad                  # (a set or dict has no order; a string is not sizes)
     sizes = list(layers)
     if not sizes or not all(isinstance(h, numbers.Integral) and not isinstance(h, bool)
                             and h >= 1 for h in sizes):

@@ -24,6 +24,8 @@ ratings (so RMSE/MAE make sense); ``params()`` reports what the fit chose.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -123,7 +125,8 @@ class Biases(Baseline):
 
     ``reg``: the L2 weight (>= 0; None: chosen on the validation part from ``regs``,
     else 5). ``scale``: ``(min, max)`` the predictions are clipped to (None: the
-    training range).
+    training range). Fitted: ``reg_`` and ``scale_``, the values used (the
+    hyperparameters stay as given, so a clone or a refit chooses again).
     """
 
     name, rating = "biases", True
@@ -135,18 +138,31 @@ class Biases(Baseline):
         self.model: UserItemBias | None = None
         self._check_params()
 
+    reg_: float | None = None
+    scale_: tuple[float, float] | None = None
+
     def _check_params(self) -> None:
         super()._check_params()
         if self.reg is not None:
             non_negative(self.reg, "reg")
         _check_grid(self.regs, "regs")
+        if self.scale is not None:
+            try:
+                lo, hi = (float(v) for v in self.scale)
+                ok = np.isfinite([lo, hi]).all() and lo < hi
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ParamError("scale", f"must be (min, max) with finite min < max, "
+                                          f"got {self.scale!r}")
 
     def _model(self, train, reg) -> UserItemBias:
         return UserItemBias(reg, reg).fit(train)
 
     def _fit(self, train, validation, validation_input) -> None:
-        if self.scale is None:
-            self.scale = (float(train.data.min()), float(train.data.max()))
+        self.scale_ = (float(train.data.min()), float(train.data.max())) \
+            if self.scale is None else tuple(float(v) for v in self.scale)
+        self.reg_ = self.reg
         if self.reg is None and validation is not None and sp.csr_matrix(validation).nnz:
             v = sp.csr_matrix(validation)
             vin = train if validation_input is None else sp.csr_matrix(validation_input)
@@ -157,21 +173,20 @@ class Biases(Baseline):
                 err = float(np.sqrt(np.mean((pred.astype(np.float64) - v.data) ** 2)))
                 if best is None or err < best[0]:
                     best = (err, reg)
-            self.reg = best[1]
+            self.reg_ = best[1]
         elif self.reg is None:
-            self.reg = 5.0
-        self.model = self._model(train, self.reg)
+            self.reg_ = 5.0
+        self.model = self._model(train, self.reg_)
 
     def _clip(self, y):
-        if self.scale is not None:
-            np.clip(y, self.scale[0], self.scale[1], out=y)
+        np.clip(y, self.scale_[0], self.scale_[1], out=y)
         return y
 
     def _predict(self, x) -> np.ndarray:
         return self._clip(self.model.offset(self.model.row_bias(x)).astype(np.float32))
 
     def params(self) -> dict:
-        return {"reg": self.reg, "mu": self.model.mu if self.model else None}
+        return {"reg": self.reg_, "mu": self.model.mu if self.model else None}
 
 
 class Popularity(Baseline):
@@ -200,10 +215,12 @@ class EASE(Baseline):
     ``lam``: the L2 weight lambda (> 0; None: chosen on the validation part from
     ``lambdas`` by NDCG@``select_k`` with relevance ``threshold``, else 500). ``method``:
     "primal" (dense item x item solve), "dual" (Woodbury over users; exact, cheaper when
-    users < items) or "auto".
+    users < items) or "auto". Fitted: ``lam_``, the lambda used, and
+    ``scores_on_validation`` (lambda -> NDCG of this fit's selection).
     """
 
     name, rating = "ease", False
+    lam_: float | None = None
 
     def __init__(self, lam: float | None = None, lambdas=EASE_LAMBDAS, method: str = "auto",
                  select_k: int = 100, threshold: float | None = None,
@@ -224,6 +241,10 @@ class EASE(Baseline):
             non_negative(self.lam, "lam", positive=True)
         _check_grid(self.lambdas, "lambdas", positive=True)
         positive_int(self.select_k, "select_k")
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(
+                self.threshold, numbers.Real) or not np.isfinite(self.threshold)):
+            raise ParamError("threshold", f"must be a finite number or None, got "
+                                          f"{self.threshold!r}")
 
     # -- solvers -------------------------------------------------------------------
     def _setup(self, X: sp.csr_matrix) -> None:
@@ -258,6 +279,7 @@ class EASE(Baseline):
     def _fit(self, train, validation, validation_input) -> None:
         X = binarize(train, np.float64)
         self._setup(X)
+        self.scores_on_validation, self.lam_ = {}, self.lam
         if self.lam is None and validation is not None and sp.csr_matrix(validation).nnz:
             vin = train if validation_input is None else validation_input
             best = None
@@ -269,10 +291,10 @@ class EASE(Baseline):
                 self.scores_on_validation[lam] = score
                 if np.isfinite(score) and (best is None or score > best[0]):
                     best = (score, lam)
-            self.lam = 500.0 if best is None else best[1]
+            self.lam_ = 500.0 if best is None else best[1]
         elif self.lam is None:
-            self.lam = 500.0
-        self._solve(self.lam)
+            self.lam_ = 500.0
+        self._solve(self.lam_)
         if self._method == "primal":
             self._eig = None
 
@@ -287,7 +309,7 @@ class EASE(Baseline):
         return (dense - xP * inv_diag[None, :]).astype(np.float32)
 
     def params(self) -> dict:
-        return {"lambda": self.lam, "method": getattr(self, "_method", self.method),
+        return {"lambda": self.lam_, "method": getattr(self, "_method", self.method),
                 "validation_ndcg": {str(k): v for k, v in self.scores_on_validation.items()}}
 
 

@@ -110,7 +110,10 @@ def _is_int(v) -> bool:
 
 
 def _movie_key(items, v):
-    """``v`` as an id of the ``items`` vocabulary's type, or None when it cannot be one."""
+    """``v`` as an id of the ``items`` vocabulary's type, or None when it cannot be one
+    (a whole float such as ``10.0`` is the integer id 10, as in the library)."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
     if _is_int(v):
         if items.ids.dtype.kind in "iu":
             return v if -2 ** 63 <= v < 2 ** 63 else None

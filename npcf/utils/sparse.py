@@ -19,9 +19,18 @@ def entry_rows(m: sp.csr_matrix) -> np.ndarray:
 
 def duplicate_entries(m) -> int:
     """How many stored entries of sparse ``m`` repeat a (row, column) pair stored before
-    them (SciPy would add their values up); 0 for a dense array."""
+    them (SciPy would add their values up); 0 for a dense array. CSR/CSC: O(nnz) once
+    the indices are sorted (SciPy caches that a matrix is canonical); other formats sort
+    their pairs."""
     if not sp.issparse(m) or m.nnz < 2 or getattr(m, "has_canonical_format", False):
         return 0
+    if m.format in ("csr", "csc"):
+        s = m if m.has_sorted_indices else m.sorted_indices()
+        n = int(s.indptr[-1])
+        same = s.indices[1:n] == s.indices[:n - 1]
+        ends = s.indptr[1:-1]                    # a row's first entry repeats no one
+        same[ends[(ends > 0) & (ends < n)] - 1] = False
+        return int(np.count_nonzero(same))
     c = m.tocoo()
     pairs = c.row.astype(np.int64) * m.shape[1] + c.col
     return int(pairs.size - unique(pairs).size)

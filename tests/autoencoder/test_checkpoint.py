@@ -200,6 +200,17 @@ def test_weights_of_another_architecture(tmp_path):
     assert "do not match model.json" in msg and "W0" in msg
 
 
+def test_switches_and_sizes_older_npcf_saved_as_numbers_still_load(tmp_path):
+    """npcf before 2026-12-04 took denoise=0, item_based=1 or layers=(8.0,) and saved them."""
+    a, path = fit(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    meta["hyperparameters"].update(denoise=0, residual=1, layers=[8.0, 4.0])
+    (path / "model.json").write_text(json.dumps(meta))
+    b = AutoEncoder.load(path)
+    assert (b.denoise, b.residual, b.layers) == (False, True, (8, 4))
+    np.testing.assert_array_equal(b.predict(X), a.predict(X))
+
+
 def test_a_pair_from_untagged_files_still_loads(tmp_path):
     a, path = fit(tmp_path)
     untag(path)

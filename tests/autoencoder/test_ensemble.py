@@ -137,6 +137,19 @@ def test_resume_trains_again_members_whose_options_or_data_changed(tmp_path):
     assert meta["info"]["fingerprint"] == fingerprint(other_data)    # trained again
 
 
+def test_resume_trains_again_a_member_whose_final_save_was_cut(tmp_path):
+    """A member whose npz is not its json's pair (a save stopped between the two
+    renames) is not finished: the resumed run trains it again instead of failing."""
+    import shutil
+    out = tmp_path / "run"
+    AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, callbacks=[Checkpoint(out)])
+    shutil.copy(out / "members" / "1" / "model.npz", out / "members" / "0" / "model.npz")
+    again = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL, callbacks=[Checkpoint(out, resume=True)])
+    fresh = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, VAL)
+    np.testing.assert_allclose(again.predict(TRAIN), fresh.predict(TRAIN), atol=1e-6)
+    AutoEncoder.load(out / "members" / "0")                         # a pair again
+
+
 def test_ensemble_without_validation_and_its_history_file(tmp_path):
     from npcf.workflows import train
     ens = AutoEncoder(**BASE, ensemble=2).fit(TRAIN, callbacks=[Checkpoint(tmp_path / "m")])

@@ -171,7 +171,8 @@ def test_tune_refuses_a_fixed_name_that_is_no_hyperparameter():
 @pytest.mark.parametrize("kw, name", [
     (dict(budget=float("nan")), "budget"), (dict(budget=-1), "budget"), (dict(budget=0), "budget"),
     (dict(budget="3"), "budget"), (dict(budget=True), "budget"), (dict(blend=-1), "blend"),
-    (dict(blend=2.5), "blend"), (dict(blend="8"), "blend"),
+    (dict(blend=2.5), "blend"), (dict(blend="8"), "blend"), (dict(fixed=3), "fixed"),
+    (dict(fixed=[("lr",)]), "fixed"),
 ])
 def test_tune_refuses_a_budget_or_blend_out_of_its_domain(kw, name):
     from npcf.errors import ParamError

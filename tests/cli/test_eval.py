@@ -215,6 +215,21 @@ def test_raw_ids_and_triton_errors_are_one_line(trained, tmp_path):
     assert len(r.output.splitlines()) == 1 and not (tmp_path / "strings" / "model.onnx").exists()
 
 
+def test_a_checkpoint_saved_under_another_name_exports_beside_it_under_its_name(trained,
+                                                                              tmp_path):
+    """Two checkpoints in one folder (``save("d/best.npz")``) get two exports."""
+    from npcf import AutoEncoder
+    folder = tmp_path / "d"
+    model = AutoEncoder.load(trained / "model.npz")
+    model.save(folder / "best.npz")
+    model.save(folder / "last.npz")
+    runner = CliRunner()
+    for name in ("best", "last"):
+        r = runner.invoke(main, ["eval", "--generate", "--model", str(folder / f"{name}.npz")])
+        assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in folder.glob("*.onnx")) == ["best.onnx", "last.onnx"]
+
+
 def test_generate_never_overwrites_a_file_npcf_did_not_export(trained, tmp_path):
     runner = CliRunner()
     base = ["eval", "--generate", "--model", str(trained / "model.npz"), "--top_k", "5"]

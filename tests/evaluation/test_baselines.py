@@ -59,7 +59,7 @@ def test_ease_picks_lambda_on_validation():
     scores = model.params()["validation_ndcg"]
     assert set(scores) == {"0.5", "5.0", "50.0"}
     want = max((v, float(k)) for k, v in scores.items())[1]
-    assert model.lam == want
+    assert model.lam_ == want and model.lam is None          # the setting stays as given
     ref = evaluate(baselines.EASE(lam=want).fit(X).predict, X, val, ks=(100,))["ndcg@100"]
     assert scores[str(want)] == pytest.approx(ref)
 
@@ -83,7 +83,7 @@ def test_biases_choose_reg_by_validation_rmse():
         b = UserItemBias(reg, reg).fit(X)
         p = np.clip(b.predict(X, rows, val.indices), X.data.min(), X.data.max())
         return np.sqrt(np.mean((p - val.data) ** 2))
-    assert model.reg == min((0.1, 5.0, 100.0), key=err)
+    assert model.reg_ == min((0.1, 5.0, 100.0), key=err) and model.reg is None
 
 
 def test_popularity_and_global_mean():
@@ -195,12 +195,37 @@ def test_repr_names_what_differs_from_the_defaults():
     (lambda: baselines.EASE(method="lu"), "method"),
     (lambda: baselines.EASE(select_k=0), "select_k"),
     (lambda: baselines.Popularity(popularity_penalty=-0.5), "popularity_penalty"),
+    (lambda: baselines.Biases(scale="ab"), "scale"),
+    (lambda: baselines.Biases(scale=(5, 1)), "scale"),
+    (lambda: baselines.Biases(scale=(1, float("inf"))), "scale"),
+    (lambda: baselines.EASE(threshold="x"), "threshold"),
+    (lambda: baselines.EASE(threshold=float("nan")), "threshold"),
     (lambda: baselines.GlobalMean(popularity_penalty=True), "popularity_penalty"),
 ])
 def test_bad_hyperparameters_are_refused_at_construction(make, name):
     with pytest.raises(ParamError, match=f"^{name}: must be") as err:
         make()
     assert err.value.param == name and "\n" not in str(err.value)
+
+
+def test_fit_keeps_the_hyperparameters_as_given():
+    """What a fit chose lives in ``reg_``/``scale_``/``lam_``: a clone or a refit on other
+    data chooses again (a rating scale of 1-10 is not clipped to the first fit's 1-5)."""
+    X = random_ratings(60, 30, density=0.3)
+    val = random_ratings(60, 30, density=0.05, seed=5)
+    biases = baselines.Biases(regs=(0.1, 100.0))
+    biases.fit(X, val, X)
+    assert (biases.reg, biases.scale) == (None, None) and biases.reg_ in (0.1, 100.0)
+    assert repr(biases) == "Biases(regs=(0.1, 100.0))"
+    wide = X.copy()
+    wide.data *= 2.0                                      # ratings up to 10
+    assert biases.fit(wide).predict(wide).max() > X.data.max()
+    assert biases.scale_ == (float(wide.data.min()), float(wide.data.max()))
+    ease = baselines.EASE(lambdas=(0.5, 50.0), threshold=None)
+    ease.fit(X, val, X)
+    assert ease.lam is None and ease.lam_ in (0.5, 50.0)
+    ease.fit(X)
+    assert ease.lam_ == 500.0 and ease.scores_on_validation == {}
 
 
 def test_set_params_checks_and_keeps_nothing_on_error():

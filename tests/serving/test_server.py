@@ -138,6 +138,8 @@ def test_recommend_equals_in_process_and_reports_unknown_ids(server, rec):
     # string ids are raw ids too; no ratings at all is a valid (cold) user
     r = httpx.post(server + "/recommend", json={"ratings": [["1", 5], ["260", 4.5]], "k": 3})
     _check(r.json(), rec, [(1, 5), (260, 4.5)], 3)
+    r = httpx.post(server + "/recommend", json={"ratings": [[1.0, 5], [260.0, 4.5]], "k": 3})
+    _check(r.json(), rec, [(1, 5), (260, 4.5)], 3)        # whole floats: as in the library
     _check(httpx.post(server + "/recommend", json={"ratings": []}).json(), rec, [], 10)
     r = httpx.post(server + "/recommend", json={"ratings": [[10 ** 30, 4], ["x1", 3], [1, 4]]})
     assert r.status_code == 200 and r.json()["unknown_ids"] == [10 ** 30, "x1"]
