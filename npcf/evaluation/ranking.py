@@ -229,17 +229,24 @@ class Recommends:
 
     def _user_rows(self, user_items) -> tuple[sp.csr_matrix, bool]:
         """CSR float32 (B, n_items) and whether one user was given."""
-        single_pairs = isinstance(user_items, (dict, list, tuple)) \
-            or hasattr(user_items, "__next__")
+        # pairs: a dict, or any iterable but an array (a list, tuple, set, generator)
+        single_pairs = not (sp.issparse(user_items) or isinstance(user_items, np.ndarray)
+                            or isinstance(user_items, (str, bytes))) \
+            and hasattr(user_items, "__iter__")
         if sp.issparse(user_items):
-            X = rating_rows(user_items, "user_items")
-            single = False
+            single = user_items.ndim == 1                    # a 1-D sparse array: one user
+            X = rating_rows(user_items.reshape(1, -1) if single else user_items, "user_items")
         elif isinstance(user_items, dict):
             X, single = self._pairs_row(list(user_items.items())), True
         elif single_pairs:
             X, single = self._pairs_row(list(user_items)), True     # (a generator too)
         else:
-            arr = np.asarray(user_items, dtype=np.float32)
+            try:
+                arr = np.asarray(user_items, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise NpcfError(f"user_items must be a sparse matrix, an array of ratings or "
+                                f"(movie_id, rating) pairs, got {type(user_items).__name__}") \
+                    from None
             if arr.ndim not in (1, 2):
                 raise NpcfError(f"user_items must be 1-D (one user) or 2-D, got shape {arr.shape}")
             single = arr.ndim == 1

@@ -127,7 +127,19 @@ def test_one_user_gives_1d_results_equal_to_the_batch_row(case):
                                                 row.data.tolist())), k=4)
         generated = case.model.recommend(((m, r) for m, r in zip(case.ids(row.indices),
                                                                  row.data)), k=4)
-        for single in (dense, pairs, as_dict, generated):
+        as_set = case.model.recommend(set(zip(case.ids(row.indices).tolist(),
+                                              row.data.tolist())), k=4)
+        items_view = case.model.recommend(dict(zip(case.ids(row.indices).tolist(),
+                                                   row.data.tolist())).items(), k=4)
+        singles = [dense, pairs, as_dict, generated, as_set, items_view]
+        if hasattr(sp, "coo_array"):
+            try:
+                one_d = sp.coo_array(row.toarray()[0])       # SciPy >= 1.13: 1-D arrays
+            except (ValueError, TypeError):
+                one_d = None
+            if one_d is not None and one_d.ndim == 1:
+                singles.append(case.model.recommend(one_d, k=4))
+        for single in singles:
             assert single.ids.shape == single.scores.shape == (4,)
             np.testing.assert_array_equal(single.ids, full.ids[u])
             # every model, int8 included (one activation scale per user row), is
@@ -180,6 +192,9 @@ def test_bad_requests_are_one_clear_error(case):
         case.model.recommend(case.X, k=3, filter_items=[10**9])
     with pytest.raises(NpcfError, match="columns"):
         case.model.recommend(sp.csr_matrix((2, N_ITEMS + 1), dtype=np.float32), k=3)
+    for bad in ("1:5", 3.5, object()):
+        with pytest.raises(NpcfError, match="user_items must be|1-D"):
+            case.model.recommend(bad, k=3)
     with pytest.raises(NpcfError, match=r"2 columns.*pass a list of tuples"):
         case.model.recommend(np.array([[case.ids([0])[0], 4.0]]), k=3)
     if case.folds_in:
