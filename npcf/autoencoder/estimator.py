@@ -7,21 +7,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf import rundir
-from npcf._version import __version__
-from npcf.autoencoder import blend, checkpoint, hyperparameters
+from npcf.autoencoder import blend, hyperparameters, persistence
 from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
-from npcf.errors import CheckpointError, NpcfError, ParamError, one_line, positive_int
+from npcf.errors import NpcfError, ParamError, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import Recommends, rating_rows, untrained_columns
 from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
-from npcf.nn.network import INITS, Network, ShapeMismatch
+from npcf.nn.network import INITS, Network
 from npcf.utils.params import Params
 from npcf.utils.sparse import binarize, l2_normalize_rows, same_matrix
 
@@ -456,124 +455,16 @@ class AutoEncoder(Params, Recommends):
 
     # -------------------------------------------------------------- persistence
     def save(self, path) -> None:
-        """Write ``model.npz`` + ``model.json`` into directory ``path`` (atomically). A
-        blend's members go in the same two files (arrays under ``blend{k}/``)."""
-        if self.network is None:
-            raise CheckpointError("cannot save a model that is not fitted")
-        self._check_params()                   # never write what load would refuse
-        arrays, meta = self._checkpoint_parts()
-        for name in ("users", "items"):
-            vocab = getattr(self, name)
-            if vocab is not None:
-                arrays[f"{name}/ids"] = vocab.ids
-        arrays["items/counts"] = self.item_counts
-        if self.blend_weights is not None:
-            meta["blend"] = {"weights": [float(w) for w in self.blend_weights], "members": []}
-            for k, m in enumerate(self.blend_members):
-                a, mm = m._checkpoint_parts()
-                arrays.update({f"blend{k}/{name}": v for name, v in a.items()})
-                meta["blend"]["members"].append(mm)
-        try:
-            checkpoint.write_model(path, arrays, meta)
-        except OSError as err:
-            raise CheckpointError(f"{path}: cannot write the model ({err.strerror or err})") \
-                from None
-
-    def _checkpoint_parts(self) -> tuple[dict, dict]:
-        """``(arrays, meta)`` of this model's own network, baseline and settings."""
-        net = self.network
-        arrays = {f"param/{k}": v for k, v in net.params.items()}
-        if self.baseline is not None:
-            arrays["baseline/col_bias"] = self.baseline.col_bias
-        return arrays, {
-            "npcf_version": __version__,
-            "architecture": {"n_inputs": net.n_inputs, "layers": list(net.layers),
-                             "tied": net.tied, "activation": net.activation,
-                             "output_activation": net.output_activation,
-                             "item_based": bool(self.item_based), "dtype": str(net.dtype)},
-            "hyperparameters": self.get_params(),
-            "scale": None if self.scale is None else list(self.scale),
-            "n_users": None if self.users is None else len(self.users),
-            "n_items": None if self.items is None else len(self.items),
-            "info": self.info,
-            "baseline": None if self.baseline is None else {
-                "mu": self.baseline.mu, "reg_row": self.baseline.reg_row,
-                "reg_col": self.baseline.reg_col},
-        }
+        """Write ``model.npz`` + ``model.json`` into directory ``path`` (or ``X.npz`` +
+        ``X.json`` for a path ``X.npz``) as one pair (:mod:`npcf.autoencoder.persistence`).
+        A blend's members go in the same two files (arrays under ``blend{k}/``)."""
+        persistence.save(self, path)
 
     @classmethod
     def load(cls, path) -> "AutoEncoder":
         """Load a model saved by :meth:`save`: its directory, or a checkpoint ``X.npz``
         (read with the ``X.json`` beside it)."""
-        meta, arrays, npz = checkpoint.read_model(path)
-        meta_path = npz.with_suffix(".json")
-        try:
-            return cls._from_checkpoint(meta, arrays, npz)
-        except (KeyError, TypeError, AttributeError) as err:
-            what = f"missing {err}" if isinstance(err, KeyError) else one_line(err)
-            raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({what})") \
-                from None
-        except ShapeMismatch as err:
-            raise CheckpointError(f"{npz}: weights do not match {meta_path.name} ({err})") \
-                from None
-        except ValueError as err:
-            raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata "
-                                  f"({one_line(err)})") from None
-
-    @classmethod
-    def _from_checkpoint(cls, meta: dict, arrays: dict, npz) -> "AutoEncoder":
-        hp = dict(meta["hyperparameters"])
-        arch = meta["architecture"]
-        # npcf before 2026-12-04 accepted (and saved) 0/1 switches and float layer sizes
-        for name in hyperparameters.SWITCHES:
-            if type(hp.get(name)) is int and hp[name] in (0, 1):
-                hp[name] = bool(hp[name])
-        if hp.get("layers") is not None:
-            hp["layers"] = tuple(int(h) for h in arch["layers"])      # the sizes built
-        model = cls(**hp)
-        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-        model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
-                                activation=arch["activation"],
-                                output_activation=arch["output_activation"],
-                                dropout=hp.get("dropout", 0.0),
-                                dtype=np.dtype(arch.get("dtype", "float32")), params=params)
-        model.scale = None if meta.get("scale") is None else tuple(map(float, meta["scale"]))
-        width = int(arch["n_inputs"])        # items (user-based) or users (item-based)
-        counts = arrays.get("items/counts")
-        n_items = (None if counts is None else counts.size) if arch["item_based"] else width
-        for name, n in (("items/ids", n_items), ("items/counts", n_items),
-                        ("users/ids", width if arch["item_based"] else None)):
-            a = arrays.get(name)
-            if a is not None and a.ndim != 1:
-                raise CheckpointError(f"{npz}: {name} holds a {a.ndim}-D array, not a list")
-            if a is not None and n is not None and a.size != n:
-                raise CheckpointError(f"{npz}: {name} holds {a.size} entries for {n} "
-                                      f"{name.split('/')[0]}")
-        model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
-        model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
-        model.info = dict(meta.get("info", {}))
-        model.item_counts = arrays.get("items/counts")
-        if model.item_counts is None:
-            raise CheckpointError(f"{npz}: missing items/counts")
-        if meta.get("baseline") is not None:
-            b = meta["baseline"]
-            if "baseline/col_bias" not in arrays:
-                raise CheckpointError(f"{npz}: missing baseline/col_bias")
-            model.baseline = UserItemBias(b["reg_row"], b["reg_col"])
-            model.baseline.mu = float(b["mu"])
-            model.baseline.col_bias = arrays["baseline/col_bias"]
-        if meta.get("blend") is not None:
-            weights = np.asarray(meta["blend"]["weights"], np.float64)
-            shared = {k: v for k, v in arrays.items() if k.split("/")[0] in ("users", "items")}
-            model.blend_members = []
-            for k, mm in enumerate(meta["blend"]["members"]):
-                prefix = f"blend{k}/"
-                own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
-                model.blend_members.append(cls._from_checkpoint(mm, dict(own, **shared), npz))
-            if weights.shape != (1 + len(model.blend_members),) or not np.all(weights >= 0):
-                raise ValueError("blend weights do not match its members")
-            model.blend_weights = weights
-        return model
+        return persistence.load(cls, path)
 
 
 #: every hyperparameter's default, from the signature

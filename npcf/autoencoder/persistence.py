@@ -1,0 +1,151 @@
+"""An :class:`~npcf.AutoEncoder` as checkpoint contents and back: ``(arrays, meta)``
+with the network's parameters, the bias baseline, the id maps, the item counts and a
+blend's members, and the checks that a loaded pair describes one model.
+:mod:`npcf.autoencoder.checkpoint` reads and writes the files.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from npcf._version import __version__
+from npcf.autoencoder import checkpoint, hyperparameters
+from npcf.data.vocab import Vocabulary
+from npcf.errors import CheckpointError, one_line
+from npcf.nn.bias import UserItemBias
+from npcf.nn.network import Network, ShapeMismatch
+
+
+def save(model, path) -> None:
+    """Write fitted ``model`` as the checkpoint ``path`` names (see
+    :func:`~npcf.autoencoder.checkpoint.write_model`); CheckpointError if it is not
+    fitted, if a hyperparameter is one ``load`` would refuse, or if the place cannot be
+    written."""
+    if model.network is None:
+        raise CheckpointError("cannot save a model that is not fitted")
+    model._check_params()                  # never write what load would refuse
+    arrays, meta = _own_parts(model)
+    for name in ("users", "items"):
+        vocab = getattr(model, name)
+        if vocab is not None:
+            arrays[f"{name}/ids"] = vocab.ids
+    arrays["items/counts"] = model.item_counts
+    if model.blend_weights is not None:
+        meta["blend"] = {"weights": [float(w) for w in model.blend_weights], "members": []}
+        for k, m in enumerate(model.blend_members):
+            a, mm = _own_parts(m)
+            arrays.update({f"blend{k}/{name}": v for name, v in a.items()})
+            meta["blend"]["members"].append(mm)
+    try:
+        checkpoint.write_model(path, arrays, meta)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot write the model ({err.strerror or err})") \
+            from None
+
+
+def _own_parts(model) -> tuple[dict, dict]:
+    """``(arrays, meta)`` of ``model``'s own network, baseline and settings."""
+    net = model.network
+    arrays = {f"param/{k}": v for k, v in net.params.items()}
+    if model.baseline is not None:
+        arrays["baseline/col_bias"] = model.baseline.col_bias
+    return arrays, {
+        "npcf_version": __version__,
+        "architecture": {"n_inputs": net.n_inputs, "layers": list(net.layers),
+                         "tied": net.tied, "activation": net.activation,
+                         "output_activation": net.output_activation,
+                         "item_based": bool(model.item_based), "dtype": str(net.dtype)},
+        "hyperparameters": model.get_params(),
+        "scale": None if model.scale is None else list(model.scale),
+        "n_users": None if model.users is None else len(model.users),
+        "n_items": None if model.items is None else len(model.items),
+        "info": model.info,
+        "baseline": None if model.baseline is None else {
+            "mu": model.baseline.mu, "reg_row": model.baseline.reg_row,
+            "reg_col": model.baseline.reg_col},
+    }
+
+
+def load(cls, path):
+    """A ``cls`` (the AutoEncoder class) from the checkpoint ``path`` names;
+    CheckpointError naming the file and the problem for anything that does not fit."""
+    meta, arrays, npz = checkpoint.read_model(path)
+    meta_path = npz.with_suffix(".json")
+    try:
+        return _from_parts(cls, meta, arrays, npz)
+    except (KeyError, TypeError, AttributeError) as err:
+        what = f"missing {err}" if isinstance(err, KeyError) else one_line(err)
+        raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata ({what})") \
+            from None
+    except ShapeMismatch as err:
+        raise CheckpointError(f"{npz}: weights do not match {meta_path.name} ({err})") \
+            from None
+    except ValueError as err:
+        raise CheckpointError(f"{meta_path}: incompatible checkpoint metadata "
+                              f"({one_line(err)})") from None
+
+
+def _hyperparameters(meta: dict) -> dict:
+    """The saved hyperparameters, with what npcf before 2026-12-04 accepted (and saved):
+    0/1 switches as bools, layer sizes as the network built them."""
+    hp = dict(meta["hyperparameters"])
+    for name in hyperparameters.SWITCHES:
+        if type(hp.get(name)) is int and hp[name] in (0, 1):
+            hp[name] = bool(hp[name])
+    if hp.get("layers") is not None:
+        hp["layers"] = tuple(int(h) for h in meta["architecture"]["layers"])
+    return hp
+
+
+def _check_id_arrays(arrays: dict, arch: dict, npz) -> None:
+    """CheckpointError unless the id maps and item counts are 1-D and as long as the
+    network needs (user-based: items = input width; item-based: users = input width)."""
+    width = int(arch["n_inputs"])
+    counts = arrays.get("items/counts")
+    n_items = (None if counts is None else counts.size) if arch["item_based"] else width
+    for name, n in (("items/ids", n_items), ("items/counts", n_items),
+                    ("users/ids", width if arch["item_based"] else None)):
+        a = arrays.get(name)
+        if a is not None and a.ndim != 1:
+            raise CheckpointError(f"{npz}: {name} holds a {a.ndim}-D array, not a list")
+        if a is not None and n is not None and a.size != n:
+            raise CheckpointError(f"{npz}: {name} holds {a.size} entries for {n} "
+                                  f"{name.split('/')[0]}")
+
+
+def _from_parts(cls, meta: dict, arrays: dict, npz):
+    hp = _hyperparameters(meta)
+    arch = meta["architecture"]
+    model = cls(**hp)
+    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+    model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
+                            activation=arch["activation"],
+                            output_activation=arch["output_activation"],
+                            dropout=hp.get("dropout", 0.0),
+                            dtype=np.dtype(arch.get("dtype", "float32")), params=params)
+    model.scale = None if meta.get("scale") is None else tuple(map(float, meta["scale"]))
+    _check_id_arrays(arrays, arch, npz)
+    model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
+    model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
+    model.info = dict(meta.get("info", {}))
+    model.item_counts = arrays.get("items/counts")
+    if model.item_counts is None:
+        raise CheckpointError(f"{npz}: missing items/counts")
+    if meta.get("baseline") is not None:
+        b = meta["baseline"]
+        if "baseline/col_bias" not in arrays:
+            raise CheckpointError(f"{npz}: missing baseline/col_bias")
+        model.baseline = UserItemBias(b["reg_row"], b["reg_col"])
+        model.baseline.mu = float(b["mu"])
+        model.baseline.col_bias = arrays["baseline/col_bias"]
+    if meta.get("blend") is not None:
+        weights = np.asarray(meta["blend"]["weights"], np.float64)
+        shared = {k: v for k, v in arrays.items() if k.split("/")[0] in ("users", "items")}
+        model.blend_members = []
+        for k, mm in enumerate(meta["blend"]["members"]):
+            prefix = f"blend{k}/"
+            own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
+            model.blend_members.append(_from_parts(cls, mm, dict(own, **shared), npz))
+        if weights.shape != (1 + len(model.blend_members),) or not np.all(weights >= 0):
+            raise ValueError("blend weights do not match its members")
+        model.blend_weights = weights
+    return model
