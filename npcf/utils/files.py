@@ -1,6 +1,8 @@
 """Atomic writes and JSON that is always valid (NaN and infinities become null).
 
-A file is written to a temporary name beside it, then ``os.replace``d; a directory is
+A file is written to a temporary name beside it, flushed to disk (``fsync``), then
+``os.replace``d (and the directory flushed, so a power cut leaves the old file or the
+new one, never a name pointing at unwritten blocks); a directory is
 built in a hidden sibling and swapped in (:func:`staged_dir`). Both get the modes a plain
 ``open``/``mkdir`` would (the process umask), not ``mkstemp``'s private 0600.
 """
@@ -47,7 +49,9 @@ def atomic_path(path, suffix: str = ""):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~umask())
+        _fsync(tmp)                     # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+        _fsync(path.parent)             # ... and so is the new name
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -70,6 +74,21 @@ def staged_files(path):
             if f.is_file():
                 os.chmod(f, 0o666 & ~umask())
                 os.replace(f, path.parent / f.name)
+
+
+def _fsync(path) -> None:
+    """Flush ``path`` (a file or a directory) to disk; a no-op where the system cannot
+    (some file systems refuse it for directories)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text(path, text: str) -> None:

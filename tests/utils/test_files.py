@@ -1,4 +1,5 @@
-"""Staged directory swaps: one holder at a time, and no lock file left behind."""
+"""Atomic files (flushed before they are named) and staged directory swaps: one holder at a
+time, and no lock file left behind."""
 import errno
 
 import pytest
@@ -58,3 +59,28 @@ def test_a_directory_written_in_place_holds_the_same_lock(tmp_path):
             with locked_dir(target):
                 pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_atomic_write_is_on_disk_before_its_name_is(tmp_path, monkeypatch):
+    """fsync of the temporary file, then the rename, then fsync of the directory."""
+    import os
+
+    from npcf.utils import files
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", str(b)))
+        real_replace(a, b)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    files.write_text(tmp_path / "a.txt", "hello")
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    assert events[0][1].startswith(str(tmp_path / ".a.txt."))     # the temporary file
+    assert events[2][1] == str(tmp_path)
+    assert (tmp_path / "a.txt").read_text() == "hello"
