@@ -228,10 +228,15 @@ def _read_ratings(path: Path, fmt: Format) -> Ratings:
 def _maybe_int(values: np.ndarray) -> np.ndarray:
     """String ids that are all integers in plain form become int64 (so ``"42"`` and ``42``
     agree); one with a leading zero or a sign (``"007"``, ``"+7"``) keeps them all text, so
-    ``"007"`` and ``"7"`` stay two ids, written back as they were read."""
+    ``"007"`` and ``"7"`` stay two ids, written back as they were read. Surrounding spaces
+    are dropped (``1, 5, 4``) unless that would make two ids one (``"a"`` and ``" a"``):
+    then every id keeps its text exactly."""
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
-    s = pd.Series(values, dtype=str).str.strip()
+    raw = pd.Series(values, dtype=str)
+    s = raw.str.strip()
+    if (s != raw).any() and s.nunique() != raw.nunique():
+        return raw.to_numpy(dtype=str)
     if s.str.fullmatch(r"(?:0|-?[1-9]\d{0,17})").all():
         return s.astype(np.int64).to_numpy()
     return s.to_numpy(dtype=str)

@@ -63,23 +63,26 @@ def default_threshold(scale=None, implicit: bool = False) -> float | None:
     and 0.5-5, 80 on 1-100), None when every held-out item is relevant.
 
     ``scale``: (min, max) of the ratings (the declared scale, else the observed range:
-    :meth:`npcf.data.Dataset.rating_range`); None, a single value (implicit data) or a
-    maximum <= 0 gives None. ``implicit``: the data is implicit whatever its values.
+    :meth:`npcf.data.Dataset.rating_range`); None or a single value (implicit data) gives
+    None. A scale whose maximum is <= 0 (e.g. -5..-1) takes the same share of its span
+    from the minimum (-1.8). ``implicit``: the data is implicit whatever its values.
     """
     if implicit or scale is None:
         return None
     lo, hi = float(scale[0]), float(scale[1])
-    if not hi > lo or hi <= 0:
+    if not hi > lo:
         return None
-    return RELEVANT_SHARE * hi
+    return RELEVANT_SHARE * hi if hi > 0 else lo + RELEVANT_SHARE * (hi - lo)
 
 
 def resolve_threshold(threshold: float | None, scale=None, implicit: bool = False):
-    """The relevance threshold for a request: None -> :func:`default_threshold`, a value
-    <= 0 -> None (every held-out item relevant), else ``threshold``."""
+    """The relevance threshold for a request: None -> :func:`default_threshold`; a value
+    at or below the scale's minimum (0 without a scale) -> None, every held-out item
+    relevant; else ``threshold`` (negative ones too, on a scale such as -2..2)."""
     if threshold is None:
         return default_threshold(scale, implicit)
-    return None if threshold <= 0 else float(threshold)
+    floor = 0.0 if scale is None else float(scale[0])
+    return None if threshold <= floor else float(threshold)
 
 
 def relevant(heldout: sp.spmatrix, threshold: float | None = None) -> sp.csr_matrix:

@@ -159,6 +159,16 @@ def test_delimited_string_ids_that_look_like_missing_values(tmp_path):
     assert as_dict(r) == {("NA", "null"): 4.0, ("nan", "m"): 2.0, ("b", "null"): 3.0}
 
 
+def test_ids_that_differ_only_by_spaces_stay_apart(tmp_path):
+    """Dropping surrounding spaces must never merge two ids (and their ratings)."""
+    p = write(tmp_path, "r.csv", 'user,item,score\n"a",x,5\n" a",x,1\n"a",y,4\n" a",y,2\n')
+    r = read_ratings(p)
+    assert as_dict(r) == {("a", "x"): 5.0, (" a", "x"): 1.0, ("a", "y"): 4.0, (" a", "y"): 2.0}
+    assert r.duplicates_resolved == 0
+    p = write(tmp_path, "s.csv", "user,item,score\n a,x,5\nb , y,1\n")   # no clash: stripped
+    assert as_dict(read_ratings(p)) == {("a", "x"): 5.0, ("b", "y"): 1.0}
+
+
 def test_delimited_quoted_id_with_separator(tmp_path):
     p = write(tmp_path, "r.csv", 'user,item,score\n"Doe, Jane",m1,4\nbob,m1,2\n')
     assert as_dict(read_ratings(p)) == {("Doe, Jane", "m1"): 4.0, ("bob", "m1"): 2.0}
