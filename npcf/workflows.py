@@ -498,9 +498,12 @@ def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = 
         if log is not None:
             log(f"fitting {model.name} ...")
         model.fit(s.train, s.validation, s.validation_input)
+        # ranked as the model's recommend ranks: never a movie no training rating touched
+        # (as eval --evaluate ranks npcf's model)
         r = evaluate(model.predict, s.test_input, s.test, ks=ks, item_counts=counts,
                      rating=model.rating, threshold=threshold, batch_size=batch_size,
-                     progress=progress, examples=0, label=model.name)
+                     progress=progress, examples=0, label=model.name,
+                     exclude=model.untrained_items())
         r.pop("examples", None)
         r["params"] = model.params()
         results[model.name] = r

@@ -41,6 +41,9 @@ def batch_recommend(model, data, out, k, scheduler, workers, partition_users, co
     click.echo(f"{s['users']:,} users, {s['rows']:,} recommendations in {s['partitions']} "
                f"partitions ({s['seconds']:.1f} s, {s['users'] / max(s['seconds'], 1e-9):,.0f} "
                f"users/s, peak RSS per worker {rss:,.0f} MB)")
+    if s["users_without_ratings"]:
+        click.echo(f"left out {s['users_without_ratings']:,} users with no rating in --data "
+                   "(nothing to rank from; every such user would get the same cold-start list)")
     if s["unknown_ratings"]:
         click.echo(f"dropped {s['unknown_ratings']:,} ratings of movies the model does not know "
                    f"({s['users_without_known_movies']:,} users had no known movie)")

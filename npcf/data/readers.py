@@ -307,7 +307,7 @@ def _check_dat_columns(path: Path, fmt: Format) -> None:
                 _diagnose(path, fmt)
 
 
-_INT = re.compile(r"^[+-]?\d+$")
+_INT = re.compile(r"^[+-]?[0-9]+$")      # ASCII digits only (Python's \d takes '٣' too)
 
 
 def _diagnose(path: Path, fmt: Format) -> None:
@@ -362,6 +362,8 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
         value = fields[pos].strip()
         if what == "rating":
             try:
+                if not value.isascii():           # float() reads '４' and '٣'; pandas not
+                    raise ValueError(value)
                 r = float(value.replace("_", "x"))
             except ValueError:
                 return f"rating {value!r} is not a number"

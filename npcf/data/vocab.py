@@ -66,7 +66,8 @@ class Vocabulary:
         vocabulary), ``usable = (mask, their int64 ids)``; else None."""
         raw = np.atleast_1d(np.asarray(raw))
         if self.ids.dtype.kind == "i" and raw.dtype.kind == "f":   # 10.0 is id 10; 10.5 none
-            whole = np.isfinite(raw) & (raw == np.round(raw)) & (np.abs(raw) < 2.0 ** 63)
+            # (only where a float is exact: beyond 2**53 it may stand for a neighbouring id)
+            whole = np.isfinite(raw) & (raw == np.round(raw)) & (np.abs(raw) <= 2.0 ** 53)
             if whole.all():
                 return raw.astype(np.int64), None
             return raw, (whole, raw[whole].astype(np.int64))

@@ -5,7 +5,8 @@ Routes (JSON in and out; raw movie ids)::
     POST /recommend             {"ratings": [[movieId, rating], ...], "k": 10, "exclude": [id, ...]}
                                 -> {"items": [{"movie_id", "title", "score"}, ...], "unknown_ids": [...]}
     POST /recommend/batch       {"users": [<a /recommend body>, ...]} -> {"results": [...]}
-    GET  /users/{id}/recommendations?k=10&exclude=1,2   (started with prepared --data)
+    GET  /users/{id}/recommendations?k=10&exclude=1,2   (started with prepared --data;
+                                exclude may repeat: exclude=1&exclude=2)
     GET  /health                {"status": "ok"}
     GET  /model                 the model's metadata and the server's settings
 
@@ -111,8 +112,12 @@ def _is_int(v) -> bool:
 
 def _movie_key(items, v):
     """``v`` as an id of the ``items`` vocabulary's type, or None when it cannot be one
-    (a whole float such as ``10.0`` is the integer id 10, as in the library)."""
+    (a whole float such as ``10.0`` is the integer id 10, as in the library, where it is
+    exact: up to 2**53)."""
     if isinstance(v, float) and v.is_integer():
+        if abs(v) > 2 ** 53:
+            raise RequestError(422, f"movie id {json.dumps(v)[:40]} is beyond the integers a "
+                                    "JSON float holds exactly; send it as an integer")
         v = int(v)
     if _is_int(v):
         if items.ids.dtype.kind in "iu":
@@ -295,11 +300,14 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
         extra = sorted(set(q) - {"k", "exclude"})
         if extra:
             raise RequestError(422, f"unknown query parameter {extra[0]!r} (expected k, exclude)")
+        if len(q.getlist("k")) > 1:
+            raise RequestError(422, "k is given more than once")
         k = q.get("k", "10")
         if int_text(k) is None:
             raise RequestError(422, f"k must be an integer, got {k!r}")
         k = parse_k(int_text(k), recommender.n_items)
-        raw = [p.strip() for p in q.get("exclude", "").split(",") if p.strip()]
+        raw = [p.strip() for value in q.getlist("exclude") for p in value.split(",")
+               if p.strip()]                      # exclude=1,2 and exclude=1&exclude=2
         exclude, unknown = _exclude(recommender, raw, "")
         row = dataset.user_row(dataset.users.ids[idx])
         row.sort_indices()
@@ -332,7 +340,9 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
 
     routes = [Route("/recommend", recommend, methods=["POST"]),
               Route("/recommend/batch", recommend_batch, methods=["POST"]),
-              Route("/users/{user}/recommendations", user_recommendations, methods=["GET"]),
+              # (:path: a user id may hold a "/", sent as %2F)
+              Route("/users/{user:path}/recommendations", user_recommendations,
+                    methods=["GET"]),
               Route("/health", health, methods=["GET"]),
               Route("/model", model_info, methods=["GET"])]
 

@@ -102,3 +102,17 @@ def test_usage_errors(files, tmp_path):
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
         if "nosuch://127.0.0.1:1" in extra or "http://x" in extra:
             assert "'--scheduler'" in r.output and "unknown address scheme" in r.output
+
+
+def test_users_left_out_for_having_no_rating_are_said(files, tmp_path, monkeypatch):
+    """Users of a prepared directory with no input rating (test-only users) get no rows;
+    the console says how many instead of leaving it to _npcf_batch.json."""
+    from npcf.serving import batch
+    _, model, csv = files
+    summary = {"users": 60, "rows": 600, "partitions": 1, "seconds": 1.0, "peak_rss_mb": {},
+               "users_without_ratings": 2, "unknown_ratings": 0, "duplicates_resolved": 0,
+               "users_without_known_movies": 0, "out": str(tmp_path / "recs")}
+    monkeypatch.setattr(batch, "batch_recommend", lambda *a, **kw: summary)
+    r = run("--model", model, "--data", csv, "--out", tmp_path / "recs")
+    assert r.exit_code == 0, r.output
+    assert "left out 2 users with no rating in --data" in r.output

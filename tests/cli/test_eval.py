@@ -152,6 +152,21 @@ def test_run_baselines(small_prepared, tmp_path):
     assert res["models"]["ease"]["ndcg@10"] == data["models"]["ease"]["ndcg@10"]
 
 
+def test_baselines_never_rank_a_movie_no_training_rating_touched(tmp_path):
+    """Every test rating is of movie 6, which only the test file names: a baseline that
+    ranked it (as eval --evaluate never does for npcf's model) would score every hit."""
+    train = "userId,movieId,rating\n" + "".join(
+        f"{u},{m},{1 + (u * m) % 5}\n" for u in range(1, 9) for m in range(1, 6))
+    (tmp_path / "tr.csv").write_text(train)
+    (tmp_path / "te.csv").write_text("userId,movieId,rating\n" +
+                                     "".join(f"{u},6,5\n" for u in range(1, 9)))
+    workflows.prepare(tmp_path / "p", {"train_file": tmp_path / "tr.csv",
+                                       "test_file": tmp_path / "te.csv"})
+    res = workflows.compare_baselines(str(tmp_path / "p"), ks=(5,))
+    for name, r in res["models"].items():
+        assert r["recall@5"] == 0.0, name
+
+
 def test_eval_baselines_flag(small_prepared, tmp_path):
     out = tmp_path / "b.json"
     r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),

@@ -322,6 +322,10 @@ BAD = [
     # (id, file name, content, read kwargs, line, problem regex)
     ("non-numeric rating", "ratings.csv", ML_HEADER + "1,10,4.0,1\n2,10,abc,2\n", {}, 3,
      r"rating 'abc' is not a number"),
+    ("full-width digit rating", "ratings.csv", ML_HEADER + "1,10,4.0,1\n2,10,\uff14,2\n", {}, 3,
+     r"rating '\uff14' is not a number"),
+    ("Arabic-Indic digit id", "ratings.csv", ML_HEADER + "1,10,4.0,1\n\u0663,10,3,2\n", {}, 3,
+     r"user id '\u0663' is not an integer"),
     ("NaN rating", "ratings.csv", ML_HEADER + "1,10,4.0,1\n2,10,NaN,2\n", {}, 3,
      r"rating 'NaN' is not finite"),
     ("inf rating", "ratings.csv", ML_HEADER + "1,10,4.0,1\n2,10,3,2\n3,10,inf,3\n", {}, 4,

@@ -161,6 +161,13 @@ def test_batch_and_known_user(server, rec, run_dir):
     r = httpx.get(server + "/users/1/recommendations", params={"k": 4, "exclude": "858,318"})
     assert r.status_code == 200 and r.json()["user_id"] == 1
     _check(r.json(), rec, pairs, 4, [858, 318])
+    r = httpx.get(server + "/users/1/recommendations", params=[("k", 4), ("exclude", "858"),
+                                                               ("exclude", "318")])
+    _check(r.json(), rec, pairs, 4, [858, 318])                 # repeated: both excluded
+    _error(httpx.get(server + "/users/1/recommendations", params=[("k", 4), ("k", 5)]), 422,
+           "k is given more than once")
+    r = httpx.get(server + "/users/a%2Fb/recommendations")     # a '/' in an id is routed
+    assert r.status_code == 404 and r.json() == {"error": "unknown user id a/b"}
     r = httpx.get(server + "/users/1/recommendations", params={"exclude": "424242,424242,x"})
     assert r.status_code == 200 and r.json()["unknown_ids"] == [424242, "x"]   # as POST: ints
     r = httpx.post(server + "/recommend", json={"ratings": [[424242, 4]], "exclude": [424242]})
@@ -216,6 +223,7 @@ def _error(r, status, part):
     (b'{"ratings": [[1, 1' + b"0" * 400 + b']]}', "finite number"),
     (b'{"ratings": [[1, true]]}', "finite number"),
     (b'{"ratings": [[1.5, 4]]}', "movie ids must be integers or strings"),
+    (b'{"ratings": [[9223372036854774777.0, 4]]}', "send it as an integer"),
     (b'{"ratings": [1, 4]}', "ratings[0] must be a [movieId, rating] pair"),
     (b'{"ratings": {"1": 4}}', "ratings must be a list"),
     (b'{"rating": []}', "unknown field 'rating'"),
