@@ -105,9 +105,11 @@ def check_split(split: Split, source=None) -> None:
     for name in ("train", "test", "validation"):
         part = parts.get(name)
         if part is not None and part.nnz == 0:
-            total = sum(int(p.nnz) for k, p in parts.items() if k in ("train", "test"))
-            raise DataError(f"the {name} part of the split is empty ({total} ratings in all); "
-                            "use more ratings or another --test_size/--split", source)
+            sizes = ", ".join(f"{k} {int(p.nnz)}" for k, p in parts.items()
+                              if k in ("train", "test", "validation"))
+            fix = "--validation_size" if name == "validation" else "--test_size/--split"
+            raise DataError(f"the {name} part of the split is empty (ratings: {sizes}); use "
+                            f"more ratings or another {fix}", source)
 
 
 def with_validation(ds: Dataset, fraction: float = VALIDATION_FRACTION, seed: int = 0) -> Dataset:

@@ -201,7 +201,8 @@ def read_ratings(path, format: str = "auto", *, sep: str | None = None, columns=
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError("no such file", path)
+        raise DataError("not a regular file (a pipe or a device); write it to a file first"
+                        if path.exists() else "no such file", path)
     try:
         return _read_ratings(path, resolve_format(path, format, sep, columns, scale))
     except textfile.ARCHIVE_ERRORS as err:    # a truncated or corrupt archive

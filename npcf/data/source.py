@@ -13,7 +13,7 @@ from npcf.data.readers import read_movies, read_ratings
 from npcf.data.splits import Split, split_ratings
 from npcf.data.synthetic import generate
 from npcf.data.vocab import Vocabulary
-from npcf.errors import DataError
+from npcf.errors import DataError, NpcfError
 from npcf.utils.sparse import entry_rows
 
 SYNTHETIC = "synthetic"
@@ -42,6 +42,9 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
     if path.is_dir():
         raise DataError("a directory but not a prepared data set (no stats.json); "
                         "run `npcf prepare` on a ratings file first", path)
+    if path.exists():                      # a pipe (`<(zcat ...)`), a device, a socket
+        raise DataError("not a regular file (npcf reads a file twice: once to detect its "
+                        "format); write it to a file first", path)
     if str(data) in DATASETS:
         info = DATASETS[str(data)]
         folder = fetch(str(data), progress=progress)
@@ -80,7 +83,12 @@ def load_dataset(data=None, *, format: str = "auto", sep=None, columns=None, sca
         return load_prepared(data)
     ratings, movies = load_ratings(data, format=format, sep=sep, columns=columns,
                                    scale=scale, progress=progress)
-    parts = split_ratings(ratings, split, test_size, seed, validation_size, holdout)
+    try:
+        parts = split_ratings(ratings, split, test_size, seed, validation_size, holdout)
+    except DataError:
+        raise
+    except NpcfError as err:              # e.g. a temporal split of data without timestamps
+        raise DataError(str(err), ratings.source or data) from None
     check_split(parts, ratings.source or data)
     return Dataset(parts, ratings.users, ratings.items, _stats(ratings, parts), movies)
 

@@ -79,7 +79,8 @@ def test_other_errors_are_one_line(tmp_path):
     (tmp_path / "u.data").write_text("1\t10\t4\n2\t10\t3\n")
     result = run("--data", tmp_path / "u.data", "--split", "temporal", "--out", tmp_path / "o")
     assert result.exit_code == 1
-    assert result.output.strip() == "Error: the temporal split needs timestamps; this data has none"
+    assert result.output.strip() == (f"Error: {tmp_path / 'u.data'}: the temporal split needs "
+                                     "timestamps; this data has none")
     result = run("--data", tmp_path / "nope.csv", "--out", tmp_path / "o")
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {tmp_path / 'nope.csv'}: no such file")

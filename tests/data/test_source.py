@@ -102,6 +102,10 @@ def test_load_ratings_errors(tmp_path):
         load_ratings(tmp_path)
     with pytest.raises(DataError, match="no such file, directory or dataset name"):
         load_ratings(tmp_path / "missing.csv")
+    import os
+    os.mkfifo(tmp_path / "pipe")             # `--data <(zcat ratings.csv.gz)` is a pipe
+    with pytest.raises(DataError, match="pipe: not a regular file.*write it to a file"):
+        load_ratings(tmp_path / "pipe")
 
 
 def test_named_dataset_from_the_cache_offline(tmp_path, monkeypatch):
