@@ -481,15 +481,16 @@ def example_records(result: dict, ds: Dataset, n_items: int = 5) -> list[dict]:
 # -------------------------------------------------------------------- baselines
 def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = None,
                       batch_size: int = 256, names=baselines.NAMES, progress=None,
-                      log=None) -> dict:
+                      log=None, reader_options: dict | None = None) -> dict:
     """Fit every baseline on the split's training part and evaluate them side by side.
 
     ``data``: a prepared directory (default: the one train recorded in ``models/``), or
-    ratings / a dataset name split as ``train`` would by default. A validation part is
+    ratings / a dataset name split as ``train`` would by default, read with
+    ``reader_options`` (``format``, ``sep``, ``columns``, ``scale``). A validation part is
     carved from training when the split has none; it picks EASE's lambda and the
     biases' regularisation. ``log``: called with a line before each fit.
     """
-    ds = with_validation(_baseline_data(data, progress))
+    ds = with_validation(_baseline_data(data, progress, reader_options or {}))
     s = ds.split
     threshold = resolve_threshold(threshold, ds.rating_range())
     counts = ds.item_counts()
@@ -512,7 +513,7 @@ def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = 
             "threshold": threshold, "ks": list(ks), "models": results}
 
 
-def _baseline_data(data, progress) -> Dataset:
+def _baseline_data(data, progress, reader_options: dict) -> Dataset:
     if data is None:
         found = rundir.recorded_data(rundir.DEFAULT_DIR)
         if found is None:
@@ -521,8 +522,11 @@ def _baseline_data(data, progress) -> Dataset:
                             f"{rundir.DEFAULT_DIR}/{rundir.METRICS_JSON}")
         data = found
     if is_prepared(data):
+        if any(v not in (None, "auto") for v in reader_options.values()):
+            raise NpcfError(f"{data}: a prepared directory is read as prepared; "
+                            "--format/--sep/--columns/--scale are for a ratings file")
         return load_prepared(data)
-    return load_dataset(data, progress=progress)
+    return load_dataset(data, progress=progress, **reader_options)
 
 
 # -------------------------------------------------------------------- recommend

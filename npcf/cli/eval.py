@@ -5,7 +5,7 @@ import click
 
 from npcf import workflows
 from npcf.cli.main import main
-from npcf.cli.options import Finite, cutoffs, hyperparameter, json_target
+from npcf.cli.options import READER_KEYS, Finite, cutoffs, hyperparameter, json_target, reader_options
 from npcf.cli.output import compare_table, examples_text, metrics_table, num, progress_or_none, size, summary
 from npcf.serving.export import PRECISIONS
 from npcf.utils.files import write_json
@@ -60,10 +60,11 @@ from npcf.utils.files import write_json
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               callback=json_target,
               help="--evaluate/--baselines: also write the metrics as JSON.")
+@reader_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, triton_name,
              triton_max_batch, precision, popularity_penalty, out, data, ks, threshold, json_out,
-             quiet):
+             quiet, reader_options):
     """Export a trained model to ONNX (--generate), evaluate one (--evaluate), or score the
     classic baselines on the same split (--baselines)."""
     if mode is None:
@@ -89,7 +90,7 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, trit
         return
     if mode == "baselines":
         r = workflows.compare_baselines(data, ks=ks, threshold=threshold, batch_size=batch_size,
-                                        progress=progress,
+                                        progress=progress, reader_options=reader_options,
                                         log=None if quiet else lambda s: click.echo(s, err=True))
         click.echo(f"baselines on: {r['data']}")
         click.echo(f"protocol: {r['protocol']}")
@@ -127,7 +128,7 @@ MODE_OPTIONS = {
     "generate": ("model", "batch_size", "top_k", "sparse_input", "raw_ids", "triton",
                  "triton_name", "triton_max_batch", "precision", "popularity_penalty", "out"),
     "evaluate": ("model", "batch_size", "data", "ks", "threshold", "json_out"),
-    "baselines": ("data", "batch_size", "ks", "threshold", "json_out"),
+    "baselines": ("data", "batch_size", "ks", "threshold", "json_out") + READER_KEYS,
 }
 
 

@@ -373,7 +373,8 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
             if abs(r) > FLOAT32_MAX:
                 return f"rating {value!r} is beyond the float32 range (|r| <= 3.4e38)"
             if fmt.scale is not None and not fmt.scale[0] <= r <= fmt.scale[1]:
-                return f"rating {value} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
+                return (f"rating {value} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
+                        " (another scale: --scale MIN,MAX)")
             if r == 0:
                 return f"rating 0: {ZERO_RATING}"
         elif value == "":

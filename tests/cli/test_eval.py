@@ -167,6 +167,23 @@ def test_baselines_never_rank_a_movie_no_training_rating_touched(tmp_path):
         assert r["recall@5"] == 0.0, name
 
 
+def test_baselines_read_a_ratings_file_with_the_reader_options(tmp_path, small_prepared):
+    """--baselines on a raw file of another scale: --scale declares it (the error says so)."""
+    rows = "".join(f"{u},{m},{10 * (1 + (u * m) % 10)}\n" for u in range(1, 41)
+                   for m in range(1, 31) if (u + m) % 3)
+    (tmp_path / "r.csv").write_text("userId,movieId,rating\n" + rows)
+    base = ["eval", "--baselines", "--data", str(tmp_path / "r.csv"), "-k", "5", "-q"]
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 1 and "outside the scale 0.5-5 (another scale: --scale" in r.output
+    r = CliRunner().invoke(main, base + ["--scale", "10,100"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),
+                                  "--scale", "1,5", "-q"])
+    assert r.exit_code == 1 and "read as prepared" in r.output
+    r = CliRunner().invoke(main, ["eval", "--evaluate", "--scale", "1,5"])
+    assert r.exit_code == 2 and "--scale does nothing with --evaluate" in r.output
+
+
 def test_eval_baselines_flag(small_prepared, tmp_path):
     out = tmp_path / "b.json"
     r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),
