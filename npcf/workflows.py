@@ -444,6 +444,7 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     if data is None:
         _check_data(m, path, ds)
     ds.check_items(m.items.ids if m.items is not None else None, path)
+    _check_scale(m, ds, path)
     loss = m.loss
     rating = loss == "mse"
     threshold = resolve_threshold(threshold, ds.rating_range())
@@ -460,6 +461,18 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
                   loss=loss, data=str(ds.path) if ds.path else None, split=s.params,
                   protocol=describe(s.params))
     return result
+
+
+def _check_scale(m, ds: Dataset, path) -> None:
+    """NpcfError naming the data and the model if the test input's ratings lie outside
+    the model's rating scale (other data than the model's, or another unit)."""
+    scale, x = m.rating_scale, ds.split.test_input
+    if scale is None or not x.nnz:
+        return
+    lo, hi = float(x.data.min()), float(x.data.max())
+    if lo < scale[0] or hi > scale[1]:
+        raise NpcfError(f"{ds.path or 'data'}: ratings {lo:g}..{hi:g} are outside the scale "
+                        f"{scale[0]:g}-{scale[1]:g} of {path}; evaluate it on data of its scale")
 
 
 def example_records(result: dict, ds: Dataset, n_items: int = 5) -> list[dict]:

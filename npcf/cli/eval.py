@@ -55,8 +55,8 @@ from npcf.utils.files import write_json
 @click.option("--threshold", type=Finite(), default=None,
               help="--evaluate/--baselines: held-out ratings >= this are relevant for top-N "
                    "[default: 0.8 x the rating scale's maximum (4 of 5 stars; the observed "
-                   "maximum without a declared scale); 0, or at most the scale's minimum: "
-                   "every held-out item].")
+                   "maximum without a declared scale); 0 (on a scale reaching below 0: at "
+                   "most its minimum): every held-out item].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               callback=json_target,
               help="--evaluate/--baselines: also write the metrics as JSON.")

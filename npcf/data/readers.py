@@ -201,8 +201,9 @@ def read_ratings(path, format: str = "auto", *, sep: str | None = None, columns=
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError("not a regular file (a pipe or a device); write it to a file first"
-                        if path.exists() else "no such file", path)
+        raise DataError("not a regular file (npcf reads a file twice: once to detect its "
+                        "format); write it to a file first" if path.exists() else "no such file",
+                        path)
     try:
         return _read_ratings(path, resolve_format(path, format, sep, columns, scale))
     except textfile.ARCHIVE_ERRORS as err:    # a truncated or corrupt archive
@@ -230,16 +231,16 @@ def _maybe_int(values: np.ndarray) -> np.ndarray:
     """String ids that are all integers in plain form become int64 (so ``"42"`` and ``42``
     agree); one with a leading zero or a sign (``"007"``, ``"+7"``) keeps them all text, so
     ``"007"`` and ``"7"`` stay two ids, written back as they were read. Surrounding spaces
-    are dropped (``1, 5, 4``) unless that would make two ids one (``"a"`` and ``" a"``):
-    then every id keeps its text exactly."""
+    are dropped (``1, 5, 4``); text ids keep them where dropping would make two ids one
+    (``"a"`` and ``" a"``)."""
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
     raw = pd.Series(values, dtype=str)
     s = raw.str.strip()
+    if s.str.fullmatch(r"(?:0|-?[1-9][0-9]{0,17})").all():    # ASCII digits only
+        return s.astype(np.int64).to_numpy()
     if (s != raw).any() and s.nunique() != raw.nunique():
         return raw.to_numpy(dtype=str)
-    if s.str.fullmatch(r"(?:0|-?[1-9]\d{0,17})").all():
-        return s.astype(np.int64).to_numpy()
     return s.to_numpy(dtype=str)
 
 

@@ -13,7 +13,7 @@ from npcf.data.readers import read_movies, read_ratings
 from npcf.data.splits import Split, split_ratings
 from npcf.data.synthetic import generate
 from npcf.data.vocab import Vocabulary
-from npcf.errors import DataError, NpcfError
+from npcf.errors import DataError
 from npcf.utils.sparse import entry_rows
 
 SYNTHETIC = "synthetic"
@@ -35,16 +35,13 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
     if data is None or str(data) == SYNTHETIC:
         return generate()
     path = Path(data)
-    if path.is_file():
+    if path.is_file() or path.exists() and not path.is_dir():   # (a pipe: read_ratings says)
         ratings = read_ratings(path, format, sep=sep, columns=columns, scale=scale)
         movies_path = find_movies(path)
         return ratings, (read_movies(movies_path) if movies_path else None)
     if path.is_dir():
         raise DataError("a directory but not a prepared data set (no stats.json); "
                         "run `npcf prepare` on a ratings file first", path)
-    if path.exists():                      # a pipe (`<(zcat ...)`), a device, a socket
-        raise DataError("not a regular file (npcf reads a file twice: once to detect its "
-                        "format); write it to a file first", path)
     if str(data) in DATASETS:
         info = DATASETS[str(data)]
         folder = fetch(str(data), progress=progress)
@@ -85,10 +82,10 @@ def load_dataset(data=None, *, format: str = "auto", sep=None, columns=None, sca
                                    scale=scale, progress=progress)
     try:
         parts = split_ratings(ratings, split, test_size, seed, validation_size, holdout)
-    except DataError:
-        raise
-    except NpcfError as err:              # e.g. a temporal split of data without timestamps
-        raise DataError(str(err), ratings.source or data) from None
+    except DataError as err:              # e.g. a temporal split of data without timestamps
+        if err.path is not None:
+            raise
+        raise DataError(err.problem, ratings.source or data, err.line) from None
     check_split(parts, ratings.source or data)
     return Dataset(parts, ratings.users, ratings.items, _stats(ratings, parts), movies)
 

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.data.ratings import Ratings
-from npcf.errors import NpcfError
+from npcf.errors import DataError, NpcfError
 from npcf.utils.sparse import entry_rows, select
 
 KINDS = ("random", "user", "temporal", "users")
@@ -78,7 +78,7 @@ def _split_once(m, kind, size, rng, timestamps, holdout):
         return select(m, ~test), select(m, test), None
     if kind in ("user", "temporal"):
         if kind == "temporal" and timestamps is None:
-            raise NpcfError("the temporal split needs timestamps; this data has none")
+            raise DataError("the temporal split needs timestamps; this data has none")
         test = _per_user_holdout(m, size, rng, timestamps if kind == "temporal" else None)
         return select(m, ~test), select(m, test), None
     if kind == "users":

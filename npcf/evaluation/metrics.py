@@ -64,24 +64,24 @@ def default_threshold(scale=None, implicit: bool = False) -> float | None:
 
     ``scale``: (min, max) of the ratings (the declared scale, else the observed range:
     :meth:`npcf.data.Dataset.rating_range`); None or a single value (implicit data) gives
-    None. A scale whose maximum is <= 0 (e.g. -5..-1) takes the same share of its span
-    from the minimum (-1.8). ``implicit``: the data is implicit whatever its values.
+    None. A scale reaching below 0 (e.g. -2..2, -5..-1) takes the same share of its span
+    from the minimum (1.2, -1.8). ``implicit``: the data is implicit whatever its values.
     """
     if implicit or scale is None:
         return None
     lo, hi = float(scale[0]), float(scale[1])
     if not hi > lo:
         return None
-    return RELEVANT_SHARE * hi if hi > 0 else lo + RELEVANT_SHARE * (hi - lo)
+    return RELEVANT_SHARE * hi if lo >= 0 else lo + RELEVANT_SHARE * (hi - lo)
 
 
 def resolve_threshold(threshold: float | None, scale=None, implicit: bool = False):
     """The relevance threshold for a request: None -> :func:`default_threshold`; a value
-    at or below the scale's minimum (0 without a scale) -> None, every held-out item
-    relevant; else ``threshold`` (negative ones too, on a scale such as -2..2)."""
+    <= 0, or on a scale reaching below 0 at or below its minimum, -> None (every held-out
+    item relevant); else ``threshold`` (negative ones too, on a scale such as -2..2)."""
     if threshold is None:
         return default_threshold(scale, implicit)
-    floor = 0.0 if scale is None else float(scale[0])
+    floor = 0.0 if scale is None else min(0.0, float(scale[0]))
     return None if threshold <= floor else float(threshold)
 
 

@@ -13,6 +13,7 @@ Imports numpy and scipy only (the ONNX runtime uses it).
 """
 from __future__ import annotations
 
+from collections.abc import ItemsView, KeysView, ValuesView
 from typing import NamedTuple
 
 import numpy as np
@@ -116,6 +117,17 @@ def _allowed(n: int, exclude=None, candidates=None) -> np.ndarray:
                 raise NpcfError(f"column index out of range 0..{n - 1}")
             allowed[cols] = value
     return allowed
+
+
+def _is_pairs(obj) -> bool:
+    """Whether ``obj`` holds one user's ``(movie_id, rating)`` pairs: a dict, list, tuple,
+    set, dict view or iterator. Anything array-like (NumPy, pandas, a buffer) is a
+    dense rating vector or matrix instead."""
+    if isinstance(obj, (dict, list, tuple, set, frozenset, KeysView, ItemsView, ValuesView)):
+        return True
+    array_like = hasattr(obj, "__array__") or hasattr(obj, "__array_interface__") \
+        or isinstance(obj, (memoryview, bytes, bytearray, str)) or sp.issparse(obj)
+    return not array_like and hasattr(obj, "__next__")
 
 
 def rating_rows(m, name: str = "X") -> sp.csr_matrix:
@@ -229,10 +241,7 @@ class Recommends:
 
     def _user_rows(self, user_items) -> tuple[sp.csr_matrix, bool]:
         """CSR float32 (B, n_items) and whether one user was given."""
-        # pairs: a dict, or any iterable but an array (a list, tuple, set, generator)
-        single_pairs = not (sp.issparse(user_items) or isinstance(user_items, np.ndarray)
-                            or isinstance(user_items, (str, bytes))) \
-            and hasattr(user_items, "__iter__")
+        single_pairs = _is_pairs(user_items)
         if sp.issparse(user_items):
             single = user_items.ndim == 1                    # a 1-D sparse array: one user
             X = rating_rows(user_items.reshape(1, -1) if single else user_items, "user_items")

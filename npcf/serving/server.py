@@ -113,11 +113,10 @@ def _is_int(v) -> bool:
 def _movie_key(items, v):
     """``v`` as an id of the ``items`` vocabulary's type, or None when it cannot be one
     (a whole float such as ``10.0`` is the integer id 10, as in the library, where it is
-    exact: up to 2**53)."""
+    exact: up to 2**53; beyond, it names no id)."""
     if isinstance(v, float) and v.is_integer():
-        if abs(v) > 2 ** 53:
-            raise RequestError(422, f"movie id {json.dumps(v)[:40]} is beyond the integers a "
-                                    "JSON float holds exactly; send it as an integer")
+        if abs(v) > 2 ** 53:             # may stand for a neighbouring id: names none
+            return None
         v = int(v)
     if _is_int(v):
         if items.ids.dtype.kind in "iu":

@@ -2,8 +2,9 @@
 
 A file is written to a temporary name beside it, flushed to disk (``fsync``), then
 ``os.replace``d (and the directory flushed, so a power cut leaves the old file or the
-new one, never a name pointing at unwritten blocks); a directory is
-built in a hidden sibling and swapped in (:func:`staged_dir`). Both get the modes a plain
+new one, never a name pointing at unwritten blocks); a directory is built in a hidden
+sibling and swapped in (:func:`staged_dir`; atomic against a crash of the process, its
+files are not flushed one by one). Both get the modes a plain
 ``open``/``mkdir`` would (the process umask), not ``mkstemp``'s private 0600.
 """
 from __future__ import annotations

@@ -125,6 +125,20 @@ def test_data_must_match_the_model(trained, small_prepared):
     assert r.exit_code == 1 and "other movies" in r.output
 
 
+def test_data_of_another_scale_is_named(trained, tmp_path):
+    """The model's own data with every rating doubled (out of its 0.5-5 scale)."""
+    from npcf.data.dataset import load_prepared, save_prepared
+    ds = load_prepared(trained / "data")
+    ds.split.test_input.data *= 2
+    ds.stats["scale"] = None
+    save_prepared(ds, tmp_path / "doubled")
+    for model in ("model.onnx", "model.npz"):
+        r = CliRunner().invoke(main, ["eval", "--evaluate", "--model", str(trained / model),
+                                      "--data", str(tmp_path / "doubled"), "-q"])
+        assert r.exit_code == 1, r.output
+        assert f"{tmp_path / 'doubled'}: ratings 1..10 are outside the scale 0.5-5" in r.output
+
+
 def test_run_baselines(small_prepared, tmp_path):
     out = tmp_path / "b.json"
     r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),

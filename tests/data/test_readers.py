@@ -167,6 +167,11 @@ def test_ids_that_differ_only_by_spaces_stay_apart(tmp_path):
     assert r.duplicates_resolved == 0
     p = write(tmp_path, "s.csv", "user,item,score\n a,x,5\nb , y,1\n")   # no clash: stripped
     assert as_dict(read_ratings(p)) == {("a", "x"): 5.0, ("b", "y"): 1.0}
+    p = write(tmp_path, "t.csv", "user,item,score\n1,5,4\n2, 5,3\n2,7,1\n")  # integer ids: one
+    r = read_ratings(p)
+    assert r.items.ids.dtype == np.int64 and as_dict(r) == {(1, 5): 4.0, (2, 5): 3.0, (2, 7): 1.0}
+    p = write(tmp_path, "u.csv", "user,item,score\n1,12,4\n1,1\u0662,3\n")   # '1٢' is not 12
+    assert as_dict(read_ratings(p)) == {(1, "12"): 4.0, (1, "1\u0662"): 3.0}
 
 
 def test_delimited_quoted_id_with_separator(tmp_path):

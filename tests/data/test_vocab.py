@@ -51,8 +51,9 @@ def test_whole_float_ids_name_integer_ids():
         [2, -1, -1, -1]
     with pytest.raises(KeyError, match="unknown ids: 10.5"):
         v.index([10.5])
-    big = Vocabulary([2 ** 63 - 1000, 2 ** 63 - 1023])     # one float64 stands for both
-    assert big.index([float(2 ** 63 - 1000)], missing="ignore").tolist() == [-1]
+    big = Vocabulary([2 ** 60, 5])         # float(2**60 + 1) == 2**60: inexact, names none
+    assert big.index([float(2 ** 60 + 1)], missing="ignore").tolist() == [-1]
+    assert big.index([5.0]).tolist() == [1]
 
 
 @pytest.mark.parametrize("ids, match", [

@@ -64,7 +64,8 @@ def test_default_threshold():
     assert metrics.default_threshold((1, 10)) == 8.0
     assert metrics.default_threshold((1, 1)) is None          # one value: implicit
     assert metrics.default_threshold((-10, -1)) == pytest.approx(-2.8)   # 80% up the span
-    assert metrics.default_threshold((-2, 2)) == pytest.approx(1.6)
+    assert metrics.default_threshold((-2, 2)) == pytest.approx(1.2)
+    assert metrics.default_threshold((-5, 0.01)) == pytest.approx(-0.992)   # no jump at 0
     assert metrics.default_threshold(None) is None            # unknown
     assert metrics.default_threshold((0.5, 5.0), implicit=True) is None
 
@@ -76,6 +77,8 @@ def test_an_explicit_threshold_is_used_as_given_above_the_scales_minimum():
     assert metrics.resolve_threshold(0.0, (1.0, 5.0)) is None
     assert metrics.resolve_threshold(3.0, (1.0, 5.0)) == 3.0
     assert metrics.resolve_threshold(0.0, None) is None
+    assert metrics.resolve_threshold(3.0, (3.0, 5.0)) == 3.0   # an observed minimum: as given
+    assert metrics.resolve_threshold(0.5, (0.5, 5.0)) == 0.5
     assert metrics.resolve_threshold(None, (-5.0, -1.0)) == pytest.approx(-1.8)
 
 

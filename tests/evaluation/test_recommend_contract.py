@@ -131,7 +131,10 @@ def test_one_user_gives_1d_results_equal_to_the_batch_row(case):
                                               row.data.tolist())), k=4)
         items_view = case.model.recommend(dict(zip(case.ids(row.indices).tolist(),
                                                    row.data.tolist())).items(), k=4)
-        singles = [dense, pairs, as_dict, generated, as_set, items_view]
+        import pandas as pd
+        as_series = case.model.recommend(pd.Series(row.toarray()[0]), k=4)   # array-like:
+        as_view = case.model.recommend(memoryview(row.toarray()[0]), k=4)    # dense vectors
+        singles = [dense, pairs, as_dict, generated, as_set, items_view, as_series, as_view]
         if hasattr(sp, "coo_array"):
             try:
                 one_d = sp.coo_array(row.toarray()[0])       # SciPy >= 1.13: 1-D arrays
