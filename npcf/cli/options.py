@@ -3,6 +3,7 @@ library's own constants)."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 from pathlib import Path
 
@@ -221,19 +222,41 @@ def cutoffs(ctx, param, text) -> tuple[int, ...]:
     return ks
 
 
+def _json_pairs(text: str) -> list[tuple[str, str]]:
+    """``[[id, rating], ...]`` or ``{id: rating, ...}`` (JSON) as (id text, rating text)."""
+    try:
+        obj = json.loads(text)
+        pairs = list(obj.items()) if isinstance(obj, dict) else [tuple(p) for p in obj]
+        if not all(len(p) == 2 for p in pairs):
+            raise ValueError
+    except (ValueError, TypeError):
+        raise click.BadParameter("expected JSON [[movieId, rating], ...] or {movieId: "
+                                 "rating, ...}") from None
+    return [(str(m), str(r)) for m, r in pairs]
+
+
 def rating_pairs(ctx, param, text):
-    """``--ratings 1:5,260:4.5`` -> [("1", 5.0), ("260", 4.5)] (ids kept as typed)."""
+    """``--ratings 1:5,260:4.5`` -> [("1", 5.0), ("260", 4.5)] (ids kept as typed; an id
+    may hold ``:``, the rating follows the last one). Ids holding a comma: JSON,
+    ``'[["film 1, the", 5]]'`` or ``'{"film 1, the": 5}'``."""
     if text is None:
         return None
+    if text.lstrip()[:1] in ("[", "{"):
+        parts = _json_pairs(text)
+    else:
+        parts = []
+        for part in text.split(","):
+            if part.strip():
+                mid, sep, r = part.rpartition(":")
+                if not sep:
+                    raise click.BadParameter(f"expected movieId:rating, got {part!r}")
+                parts.append((mid, r))
     out = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
+    for mid, r in parts:
         try:
-            mid, r = part.split(":")
             out.append((mid.strip(), float(r)))
         except ValueError:
-            raise click.BadParameter(f"expected movieId:rating, got {part!r}") from None
+            raise click.BadParameter(f"expected movieId:rating, got {mid}:{r}") from None
         if not out[-1][0]:
             raise click.BadParameter(f"empty movie id in {part.strip()!r} (expected "
                                      "movieId:rating)")

@@ -286,7 +286,8 @@ class EASE(Baseline):
             for lam in self.lambdas:
                 self._solve(lam)
                 r = evaluate(self.predict, vin, validation, ks=(self.select_k,),
-                             threshold=self.threshold, examples=0)
+                             threshold=self.threshold, examples=0,
+                             exclude=self.untrained_items())      # as it will be ranked
                 score = r[f"ndcg@{self.select_k}"]
                 self.scores_on_validation[lam] = score
                 if np.isfinite(score) and (best is None or score > best[0]):

@@ -335,6 +335,8 @@ CASES = [
                                  ("1:nan", 2, ["finite"]), ("1:abc", 2, ["--ratings"]),
                                  (":5", 2, ["empty movie id"]), ("1:inf", 2, ["finite"]),
                                  ("", 2, ["--ratings"]), ("1", 2, ["--ratings"]),
+                                 ("[[1, 5, 3]]", 2, ["--ratings", "JSON"]),
+                                 ("{bad json", 2, ["--ratings", "JSON"]),
                                  ("999999:4", 2, ["--ratings", "999999"])]],
     ("recommend -k 0", None, ["recommend", "--ratings", "1:5", "-k", 0], 2, ["-k"]),
     ("recommend -k -1", None, ["recommend", "--ratings", "1:5", "-k", -1], 2, ["-k"]),

@@ -86,3 +86,11 @@ def test_a_known_user_of_an_item_based_model(tmp_path, run_dir):
     assert new.exit_code == 1 and "--user_based" in new.output
     other = recommend("--model", out / "model.npz", "--user", 1, "--data", run_dir / "data")
     assert other.exit_code == 0, other.output              # the same training part
+
+
+def test_ratings_option_takes_ids_holding_colons_and_json_for_commas():
+    from npcf.cli.options import rating_pairs
+    assert rating_pairs(None, None, "1:5, m:9:4.5") == [("1", 5.0), ("m:9", 4.5)]
+    assert rating_pairs(None, None, '[["film 1, the", 5], [260, 4.5]]') == \
+        [("film 1, the", 5.0), ("260", 4.5)]
+    assert rating_pairs(None, None, '{"film 1, the": 5}') == [("film 1, the", 5.0)]
