@@ -296,8 +296,13 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         top_k = min(DEFAULT_TOP_K, ae.network.n_inputs)
     if top_k and top_k > ae.network.n_inputs:   # the library would clamp; the CLI says so
         raise NpcfError(f"--top_k {top_k}: the model has only {ae.network.n_inputs} movies")
-    top_k = check_exportable(ae, top_k=top_k or None, popularity_penalty=popularity_penalty,
-                             raw_ids=raw_ids)
+    try:
+        top_k = check_exportable(ae, top_k=top_k or None, popularity_penalty=popularity_penalty,
+                                 raw_ids=raw_ids)
+    except ParamError:
+        raise                                       # an option's problem: named by the CLI
+    except NpcfError as err:                        # the model's (item-based, a blend): name it
+        raise NpcfError(f"{model_path}: {err}") from None
     if triton is None and triton_name is not None:
         raise ParamError("triton_name", "names the model of --triton DIR; pass --triton too")
     if triton is not None:

@@ -276,6 +276,16 @@ def test_a_checkpoint_saved_under_another_name_exports_beside_it_under_its_name(
     assert sorted(p.name for p in folder.glob("*.onnx")) == ["best.onnx", "last.onnx"]
 
 
+def test_generate_names_a_checkpoint_it_cannot_export(tmp_path):
+    from npcf import AutoEncoder
+
+    from helpers import tiny_ratings
+    AutoEncoder(layers=(4,), n_epochs=1, item_based=True).fit(tiny_ratings()).save(tmp_path / "m")
+    r = CliRunner().invoke(main, ["eval", "--generate", "--model", str(tmp_path / "m" / "model.npz")])
+    assert r.exit_code == 1
+    assert r.output.strip().startswith(f"Error: {tmp_path / 'm' / 'model.npz'}: item-based")
+
+
 def test_generate_never_overwrites_a_file_npcf_did_not_export(trained, tmp_path):
     runner = CliRunner()
     base = ["eval", "--generate", "--model", str(trained / "model.npz"), "--top_k", "5"]
