@@ -31,7 +31,7 @@ from npcf.errors import Interrupted, NpcfError, ParamError
 from npcf.evaluation import baselines
 from npcf.evaluation.metrics import resolve_threshold
 from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
-from npcf.evaluation.ranking import rank
+from npcf.evaluation.ranking import outside_scale, rank
 from npcf.nn.optim import FULL_BATCH
 from npcf.serving import triton as triton_repo
 from npcf.serving.export import (
@@ -471,13 +471,9 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
 def _check_scale(m, ds: Dataset, path) -> None:
     """NpcfError naming the data and the model if the test input's ratings lie outside
     the model's rating scale (other data than the model's, or another unit)."""
-    scale, x = m.rating_scale, ds.split.test_input
-    if scale is None or not x.nnz:
-        return
-    lo, hi = float(x.data.min()), float(x.data.max())
-    if lo < scale[0] or hi > scale[1]:
-        raise NpcfError(f"{ds.path or 'data'}: ratings {lo:g}..{hi:g} are outside the scale "
-                        f"{scale[0]:g}-{scale[1]:g} of {path}; evaluate it on data of its scale")
+    problem = outside_scale(ds.split.test_input.data, m.rating_scale)
+    if problem:
+        raise NpcfError(f"{ds.path or 'data'}: {problem} ({path})")
 
 
 def example_records(result: dict, ds: Dataset, n_items: int = 5) -> list[dict]:

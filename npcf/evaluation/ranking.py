@@ -130,6 +130,18 @@ def _is_pairs(obj) -> bool:
     return not array_like and hasattr(obj, "__next__")
 
 
+def outside_scale(values: np.ndarray, scale) -> str | None:
+    """``"ratings LO..HI are outside the model's scale A-B"`` when some of ``values`` lie
+    outside ``scale`` (``(min, max)``; None: no scale), else None."""
+    if scale is None or not values.size:
+        return None
+    lo, hi = values.min(), values.max()
+    if lo >= scale[0] and hi <= scale[1]:
+        return None
+    return (f"ratings {shown(lo)}..{shown(hi)} are outside the model's scale "
+            f"{scale[0]:g}-{scale[1]:g}")
+
+
 def rating_rows(m, name: str = "X") -> sp.csr_matrix:
     """Users' ratings ``m`` (any sparse format or array) as CSR float32 without stored
     zeros (0 means "not rated"); NpcfError naming ``name`` if a (row, column) pair is
@@ -268,11 +280,9 @@ class Recommends:
         if X.nnz and not np.isfinite(X.data).all():
             raise NpcfError("ratings must be finite numbers")
         X = rated(X)                        # 0 means "not rated", as in the ONNX graph
-        lo_hi = self.rating_scale
-        if not single_pairs and lo_hi is not None and X.nnz and \
-                (X.data.min() < lo_hi[0] or X.data.max() > lo_hi[1]):   # pairs: checked per movie
-            raise NpcfError(f"ratings {shown(X.data.min())}..{shown(X.data.max())} are outside "
-                            f"the model's scale {lo_hi[0]:g}-{lo_hi[1]:g}")
+        problem = None if single_pairs else outside_scale(X.data, self.rating_scale)
+        if problem:                                   # (pairs: checked per movie)
+            raise NpcfError(problem)
         return (X if X.has_sorted_indices else X.sorted_indices()), single
 
     def _pairs_row(self, pairs) -> sp.csr_matrix:

@@ -34,6 +34,7 @@ from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import Ratings, build_ratings, rating_problem
 from npcf.data.readers import check_columns, rating_columns, read_ratings
 from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int
+from npcf.evaluation.ranking import outside_scale
 from npcf.rundir import check_export_fresh, check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
@@ -444,6 +445,9 @@ def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = No
     check_target(out, (PART_GLOB, MARKER), "batch recommendation output", markers=(MARKER,),
                  inputs=(model, data))
     users = read_users(data, **(reader_options or {}))
+    problem = outside_scale(users.matrix.data, recommender(model).rating_scale)
+    if problem:                                   # before a cluster starts
+        raise NpcfError(f"{data}: {problem} ({model})")
     with dask_client(scheduler, workers, timeout) as client:
         return recommend_all(client, model, users, out, k=k, partition_users=partition_users,
                              progress=progress)

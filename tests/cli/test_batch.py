@@ -65,16 +65,21 @@ def _free_port() -> int:
     ("data", "no such file"),
     ("garbage", "garbage.csv:2: rating 'x' is not a number"),
     ("scheduler", "cannot connect within 1 s"),
+    ("scale", "wide.csv: ratings 1..10 are outside the model's scale 0.5-5"),
 ])
 def test_bad_input_is_one_line(files, tmp_path, case, message):
     tmp, model, csv = files
     garbage = tmp_path / "garbage.csv"
     garbage.write_text("userId,movieId,rating,timestamp\n1,2,x,3\n")
     (tmp_path / "model.npz").write_bytes(b"")
+    wide = tmp_path / "wide.csv"                    # another unit: 1-10, declared as such
+    wide.write_text("userId,movieId,rating\n1,1,10\n1,2,1\n")
     args = {"model": ["--model", tmp_path / "none.onnx", "--data", csv],
             "data": ["--model", model, "--data", tmp_path / "none.csv"],
             "checkpoint": ["--model", tmp_path / "model.npz", "--data", csv],
             "garbage": ["--model", model, "--data", garbage],
+            "scale": ["--model", model, "--data", wide, "--format", "delimited",
+                      "--scale", "1,10"],
             "scheduler": ["--model", model, "--data", csv, "--scheduler",
                           f"tcp://127.0.0.1:{_free_port()}", "--connect_timeout", 1]}[case]
     t0 = time.monotonic()

@@ -136,7 +136,8 @@ def test_data_of_another_scale_is_named(trained, tmp_path):
         r = CliRunner().invoke(main, ["eval", "--evaluate", "--model", str(trained / model),
                                       "--data", str(tmp_path / "doubled"), "-q"])
         assert r.exit_code == 1, r.output
-        assert f"{tmp_path / 'doubled'}: ratings 1..10 are outside the scale 0.5-5" in r.output
+        assert f"{tmp_path / 'doubled'}: ratings 1..10 are outside the model's scale 0.5-5" \
+            in r.output
 
 
 def test_run_baselines(small_prepared, tmp_path):
