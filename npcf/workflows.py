@@ -564,6 +564,17 @@ def _known_user_top(m: AutoEncoder, path, ds: Dataset, user, seen: sp.csr_matrix
     return ids, np.where(idx < 0, -np.inf, top)
 
 
+def _check_titles(movies, m) -> None:
+    """NpcfError naming ``movies`` when it titles none of model ``m``'s movies (the titles
+    file of another data set: every title would be blank)."""
+    titles = read_titles(movies)
+    ids = m.item_ids if isinstance(m, Recommender) else \
+        (m.items.ids if m.items is not None else None)
+    if titles and ids is not None and not any(i in titles for i in ids.tolist()):
+        raise NpcfError(f"{movies}: none of its {len(titles):,} movie ids is a movie of the "
+                        "model; the titles of another data set?")
+
+
 def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, data=None,
               include_seen: bool = False) -> list[dict]:
     """Top-``k`` movies for a known ``user`` (their ratings in ``data``, default the data
@@ -579,6 +590,8 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
     path = find_model(model)
     m = open_model(path)
     check_fresh(m, path)
+    if movies is not None:                         # a titles file the user named
+        _check_titles(movies, m)
     item_based = getattr(m, "item_based", False)
     if item_based and ratings is not None:
         raise NpcfError(f"{path}: an item-based model scores only the users it was trained "

@@ -51,6 +51,16 @@ def test_bad_requests_are_one_line(run_dir, args, message, code):
         r.output
 
 
+def test_a_titles_file_of_other_movies_is_named(run_dir, tmp_path):
+    other = tmp_path / "movies.csv"
+    other.write_text("movieId,title,genres\n424242424,Nothing Here (1999),Drama\n")
+    for model in ("model.npz", "model.onnx"):
+        r = recommend("--model", run_dir / model, "--ratings", "1:5", "--movies", other)
+        if not (run_dir / model).exists():
+            continue
+        assert r.exit_code == 1 and f"{other}: none of its 1 movie ids" in r.output, r.output
+
+
 def test_usage_errors(run_dir):
     assert recommend("--model", run_dir / "model.npz").exit_code == 2
     assert recommend("--model", run_dir / "model.npz", "--user", 1, "-k", 0).exit_code == 2
