@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import unicodedata
 
 import click
 
@@ -27,15 +28,28 @@ def progress_or_none(quiet: bool):
     return None if quiet else progress_bar
 
 
+def width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: wide (CJK) characters two, combining marks
+    none, everything else one."""
+    return sum(0 if unicodedata.combining(ch) else
+               2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, w: int, right: bool) -> str:
+    fill = " " * max(0, w - width(text))
+    return fill + text if right else text + fill
+
+
 def table(rows, headers=None, align=None) -> str:
-    """Rows (sequences) as an aligned plain-text table; ``align``: "l"/"r" per column."""
+    """Rows (sequences) as an aligned plain-text table; ``align``: "l"/"r" per column.
+    Aligned by display width (a CJK title takes two columns per character)."""
     rows = [[fmt(c) for c in r] for r in rows]
     if headers:
         rows.insert(0, list(headers))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    widths = [max(width(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for k, r in enumerate(rows):
-        cells = [c.rjust(w) if align and align[i] == "r" else c.ljust(w)
+        cells = [_pad(c, w, bool(align) and align[i] == "r")
                  for i, (c, w) in enumerate(zip(r, widths))]
         lines.append("  ".join(cells).rstrip())
         if headers and k == 0:
@@ -48,12 +62,24 @@ def fmt(v) -> str:
         return f"{v:.4g}" if abs(v) < 1e-3 and v != 0 else f"{v:,.4f}".rstrip("0").rstrip(".")
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
-    return "" if v is None else str(v)
+    if v is None:
+        return ""
+    text = str(v)             # a control character (an id read from a file) shown escaped
+    return text if text.isprintable() else "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
-def short(text: str, width: int = 52) -> str:
-    """``text`` cut to ``width`` characters with an ellipsis."""
-    return text if len(text) <= width else text[:width - 1] + "…"
+def short(text: str, columns: int = 52) -> str:
+    """``text`` cut to ``columns`` display columns with an ellipsis."""
+    if width(text) <= columns:
+        return text
+    out, used = [], 1
+    for ch in text:
+        used += width(ch)
+        if used > columns:
+            break
+        out.append(ch)
+    return "".join(out) + "…"
 
 
 def size(n_bytes: int) -> str:

@@ -1,0 +1,18 @@
+"""What the commands print: tables aligned by display width, ids shown escaped."""
+from __future__ import annotations
+
+from npcf.cli.output import short, table, width
+
+
+def test_wide_characters_take_two_columns_and_tables_align_on_them():
+    assert width("映画") == 4 and width("abc") == 3 and width("e\u0301") == 1
+    lines = table([("映画", 1.5), ("ab", 22.25)], ("movie", "score"), align="lr").splitlines()
+    assert [width(line) for line in lines[2:]] == [width(lines[2])] * 2   # same right edge
+    assert lines[2].endswith("1.5") and lines[3].endswith("22.25")
+
+
+def test_short_cuts_by_columns_and_control_characters_are_escaped():
+    assert short("映画" * 30, 10) == "映画映画…"
+    assert width(short("映画" * 30, 10)) <= 10
+    assert short("plain", 10) == "plain"
+    assert table([("a\tb\x1b[31m",)]).strip() == "a\\tb\\x1b[31m"
