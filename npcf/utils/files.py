@@ -3,8 +3,7 @@
 A file is written to a temporary name beside it, flushed to disk (``fsync``), then
 ``os.replace``d (and the directory flushed, so a power cut leaves the old file or the
 new one, never a name pointing at unwritten blocks); a directory is built in a hidden
-sibling and swapped in (:func:`staged_dir`; atomic against a crash of the process, its
-files are not flushed one by one). Both get the modes a plain
+sibling, flushed file by file and swapped in (:func:`staged_dir`). Both get the modes a plain
 ``open``/``mkdir`` would (the process umask), not ``mkstemp``'s private 0600.
 """
 from __future__ import annotations
@@ -186,11 +185,22 @@ def staged_dir(target, keep_on: tuple = ()):
             yield stage
         except BaseException as err:
             if keep_on and isinstance(err, keep_on):
-                swap_dir(stage, target)
+                _commit(stage, target)
             else:
                 shutil.rmtree(stage, ignore_errors=True)
             raise
-        swap_dir(stage, target)
+        _commit(stage, target)
+
+
+def _commit(stage: Path, target: Path) -> None:
+    """Flush every file and directory of ``stage`` to disk, swap it in for ``target``,
+    flush the parent: a power cut leaves the old directory or the whole new one."""
+    for root, dirs, names in os.walk(stage):
+        for name in names:
+            _fsync(Path(root) / name)
+        _fsync(root)
+    swap_dir(stage, target)
+    _fsync(target.parent)
 
 
 @contextlib.contextmanager

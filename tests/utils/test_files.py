@@ -84,3 +84,27 @@ def test_an_atomic_write_is_on_disk_before_its_name_is(tmp_path, monkeypatch):
     assert events[0][1].startswith(str(tmp_path / ".a.txt."))     # the temporary file
     assert events[2][1] == str(tmp_path)
     assert (tmp_path / "a.txt").read_text() == "hello"
+
+
+def test_a_staged_directory_is_flushed_before_it_is_swapped_in(tmp_path, monkeypatch):
+    import os
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(a, b):
+        events.append(("rename", str(b)))
+        real_rename(a, b)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    with staged_dir(tmp_path / "out") as stage:
+        (stage / "sub").mkdir()
+        (stage / "sub" / "f.txt").write_text("x")
+    flushed = [p for kind, p in events if kind == "fsync"]
+    first_rename = next(i for i, (kind, _) in enumerate(events) if kind == "rename")
+    assert any(p.endswith("sub/f.txt") for p in flushed[:first_rename])   # before the swap
+    assert events[-1] == ("fsync", str(tmp_path))                          # then the parent
+    assert (tmp_path / "out" / "sub" / "f.txt").read_text() == "x"
