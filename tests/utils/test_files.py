@@ -61,50 +61,45 @@ def test_a_directory_written_in_place_holds_the_same_lock(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_an_atomic_write_is_on_disk_before_its_name_is(tmp_path, monkeypatch):
-    """fsync of the temporary file, then the rename, then fsync of the directory."""
+@pytest.fixture
+def disk_events(monkeypatch):
+    """Every fsync (the path flushed), os.replace and os.rename (the new name), in order."""
     import os
-
-    from npcf.utils import files
     events = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real = {"fsync": os.fsync, "replace": os.replace, "rename": os.rename}
 
     def fsync(fd):
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
+        real["fsync"](fd)
 
-    def replace(a, b):
-        events.append(("replace", str(b)))
-        real_replace(a, b)
+    def renaming(kind):
+        def fn(a, b):
+            events.append((kind, str(b)))
+            real[kind](a, b)
+        return fn
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", renaming("replace"))
+    monkeypatch.setattr(os, "rename", renaming("rename"))
+    return events
+
+
+def test_an_atomic_write_is_on_disk_before_its_name_is(tmp_path, disk_events):
+    """fsync of the temporary file, then the rename, then fsync of the directory."""
+    from npcf.utils import files
     files.write_text(tmp_path / "a.txt", "hello")
-    kinds = [kind for kind, _ in events]
-    assert kinds == ["fsync", "replace", "fsync"], events
-    assert events[0][1].startswith(str(tmp_path / ".a.txt."))     # the temporary file
-    assert events[2][1] == str(tmp_path)
+    kinds = [kind for kind, _ in disk_events]
+    assert kinds == ["fsync", "replace", "fsync"], disk_events
+    assert disk_events[0][1].startswith(str(tmp_path / ".a.txt."))     # the temporary file
+    assert disk_events[2][1] == str(tmp_path)
     assert (tmp_path / "a.txt").read_text() == "hello"
 
 
-def test_a_staged_directory_is_flushed_before_it_is_swapped_in(tmp_path, monkeypatch):
-    import os
-    events = []
-    real_fsync, real_rename = os.fsync, os.rename
-
-    def fsync(fd):
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def rename(a, b):
-        events.append(("rename", str(b)))
-        real_rename(a, b)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "rename", rename)
+def test_a_staged_directory_is_flushed_before_it_is_swapped_in(tmp_path, disk_events):
     with staged_dir(tmp_path / "out") as stage:
         (stage / "sub").mkdir()
         (stage / "sub" / "f.txt").write_text("x")
-    flushed = [p for kind, p in events if kind == "fsync"]
-    first_rename = next(i for i, (kind, _) in enumerate(events) if kind == "rename")
-    assert any(p.endswith("sub/f.txt") for p in flushed[:first_rename])   # before the swap
-    assert events[-1] == ("fsync", str(tmp_path))                          # then the parent
+    first_rename = next(i for i, (kind, _) in enumerate(disk_events) if kind == "rename")
+    assert any(kind == "fsync" and p.endswith("sub/f.txt")
+               for kind, p in disk_events[:first_rename])                 # before the swap
+    assert disk_events[-1] == ("fsync", str(tmp_path))                     # then the parent
     assert (tmp_path / "out" / "sub" / "f.txt").read_text() == "x"
