@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from npcf.errors import ParamError
+from npcf.evaluation.ranking import MAX_PENALTY
 
 #: name -> (type, low, high, low_open, high_open); None = unbounded on that side
 RANGES = {
@@ -26,7 +27,7 @@ RANGES = {
     "bias_reg": (float, 0.0, None, False, False),
     "seed": (int, 0, 2**32 - 1, False, False),
     "ensemble": (int, 1, None, False, False),
-    "popularity_penalty": (float, 0.0, None, False, False),
+    "popularity_penalty": (float, 0.0, MAX_PENALTY, False, False),
 }
 #: hyperparameters that may also be None (clip_norm: no clipping)
 OPTIONAL = {"clip_norm"}

@@ -33,7 +33,7 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, non_negative, positive_int
 from npcf.evaluation.protocol import evaluate
-from npcf.evaluation.ranking import Recommends, rating_rows
+from npcf.evaluation.ranking import Recommends, check_penalty, rating_rows
 from npcf.nn.bias import UserItemBias
 from npcf.utils.params import Params
 from npcf.utils.sparse import binarize, entry_rows
@@ -67,7 +67,7 @@ class Baseline(Params, Recommends):
     item_counts: np.ndarray | None = None
 
     def _check_params(self) -> None:
-        non_negative(self.popularity_penalty, "popularity_penalty")
+        check_penalty(self.popularity_penalty)
 
     def fit(self, train, validation=None, validation_input=None, *, items=None):
         """Fit on sparse ``train`` (n_users, n_items); returns self. ``validation``:

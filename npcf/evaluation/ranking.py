@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError, positive_int, repeated_pairs, shown
+from npcf.errors import NpcfError, ParamError, non_negative, positive_int, repeated_pairs, shown
 from npcf.utils.sparse import duplicate_entries, entry_rows, rated
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
@@ -55,6 +55,21 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.nonzero(chosen)[1].reshape(scores.shape[0], k)
     order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
     return np.take_along_axis(part, order, 1)
+
+
+#: the largest popularity penalty: beyond it ``penalty * log(1 + count)`` can overflow
+#: float32 (log(1 + 2**63) ~ 44) and every counted movie would rank as -inf
+MAX_PENALTY = 1e30
+
+
+def check_penalty(value, name: str = "popularity_penalty") -> float:
+    """``value`` as a float if it is a finite number in [0, :data:`MAX_PENALTY`];
+    :class:`~npcf.errors.ParamError` naming ``name`` otherwise."""
+    v = non_negative(value, name)
+    if v > MAX_PENALTY:
+        raise ParamError(name, f"must be at most {MAX_PENALTY:g} (a larger penalty overflows "
+                               f"float32 scores), got {value!r}")
+    return v
 
 
 def penalty_vector(penalty: float, item_counts) -> np.ndarray:

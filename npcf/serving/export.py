@@ -41,8 +41,8 @@ import scipy.sparse as sp
 from onnx import TensorProto, helper, numpy_helper
 
 from npcf._version import __version__
-from npcf.errors import NpcfError, ParamError, non_negative, os_message, positive_int
-from npcf.evaluation.ranking import penalty_vector, untrained_columns
+from npcf.errors import NpcfError, ParamError, os_message, positive_int
+from npcf.evaluation.ranking import check_penalty, penalty_vector, untrained_columns
 from npcf.serving.quantize import quantize_int8
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import staged_files
@@ -127,7 +127,7 @@ def check_exportable(model, *, top_k=None, popularity_penalty=None, raw_ids: boo
     if isinstance(opset, bool) or opset not in OPSET_TO_IR:
         raise ParamError("opset", f"{opset!r} not supported; choose one of {sorted(OPSET_TO_IR)}")
     if popularity_penalty is not None:
-        non_negative(popularity_penalty, "popularity_penalty")
+        check_penalty(popularity_penalty)
     k = 0 if top_k is None else min(positive_int(top_k, "top_k"), net.n_inputs)
     if raw_ids:
         if not k:

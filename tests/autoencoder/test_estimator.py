@@ -323,6 +323,7 @@ def test_save_refuses_hyperparameters_load_would_refuse(tmp_path):
     ("clip_norm", 0), ("noise_level", -0.1), ("dropout", 1), ("dropout", -0.1),
     ("step_size", 0), ("gamma", -1), ("gamma", 0), ("patience", -1), ("seed", -1),
     ("bias_reg", float("nan")), ("lr", float("inf")), ("ensemble", 0), ("popularity_penalty", float("nan")),
+    ("popularity_penalty", 1e308),
     ("layers", ("a",)), ("layers", ()), ("layers", "32"), ("layers", (32.7,)), ("layers", 32),
     ("layers", (0,)), ("layers", (True,)), ("layers", np.array([[8]])), ("layers", {8, 4}),
     ("layers", {8: 1}),

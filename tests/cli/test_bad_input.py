@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import lzma
+import math
 import os
 import shutil
 import signal
@@ -388,7 +389,8 @@ def nonsense(param: click.Option) -> list[str]:
             below = t.min if t.min_open else (t.min - 1 if is_int else t.min - 0.5)
             out.append(str(below))
         if t.max is not None:
-            above = t.max if t.max_open else (t.max + 1 if is_int else t.max + 0.5)
+            above = t.max if t.max_open else (t.max + 1 if is_int else
+                                              max(t.max + 0.5, math.nextafter(t.max, math.inf)))
             out.append(str(above))
         if not is_int:
             out += ["nan", "inf"]

@@ -195,6 +195,7 @@ def test_repr_names_what_differs_from_the_defaults():
     (lambda: baselines.EASE(method="lu"), "method"),
     (lambda: baselines.EASE(select_k=0), "select_k"),
     (lambda: baselines.Popularity(popularity_penalty=-0.5), "popularity_penalty"),
+    (lambda: baselines.EASE(popularity_penalty=1e308), "popularity_penalty"),
     (lambda: baselines.Biases(scale="ab"), "scale"),
     (lambda: baselines.Biases(scale=(5, 1)), "scale"),
     (lambda: baselines.Biases(scale=(1, float("inf"))), "scale"),

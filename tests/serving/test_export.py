@@ -369,7 +369,7 @@ def test_a_model_without_an_id_map_exports_column_indices_as_ids(tmp_path):
 @pytest.mark.parametrize("kw,name", [
     *[({"top_k": v}, "top_k") for v in (0, -3, 2.5, True, "5", np.float32(4))],
     *[({"popularity_penalty": v}, "popularity_penalty")
-      for v in (-0.1, float("nan"), float("inf"), "0.5", True)],
+      for v in (-0.1, float("nan"), float("inf"), "0.5", True, 1e308)],
     ({"opset": 12}, "opset"), ({"precision": "fp8"}, "precision"), ({"check": "yes"}, "check"),
     ({"check": None}, "check"),
 ])
