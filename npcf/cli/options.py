@@ -258,7 +258,7 @@ def rating_pairs(ctx, param, text):
         except ValueError:
             raise click.BadParameter(f"expected movieId:rating, got {mid}:{r}") from None
         if not out[-1][0]:
-            raise click.BadParameter(f"empty movie id in {part.strip()!r} (expected "
+            raise click.BadParameter(f"empty movie id in {f'{mid}:{r}'.strip()!r} (expected "
                                      "movieId:rating)")
         if not math.isfinite(out[-1][1]) or out[-1][1] == 0:
             raise click.BadParameter(f"rating {r.strip()!r} of movie {mid.strip()} is not a "

@@ -104,3 +104,7 @@ def test_ratings_option_takes_ids_holding_colons_and_json_for_commas():
     assert rating_pairs(None, None, '[["film 1, the", 5], [260, 4.5]]') == \
         [("film 1, the", 5.0), ("260", 4.5)]
     assert rating_pairs(None, None, '{"film 1, the": 5}') == [("film 1, the", 5.0)]
+    import click
+    for text, bad in (('{"": 5}', "':5'"), (":5,2:4", "':5'")):          # the empty one named
+        with pytest.raises(click.BadParameter, match=f"empty movie id in {bad}"):
+            rating_pairs(None, None, text)
