@@ -377,16 +377,16 @@ class AutoEncoder(Params, Recommends):
         item's column is its input), and scores are returned for all its rows. A blend
         (:meth:`tune`) returns the weighted mean of its members' predictions.
         """
+        X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
         if self.blend_weights is None:
             return self._predict_one(X, batch_size)
         out = self.blend_weights[0] * self._predict_one(X, batch_size)
         for w, m in zip(self.blend_weights[1:], self.blend_members):
-            out += w * m.predict(X, batch_size)
+            out += w * m._predict_one(X, batch_size)
         return self._finish(out.astype(np.float32, copy=False))
 
-    def _predict_one(self, X, batch_size: int = 1024) -> np.ndarray:
-        X = self._check(X)
-        batch_size = positive_int(batch_size, "batch_size")
+    def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
+        """:meth:`predict` of this model's own network on checked input ``X``."""
         net = self.network
         if self.item_based:
             X = sp.csr_matrix(X.T)
@@ -406,16 +406,16 @@ class AutoEncoder(Params, Recommends):
 
         Computes only the requested outputs (no dense (B, n_items) array).
         """
+        X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
         if self.blend_weights is None:
             return self._predict_one_at(X, rows, cols, batch_size)
         out = self.blend_weights[0] * self._predict_one_at(X, rows, cols, batch_size)
         for w, m in zip(self.blend_weights[1:], self.blend_members):
-            out += w * m.predict_at(X, rows, cols, batch_size)
+            out += w * m._predict_one_at(X, rows, cols, batch_size)
         return self._finish(out.astype(np.float32, copy=False))
 
-    def _predict_one_at(self, X, rows, cols, batch_size: int = 1024) -> np.ndarray:
-        X = self._check(X)
-        batch_size = positive_int(batch_size, "batch_size")
+    def _predict_one_at(self, X: sp.csr_matrix, rows, cols, batch_size: int = 1024) -> np.ndarray:
+        """:meth:`predict_at` of this model's own network on checked input ``X``."""
         rows, cols = np.asarray(rows), np.asarray(cols)
         if rows.shape != cols.shape or rows.ndim != 1:
             raise NpcfError(f"rows and cols must be 1-D of one length, got shapes "
@@ -448,7 +448,6 @@ class AutoEncoder(Params, Recommends):
     # ``recommend`` (Recommends) scores through ``predict``, all rows at once item-based
     def _score_batches(self, X: sp.csr_matrix):
         if self.item_based:       # every user's scores come from the whole matrix at once
-            self._check(X)
             yield 0, self.predict(X)
             return
         yield from super()._score_batches(X)

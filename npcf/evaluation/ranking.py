@@ -294,7 +294,6 @@ class Recommends:
                             f"{self.n_items} items{hint}")
         if X.nnz and not np.isfinite(X.data).all():
             raise NpcfError("ratings must be finite numbers")
-        X = rated(X)                        # 0 means "not rated", as in the ONNX graph
         problem = None if single_pairs else outside_scale(X.data, self.rating_scale)
         if problem:                                   # (pairs: checked per movie)
             raise NpcfError(problem)
