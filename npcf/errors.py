@@ -78,11 +78,12 @@ class ParamError(NpcfError, ValueError):
         return type(self), (self.param, self.problem)
 
 
-def positive_int(value, name: str) -> int:
-    """``value`` as an int if it is a whole number >= 1 (an int or NumPy integer; not a
-    bool, float or string); :class:`ParamError` naming ``name`` otherwise."""
-    if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
-        raise ParamError(name, f"must be a positive whole number, got {value!r}")
+def positive_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum`` (an int or NumPy
+    integer; not a bool, float or string); :class:`ParamError` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or value < minimum:
+        what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+        raise ParamError(name, f"must be {what}, got {value!r}")
     return int(value)
 
 

@@ -564,12 +564,10 @@ def _known_user_top(m: AutoEncoder, path, ds: Dataset, user, seen: sp.csr_matrix
     return ids, np.where(idx < 0, -np.inf, top)
 
 
-def _check_titles(movies, m) -> None:
-    """NpcfError naming ``movies`` when it titles none of model ``m``'s movies (the titles
-    file of another data set: every title would be blank)."""
-    titles = read_titles(movies)
-    ids = m.item_ids if isinstance(m, Recommender) else \
-        (m.items.ids if m.items is not None else None)
+def _check_titles(titles: dict, movies, m) -> None:
+    """NpcfError naming the titles file ``movies`` when its ``titles`` name none of model
+    ``m``'s movies (the titles of another data set: every title would be blank)."""
+    ids = m.items.ids if m.items is not None else None
     if titles and ids is not None and not any(i in titles for i in ids.tolist()):
         raise NpcfError(f"{movies}: none of its {len(titles):,} movie ids is a movie of the "
                         "model; the titles of another data set?")
@@ -590,8 +588,9 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
     path = find_model(model)
     m = open_model(path)
     check_fresh(m, path)
+    titles = read_titles(movies) if movies is not None else {}
     if movies is not None:                         # a titles file the user named
-        _check_titles(movies, m)
+        _check_titles(titles, movies, m)
     item_based = getattr(m, "item_based", False)
     if item_based and ratings is not None:
         raise NpcfError(f"{path}: an item-based model scores only the users it was trained "
@@ -599,7 +598,7 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
                         "fold in new ratings")
     data_dir = Path(data) if data else rundir.recorded_data(rundir.folder_of(path))
     if movies is None and data_dir is not None and (data_dir / "movies.csv").is_file():
-        movies = data_dir / "movies.csv"
+        titles = read_titles(data_dir / "movies.csv")
     if user is not None:
         if data_dir is None:
             raise NpcfError("a user id needs the training data: pass --data DIR "
@@ -619,7 +618,6 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
         ids, scores = m.recommend(rows, k=k, filter_seen=not include_seen)
     ids, scores = np.atleast_2d(ids)[0], np.atleast_2d(scores)[0]
     keep = np.isfinite(scores)                     # padding: fewer unseen movies than k
-    titles = read_titles(movies) if movies else {}
     return [{"rank": i + 1, "movie_id": mid, "title": titles.get(mid, ""),
              "score": round(float(s), 4)}
             for i, (mid, s) in enumerate(zip(ids[keep].tolist(), scores[keep]))]

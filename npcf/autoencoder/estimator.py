@@ -14,7 +14,7 @@ from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
-from npcf.errors import NpcfError, ParamError, positive_int
+from npcf.errors import NpcfError, ParamError, non_negative, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import Recommends, rating_rows, untrained_columns
 from npcf.nn import activations, noise, optim, schedules
@@ -22,7 +22,7 @@ from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network
 from npcf.utils.params import Params
-from npcf.utils.sparse import binarize, l2_normalize_rows, same_matrix
+from npcf.utils.sparse import binarize, column_counts, l2_normalize_rows, same_matrix
 
 #: ``layers`` and ``activation`` when left as None (chosen on the validation part of
 #: movies-small, random 90/10 split, seed 0; every attempt is in benchmarks/NOTES.md)
@@ -93,8 +93,8 @@ class AutoEncoder(Params, Recommends):
     def _architecture(self) -> tuple[tuple[int, ...], str]:
         """The effective ``(layers, activation)`` (None resolved by orientation)."""
         base = ITEM_BASED_DEFAULTS if self.item_based else USER_BASED_DEFAULTS
-        layers = base["layers"] if self.layers is None else self.layers
-        return tuple(int(h) for h in layers), (self.activation or base["activation"])
+        layers = hyperparameters.check_layers(self.layers) or base["layers"]
+        return layers, (self.activation or base["activation"])
 
     def _init_kind(self) -> str:
         """The weight initialisation ``init`` names (None: see the class docstring)."""
@@ -106,8 +106,7 @@ class AutoEncoder(Params, Recommends):
         """:class:`~npcf.errors.ParamError` (a ValueError) naming the first
         hyperparameter out of its domain (:mod:`npcf.autoencoder.hyperparameters`)."""
         hyperparameters.check(self.get_params())
-        layers, act = self._architecture()
-        choices = {"activation": (act, activations.ACTIVATIONS),
+        choices = {"activation": (self._architecture()[1], activations.ACTIVATIONS),
                    "output_activation": (self.output_activation, activations.ACTIVATIONS),
                    "loss": (self.loss, LOSSES), "noise": (self.noise, noise.KINDS),
                    "optimizer": (self.optimizer, optim.NAMES),
@@ -161,8 +160,7 @@ class AutoEncoder(Params, Recommends):
         # gradient under the masked MSE: zeroed, a prediction there is the baseline, not
         # random-weight noise (the multinomial loss still trains its output rows down)
         Xo = self._orient(X)
-        self.network.zero_columns(untrained_columns(np.bincount(Xo.indices,
-                                                                minlength=Xo.shape[1])))
+        self.network.zero_columns(untrained_columns(column_counts(Xo)))
         self.baseline = None
         if self.residual and self.loss == "mse":
             self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(Xo)
@@ -209,8 +207,8 @@ class AutoEncoder(Params, Recommends):
             raise NpcfError("tuning needs a validation part")
         self._check_params()
         if budget is not None:
-            hyperparameters.check_value("budget", budget, (float, 0.0, None, True, False))
-        hyperparameters.check_value("blend", blend, (int, 0, None, False, False))
+            non_negative(budget, "budget", positive=True)
+        positive_int(blend, "blend", minimum=0)
         if fixed is None:
             fixed = set(self.changed_params())
         elif isinstance(fixed, str):
@@ -273,7 +271,7 @@ class AutoEncoder(Params, Recommends):
         if self.scale is None and self.loss == "mse" and X.nnz:
             self.scale = (float(X.data.min()), float(X.data.max()))
         self.users, self.items = users, items
-        self.item_counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+        self.item_counts = column_counts(X)
 
     def _fit_ensemble(self, X, validation, validation_input, scale, users, items, callbacks):
         """Fit ``ensemble`` members (seeds ``seed + k``) and merge them into one network.
@@ -344,13 +342,6 @@ class AutoEncoder(Params, Recommends):
         return y
 
     # --------------------------------------------------------------- predicting
-    @property
-    def n_items(self) -> int:
-        """Number of items (columns) the model scores."""
-        if self.item_counts is None:
-            raise NpcfError("the model is not fitted")
-        return int(self.item_counts.size)
-
     @property
     def rating_scale(self):
         return self.scale if self.loss == "mse" else None

@@ -35,10 +35,9 @@ OPTIONAL = {"clip_norm"}
 SWITCHES = ("tied", "denoise", "item_based", "residual", "lazy")
 
 
-def describe(name: str, domain: tuple | None = None) -> str:
-    """The domain of ``name`` (or the ``(type, low, high, low_open, high_open)`` given) in
-    words, e.g. ``"a number in (0, inf)"``."""
-    kind, lo, hi, lo_open, hi_open = domain or RANGES[name]
+def describe(name: str) -> str:
+    """The domain of ``name`` in words, e.g. ``"a number in (0, inf)"``."""
+    kind, lo, hi, lo_open, hi_open = RANGES[name]
     what = "an integer" if kind is int else "a number"
     left = "(" if lo_open or lo is None else "["
     right = ")" if hi_open or hi is None else "]"
@@ -46,10 +45,10 @@ def describe(name: str, domain: tuple | None = None) -> str:
             f"{'inf' if hi is None else hi}{right}")
 
 
-def check_value(name: str, value, domain: tuple | None = None) -> None:
-    """ParamError unless ``value`` lies in ``name``'s domain (or the ``domain`` given, as
-    in :data:`RANGES`); NaN and infinities never do."""
-    kind, lo, hi, lo_open, hi_open = domain or RANGES[name]
+def check_value(name: str, value) -> None:
+    """ParamError unless ``value`` lies in ``name``'s domain (NaN and infinities never
+    do)."""
+    kind, lo, hi, lo_open, hi_open = RANGES[name]
     if value is None and name in OPTIONAL:
         return
     is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -60,7 +59,7 @@ def check_value(name: str, value, domain: tuple | None = None) -> None:
         ok = math.isfinite(v) and not (lo is not None and (v < lo or lo_open and v == lo)) \
             and not (hi is not None and (v > hi or hi_open and v == hi))
     if not ok:
-        raise ParamError(name, f"must be {describe(name, domain)}, got {value!r}")
+        raise ParamError(name, f"must be {describe(name)}, got {value!r}")
 
 
 def check_layers(layers) -> tuple[int, ...] | None:

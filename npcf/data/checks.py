@@ -24,8 +24,8 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
         return m.shape
     shape_of("X", X)
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
-        if duplicate_entries(m):
-            raise repeated_pairs(name, duplicate_entries(m))
+        if n := duplicate_entries(m):
+            raise repeated_pairs(name, n)
     X = sp.csr_matrix(X)
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
         values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)

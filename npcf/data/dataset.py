@@ -22,7 +22,7 @@ from npcf.data.splits import Split, split_ratings
 from npcf.data.vocab import Vocabulary
 from npcf.errors import DataError, one_line
 from npcf.utils.files import ARCHIVE_ERRORS, atomic_path, write_json
-from npcf.utils.sparse import merge_parts
+from npcf.utils.sparse import column_counts, merge_parts
 
 PARTS = ("train", "test", "test_input", "validation", "validation_input")
 #: the files of a prepared directory
@@ -58,7 +58,7 @@ class Dataset:
     def item_counts(self) -> np.ndarray:
         """Training ratings per item (int64, n_items)."""
         train = self.split.train
-        return np.bincount(train.indices, minlength=train.shape[1]).astype(np.int64)
+        return column_counts(train)
 
     def titles(self) -> dict:
         """``{movie id: title}`` (empty without titles)."""

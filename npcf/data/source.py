@@ -35,7 +35,7 @@ def load_ratings(data=None, *, format: str = "auto", sep=None, columns=None, sca
     if data is None or str(data) == SYNTHETIC:
         return generate()
     path = Path(data)
-    if path.is_file() or path.exists() and not path.is_dir():   # (a pipe: read_ratings says)
+    if path.exists() and not path.is_dir():     # a file (or a pipe: read_ratings says so)
         ratings = read_ratings(path, format, sep=sep, columns=columns, scale=scale)
         movies_path = find_movies(path)
         return ratings, (read_movies(movies_path) if movies_path else None)
@@ -80,12 +80,7 @@ def load_dataset(data=None, *, format: str = "auto", sep=None, columns=None, sca
         return load_prepared(data)
     ratings, movies = load_ratings(data, format=format, sep=sep, columns=columns,
                                    scale=scale, progress=progress)
-    try:
-        parts = split_ratings(ratings, split, test_size, seed, validation_size, holdout)
-    except DataError as err:              # e.g. a temporal split of data without timestamps
-        if err.path is not None:
-            raise
-        raise DataError(err.problem, ratings.source or data, err.line) from None
+    parts = split_ratings(ratings, split, test_size, seed, validation_size, holdout)
     check_split(parts, ratings.source or data)
     return Dataset(parts, ratings.users, ratings.items, _stats(ratings, parts), movies)
 

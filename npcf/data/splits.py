@@ -77,8 +77,6 @@ def _split_once(m, kind, size, rng, timestamps, holdout):
         test[rng.permutation(m.nnz)[:n_test]] = True
         return select(m, ~test), select(m, test), None
     if kind in ("user", "temporal"):
-        if kind == "temporal" and timestamps is None:
-            raise DataError("the temporal split needs timestamps; this data has none")
         test = _per_user_holdout(m, size, rng, timestamps if kind == "temporal" else None)
         return select(m, ~test), select(m, test), None
     if kind == "users":
@@ -110,6 +108,9 @@ def split_ratings(ratings: Ratings | sp.csr_matrix, kind: str = "random",
         raise NpcfError(f"validation_size must be in [0, 1), got {validation_size}")
     m = ratings.matrix if isinstance(ratings, Ratings) else sp.csr_matrix(ratings)
     ts = ratings.timestamps if isinstance(ratings, Ratings) else None
+    if kind == "temporal" and ts is None:
+        raise DataError("the temporal split needs timestamps; this data has none",
+                        getattr(ratings, "source", None))
     rng = np.random.default_rng(seed)
     ts_sel = None
     if ts is not None:

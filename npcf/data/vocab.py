@@ -10,6 +10,9 @@ import re
 import numpy as np
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+#: the largest integer every float64 near it holds exactly: a whole float id beyond it
+#: may stand for a neighbouring id, so it names none
+EXACT_FLOAT_INT = 2 ** 53
 
 
 def int_text(text: str) -> int | None:
@@ -66,8 +69,7 @@ class Vocabulary:
         vocabulary), ``usable = (mask, their int64 ids)``; else None."""
         raw = np.atleast_1d(np.asarray(raw))
         if self.ids.dtype.kind == "i" and raw.dtype.kind == "f":   # 10.0 is id 10; 10.5 none
-            # (only where a float is exact: beyond 2**53 it may stand for a neighbouring id)
-            whole = np.isfinite(raw) & (raw == np.round(raw)) & (np.abs(raw) <= 2.0 ** 53)
+            whole = np.isfinite(raw) & (raw == np.round(raw)) & (np.abs(raw) <= EXACT_FLOAT_INT)
             if whole.all():
                 return raw.astype(np.int64), None
             return raw, (whole, raw[whole].astype(np.int64))

@@ -36,7 +36,7 @@ from npcf.evaluation.protocol import evaluate
 from npcf.evaluation.ranking import Recommends, check_penalty, rating_rows
 from npcf.nn.bias import UserItemBias
 from npcf.utils.params import Params
-from npcf.utils.sparse import binarize, entry_rows
+from npcf.utils.sparse import binarize, column_counts, entry_rows
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 BIAS_REGS = (1.0, 3.0, 5.0, 10.0, 25.0)
@@ -79,16 +79,9 @@ class Baseline(Params, Recommends):
         if not X.nnz:
             raise NpcfError(f"the training matrix {X.shape} holds no ratings")
         self.items = items
-        self.item_counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+        self.item_counts = column_counts(X)
         self._fit(X, validation, validation_input)
         return self
-
-    @property
-    def n_items(self) -> int:
-        """Number of items (columns) the model scores."""
-        if self.item_counts is None:
-            raise NpcfError("the model is not fitted")
-        return int(self.item_counts.size)
 
     def predict(self, x) -> np.ndarray:
         """Dense float32 scores (B, n_items) of the users (rows) of sparse ``x`` (B, n_items)."""

@@ -161,8 +161,8 @@ def rating_rows(m, name: str = "X") -> sp.csr_matrix:
     """Users' ratings ``m`` (any sparse format or array) as CSR float32 without stored
     zeros (0 means "not rated"); NpcfError naming ``name`` if a (row, column) pair is
     stored twice. ``m`` itself is never modified."""
-    if duplicate_entries(m):
-        raise repeated_pairs(name, duplicate_entries(m))
+    if n := duplicate_entries(m):
+        raise repeated_pairs(name, n)
     return rated(m)
 
 
@@ -185,7 +185,9 @@ class Recommends:
     """Mixin: implicit-style :meth:`recommend` for a model that scores user rows.
 
     A model provides ``predict(X)`` (or overrides ``_score_rows(X)``: CSR float32
-    (B, n_items) -> (B, n_items) scores), ``n_items``, and optionally ``items`` (a
+    (B, n_items) -> (B, n_items) scores), ``item_counts`` once fitted (int64 training
+    ratings per item; ``n_items`` is their number) or its own ``n_items``, and
+    optionally ``items`` (a
     :class:`~npcf.data.vocab.Vocabulary` of raw movie ids), ``item_counts`` and
     ``popularity_penalty`` (ranking by ``score - beta * log(1 + count)``),
     ``rating_scale`` (``(min, max)``, to check ratings given as pairs) and
@@ -199,6 +201,13 @@ class Recommends:
     popularity_penalty = 0.0
     rating_scale = None
     recommend_batch = 256
+
+    @property
+    def n_items(self) -> int:
+        """Number of items (columns) the model scores; NpcfError before it is fitted."""
+        if self.item_counts is None:
+            raise NpcfError("the model is not fitted")
+        return int(self.item_counts.size)
 
     def recommend(self, user_items, k: int = 10, filter_seen: bool = True, filter_items=None,
                   items=None) -> Recommendations:

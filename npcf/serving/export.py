@@ -46,6 +46,7 @@ from npcf.evaluation.ranking import check_penalty, penalty_vector, untrained_col
 from npcf.serving.quantize import quantize_int8
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import staged_files
+from npcf.utils.sparse import rated
 
 OPSET = 17
 #: ONNX opset -> the IR version it was released with (as sklearn-onnx and
@@ -468,8 +469,7 @@ def check_parity(model, path, rows=None, *, batch_size: int = 256, target=None) 
     if rows is None:
         x = sample_rows(model, batch_size)
     else:
-        x = sp.csr_matrix(rows, dtype=np.float32, copy=True)
-        x.eliminate_zeros()             # 0 is "not rated", as in the graph
+        x = rated(rows)                 # 0 is "not rated", as in the graph
     got, ref = rec.scores(x, batch_size=batch_size), model.predict(x)
     err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
     rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0

@@ -43,6 +43,8 @@ class Recommender(Recommends):
     movie ids of its columns; ``titles``: ``{movie id: title}`` or None.
     """
 
+    n_items: int = 0     # set from the id map (its counts may be unknown: not derived)
+
     def __init__(self, session: ort.InferenceSession, meta: dict, items: Vocabulary,
                  titles: dict | None = None, path=None, batch_size: int = 256):
         self.session, self.meta, self.items, self.titles = session, meta, items, titles

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npcf.data.vocab import int_text
+from npcf.data.vocab import EXACT_FLOAT_INT, int_text
 from npcf.errors import NpcfError, one_line, shown
 from npcf.serving.batcher import Busy, MicroBatcher, Query, rank_queries
 
@@ -115,7 +115,7 @@ def _movie_key(items, v):
     (a whole float such as ``10.0`` is the integer id 10, as in the library, where it is
     exact: up to 2**53; beyond, it names no id)."""
     if isinstance(v, float) and v.is_integer():
-        if abs(v) > 2 ** 53:             # may stand for a neighbouring id: names none
+        if abs(v) > EXACT_FLOAT_INT:      # may stand for a neighbouring id: names none
             return None
         v = int(v)
     if _is_int(v):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-import numpy as np
+from npcf.utils.files import as_written
 
 
 class Params:
@@ -54,16 +54,8 @@ class Params:
         """The hyperparameters whose value differs from their default, by name."""
         defaults = inspect.signature(type(self).__init__).parameters
         return {k: v for k, v in self.get_params().items()
-                if _key(v) != _key(defaults[k].default)}
+                if as_written(v) != as_written(defaults[k].default)}
 
     def __repr__(self) -> str:
         changed = self.changed_params()
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-
-
-def _key(value):
-    """``value`` in comparable form: a list, tuple or array as a tuple (``!=`` on an
-    array compares element-wise)."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    return tuple(value) if isinstance(value, (list, tuple)) else value

@@ -17,6 +17,12 @@ def entry_rows(m: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
 
 
+def column_counts(m: sp.csr_matrix) -> np.ndarray:
+    """Stored entries per column of CSR ``m`` (int64, ``(n_columns,)``): a rating matrix's
+    training ratings per item."""
+    return np.bincount(m.indices, minlength=m.shape[1]).astype(np.int64)
+
+
 def duplicate_entries(m) -> int:
     """How many stored entries of sparse ``m`` repeat a (row, column) pair stored before
     them (SciPy would add their values up); 0 for a dense array. CSR/CSC: O(nnz) once
