@@ -177,26 +177,26 @@ def test_resume_keeps_the_best_epoch_and_early_stopping_state(tmp_path, monkeypa
     assert_same_params(params_of(straight), params_of(resumed))
 
 
-def test_resume_with_different_options_is_refused(tmp_path, monkeypatch):
-    X = tiny_ratings()
-    interrupt_after(monkeypatch, 3)
-    with pytest.raises(TrainingInterrupted):
-        AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path)])
-    monkeypatch.undo()
-    with pytest.raises(NpcfError, match=r"options differ.*\blr\b"):
-        AutoEncoder(**dict(BASE, lr=0.1)).fit(X, callbacks=[Checkpoint(tmp_path, resume=True)])
-
-
-def test_resume_on_other_data_is_refused(tmp_path, monkeypatch):
-    X = tiny_ratings()
-    interrupt_after(monkeypatch, 3)
-    with pytest.raises(TrainingInterrupted):
-        AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path)])
-    monkeypatch.undo()
+def _changed_data(X):
     other = X.copy()
     other.data[0] = 6.0 - other.data[0]
-    with pytest.raises(NpcfError, match="training data differ"):
-        AutoEncoder(**BASE).fit(other, callbacks=[Checkpoint(tmp_path, resume=True)])
+    return other
+
+
+@pytest.mark.parametrize("change, data, match", [
+    ({"lr": 0.1}, lambda X: X, r"options differ.*\blr\b"),
+    ({}, _changed_data, "training data differ"),
+], ids=["other options", "other data"])
+def test_resume_with_other_options_or_data_is_refused(tmp_path, monkeypatch, change, data,
+                                                       match):
+    X = tiny_ratings()
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(TrainingInterrupted):
+        AutoEncoder(**BASE).fit(X, callbacks=[Checkpoint(tmp_path)])
+    monkeypatch.undo()
+    with pytest.raises(NpcfError, match=match):
+        AutoEncoder(**dict(BASE, **change)).fit(data(X),
+                                                callbacks=[Checkpoint(tmp_path, resume=True)])
 
 
 def test_a_resume_state_of_two_interruptions_is_refused(tmp_path, monkeypatch):
