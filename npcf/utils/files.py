@@ -48,10 +48,7 @@ def atomic_path(path, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask())
-        _fsync(tmp)                     # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-        _fsync(path.parent)             # ... and so is the new name
+        _publish(Path(tmp), path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -72,8 +69,17 @@ def staged_files(path):
         yield Path(tmp) / path.name
         for f in sorted(Path(tmp).iterdir(), reverse=True):
             if f.is_file():
-                os.chmod(f, 0o666 & ~umask())
-                os.replace(f, path.parent / f.name)
+                _publish(f, path.parent / f.name)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Give the written temporary file ``tmp`` the umask's modes, flush it, rename it onto
+    ``path`` and flush the directory: the bytes are on disk before the name points at
+    them, and so is the new name."""
+    os.chmod(tmp, 0o666 & ~umask())
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(path.parent)
 
 
 def _fsync(path) -> None:
