@@ -38,9 +38,10 @@ from npcf.serving.export import (
     OPSET,
     check_exportable,
     check_parity,
-    export,
     export_target,
+    graph_and_metadata,
     staged_export,
+    write_graph,
 )
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
@@ -311,13 +312,14 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         triton_repo.check_target(triton, name)
         if int(triton_max_batch) < 1:
             raise ParamError("triton_max_batch", f"{triton_max_batch}: must be >= 1")
+    graph, meta = graph_and_metadata(
+        ae, sparse_input=sparse_input, top_k=top_k or None, raw_ids=raw_ids,
+        popularity_penalty=popularity_penalty, precision=precision,
+        extra_metadata={"checkpoint_sha256": checkpoint.file_digest(model_path),
+                        "checkpoint_path": str(checkpoint.checkpoint_files(model_path)[0].resolve()),
+                        "data_fingerprint": ae.info.get("fingerprint", "")})
     with staged_export(out) as staged:
-        export(ae, staged, sparse_input=sparse_input, top_k=top_k or None, raw_ids=raw_ids,
-               popularity_penalty=popularity_penalty, precision=precision,
-               extra_metadata={"checkpoint_sha256": checkpoint.file_digest(model_path),
-                               "checkpoint_path": str(
-                                   checkpoint.checkpoint_files(model_path)[0].resolve()),
-                               "data_fingerprint": ae.info.get("fingerprint", "")})
+        write_graph(ae, graph, meta, staged)
         parity = check_parity(ae, staged, _parity_rows(folder, batch_size),
                               batch_size=batch_size, target=out)
         repo = None if triton is None else triton_repo.write_repository(

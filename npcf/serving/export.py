@@ -375,10 +375,28 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     only when complete (and checked); on any error ``path`` is left as it was.
     ``path``'s directory is made if missing; NpcfError if ``path`` is a directory.
     """
+    _check_rows_option(check)
+    m, meta = graph_and_metadata(model, sparse_input=sparse_input, top_k=top_k,
+                                 popularity_penalty=popularity_penalty, item_counts=item_counts,
+                                 precision=precision, opset=opset, raw_ids=raw_ids,
+                                 extra_metadata=extra_metadata)
+    with staged_export(path) as staged:
+        write_graph(model, m, meta, staged)
+        if check is not False:
+            check_parity(model, staged, None if check is True else check,
+                         batch_size=batch_size, target=path)
+    return Path(path)
+
+
+def graph_and_metadata(model, *, sparse_input: bool = False, top_k: int | None = None,
+                       popularity_penalty: float | None = None, item_counts=None,
+                       precision: str = "fp32", opset: int = OPSET,
+                       extra_metadata: dict | None = None, raw_ids: bool = False):
+    """``(onnx.ModelProto, metadata dict)`` of :func:`export` (options as there), the
+    checker and strict shape inference passed; nothing written."""
     if precision not in PRECISIONS:
         raise ParamError("precision", f"unknown precision {precision!r}; choose "
                                       f"{', '.join(PRECISIONS)}")
-    _check_rows_option(check)
     if popularity_penalty is None:
         popularity_penalty = getattr(model, "popularity_penalty", 0.0) or 0.0
     top_k = check_exportable(model, top_k=top_k, popularity_penalty=popularity_penalty,
@@ -398,15 +416,16 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     helper.set_model_props(m, meta)
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
-    with staged_export(path) as staged:
-        if "item_ids" not in meta:
-            staged.with_name(staged.name + ".items.json").write_text(
-                json.dumps(item_ids(model).tolist()), encoding="utf-8")
-        onnx.save(m, staged)
-        if check is not False:
-            check_parity(model, staged, None if check is True else check,
-                         batch_size=batch_size, target=path)
-    return Path(path)
+    return m, meta
+
+
+def write_graph(model, m: onnx.ModelProto, meta: dict, path: Path) -> None:
+    """Save graph ``m`` to ``path`` as it is (a staged path: :func:`staged_export`), with
+    the id sidecar ``<path>.items.json`` when ``meta`` does not hold the ids inline."""
+    if "item_ids" not in meta:
+        path.with_name(path.name + ".items.json").write_text(
+            json.dumps(item_ids(model).tolist()), encoding="utf-8")
+    onnx.save(m, path)
 
 
 def _check_rows_option(check) -> None:
