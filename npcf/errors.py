@@ -103,3 +103,18 @@ def repeated_pairs(name: str, extra: int) -> NpcfError:
     what = "stored entry repeats" if extra == 1 else "stored entries repeat"
     return NpcfError(f"{name}: {extra} {what} a (row, column) pair; SciPy would add their "
                      "ratings up (keep one rating per pair)")
+
+
+def check_scale(scale, name: str = "scale") -> tuple[float, float] | None:
+    """``scale`` as ``(min, max)`` floats (None stays None); :class:`ParamError` naming
+    ``name`` unless it is two finite numbers with min < max (a reversed scale would clip
+    every prediction to one value)."""
+    if scale is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in scale)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ParamError(name, f"must be (min, max) with finite min < max, got {scale!r}")
+    return lo, hi

@@ -14,7 +14,7 @@ from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
 from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
-from npcf.errors import NpcfError, ParamError, non_negative, positive_int
+from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import Recommends, rating_rows, untrained_columns
 from npcf.nn import activations, noise, optim, schedules
@@ -267,7 +267,7 @@ class AutoEncoder(Params, Recommends):
                 for m in self.blend_members]}
 
     def _set_data(self, X: sp.csr_matrix, scale, users, items) -> None:
-        self.scale = None if scale is None else (float(scale[0]), float(scale[1]))
+        self.scale = check_scale(scale)
         if self.scale is None and self.loss == "mse" and X.nnz:
             self.scale = (float(X.data.min()), float(X.data.max()))
         self.users, self.items = users, items

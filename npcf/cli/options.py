@@ -13,7 +13,7 @@ from npcf.autoencoder.hyperparameters import RANGES
 from npcf.data.dataset import is_prepared
 from npcf.data.readers import FORMATS, check_columns
 from npcf.data.splits import KINDS
-from npcf.errors import ParamError
+from npcf.errors import ParamError, check_scale
 
 
 class Finite(click.FloatRange):
@@ -189,12 +189,11 @@ def floats(text: str | None, n: int | None = None, what: str = "value"):
 
 
 def _scale(ctx, param, text):
-    scale = floats(text, 2, "--scale")
-    if scale is not None and not all(map(math.isfinite, scale)):
-        raise click.BadParameter(f"MIN and MAX must be finite numbers, got {text!r}")
-    if scale is not None and not scale[0] < scale[1]:
-        raise click.BadParameter(f"expected MIN,MAX with MIN < MAX, got {text!r}")
-    return scale
+    try:
+        return check_scale(floats(text, 2, "--scale"))
+    except ParamError:
+        raise click.BadParameter(f"expected MIN,MAX with finite MIN < MAX, got {text!r}") \
+            from None
 
 
 def _columns(ctx, param, text):

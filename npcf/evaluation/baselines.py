@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
-from npcf.errors import NpcfError, ParamError, non_negative, positive_int
+from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
 from npcf.evaluation.protocol import evaluate
 from npcf.evaluation.ranking import Recommends, check_penalty, rating_rows
 from npcf.nn.bias import UserItemBias
@@ -139,22 +139,14 @@ class Biases(Baseline):
         if self.reg is not None:
             non_negative(self.reg, "reg")
         _check_grid(self.regs, "regs")
-        if self.scale is not None:
-            try:
-                lo, hi = (float(v) for v in self.scale)
-                ok = np.isfinite([lo, hi]).all() and lo < hi
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ParamError("scale", f"must be (min, max) with finite min < max, "
-                                          f"got {self.scale!r}")
+        check_scale(self.scale)
 
     def _model(self, train, reg) -> UserItemBias:
         return UserItemBias(reg, reg).fit(train)
 
     def _fit(self, train, validation, validation_input) -> None:
         self.scale_ = (float(train.data.min()), float(train.data.max())) \
-            if self.scale is None else tuple(float(v) for v in self.scale)
+            if self.scale is None else check_scale(self.scale)
         self.reg_ = self.reg
         if self.reg is None and validation is not None and sp.csr_matrix(validation).nnz:
             v = sp.csr_matrix(validation)

@@ -174,6 +174,13 @@ def test_predict_shape_dtype_and_clipping(fitted):
     assert at.dtype == np.float32 and at.min() >= 2.5 and at.max() <= 3.5
 
 
+@pytest.mark.parametrize("scale", [(5, 1), (1, 1), (0, float("nan")), "ab", (1,)])
+def test_a_scale_that_is_not_min_below_max_is_refused(scale):
+    """A reversed scale used to clip every prediction to one value."""
+    with pytest.raises(ParamError, match="scale: must be"):
+        AutoEncoder(**BASE).fit(TRAIN, scale=scale)
+
+
 def test_predict_at_equals_predict_at_the_pairs(fitted):
     coo = VAL.tocoo()
     rng = np.random.default_rng(0)
