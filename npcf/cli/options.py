@@ -237,11 +237,14 @@ def _json_pairs(text: str) -> list[tuple[str, str]]:
 def rating_pairs(ctx, param, text):
     """``--ratings 1:5,260:4.5`` -> [("1", 5.0), ("260", 4.5)] (ids kept as typed; an id
     may hold ``:``, the rating follows the last one). Ids holding a comma: JSON,
-    ``'[["film 1, the", 5]]'`` or ``'{"film 1, the": 5}'``."""
+    ``'[["film 1, the", 5]]'`` or ``'{"film 1, the": 5}'``; ``'[]'``: a user without
+    ratings."""
     if text is None:
         return None
     if text.lstrip()[:1] in ("[", "{"):
         parts = _json_pairs(text)
+        if not parts:                     # '[]' or '{}': a user without ratings, as serve's
+            return []                     # {"ratings": []} (scores from the biases alone)
     else:
         parts = []
         for part in text.split(","):
@@ -265,7 +268,8 @@ def rating_pairs(ctx, param, text):
         if out[-1][0] in [m for m, _ in out[:-1]]:
             raise click.BadParameter(f"movie {out[-1][0]} is rated more than once")
     if not out:
-        raise click.BadParameter("no ratings given")
+        raise click.BadParameter("no ratings given (for a user without ratings: "
+                                 "--ratings '[]')")
     return out
 
 
