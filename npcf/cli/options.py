@@ -244,7 +244,7 @@ def rating_pairs(ctx, param, text):
     if text.lstrip()[:1] in ("[", "{"):
         parts = _json_pairs(text)
         if not parts:                     # '[]' or '{}': a user without ratings, as serve's
-            return []                     # {"ratings": []} (scores from the biases alone)
+            return []                     # {"ratings": []} (the model's cold-start list)
     else:
         parts = []
         for part in text.split(","):
