@@ -42,6 +42,8 @@ LR = 1e-3
 BATCH = 50
 EPOCHS = 40
 SNAPSHOTS = (10, 20, 30)
+#: how a node averages its incoming messages (:class:`Batch`)
+NORM = "node"
 #: dense level matrices above this many cells are refused (the monti sets have 9M)
 MAX_CELLS = 100_000_000
 
@@ -87,11 +89,14 @@ class Batch:
     """Block-diagonal union of subgraphs, each rating edge in both directions.
 
     ``x``: (n, 4) one-hot labels; ``tu``/``ti``: the target user and item node of each
-    pair; ``src``/``dst``/``rel``: the directed edges after dropout; ``inv_deg``: 1 / the
-    in-degree (0-degree nodes aggregate nothing).
+    pair; ``src``/``dst``/``rel``: the directed edges after dropout; ``norm``: each edge's
+    weight in the mean its target node takes, 1 / the target's in-degree (``"node"``, PyG
+    1.x's RGCNConv) or 1 / its in-degree of that relation (``"relation"``, the paper's
+    formula and later PyG's).
     """
 
-    def __init__(self, subs: list[tuple], edge_dropout: float = 0.0, rng=None):
+    def __init__(self, subs: list[tuple], edge_dropout: float = 0.0, rng=None,
+                 norm: str = "node"):
         nu = np.array([s[0] for s in subs], np.int64)
         sizes = nu + np.array([s[1] for s in subs], np.int64)
         off = np.concatenate(([0], np.cumsum(sizes)[:-1]))
@@ -111,22 +116,29 @@ class Batch:
             keep = rng.random(src.size) >= edge_dropout
             src, dst, rel = src[keep], dst[keep], rel[keep]
         self.src, self.dst, self.rel = src, dst, rel
-        self.inv_deg = 1.0 / np.maximum(np.bincount(dst, minlength=self.n), 1)
+        if norm == "node":
+            self.norm = 1.0 / np.bincount(dst, minlength=self.n)[dst]
+        else:
+            key = dst * (int(rel.max(initial=0)) + 1) + rel
+            _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+            self.norm = 1.0 / counts[inverse]
         self._layout: dict[int, tuple] = {}
 
     def layout(self, n_bases: int) -> tuple:
         """The message matrix's structure, shape ``(n, n * n_bases)`` with entry
         ``(dst, src * n_bases + b)`` per edge and basis: ``(indptr, rows, cols, rel, base)``
-        sorted by row; its values are ``att[rel, base] / deg[row]``."""
+        sorted by row, and each entry's edge weight ``norm``; its values are
+        ``att[rel, base] * norm``."""
         if n_bases not in self._layout:
             rows = np.repeat(self.dst, n_bases)
             cols = (self.src[:, None] * n_bases + np.arange(n_bases)).ravel()
             rel = np.repeat(self.rel, n_bases)
+            norm = np.repeat(self.norm, n_bases)
             base = np.tile(np.arange(n_bases), self.src.size)
             order = np.argsort(rows, kind="stable")
-            rows, cols, rel, base = rows[order], cols[order], rel[order], base[order]
+            rows, cols, rel, base, norm = (a[order] for a in (rows, cols, rel, base, norm))
             indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=self.n))))
-            self._layout[n_bases] = (indptr, rows, cols, rel, base)
+            self._layout[n_bases] = (indptr, rows, cols, rel, base, norm)
         return self._layout[n_bases]
 
 
@@ -170,8 +182,8 @@ def forward(p: dict, batch: Batch, rng=None, cache: list | None = None) -> np.nd
     for layer in range(_n_layers(p)):
         basis = p[f"basis{layer}"]
         nb, d_in, d = basis.shape
-        indptr, rows, cols, rel, base = batch.layout(nb)
-        vals = (p[f"att{layer}"][rel, base] * batch.inv_deg[rows]).astype(H.dtype)
+        indptr, rows, cols, rel, base, norm = batch.layout(nb)
+        vals = (p[f"att{layer}"][rel, base] * norm).astype(H.dtype)
         A = sp.csr_matrix((vals, cols, indptr), shape=(batch.n, batch.n * nb))
         bcat = basis.transpose(1, 0, 2).reshape(d_in, nb * d)
         Zr = (H @ bcat).reshape(batch.n * nb, d)          # row src * nb + b: x_src B_b
@@ -227,8 +239,8 @@ def loss_and_grad(p: dict, batch: Batch, target: np.ndarray, arr: float = ARR,
         gZ = (A.T @ gpre).reshape(batch.n, nb * d)
         gbasis = (H.T @ gZ).reshape(d_in, nb, d).transpose(1, 0, 2)
         g_below = gpre @ p[f"root{layer}"].T + gZ @ bcat.T
-        _, rows, cols, rel, base = batch.layout(nb)
-        d_vals = np.einsum("ij,ij->i", gpre[rows], Zr[cols]) * batch.inv_deg[rows]
+        _, rows, cols, rel, base, norm = batch.layout(nb)
+        d_vals = np.einsum("ij,ij->i", gpre[rows], Zr[cols]) * norm
         gatt = np.bincount(rel * nb + base, weights=d_vals, minlength=att.size)
         gatt = gatt.reshape(att.shape)
         if arr:
@@ -243,16 +255,16 @@ def loss_and_grad(p: dict, batch: Batch, target: np.ndarray, arr: float = ARR,
     return loss, {k: np.asarray(v, dtype=p[k].dtype) for k, v in g.items()}
 
 
-def predict(p: dict, subs: list[tuple], chunk: int = 500) -> np.ndarray:
+def predict(p: dict, subs: list[tuple], chunk: int = 500, norm: str = NORM) -> np.ndarray:
     """One prediction per subgraph (evaluation mode)."""
     if not subs:
         return np.zeros(0)
-    return np.concatenate([forward(p, Batch(subs[k:k + chunk]))
+    return np.concatenate([forward(p, Batch(subs[k:k + chunk], norm=norm))
                            for k in range(0, len(subs), chunk)]).astype(np.float64)
 
 
 def fit(train: sp.spmatrix, epochs: int = EPOCHS, seed: int = 0, snapshots=SNAPSHOTS,
-        eval_pairs=None, on_epoch=None) -> dict:
+        eval_pairs=None, on_epoch=None, norm: str = NORM) -> dict:
     """Train on ``train`` (users x items). ``eval_pairs``: ``(users, items)`` predicted
     after every epoch. Returns ``{"graphs", "params", "predictions": {epoch: array}}``;
     ``on_epoch(epoch, mean loss, predictions or None, seconds)`` is called per epoch."""
@@ -270,11 +282,11 @@ def fit(train: sp.spmatrix, epochs: int = EPOCHS, seed: int = 0, snapshots=SNAPS
         order = rng.permutation(len(subs))
         for k in range(0, order.size, BATCH):
             idx = order[k:k + BATCH]
-            batch = Batch([subs[j] for j in idx], EDGE_DROPOUT, rng)
+            batch = Batch([subs[j] for j in idx], EDGE_DROPOUT, rng, norm)
             loss, g = loss_and_grad(p, batch, target[idx], rng=rng)
             opt.step(p, g)
             total += loss * idx.size
-        pred = predict(p, evals) if evals is not None else None
+        pred = predict(p, evals, norm=norm) if evals is not None else None
         if pred is not None and (epoch in snapshots or epoch == epochs or on_epoch):
             predictions[epoch] = pred
         if on_epoch is not None:
@@ -315,6 +327,7 @@ def main(argv=None) -> None:
     ap.add_argument("--set", choices=sorted(crossdata.SETS), default="flixster")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--norm", choices=("node", "relation"), default=NORM)
     ap.add_argument("--validation", action="store_true",
                     help="train on npcf's validation carve and report its RMSE (no test figure)")
     args = ap.parse_args(argv)
@@ -331,7 +344,8 @@ def main(argv=None) -> None:
         rmse = np.sqrt(np.mean((np.clip(pred, lo, hi) - h.data) ** 2))
         print(f"epoch {epoch}: loss {loss:.4f}, {part} RMSE {rmse:.4f} ({seconds:.1f} s)",
               flush=True)
-    model = fit(train, args.epochs, args.seed, eval_pairs=(h.row, h.col), on_epoch=show)
+    model = fit(train, args.epochs, args.seed, eval_pairs=(h.row, h.col), on_epoch=show,
+                norm=args.norm)
     pred = np.clip(ensemble(model["predictions"], args.epochs), lo, hi)
     print(f"{part} RMSE of the snapshot ensemble: {np.sqrt(np.mean((pred - h.data) ** 2)):.4f}")
 

@@ -41,17 +41,22 @@ def test_batch_labels_and_both_directions():
     assert b.src.size == 2 * sum(s[2].size for s in subs)
     pairs = set(zip(b.src.tolist(), b.dst.tolist()))
     assert all((d, s) in pairs for s, d in pairs)
+    # each node averages its incoming messages: over all of them, or per relation
+    for norm in ("node", "relation"):
+        n = igmc.Batch(subs, norm=norm)
+        key = n.dst * 10 + (n.rel if norm == "relation" else 0)
+        assert np.allclose(np.bincount(key, weights=n.norm), np.bincount(key) > 0)
     # a pair whose nodes have no rating edge still gets a prediction from its labels
     assert np.isfinite(igmc.predict(igmc.init_params(g.n_relations), subs)).all()
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_gradient_matches_finite_differences(dropout):
+@pytest.mark.parametrize("dropout, norm", [(0.0, "node"), (0.3, "node"), (0.3, "relation")])
+def test_gradient_matches_finite_differences(dropout, norm):
     rng = np.random.default_rng(2)
     R = _ratings()
     g = igmc.Subgraphs(R)
     u, i = R.nonzero()
-    b = igmc.Batch(g.extract_all(u[:6], i[:6]), dropout, rng)
+    b = igmc.Batch(g.extract_all(u[:6], i[:6]), dropout, rng, norm)
     p = igmc.init_params(g.n_relations, dims=(3, 4), n_bases=2, hidden=5, dtype=np.float64)
     target = rng.normal(size=6)
 
