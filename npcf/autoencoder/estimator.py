@@ -33,6 +33,17 @@ OUTPUT_MODES = ("auto", "sampled", "union")
 BLEND = 8
 
 
+def rating_unit(scale) -> float:
+    """The unit the network sees ratings in: 1, or for a scale whose largest magnitude is
+    below 1 the power of ten just under it (0.00005-0.0005 -> 1e-4, so the network sees
+    0.5-5). The learning rate, L2 and noise defaults assume ratings of order 1 and more;
+    0.5-5, 1-5, 1-100 and 0-1 scales keep unit 1."""
+    if scale is None:
+        return 1.0
+    top = max(abs(float(scale[0])), abs(float(scale[1])))
+    return 1.0 if not 0 < top < 1 else float(10.0 ** np.floor(np.log10(top)))
+
+
 class AutoEncoder(Params, Recommends):
     """Deep autoencoder for collaborative filtering.
 
@@ -52,7 +63,8 @@ class AutoEncoder(Params, Recommends):
     initialisation (``glorot`` or ``uniform``, see :data:`npcf.nn.network.INITS`); without
     the bias residual the output bias starts at the training mean.
 
-    Fitted attributes: ``network``, ``scale``, ``users``/``items`` (:class:`Vocabulary`
+    Fitted attributes: ``network``, ``scale``, ``unit`` (:func:`rating_unit`: the network
+    and ``baseline`` work on ratings / unit), ``users``/``items`` (:class:`Vocabulary`
     or None), ``item_counts``, ``baseline`` (the bias residual or None), ``history``,
     ``info``; after :meth:`tune` with ``blend``, possibly ``blend_members`` and
     ``blend_weights`` (predictions are then the weighted mean of this model's and the
@@ -61,6 +73,7 @@ class AutoEncoder(Params, Recommends):
 
     network: Network | None = None
     scale: tuple[float, float] | None = None
+    unit: float = 1.0
     users: Vocabulary | None = None
     items: Vocabulary | None = None
     item_counts: np.ndarray | None = None
@@ -163,12 +176,12 @@ class AutoEncoder(Params, Recommends):
         self.network.zero_columns(untrained_columns(column_counts(Xo)))
         self.baseline = None
         if self.residual and self.loss == "mse":
-            self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(Xo)
+            self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(self._in_units(Xo))
         elif self.loss == "mse" and X.nnz:
             # raw ratings as targets: the output bias starts at the training mean (as
             # I-AutoRec's does); from 0, Adam at lr 1e-3 spends thousands of steps on the
             # mean while the weights over-fit (flixster validation 0.979 -> 0.894)
-            self.network.params["c0"][:] = X.data.mean(dtype=np.float64)
+            self.network.params["c0"][:] = X.data.mean(dtype=np.float64) / self.unit
         val = None
         if validation is not None:
             vin = X if validation_input is None or self.item_based else validation_input
@@ -270,6 +283,7 @@ class AutoEncoder(Params, Recommends):
         self.scale = check_scale(scale)
         if self.scale is None and self.loss == "mse" and X.nnz:
             self.scale = (float(X.data.min()), float(X.data.max()))
+        self.unit = rating_unit(self.scale) if self.loss == "mse" else 1.0
         self.users, self.items = users, items
         self.item_counts = column_counts(X)
 
@@ -295,7 +309,7 @@ class AutoEncoder(Params, Recommends):
             members.append(member)
         first = members[0]
         self.scale, self.users, self.items = first.scale, first.users, first.items
-        self.item_counts, self.baseline = first.item_counts, first.baseline
+        self.item_counts, self.baseline, self.unit = first.item_counts, first.baseline, first.unit
         self.network = merge([m.network for m in members])
         self.history = [dict(member=k + 1, **row) for k, m in enumerate(members)
                         for row in m.history]
@@ -318,23 +332,36 @@ class AutoEncoder(Params, Recommends):
     def _encode(self, x: sp.csr_matrix):
         """Network input for oriented CSR rows ``x``: ``(x_in, row_bias or None)``.
 
-        Multinomial: binarised, L2-normalised rows. Residual MSE: ratings minus
-        ``mu + b_row + b_col`` (``b_row`` from the row's own ratings). Else ``x``.
+        Multinomial: binarised, L2-normalised rows. MSE: ratings in :attr:`unit`s, minus
+        ``mu + b_row + b_col`` with the bias residual (``b_row`` from the row's own
+        ratings).
         """
         if self.loss == "multinomial":
             return l2_normalize_rows(binarize(x)), None
+        x = self._in_units(x)
         if self.baseline is not None:
             b = self.baseline.row_bias(x)
             return self.baseline.residual(x, b), b
         return x, None
 
+    def _in_units(self, x: sp.csr_matrix) -> sp.csr_matrix:
+        """CSR ratings divided by :attr:`unit` (a new matrix unless the unit is 1)."""
+        if self.unit == 1.0:
+            return x
+        x = sp.csr_matrix(x)
+        return sp.csr_matrix(((x.data / self.unit).astype(x.dtype), x.indices, x.indptr),
+                             shape=x.shape)
+
     def _encode_target(self, t: sp.csr_matrix, b_row) -> sp.csr_matrix:
-        """Training target in the network's space (residual when ``b_row`` is given)."""
+        """Training target in the network's space (in units; residual when ``b_row`` is
+        given)."""
+        t = self._in_units(t) if self.loss == "mse" else t
         return t if b_row is None else self.baseline.residual(t, b_row)
 
     def _decode_at(self, y: np.ndarray, b_row, rows, cols) -> np.ndarray:
         """Network outputs at pairs back to ratings."""
-        return y if b_row is None else y + self.baseline.offset_at(b_row, rows, cols)
+        y = y if b_row is None else y + self.baseline.offset_at(b_row, rows, cols)
+        return y if self.unit == 1.0 else y * np.float32(self.unit)
 
     def _finish(self, y: np.ndarray) -> np.ndarray:
         if self.loss == "mse" and self.scale is not None:
@@ -387,6 +414,8 @@ class AutoEncoder(Params, Recommends):
             y = net.predict(x)
             if b is not None:
                 y += self.baseline.offset(b)
+            if self.unit != 1.0:
+                y *= np.float32(self.unit)
             out[s:s + batch_size] = y
         if self.item_based:
             out = np.ascontiguousarray(out.T)

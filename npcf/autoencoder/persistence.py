@@ -56,6 +56,7 @@ def _own_parts(model) -> tuple[dict, dict]:
                          "item_based": bool(model.item_based), "dtype": str(net.dtype)},
         "hyperparameters": model.get_params(),
         "scale": None if model.scale is None else list(model.scale),
+        "unit": model.unit,
         "n_users": None if model.users is None else len(model.users),
         "n_items": None if model.items is None else len(model.items),
         "info": model.info,
@@ -123,6 +124,11 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
                             dropout=hp.get("dropout", 0.0),
                             dtype=np.dtype(arch.get("dtype", "float32")), params=params)
     model.scale = None if meta.get("scale") is None else tuple(map(float, meta["scale"]))
+    model.unit = meta.get("unit", 1.0)                 # saved before units: 1
+    if isinstance(model.unit, bool) or not isinstance(model.unit, (int, float)) \
+            or not 0 < model.unit < float("inf"):
+        raise CheckpointError(f"{npz}: unit {model.unit!r} is not a positive number")
+    model.unit = float(model.unit)
     _check_id_arrays(arrays, arch, npz)
     model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
     model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None

@@ -96,8 +96,9 @@ class Trainer:
 
     def running_loss(self) -> float | None:
         """Mean training loss of the epoch so far (None before its first batch)."""
-        total, n = self._epoch_loss
-        return total / n if n else None
+        total, n = self._epoch_loss          # the network's loss, back to rating units
+        return total / n * (self.model.unit ** 2 if self.model.loss == "mse" else 1.0) \
+            if n else None
 
     # ------------------------------------------------------------------- loop
     def run(self) -> list[dict]:
@@ -141,8 +142,8 @@ class Trainer:
         m = self.model
         target = self.train[rows]
         rng = np.random.default_rng([m.seed, self.epoch, b])
-        x, b_row = m._encode(corrupt(target, m.noise if m.denoise else "none", m.noise_level,
-                                     rng))
+        level = m.noise_level * (m.unit if m.noise == "gaussian" else 1.0)   # in units
+        x, b_row = m._encode(corrupt(target, m.noise if m.denoise else "none", level, rng))
         loss, grads = self.net.loss_and_grads(x, m._encode_target(target, b_row), m.loss,
                                               rng=rng, output_mode=m.output_mode)
         if not np.isfinite(loss):

@@ -199,6 +199,10 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
                 name="rated")
     count = g.op("ReduceSum", [mask, axis1], keepdims=1, name="n_rated")
     b_row = None
+    unit = model.unit if model.loss == "mse" else 1.0
+    if unit != 1.0:                       # the network works on ratings / unit
+        vals = g.op("Mul", [vals, g.init("per_unit", np.array(1 / unit, np.float32))],
+                    name="ratings_in_units")
     if model.loss == "multinomial":
         # binarise and L2-normalise: x = mask / sqrt(n_rated)
         safe = g.op("Max", [count, g.init("one", np.array(1, np.float32))])
@@ -251,6 +255,8 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     if b_row is not None:
         offset = g.op("Add", [g.op("Add", [mu, b_row]), col_bias])
         y = g.op("Add", [y, offset])
+    if unit != 1.0:
+        y = g.op("Mul", [y, g.init("unit", np.array(unit, np.float32))], name="ratings_out")
     if model.loss == "mse" and model.scale is not None:
         lo = g.init("scale_min", np.array(model.scale[0], np.float32))
         hi = g.init("scale_max", np.array(model.scale[1], np.float32))

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from npcf import AutoEncoder, Vocabulary
-from npcf.autoencoder.estimator import DEFAULTS
+from npcf.autoencoder.estimator import DEFAULTS, rating_unit
 from npcf.errors import NpcfError, ParamError
 
 from helpers import split, tiny_ratings
@@ -179,6 +179,48 @@ def test_a_scale_that_is_not_min_below_max_is_refused(scale):
     """A reversed scale used to clip every prediction to one value."""
     with pytest.raises(ParamError, match="scale: must be"):
         AutoEncoder(**BASE).fit(TRAIN, scale=scale)
+
+
+@pytest.mark.parametrize("scale, unit", [((0.5, 5), 1.0), ((1, 100), 1.0), ((0, 1), 1.0),
+                                         ((0.2, 1.0), 1.0), ((500, 5000), 1.0),
+                                         ((5e-5, 5e-4), 1e-4), ((-0.3, 0.05), 0.1),
+                                         (None, 1.0)])
+def test_rating_unit(scale, unit):
+    assert rating_unit(scale) == pytest.approx(unit, rel=1e-12)
+
+
+@pytest.mark.parametrize("changes", [{}, dict(residual=False), dict(item_based=True),
+                                     dict(noise="gaussian", noise_level=0.3)])
+def test_the_same_ratings_in_a_tiny_unit_train_the_same_model(changes):
+    """The defaults assume ratings of order 1: ratings / 10_000 train the same model, scaled
+    (before units, --tune off on such data did worse than the global mean)."""
+    u = 1e-4
+    ones = AutoEncoder(**dict(BASE, **changes)).fit(TRAIN, VAL)
+    tiny = AutoEncoder(**dict(BASE, **changes)).fit(TRAIN * u, VAL * u)
+    assert (ones.unit, tiny.unit) == (1.0, pytest.approx(u))
+    np.testing.assert_allclose(tiny.predict(TRAIN * u) / u, ones.predict(TRAIN), rtol=1e-3,
+                               atol=1e-3)
+    assert len(tiny.history) == len(ones.history)
+    for a, b in zip(tiny.history, ones.history):          # reported in rating units
+        assert a["val_rmse"] / u == pytest.approx(b["val_rmse"], rel=1e-3)
+        assert a["train_loss"] / u ** 2 == pytest.approx(b["train_loss"], rel=1e-3)
+
+
+def test_the_unit_is_saved_and_checked_on_load(tmp_path):
+    import json
+    tiny = AutoEncoder(**BASE).fit(TRAIN * 1e-4)
+    tiny.save(tmp_path)
+    back = AutoEncoder.load(tmp_path)
+    assert back.unit == tiny.unit
+    np.testing.assert_array_equal(back.predict(TRAIN * 1e-4), tiny.predict(TRAIN * 1e-4))
+    meta = json.loads((tmp_path / "model.json").read_text())
+    for bad in (0, -1, "x", None, True):
+        (tmp_path / "model.json").write_text(json.dumps(dict(meta, unit=bad)))
+        with pytest.raises(NpcfError, match="unit"):
+            AutoEncoder.load(tmp_path)
+    del meta["unit"]                                      # saved before units
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert AutoEncoder.load(tmp_path).unit == 1.0
 
 
 def test_predict_at_equals_predict_at_the_pairs(fitted):

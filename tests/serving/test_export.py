@@ -65,6 +65,23 @@ def test_parity_other_losses_and_no_residual(tmp_path, loss, residual, out_act):
         assert rel_err(got, model.predict(x)) <= 1e-5
 
 
+@pytest.mark.parametrize("residual", [True, False])
+def test_parity_for_ratings_in_a_tiny_unit(tmp_path, residual):
+    """Ratings of 0.00005-0.0005: the graph scales into and out of the network's unit."""
+    from npcf import Vocabulary
+    X = random_ratings(40, N_ITEMS, 0.2, 5) * 1e-4
+    model = AutoEncoder(layers=(16,), residual=residual, n_epochs=2, batch_size=8)
+    model.fit(X, scale=(5e-5, 5e-4), items=Vocabulary(np.arange(1000, 1000 + N_ITEMS)))
+    assert model.unit == pytest.approx(1e-4)
+    x = random_ratings(33, N_ITEMS, 0.15, 3) * 1e-4
+    want = model.predict(x)
+    assert want.max() <= 5e-4 and np.median(want) > 1e-4       # ratings, not units
+    for sparse_input in (False, True):
+        path = export(model, tmp_path / "m.onnx", sparse_input=sparse_input)
+        (got,) = run(path, x, sparse_input, ["scores"])
+        assert rel_err(got, want) <= 1e-5
+
+
 def test_empty_rows_and_padding_index_do_not_matter(tmp_path):
     model = fitted_model()
     x = random_ratings(5, N_ITEMS, 0.2, 4)
