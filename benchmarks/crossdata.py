@@ -163,7 +163,7 @@ def markdown(res: dict) -> str:
         "unseen user or item -> training mean). IGMC: `benchmarks/igmc.py`, NumPy with a "
         "hand-written backward pass, the paper's recipe untuned (1-hop subgraphs, 4 R-GCN "
         "layers of 32, 4 bases, adjacent-rating regularisation 1e-3, edge dropout 0.2, Adam "
-        "1e-3, batch 50, 40 epochs, mean of the models after epochs 10/20/30), on the monti "
+        "1e-3, batch 50, 40 epochs, mean of the models after epochs 10/20/30/40), on the monti "
         "sets only. Published rows are the monti README's figures, not run here.",
     ] + ([f"Skipped: {'; '.join(skipped)}."] if skipped else []))
 

@@ -17,7 +17,8 @@ Written from the paper and its recipe for Flixster, Douban and Yahoo! Music
 - loss: mean squared error plus ``ARR * sum_rel ||W_{rel+1} - W_rel||^2`` (adjacent
   rating regularisation, 1e-3); training drops each directed edge with probability
   0.2; Adam 1e-3 in batches of 50 pairs; 40 epochs; the prediction averages the
-  models after epochs 10, 20 and 30 (the recipe's ``--ensemble``);
+  models after epochs 10, 20, 30 and 40 (the recipe's ``--ensemble``: every 10th epoch
+  of the last 30, the last included);
 - initialisation as the paper's libraries do it: uniform in +-1/sqrt(fan-in).
 
 Nothing here is tuned: the recipe is the paper's. ``python benchmarks/igmc.py
@@ -41,9 +42,9 @@ EDGE_DROPOUT = 0.2
 LR = 1e-3
 BATCH = 50
 EPOCHS = 40
-SNAPSHOTS = (10, 20, 30)
+SNAPSHOTS = (10, 20, 30, 40)
 #: how a node averages its incoming messages (:class:`Batch`)
-NORM = "node"
+AVERAGE = "node"
 #: dense level matrices above this many cells are refused (the monti sets have 9M)
 MAX_CELLS = 100_000_000
 
@@ -57,6 +58,9 @@ class Subgraphs:
             raise ValueError(f"{train.shape} is too large for IGMC's dense level matrix")
         #: the distinct training ratings, one relation each
         self.values = np.unique(train.data)
+        if self.values.size >= np.iinfo(np.int16).max:
+            raise ValueError(f"{self.values.size} distinct ratings: IGMC's relations are "
+                             f"stored as int16 (at most {np.iinfo(np.int16).max - 1})")
         self.levels = np.zeros(train.shape, np.int16)      # 0 = no rating; level + 1
         self.levels[train.row, train.col] = np.searchsorted(self.values, train.data) + 1
         csr = sp.csr_matrix(self.levels != 0)
@@ -82,6 +86,7 @@ class Subgraphs:
                 (block[lu, li] - 1).astype(np.int32))
 
     def extract_all(self, users, items) -> list[tuple]:
+        """:meth:`extract` of each pair of the 1-D index arrays ``users``, ``items``."""
         return [self.extract(int(u), int(i)) for u, i in zip(users, items)]
 
 
@@ -89,22 +94,23 @@ class Batch:
     """Block-diagonal union of subgraphs, each rating edge in both directions.
 
     ``x``: (n, 4) one-hot labels; ``tu``/``ti``: the target user and item node of each
-    pair; ``src``/``dst``/``rel``: the directed edges after dropout; ``norm``: each edge's
-    weight in the mean its target node takes, 1 / the target's in-degree (``"node"``, PyG
-    1.x's RGCNConv) or 1 / its in-degree of that relation (``"relation"``, the paper's
-    formula and later PyG's).
+    pair; ``src``/``dst``/``rel``: the directed edges after dropout (int64, one per
+    edge); ``weight``: each edge's float64 weight in the mean its target node takes,
+    ``average="node"``: 1 / the target's in-degree (PyG 1.x's RGCNConv, which IGMC was
+    released on), ``"relation"``: 1 / its in-degree of that relation (the R-GCN formula,
+    later PyG's). ``subs``: :meth:`Subgraphs.extract` tuples, at least one.
     """
 
     def __init__(self, subs: list[tuple], edge_dropout: float = 0.0, rng=None,
-                 norm: str = "node"):
+                 average: str = AVERAGE):
         nu = np.array([s[0] for s in subs], np.int64)
         sizes = nu + np.array([s[1] for s in subs], np.int64)
         off = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         self.n = int(sizes.sum())
         self.tu, self.ti = off, off + nu
-        label = np.repeat(np.arange(len(subs)), sizes)            # pair of each node
-        local = np.arange(self.n) - off[label]
-        label = np.where(local < nu[label], 2, 3)
+        pair = np.repeat(np.arange(len(subs)), sizes)             # pair of each node
+        local = np.arange(self.n) - off[pair]
+        label = np.where(local < nu[pair], 2, 3)
         label[self.tu], label[self.ti] = 0, 1
         self.x = np.eye(N_LABELS)[label]
         users = np.concatenate([off[k] + s[2] for k, s in enumerate(subs)]).astype(np.int64)
@@ -116,29 +122,29 @@ class Batch:
             keep = rng.random(src.size) >= edge_dropout
             src, dst, rel = src[keep], dst[keep], rel[keep]
         self.src, self.dst, self.rel = src, dst, rel
-        if norm == "node":
-            self.norm = 1.0 / np.bincount(dst, minlength=self.n)[dst]
+        if average == "node":
+            self.weight = 1.0 / np.bincount(dst, minlength=self.n)[dst]
         else:
             key = dst * (int(rel.max(initial=0)) + 1) + rel
             _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-            self.norm = 1.0 / counts[inverse]
+            self.weight = 1.0 / counts[inverse]
         self._layout: dict[int, tuple] = {}
 
     def layout(self, n_bases: int) -> tuple:
         """The message matrix's structure, shape ``(n, n * n_bases)`` with entry
         ``(dst, src * n_bases + b)`` per edge and basis: ``(indptr, rows, cols, rel, base)``
-        sorted by row, and each entry's edge weight ``norm``; its values are
-        ``att[rel, base] * norm``."""
+        sorted by row, and each entry's edge ``weight``; its values are
+        ``att[rel, base] * weight``."""
         if n_bases not in self._layout:
             rows = np.repeat(self.dst, n_bases)
             cols = (self.src[:, None] * n_bases + np.arange(n_bases)).ravel()
             rel = np.repeat(self.rel, n_bases)
-            norm = np.repeat(self.norm, n_bases)
+            weight = np.repeat(self.weight, n_bases)
             base = np.tile(np.arange(n_bases), self.src.size)
             order = np.argsort(rows, kind="stable")
-            rows, cols, rel, base, norm = (a[order] for a in (rows, cols, rel, base, norm))
+            rows, cols, rel, base, weight = (a[order] for a in (rows, cols, rel, base, weight))
             indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=self.n))))
-            self._layout[n_bases] = (indptr, rows, cols, rel, base, norm)
+            self._layout[n_bases] = (indptr, rows, cols, rel, base, weight)
         return self._layout[n_bases]
 
 
@@ -182,8 +188,8 @@ def forward(p: dict, batch: Batch, rng=None, cache: list | None = None) -> np.nd
     for layer in range(_n_layers(p)):
         basis = p[f"basis{layer}"]
         nb, d_in, d = basis.shape
-        indptr, rows, cols, rel, base, norm = batch.layout(nb)
-        vals = (p[f"att{layer}"][rel, base] * norm).astype(H.dtype)
+        indptr, rows, cols, rel, base, weight = batch.layout(nb)
+        vals = (p[f"att{layer}"][rel, base] * weight).astype(H.dtype)
         A = sp.csr_matrix((vals, cols, indptr), shape=(batch.n, batch.n * nb))
         bcat = basis.transpose(1, 0, 2).reshape(d_in, nb * d)
         Zr = (H @ bcat).reshape(batch.n * nb, d)          # row src * nb + b: x_src B_b
@@ -209,8 +215,9 @@ def arr_penalty(p: dict) -> float:
 
 def loss_and_grad(p: dict, batch: Batch, target: np.ndarray, arr: float = ARR,
                   rng=None) -> tuple[float, dict]:
-    """Mean squared error + ``arr`` * :func:`arr_penalty` and its gradient (same keys and
-    shapes as ``p``). ``rng``: the read-out's dropout (None: none)."""
+    """Mean squared error against ``target`` (1-D, one rating per pair of ``batch``) +
+    ``arr`` * :func:`arr_penalty`, and its gradient (same keys, shapes and dtypes as ``p``).
+    ``rng``: the read-out's dropout (None: none)."""
     cache: list = []
     y = forward(p, batch, rng, cache)
     layers, S, x, h, hd, mask = cache
@@ -227,7 +234,7 @@ def loss_and_grad(p: dict, batch: Batch, target: np.ndarray, arr: float = ARR,
     half = S.shape[1]
     gS[batch.tu] += gx[:, :half]
     gS[batch.ti] += gx[:, half:]
-    ends = np.cumsum([lay[4].shape[1] for lay in layers])
+    ends = np.cumsum([p[f"bias{layer}"].size for layer in range(len(layers))])
     g_below = 0.0
     for layer in range(len(layers) - 1, -1, -1):
         H, A, Zr, bcat, Hn = layers[layer]
@@ -239,8 +246,8 @@ def loss_and_grad(p: dict, batch: Batch, target: np.ndarray, arr: float = ARR,
         gZ = (A.T @ gpre).reshape(batch.n, nb * d)
         gbasis = (H.T @ gZ).reshape(d_in, nb, d).transpose(1, 0, 2)
         g_below = gpre @ p[f"root{layer}"].T + gZ @ bcat.T
-        _, rows, cols, rel, base, norm = batch.layout(nb)
-        d_vals = np.einsum("ij,ij->i", gpre[rows], Zr[cols]) * norm
+        _, rows, cols, rel, base, weight = batch.layout(nb)
+        d_vals = np.einsum("ij,ij->i", gpre[rows], Zr[cols]) * weight
         gatt = np.bincount(rel * nb + base, weights=d_vals, minlength=att.size)
         gatt = gatt.reshape(att.shape)
         if arr:
@@ -255,19 +262,20 @@ def loss_and_grad(p: dict, batch: Batch, target: np.ndarray, arr: float = ARR,
     return loss, {k: np.asarray(v, dtype=p[k].dtype) for k, v in g.items()}
 
 
-def predict(p: dict, subs: list[tuple], chunk: int = 500, norm: str = NORM) -> np.ndarray:
-    """One prediction per subgraph (evaluation mode)."""
+def predict(p: dict, subs: list[tuple], chunk: int = 500, average: str = AVERAGE) -> np.ndarray:
+    """One float64 prediction per subgraph (evaluation mode)."""
     if not subs:
         return np.zeros(0)
-    return np.concatenate([forward(p, Batch(subs[k:k + chunk], norm=norm))
+    return np.concatenate([forward(p, Batch(subs[k:k + chunk], average=average))
                            for k in range(0, len(subs), chunk)]).astype(np.float64)
 
 
 def fit(train: sp.spmatrix, epochs: int = EPOCHS, seed: int = 0, snapshots=SNAPSHOTS,
-        eval_pairs=None, on_epoch=None, norm: str = NORM) -> dict:
+        eval_pairs=None, on_epoch=None, average: str = AVERAGE) -> dict:
     """Train on ``train`` (users x items). ``eval_pairs``: ``(users, items)`` predicted
-    after every epoch. Returns ``{"graphs", "params", "predictions": {epoch: array}}``;
-    ``on_epoch(epoch, mean loss, predictions or None, seconds)`` is called per epoch."""
+    after the ``snapshots`` epochs and the last (every epoch with ``on_epoch``,
+    ``on_epoch(epoch, mean loss, predictions or None, seconds)``). Returns
+    ``{"graphs", "params", "predictions": {epoch: array}}``."""
     from npcf.nn.optim import Adam
     graphs = Subgraphs(train)
     coo = sp.coo_matrix(train)
@@ -282,13 +290,13 @@ def fit(train: sp.spmatrix, epochs: int = EPOCHS, seed: int = 0, snapshots=SNAPS
         order = rng.permutation(len(subs))
         for k in range(0, order.size, BATCH):
             idx = order[k:k + BATCH]
-            batch = Batch([subs[j] for j in idx], EDGE_DROPOUT, rng, norm)
+            batch = Batch([subs[j] for j in idx], EDGE_DROPOUT, rng, average)
             loss, g = loss_and_grad(p, batch, target[idx], rng=rng)
             opt.step(p, g)
             total += loss * idx.size
-        pred = predict(p, evals, norm=norm) if evals is not None else None
-        if pred is not None and (epoch in snapshots or epoch == epochs or on_epoch):
-            predictions[epoch] = pred
+        pred = None
+        if evals is not None and (epoch in snapshots or epoch == epochs or on_epoch is not None):
+            pred = predictions[epoch] = predict(p, evals, average=average)
         if on_epoch is not None:
             on_epoch(epoch, total / max(order.size, 1), pred, time.perf_counter() - t0)
     return {"graphs": graphs, "params": p, "predictions": predictions}
@@ -327,7 +335,7 @@ def main(argv=None) -> None:
     ap.add_argument("--set", choices=sorted(crossdata.SETS), default="flixster")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--norm", choices=("node", "relation"), default=NORM)
+    ap.add_argument("--average", choices=("node", "relation"), default=AVERAGE)
     ap.add_argument("--validation", action="store_true",
                     help="train on npcf's validation carve and report its RMSE (no test figure)")
     args = ap.parse_args(argv)
@@ -345,7 +353,7 @@ def main(argv=None) -> None:
         print(f"epoch {epoch}: loss {loss:.4f}, {part} RMSE {rmse:.4f} ({seconds:.1f} s)",
               flush=True)
     model = fit(train, args.epochs, args.seed, eval_pairs=(h.row, h.col), on_epoch=show,
-                norm=args.norm)
+                average=args.average)
     pred = np.clip(ensemble(model["predictions"], args.epochs), lo, hi)
     print(f"{part} RMSE of the snapshot ensemble: {np.sqrt(np.mean((pred - h.data) ** 2)):.4f}")
 

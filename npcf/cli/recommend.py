@@ -18,7 +18,8 @@ from npcf.cli.output import short, table
 @click.option("--user", default=None, help="Raw user id from the training data.")
 @click.option("--ratings", default=None, metavar="ID:RATING,...", callback=rating_pairs,
               help="A (new) user's ratings, e.g. '1:5,260:4.5' (an id may hold ':'; ids "
-                   "holding ',' as JSON: '[[\"film 1, the\", 5]]' or '{\"film 1, the\": 5}').")
+                   "holding ',' as JSON: '[[\"film 1, the\", 5]]' or '{\"film 1, the\": 5}'; "
+                   "'[]': no ratings yet, a cold-start list).")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1),
               help="Number of recommendations.")
 @click.option("--movies", type=click.Path(dir_okay=False), default=None,
