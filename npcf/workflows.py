@@ -488,7 +488,7 @@ def example_records(result: dict, ds: Dataset, n_items: int = 5) -> list[dict]:
         for col, s in zip(ex["items"][:n_items], ex["scores"][:n_items]):
             mid = ds.items.ids[col].item()
             top.append({"movie_id": mid, "title": titles.get(mid, ""),
-                        "score": round(float(s), 4), "relevant": col in rel})
+                        "score": _json_score(s), "relevant": col in rel})
         out.append({"user_id": ds.users.ids[ex["user"]].item(), "n_input": ex["n_input"],
                     "n_heldout": ex["n_heldout"], "n_relevant": len(rel), "top": top})
     return out
@@ -575,6 +575,11 @@ def _check_titles(titles: dict, movies, m) -> None:
                         "model; the titles of another data set?")
 
 
+def _json_score(s) -> float:
+    """A score for JSON: 4 decimals, or 4 significant digits for ratings in tiny units."""
+    return float(f"{float(s):.4g}") if s != 0 and abs(s) < 1e-3 else round(float(s), 4)
+
+
 def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, data=None,
               include_seen: bool = False) -> list[dict]:
     """Top-``k`` movies for a known ``user`` (their ratings in ``data``, default the data
@@ -621,6 +626,6 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
     ids, scores = np.atleast_2d(ids)[0], np.atleast_2d(scores)[0]
     keep = np.isfinite(scores)                     # padding: fewer unseen movies than k
     return [{"rank": i + 1, "movie_id": mid, "title": titles.get(mid, ""),
-             "score": round(float(s), 4)}
+             "score": _json_score(s)}
             for i, (mid, s) in enumerate(zip(ids[keep].tolist(), scores[keep]))]
 

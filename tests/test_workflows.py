@@ -101,3 +101,13 @@ def test_an_export_whose_scores_are_not_numbers_is_not_written(tmp_path, monkeyp
     with pytest.raises(NpcfError, match="not a number"):
         workflows.export_model(tmp_path / "run" / "model.npz", tmp_path / "run" / "x.onnx")
     assert not (tmp_path / "run" / "x.onnx").exists()
+
+
+def test_json_scores_keep_ratings_in_tiny_units():
+    import numpy as np
+    import pytest
+
+    from npcf.workflows import _json_score
+    assert _json_score(np.float32(3.456789)) == 3.4568
+    assert _json_score(np.float32(0.00044987)) == pytest.approx(0.0004499, rel=1e-6)
+    assert _json_score(0.0) == 0.0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from npcf import rundir
 from npcf.autoencoder import checkpoint
+from npcf.utils.format import decimal
 from npcf.utils.progress import open_progress
 
 
@@ -128,7 +129,7 @@ class EpochLog(Callback):
 
     def on_epoch_end(self, trainer, row: dict, improved: bool) -> None:
         if self.every > 0 and row["epoch"] % self.every == 0:
-            self.echo(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+            self.echo(" ".join(f"{k} {decimal(v)}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in row.items()))
 
     def on_member_begin(self, k: int, n: int, seed: int) -> None:
@@ -155,7 +156,7 @@ class ProgressBar(Callback):
             if loss is None:
                 return ""
             rate = seen[0] / max(1e-9, time.perf_counter() - start)
-            return f"loss {loss:.4f}  {rate:,.0f} ratings/s"
+            return f"loss {decimal(loss)}  {rate:,.0f} ratings/s"
         self._ctx = open_progress(self.progress, n_batches,
                                   f"epoch {epoch + 1}/{trainer.model.n_epochs}", info)
         self._bar = self._ctx.__enter__()

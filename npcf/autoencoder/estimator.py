@@ -12,6 +12,7 @@ from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
 from npcf.autoencoder.trainer import Trainer
+from npcf.autoencoder.units import rating_unit
 from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
@@ -33,17 +34,6 @@ OUTPUT_MODES = ("auto", "sampled", "union")
 BLEND = 8
 
 
-def rating_unit(scale) -> float:
-    """The unit the network sees ratings in: 1, or for a scale whose largest magnitude is
-    below 1 the power of ten just under it (0.00005-0.0005 -> 1e-4, so the network sees
-    0.5-5). The learning rate, L2 and noise defaults assume ratings of order 1 and more;
-    0.5-5, 1-5, 1-100 and 0-1 scales keep unit 1."""
-    if scale is None:
-        return 1.0
-    top = max(abs(float(scale[0])), abs(float(scale[1])))
-    return 1.0 if not 0 < top < 1 else float(10.0 ** np.floor(np.log10(top)))
-
-
 class AutoEncoder(Params, Recommends):
     """Deep autoencoder for collaborative filtering.
 
@@ -63,12 +53,12 @@ class AutoEncoder(Params, Recommends):
     initialisation (``glorot`` or ``uniform``, see :data:`npcf.nn.network.INITS`); without
     the bias residual the output bias starts at the training mean.
 
-    Fitted attributes: ``network``, ``scale``, ``unit`` (:func:`rating_unit`: the network
-    and ``baseline`` work on ratings / unit), ``users``/``items`` (:class:`Vocabulary`
-    or None), ``item_counts``, ``baseline`` (the bias residual or None), ``history``,
-    ``info``; after :meth:`tune` with ``blend``, possibly ``blend_members`` and
-    ``blend_weights`` (predictions are then the weighted mean of this model's and the
-    members', :mod:`npcf.autoencoder.blend`).
+    Fitted attributes: ``network``, ``scale``, ``unit`` (the network and ``baseline``
+    work on ratings / unit, :func:`~npcf.autoencoder.units.rating_unit`),
+    ``users``/``items`` (:class:`Vocabulary` or None), ``item_counts``, ``baseline`` (the
+    bias residual or None), ``history``, ``info``; after :meth:`tune` with ``blend``,
+    possibly ``blend_members`` and ``blend_weights`` (predictions are then the weighted
+    mean of this model's and the members', :mod:`npcf.autoencoder.blend`).
     """
 
     network: Network | None = None

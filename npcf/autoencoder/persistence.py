@@ -9,6 +9,7 @@ import numpy as np
 
 from npcf._version import __version__
 from npcf.autoencoder import checkpoint, hyperparameters
+from npcf.autoencoder.units import MIN_UNIT, UNIT_TOLERANCE
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, one_line
 from npcf.nn.bias import UserItemBias
@@ -126,8 +127,10 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
     model.scale = None if meta.get("scale") is None else tuple(map(float, meta["scale"]))
     model.unit = meta.get("unit", 1.0)                 # saved before units: 1
     if isinstance(model.unit, bool) or not isinstance(model.unit, (int, float)) \
-            or not 0 < model.unit < float("inf"):
-        raise CheckpointError(f"{npz}: unit {model.unit!r} is not a positive number")
+            or not MIN_UNIT <= model.unit <= 1 \
+            or abs(np.log10(model.unit) - round(np.log10(model.unit))) > UNIT_TOLERANCE:
+        raise CheckpointError(f"{npz}: unit {model.unit!r} is not a power of ten in "
+                              f"[{MIN_UNIT:g}, 1]")
     model.unit = float(model.unit)
     _check_id_arrays(arrays, arch, npz)
     model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None

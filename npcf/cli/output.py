@@ -8,6 +8,7 @@ import unicodedata
 
 import click
 
+from npcf.utils.format import decimal
 from npcf.utils.progress import open_progress
 
 ROW_LABELS = {"precision": "Precision", "recall": "Recall", "ndcg": "NDCG", "map": "MAP",
@@ -91,7 +92,7 @@ def num(v, key: str = "") -> str:
         return "-"
     if key.startswith("popularity"):
         return f"{v:.1f}"
-    return f"{v:.4f}"
+    return decimal(v, 4)
 
 
 def stats_table(stats: dict) -> str:
@@ -168,7 +169,7 @@ def examples_text(records: list[dict]) -> str:
         head = (f"user {r['user_id']}: {r['n_input']} ratings in, {r['n_heldout']} held out "
                 f"({r['n_relevant']} relevant); top {len(r['top'])}  (* = relevant)")
         rows = [(i + 1, "*" if t["relevant"] else "", str(t["movie_id"]),
-                 short(t["title"], 50), f"{t['score']:.3f}") for i, t in enumerate(r["top"])]
+                 short(t["title"], 50), decimal(t["score"], 3)) for i, t in enumerate(r["top"])]
         blocks.append(head + "\n" + table(rows, ("#", "", "movie", "title", "score"),
                                           align="rlrlr"))
     return "\n\n".join(blocks)

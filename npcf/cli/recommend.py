@@ -9,6 +9,7 @@ from npcf import workflows
 from npcf.cli.main import main
 from npcf.cli.options import rating_pairs
 from npcf.cli.output import short, table
+from npcf.utils.format import decimal
 
 
 @main.command()
@@ -37,6 +38,6 @@ def recommend(model, user, ratings, k, movies, data, include_seen, as_json):
     if as_json:
         click.echo(json.dumps(recs))
         return
-    rows = [(r["rank"], str(r["movie_id"]), short(r["title"]), f"{r['score']:.3f}")
+    rows = [(r["rank"], str(r["movie_id"]), short(r["title"]), decimal(r["score"], 3))
             for r in recs]
     click.echo(table(rows, ("rank", "movie", "title", "score"), align="rrlr"))

@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 from npcf import AutoEncoder, Vocabulary
-from npcf.autoencoder.estimator import DEFAULTS, rating_unit
+from npcf.autoencoder.estimator import DEFAULTS
+from npcf.autoencoder.units import rating_unit
 from npcf.errors import NpcfError, ParamError
 
 from helpers import split, tiny_ratings
@@ -184,6 +185,8 @@ def test_a_scale_that_is_not_min_below_max_is_refused(scale):
 @pytest.mark.parametrize("scale, unit", [((0.5, 5), 1.0), ((1, 100), 1.0), ((0, 1), 1.0),
                                          ((0.2, 1.0), 1.0), ((500, 5000), 1.0),
                                          ((5e-5, 5e-4), 1e-4), ((-0.3, 0.05), 0.1),
+                                         ((0, float(np.float32(1e-4))), 1e-4),   # as read
+                                         ((0, float(np.float32(1e-2))), 1e-2),
                                          (None, 1.0)])
 def test_rating_unit(scale, unit):
     assert rating_unit(scale) == pytest.approx(unit, rel=1e-12)
@@ -214,7 +217,7 @@ def test_the_unit_is_saved_and_checked_on_load(tmp_path):
     assert back.unit == tiny.unit
     np.testing.assert_array_equal(back.predict(TRAIN * 1e-4), tiny.predict(TRAIN * 1e-4))
     meta = json.loads((tmp_path / "model.json").read_text())
-    for bad in (0, -1, "x", None, True):
+    for bad in (0, -1, "x", None, True, 0.5, 1e-40, 1e300, 10):
         (tmp_path / "model.json").write_text(json.dumps(dict(meta, unit=bad)))
         with pytest.raises(NpcfError, match="unit"):
             AutoEncoder.load(tmp_path)
