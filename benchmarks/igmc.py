@@ -326,6 +326,20 @@ def run(train: sp.spmatrix, test: sp.spmatrix, scale, quick: bool = False,
             "relations": model["graphs"].n_relations, "seconds": time.perf_counter() - t0}
 
 
+def _count(least: int, most: int = 2 ** 31 - 1):
+    """An argparse type: a whole number in [``least``, ``most``] (one-line usage error
+    otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be in [{least}, {most}], got {value}")
+        return value
+    return parse
+
+
 def main(argv=None) -> None:
     import crossdata
 
@@ -333,8 +347,8 @@ def main(argv=None) -> None:
     from npcf.data.dataset import with_validation
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=sorted(crossdata.SETS), default="flixster")
-    ap.add_argument("--epochs", type=int, default=EPOCHS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=_count(1, 10_000), default=EPOCHS)
+    ap.add_argument("--seed", type=_count(0), default=0)
     ap.add_argument("--average", choices=("node", "relation"), default=AVERAGE)
     ap.add_argument("--validation", action="store_true",
                     help="train on npcf's validation carve and report its RMSE (no test figure)")

@@ -46,6 +46,7 @@ from npcf.serving.export import (
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
 from npcf.utils.files import locked_dir, staged_dir, write_json
+from npcf.utils.format import decimal
 
 #: top-k outputs of an exported graph unless told otherwise
 DEFAULT_TOP_K = 10
@@ -576,8 +577,8 @@ def _check_titles(titles: dict, movies, m) -> None:
 
 
 def _json_score(s) -> float:
-    """A score for JSON: 4 decimals, or 4 significant digits for ratings in tiny units."""
-    return float(f"{float(s):.4g}") if s != 0 and abs(s) < 1e-3 else round(float(s), 4)
+    """A score for JSON, rounded as it is printed (:func:`~npcf.utils.format.decimal`)."""
+    return float(decimal(s, 4))
 
 
 def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, data=None,
