@@ -103,6 +103,8 @@ class Batch:
 
     def __init__(self, subs: list[tuple], edge_dropout: float = 0.0, rng=None,
                  average: str = AVERAGE):
+        if not subs:
+            raise ValueError("a batch needs at least one subgraph")
         nu = np.array([s[0] for s in subs], np.int64)
         sizes = nu + np.array([s[1] for s in subs], np.int64)
         off = np.concatenate(([0], np.cumsum(sizes)[:-1]))

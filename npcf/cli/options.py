@@ -224,8 +224,9 @@ def cutoffs(ctx, param, text) -> tuple[int, ...]:
 def _json_pairs(text: str) -> list[tuple[str, str]]:
     """``[[id, rating], ...]`` or ``{id: rating, ...}`` (JSON) as (id text, rating text)."""
     try:
-        obj = json.loads(text)
-        pairs = list(obj.items()) if isinstance(obj, dict) else [tuple(p) for p in obj]
+        # an object's members as a list: a movie named twice is reported, not dropped
+        obj = json.loads(text, object_pairs_hook=list)
+        pairs = [tuple(p) for p in obj]
         if not all(len(p) == 2 for p in pairs):
             raise ValueError
     except (ValueError, TypeError):

@@ -3,6 +3,7 @@
 Routes (JSON in and out; raw movie ids)::
 
     POST /recommend             {"ratings": [[movieId, rating], ...], "k": 10, "exclude": [id, ...]}
+                                ("ratings" may also be an object {"movieId": rating, ...})
                                 -> {"items": [{"movie_id", "title", "score"}, ...], "unknown_ids": [...]}
     POST /recommend/batch       {"users": [<a /recommend body>, ...]} -> {"results": [...]}
     GET  /users/{id}/recommendations?k=10&exclude=1,2   (started with prepared --data;
@@ -88,12 +89,26 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a valid JSON number")
 
 
+def _no_repeats(pairs: list) -> dict:
+    """A JSON object's members as a dict; a key given twice is refused (which value
+    was meant is unknown, and keeping one would drop the other silently)."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {json.dumps(key)[:40]} appears twice in one object")
+            seen.add(key)
+    return out
+
+
 def parse_json(body: bytes):
     """The JSON document of ``body`` (422 when it is not UTF-8 JSON; NaN/Infinity refused)."""
     if not body.strip():
         raise RequestError(422, "empty request body; expected a JSON object")
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+        return json.loads(body.decode("utf-8"), parse_constant=_no_constant,
+                          object_pairs_hook=_no_repeats)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise RequestError(422, f"malformed JSON: {one_line(err)[:200]}") from None
 
@@ -180,14 +195,19 @@ def parse_query(recommender, obj, where: str = "") -> tuple[Query, list]:
     if "ratings" not in obj:
         raise RequestError(422, f"{where}missing field 'ratings' ([[movieId, rating], ...])")
     pairs = obj["ratings"]
+    named = isinstance(pairs, dict)
+    if named:                                       # {movieId: rating, ...}, as the CLI takes
+        pairs = [[key, value] for key, value in pairs.items()]
     if not isinstance(pairs, list):
-        raise RequestError(422, f"{where}ratings must be a list of [movieId, rating] pairs")
+        raise RequestError(422, f"{where}ratings must be a list of [movieId, rating] pairs "
+                                "or an object {movieId: rating}")
     for j, p in enumerate(pairs):
         if type(p) is list and len(p) == 2 and type(p[1]) in (int, float) and _finite(p[1]):
             continue
         if not (isinstance(p, list) and len(p) == 2):
             raise RequestError(422, f"{where}ratings[{j}] must be a [movieId, rating] pair")
-        raise RequestError(422, f"{where}ratings[{j}]: the rating must be a finite number, "
+        at = json.dumps(p[0])[:40] if named else j
+        raise RequestError(422, f"{where}ratings[{at}]: the rating must be a finite number, "
                                 f"got {json.dumps(p[1])[:40]}")
     k = parse_k(obj.get("k", 10), recommender.n_items, f"{where}k")
     cols, unknown = _columns(recommender.items, [p[0] for p in pairs])

@@ -52,6 +52,11 @@ def test_too_many_distinct_ratings_are_refused():
         igmc.Subgraphs(R)
 
 
+def test_an_empty_batch_is_refused_by_name():
+    with pytest.raises(ValueError, match="at least one subgraph"):
+        igmc.Batch([])
+
+
 def test_batch_labels_both_directions_and_averages():
     g = igmc.Subgraphs(_lonely())
     subs = g.extract_all([0, 3, 0], [1, 4, 0])

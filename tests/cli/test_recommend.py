@@ -41,6 +41,7 @@ def test_falls_back_to_the_checkpoint_then_uses_the_export(run_dir, tmp_path, mo
 
 @pytest.mark.parametrize("args, message, code", [       # a bad --ratings value: exit 2
     (["--ratings", "1:5,1:3"], "rated more than once", 2),
+    (["--ratings", '{"1": 5, "1": 3}'], "movie 1 is rated more than once", 2),
     (["--ratings", "1:99"], "outside the model's scale", 2),
     (["--ratings", "999999999:4"], "unknown movie", 2),
     (["--user", "no-such-user"], "unknown user id", 1),

@@ -143,6 +143,11 @@ def test_recommend_equals_in_process_and_reports_unknown_ids(server, rec):
     r = httpx.post(server + "/recommend", json={"ratings": [[1, 5], [2.0 ** 60 + 2048, 4]]})
     assert r.status_code == 200 and r.json()["unknown_ids"] == [2.0 ** 60 + 2048]  # inexact
     _check(httpx.post(server + "/recommend", json={"ratings": []}).json(), rec, [], 10)
+    # {movieId: rating} as the CLI's --ratings takes it; {} is the cold user too
+    r = httpx.post(server + "/recommend", json={"ratings": {"1": 5, "260": 4.5}, "k": 3})
+    assert r.status_code == 200, r.text
+    _check(r.json(), rec, [(1, 5), (260, 4.5)], 3)
+    _check(httpx.post(server + "/recommend", json={"ratings": {}}).json(), rec, [], 10)
     r = httpx.post(server + "/recommend", json={"ratings": [[10 ** 30, 4], ["x1", 3], [1, 4]]})
     assert r.status_code == 200 and r.json()["unknown_ids"] == [10 ** 30, "x1"]
     _check(r.json(), rec, [(1, 4)], 10)
@@ -226,7 +231,10 @@ def _error(r, status, part):
     (b'{"ratings": [[1, true]]}', "finite number"),
     (b'{"ratings": [[1.5, 4]]}', "movie ids must be integers or strings"),
     (b'{"ratings": [1, 4]}', "ratings[0] must be a [movieId, rating] pair"),
-    (b'{"ratings": {"1": 4}}', "ratings must be a list"),
+    (b'{"ratings": "1:4"}', "ratings must be a list of [movieId, rating] pairs or an object"),
+    (b'{"ratings": {"1": 4, "1": 3}}', 'key "1" appears twice in one object'),
+    (b'{"ratings": [[1, 4]], "ratings": []}', 'key "ratings" appears twice'),
+    (b'{"ratings": {"260": 4, "1": "x"}}', 'ratings["1"]: the rating must be a finite number'),
     (b'{"rating": []}', "unknown field 'rating'"),
     (b'{"k": 3}', "missing field 'ratings'"),
     (b'{"ratings": [], "k": 0}', "k must be between 1 and 9066"),
