@@ -168,6 +168,54 @@ def markdown(res: dict) -> str:
     ] + ([f"Skipped: {'; '.join(skipped)}."] if skipped else []))
 
 
+#: the README's short table: (label, measured model names joined by " / ", seconds shown)
+README_ROWS = (
+    ("npcf default (model selection)", ("npcf, model selection (default)",), True),
+    ("npcf `--tune off`", ("npcf --tune off",), False),
+    ("user+item biases", ("user+item biases",), False),
+    ("Surprise SVD++ / KNNBaseline", ("Surprise SVD++", "Surprise KNNBaseline"), False),
+    ("I-AutoRec (torch, lambda on 5% validation)", ("I-AutoRec (torch, 500 sigmoid)",), False),
+    ("IGMC (NumPy, the paper's recipe)", (IGMC_NAME,), True),
+)
+
+
+def readme_table(res: dict) -> str:
+    """The README's cross-data-set table: test RMSE of the headline rows of ``res`` (as
+    :func:`run` returns it) and the published rows holding a column's best figure; the
+    best figure of each column in bold, ``-`` where a model was not run."""
+    from report import md_table
+    sets, digits = res["sets"], {name: 2 if name == "yahoo_music" else 4 for name in res["sets"]}
+    by = {name: {r["model"]: r for r in res["rows"][name] if "rmse" in r} for name in sets}
+    best = {name: min([r["rmse"] for r in by[name].values()] +
+                      [p[name] for p in res["published"] if name in p], default=None)
+            for name in sets}
+
+    def fig(value: float, name: str, published: bool = False) -> str:
+        text = f"{value:g}" if published else f"{value:.{digits[name]}f}"
+        return f"**{text}**" if best[name] is not None and round(value, digits[name]) <= \
+            round(best[name], digits[name]) else text
+
+    rows = []
+    for label, models, timed in README_ROWS:
+        cells = []
+        for name in sets:
+            got = [by[name].get(m) for m in models]
+            cell = " / ".join(fig(r["rmse"], name) if r else "-" for r in got) \
+                if any(got) else "-"
+            if timed and len(got) == 1 and got[0]:
+                cell += f" ({got[0]['seconds']:.0f} s)"
+            cells.append(cell)
+        if any(c != "-" for c in cells):
+            rows.append((label, *cells))
+    for p in res["published"]:
+        if any(name in p and best[name] is not None and p[name] <= best[name] for name in sets):
+            rows.append((f"{p['model'].split(' (')[0]} (published)",
+                         *[fig(p[name], name, True) if name in p else "-" for name in sets]))
+    heads = {"movies-small": "movies-small (90/10)", "yahoo_music": "yahoo_music (1-100)"}
+    return md_table(("model", *[heads.get(name, name) for name in sets]), rows,
+                    "l" + "r" * len(sets))
+
+
 def choices_table(res: dict) -> str:
     """What the searches chose per data set (validation figures only)."""
     from report import md_table

@@ -257,6 +257,15 @@ def readme_summary() -> str:
     if q:
         import quality
         out += [quality.markdown(q["rating"], q["topn"], q.get("variants")), ""]
+    if q and q.get("datasets"):
+        import crossdata
+        out += ["Across data sets (`python benchmarks/run.py --only quality`, one run, test "
+                "RMSE; the default `train` with its model selection vs the same command "
+                "`--tune off`, the classic baselines, a torch I-AutoRec re-implemented by "
+                "the issue's rule in `benchmarks/iautorec_torch.py`, IGMC re-implemented in "
+                "NumPy from its paper's recipe in `benchmarks/igmc.py`, and the best "
+                "published figures; full table with MAE and seconds in "
+                "`benchmarks/RESULTS.md`):", "", crossdata.readme_table(q["datasets"]), ""]
     out.append("Machine, versions and every table: `benchmarks/RESULTS.md` "
                "(regenerate with `python benchmarks/run.py`).")
     return "\n".join(out)

@@ -51,15 +51,11 @@ class _Command(click.Command):
 class _Group(click.Group):
     command_class = _Command
 
-    def main(self, *args, **kwargs):
-        try:
-            return super().main(*args, **kwargs)
-        except SystemExit as exit_:
-            # click ends `--version`/`--help` on a closed pipe itself, with code 1
-            if exit_.code == 1 and isinstance(exit_.__context__, BrokenPipeError) \
-                    and _stdout_closed():
-                raise SystemExit(BROKEN_PIPE) from None
-            raise
+    def make_context(self, *args, **kwargs):
+        try:                    # `--version` and `--help` print while the arguments parse
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            raise _closed_pipe() from None
 
     def invoke(self, ctx):
         helping = any(a in ("-h", "--help") for a in ctx.args)   # (click empties ctx.args)
@@ -68,15 +64,9 @@ class _Group(click.Group):
             sys.stdout.flush()              # a closed pipe shows here, not at exit
             return result
         except BrokenPipeError:
-            if not _stdout_closed():
-                raise click.ClickException("Broken pipe") from None
-            # `npcf ... | head`: the reader has what it wanted; stop quietly, as Unix tools do.
-            # A command that writes files says why it stopped (its output is not written).
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            if ctx.invoked_subcommand not in REPORTING and not helping:  # help writes no file
-                click.echo(f"Error: {ctx.invoked_subcommand}: standard output was closed "
-                           "(broken pipe); stopped", err=True)
-            raise click.exceptions.Exit(BROKEN_PIPE) from None
+            # a command that writes files says why it stopped (its output is not written)
+            raise _closed_pipe(None if helping or ctx.invoked_subcommand in REPORTING
+                               else ctx.invoked_subcommand) from None
         except ParamError as err:       # an option out of its domain: a usage error
             bad = click.BadParameter(one_line(err.problem), param_hint=f"'--{err.param}'")
             raise _one_line_usage(bad, f"{ctx.command_path} {ctx.invoked_subcommand}") from None
@@ -100,6 +90,20 @@ class _Group(click.Group):
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {one_line(err)[:300]} (this is a bug in "
                 "npcf; rerun with --debug or NPCF_DEBUG=1 for the traceback)") from None
+
+
+def _closed_pipe(stopped: str | None = None) -> click.ClickException | click.exceptions.Exit:
+    """What a ``BrokenPipeError`` becomes: `npcf ... | head` (the reader has what it wanted)
+    ends quietly with :data:`BROKEN_PIPE`, as Unix tools do, after ``Error: STOPPED: ...``
+    when a command that writes files was stopped; a broken pipe that is not standard
+    output (a socket) is an error. Raised by the caller (click's own handler would exit 1)."""
+    if not _stdout_closed():
+        return click.ClickException("Broken pipe")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit's flush
+    if stopped:
+        click.echo(f"Error: {stopped}: standard output was closed (broken pipe); stopped",
+                   err=True)
+    return click.exceptions.Exit(BROKEN_PIPE)
 
 
 def _stdout_closed() -> bool:
