@@ -169,10 +169,10 @@ def _sep(ctx, param, text):
 
 
 def number_list(text: str, kind, what: str, example: str) -> tuple:
-    """``"1,2,3"`` -> a tuple of ``kind`` (empty parts skipped); BadParameter naming
-    ``what`` on anything else."""
+    """``"1,2,3"`` -> a tuple of ``kind``; BadParameter naming ``what`` on anything else
+    (an empty part such as ``"10,,5"`` is a typo, not a shorter list)."""
     try:
-        return tuple(kind(p) for p in str(text).split(",") if p.strip())
+        return tuple(kind(p) for p in str(text).split(","))
     except ValueError:
         raise click.BadParameter(f"expected comma-separated {what} like {example}, "
                                  f"got {text!r}") from None
