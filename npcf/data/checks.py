@@ -27,6 +27,8 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
         if n := duplicate_entries(m):
             raise repeated_pairs(name, n)
     X = sp.csr_matrix(X)
+    if X.nnz == 0:
+        raise NpcfError(f"X: the training matrix {X.shape} holds no ratings")
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
         values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)
         if values is not None and values.dtype.kind in "fc" and not np.isfinite(values).all():

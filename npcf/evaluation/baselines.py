@@ -76,8 +76,6 @@ class Baseline(Params, Recommends):
         movie ids (``recommend`` then takes and returns them)."""
         self._check_params()
         X = check_inputs(train, validation, validation_input, items=items)
-        if not X.nnz:
-            raise NpcfError(f"the training matrix {X.shape} holds no ratings")
         self.items = items
         self.item_counts = column_counts(X)
         self._fit(X, validation, validation_input)
