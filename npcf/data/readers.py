@@ -96,6 +96,13 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
                             "pass --format or --sep", path, 1)
     fields = [f.strip() for f in _split(line, sep)]
     numeric = all(_is_number(f) for f in fields)
+    # Text ids but a number where the rating (and timestamp) go: data, not a header
+    # (no header names its rating column with a number).
+    text_ids = not numeric and len(fields) in (3, 4) and all(_is_number(f) for f in fields[2:])
+    if columns is None and text_ids:
+        return Format("delimited", sep, False,
+                      ("userId", "movieId", "rating", "timestamp" if len(fields) == 4 else None),
+                      scale, int_ids=False)
     if columns is None and numeric:
         if sep == "\t" and len(fields) in (3, 4):
             return _with(ML_100K, scale, columns=ML_100K.columns[:len(fields)] + (None,) * (4 - len(fields)))
@@ -106,7 +113,7 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
             return fmt
         raise DataError(f"cannot detect the columns of a {len(fields)}-field file without a "
                         "header; pass --columns", path, 1)
-    if columns is not None and numeric:
+    if columns is not None and (numeric or text_ids):
         raise DataError(f"the columns given (--columns) are header names, but the file has "
                         f"no header (first line {_shown(line)}); drop --columns: a headerless "
                         "file's fields are read as user, item, rating[, timestamp]", path, 1)

@@ -694,3 +694,21 @@ def test_a_headerless_delimited_file_keeps_padded_ids_apart(tmp_path):
     assert sorted(r.users.ids.tolist()) == ["007", "7"] and r.matrix.nnz == 3
     path.write_text("7,1,5\n8,1,3\n")
     assert read_ratings(path).users.ids.dtype.kind == "i"
+
+
+def test_a_headerless_file_with_text_ids_is_read_in_full(tmp_path):
+    # the first line is data (a number where the rating goes), not a header: nothing dropped
+    p = write(tmp_path, "r.csv", "alice,m1,5\nbob,m1,3\nbob,m2,4\n")
+    fmt = detect_format(p)
+    assert fmt.name == "delimited" and not fmt.header
+    assert as_dict(read_ratings(p)) == {("alice", "m1"): 5.0, ("bob", "m1"): 3.0,
+                                        ("bob", "m2"): 4.0}
+    p = write(tmp_path, "t.tsv", "u1\tm1\t4.5\t100\nu2\tm1\t2\t200\n")
+    assert as_dict(read_ratings(p)) == {("u1", "m1"): 4.5, ("u2", "m1"): 2.0}
+    # naming its first line's values as columns would drop that rating: refused
+    with pytest.raises(DataError, match="no header") as info:
+        read_ratings(p, columns="u1,m1,4.5")
+    assert info.value.line == 1
+    # a header is still a header
+    p = write(tmp_path, "h.csv", "user,item,rating\nalice,m1,5\n")
+    assert as_dict(read_ratings(p)) == {("alice", "m1"): 5.0}
