@@ -35,7 +35,15 @@ class DatasetError(NpcfError):
 
 
 class Interrupted(NpcfError):
-    """Ctrl-C stopped the work cleanly (the CLI exits with 130, as a shell does)."""
+    """Ctrl-C or SIGTERM stopped the work cleanly. ``exit_code``: what the CLI exits with,
+    128 + the signal's number as a shell reports it (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str = "", exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self):                 # picklable with its exit code
+        return type(self), (str(self), self.exit_code)
 
 
 class CheckpointError(NpcfError):

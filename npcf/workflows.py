@@ -131,12 +131,13 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                           fixed=set(params) if fixed is None else set(fixed),
                           tune_budget=tune_budget, blend=blend, resume=resume, threads=threads,
                           progress=progress, verbose_epochs=verbose_epochs, echo=echo)
-        except (TrainingInterrupted, KeyboardInterrupt):   # (the latter: waiting on workers)
+        except (TrainingInterrupted, KeyboardInterrupt) as err:   # (the latter: waiting on workers)
             if not tune:
                 raise
             raise Interrupted(f"interrupted during the hyperparameter search; {out} was left "
                               "as it was (a search does not resume: run it again, with "
-                              "--tune_budget SECONDS to shorten it, or --tune off)") from None
+                              "--tune_budget SECONDS to shorten it, or --tune off)",
+                              getattr(err, "exit_code", 130)) from None
         write_json(stage / rundir.METRICS_JSON, result)
         if resume:      # trained in place: exports of the interrupted checkpoint are stale
             for stale in _exports_in(out):

@@ -1,5 +1,5 @@
 """The training loop: seeded shuffling, corruption, validation, early stopping,
-history, NaN guard, Ctrl-C to a resumable state.
+history, NaN guard, Ctrl-C (or SIGTERM) to a resumable state.
 
 Randomness is derived from ``(seed, epoch)`` for the shuffle and from
 ``(seed, epoch, batch)`` for noise and dropout, so a run resumed at any batch
@@ -39,26 +39,34 @@ class TrainingInterrupted(Interrupted):
     """Ctrl-C: training stopped between two batches (a callback may have saved state)."""
 
 
-class _SigintFlag:
-    """Turns the first Ctrl-C into a flag checked between batches; a second one aborts."""
-
-    def __init__(self):
-        self.raised = False
+class _StopFlag:
+    """Turns the first Ctrl-C into a flag checked between batches, and the first SIGTERM
+    too where the process handles SIGTERM (the CLI does; a library caller's default
+    handler is left alone); a second signal stops at once. ``signum``: the first one."""
 
     def __enter__(self):
-        self._old = None
-        with contextlib.suppress(ValueError):  # not in the main thread
-            self._old = signal.signal(signal.SIGINT, self._handle)
+        self.signum, self._old = None, {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not in the main thread
+                if sig == signal.SIGINT or callable(signal.getsignal(sig)):
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
+
+    @property
+    def raised(self) -> bool:
+        return self.signum is not None
 
     def _handle(self, signum, frame):
         if self.raised:
+            old = self._old.get(signum)
+            if callable(old) and old is not signal.default_int_handler:
+                old(signum, frame)
             raise KeyboardInterrupt
-        self.raised = True
+        self.signum = signum
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class Trainer:
@@ -110,9 +118,9 @@ class Trainer:
         try:
             self._call("on_fit_begin")
             # a diverging run overflows: TrainingDiverged reports it, not NumPy warnings
-            with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):
+            with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore"):
                 if m.optimizer in FULL_BATCH:
-                    self._run_full_batch(sigint)
+                    self._run_full_batch(stop)
                 while m.optimizer not in FULL_BATCH and self.epoch < n_epochs:
                     t0 = time.perf_counter()
                     self.opt.lr = schedules.learning_rate(m.lr, self.epoch, m.schedule, n_epochs,
@@ -125,8 +133,8 @@ class Trainer:
                         self.step(rows, b)
                         self.batch = b + 1
                         self._call("on_batch_end", int(row_nnz[rows].sum()))
-                        if sigint.raised:
-                            self._interrupt()
+                        if stop.raised:
+                            self._interrupt(stop.signum)
                     self._end_epoch(time.perf_counter() - t0)
                     if self.wait >= m.patience > 0:
                         break
@@ -199,7 +207,7 @@ class Trainer:
         theta0 = np.concatenate([net.params[k].ravel() for k in names]).astype(np.float64)
         return fun, theta0, unflatten
 
-    def _run_full_batch(self, sigint) -> None:
+    def _run_full_batch(self, stop) -> None:
         """L-BFGS-B (:class:`~npcf.nn.optim.FullBatch`) on :meth:`full_batch_objective`:
         one iteration per history row, early stopping and Ctrl-C between iterations."""
         m = self.model
@@ -221,8 +229,8 @@ class Trainer:
             self._call("on_batch_end", n_ratings)
             self._end_epoch(time.perf_counter() - clock[0])
             clock[0] = time.perf_counter()
-            if sigint.raised:
-                self._interrupt()
+            if stop.raised:
+                self._interrupt(stop.signum)
             if self.epoch >= m.n_epochs or self.wait >= m.patience > 0:
                 raise StopIteration
             self._call("on_epoch_begin", self.epoch, 1, 0)
@@ -285,11 +293,11 @@ class Trainer:
                 "val_ndcg": float(np.nanmean(np.concatenate(ndcg)))}
 
     # ----------------------------------------------------------------- resume
-    def _interrupt(self) -> None:
+    def _interrupt(self, signum: int) -> None:
         notes = [n for n in self._call("on_interrupt") if n]
         where = "; ".join(notes) if notes else "no checkpoint directory, nothing saved"
         raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; "
-                                  f"{where}")
+                                  f"{where}", 128 + int(signum))
 
     def state(self) -> tuple[dict, dict]:
         """``(arrays, meta)``: everything needed to continue exactly (params, optimizer,

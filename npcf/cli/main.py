@@ -75,7 +75,7 @@ class _Group(click.Group):
         except NpcfError as err:
             out = click.ClickException(one_line(err))
             if isinstance(err, Interrupted):
-                out.exit_code = INTERRUPTED
+                out.exit_code = err.exit_code
             raise out from None
         except (OSError, MemoryError) as err:
             raise click.ClickException(os_message(err)) from None

@@ -421,3 +421,34 @@ def test_lbfgs_ctrl_c_saves_and_resumes_from_the_saved_weights(tmp_path, monkeyp
     monkeypatch.undo()
     resumed = AutoEncoder(**kw).fit(train, val, callbacks=[Checkpoint(tmp_path, resume=True)])
     assert len(resumed.history) == 12 and resumed.history[4]["epoch"] == 5
+
+
+def test_sigterm_is_left_to_a_library_callers_default_handler(monkeypatch):
+    """Only a process that handles SIGTERM (the CLI) has it turned into a clean stop."""
+    seen = []
+    orig = Trainer.step
+
+    def step(self, rows, b):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return orig(self, rows, b)
+    monkeypatch.setattr(Trainer, "step", step)
+    old = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        AutoEncoder(**dict(BASE, n_epochs=1)).fit(tiny_ratings())
+        assert seen and all(h is signal.SIG_DFL for h in seen)
+        signal.signal(signal.SIGTERM, lambda *a: None)
+        seen.clear()
+        interrupt = []
+
+        def step_then_term(self, rows, b):
+            out = step(self, rows, b)
+            if not interrupt:
+                interrupt.append(1)
+                signal.raise_signal(signal.SIGTERM)
+            return out
+        monkeypatch.setattr(Trainer, "step", step_then_term)
+        with pytest.raises(TrainingInterrupted) as info:
+            AutoEncoder(**BASE).fit(tiny_ratings())
+        assert info.value.exit_code == 143 and "nothing saved" in str(info.value)
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -465,6 +465,35 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
     assert run(args + ["--n_epochs", 1]).exit_code == 0    # a finished run is replaced
 
 
+def test_sigterm_during_training_saves_the_resume_state_and_exits_143(work, monkeypatch):
+    """SIGTERM (kill, systemd, Kubernetes) stops training as Ctrl-C does: the resume state
+    is saved beside the checkpoint of the same moment, and --resume finishes the run."""
+    from npcf.autoencoder.trainer import Trainer
+    orig, count = Trainer.step, {"n": 0}
+
+    def step(self, rows, b):
+        out = orig(self, rows, b)
+        count["n"] += 1
+        if count["n"] in (10, 25):                  # once in the run, once in its resume
+            signal.raise_signal(signal.SIGTERM)
+        return out
+    args = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 4, "--layers", 8,
+            "-q", "--out", "run", "--batch_size", 8]
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "step", step)
+        first = run(args)
+        assert first.exit_code == 143 and "--resume" in first.output, first.output
+        first_state = json.loads((work / "run" / "resume.json").read_text())
+        second = run(args + ["--resume"])
+        assert second.exit_code == 143, second.output
+    state = json.loads((work / "run" / "resume.json").read_text())   # the later moment's
+    assert (state["epoch"], state["batch"]) > (first_state["epoch"], first_state["batch"])
+    result = run(args + ["--resume"])
+    assert result.exit_code == 0, result.output
+    assert not (work / "run" / "resume.json").exists()
+    assert json.loads((work / "run" / "model.json").read_text())["info"]["epochs_run"] == 4
+
+
 def test_ctrl_c_during_a_search_exits_130_and_leaves_the_run_whole(work, monkeypatch):
     from npcf.autoencoder.trainer import Trainer
     orig, count = Trainer.step, {"n": 0}
