@@ -183,7 +183,7 @@ def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, 
         callbacks.append(ProgressBar(progress))
     if verbose_epochs:
         callbacks.append(EpochLog(verbose_epochs, echo))
-    fit_kw = dict(scale=ds.scale, users=ds.users, items=ds.items)
+    fit_kw = dict(scale=ds.rating_range(), users=ds.users, items=ds.items)
     with parallel.using(threads):
         if tune:
             model = model.tune(s.train, s.validation, s.validation_input, fixed=fixed,
@@ -513,7 +513,7 @@ def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = 
     threshold = resolve_threshold(threshold, ds.rating_range())
     counts = ds.item_counts()
     results = {}
-    for model in baselines.make(names, scale=ds.scale, threshold=threshold):
+    for model in baselines.make(names, scale=ds.rating_range(), threshold=threshold):
         if log is not None:
             log(f"fitting {model.name} ...")
         model.fit(s.train, s.validation, s.validation_input)

@@ -111,3 +111,27 @@ def test_json_scores_keep_ratings_in_tiny_units():
     assert _json_score(np.float32(3.456789)) == 3.4568
     assert _json_score(np.float32(0.00044987)) == pytest.approx(0.0004499, rel=1e-6)
     assert _json_score(0.0) == 0.0
+
+
+def test_a_files_maximum_held_only_by_the_test_part_is_in_the_models_scale(tmp_path):
+    """A delimited file declares no scale: the model's is the whole file's observed range,
+    so predictions reach the test part's 5 and a 5 is accepted as input."""
+    import numpy as np
+
+    from npcf.data.source import load_dataset
+    m = tiny_ratings(60, 40, 0.3).tocoo()
+    rating = np.minimum(m.data, 4.0)
+    path = tmp_path / "r.csv"
+    rows = [f"{u + 1},{i + 1},{r:g}\n" for u, i, r in zip(m.row, m.col, rating)]
+    path.write_text("user,item,score\n" + "".join(rows))
+    split = load_dataset(path, test_size=0.1, seed=0).split
+    test = split.test.tocoo()
+    u, i = test.row[0], test.col[0]                    # a pair the split puts in the test part
+    lines = [r for r in rows if not r.startswith(f"{u + 1},{i + 1},")]
+    path.write_text("user,item,score\n" + "".join(lines) + f"{u + 1},{i + 1},5\n")
+    ds = load_dataset(path, test_size=0.1, seed=0)
+    assert ds.split.train.data.max() == 4.0 and ds.split.test.data.max() == 5.0
+    workflows.train({"layers": (8,), "n_epochs": 2}, tmp_path / "run", {"data": str(path)},
+                    tune=False)
+    from npcf.autoencoder.estimator import AutoEncoder
+    assert AutoEncoder.load(tmp_path / "run").scale == (float(rating.min()), 5.0)

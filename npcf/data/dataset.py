@@ -47,11 +47,16 @@ class Dataset:
         return None if s is None else (float(s[0]), float(s[1]))
 
     def rating_range(self) -> tuple[float, float] | None:
-        """The declared :attr:`scale`, else the (min, max) of the training ratings (None
-        without any): what relevance thresholds are relative to, so a delimited file
-        (which declares no scale) is judged as the same ratings in MovieLens format."""
+        """The declared :attr:`scale`, else the (min, max) of every rating in the file
+        (``stats``; of the training ratings when the stats lack them; None without any):
+        the range a model's predictions are clipped to and what relevance thresholds are
+        relative to, so a delimited file (which declares no scale) is judged as the same
+        ratings in MovieLens format, and a maximum only the test part holds is in range."""
         if self.scale is not None:
             return self.scale
+        lo, hi = self.stats.get("rating_min"), self.stats.get("rating_max")
+        if lo is not None and hi is not None:
+            return float(lo), float(hi)
         data = self.split.train.data
         return (float(data.min()), float(data.max())) if data.size else None
 

@@ -160,17 +160,22 @@ def test_user_row_keeps_negative_ratings(tmp_path):
         assert min(got.values()) < 0
 
 
-def test_rating_range_is_the_scale_else_the_observed_training_range(tmp_path):
+def test_rating_range_is_the_scale_else_the_observed_range_of_the_whole_file(tmp_path):
     """Relevance thresholds are relative to it: a delimited file (no declared scale) is
-    judged like the same ratings in MovieLens format, and a 1-100 set by >= 80, not 4."""
+    judged like the same ratings in MovieLens format, and a 1-100 set by >= 80, not 4;
+    a maximum that only the test part holds is in it (the file's range, not the part's)."""
     from npcf.evaluation.metrics import default_threshold
-    body = "".join(f"{u},{i},{(u * 7 + i * 3) % 100 + 1}\n" for u in range(30) for i in range(20))
-    (tmp_path / "r.csv").write_text("user,item,score\n" + body)
+    body = "".join(f"{u},{i},{(u * 7 + i * 3) % 99 + 1}\n" for u in range(30) for i in range(20))
+    (tmp_path / "r.csv").write_text("user,item,score\n" + body + "0,19,100\n")
     ds = load_dataset(tmp_path / "r.csv", test_size=0.2, seed=0)
     assert ds.scale is None
+    assert ds.rating_range() == (1.0, 100.0)
+    assert default_threshold(ds.rating_range()) == pytest.approx(80.0)
+    save_prepared(ds, tmp_path / "prep")
+    assert load_prepared(tmp_path / "prep").rating_range() == (1.0, 100.0)
+    no_stats = Dataset(ds.split, ds.users, ds.items, {})      # stats lacking the range
     train = ds.split.train.data
-    assert ds.rating_range() == (float(train.min()), float(train.max()))
-    assert default_threshold(ds.rating_range()) == pytest.approx(0.8 * train.max())
+    assert no_stats.rating_range() == (float(train.min()), float(train.max()))
     declared = load_dataset(tmp_path / "r.csv", test_size=0.2, seed=0, scale=(1, 100))
     assert declared.rating_range() == (1.0, 100.0)
     assert default_threshold(declared.rating_range()) == 80.0
