@@ -46,7 +46,7 @@ from npcf.serving.export import (
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
 from npcf.utils.files import locked_dir, staged_dir, write_json
-from npcf.utils.format import decimal
+from npcf.utils.format import json_float
 
 #: top-k outputs of an exported graph unless told otherwise
 DEFAULT_TOP_K = 10
@@ -490,7 +490,7 @@ def example_records(result: dict, ds: Dataset, n_items: int = 5) -> list[dict]:
         for col, s in zip(ex["items"][:n_items], ex["scores"][:n_items]):
             mid = ds.items.ids[col].item()
             top.append({"movie_id": mid, "title": titles.get(mid, ""),
-                        "score": _json_score(s), "relevant": col in rel})
+                        "score": json_float(s), "relevant": col in rel})
         out.append({"user_id": ds.users.ids[ex["user"]].item(), "n_input": ex["n_input"],
                     "n_heldout": ex["n_heldout"], "n_relevant": len(rel), "top": top})
     return out
@@ -577,11 +577,6 @@ def _check_titles(titles: dict, movies, m) -> None:
                         "model; the titles of another data set?")
 
 
-def _json_score(s) -> float:
-    """A score for JSON, rounded as it is printed (:func:`~npcf.utils.format.decimal`)."""
-    return float(decimal(s, 4))
-
-
 def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, data=None,
               include_seen: bool = False) -> list[dict]:
     """Top-``k`` movies for a known ``user`` (their ratings in ``data``, default the data
@@ -628,6 +623,6 @@ def recommend(model=None, *, user=None, ratings=None, k: int = 10, movies=None, 
     ids, scores = np.atleast_2d(ids)[0], np.atleast_2d(scores)[0]
     keep = np.isfinite(scores)                     # padding: fewer unseen movies than k
     return [{"rank": i + 1, "movie_id": mid, "title": titles.get(mid, ""),
-             "score": _json_score(s)}
+             "score": json_float(s)}
             for i, (mid, s) in enumerate(zip(ids[keep].tolist(), scores[keep]))]
 

@@ -103,16 +103,6 @@ def test_an_export_whose_scores_are_not_numbers_is_not_written(tmp_path, monkeyp
     assert not (tmp_path / "run" / "x.onnx").exists()
 
 
-def test_json_scores_keep_ratings_in_tiny_units():
-    import numpy as np
-    import pytest
-
-    from npcf.workflows import _json_score
-    assert _json_score(np.float32(3.456789)) == 3.4568
-    assert _json_score(np.float32(0.00044987)) == pytest.approx(0.0004499, rel=1e-6)
-    assert _json_score(0.0) == 0.0
-
-
 def test_a_files_maximum_held_only_by_the_test_part_is_in_the_models_scale(tmp_path):
     """A delimited file declares no scale: the model's is the whole file's observed range,
     so predictions reach the test part's 5 and a 5 is accepted as input."""

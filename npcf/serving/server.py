@@ -32,6 +32,7 @@ import numpy as np
 from npcf.data.vocab import EXACT_FLOAT_INT, int_text
 from npcf.errors import NpcfError, one_line, shown
 from npcf.serving.batcher import Busy, MicroBatcher, Query, rank_queries
+from npcf.utils.format import json_float
 
 try:
     from starlette.applications import Starlette
@@ -273,8 +274,8 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
                            pipelines=pipelines)
 
     def items_json(ids, scores) -> list[dict]:
-        return [{"movie_id": m, "title": titles.get(m, ""), "score": float(s)}
-                for m, s in zip(ids.tolist(), scores.tolist())]
+        return [{"movie_id": m, "title": titles.get(m, ""), "score": json_float(s)}
+                for m, s in zip(ids.tolist(), scores)]
 
     async def ranked(query: Query, unknown: list) -> dict:
         try:
