@@ -17,7 +17,7 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
-from npcf.evaluation.ranking import Recommends, rating_rows, untrained_columns
+from npcf.evaluation.ranking import Recommends, outside_scale, rating_rows, untrained_columns
 from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
@@ -271,6 +271,8 @@ class AutoEncoder(Params, Recommends):
 
     def _set_data(self, X: sp.csr_matrix, scale, users, items) -> None:
         self.scale = check_scale(scale)
+        if self.loss == "mse" and (problem := outside_scale(X.data, self.scale)):
+            raise NpcfError(f"X: {problem} (the scale given to fit)")
         if self.scale is None and self.loss == "mse" and X.nnz:
             self.scale = (float(X.data.min()), float(X.data.max()))
         self.unit = rating_unit(self.scale) if self.loss == "mse" else 1.0
@@ -367,6 +369,10 @@ class AutoEncoder(Params, Recommends):
         if self.network is None:
             raise NpcfError("the model is not fitted")
         X = rating_rows(X)              # 0 means "not rated", as in recommend and ONNX
+        if X.nnz and not np.isfinite(X.data).all():        # refused as recommend refuses
+            raise NpcfError("X: ratings must be finite numbers")
+        if problem := outside_scale(X.data, self.rating_scale):
+            raise NpcfError(f"X: {problem}")
         if self.item_based:
             if X.shape[0] != self.network.n_inputs or X.shape[1] != self.n_items:
                 raise NpcfError(f"input has shape {X.shape}; this item-based model was fitted on "

@@ -167,11 +167,17 @@ def test_predict_shape_dtype_and_clipping(fitted):
     assert pred.shape == X.shape and pred.dtype == np.float32
     assert fitted.scale == (float(TRAIN.data.min()), float(TRAIN.data.max()))
     assert pred.min() >= fitted.scale[0] and pred.max() <= fitted.scale[1]
-    m = AutoEncoder(**BASE).fit(TRAIN, scale=(2.5, 3.5))
-    p = m.predict(TRAIN)
+    with pytest.raises(NpcfError, match=r"ratings 0.5..5 are outside .* 2.5-3.5 .*given to fit"):
+        AutoEncoder(**BASE).fit(TRAIN, scale=(2.5, 3.5))
+    m = AutoEncoder(**BASE).fit(TRAIN)
+    m.scale = (2.5, 3.5)                      # narrowed by hand: the clipping is under test
+    inside = TRAIN.copy()
+    inside.data[(inside.data < 2.5) | (inside.data > 3.5)] = 0
+    inside.eliminate_zeros()
+    p = m.predict(inside)
     assert p.min() == 2.5 and p.max() == 3.5          # the narrow range is actually hit
     coo = VAL.tocoo()
-    at = m.predict_at(TRAIN, coo.row, coo.col)
+    at = m.predict_at(inside, coo.row, coo.col)
     assert at.dtype == np.float32 and at.min() >= 2.5 and at.max() <= 3.5
 
 
@@ -311,6 +317,15 @@ def test_predict_errors():
         m.predict(sp.csr_matrix((2, 29), dtype=np.float32))
     with pytest.raises(NpcfError, match="expects 30 items"):
         m.predict_at(sp.csr_matrix((2, 31), dtype=np.float32), [0], [0])
+    for bad, match in ((np.nan, "finite"), (np.inf, "finite"), (99.0, "outside the model's "
+                                                                     "scale")):
+        row = np.zeros((1, 30), np.float32)
+        row[0, 3] = bad                       # refused as recommend() refuses it
+        for call in (lambda: m.predict(sp.csr_matrix(row)),
+                     lambda: m.predict_at(sp.csr_matrix(row), [0], [0]),
+                     lambda: m.recommend(row[0])):
+            with pytest.raises(NpcfError, match=match):
+                call()
 
 
 # ------------------------------------------------------------------------ real data
