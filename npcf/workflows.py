@@ -368,13 +368,47 @@ def check_fresh(model, path) -> None:
 def _check_data(model, path, ds: Dataset) -> None:
     """NpcfError if the model was trained on another training part than ``ds``'s (the
     data its run directory records)."""
-    if isinstance(model, Recommender):
-        recorded = model.meta.get("data_fingerprint")
-    else:
-        recorded = (model.info or {}).get("fingerprint")
+    recorded = _recorded_fingerprint(model)
     if recorded and recorded != rundir.fingerprint(ds.split.train):
         raise NpcfError(f"{path}: was not trained on the training part of {ds.path}; "
                         "re-train, re-export, or pass --data")
+
+
+def _check_leak(model, path, ds: Dataset) -> None:
+    """NpcfError if test ratings of ``ds`` (data given with --data) were in the model's
+    training or validation ratings: figures measured on them would be inflated (e.g. a
+    model of one split evaluated on a split of the same file with another seed). Checked
+    against the data the model's run directory records, when that is the data it was
+    trained on (by fingerprint); a test on the model's own training part passes."""
+    fp = _recorded_fingerprint(model)
+    if not fp or fp == rundir.fingerprint(ds.split.train):
+        return
+    found = rundir.recorded_data(rundir.folder_of(path))
+    if found is None:
+        return
+    seen_ds = load_prepared(found)
+    if rundir.fingerprint(seen_ds.split.train) != fp:
+        return                                     # not the model's data: nothing to check
+    s = seen_ds.split
+    seen = s.train if s.validation is None else (s.train + s.validation).tocsr()
+    test = ds.split.test.tocoo()
+    rows = seen_ds.users.index(ds.users.ids[test.row], missing="ignore")
+    cols = seen_ds.items.index(ds.items.ids[test.col], missing="ignore")
+    known = (rows >= 0) & (cols >= 0)
+    seen = seen.tocoo()
+    codes = seen.row.astype(np.int64) * seen.shape[1] + seen.col
+    n = int(np.isin(rows[known] * seen.shape[1] + cols[known], codes).sum())
+    if n:
+        raise NpcfError(f"{ds.path or 'data'}: {n} of its {test.nnz} test ratings were in "
+                        f"the training data of {path} ({found}); figures on them would be "
+                        "inflated: evaluate on data the model was not trained on")
+
+
+def _recorded_fingerprint(model) -> str | None:
+    """The training-part fingerprint a model (checkpoint or export) records."""
+    if isinstance(model, Recommender):
+        return model.meta.get("data_fingerprint")
+    return (model.info or {}).get("fingerprint")
 
 
 def _parity_rows(folder: Path, n: int) -> sp.csr_matrix | None:
@@ -453,6 +487,8 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     if data is None:
         _check_data(m, path, ds)
     ds.check_items(m.items.ids if m.items is not None else None, path)
+    if data is not None:
+        _check_leak(m, path, ds)
     _check_scale(m, ds, path)
     loss = m.loss
     rating = loss == "mse"

@@ -140,6 +140,30 @@ def test_data_of_another_scale_is_named(trained, tmp_path):
             in r.output
 
 
+def test_another_split_of_the_models_own_file_is_refused_as_leakage(trained, movies_small,
+                                                                      tmp_path):
+    """--data of the same ratings split with another seed: its test part holds ratings the
+    model was trained on. New users' ratings of the same movies are fair."""
+    from npcf.data.dataset import load_prepared, save_prepared
+    from npcf.data.vocab import Vocabulary
+    r = CliRunner().invoke(main, ["prepare", "--data", str(movies_small / "ratings.csv"),
+                                  "--seed", "1", "--out", str(tmp_path / "seed1"), "-q"])
+    assert r.exit_code == 0, r.output
+    for model in ("model.onnx", "model.npz"):
+        r = CliRunner().invoke(main, ["eval", "--evaluate", "--model", str(trained / model),
+                                      "--data", str(tmp_path / "seed1"), "-q"])
+        assert r.exit_code == 1, r.output
+        assert "test ratings were in the training data of" in r.output
+        assert "inflated" in r.output and "Traceback" not in r.output
+    ds = load_prepared(trained / "data")              # the same ratings by other users
+    ds.users = Vocabulary(ds.users.ids + 10**6)
+    ds.split.train.data[:5] += 0.5 - (ds.split.train.data[:5] == 5)   # another training part
+    save_prepared(ds, tmp_path / "others")
+    r = CliRunner().invoke(main, ["eval", "--evaluate", "--model", str(trained / "model.npz"),
+                                  "--data", str(tmp_path / "others"), "-q"])
+    assert r.exit_code == 0, r.output
+
+
 def test_run_baselines(small_prepared, tmp_path):
     out = tmp_path / "b.json"
     r = CliRunner().invoke(main, ["eval", "--baselines", "--data", str(small_prepared),
