@@ -119,6 +119,10 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                             "(and the same options) or replace it with --overwrite")
     ds = with_validation(load_dataset(**dict(opts, progress=progress)),
                          seed=params.get("seed", 0))
+    if model.item_based and ds.split.params.get("kind") == "users":
+        raise ParamError("item_based", "an item-based model scores only the users it was "
+                         "trained on, and --split users holds whole users out (new users "
+                         "folded in): pass --user_based, or another --split")
     where = locked_dir(out) if resume else \
         staged_dir(out, keep_on=() if tune else (TrainingInterrupted,))
     with where as stage:

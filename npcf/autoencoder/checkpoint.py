@@ -88,9 +88,12 @@ def read_model(path) -> tuple[dict, dict, Path]:
     """``(meta, arrays, npz path)`` of the checkpoint ``path`` names (see
     :func:`checkpoint_files`); :class:`CheckpointError` on anything wrong."""
     npz, meta_path = checkpoint_files(path)
-    for f in (npz, meta_path):
+    for f, other in ((npz, meta_path), (meta_path, npz)):
         if not f.is_file():
-            raise CheckpointError(f"{f}: no such checkpoint file")
+            raise CheckpointError(
+                f"{f}: no such checkpoint file" if not other.is_file() else
+                f"{other}: its {f.name} (a checkpoint is a {npz.name} + {meta_path.name} "
+                "pair, written together) is missing; copy both files")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as err:

@@ -120,11 +120,11 @@ def test_missing_directory_and_files(tmp_path):
     assert f"{tmp_path / 'nope.npz'}: no such checkpoint file" in load_error(tmp_path / "nope.npz")
     _, path = fit(tmp_path)
     (path / "model.json").unlink()
-    msg = load_error(path)
-    assert "model.json" in msg and "no such checkpoint file" in msg
+    msg = load_error(path)                # the file the user has, then the one missing
+    assert msg.startswith(f"{path / 'model.npz'}: its model.json ") and "is missing" in msg
     _, path = fit(tmp_path, "m2")
     (path / "model.npz").unlink()
-    assert "model.npz" in load_error(path)
+    assert load_error(path).startswith(f"{path / 'model.json'}: its model.npz ")
 
 
 @pytest.mark.parametrize("content", ["{not json", "", "[1, 2]", '{"format": "something-else"}',
@@ -327,7 +327,8 @@ def test_a_named_checkpoint_file_is_the_one_loaded(tmp_path):
     msg = load_error(path / "third.npz")            # never falls back to model.npz
     assert "third.npz" in msg and "model.npz" not in msg
     (path / "second.json").unlink()
-    assert "second.json: no such checkpoint file" in load_error(path / "second.npz")
+    assert "second.npz: its second.json (a checkpoint is a second.npz + second.json pair" \
+        in load_error(path / "second.npz")
     (path / "notes.txt").write_text("x")
     assert "not a checkpoint" in load_error(path / "notes.txt")
 

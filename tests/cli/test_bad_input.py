@@ -494,6 +494,13 @@ def test_sigterm_during_training_saves_the_resume_state_and_exits_143(work, monk
     assert json.loads((work / "run" / "model.json").read_text())["info"]["epochs_run"] == 4
 
 
+def test_item_based_with_held_out_users_is_a_usage_error_naming_the_options(work):
+    before = snapshot(work)
+    result = run(["train", "--data", "ratings.csv", "--item_based", "--split", "users",
+                  "--tune", "off", "--out", "run2", "-q"])
+    assert_refused(result, work, before, 2, "--item_based", "--split users", "--user_based")
+
+
 def test_ctrl_c_during_a_search_exits_130_and_leaves_the_run_whole(work, monkeypatch):
     from npcf.autoencoder.trainer import Trainer
     orig, count = Trainer.step, {"n": 0}
