@@ -71,14 +71,22 @@ class Dataset:
             return {}
         return {_plain(k): str(v) for k, v in self.movies["title"].items()}
 
+    def known_ratings(self) -> sp.csr_matrix:
+        """Every rating of the data set, whatever its part (training, validation, test
+        input and held-out test ratings) as CSR float32 (n_users, n_items): what a
+        recommendation for a known user starts from and filters out (evaluation alone
+        keeps the test part hidden)."""
+        s = self.split
+        return merge_parts([s.train, s.validation, s.test_input, s.test])
+
     def user_row(self, user) -> sp.csr_matrix:
-        """Everything known of raw user id ``user`` (training, validation and test input
-        ratings) as CSR float32 (1, n_items); DataError for an unknown user."""
+        """Every rating of raw user id ``user`` (:meth:`known_ratings`' row) as CSR float32
+        (1, n_items); DataError for an unknown user."""
         idx = self.users.index([user], missing="ignore")[0]
         if idx < 0:
             raise DataError(f"unknown user id {user}", self.path)
         s = self.split
-        return merge_parts([p[idx] for p in (s.train, s.validation, s.test_input)
+        return merge_parts([p[idx] for p in (s.train, s.validation, s.test_input, s.test)
                             if p is not None])
 
     def check_items(self, item_ids, what) -> None:

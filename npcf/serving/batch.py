@@ -39,7 +39,7 @@ from npcf.rundir import check_export_fresh, check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
 from npcf.utils.progress import open_progress
-from npcf.utils.sparse import entry_rows, merge_parts
+from npcf.utils.sparse import entry_rows
 
 IN_COLUMNS = ("userId", "movieId", "rating")
 OUT_COLUMNS = ("userId", "rank", "movieId", "score")
@@ -168,8 +168,8 @@ def score_partition(frame: pd.DataFrame, model_path, k: int = 10, *, threads: in
 def read_users(data, *, format: str = "auto", sep=None, columns=None, scale=None) -> Ratings:
     """Everything known of each user in ``data``: a ratings file any npcf reader reads
     (MovieLens csv/dat, u.data, delimited; ``format``, ``sep``, ``columns`` and ``scale`` as
-    in :func:`~npcf.data.read_ratings`), a prepared directory (train + validation + test
-    input; its format is fixed, so none of those may be given) or Parquet (a file or a
+    in :func:`~npcf.data.read_ratings`), a prepared directory (every rating of it, the
+    held-out test part included; its format is fixed, so none of those may be given) or Parquet (a file or a
     directory of them) with user, movie and rating columns (found by name, or named by
     ``columns``; ratings checked against ``scale``). DataError (one line, naming the path)
     when it cannot be read."""
@@ -180,9 +180,7 @@ def read_users(data, *, format: str = "auto", sep=None, columns=None, scale=None
         if given:
             raise ParamError(given[0], f"{path} is a prepared directory (its format is fixed)")
         ds = load_prepared(path)
-        s = ds.split
-        m = merge_parts([s.train, s.validation, s.test_input])
-        return Ratings(m, ds.users, ds.items, source=str(path))
+        return Ratings(ds.known_ratings(), ds.users, ds.items, source=str(path))
     if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
         if set(given) & {"format", "sep"}:
             raise ParamError(next(g for g in given if g in ("format", "sep")),

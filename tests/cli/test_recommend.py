@@ -39,6 +39,22 @@ def test_falls_back_to_the_checkpoint_then_uses_the_export(run_dir, tmp_path, mo
     assert table.exit_code == 0 and len(table.output.splitlines()) == 5     # header, rule, 3
 
 
+def test_a_known_user_is_never_recommended_a_movie_of_their_test_part(run_dir):
+    """Every rating of the data counts as seen for a recommendation (only `eval
+    --evaluate` keeps the test part hidden): user 15 rated Seven (1995) 5 in the file."""
+    from npcf.data.dataset import load_prepared
+    ds = load_prepared(run_dir / "data")
+    test = ds.split.test
+    users = np.flatnonzero(np.diff(test.indptr) > 0)[:5]
+    for u in users:
+        user = ds.users.ids[u].item()
+        r = recommend("--model", run_dir / "model.npz", "--user", user, "--json", "-k", 1000)
+        assert r.exit_code == 0, r.output
+        shown = {rec["movie_id"] for rec in json.loads(r.output)}
+        held = set(ds.items.ids[test[u].indices].tolist())
+        assert held and not shown & held
+
+
 @pytest.mark.parametrize("args, message, code", [       # a bad --ratings value: exit 2
     (["--ratings", "1:5,1:3"], "rated more than once", 2),
     (["--ratings", '{"1": 5, "1": 3}'], "movie 1 is rated more than once", 2),
