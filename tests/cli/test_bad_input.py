@@ -430,21 +430,27 @@ def test_help_shows_no_empty_ranges_or_defaults(command):
 
 
 # --------------------------------------------------------- semantics of the run dir
-def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_first(
-        work, monkeypatch):
+def signal_after(monkeypatch, signum, steps) -> None:
+    """Deliver a real ``signum`` right after each optimizer step numbered in ``steps``
+    (counted from 1 across every training this test starts)."""
     from npcf.autoencoder.trainer import Trainer
     orig, count = Trainer.step, {"n": 0}
 
     def step(self, rows, b):
         out = orig(self, rows, b)
         count["n"] += 1
-        if count["n"] == 10:                     # in epoch 2: epoch 1 saved
-            signal.raise_signal(signal.SIGINT)        # a real Ctrl-C
+        if count["n"] in steps:
+            signal.raise_signal(signum)
         return out
+    monkeypatch.setattr(Trainer, "step", step)
+
+
+def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_first(
+        work, monkeypatch):
     args = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 3, "--layers", 8,
             "-q", "--out", "run", "--batch_size", 8]
     with monkeypatch.context() as m:
-        m.setattr(Trainer, "step", step)
+        signal_after(m, signal.SIGINT, (10,))        # a real Ctrl-C in epoch 2: epoch 1 saved
         result = run(args)
     assert result.exit_code == 130 and "--resume" in result.output, result.output
     assert (work / "run" / "resume.json").is_file()
@@ -468,19 +474,10 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
 def test_sigterm_during_training_saves_the_resume_state_and_exits_143(work, monkeypatch):
     """SIGTERM (kill, systemd, Kubernetes) stops training as Ctrl-C does: the resume state
     is saved beside the checkpoint of the same moment, and --resume finishes the run."""
-    from npcf.autoencoder.trainer import Trainer
-    orig, count = Trainer.step, {"n": 0}
-
-    def step(self, rows, b):
-        out = orig(self, rows, b)
-        count["n"] += 1
-        if count["n"] in (10, 25):                  # once in the run, once in its resume
-            signal.raise_signal(signal.SIGTERM)
-        return out
     args = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 4, "--layers", 8,
             "-q", "--out", "run", "--batch_size", 8]
     with monkeypatch.context() as m:
-        m.setattr(Trainer, "step", step)
+        signal_after(m, signal.SIGTERM, (10, 25))   # once in the run, once in its resume
         first = run(args)
         assert first.exit_code == 143 and "--resume" in first.output, first.output
         first_state = json.loads((work / "run" / "resume.json").read_text())
@@ -502,16 +499,8 @@ def test_item_based_with_held_out_users_is_a_usage_error_naming_the_options(work
 
 
 def test_ctrl_c_during_a_search_exits_130_and_leaves_the_run_whole(work, monkeypatch):
-    from npcf.autoencoder.trainer import Trainer
-    orig, count = Trainer.step, {"n": 0}
-
-    def step(self, rows, b):
-        count["n"] += 1
-        if count["n"] == 5:
-            signal.raise_signal(signal.SIGINT)
-        return orig(self, rows, b)
     before = snapshot(work)
-    monkeypatch.setattr(Trainer, "step", step)
+    signal_after(monkeypatch, signal.SIGINT, (5,))
     result = run(["train", "--data", "ratings.csv", "--out", "run", "-q", "--tune_budget", 30])
     assert_refused(result, work, before, 130, "hyperparameter search", "does not resume")
 
