@@ -17,7 +17,7 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
-from npcf.evaluation.ranking import Recommends, outside_scale, rating_rows, untrained_columns
+from npcf.evaluation.ranking import Recommends, check_ratings, outside_scale, rating_rows, untrained_columns
 from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
@@ -369,10 +369,7 @@ class AutoEncoder(Params, Recommends):
         if self.network is None:
             raise NpcfError("the model is not fitted")
         X = rating_rows(X)              # 0 means "not rated", as in recommend and ONNX
-        if X.nnz and not np.isfinite(X.data).all():        # refused as recommend refuses
-            raise NpcfError("X: ratings must be finite numbers")
-        if problem := outside_scale(X.data, self.rating_scale):
-            raise NpcfError(f"X: {problem}")
+        check_ratings(X.data, self.rating_scale, "X")       # refused as recommend refuses
         if self.item_based:
             if X.shape[0] != self.network.n_inputs or X.shape[1] != self.n_items:
                 raise NpcfError(f"input has shape {X.shape}; this item-based model was fitted on "

@@ -36,7 +36,8 @@ class TrainingDiverged(NpcfError):
 
 
 class TrainingInterrupted(Interrupted):
-    """Ctrl-C: training stopped between two batches (a callback may have saved state)."""
+    """Ctrl-C or SIGTERM: training stopped between two batches (a callback may have saved
+    state)."""
 
 
 class _StopFlag:

@@ -76,8 +76,7 @@ class Dataset:
         input and held-out test ratings) as CSR float32 (n_users, n_items): what a
         recommendation for a known user starts from and filters out (evaluation alone
         keeps the test part hidden)."""
-        s = self.split
-        return merge_parts([s.train, s.validation, s.test_input, s.test])
+        return merge_parts(self._known_parts())
 
     def user_row(self, user) -> sp.csr_matrix:
         """Every rating of raw user id ``user`` (:meth:`known_ratings`' row) as CSR float32
@@ -85,9 +84,12 @@ class Dataset:
         idx = self.users.index([user], missing="ignore")[0]
         if idx < 0:
             raise DataError(f"unknown user id {user}", self.path)
+        return merge_parts([p[idx] for p in self._known_parts() if p is not None])
+
+    def _known_parts(self) -> tuple:
+        """The parts :meth:`known_ratings` merges, first value kept (None: absent)."""
         s = self.split
-        return merge_parts([p[idx] for p in (s.train, s.validation, s.test_input, s.test)
-                            if p is not None])
+        return s.train, s.validation, s.test_input, s.test
 
     def check_items(self, item_ids, what) -> None:
         """DataError unless ``item_ids`` (a model's movie ids, by column) are this data

@@ -157,6 +157,16 @@ def outside_scale(values: np.ndarray, scale) -> str | None:
             f"{scale[0]:g}-{scale[1]:g}")
 
 
+def check_ratings(values: np.ndarray, scale, name: str = "") -> None:
+    """NpcfError (prefixed ``name: `` when given) unless every rating of ``values`` is
+    finite and inside ``scale`` (``(min, max)``; None: no scale)."""
+    where = f"{name}: " if name else ""
+    if values.size and not np.isfinite(values).all():
+        raise NpcfError(f"{where}ratings must be finite numbers")
+    if problem := outside_scale(values, scale):
+        raise NpcfError(where + problem)
+
+
 def rating_rows(m, name: str = "X") -> sp.csr_matrix:
     """Users' ratings ``m`` (any sparse format or array) as CSR float32 without stored
     zeros (0 means "not rated"); NpcfError naming ``name`` if a (row, column) pair is
@@ -301,11 +311,7 @@ class Recommends:
                 if X.shape[1] == 2 and not sp.issparse(user_items) else ""
             raise NpcfError(f"input has {X.shape[1]} columns; the model expects "
                             f"{self.n_items} items{hint}")
-        if X.nnz and not np.isfinite(X.data).all():
-            raise NpcfError("ratings must be finite numbers")
-        problem = None if single_pairs else outside_scale(X.data, self.rating_scale)
-        if problem:                                   # (pairs: checked per movie)
-            raise NpcfError(problem)
+        check_ratings(X.data, None if single_pairs else self.rating_scale)  # (pairs: per movie)
         return (X if X.has_sorted_indices else X.sorted_indices()), single
 
     def _pairs_row(self, pairs) -> sp.csr_matrix:
