@@ -274,13 +274,25 @@ def rating_pairs(ctx, param, text):
     return out
 
 
+def is_metrics_file(path) -> bool:
+    """Whether ``path`` holds a metrics dump of ``eval --evaluate/--baselines --json``
+    (a JSON object with the protocol and cut-offs, and no checkpoint's fields)."""
+    try:
+        obj = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and {"protocol", "ks"} <= obj.keys() \
+        and "architecture" not in obj
+
+
 #: JSON files npcf itself keeps in run and prepared directories
 OWN_JSON = ("model.json", "metrics.json", "resume.json", "stats.json")
 
 
 def json_target(ctx, param, path):
     """``--json PATH``: a ``.json`` file that is not one of npcf's own and, if it exists,
-    holds JSON (so a metrics dump never replaces a checkpoint or a data file)."""
+    is a metrics file npcf wrote (so a metrics dump never replaces a checkpoint's
+    metadata, a data file or anything else the user keeps)."""
     if path is None:
         return None
     p = Path(path)
@@ -289,11 +301,7 @@ def json_target(ctx, param, path):
     if p.name in OWN_JSON:
         raise click.BadParameter(f"{path}: is a name npcf keeps for its own files; "
                                  "choose another")
-    if p.is_file():
-        try:
-            head = p.read_bytes()[:1].strip() or b"{"
-        except OSError:
-            head = b"?"
-        if head not in (b"{", b"["):
-            raise click.BadParameter(f"{path}: exists and is not a JSON file")
+    if p.exists() and not is_metrics_file(p):
+        raise click.BadParameter(f"{path}: exists and is not a metrics file npcf wrote "
+                                 "(npcf replaces only its own); choose a new name")
     return path

@@ -285,6 +285,13 @@ CASES = [
                                            "--json", target], 2, ["--json"])
       for target in ("run/model.npz", "run/model.json", "run/metrics.json", "run/history.csv",
                      "run/data/train.npz", "prep/stats.json", "ratings.csv", "run/model.onnx")],
+    ("evaluate --json onto a copied checkpoint's metadata",
+     lambda r: shutil.copy(r / "run/model.json", r / "best.json"),
+     ["eval", "--evaluate", "--model", "run/model.npz", "--json", "best.json"], 2,
+     ["--json", "best.json", "not a metrics file"]),
+    ("evaluate --json onto a user's JSON", lambda r: (r / "notes.json").write_text('{"a": 1}'),
+     ["eval", "--evaluate", "--model", "run/model.npz", "--json", "notes.json"], 2,
+     ["--json", "notes.json"]),
     ("baselines --json onto a checkpoint", None, ["eval", "--baselines", "--data", "prep",
                                                   "--json", "run/model.npz"], 2, ["--json"]),
     # ---- eval --evaluate

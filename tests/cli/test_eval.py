@@ -35,6 +35,19 @@ def _evaluate(model, tmp_path, *extra):
     return r.output, json.loads(out.read_text())
 
 
+def test_json_replaces_an_earlier_metrics_dump_of_either_mode(trained, tmp_path):
+    _, first = _evaluate(trained / "model.npz", tmp_path, "-k", "5")
+    out = tmp_path / "npz.json"
+    assert first["ks"] == [5]
+    r = CliRunner().invoke(main, ["eval", "--baselines", "--json", str(out), "-k", "7", "-q",
+                                  "--data", str(json.loads((trained / "metrics.json")
+                                                           .read_text())["data"])])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["ks"] == [7] and "models" in json.loads(out.read_text())
+    _, again = _evaluate(trained / "model.npz", tmp_path, "-k", "3")     # and back
+    assert again["ks"] == [3]
+
+
 def test_onnx_and_npz_give_the_same_numbers(trained, tmp_path):
     _, a = _evaluate(trained / "model.onnx", tmp_path)
     _, b = _evaluate(trained / "model.npz", tmp_path)
