@@ -45,7 +45,7 @@ from npcf.serving.export import (
 )
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
-from npcf.utils.files import locked_dir, staged_dir, write_json
+from npcf.utils.files import staged_dir, write_json
 from npcf.utils.format import json_float
 
 #: top-k outputs of an exported graph unless told otherwise
@@ -86,8 +86,9 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     The run is built in a fresh directory beside ``out`` and swapped in when it ends
     (also on Ctrl-C, which leaves resume state), so ``out`` never mixes two runs and a
     failed run leaves it as it was. An ``out`` holding an interrupted run is refused
-    unless ``resume`` (continue it in place, after checking the options and data match;
-    its ``data/`` is the default data) or ``overwrite``.
+    unless ``resume`` (continue it, after checking the options and data match; its
+    ``data/`` is the default data; the stage starts as a copy of ``out``, so a resumed
+    run killed outright leaves the interrupted one whole) or ``overwrite``.
 
     A validation part is carved from training when the split has none. ``tune``: choose
     the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
@@ -123,9 +124,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
         raise ParamError("item_based", "an item-based model scores only the users it was "
                          "trained on, and --split users holds whole users out (new users "
                          "folded in): pass --user_based, or another --split")
-    where = locked_dir(out) if resume else \
-        staged_dir(out, keep_on=() if tune else (TrainingInterrupted,))
-    with where as stage:
+    with staged_dir(out, keep_on=() if tune else (TrainingInterrupted,),
+                    from_target=resume) as stage:
         if resume:
             _check_resume(out, model, ds)
         else:
@@ -143,8 +143,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
                               "--tune_budget SECONDS to shorten it, or --tune off)",
                               getattr(err, "exit_code", 130)) from None
         write_json(stage / rundir.METRICS_JSON, result)
-        if resume:      # trained in place: exports of the interrupted checkpoint are stale
-            for stale in _exports_in(out):
+        if resume:      # continued from a copy: exports of the interrupted checkpoint
+            for stale in _exports_in(stage):        # are stale
                 stale.unlink(missing_ok=True)
     return result
 

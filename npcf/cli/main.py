@@ -79,6 +79,10 @@ class _Group(click.Group):
             raise out from None
         except (OSError, MemoryError) as err:
             raise click.ClickException(os_message(err)) from None
+        except _Terminated:
+            click.echo("\nError: terminated (SIGTERM); output being written was discarded, "
+                       "files written before were left as they were", err=True)
+            raise
         except (KeyboardInterrupt, click.Abort):
             click.echo("\nAborted!", err=True)
             raise click.exceptions.Exit(INTERRUPTED) from None
@@ -137,7 +141,11 @@ def main(debug):
         signal.signal(signal.SIGTERM, _terminate)
 
 
+class _Terminated(SystemExit):
+    """A SIGTERM that ends the command (exit code 143)."""
+
+
 def _terminate(signum, frame):
     """SIGTERM (``kill``, systemd, Kubernetes) ends the command as an exception would:
     staged output is removed, worker processes are shut down; exit code 143."""
-    raise SystemExit(128 + signum)
+    raise _Terminated(128 + signum)

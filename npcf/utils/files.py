@@ -171,13 +171,17 @@ def swap_dir(new, target) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(target, keep_on: tuple = ()):
+def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
     """Yield a fresh hidden directory beside ``target``; on success it replaces
     ``target`` (:func:`swap_dir`), on an error it is removed and ``target`` is left as it
     was, except for the exception types in ``keep_on`` (then it is swapped in too). One
     process at a time: a second one gets OSError (EBUSY) instead of racing the first.
 
-    A symbolic link ``target`` keeps pointing where it did: the swap happens there.
+    ``from_target``: the stage starts as a copy of ``target`` (files hard-linked where
+    the file system can: every write here replaces a file, never changes one in place),
+    so a block that continues ``target``'s content (a resumed run) leaves it whole
+    until it swaps in. A symbolic link ``target`` keeps pointing where it did: the swap
+    happens there.
     """
     target = Path(target)
     if target.is_symlink():
@@ -188,6 +192,9 @@ def staged_dir(target, keep_on: tuple = ()):
                                       dir=target.parent))
         os.chmod(stage, 0o777 & ~umask())
         try:
+            if from_target and target.is_dir():
+                shutil.copytree(target, stage, symlinks=True, dirs_exist_ok=True,
+                                copy_function=_link_or_copy)
             yield stage
         except BaseException as err:
             if keep_on and isinstance(err, keep_on):
@@ -196,6 +203,14 @@ def staged_dir(target, keep_on: tuple = ()):
                 shutil.rmtree(stage, ignore_errors=True)
             raise
         _commit(stage, target)
+
+
+def _link_or_copy(src, dst) -> None:
+    """Hard-link ``src`` as ``dst``; copy it where the file system cannot link."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _commit(stage: Path, target: Path) -> None:
@@ -207,17 +222,6 @@ def _commit(stage: Path, target: Path) -> None:
         _fsync(root)
     swap_dir(stage, target)
     _fsync(target.parent)
-
-
-@contextlib.contextmanager
-def locked_dir(target):
-    """Yield ``target`` itself, to be written in place (a resumed run), under the lock
-    :func:`staged_dir` takes: a second npcf command on it gets OSError (EBUSY)."""
-    target = Path(target)
-    if target.is_symlink():
-        target = target.resolve()
-    with _locked(target):
-        yield target
 
 
 @contextlib.contextmanager

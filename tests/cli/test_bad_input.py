@@ -439,14 +439,15 @@ def test_help_shows_no_empty_ranges_or_defaults(command):
 # --------------------------------------------------------- semantics of the run dir
 def signal_after(monkeypatch, signum, steps) -> None:
     """Deliver a real ``signum`` right after each optimizer step numbered in ``steps``
-    (counted from 1 across every training this test starts)."""
+    (counted from 1 across every training this test starts; a step listed twice gets two
+    signals in a row)."""
     from npcf.autoencoder.trainer import Trainer
     orig, count = Trainer.step, {"n": 0}
 
     def step(self, rows, b):
         out = orig(self, rows, b)
         count["n"] += 1
-        if count["n"] in steps:
+        for _ in range(list(steps).count(count["n"])):
             signal.raise_signal(signum)
         return out
     monkeypatch.setattr(Trainer, "step", step)
@@ -498,6 +499,26 @@ def test_sigterm_during_training_saves_the_resume_state_and_exits_143(work, monk
     assert json.loads((work / "run" / "model.json").read_text())["info"]["epochs_run"] == 4
 
 
+def test_a_second_sigterm_during_resume_leaves_the_interrupted_run_as_it_was(work, monkeypatch):
+    """The resumed run continues in a copy: stopped at once (a second SIGTERM, or a
+    SIGKILL), it leaves the directory exactly as the first interruption saved it, and says
+    so; --resume then finishes the run."""
+    args = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 4, "--layers", 8,
+            "-q", "--out", "run", "--batch_size", 8]
+    with monkeypatch.context() as m:
+        signal_after(m, signal.SIGTERM, (10, 25, 25))   # once in the run, twice in its resume
+        assert run(args).exit_code == 143
+        before = snapshot(work)
+        second = run(args + ["--resume"])
+    assert second.exit_code == 143, second.output
+    assert "terminated (SIGTERM)" in second.output and "--resume" not in second.output
+    assert snapshot(work) == before
+    assert not [p for p in os.listdir(work) if p.startswith(".")]
+    result = run(args + ["--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((work / "run" / "model.json").read_text())["info"]["epochs_run"] == 4
+
+
 def test_item_based_with_held_out_users_is_a_usage_error_naming_the_options(work):
     before = snapshot(work)
     result = run(["train", "--data", "ratings.csv", "--item_based", "--split", "users",
@@ -526,6 +547,7 @@ def test_sigterm_ends_a_search_cleanly_with_143(work):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
+    assert b"terminated (SIGTERM)" in out or b"interrupted" in out, out
     assert snapshot(work) == before                   # no staged directory, no lock left
     assert not [p for p in os.listdir(work) if p.startswith(".")]
 

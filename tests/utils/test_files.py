@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from npcf.utils.files import locked_dir, staged_dir
+from npcf.utils.files import staged_dir, write_text
 
 
 def test_staged_dir_swaps_in_and_leaves_no_lock_file(tmp_path):
@@ -43,21 +43,27 @@ def test_a_failed_block_leaves_target_and_no_stray_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_a_directory_written_in_place_holds_the_same_lock(tmp_path):
-    """A resumed run writes its directory in place: no staged swap may replace it
-    meanwhile, and it may not start while a swap is under way."""
+def test_a_stage_from_the_target_starts_as_its_copy_and_leaves_it_whole_on_error(tmp_path):
+    """A resumed run continues its directory in a copy: the files are there (hard links),
+    replacing one does not touch the target's, and a failed block leaves the target as
+    it was."""
     target = tmp_path / "out"
-    target.mkdir()
-    with locked_dir(target) as where:
-        assert where == target
-        with pytest.raises(OSError) as err:
-            with staged_dir(target):
-                pass
-        assert err.value.errno == errno.EBUSY
-    with staged_dir(target):
-        with pytest.raises(OSError):
-            with locked_dir(target):
-                pass
+    (target / "sub").mkdir(parents=True)
+    (target / "a.txt").write_text("one")
+    (target / "sub" / "b.txt").write_text("two")
+    with pytest.raises(RuntimeError):
+        with staged_dir(target, from_target=True) as stage:
+            assert (stage / "a.txt").read_text() == "one"
+            assert (stage / "sub" / "b.txt").read_text() == "two"
+            write_text(stage / "a.txt", "changed")
+            (stage / "sub" / "b.txt").unlink()
+            raise RuntimeError("killed")
+    assert (target / "a.txt").read_text() == "one"
+    assert (target / "sub" / "b.txt").read_text() == "two"
+    with staged_dir(target, from_target=True) as stage:
+        write_text(stage / "a.txt", "changed")
+    assert (target / "a.txt").read_text() == "changed"
+    assert (target / "sub" / "b.txt").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
