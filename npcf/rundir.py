@@ -39,8 +39,9 @@ MEMBERS_DIR = "members"
 RESUME_NPZ, RESUME_JSON = "resume.npz", "resume.json"
 ONNX_SUFFIX = ".onnx"
 PLOT_NAME = "loss.png"
-#: files only a finished or interrupted run directory has
-RUN_MARKERS = (MODEL_JSON, METRICS_JSON, RESUME_JSON)
+#: files (name patterns) only a finished or interrupted run directory has
+RUN_MARKERS = (MODEL_JSON, METRICS_JSON, RESUME_JSON, f"{MEMBERS_DIR}/*/{MODEL_JSON}",
+               f"{MEMBERS_DIR}/*/{RESUME_JSON}")
 #: the entries `train` (and `eval --generate`, `plot`) put in a run directory
 RUN_ENTRIES = (MODEL_NPZ, MODEL_JSON, HISTORY_CSV, TUNING_CSV, METRICS_JSON, DATA_DIR,
                MEMBERS_DIR, RESUME_NPZ, RESUME_JSON, PLOT_NAME, "model*.onnx", "model*.onnx.*")
@@ -104,8 +105,8 @@ def check_target(out, owned, what: str, option: str = "--out", inputs=(),
                  markers=()) -> Path:
     """``out`` as a directory a command may replace as a whole: NpcfError if it is a
     file, the working directory or one of its parents, holds an entry not in ``owned``,
-    is not empty but holds none of the ``markers`` (the files that show npcf wrote it),
-    or contains one of the command's ``inputs`` (paths it reads)."""
+    is not empty but holds none of the ``markers`` (name patterns of the files that show
+    npcf wrote it), or contains one of the command's ``inputs`` (paths it reads)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NpcfError(f"{option} {out}: is a file, not a directory")
@@ -119,7 +120,7 @@ def check_target(out, owned, what: str, option: str = "--out", inputs=(),
         raise NpcfError(f"{option} {out}: holds files that are not a {what}'s ({shown}); "
                         f"npcf replaces the whole directory, so choose a new or empty one")
     if markers and out.is_dir() and foreign_entries(out, ()) and \
-            not any((out / m).exists() for m in markers):
+            not any(next(out.glob(m), None) for m in markers):
         raise NpcfError(f"{option} {out}: holds files but is not a {what} npcf wrote; "
                         f"npcf replaces the whole directory, so choose a new or empty one")
     for path in inputs:

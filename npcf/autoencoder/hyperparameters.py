@@ -26,7 +26,7 @@ RANGES = {
     "patience": (int, 0, None, False, False),
     "bias_reg": (float, 0.0, None, False, False),
     "seed": (int, 0, 2**32 - 1, False, False),
-    "ensemble": (int, 1, None, False, False),
+    "ensemble": (int, 1, 64, False, False),     # K networks side by side in one graph
     "popularity_penalty": (float, 0.0, MAX_PENALTY, False, False),
 }
 #: hyperparameters that may also be None (clip_norm: no clipping)

@@ -519,6 +519,23 @@ def test_a_second_sigterm_during_resume_leaves_the_interrupted_run_as_it_was(wor
     assert json.loads((work / "run" / "model.json").read_text())["info"]["epochs_run"] == 4
 
 
+def test_an_interrupted_ensemble_is_a_run_to_resume_or_overwrite(work, monkeypatch):
+    """Ctrl-C in the first member, before any model is saved, leaves only
+    members/0/resume.*: still an interrupted run, not a foreign directory."""
+    args = ["train", "--data", "ratings.csv", "--tune", "off", "--n_epochs", 2, "--layers", 8,
+            "-q", "--out", "run", "--batch_size", 8, "--ensemble", 2]
+    with monkeypatch.context() as m:
+        signal_after(m, signal.SIGINT, (3,))
+        assert run(args).exit_code == 130
+    assert (work / "run" / "members" / "0" / "resume.json").is_file()
+    assert not (work / "run" / "model.json").exists()
+    before = snapshot(work)
+    assert_refused(run(args), work, before, 1, "interrupted run", "--overwrite")
+    result = run(args + ["--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not list((work / "run").rglob("resume.json"))
+
+
 def test_item_based_with_held_out_users_is_a_usage_error_naming_the_options(work):
     before = snapshot(work)
     result = run(["train", "--data", "ratings.csv", "--item_based", "--split", "users",
