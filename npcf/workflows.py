@@ -378,21 +378,27 @@ def _check_data(model, path, ds: Dataset) -> None:
                         "re-train, re-export, or pass --data")
 
 
-def _check_leak(model, path, ds: Dataset) -> None:
+def _check_leak(model, path, ds: Dataset) -> str | None:
     """NpcfError if test ratings of ``ds`` (data given with --data) were in the model's
     training or validation ratings: figures measured on them would be inflated (e.g. a
     model of one split evaluated on a split of the same file with another seed). Checked
     against the data the model's run directory records, when that is the data it was
-    trained on (by fingerprint); a test on the model's own training part passes."""
+    trained on (by fingerprint); a test on the model's own training part passes. Returns
+    a warning when the check could not be made (the model's training data not found)."""
     fp = _recorded_fingerprint(model)
-    if not fp or fp == rundir.fingerprint(ds.split.train):
-        return
+    if fp and fp == rundir.fingerprint(ds.split.train):
+        return None
+    unchecked = (f"whether {ds.path or 'the data'}'s test ratings were among {path}'s training "
+                 "ratings was not checked")
+    if not fp:
+        return f"{path} records no fingerprint of its training data: {unchecked}"
     found = rundir.recorded_data(rundir.folder_of(path))
     if found is None:
-        return
+        return (f"{path}: its training data is not beside it (a run directory's data/): "
+                f"{unchecked}")
     seen_ds = load_prepared(found)
     if rundir.fingerprint(seen_ds.split.train) != fp:
-        return                                     # not the model's data: nothing to check
+        return f"{found} is not the data {path} was trained on: {unchecked}"
     s = seen_ds.split
     seen = s.train if s.validation is None else (s.train + s.validation).tocsr()
     test = ds.split.test.tocoo()
@@ -406,6 +412,7 @@ def _check_leak(model, path, ds: Dataset) -> None:
         raise NpcfError(f"{ds.path or 'data'}: {n} of its {test.nnz} test ratings were in "
                         f"the training data of {path} ({found}); figures on them would be "
                         "inflated: evaluate on data the model was not trained on")
+    return None
 
 
 def _recorded_fingerprint(model) -> str | None:
@@ -491,8 +498,7 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     if data is None:
         _check_data(m, path, ds)
     ds.check_items(m.items.ids if m.items is not None else None, path)
-    if data is not None:
-        _check_leak(m, path, ds)
+    warnings = [w for w in [_check_leak(m, path, ds) if data is not None else None] if w]
     _check_scale(m, ds, path)
     loss = m.loss
     rating = loss == "mse"
@@ -508,7 +514,7 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     result["examples"] = example_records(result, ds)
     result.update(model=str(path), format="onnx" if isinstance(m, Recommender) else "npz",
                   loss=loss, data=str(ds.path) if ds.path else None, split=s.params,
-                  protocol=describe(s.params))
+                  protocol=describe(s.params), warnings=warnings)
     return result
 
 

@@ -105,6 +105,8 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, trit
     else:
         r = workflows.evaluate_model(model, data, batch_size=batch_size, ks=ks,
                                      threshold=threshold, progress=progress)
+        for warning in r["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
         penalty = (f", ranked with popularity penalty {r['popularity_penalty']:g}"
                    if r["popularity_penalty"] else "")
         click.echo(f"model: {r['model']} ({r['format']}, {r['loss']} loss{penalty})")

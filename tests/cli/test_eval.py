@@ -168,6 +168,15 @@ def test_another_split_of_the_models_own_file_is_refused_as_leakage(trained, mov
         assert r.exit_code == 1, r.output
         assert "test ratings were in the training data of" in r.output
         assert "inflated" in r.output and "Traceback" not in r.output
+    lone = tmp_path / "lone"                          # away from its data: cannot check, says so
+    lone.mkdir()
+    for name in ("model.npz", "model.json"):
+        shutil.copy(trained / name, lone / name)
+    r = CliRunner().invoke(main, ["eval", "--evaluate", "--model", str(lone / "model.npz"),
+                                  "--data", str(tmp_path / "seed1"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert f"warning: {lone / 'model.npz'}: its training data is not beside it" in r.output
+    assert "was not checked" in r.output
     ds = load_prepared(trained / "data")              # the same ratings by other users
     ds.users = Vocabulary(ds.users.ids + 10**6)
     ds.split.train.data[:5] += 0.5 - (ds.split.train.data[:5] == 5)   # another training part
