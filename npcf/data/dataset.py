@@ -51,14 +51,15 @@ class Dataset:
         (``stats``; of the training ratings when the stats lack them; None without any):
         the range a model's predictions are clipped to and what relevance thresholds are
         relative to, so a delimited file (which declares no scale) is judged as the same
-        ratings in MovieLens format, and a maximum only the test part holds is in range."""
+        ratings in MovieLens format, and a maximum only the test part holds is in range.
+        None also when every rating is the same (one value is no range)."""
         if self.scale is not None:
             return self.scale
         lo, hi = self.stats.get("rating_min"), self.stats.get("rating_max")
-        if lo is not None and hi is not None:
-            return float(lo), float(hi)
-        data = self.split.train.data
-        return (float(data.min()), float(data.max())) if data.size else None
+        if lo is None or hi is None:
+            data = self.split.train.data
+            lo, hi = (data.min(), data.max()) if data.size else (0.0, 0.0)
+        return (float(lo), float(hi)) if lo < hi else None
 
     def item_counts(self) -> np.ndarray:
         """Training ratings per item (int64, n_items)."""

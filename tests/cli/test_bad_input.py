@@ -536,6 +536,18 @@ def test_an_interrupted_ensemble_is_a_run_to_resume_or_overwrite(work, monkeypat
     assert not list((work / "run").rglob("resume.json"))
 
 
+def test_a_file_of_one_rating_value_trains_without_a_scale(work):
+    """No declared scale and every rating the same: no range to clip to, not a bad
+    --scale the user never gave."""
+    lines = (work / "ratings.csv").read_text().splitlines()[1:]
+    (work / "same.csv").write_text("".join(",".join(line.split(",")[:2] + ["3"]) + "\n"
+                                           for line in lines))
+    result = run(["train", "--data", "same.csv", "--tune", "off", "--n_epochs", 2, "-q",
+                  "--layers", 8, "--out", "same"])
+    assert result.exit_code == 0, result.output
+    assert "--scale" not in result.output
+
+
 def test_item_based_with_held_out_users_is_a_usage_error_naming_the_options(work):
     before = snapshot(work)
     result = run(["train", "--data", "ratings.csv", "--item_based", "--split", "users",

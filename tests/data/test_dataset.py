@@ -180,3 +180,6 @@ def test_rating_range_is_the_scale_else_the_observed_range_of_the_whole_file(tmp
     declared = load_dataset(tmp_path / "r.csv", test_size=0.2, seed=0, scale=(1, 100))
     assert declared.rating_range() == (1.0, 100.0)
     assert default_threshold(declared.rating_range()) == 80.0
+    body = "".join(f"{u},{i},4\n" for u in range(30) for i in range(20))
+    (tmp_path / "c.csv").write_text("user,item,score\n" + body)     # one value: no range
+    assert load_dataset(tmp_path / "c.csv", test_size=0.2, seed=0).rating_range() is None
