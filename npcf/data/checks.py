@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from npcf.data.ratings import ZERO_RATING
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, repeated_pairs
-from npcf.utils.sparse import duplicate_entries
+from npcf.utils.sparse import FLOAT32_MAX, beyond_float32, duplicate_entries
 
 
 def check_inputs(X, validation=None, validation_input=None, users=None,
@@ -31,9 +31,9 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
         raise NpcfError(f"X: the training matrix {X.shape} holds no ratings")
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
         values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)
-        if values is not None and values.dtype.kind in "fc" and not np.isfinite(values).all():
-            raise NpcfError(f"{name}: holds {int((~np.isfinite(values)).sum())} values that "
-                            "are not finite numbers (NaN or infinite ratings)")
+        if values is not None and (n := beyond_float32(values)):
+            raise NpcfError(f"{name}: holds {n} values that are not finite numbers within "
+                            f"float32's range (NaN, infinite or |rating| > {FLOAT32_MAX:.3g})")
         if values is not None and sp.issparse(m) and (values == 0).any():
             raise NpcfError(f"{name}: {int((values == 0).sum())} stored zeros: {ZERO_RATING} "
                             "(eliminate_zeros() drops them)")

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.errors import NpcfError, ParamError, non_negative, positive_int, repeated_pairs, shown
-from npcf.utils.sparse import duplicate_entries, entry_rows, rated
+from npcf.utils.sparse import FLOAT32_MAX, beyond_float32, duplicate_entries, entry_rows, rated
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
 PAD = -1
@@ -170,9 +170,13 @@ def check_ratings(values: np.ndarray, scale, name: str = "") -> None:
 def rating_rows(m, name: str = "X") -> sp.csr_matrix:
     """Users' ratings ``m`` (any sparse format or array) as CSR float32 without stored
     zeros (0 means "not rated"); NpcfError naming ``name`` if a (row, column) pair is
-    stored twice. ``m`` itself is never modified."""
+    stored twice or a rating is not a finite float32 number. ``m`` itself is never
+    modified."""
     if n := duplicate_entries(m):
         raise repeated_pairs(name, n)
+    if n := beyond_float32(m):
+        raise NpcfError(f"{name}: {n} ratings are not finite numbers within float32's range "
+                        f"(|rating| <= {FLOAT32_MAX:.3g})")
     return rated(m)
 
 
@@ -297,15 +301,17 @@ class Recommends:
             X, single = self._pairs_row(list(user_items)), True     # (a generator too)
         else:
             try:
-                arr = np.asarray(user_items, dtype=np.float32)
+                arr = np.asarray(user_items)
             except (TypeError, ValueError):
+                arr = np.empty(0, object)
+            if arr.dtype.kind not in "iuf":     # strings, booleans, ragged lists: refused
                 raise NpcfError(f"user_items must be a sparse matrix, an array of ratings or "
-                                f"(movie_id, rating) pairs, got {type(user_items).__name__}") \
-                    from None
+                                f"(movie_id, rating) pairs, got {type(user_items).__name__}"
+                                + (f" of {arr.dtype}" if arr.dtype != object else ""))
             if arr.ndim not in (1, 2):
                 raise NpcfError(f"user_items must be 1-D (one user) or 2-D, got shape {arr.shape}")
             single = arr.ndim == 1
-            X = sp.csr_matrix(np.atleast_2d(arr))
+            X = rating_rows(np.atleast_2d(arr), "user_items")
         if X.shape[1] != self.n_items:
             hint = " (for (movie_id, rating) pairs pass a list of tuples or a dict)" \
                 if X.shape[1] == 2 and not sp.issparse(user_items) else ""
@@ -318,19 +324,21 @@ class Recommends:
         """CSR (1, n_items) from ``[(movie_id, rating), ...]``."""
         try:
             ids, values = zip(*pairs) if pairs else ((), ())
-            values = np.asarray(values, np.float64)
+            values = np.asarray(values) if values else np.zeros(0)
         except (TypeError, ValueError):
-            raise NpcfError("ratings must be (movie_id, rating) pairs with numeric ratings") \
-                from None
+            values = np.empty(0, object)
+        if values.dtype.kind not in "iuf" or values.ndim != 1:   # "5", True, [5]: refused
+            raise NpcfError("ratings must be (movie_id, rating) pairs with numeric ratings")
+        values = values.astype(np.float64)
         cols = self._item_columns(ids)
         if cols.size != np.unique(cols).size:
             dup = [ids[i] for i in range(len(ids)) if np.count_nonzero(cols == cols[i]) > 1]
             raise NpcfError(f"movie {dup[0]} is rated more than once")
-        bad = ~np.isfinite(values) | (values == 0)
+        bad = ~(np.abs(values) <= FLOAT32_MAX) | (values == 0)
         if bad.any():
             raise NpcfError(f"rating {shown(values[bad][0])} for movie "
                             f"{ids[int(np.flatnonzero(bad)[0])]} "
-                            "is not a finite, non-zero number")
+                            "is not a finite, non-zero number within float32's range")
         lo_hi = self.rating_scale
         if lo_hi is not None:
             out = (values < lo_hi[0]) | (values > lo_hi[1])

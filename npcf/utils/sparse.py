@@ -23,6 +23,21 @@ def column_counts(m: sp.csr_matrix) -> np.ndarray:
     return np.bincount(m.indices, minlength=m.shape[1]).astype(np.int64)
 
 
+#: the largest magnitude a float32 rating can hold (larger ones would become infinite)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def beyond_float32(m) -> int:
+    """How many stored values of ``m`` (sparse matrix or array) are NaN, infinite or
+    beyond :data:`FLOAT32_MAX`: npcf computes in float32, where they would be NaN or
+    infinite. Integers are always representable."""
+    v = m.data if sp.issparse(m) else np.asarray(m)
+    if v.dtype.kind not in "fc":
+        return 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        return int(np.count_nonzero(~(np.abs(v) <= FLOAT32_MAX)))
+
+
 def duplicate_entries(m) -> int:
     """How many stored entries of sparse ``m`` repeat a (row, column) pair stored before
     them (SciPy would add their values up); 0 for a dense array. CSR/CSC: O(nnz) once

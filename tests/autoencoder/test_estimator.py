@@ -3,6 +3,8 @@ predict/predict_at shapes, dtypes and clipping, fold-in, item-based models, and 
 real-data check on movies-small."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -318,14 +320,17 @@ def test_predict_errors():
     with pytest.raises(NpcfError, match="expects 30 items"):
         m.predict_at(sp.csr_matrix((2, 31), dtype=np.float32), [0], [0])
     for bad, match in ((np.nan, "finite"), (np.inf, "finite"), (99.0, "outside the model's "
-                                                                     "scale")):
-        row = np.zeros((1, 30), np.float32)
+                                                                     "scale"),
+                       (1e300, "float32's range")):        # no overflow warning either
+        row = np.zeros((1, 30), np.float64)
         row[0, 3] = bad                       # refused as recommend() refuses it
         for call in (lambda: m.predict(sp.csr_matrix(row)),
                      lambda: m.predict_at(sp.csr_matrix(row), [0], [0]),
                      lambda: m.recommend(row[0])):
-            with pytest.raises(NpcfError, match=match):
-                call()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(NpcfError, match=match):
+                    call()
 
 
 # ------------------------------------------------------------------------ real data

@@ -16,6 +16,7 @@ X = sp.csr_matrix(np.array([[5, 0, 3], [0, 2, 0]], np.float32))
     (dict(X=[[1, 2]]), "X: expected a 2-D SciPy sparse matrix, got list"),
     (dict(X=sp.csr_matrix((5, 5), dtype=np.float32)), r"X: the training matrix \(5, 5\) holds no ratings"),
     (dict(X=sp.csr_matrix(np.array([[np.nan, 1.0]]))), "X: holds 1 values that are not finite"),
+    (dict(X=sp.csr_matrix(np.array([[1e300, 1.0]]))), "X: holds 1 values .* float32's range"),
     (dict(X=sp.csr_matrix((np.array([0.0, 1.0]), ([0, 0], [0, 1])), shape=(1, 2))),
      "X: 1 stored zeros"),
     (dict(X=sp.coo_matrix((np.array([1.0, 2.0]), ([0, 0], [1, 1])), shape=(2, 3))),

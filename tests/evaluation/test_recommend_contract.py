@@ -10,6 +10,8 @@ model recommends each user the unseen movies of their group.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -195,17 +197,27 @@ def test_bad_requests_are_one_clear_error(case):
         case.model.recommend(case.X, k=3, filter_items=[10**9])
     with pytest.raises(NpcfError, match="columns"):
         case.model.recommend(sp.csr_matrix((2, N_ITEMS + 1), dtype=np.float32), k=3)
-    for bad in ("1:5", 3.5, object()):
-        with pytest.raises(NpcfError, match="user_items must be|1-D"):
+    for bad in ("1:5", 3.5, object(), ["4"] * N_ITEMS, [True] * N_ITEMS, [[4.0], [3.0, 2.0]]):
+        with pytest.raises(NpcfError, match="user_items must be|1-D|pairs"):
             case.model.recommend(bad, k=3)
+    huge = np.zeros(N_ITEMS)
+    huge[0] = 1e300                             # no overflow warning on the way to float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NpcfError, match="float32's range"):
+            case.model.recommend(huge, k=3)
     with pytest.raises(NpcfError, match=r"2 columns.*pass a list of tuples"):
         case.model.recommend(np.array([[case.ids([0])[0], 4.0]]), k=3)
     if case.folds_in:
         first = case.ids([0])[0]
         with pytest.raises(NpcfError, match="more than once"):
             case.model.recommend([(first, 4.0), (first, 3.0)], k=3)
-        with pytest.raises(NpcfError, match="finite"):
-            case.model.recommend([(first, float("nan"))], k=3)
+        for rating in (float("nan"), 1e300):
+            with pytest.raises(NpcfError, match="finite"):
+                case.model.recommend([(first, rating)], k=3)
+        for rating in ("4", True, [4.0]):
+            with pytest.raises(NpcfError, match="numeric ratings"):
+                case.model.recommend([(first, rating)], k=3)
 
 
 def test_a_stored_zero_is_not_a_rating(case):
