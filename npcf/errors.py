@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 
 class NpcfError(Exception):
@@ -67,8 +69,15 @@ def one_line(err: BaseException | str) -> str:
 
 
 def os_message(err: BaseException) -> str:
-    """An OS error as one line: ``"FILE: why"`` when it names a file, else its text."""
+    """An OS error as one line: ``"FILE: why"`` when it names a file, else its text (a
+    directory that could not be made because a file holds its name says so)."""
     name, why = getattr(err, "filename", None), getattr(err, "strerror", None)
+    if name and isinstance(err, (FileExistsError, NotADirectoryError)):
+        path = Path(os.fsdecode(name))
+        file = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if file is not None:
+            why = "is a file, not a directory" if file == path else \
+                f"{file} is a file, not a directory"
     return one_line(f"{name}: {why}" if name and why else str(err))
 
 

@@ -9,13 +9,12 @@ import scipy.sparse as sp
 
 from npcf.data.vocab import Vocabulary
 from npcf.errors import shown
+from npcf.utils.sparse import FLOAT32_MAX
 
 #: why a rating of 0 is refused wherever ratings are read: in a rating vector (the
 #: network's input, a dense query, the ONNX graph's masks) 0 is the empty entry
 ZERO_RATING = ("npcf reads a rating of 0 as 'not rated'; shift the ratings (e.g. add 1 and "
                "declare the scale) or drop those rows")
-#: ratings are stored as float32
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def rating_problem(rating: np.ndarray, scale=None) -> str | None:

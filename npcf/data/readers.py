@@ -317,6 +317,8 @@ def _check_dat_columns(path: Path, fmt: Format) -> None:
 
 
 _INT = re.compile(r"^[+-]?[0-9]+$")      # ASCII digits only (Python's \d takes '٣' too)
+#: the way out for ids a format with integer ids refuses
+_TEXT_IDS = " (this format takes integer ids; other ids: --format delimited)"
 
 
 def _diagnose(path: Path, fmt: Format) -> None:
@@ -388,9 +390,9 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
         elif value == "":
             return f"empty {what}"
         elif (fmt.int_ids or what == "timestamp") and not _INT.match(value):
-            return f"{what} {value!r} is not an integer"
+            return f"{what} {value!r} is not an integer" + _TEXT_IDS * (what != "timestamp")
         elif (fmt.int_ids or what == "timestamp") and abs(int(value)) >= 2**63:
-            return f"{what} {value!r} is out of range"
+            return f"{what} {value!r} is out of range" + _TEXT_IDS * (what != "timestamp")
     return None
 
 

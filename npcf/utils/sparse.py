@@ -23,7 +23,7 @@ def column_counts(m: sp.csr_matrix) -> np.ndarray:
     return np.bincount(m.indices, minlength=m.shape[1]).astype(np.int64)
 
 
-#: the largest magnitude a float32 rating can hold (larger ones would become infinite)
+#: the largest magnitude a rating can have: npcf stores ratings as float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
