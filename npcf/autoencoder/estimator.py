@@ -129,9 +129,18 @@ class AutoEncoder(Params, Recommends):
         """A fresh network for a users x items problem (also kept as ``network``)."""
         layers, act = self._architecture()
         width = n_users if self.item_based else n_items
-        self.network = Network(width, layers, tied=self.tied, activation=act,
-                               output_activation=self.output_activation, dropout=self.dropout,
-                               seed=self.seed, dtype=dtype, init=self._init_kind())
+        try:
+            self.network = Network(width, layers, tied=self.tied, activation=act,
+                                   output_activation=self.output_activation,
+                                   dropout=self.dropout, seed=self.seed, dtype=dtype,
+                                   init=self._init_kind())
+        except MemoryError:
+            sizes = (width, *layers)
+            n = sum(a * b for a, b in zip(sizes, sizes[1:])) * (1 if self.tied else 2)
+            raise ParamError("layers", f"a {'-'.join(map(str, sizes))} network needs "
+                             f"{n * np.dtype(dtype).itemsize / 2**30:.3g} GiB for its weights "
+                             "alone (three times that to train); this machine could not "
+                             "allocate it: choose smaller layers") from None
         return self.network
 
     def fit(self, X, validation=None, validation_input=None, *, scale=None, users=None,

@@ -86,6 +86,7 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
     """Guess the :class:`Format` of ``path`` from its first non-blank line."""
     path = Path(path)
     line = _first_line(path)
+    given_sep = sep is not None
     if sep is None:
         if "::" in line:
             return _with(MOVIELENS_DAT, scale)
@@ -125,6 +126,13 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
     if columns is None:
         cols = rating_columns(fields) + (_pick(fields, _TIME_NAMES),)
         missing = [what for what, c in zip(("user", "item", "rating"), cols) if c is None]
+        if missing and len(fields) < 3:
+            n = f"{len(fields)} field{'s' * (len(fields) != 1)}"
+            raise DataError(f"the first line {_shown(line)} has {n} at --sep {sep!r}: wrong "
+                            "delimiter? pass the file's own --sep" if given_sep else
+                            f"the first line {_shown(line)} has {n} ({sep!r}-separated); a "
+                            "ratings file needs user, item and rating columns (another "
+                            "delimiter: --sep)", path, 1)
         if missing:
             raise DataError(f"missing {', '.join(missing)} column (header: {_shown(line)}); "
                             "wrong delimiter? pass --sep or --columns", path, 1)

@@ -311,6 +311,11 @@ def test_multinomial_scores_are_not_clipped_and_have_no_baseline():
     assert s.min() < 1.0                              # logits: the rating scale is not applied
 
 
+def test_a_network_too_big_to_allocate_names_layers():
+    with pytest.raises(ParamError, match=r"layers: a 30-100000000000 network needs .* GiB"):
+        AutoEncoder(**dict(BASE, layers=(10**11,), n_epochs=1)).fit(TRAIN)
+
+
 def test_predict_errors():
     with pytest.raises(NpcfError, match="not fitted"):
         AutoEncoder(**BASE).predict(TRAIN)

@@ -129,6 +129,14 @@ def test_delimited_explicit_columns(tmp_path):
     assert info.value.line == 1
     r = read_ratings(p, columns=("who", "what", "grade", "moment"))
     assert as_dict(r) == {("alice", "m1"): 4.5, ("bob", "m2"): 3.0}
+    # a headerless file under another --sep: one field, not a "header" lacking columns
+    plain = write(tmp_path, "plain.csv", "1,54,4,1\n2,54,3,1\n")
+    with pytest.raises(DataError, match=r"plain.csv:1: the first line '1,54,4,1' has 1 field "
+                                        r"at --sep ';': wrong delimiter\?"):
+        read_ratings(plain, sep=";")
+    pairs = write(tmp_path, "pairs.csv", "a;b\n1;2\n")
+    with pytest.raises(DataError, match=r"has 2 fields .*needs user, item and rating columns"):
+        read_ratings(pairs)
     assert ts_dict(r) == {("alice", "m1"): 100, ("bob", "m2"): 200}
     # three columns: no timestamps; explicit format and separator
     r3 = read_ratings(p, format="delimited", sep=";", columns=("who", "what", "grade"))
