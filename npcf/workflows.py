@@ -45,7 +45,7 @@ from npcf.serving.export import (
 )
 from npcf.serving.runtime import Recommender
 from npcf.utils import parallel
-from npcf.utils.files import staged_dir, write_json
+from npcf.utils.files import as_written, staged_dir, write_json
 from npcf.utils.format import json_float
 
 #: top-k outputs of an exported graph unless told otherwise
@@ -236,15 +236,16 @@ def _interrupted(out: Path) -> bool:
 
 
 def _check_resume(out: Path, model: AutoEncoder, ds: Dataset) -> None:
-    """NpcfError unless ``out`` holds an interrupted run of ``model``'s options on
-    ``ds``'s training part (checked before anything is written)."""
+    """NpcfError unless ``out`` holds an interrupted run on ``ds``'s training part,
+    ParamError naming the first option that differs from its (checked before anything is
+    written)."""
     found = _resume_dirs(out) if out.is_dir() else []
     if not found and not (out / rundir.MEMBERS_DIR).is_dir():   # an ensemble reuses members
         raise NpcfError(f"--resume: {out} holds no interrupted run ({rundir.RESUME_JSON}); "
                         "train without --resume")
     if model.ensemble == 1 and (out / rundir.MEMBERS_DIR).is_dir():
-        raise NpcfError(f"--resume: {out} holds an interrupted ensemble; pass the --ensemble "
-                        "count it was started with")
+        raise ParamError("resume", f"{out} holds an interrupted ensemble; pass the "
+                         "--ensemble count it was started with")
     params = model.get_params()
     fp = rundir.fingerprint(ds.split.train)
     for folder in found:
@@ -255,11 +256,32 @@ def _check_resume(out: Path, model: AutoEncoder, ds: Dataset) -> None:
             want = dict(params, ensemble=1, seed=params["seed"] + k)
         diff = checkpoint.changed_options(meta, want)
         if diff:
-            raise NpcfError(f"--resume: options differ from the interrupted run's "
-                            f"({', '.join(diff)}); pass the options it was started with")
+            saved, given = meta.get("config", {}), as_written(want)
+            shown = "; ".join(f"{_option_text(k, given.get(k))}, started with "
+                              f"{_option_text(k, saved.get(k))}" for k in diff)
+            raise ParamError("resume", f"continues the interrupted run with the options it "
+                             f"was started with, and these differ: {shown}")
         if meta.get("fingerprint") not in (None, fp):
             raise NpcfError(f"--resume: the training data differ from the interrupted run's; "
                             f"pass the same --data (default: {out / rundir.DATA_DIR})")
+
+
+#: the `train` flags of the switches (hyperparameter, value)
+_FLAGS = {("denoise", True): "--denoiser", ("denoise", False): "--basic",
+          ("tied", True): "--tied_weights", ("tied", False): "--not_tied",
+          ("lazy", True): "no --dense_adam", ("lazy", False): "--dense_adam",
+          ("item_based", True): "--item_based", ("item_based", False): "--user_based"}
+
+
+def _option_text(name: str, value) -> str:
+    """Option ``name`` with ``value`` as typed on the `train` command line."""
+    if isinstance(value, bool) and (name, value) in _FLAGS:
+        return _FLAGS[name, value]
+    if value is None:
+        return f"--{name} at its default"
+    if isinstance(value, (list, tuple)):
+        return f"--{name} {','.join(map(str, value))}"
+    return f"--{name} {value}"
 
 
 def _best_validation(model) -> dict:

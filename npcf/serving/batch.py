@@ -443,9 +443,16 @@ def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = No
     check_target(out, (PART_GLOB, MARKER), "batch recommendation output", markers=(MARKER,),
                  inputs=(model, data))
     users = read_users(data, **(reader_options or {}))
-    problem = outside_scale(users.matrix.data, recommender(model).rating_scale)
+    rec = recommender(model)
+    problem = outside_scale(users.matrix.data, rec.rating_scale)
     if problem:                                   # before a cluster starts
         raise NpcfError(f"{data}: {problem} ({model})")
+    rated = users.items.ids[np.unique(users.matrix.indices)]
+    if rated.size and rec.items is not None and \
+            not (rec.items.index(rated, missing="ignore") >= 0).any():
+        raise NpcfError(f"{data}: none of the {rated.size:,} movies it rates is one {model} "
+                        "knows; every user would get the same cold-start list (ratings of "
+                        "another catalogue?)")
     with dask_client(scheduler, workers, timeout) as client:
         return recommend_all(client, model, users, out, k=k, partition_users=partition_users,
                              progress=progress)

@@ -470,7 +470,8 @@ def test_a_plain_train_over_an_interrupted_run_is_refused_and_resume_checks_firs
     assert not (work / "run" / "model.onnx").exists()      # the old run's export went with it
     before = snapshot(work)
     assert_refused(run(args), work, before, 1, "interrupted run")
-    assert_refused(run(args + ["--resume", "--lr", "0.5"]), work, before, 1, "lr")
+    assert_refused(run(args + ["--resume", "--lr", "0.5"]), work, before, 2, "--resume",
+                   "--lr 0.5, started with --lr")
     assert_refused(run(args + ["--resume", "--test_size", 0.3]), work, before, 1, "data")
     for out in ("run/model.onnx", "run/mine.onnx", "run/mine.onnx"):   # again: replaced
         gen = run(["eval", "--generate", "--model", "run/model.npz", "--out", out, "-q"])

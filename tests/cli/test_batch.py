@@ -66,6 +66,7 @@ def _free_port() -> int:
     ("garbage", "garbage.csv:2: rating 'x' is not a number"),
     ("scheduler", "cannot connect within 1 s"),
     ("scale", "wide.csv: ratings 1..10 are outside the model's scale 0.5-5"),
+    ("catalogue", "other.csv: none of the 2 movies it rates is one"),
 ])
 def test_bad_input_is_one_line(files, tmp_path, case, message):
     tmp, model, csv = files
@@ -74,10 +75,13 @@ def test_bad_input_is_one_line(files, tmp_path, case, message):
     (tmp_path / "model.npz").write_bytes(b"")
     wide = tmp_path / "wide.csv"                    # another unit: 1-10, declared as such
     wide.write_text("userId,movieId,rating\n1,1,10\n1,2,1\n")
+    other = tmp_path / "other.csv"                  # movies of another catalogue only
+    other.write_text("userId,movieId,rating\n1,900001,4\n2,900002,3\n")
     args = {"model": ["--model", tmp_path / "none.onnx", "--data", csv],
             "data": ["--model", model, "--data", tmp_path / "none.csv"],
             "checkpoint": ["--model", tmp_path / "model.npz", "--data", csv],
             "garbage": ["--model", model, "--data", garbage],
+            "catalogue": ["--model", model, "--data", other],
             "scale": ["--model", model, "--data", wide, "--format", "delimited",
                       "--scale", "1,10"],
             "scheduler": ["--model", model, "--data", csv, "--scheduler",
