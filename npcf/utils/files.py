@@ -194,7 +194,8 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
         try:
             if from_target and target.is_dir():
                 shutil.copytree(target, stage, symlinks=True, dirs_exist_ok=True,
-                                copy_function=_link_or_copy)
+                                copy_function=_link_or_copy,    # not a killed write's debris
+                                ignore=shutil.ignore_patterns(".*.tmp", ".*.tmp.*", ".*.old"))
             yield stage
         except BaseException as err:
             if keep_on and isinstance(err, keep_on):
