@@ -236,9 +236,9 @@ def _interrupted(out: Path) -> bool:
 
 
 def _check_resume(out: Path, model: AutoEncoder, ds: Dataset) -> None:
-    """NpcfError unless ``out`` holds an interrupted run on ``ds``'s training part,
-    ParamError naming the first option that differs from its (checked before anything is
-    written)."""
+    """NpcfError unless ``out`` holds an interrupted run on ``ds``'s training part;
+    ParamError (of ``resume``) naming every option that differs from the run's (checked
+    before anything is written)."""
     found = _resume_dirs(out) if out.is_dir() else []
     if not found and not (out / rundir.MEMBERS_DIR).is_dir():   # an ensemble reuses members
         raise NpcfError(f"--resume: {out} holds no interrupted run ({rundir.RESUME_JSON}); "
