@@ -6,6 +6,6 @@ if __name__ == "__main__":
     try:
         from npcf.cli import main
     except KeyboardInterrupt:          # Ctrl-C while the libraries load
-        print("\nAborted!", file=sys.stderr)
+        print("\nAborted!" if sys.stderr.isatty() else "Aborted!", file=sys.stderr)
         sys.exit(130)
     main()

@@ -9,11 +9,44 @@ import math
 from pathlib import Path
 
 from npcf import rundir
-from npcf.errors import NpcfError, one_line
+from npcf._version import __version__
+from npcf.errors import NpcfError, one_line, os_message
 from npcf.utils.files import atomic_path
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'npcf[plot]'"
 METRIC_LABELS = {"val_rmse": "validation RMSE", "val_ndcg": "validation NDCG@100"}
+#: what a plot records as its software (PNG) or creator (SVG, PDF, PostScript): a file
+#: holding it was drawn here and may be drawn again
+PRODUCER = "npcf plot"
+_METADATA_KEY = {"png": "Software", "svg": "Creator", "pdf": "Creator", "ps": "Creator",
+                 "eps": "Creator"}
+
+
+def is_npcf_plot(path) -> bool:
+    """Whether the image file ``path`` records :data:`PRODUCER` (near its start, or its
+    end for PDF's information dictionary)."""
+    marker = PRODUCER.encode()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            f.seek(max(0, f.seek(0, 2) - (1 << 16)))
+            return marker in head or marker in f.read()
+    except OSError:
+        return False
+
+
+def check_plot_target(out) -> Path:
+    """``out`` as a Path a plot may be written to: NpcfError if it is a directory, or an
+    existing file npcf did not draw (a plot never replaces the user's own image); a
+    ``loss.png`` of a run directory counts as drawn by npcf."""
+    out = Path(out)
+    if out.is_dir():
+        raise NpcfError(f"{out}: is a directory; name the image file to write in it")
+    if out.exists() and not is_npcf_plot(out) and not (
+            out.name == rundir.PLOT_NAME and rundir.is_run_dir(out.parent)):
+        raise NpcfError(f"{out}: exists and is not a plot npcf drew; remove it or choose "
+                        "another -o/--out")
+    return out
 
 
 def read_history(path) -> dict[str, list[float]]:
@@ -56,11 +89,12 @@ def _runs(cols) -> list[tuple[str, list[int]]]:
 def plot_history(history, out, *, title: str | None = None, dpi: int = 120) -> Path:
     """Draw training and validation loss per epoch (and the validation metric, if
     recorded, on a second panel) from ``history`` (a ``history.csv`` path) to ``out``
-    (written atomically; the format follows its extension). An ensemble's history gets
-    one line per member."""
+    (written atomically; the format follows its extension; an existing ``out`` only if
+    npcf drew it, :func:`check_plot_target`). An ensemble's history gets one line per
+    member."""
     cols = read_history(history)
+    out = check_plot_target(out)
     plt, locator = _pyplot()
-    out = Path(out)
     runs = _runs(cols)
     metric = next((k for k in METRIC_LABELS if k in cols and
                    any(not math.isnan(v) for v in cols[k])), None)
@@ -105,10 +139,15 @@ def plot_history(history, out, *, title: str | None = None, dpi: int = 120) -> P
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    key = _METADATA_KEY.get(fmt)
     try:
-        with atomic_path(out, suffix=out.suffix) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=out.suffix.lstrip(".").lower() or "png")
-    except (OSError, ValueError) as err:
+        with rundir.writing_into(out.parent), atomic_path(out, suffix=out.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt,
+                        metadata={key: f"{PRODUCER} {__version__}"} if key else None)
+    except OSError as err:
+        raise NpcfError(f"{out}: cannot write the plot ({os_message(err)})") from None
+    except ValueError as err:
         raise NpcfError(f"{out}: cannot write the plot ({one_line(err)})") from None
     finally:
         plt.close(fig)

@@ -16,6 +16,7 @@ nothing from npcf but the file helpers and the errors.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import hashlib
@@ -27,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.errors import NpcfError
-from npcf.utils.files import atomic_path
+from npcf.utils.files import atomic_path, dir_lock, lock_path
 
 DEFAULT_DIR = Path("models")
 MODEL_NPZ, MODEL_JSON = "model.npz", "model.json"
@@ -130,6 +131,27 @@ def check_target(out, owned, what: str, option: str = "--out", inputs=(),
                 raise NpcfError(f"{option} {out}: would replace this command's own input "
                                 f"{path}; write to another directory")
     return out
+
+
+def is_run_dir(folder) -> bool:
+    """Whether ``folder`` holds a finished or interrupted run (one of :data:`RUN_MARKERS`)."""
+    folder = Path(folder)
+    return folder.is_dir() and any(next(folder.glob(m), None) for m in RUN_MARKERS)
+
+
+@contextlib.contextmanager
+def writing_into(folder):
+    """Hold ``folder``'s lock while the block writes a file into it (an export, a plot)
+    when ``folder`` is a run directory or one a command is building now (its lock file
+    exists): a `train` replacing it cannot swap the new file away, and a command already
+    at work there makes this one fail at once (OSError EBUSY, "in use by another npcf
+    command") instead. Any other folder is written unlocked."""
+    folder = Path(folder).resolve()
+    if is_run_dir(folder) or lock_path(folder).exists():
+        with dir_lock(folder):
+            yield
+    else:
+        yield
 
 
 def folder_of(path) -> Path:

@@ -102,7 +102,7 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     search's summary.
     """
     given = set(params) if fixed is None else set(fixed)
-    _check_combinations(params, given, tune, blend, resume)
+    _check_combinations(params, given, tune, blend, resume, overwrite)
     blend = BLEND if blend is None else blend
     out = Path(out)
     opts = dict(data_options or {})
@@ -153,9 +153,14 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
 STEP_OPTIONS = ("lr", "batch_size", "schedule", "step_size", "gamma", "clip_norm")
 
 
-def _check_combinations(params: dict, given: set, tune: bool, blend, resume: bool) -> None:
+def _check_combinations(params: dict, given: set, tune: bool, blend, resume: bool,
+                        overwrite: bool = False) -> None:
     """ParamError for options that cannot go together (each one alone is checked by the
-    estimator): a resumed search, step options beside ``lbfgs``, a blend without a search."""
+    estimator): resuming and replacing a run, a resumed search, step options beside
+    ``lbfgs``, a blend without a search."""
+    if resume and overwrite:
+        raise ParamError("overwrite", "replaces the run in --out and --resume continues it; "
+                         "pass one of them")
     if tune and resume:
         raise ParamError("resume", "continues a run trained with --tune off (a search is not "
                          "resumable); pass --tune off with the options of that run")
@@ -324,7 +329,7 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
     if top_k is None:                     # the default: 10, or every movie of a small catalogue
         top_k = min(DEFAULT_TOP_K, ae.network.n_inputs)
     if top_k and top_k > ae.network.n_inputs:   # the library would clamp; the CLI says so
-        raise NpcfError(f"--top_k {top_k}: the model has only {ae.network.n_inputs} movies")
+        raise ParamError("top_k", f"{top_k}: the model has only {ae.network.n_inputs} movies")
     try:
         top_k = check_exportable(ae, top_k=top_k or None, popularity_penalty=popularity_penalty,
                                  raw_ids=raw_ids)
@@ -346,7 +351,7 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         extra_metadata={"checkpoint_sha256": checkpoint.file_digest(model_path),
                         "checkpoint_path": str(checkpoint.checkpoint_files(model_path)[0].resolve()),
                         "data_fingerprint": ae.info.get("fingerprint", "")})
-    with staged_export(out) as staged:
+    with rundir.writing_into(out.parent), staged_export(out) as staged:
         write_graph(ae, graph, meta, staged)
         parity = check_parity(ae, staged, _parity_rows(folder, batch_size),
                               batch_size=batch_size, target=out)

@@ -101,11 +101,57 @@ def test_an_ensemble_history_is_one_run_per_member(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "loss"]
 
 
-def test_a_plot_that_cannot_be_written_leaves_the_old_file(history, tmp_path):
+def test_a_plot_that_cannot_be_written_leaves_nothing(history, tmp_path):
     pytest.importorskip("matplotlib")
-    out = tmp_path / "loss.xyz"
-    out.write_text("old")
     with pytest.raises(NpcfError, match="cannot write the plot"):
-        plot_history(history, out)                           # unknown format
-    assert out.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "loss.xyz"]
+        plot_history(history, tmp_path / "loss.xyz")         # unknown format
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv"]
+
+
+@pytest.mark.parametrize("name", ["mine.png", "mine.svg", "mine.pdf", "mine.jpg", "loss.png"])
+def test_a_plot_never_replaces_the_users_own_image(history, tmp_path, name):
+    """-o naming an existing file npcf did not draw is refused and the file kept (a
+    loss.png outside a run directory is the user's too)."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / name
+    out.write_bytes(b"\x89PNG\r\n\x1a\n the user's picture")
+    r = CliRunner().invoke(main, ["plot", str(history), "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip() == (f"Error: {out}: exists and is not a plot npcf drew; remove it "
+                                "or choose another -o/--out")
+    assert out.read_bytes() == b"\x89PNG\r\n\x1a\n the user's picture"
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf", ".eps"])
+def test_a_plot_npcf_drew_is_drawn_again(history, tmp_path, suffix):
+    pytest.importorskip("matplotlib")
+    from npcf.curves import is_npcf_plot
+    out = plot_history(history, tmp_path / f"a{suffix}")
+    assert is_npcf_plot(out)
+    before = out.read_bytes()
+    plot_history(history, out, title="again")
+    assert out.read_bytes() != before
+
+
+def test_a_run_directorys_old_loss_png_is_replaced(history, tmp_path):
+    """A run directory's loss.png (drawn before plots recorded their producer) is npcf's."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "model.json").write_text("{}")
+    (tmp_path / "loss.png").write_bytes(b"old plot")
+    r = CliRunner().invoke(main, ["plot", str(history)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_plot_into_a_run_directory_in_use_is_refused(history, tmp_path):
+    """A plot into a run directory another command holds (train rebuilding it) fails at
+    once rather than being swapped away."""
+    pytest.importorskip("matplotlib")
+    from npcf.utils.files import dir_lock
+    (tmp_path / "model.json").write_text("{}")
+    with dir_lock(tmp_path):
+        r = CliRunner().invoke(main, ["plot", str(history), "-o", str(tmp_path / "x.png")])
+    assert r.exit_code == 1, r.output
+    assert "in use by another npcf command" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()

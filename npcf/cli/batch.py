@@ -4,17 +4,17 @@ from __future__ import annotations
 import click
 
 from npcf.cli.main import main
-from npcf.cli.options import Finite, reader_options
+from npcf.cli.options import Finite, LocalPath, reader_options
 from npcf.cli.output import progress_or_none
 from npcf.serving import batch
 
 
 @main.command("batch-recommend")
-@click.option("--model", required=True, type=click.Path(dir_okay=False),
+@click.option("--model", required=True, type=LocalPath(dir_okay=False),
               help="An exported model (.onnx) every worker can read.")
 @click.option("--data", required=True, metavar="PATH",
               help="The users' ratings: a ratings file, a prepared directory or Parquet.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=LocalPath(file_okay=False),
               help="Directory for part-NNNNN.parquet (userId, rank, movieId, score).")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1),
               help="Recommendations per user (movies the user rated are left out).")

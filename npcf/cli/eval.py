@@ -5,7 +5,15 @@ import click
 
 from npcf import workflows
 from npcf.cli.main import main
-from npcf.cli.options import READER_KEYS, Finite, cutoffs, hyperparameter, json_target, reader_options
+from npcf.cli.options import (
+    READER_KEYS,
+    Finite,
+    LocalPath,
+    cutoffs,
+    hyperparameter,
+    json_target,
+    reader_options,
+)
 from npcf.cli.output import compare_table, examples_text, metrics_table, num, progress_or_none, size, summary
 from npcf.serving.export import PRECISIONS
 from npcf.utils.files import write_json
@@ -19,7 +27,7 @@ from npcf.utils.files import write_json
 @click.option("--baselines", "mode", flag_value="baselines",
               help="Fit the baselines (global mean, biases, popularity, EASE) on --data's "
                    "training part and score them side by side.")
-@click.option("--model", type=click.Path(), default=None,
+@click.option("--model", type=LocalPath(), default=None,
               help="--generate: checkpoint [default: models/model.npz]; --evaluate: "
                    "model.onnx or model.npz [default: models/model.onnx].")
 @click.option("--batch_size", default=256, show_default=True, type=click.IntRange(min=1),
@@ -33,7 +41,7 @@ from npcf.utils.files import write_json
               help="--generate: take (movie_id, rating) and return top_movie_ids: raw movie "
                    "ids in and out, unknown ids dropped and counted (n_unknown); implies "
                    "--sparse_input. Integer movie ids only.")
-@click.option("--triton", type=click.Path(file_okay=False), default=None,
+@click.option("--triton", type=LocalPath(file_okay=False), default=None,
               help="--generate: also write a Triton model repository there "
                    "(DIR/NAME/1/model.onnx, DIR/NAME/config.pbtxt).")
 @click.option("--triton_name", default=None,
@@ -46,7 +54,7 @@ from npcf.utils.files import write_json
 @click.option("--popularity_penalty", default=None, type=hyperparameter("popularity_penalty"),
               help="--generate: rank by score - beta * log(1 + item popularity) "
                    "[default: the model's, 0].")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
+@click.option("--out", type=LocalPath(dir_okay=False), default=None,
               help="--generate: output file [default: beside the checkpoint].")
 @click.option("--data", default=None, help="--evaluate/--baselines: prepared directory with "
               "the test split [default: the one recorded by train].")
@@ -57,7 +65,7 @@ from npcf.utils.files import write_json
                    "[default: 0.8 x the rating scale's maximum (4 of 5 stars; the observed "
                    "maximum without a declared scale); 0 (on a scale reaching below 0: at "
                    "most its minimum): every held-out item].")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+@click.option("--json", "json_out", type=LocalPath(dir_okay=False), default=None,
               callback=json_target,
               help="--evaluate/--baselines: also write the metrics as JSON.")
 @reader_options

@@ -80,11 +80,11 @@ class _Group(click.Group):
         except (OSError, MemoryError) as err:
             raise click.ClickException(os_message(err)) from None
         except _Terminated:
-            click.echo("\nError: terminated (SIGTERM); output being written was discarded, "
-                       "files written before were left as they were", err=True)
+            click.echo(f"{_fresh_line()}Error: terminated (SIGTERM); output being written was "
+                       "discarded, files written before were left as they were", err=True)
             raise
         except (KeyboardInterrupt, click.Abort):
-            click.echo("\nAborted!", err=True)
+            click.echo(f"{_fresh_line()}Aborted!", err=True)
             raise click.exceptions.Exit(INTERRUPTED) from None
         except (click.ClickException, click.exceptions.Exit):
             raise
@@ -94,6 +94,15 @@ class _Group(click.Group):
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {one_line(err)[:300]} (this is a bug in "
                 "npcf; rerun with --debug or NPCF_DEBUG=1 for the traceback)") from None
+
+
+def _fresh_line() -> str:
+    """A newline on a terminal (past a progress bar or the ``^C`` it echoed), nothing
+    where standard error is a file or a pipe (one line per message there)."""
+    try:
+        return "\n" if sys.stderr.isatty() else ""
+    except (AttributeError, ValueError):
+        return ""
 
 
 def _closed_pipe(stopped: str | None = None) -> click.ClickException | click.exceptions.Exit:

@@ -16,6 +16,19 @@ from npcf.data.splits import KINDS
 from npcf.errors import ParamError, check_scale
 
 
+class LocalPath(click.Path):
+    """``click.Path`` whose refusals read like npcf's other errors ("PATH: is a file, not
+    a directory") rather than click's ("Directory 'PATH' is a file.")."""
+
+    def convert(self, value, param, ctx):
+        p = Path(value)
+        if not self.file_okay and p.exists() and not p.is_dir():
+            self.fail(f"{value}: is a file, not a directory", param, ctx)
+        if not self.dir_okay and p.is_dir():
+            self.fail(f"{value}: is a directory, not a file", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Finite(click.FloatRange):
     """A float range that also refuses NaN and infinities (click's ranges let NaN through:
     every comparison with it is false)."""
@@ -99,9 +112,9 @@ def data_options(f):
                      help="Validation fraction carved from training the same way."),
         click.option("--holdout", default=0.2, show_default=True, type=FRACTION,
                      help="For --split users: fraction of a test user's ratings held out."),
-        click.option("--train", "train_file", default=None, type=click.Path(),
+        click.option("--train", "train_file", default=None, type=LocalPath(),
                      help="A split made elsewhere: training file (with --test)."),
-        click.option("--test", "test_file", default=None, type=click.Path(),
+        click.option("--test", "test_file", default=None, type=LocalPath(),
                      help="A split made elsewhere: test file (with --train)."),
     ]
 
@@ -110,6 +123,7 @@ def data_options(f):
         kw["data_options"] = {k: kw.pop(k) for k in DATA_KEYS}
         _check_split_files(click.get_current_context(), kw["data_options"])
         _check_prepared(click.get_current_context(), kw["data_options"])
+        _check_holdout(click.get_current_context(), kw["data_options"])
         return f(*args, **kw)
     for opt in reversed(opts):
         wrapper = opt(wrapper)
@@ -142,6 +156,15 @@ def _check_prepared(ctx, opts: dict) -> None:
     if given:
         raise click.UsageError(f"--data {data} is a prepared directory (its format and split "
                                f"are fixed); {', '.join(given)} cannot be used with it")
+
+
+def _check_holdout(ctx, opts: dict) -> None:
+    """--holdout shapes --split users only: refused with another split, not ignored."""
+    if "holdout" in ctx.params and opts["split"] != "users" and \
+            ctx.get_parameter_source("holdout") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(f"--holdout is the part of each held-out user's ratings to "
+                               f"predict with --split users; with --split {opts['split']} it "
+                               "would be ignored: pass --split users or leave it out")
 
 
 #: delimiters a shell makes hard to type, by name

@@ -7,13 +7,14 @@ import click
 
 from npcf import rundir
 from npcf.cli.main import main
+from npcf.cli.options import LocalPath
 from npcf.curves import plot_history
 
 
 @main.command()
-@click.argument("history", type=click.Path(dir_okay=False),
+@click.argument("history", type=LocalPath(dir_okay=False),
                 default=str(rundir.DEFAULT_DIR / rundir.HISTORY_CSV))
-@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--out", type=LocalPath(dir_okay=False), default=None,
               help="Image file (.png, .svg, .pdf) [default: loss.png beside HISTORY].")
 @click.option("--title", default=None, help="Figure title.")
 def plot(history, out, title):

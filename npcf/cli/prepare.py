@@ -5,14 +5,14 @@ import click
 
 from npcf import workflows
 from npcf.cli.main import main
-from npcf.cli.options import SEED, data_options
+from npcf.cli.options import SEED, LocalPath, data_options
 from npcf.cli.output import progress_or_none, stats_table
 
 
 @main.command()
 @data_options
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=LocalPath(file_okay=False),
               help="Directory to write the prepared data set to.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def prepare(data_options, seed, out, quiet):

@@ -7,13 +7,13 @@ import click
 
 from npcf import workflows
 from npcf.cli.main import main
-from npcf.cli.options import rating_pairs
+from npcf.cli.options import LocalPath, rating_pairs
 from npcf.cli.output import short, table
 from npcf.utils.format import decimal
 
 
 @main.command()
-@click.option("--model", type=click.Path(dir_okay=False), default=None,
+@click.option("--model", type=LocalPath(dir_okay=False), default=None,
               help="An exported model (eval --generate) or a checkpoint  "
                    "[default: models/model.onnx, else models/model.npz].")
 @click.option("--user", default=None, help="Raw user id from the training data.")
@@ -23,7 +23,7 @@ from npcf.utils.format import decimal
                    "'[]': no ratings yet, a cold-start list).")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1),
               help="Number of recommendations.")
-@click.option("--movies", type=click.Path(dir_okay=False), default=None,
+@click.option("--movies", type=LocalPath(dir_okay=False), default=None,
               help="Titles file (movies.csv, movies.dat, u.item) [default: from the data].")
 @click.option("--data", default=None, help="Prepared directory holding --user's ratings "
               "[default: the one recorded by train].")

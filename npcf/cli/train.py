@@ -9,9 +9,10 @@ import click
 from npcf import rundir, workflows
 from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED_DEFAULTS
 from npcf.cli.main import main
-from npcf.cli.options import SEED, Finite, data_options, hyperparameter
+from npcf.cli.options import SEED, Finite, LocalPath, data_options, hyperparameter
 from npcf.cli.options import layers as parse_layers
 from npcf.cli.output import progress_or_none, table, tuning_table
+from npcf.errors import ParamError
 from npcf.nn import activations, losses, noise, optim, schedules
 from npcf.nn.network import INITS
 from npcf.utils import parallel
@@ -94,7 +95,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--seed", default=0, show_default=True, type=SEED,
               help="Seed of the split and the model.")
 @click.option("--out", default=str(rundir.DEFAULT_DIR), show_default=True,
-              type=click.Path(file_okay=False),
+              type=LocalPath(file_okay=False),
               help="Output directory for the checkpoint, history and metrics.")
 @click.option("--tune", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
               help="auto: choose every hyperparameter not given here on the validation part "
@@ -118,6 +119,9 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
           overwrite, verbose_epochs, quiet, tune, tune_budget, blend, **given):
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json
     (and tuning.csv: by default the hyperparameters not given are chosen on validation)."""
+    if tune == "off" and tune_budget is not None:
+        raise ParamError("tune_budget", "caps the hyperparameter search; with --tune off there "
+                         "is none: leave it out")
     params = {k: v for k, v in given.items() if v is not None}
     params.update(denoise=denoiser, tied=tied_weights, seed=seed, lazy=not dense_adam)
     names = {"denoiser": "denoise", "tied_weights": "tied", "dense_adam": "lazy"}

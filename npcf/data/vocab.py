@@ -30,7 +30,9 @@ class Vocabulary:
     """An ordered set of raw ids; index ``k`` holds the raw id of row/column ``k``.
 
     ``ids`` is a 1-D array of unique raw ids (int64 or str). ``index(raw)`` maps raw
-    ids to int64 indices, ``ids[idx]`` maps back.
+    ids to int64 indices, ``ids[idx]`` maps back. It reads as the sequence of its ids:
+    ``len(v)``, ``v[k]`` (a Python int or str; a slice or index array: an array of
+    ids), ``list(v)``, ``raw in v``, ``np.asarray(v)``.
     """
 
     def __init__(self, ids):
@@ -51,6 +53,24 @@ class Vocabulary:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def __iter__(self):
+        return iter(self.ids.tolist())
+
+    def __getitem__(self, k):
+        out = self.ids[k]
+        return out.item() if isinstance(out, np.generic) else out
+
+    def __contains__(self, raw) -> bool:
+        if np.ndim(raw) != 0:
+            return False
+        try:
+            return bool(self.index([raw], missing="ignore")[0] >= 0)
+        except (TypeError, ValueError):
+            return False
+
+    def __array__(self, dtype=None, copy=None):
+        return self.ids if dtype is None else self.ids.astype(dtype)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Vocabulary) and self.ids.dtype.kind == other.ids.dtype.kind \

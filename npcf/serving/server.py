@@ -24,7 +24,10 @@ import asyncio
 import json
 import math
 import os
-from contextlib import asynccontextmanager
+import signal
+import socket
+import threading
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -440,11 +443,12 @@ def check_address(host: str, port: int) -> int:
 def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies=None,
           threads: int | None = None, workers: int = 1, max_batch: int = MAX_BATCH,
           max_wait_ms: float = MAX_WAIT_MS, max_body: int = MAX_BODY, log_level: str = "warning",
-          pipelines: int = PIPELINES, echo=print) -> None:
-    """Serve ``model`` on ``host:port`` until interrupted (uvicorn; port 0: a free port,
-    named in the startup line). ``workers`` > 1: that
-    many processes, each with its own session; the model and data are checked here
-    first so a bad file is one error, not one per worker."""
+          pipelines: int = PIPELINES, echo=print) -> int | None:
+    """Serve ``model`` on ``host:port`` until stopped (uvicorn; port 0: a free port,
+    named in the startup line). ``workers`` > 1: that many processes, each with its own
+    session; the model and data are checked here first so a bad file is one error, not
+    one per worker. SIGINT (Ctrl-C) and SIGTERM stop it gracefully (requests in flight
+    are answered, for up to 5 s); returns the signal's number (None: stopped otherwise)."""
     try:
         import uvicorn
     except ImportError:
@@ -460,11 +464,48 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
          f"with {workers} worker(s); Ctrl-C stops")
     common = dict(host=host, port=port, log_level=log_level, access_log=False,
                   timeout_graceful_shutdown=5)
-    if workers > 1:
-        os.environ[CONFIG_ENV] = json.dumps(settings)
-        del app
-        # a worker answers uvicorn's health check only once its model is loaded
-        uvicorn.run("npcf.serving.server:app_from_env", factory=True, workers=workers,
-                    timeout_worker_healthcheck=120, **common)
-    else:
-        uvicorn.run(app, **common)
+    stopped: list[int] = []
+    with _noting_signals(stopped):
+        if workers > 1:
+            os.environ[CONFIG_ENV] = json.dumps(settings)
+            del app
+            # a worker answers uvicorn's health check only once its model is loaded
+            uvicorn.run("npcf.serving.server:app_from_env", factory=True, workers=workers,
+                        timeout_worker_healthcheck=120, **common)
+        else:   # uvicorn's server catches the signals and passes them on when it has stopped
+            server = uvicorn.Server(uvicorn.Config(app, **common))
+            server.run()
+            if not server.started and not stopped:
+                raise NpcfError(f"http://{host}:{port}: the server did not start")
+    return int(stopped[-1]) if stopped else None
+
+
+@contextmanager
+def _noting_signals(stopped: list):
+    """SIGINT and SIGTERM append their number to ``stopped`` during the block instead of
+    raising: through handlers of ours (the ones uvicorn's server hands a signal on to once
+    it has stopped) and a wake-up socket (which sees the signals uvicorn's process
+    supervisor handles itself). The handlers that were there are back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    before = {sig: signal.signal(sig, lambda sig, frame: stopped.append(sig)) for sig in sigs}
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    wakeup = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(wakeup)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        try:
+            seen = reader.recv(4096)
+        except OSError:
+            seen = b""
+        reader.close()
+        writer.close()
+        if not stopped:
+            stopped.extend(s for s in seen if s in sigs)

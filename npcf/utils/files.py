@@ -225,13 +225,45 @@ def _commit(stage: Path, target: Path) -> None:
     _fsync(target.parent)
 
 
+def lock_path(target) -> Path:
+    """The lock file of directory ``target`` (``.NAME.lock`` beside it): present while
+    a command holds ``target`` (:func:`staged_dir`, :func:`dir_lock`)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def dir_lock(folder):
+    """Hold the lock :func:`staged_dir` holds on ``folder`` for the block: a command that
+    writes one file into a directory another command may rebuild (an export into a run
+    directory `train` is replacing) gets OSError (EBUSY) at once instead of having its
+    file swapped away, and a rebuild that starts meanwhile waits for the next try. Where
+    no lock file can be made beside ``folder`` (a read-only parent) the block runs
+    unlocked: nothing there can be rebuilt either."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        folder = folder.resolve()
+    try:
+        lock = _locked(folder)
+        lock.__enter__()
+    except OSError as err:
+        if err.errno == errno.EBUSY:
+            raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
 @contextlib.contextmanager
 def _locked(target: Path):
     """Hold an exclusive lock on ``target`` (a ``.NAME.lock`` file beside it) for the
     block; OSError (EBUSY) at once if another process holds it. The lock file is removed
     on release (a Triton repository or a run directory keeps no stray file): a process
     that locked a file just unlinked by its holder sees that and takes the new one."""
-    lock = target.parent / f".{target.name}.lock"
+    lock = lock_path(target)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:

@@ -213,6 +213,19 @@ CASES = [
      ["--train"]),
     ("prepare own input", None, ["prepare", "--data", "prep", "--out", "prep"], 1,
      ["own input"]),
+    *[(f"{cmd} --holdout without --split users", None,
+       [cmd, "--data", "ratings.csv", "--out", "new", "--holdout", "0.3", *extra], 2,
+       ["--holdout", "--split users", "ignored"])
+      for cmd, extra in [("prepare", []), ("train", ["--split", "user"])]],
+    ("train --tune_budget with --tune off", None,
+     ["train", "--data", "ratings.csv", "--out", "new", "--tune", "off", "--tune_budget", "5"],
+     2, ["--tune_budget", "--tune off"]),
+    ("train --resume --overwrite", None,
+     ["train", "--data", "ratings.csv", "--out", "run", "--tune", "off", "--resume",
+      "--overwrite"], 2, ["--overwrite", "--resume"]),
+    ("prepare --out a file", lambda r: (r / "afile").write_text("mine"),
+     ["prepare", "--data", "ratings.csv", "--out", "afile"], 2,
+     ["--out", "afile", "is a file, not a directory"]),
     ("prepare into run dir", None, ["prepare", "--data", "ratings.csv", "--out", "run"], 1,
      ["history.csv"]),
     ("prepare header only", None, ["prepare", "--data", "header_only.csv", "--out", "new"], 1,
@@ -276,7 +289,7 @@ CASES = [
     ("generate a checkpoint file that is not there", None,
      ["eval", "--generate", "--model", "run/other.npz"], 1, ["run/other.npz", "no such"]),
     ("generate top_k too big", None, ["eval", "--generate", "--model", "run/model.npz",
-                                      "--top_k", 100000], 1, ["--top_k"]),
+                                      "--top_k", 100000], 2, ["--top_k", "only 80 movies"]),
     *[(f"eval {opt} {val}", None, ["eval", mode, "--model", "run/model.npz", opt, val], 2, [opt])
       for mode, opt, val in [("--generate", "--top_k", -1), ("--generate", "--batch_size", 0),
                              ("--evaluate", "--batch_size", -1),
@@ -583,6 +596,8 @@ def test_sigterm_ends_a_search_cleanly_with_143(work):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
     assert b"terminated (SIGTERM)" in out or b"interrupted" in out, out
+    lines = out.decode().splitlines()                 # one line: no blank one before it
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out
     assert snapshot(work) == before                   # no staged directory, no lock left
     assert not [p for p in os.listdir(work) if p.startswith(".")]
 

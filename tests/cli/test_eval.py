@@ -344,3 +344,27 @@ def test_generate_never_overwrites_a_file_npcf_did_not_export(trained, tmp_path)
     ours = tmp_path / "ours.onnx"
     assert runner.invoke(main, base + ["--out", str(ours)]).exit_code == 0
     assert runner.invoke(main, base + ["--out", str(ours)]).exit_code == 0   # its own: replaced
+
+
+def test_generate_into_a_run_directory_in_use_is_refused(trained, tmp_path):
+    """An export into a run directory another command holds (train rebuilding it) fails
+    at once (exit 1, one line) rather than being reported written and swapped away."""
+    from npcf.utils.files import dir_lock
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = sorted(p.name for p in run.iterdir())
+    with dir_lock(run):
+        r = CliRunner().invoke(main, ["eval", "--generate", "--model", str(trained / "model.npz"),
+                                      "--top_k", "5", "--out", str(run / "other.onnx")])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip() == (f"Error: {run.resolve()}: in use by another npcf command; wait "
+                                "for it to finish or choose another directory")
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_generate_top_k_beyond_the_catalogue_is_a_usage_error(trained):
+    r = CliRunner().invoke(main, ["eval", "--generate", "--model", str(trained / "model.npz"),
+                                  "--top_k", "100000", "--out", str(trained / "x.onnx")])
+    assert r.exit_code == 2, r.output
+    assert "'--top_k': 100000: the model has only" in r.output
+    assert not (trained / "x.onnx").exists()

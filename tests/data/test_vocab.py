@@ -112,3 +112,30 @@ def test_str_round_trip(ids, data):
         outside = data.draw(st.text(max_size=9).filter(lambda s: s not in set(ids)
                                                        and "\x00" not in s))
         assert v.index([outside], missing="ignore").tolist() == [-1]
+
+
+def test_a_vocabulary_reads_as_the_sequence_of_its_ids():
+    v = Vocabulary(np.array([30, 10, 20]))
+    assert list(v) == [30, 10, 20] and all(type(i) is int for i in v)
+    assert v[0] == 30 and type(v[0]) is int and v[-1] == 20
+    assert v[1:].tolist() == [10, 20] and v[np.array([2, 0])].tolist() == [20, 30]
+    assert 10 in v and "10" in v and 10.0 in v and 11 not in v and "x" not in v
+    assert [1, 2] not in v
+    np.testing.assert_array_equal(np.asarray(v), [30, 10, 20])
+    s = Vocabulary(["b", "a"])
+    assert list(s) == ["b", "a"] and s[1] == "a" and type(s[1]) is str
+    assert "a" in s and "c" not in s
+    with pytest.raises(IndexError):
+        v[3]
+
+
+def test_a_models_id_maps_are_sequences(tmp_path):
+    from npcf import AutoEncoder
+
+    from helpers import tiny_ratings
+    X = tiny_ratings()
+    items = Vocabulary(np.arange(X.shape[1]) * 10 + 5)
+    AutoEncoder(layers=(4,), n_epochs=1).fit(X, items=items).save(tmp_path / "m")
+    m = AutoEncoder.load(tmp_path / "m" / "model.npz")
+    assert list(m.items) == [i * 10 + 5 for i in range(X.shape[1])]
+    assert 15 in m.items and m.items[1] == 15

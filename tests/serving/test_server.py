@@ -4,6 +4,7 @@ with one line."""
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -328,3 +329,34 @@ def test_port_0_serves_on_the_free_port_it_prints(run_dir):
                 time.sleep(0.1)
     finally:
         _stop(proc)
+
+
+@pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 1),
+                                          (signal.SIGTERM, 2), (signal.SIGINT, 2)])
+def test_a_signal_stops_it_with_one_neutral_line_and_the_signals_exit_code(run_dir, sig,
+                                                                           workers):
+    """Ctrl-C and SIGTERM stop the server gracefully: "stopped (...)" on stderr (no error,
+    nothing about output being discarded) and the exit code a shell reports (130, 143)."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--port", str(port),
+                             "--model", str(run_dir / "model.onnx"), "--threads", "1",
+                             "--workers", str(workers)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        _stop(proc)
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert proc.returncode == 128 + sig, err
+    assert err.splitlines()[1:] == [f"stopped ({name})"], err
+    assert out == ""
