@@ -82,15 +82,18 @@ def rating_columns(header: list[str]) -> tuple[str | None, str | None, str | Non
             _pick(header, _RATING_NAMES))
 
 
-def detect_format(path, sep: str | None = None, columns=None, scale=None) -> Format:
-    """Guess the :class:`Format` of ``path`` from its first non-blank line."""
+def detect_format(path, sep: str | None = None, columns=None, scale=None, *,
+                  generic: bool = False) -> Format:
+    """Guess the :class:`Format` of ``path`` from its first non-blank line (and its
+    delimiter, unless ``sep`` is given). ``generic``: a delimited file whatever it looks
+    like (``--format delimited``: no MovieLens format and its rating scale is assumed)."""
     path = Path(path)
     line = _first_line(path)
     given_sep = sep is not None
     if sep is None:
-        if "::" in line:
+        if "::" in line and not generic:
             return _with(MOVIELENS_DAT, scale)
-        counts = {s: line.count(s) for s in (",", "\t", ";", "|")}
+        counts = {s: line.count(s) for s in (",", "\t", ";", "|", "::")}
         sep = max(counts, key=counts.get)
         if counts[sep] == 0:
             raise DataError("cannot detect the delimiter (tried , tab ; | ::); "
@@ -105,7 +108,7 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
                       ("userId", "movieId", "rating", "timestamp" if len(fields) == 4 else None),
                       scale, int_ids=False)
     if columns is None and numeric:
-        if sep == "\t" and len(fields) in (3, 4):
+        if sep == "\t" and len(fields) in (3, 4) and not generic:
             return _with(ML_100K, scale, columns=ML_100K.columns[:len(fields)] + (None,) * (4 - len(fields)))
         if len(fields) in (3, 4):
             fmt = Format("delimited", sep, False,
@@ -136,7 +139,7 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None) -> For
         if missing:
             raise DataError(f"missing {', '.join(missing)} column (header: {_shown(line)}); "
                             "wrong delimiter? pass --sep or --columns", path, 1)
-        if cols[:3] == MOVIELENS_CSV.columns[:3] and sep == ",":
+        if cols[:3] == MOVIELENS_CSV.columns[:3] and sep == "," and not generic:
             return _with(MOVIELENS_CSV, scale, columns=cols)
         return Format("delimited", sep, True, cols, scale, int_ids=False)
     return Format("delimited", sep, not numeric, tuple(columns) + (None,) * (4 - len(columns)),
@@ -200,7 +203,7 @@ def resolve_format(path, format: str = "auto", sep=None, columns=None, scale=Non
     if format == "ml-100k":
         return _with(ML_100K, scale)
     if format == "delimited":
-        fmt = detect_format(path, sep or ",", columns, scale)
+        fmt = detect_format(path, sep, columns, scale, generic=True)
         return replace(fmt, name="delimited", int_ids=False)
     raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
 

@@ -720,3 +720,29 @@ def test_a_headerless_file_with_text_ids_is_read_in_full(tmp_path):
     # a header is still a header
     p = write(tmp_path, "h.csv", "user,item,rating\nalice,m1,5\n")
     assert as_dict(read_ratings(p)) == {("alice", "m1"): 5.0}
+
+
+@pytest.mark.parametrize("sep", ["\t", ";", "|", "::", ","])
+def test_format_delimited_detects_its_delimiter(tmp_path, sep):
+    """--format delimited without --sep finds the delimiter as auto does (it read every
+    file as comma-separated, and blamed a --sep the user never gave)."""
+    f = tmp_path / "r.txt"
+    f.write_text(f"alice{sep}m1{sep}4\nbob{sep}m2{sep}3\nalice{sep}m2{sep}5\n")
+    fmt = resolve_format(f, "delimited")
+    assert fmt.name == "delimited" and fmt.sep == sep and fmt.scale is None
+    r = read_ratings(f, "delimited")
+    assert r.matrix.nnz == 3 and sorted(r.items.ids.tolist()) == ["m1", "m2"]
+
+
+def test_format_delimited_assumes_no_movielens_scale(tmp_path):
+    """A file that looks like MovieLens read with --format delimited is generic: no
+    0.5-5 (or u.data's 1-5) scale is assumed."""
+    f = tmp_path / "ratings.csv"
+    f.write_text("userId,movieId,rating,timestamp\n1,10,7,0\n2,10,9,0\n")
+    assert resolve_format(f, "delimited").scale is None
+    assert read_ratings(f, "delimited").matrix.max() == 9
+    u = tmp_path / "u.data"
+    u.write_text("1\t10\t7\t0\n2\t10\t9\t0\n")
+    assert resolve_format(u, "delimited").scale is None
+    with pytest.raises(DataError):
+        read_ratings(u)                      # auto: u.data's 1-5 scale refuses 7
