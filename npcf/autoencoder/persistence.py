@@ -5,13 +5,15 @@ blend's members, and the checks that a loaded pair describes one model.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from npcf._version import __version__
 from npcf.autoencoder import checkpoint, hyperparameters
 from npcf.autoencoder.units import MIN_UNIT, UNIT_TOLERANCE
 from npcf.data.vocab import Vocabulary
-from npcf.errors import CheckpointError, one_line
+from npcf.errors import CheckpointError, check_scale, one_line
 from npcf.nn.bias import UserItemBias
 from npcf.nn.network import Network, ShapeMismatch
 
@@ -93,9 +95,32 @@ def _hyperparameters(meta: dict) -> dict:
     for name in hyperparameters.SWITCHES:
         if type(hp.get(name)) is int and hp[name] in (0, 1):
             hp[name] = bool(hp[name])
-    if hp.get("layers") is not None:
-        hp["layers"] = tuple(int(h) for h in meta["architecture"]["layers"])
+    if isinstance(hp.get("layers"), list):      # as given (a JSON list; an ensemble's
+        hp["layers"] = tuple(int(h) if isinstance(h, float) and h.is_integer() else h
+                             for h in hp["layers"])     # network is K times wider)
     return hp
+
+
+def _check_agrees(model, meta: dict) -> None:
+    """ValueError where the saved hyperparameters, scale or baseline contradict the
+    architecture (a hand-edited ``model.json`` that would load a model other than its
+    description says, or one predicting nothing but NaN)."""
+    arch = meta["architecture"]
+    k = int(model.ensemble or 1)
+    if model.layers is not None and [h * k for h in model.layers] != list(arch["layers"]):
+        raise ValueError(f"layers {list(model.layers)}" + (f" x ensemble {k}" if k > 1 else "")
+                         + f" disagree with the network's {list(arch['layers'])}")
+    for name in ("item_based", "activation", "output_activation"):
+        given = getattr(model, name)
+        if given is not None and given != arch[name]:
+            raise ValueError(f"{name} {given!r} disagrees with the network's {arch[name]!r}")
+    check_scale(meta.get("scale"))
+    b = meta.get("baseline")
+    if b is None and model.residual and model.loss == "mse":
+        raise ValueError("residual is on but there is no baseline to add the residual to")
+    if b is not None and not all(isinstance(b.get(f), (int, float)) and math.isfinite(b[f])
+                                 for f in ("mu", "reg_row", "reg_col")):
+        raise ValueError(f"baseline {b!r} is not three finite numbers mu, reg_row, reg_col")
 
 
 def _check_id_arrays(arrays: dict, arch: dict, npz) -> None:
@@ -118,6 +143,7 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
     hp = _hyperparameters(meta)
     arch = meta["architecture"]
     model = cls(**hp)
+    _check_agrees(model, meta)
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
     model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
                             activation=arch["activation"],

@@ -338,3 +338,36 @@ def test_random_bytes_are_not_called_a_pickle(tmp_path):
     (path / "model.npz").write_bytes(np.random.default_rng(0).bytes(4000))
     msg = load_error(path)
     assert "not an .npz archive" in msg and "pickle" not in msg
+
+
+def test_an_ensemble_loads_with_the_layers_it_was_given(tmp_path):
+    """An ensemble's network is K times wider; its saved layers are still the members'
+    (it loaded K times wider, and a clone or refit then trained a wider ensemble)."""
+    a, path = fit(tmp_path, layers=(6,), ensemble=2, n_epochs=1)
+    b = AutoEncoder.load(path)
+    assert b.layers == (6,) and b.get_params() == a.get_params()
+    assert b.network.layers == a.network.layers == (12,)
+    np.testing.assert_array_equal(b.predict(X), a.predict(X))
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m["hyperparameters"].update(layers=[7, 4]), "disagree with the network"),
+    (lambda m: m["hyperparameters"].update(activation="relu"),
+     "activation 'relu' disagrees"),
+    (lambda m: m["hyperparameters"].update(item_based=True), "item_based"),
+    (lambda m: m.update(scale=[5, 0.5]), "scale"),
+    (lambda m: m.update(scale=[float("nan"), 5]), "scale"),
+    (lambda m: m["baseline"].update(mu=float("nan")), "baseline"),
+    (lambda m: m.update(baseline=None), "no baseline"),
+])
+def test_metadata_contradicting_the_network_is_refused(tmp_path, edit, needle):
+    """A hand-edited model.json that would load a model other than it describes (or one
+    predicting NaN, or clipping to a reversed scale) is refused by name."""
+    model = AutoEncoder(**dict(BASE, activation="tanh")).fit(X, scale=(0.5, 5))
+    path = tmp_path / "m"
+    model.save(path)
+    meta = json.loads((path / "model.json").read_text())
+    edit(meta)
+    (path / "model.json").write_text(json.dumps(meta))
+    msg = load_error(path)
+    assert "model.json" in msg and needle in msg, msg
