@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from npcf.data.ratings import ZERO_RATING
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, repeated_pairs
-from npcf.utils.sparse import FLOAT32_MAX, beyond_float32, duplicate_entries
+from npcf.utils.sparse import FLOAT32_MAX, beyond_float32, duplicate_entries, stored_values
 
 
 def check_inputs(X, validation=None, validation_input=None, users=None,
@@ -30,7 +30,7 @@ def check_inputs(X, validation=None, validation_input=None, users=None,
     if X.nnz == 0:
         raise NpcfError(f"X: the training matrix {X.shape} holds no ratings")
     for name, m in (("X", X), ("validation", validation), ("validation_input", validation_input)):
-        values = None if m is None else m.data if sp.issparse(m) else np.asarray(m)
+        values = None if m is None else stored_values(m) if sp.issparse(m) else np.asarray(m)
         if values is not None and (n := beyond_float32(values)):
             raise NpcfError(f"{name}: holds {n} values that are not finite numbers within "
                             f"float32's range (NaN, infinite or |rating| > {FLOAT32_MAX:.3g})")

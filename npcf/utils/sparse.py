@@ -27,11 +27,17 @@ def column_counts(m: sp.csr_matrix) -> np.ndarray:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def stored_values(m) -> np.ndarray:
+    """The stored values of sparse ``m`` as one 1-D array, in any format (DOK and LIL
+    keep no such array, DIA's holds padding)."""
+    return m.data if m.format in ("csr", "csc", "coo") else m.tocoo().data
+
+
 def beyond_float32(m) -> int:
     """How many stored values of ``m`` (sparse matrix or array) are NaN, infinite or
     beyond :data:`FLOAT32_MAX`: npcf computes in float32, where they would be NaN or
     infinite. Integers are always representable."""
-    v = m.data if sp.issparse(m) else np.asarray(m)
+    v = stored_values(m) if sp.issparse(m) else np.asarray(m)
     if v.dtype.kind not in "fc":
         return 0
     with np.errstate(invalid="ignore", over="ignore"):
