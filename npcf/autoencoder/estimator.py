@@ -279,6 +279,10 @@ class AutoEncoder(Params, Recommends):
                 for m in self.blend_members]}
 
     def _set_data(self, X: sp.csr_matrix, scale, users, items) -> None:
+        if self.loss == "mse" and X.nnz and X.data.min() == X.data.max():
+            raise ParamError("loss", f"'mse' learns nothing from ratings that all equal "
+                             f"{float(X.data[0]):g} (every prediction would be that value); "
+                             "for implicit data (clicked, watched) use 'multinomial'")
         self.scale = check_scale(scale)
         if self.loss == "mse" and (problem := outside_scale(X.data, self.scale)):
             raise NpcfError(f"X: {problem} (the scale given to fit)")

@@ -585,3 +585,15 @@ def test_a_column_without_training_ratings_predicts_the_baseline_whatever_the_se
         np.testing.assert_allclose(got, np.clip(want, *m.scale), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(preds[0][cold_user] if item_based else preds[0][:, cold_item],
                                   preds[1][cold_user] if item_based else preds[1][:, cold_item])
+
+
+def test_implicit_data_with_the_mse_loss_is_refused_naming_the_multinomial_one():
+    """Ratings that all equal 1 (clicks) under MSE: every prediction 1, recommendations in
+    id order; it was accepted without a word (a scale of (1, 1) inferred)."""
+    X = sp.random(30, 20, density=0.3, format="csr", random_state=0)
+    X.data[:] = 1.0
+    with pytest.raises(ParamError, match="all equal 1.*multinomial") as err:
+        AutoEncoder(layers=(4,), n_epochs=1).fit(X)
+    assert err.value.param == "loss"
+    m = AutoEncoder(layers=(4,), n_epochs=1, loss="multinomial").fit(X)
+    assert len(set(map(tuple, m.recommend(X[:5], k=3).ids.tolist()))) > 1

@@ -555,16 +555,21 @@ def test_an_interrupted_ensemble_is_a_run_to_resume_or_overwrite(work, monkeypat
     assert not list((work / "run").rglob("resume.json"))
 
 
-def test_a_file_of_one_rating_value_trains_without_a_scale(work):
-    """No declared scale and every rating the same: no range to clip to, not a bad
-    --scale the user never gave."""
+def test_a_file_of_one_rating_value_is_implicit_data_for_the_multinomial_loss(work):
+    """Every rating the same: the MSE model would predict that value everywhere (and
+    recommend in id order), so it is refused naming --loss, not a --scale the user never
+    gave; the multinomial loss trains on it."""
     lines = (work / "ratings.csv").read_text().splitlines()[1:]
     (work / "same.csv").write_text("".join(",".join(line.split(",")[:2] + ["3"]) + "\n"
                                            for line in lines))
+    before = snapshot(work)
     result = run(["train", "--data", "same.csv", "--tune", "off", "--n_epochs", 2, "-q",
                   "--layers", 8, "--out", "same"])
-    assert result.exit_code == 0, result.output
+    assert_refused(result, work, before, 2, "--loss", "all equal 3", "multinomial")
     assert "--scale" not in result.output
+    result = run(["train", "--data", "same.csv", "--tune", "off", "--n_epochs", 2, "-q",
+                  "--layers", 8, "--out", "same", "--loss", "multinomial"])
+    assert result.exit_code == 0, result.output
 
 
 def test_item_based_with_held_out_users_is_a_usage_error_naming_the_options(work):
