@@ -73,8 +73,8 @@ class Dataset:
         return {_plain(k): str(v) for k, v in self.movies["title"].items()}
 
     def known_ratings(self) -> sp.csr_matrix:
-        """Every rating of the data set, whatever its part (training, validation, test
-        input and held-out test ratings) as CSR float32 (n_users, n_items): what a
+        """Every rating of the data set, whatever its part (training, validation and its
+        input, test input and held-out test ratings) as CSR float32 (n_users, n_items): what a
         recommendation for a known user starts from and filters out (evaluation alone
         keeps the test part hidden)."""
         return merge_parts(self._known_parts())
@@ -89,8 +89,8 @@ class Dataset:
 
     def _known_parts(self) -> tuple:
         """The parts :meth:`known_ratings` merges, first value kept (None: absent)."""
-        s = self.split
-        return s.train, s.validation, s.test_input, s.test
+        s = self.split        # (held-out users' fold-in ratings are in the *_input parts)
+        return s.train, s.validation, s.validation_input, s.test_input, s.test
 
     def check_items(self, item_ids, what) -> None:
         """DataError unless ``item_ids`` (a model's movie ids, by column) are this data

@@ -183,3 +183,19 @@ def test_rating_range_is_the_scale_else_the_observed_range_of_the_whole_file(tmp
     body = "".join(f"{u},{i},4\n" for u in range(30) for i in range(20))
     (tmp_path / "c.csv").write_text("user,item,score\n" + body)     # one value: no range
     assert load_dataset(tmp_path / "c.csv", test_size=0.2, seed=0).rating_range() is None
+
+
+def test_a_held_out_validation_users_fold_in_ratings_are_known(ml_dir):
+    """--split users: a validation user's fold-in ratings live only in validation_input;
+    recommend --user, serve and batch-recommend started from the held-out 20% alone and
+    recommended movies the user had rated."""
+    ds = load_dataset(str(ml_dir / "ratings.csv"), split="users", test_size=0.2,
+                      validation_size=0.2, seed=0)
+    s = ds.split
+    assert s.validation_input is not None and s.validation_input.nnz
+    everything = sum(p for p in (s.train, s.validation, s.validation_input, s.test_input,
+                                 s.test))
+    assert_same_matrix(ds.known_ratings(), sp.csr_matrix(everything))
+    user = int(np.flatnonzero(np.diff(s.validation_input.indptr))[0])
+    row = ds.user_row(ds.users.ids[user])
+    assert row.nnz == s.validation_input[user].nnz + s.validation[user].nnz
