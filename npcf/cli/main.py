@@ -26,7 +26,8 @@ REPORTING = ("recommend", "datasets", "eval")
 
 class _Command(click.Command):
     """A command that refuses both halves of an on/off flag pair (``--item_based
-    --user_based``) as a usage error; click would silently keep the last one."""
+    --user_based``), or two flags choosing one setting (``eval --generate --evaluate``),
+    as a usage error; click would silently keep the last one."""
 
     def parse_args(self, ctx, args):
         takes_value = {o for p in self.params if isinstance(p, click.Option)
@@ -45,6 +46,16 @@ class _Command(click.Command):
                 if on and off:
                     raise click.UsageError(f"{on[0]} and {off[0]} contradict each other; "
                                            "pass one of them", ctx)
+        modes: dict[str, list] = {}          # flags that set one value (eval's modes)
+        for p in self.params:
+            if isinstance(p, click.Option) and p.is_flag and not p.secondary_opts:
+                modes.setdefault(p.name, []).append(p)
+        for flags in modes.values():
+            used = [o for p in flags for o in p.opts if o in given]
+            if len(flags) > 1 and len(used) > 1:
+                choices = ", ".join(p.opts[0] for p in flags)
+                raise click.UsageError(f"{' and '.join(used)} contradict each other; pass "
+                                       f"one of {choices}", ctx)
         return super().parse_args(ctx, args)
 
 

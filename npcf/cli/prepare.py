@@ -7,6 +7,7 @@ from npcf import workflows
 from npcf.cli.main import main
 from npcf.cli.options import SEED, LocalPath, data_options
 from npcf.cli.output import progress_or_none, stats_table
+from npcf.data.dataset import is_prepared
 
 
 @main.command()
@@ -15,8 +16,16 @@ from npcf.cli.output import progress_or_none, stats_table
 @click.option("--out", required=True, type=LocalPath(file_okay=False),
               help="Directory to write the prepared data set to.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def prepare(data_options, seed, out, quiet):
+@click.pass_context
+def prepare(ctx, data_options, seed, out, quiet):
     """Read ratings, split them and write a prepared directory (npz + id maps + stats)."""
+    if is_prepared(data_options["data"] or "") and \
+            ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(f"--data {data_options['data']} is a prepared directory (its "
+                               "split is fixed); --seed cannot be used with it")
     ds = workflows.prepare(out, dict(data_options, seed=seed), progress=progress_or_none(quiet))
     click.echo(stats_table(ds.stats))
-    click.echo(f"\nwrote {ds.path}/ (split: {ds.stats['split'].get('kind')}, seed {seed})")
+    split = ds.stats["split"]
+    seeded = "" if split.get("kind") == "temporal" or "seed" not in split else \
+        f", seed {split['seed']}"
+    click.echo(f"\nwrote {ds.path}/ (split: {split.get('kind')}{seeded})")

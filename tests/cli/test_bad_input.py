@@ -213,6 +213,13 @@ CASES = [
      ["--train"]),
     ("prepare own input", None, ["prepare", "--data", "prep", "--out", "prep"], 1,
      ["own input"]),
+    ("prepare a prepared directory with --seed", None,
+     ["prepare", "--data", "prep", "--out", "new", "--seed", "5"], 2,
+     ["--seed", "prepared directory"]),
+    *[(f"eval {a} {b}", None, ["eval", a, b, "--model", "run/model.npz"], 2,
+       ["contradict each other", "--generate, --evaluate, --baselines"])
+      for a, b in [("--evaluate", "--generate"), ("--generate", "--baselines"),
+                   ("--baselines", "--evaluate")]],
     *[(f"{cmd} --holdout without --split users", None,
        [cmd, "--data", "ratings.csv", "--out", "new", "--holdout", "0.3", *extra], 2,
        ["--holdout", "--split users", "ignored"])
