@@ -113,10 +113,11 @@ def fetch(name: str, *, cache=None, registry: Mapping[str, DatasetInfo] | None =
     if _is_complete(info, target, expected):
         return target
     archive = _archive_path(root, info.name)
-    if not archive.exists():
+    placed = archive.exists()           # put there by hand (or an earlier run): kept aside
+    if not placed:
         _download(info, archive, progress)
-    digest = _verify(info, archive, expected)
-    _extract(info, archive, target, digest)
+    digest = _verify(info, archive, expected, placed)
+    _extract(info, archive, target, digest, placed)
     if info.sha256 is None and expected is None:
         write_text(_digest_path(root, info.name), digest + "\n")
     return target
@@ -230,14 +231,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(info: DatasetInfo, archive: Path, expected: str | None) -> str:
-    """Return the archive's SHA-256; delete it and raise if it is not ``expected``."""
+def _verify(info: DatasetInfo, archive: Path, expected: str | None, placed: bool) -> str:
+    """Return the archive's SHA-256; put it out of the way (:func:`_reject`) and raise if
+    it is not ``expected``."""
     actual = _sha256(archive)
     if expected is not None and actual != expected.lower():
-        archive.unlink(missing_ok=True)
         raise DatasetError(f"{info.name}: checksum mismatch for {archive}: expected sha256 "
-                           f"{expected.lower()}, got {actual}; the file was deleted")
+                           f"{expected.lower()}, got {actual}; {_reject(archive, placed)}")
     return actual
+
+
+def _reject(archive: Path, placed: bool) -> str:
+    """Remove a rejected archive npcf downloaded; one that was there before (put there by
+    hand) is renamed ``<name>.rejected`` instead, never deleted. Says which."""
+    if not placed:
+        archive.unlink(missing_ok=True)
+        return "the file was deleted"
+    aside = archive.with_name(archive.name + ".rejected")
+    try:
+        os.replace(archive, aside)
+    except OSError as err:
+        return f"the file was left as it was (it could not be renamed: {_reason(err)})"
+    return f"the file was kept as {aside} (a fresh download goes to {archive})"
 
 
 # -- safe extraction -------------------------------------------------------------------
@@ -269,10 +284,12 @@ def _check_members(info: DatasetInfo, zf: zipfile.ZipFile, root: Path) -> None:
         raise DatasetError(f"{info.name}: archive lacks {', '.join(missing)}")
 
 
-def _extract(info: DatasetInfo, archive: Path, target: Path, digest: str) -> None:
+def _extract(info: DatasetInfo, archive: Path, target: Path, digest: str,
+             placed: bool = False) -> None:
     """Extract ``archive`` into ``target`` via a temporary directory and a rename.
 
-    A broken or unsafe archive is deleted and ``DatasetError`` raised.
+    A broken or unsafe archive is put out of the way (:func:`_reject`) and
+    ``DatasetError`` raised.
     """
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
@@ -284,13 +301,11 @@ def _extract(info: DatasetInfo, archive: Path, target: Path, digest: str) -> Non
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except DatasetError:
-        archive.unlink(missing_ok=True)
-        raise
+    except DatasetError as err:
+        raise DatasetError(f"{err}; {_reject(archive, placed)}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
-        archive.unlink(missing_ok=True)
         raise DatasetError(f"{info.name}: {archive} is not a valid zip archive "
-                           f"({_reason(err)}); the file was deleted") from None
+                           f"({_reason(err)}); {_reject(archive, placed)}") from None
     except OSError as err:
         raise DatasetError(f"{info.name}: cannot extract {archive} into {target} "
                            f"({_reason(err)})") from None
