@@ -20,8 +20,11 @@ Needs the ``distributed`` extra (dask, distributed, pyarrow), imported lazily.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -297,7 +300,8 @@ def run_partition(spec: dict) -> dict:
                               batch_size=spec["batch_size"], counts=counts)
     except NpcfError as err:
         return {"error": one_line(err), "part": spec["part"]}
-    with atomic_path(spec["out"], suffix=".parquet") as tmp:
+    # never re-create the stage: an interrupted run removed it while this task ran
+    with atomic_path(spec["out"], suffix=".parquet", make_parent=False) as tmp:
         out.to_parquet(tmp, index=False)
     return dict(counts, part=spec["part"], pid=os.getpid(), peak_rss_mb=_peak_rss_mb(),
                 seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0)
@@ -331,7 +335,7 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
             distributed.fire_and_forget(client.submit(
                 warm, str(model), int(threads), int(batch_size), workers=[w],
                 allow_other_workers=False, pure=False, key=f"npcf-warm-{run}-{w}"))
-    with staged_dir(out) as stage:
+    with staged_dir(out) as stage, _signals_deferred() as check_signals:
         staged = stage / ".input.tmp" / "ratings.parquet"
         parts = stage_input(users, staged, partition_users)
         specs = [dict(input=str(staged.resolve()), row_group=p["row_group"], part=i,
@@ -348,17 +352,23 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
         results = []
         try:
             with open_progress(progress, len(futures), "scoring partitions") as bar:
-                for fut in distributed.as_completed(futures):
-                    try:
-                        res = fut.result()
-                    except distributed.KilledWorker as err:
-                        raise NpcfError(f"a partition lost its worker too often (out of "
-                                        f"memory? try a smaller --partition_users): "
-                                        f"{one_line(err)[:160]}") from None
-                    if "error" in res:
-                        raise NpcfError(res["error"])
-                    results.append(res)
-                    bar.update(1)
+                done = distributed.as_completed(futures)
+                while not done.is_empty():
+                    check_signals()                 # Ctrl-C, SIGTERM: raised here
+                    ready = done.next_batch(block=False)
+                    if not ready:
+                        time.sleep(0.02)
+                    for fut in ready:
+                        try:
+                            res = fut.result()
+                        except distributed.KilledWorker as err:
+                            raise NpcfError(f"a partition lost its worker too often (out of "
+                                            f"memory? try a smaller --partition_users): "
+                                            f"{one_line(err)[:160]}") from None
+                        if "error" in res:
+                            raise NpcfError(res["error"])
+                        results.append(res)
+                        bar.update(1)
         finally:
             client.cancel(futures)
         scoring = time.perf_counter() - t_submit
@@ -423,11 +433,73 @@ def dask_client(scheduler: str | None = None, workers: int = 2,
     # the workers' statistical profiler samples every thread's stack every 10 ms: a
     # diagnostic this batch job does not use, and ~5-10% of a scoring worker's time here
     with dask.config.set({"distributed.worker.profile.enabled": False}), \
-            distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                     host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                     silence_logs=40) as cluster, \
-            distributed.Client(cluster) as client:
-        yield client
+            contextlib.ExitStack() as stack:
+        with _sigint_blocked():     # the workers ignore SIGINT: this process stops them
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL + 10))
+        yield stack.enter_context(distributed.Client(cluster))
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Yield ``check()``: SIGINT (and SIGTERM where the process handles it, as the CLI
+    does) only noted during the block and raised by ``check()`` through the handler that
+    was there (KeyboardInterrupt for Ctrl-C). Raised wherever the signal landed, it could
+    hit one of Dask's garbage-collector callbacks, whose exceptions Python ignores: the
+    Ctrl-C was lost and the run went on. A second signal acts at once; one noted and
+    not yet raised when the block ends is raised then (the block did not finish)."""
+    noted: list[int] = []
+    old = {}
+
+    def note(signum, frame):
+        if noted:
+            _raise_through(signum, old)
+        noted.append(signum)
+
+    def check():
+        if noted:
+            _raise_through(noted[0], old)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if sig == signal.SIGINT or callable(signal.getsignal(sig)):
+                old[sig] = signal.signal(sig, note)
+    try:
+        yield check
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    check()                  # one that came after the last check: the block is not done
+
+
+def _raise_through(signum: int, old: dict) -> None:
+    """Act on ``signum`` as the handler in ``old`` would (restored first)."""
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+    handler = old.get(signum)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signum, None)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Start processes that ignore SIGINT: a Ctrl-C at the terminal (sent to the whole
+    process group) then reaches this process alone, which stops the cluster itself,
+    instead of every worker printing its traceback. For the block SIGINT is ignored (a
+    disposition children keep) and blocked in this thread and the threads it starts (a
+    Ctrl-C meanwhile stays pending and is delivered when the block ends)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = None,

@@ -18,6 +18,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -35,14 +36,16 @@ def umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix: str = ""):
+def atomic_path(path, suffix: str = "", make_parent: bool = True):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     On error the temporary file is removed and ``path`` is left untouched.
     ``suffix`` keeps an extension some writers insist on (``np.savez`` adds ``.npz``).
+    ``make_parent``: make ``path``'s directory if missing (else FileNotFoundError).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp" + suffix,
                                dir=path.parent)
     os.close(fd)
@@ -201,9 +204,19 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
             if keep_on and isinstance(err, keep_on):
                 _commit(stage, target)
             else:
-                shutil.rmtree(stage, ignore_errors=True)
+                _remove(stage)
             raise
         _commit(stage, target)
+
+
+def _remove(folder: Path, attempts: int = 20) -> None:
+    """Remove directory ``folder``, again while something still writing into it (a
+    worker process of an interrupted batch finishing its file) keeps it from going."""
+    for _ in range(attempts):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.05)
 
 
 def _link_or_copy(src, dst) -> None:

@@ -278,3 +278,41 @@ def test_parquet_bad_values_are_named(tmp_path, userId, rating, problem):
     pd.DataFrame({"userId": userId, "movieId": [1, 2, 1], "rating": rating}).to_parquet(pq)
     with pytest.raises(DataError, match=f"r.parquet: {problem}"):
         batch.read_users(pq)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_mid_run_is_one_line_and_leaves_nothing(data, tmp_path, sig):
+    """A Ctrl-C at the terminal reaches the whole process group: the workers printed their
+    tracebacks, and tasks still running re-created the removed stage. Now one line, exit
+    130/143, no output and no hidden directory left."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+    _, model, csv = data
+    frame = pd.read_csv(csv)                  # 4x the users: scoring lasts seconds
+    frame = pd.concat([frame.assign(userId=frame.userId + i * 10**6) for i in range(4)])
+    big = tmp_path.parent / f"{tmp_path.name}-ratings.csv"
+    frame.to_csv(big, index=False)
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "batch-recommend", "--model",
+                             str(model), "--data", str(big), "--out", "recs", "-k", "5",
+                             "--workers", "2", "--partition_users", "1"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 90
+        while not any(p.name.startswith(".recs.") and any(p.glob("part-*.parquet"))
+                      for p in tmp_path.iterdir()):          # scoring under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, sig)                             # as a terminal sends Ctrl-C
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + sig, err
+    assert len(err.strip().splitlines()) == 1, err
+    time.sleep(1)                                            # no late writer re-creates it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], list(tmp_path.iterdir())
