@@ -247,6 +247,13 @@ class Recommends:
             return Recommendations(ids[0], scores[0])
         return Recommendations(ids, scores)
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether the model is fitted (scikit-learn's ``check_is_fitted`` asks this)."""
+        try:
+            return self._n_items_checked() > 0
+        except NpcfError:
+            return False
+
     def untrained_items(self) -> np.ndarray:
         """Column indices (int64) of the items without a training rating (none when the
         counts are unknown)."""

@@ -409,6 +409,8 @@ def graph_and_metadata(model, *, sparse_input: bool = False, top_k: int | None =
                              raw_ids=raw_ids, opset=opset) or None
     if item_counts is None:
         item_counts = getattr(model, "item_counts", None)
+    else:
+        item_counts = _checked_counts(item_counts, model.network.n_inputs)
     m = build_graph(model, sparse_input=sparse_input, top_k=top_k, raw_ids=raw_ids,
                     popularity_penalty=popularity_penalty, item_counts=item_counts, opset=opset)
     if precision == "fp16":
@@ -418,11 +420,28 @@ def graph_and_metadata(model, *, sparse_input: bool = False, top_k: int | None =
     meta = metadata(model, sparse_input=sparse_input, top_k=top_k, raw_ids=raw_ids,
                     popularity_penalty=popularity_penalty, item_counts=item_counts)
     meta["precision"] = precision
+    own = sorted(set(map(str, extra_metadata or {})) & set(meta))
+    if own:
+        raise ParamError("extra_metadata", f"{', '.join(map(repr, own))}: npcf's own metadata "
+                         "(the graph's contract); choose other keys")
     meta.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
     helper.set_model_props(m, meta)
     onnx.checker.check_model(m, full_check=True)
     onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
     return m, meta
+
+
+def _checked_counts(counts, n_items: int) -> np.ndarray:
+    """``counts`` as int64 training ratings per item; ParamError unless it is one
+    non-negative whole number per item."""
+    a = np.asarray(counts)
+    if a.shape != (n_items,) or a.dtype.kind not in "iuf" or \
+            (a.size and not (np.isfinite(a).all() and (a >= 0).all() and (a == np.round(a)).all())):
+        raise ParamError("item_counts", f"expected {n_items} non-negative whole numbers (training "
+                         f"ratings per item), got an array of shape {a.shape} and dtype {a.dtype}"
+                         if a.shape != (n_items,) else "expected non-negative whole numbers "
+                         "(training ratings per item)")
+    return a.astype(np.int64)
 
 
 def write_graph(model, m: onnx.ModelProto, meta: dict, path: Path) -> None:

@@ -13,7 +13,7 @@ from npcf.evaluation.protocol import evaluate
 from npcf.nn.bias import UserItemBias
 from npcf.utils.sparse import entry_rows
 
-from helpers import random_ratings
+from helpers import random_ratings, tiny_ratings
 
 
 def ease_direct(X, lam):
@@ -274,3 +274,19 @@ def test_predict_reads_a_stored_zero_as_not_rated(name):
     stored.data[stored.indices == empty] = 0                    # a stored 0, kept in data
     assert stored.nnz == X[0].nnz + 1
     np.testing.assert_array_equal(model.predict(stored), model.predict(X[0]))
+
+
+def test_check_is_fitted_knows_every_model():
+    """scikit-learn's check_is_fitted raised NotFittedError on fitted models (no trailing
+    underscore attributes): every model says whether it is fitted."""
+    validation = pytest.importorskip("sklearn.utils.validation")
+    from sklearn.exceptions import NotFittedError
+
+    from npcf import AutoEncoder
+    from npcf.evaluation.baselines import EASE, Biases, GlobalMean, Popularity
+    X = tiny_ratings()
+    for model in (AutoEncoder(layers=(4,), n_epochs=1), GlobalMean(), Biases(), Popularity(),
+                  EASE()):
+        with pytest.raises(NotFittedError):
+            validation.check_is_fitted(model)
+        validation.check_is_fitted(model.fit(X))

@@ -450,3 +450,22 @@ def test_check_compares_with_the_numpy_forward_before_the_file_is_in_place(
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     with pytest.raises(NpcfError, match="differs from the NumPy forward"):
         check_parity(model, path)
+
+
+@pytest.mark.parametrize("key", ["item_ids", "top_k", "rating_scale", "npcf_version"])
+def test_extra_metadata_cannot_replace_npcfs_own(tmp_path, key):
+    """extra_metadata={"item_ids": ...} made the Recommender return wrong movie ids."""
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError, match=f"'{key}': npcf's own metadata") as err:
+        export(fitted_model(), tmp_path / "m.onnx", top_k=5, extra_metadata={key: "x"})
+    assert err.value.param == "extra_metadata" and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("counts", [np.ones(3), -np.ones(N_ITEMS), np.full(N_ITEMS, 0.5),
+                                    np.full(N_ITEMS, np.nan), np.array(["a"] * N_ITEMS)])
+def test_item_counts_must_be_one_count_per_item(tmp_path, counts):
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError, match="non-negative whole numbers") as err:
+        export(fitted_model(), tmp_path / "m.onnx", top_k=5, popularity_penalty=0.1,
+               item_counts=counts)
+    assert err.value.param == "item_counts"
