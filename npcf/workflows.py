@@ -511,7 +511,7 @@ def _score_fn(model, test_input: sp.csr_matrix, batch_size: int):
     return lambda x: model.predict(x, batch_size=batch_size)
 
 
-def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 100),
+def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=None,
                    threshold: float | None = None, progress=None) -> dict:
     """Metrics of a model (``.onnx`` or checkpoint; default :func:`find_model`) on the
     test split of ``data`` (default: the one train recorded). ``threshold``: relevance
@@ -527,6 +527,7 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
     ds.check_items(m.items.ids if m.items is not None else None, path)
     warnings = [w for w in [_check_leak(m, path, ds) if data is not None else None] if w]
     _check_scale(m, ds, path)
+    ks = _check_cutoffs(ks, threshold, ds)
     loss = m.loss
     rating = loss == "mse"
     threshold = resolve_threshold(threshold, ds.rating_range())
@@ -543,6 +544,27 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=(10, 20, 
                   loss=loss, data=str(ds.path) if ds.path else None, split=s.params,
                   protocol=describe(s.params), warnings=warnings)
     return result
+
+
+#: the ranking cut-offs reported when none are given (those within the catalogue)
+DEFAULT_KS = (10, 20, 100)
+
+
+def _check_cutoffs(ks, threshold, ds: Dataset) -> tuple[int, ...]:
+    """The cut-offs to report: ``ks``, or by default those of :data:`DEFAULT_KS` within
+    the catalogue (else the catalogue's size). ParamError for a cut-off given beyond the
+    catalogue (its figures would be the catalogue's, labelled otherwise) or a relevance
+    threshold above every held-out rating."""
+    n = len(ds.items)
+    if ks is None:
+        ks = tuple(k for k in DEFAULT_KS if k <= n) or (n,)
+    if max(ks) > n:
+        raise ParamError("ks", f"{max(ks)}: beyond the {n:,} movies of {ds.path or 'the data'}")
+    hi = float(ds.split.test.data.max()) if ds.split.test.nnz else None
+    if threshold is not None and hi is not None and threshold > hi:
+        raise ParamError("threshold", f"{threshold:g}: above every held-out rating (the "
+                         f"highest is {hi:g}); no movie would be relevant")
+    return tuple(ks)
 
 
 def _check_scale(m, ds: Dataset, path) -> None:
@@ -570,7 +592,7 @@ def example_records(result: dict, ds: Dataset, n_items: int = 5) -> list[dict]:
 
 
 # -------------------------------------------------------------------- baselines
-def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = None,
+def compare_baselines(data=None, *, ks=None, threshold: float | None = None,
                       batch_size: int = 256, names=baselines.NAMES, progress=None,
                       log=None, reader_options: dict | None = None) -> dict:
     """Fit every baseline on the split's training part and evaluate them side by side.
@@ -583,6 +605,7 @@ def compare_baselines(data=None, *, ks=(10, 20, 100), threshold: float | None = 
     """
     ds = with_validation(_baseline_data(data, progress, reader_options or {}))
     s = ds.split
+    ks = _check_cutoffs(ks, threshold, ds)
     threshold = resolve_threshold(threshold, ds.rating_range())
     counts = ds.item_counts()
     results = {}

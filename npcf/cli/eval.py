@@ -58,8 +58,9 @@ from npcf.utils.files import write_json
               help="--generate: output file [default: beside the checkpoint].")
 @click.option("--data", default=None, help="--evaluate/--baselines: prepared directory with "
               "the test split [default: the one recorded by train].")
-@click.option("-k", "ks", default="10,20,100", show_default=True, callback=cutoffs,
-              help="--evaluate/--baselines: cut-offs for ranking metrics.")
+@click.option("-k", "ks", default=None, callback=cutoffs, metavar="K[,K...]",
+              help="--evaluate/--baselines: cut-offs for ranking metrics  [default: 10,20,100, "
+                   "those within the catalogue].")
 @click.option("--threshold", type=Finite(), default=None,
               help="--evaluate/--baselines: held-out ratings >= this are relevant for top-N "
                    "[default: 0.8 x the rating scale's maximum (4 of 5 stars; the observed "
@@ -104,7 +105,7 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, trit
         click.echo(f"protocol: {r['protocol']}")
         click.echo(summary(next(iter(r["models"].values()))))
         click.echo("")
-        click.echo(compare_table(r["models"], ks))
+        click.echo(compare_table(r["models"], r["ks"]))
         chosen = [f"{label} {r['models'][n]['params'][key]:g}" for n, label, key in
                   (("ease", "EASE lambda", "lambda"), ("biases", "biases reg", "reg"))
                   if n in r["models"]]
@@ -124,7 +125,7 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, trit
         if r["loss"] == "mse":
             click.echo(f"RMSE {num(r['rmse'])}   MAE {num(r['mae'])}")
         click.echo("")
-        click.echo(metrics_table(r, ks))
+        click.echo(metrics_table(r, r["ks"]))
         if r["examples"]:
             click.echo("")
             click.echo(examples_text(r["examples"]))

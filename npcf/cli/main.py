@@ -79,7 +79,8 @@ class _Group(click.Group):
             raise _closed_pipe(None if helping or ctx.invoked_subcommand in REPORTING
                                else ctx.invoked_subcommand) from None
         except ParamError as err:       # an option out of its domain: a usage error
-            bad = click.BadParameter(one_line(err.problem), param_hint=f"'--{err.param}'")
+            bad = click.BadParameter(one_line(err.problem),
+                                     param_hint=f"'{_flag(ctx, err.param)}'")
             raise _one_line_usage(bad, f"{ctx.command_path} {ctx.invoked_subcommand}") from None
         except click.UsageError as err:
             raise _one_line_usage(err) from None
@@ -105,6 +106,17 @@ class _Group(click.Group):
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {one_line(err)[:300]} (this is a bug in "
                 "npcf; rerun with --debug or NPCF_DEBUG=1 for the traceback)") from None
+
+
+def _flag(ctx, name: str) -> str:
+    """The option of the running command whose parameter is ``name`` as typed (``-k``
+    for ``k``, ``--json`` for ``json_out``), else ``--name``."""
+    command = ctx.command.commands.get(ctx.invoked_subcommand or "") \
+        if isinstance(ctx.command, click.Group) else ctx.command
+    for p in getattr(command, "params", ()):
+        if p.name == name and isinstance(p, click.Option):
+            return max(p.opts, key=len)
+    return f"--{name}"
 
 
 def _fresh_line() -> str:

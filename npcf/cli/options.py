@@ -236,8 +236,10 @@ def layers(ctx, param, text):
     return sizes
 
 
-def cutoffs(ctx, param, text) -> tuple[int, ...]:
-    """``-k 10,20,100`` -> (10, 20, 100)."""
+def cutoffs(ctx, param, text) -> tuple[int, ...] | None:
+    """``-k 10,20,100`` -> (10, 20, 100) (None stays None: the default cut-offs)."""
+    if text is None:
+        return None
     ks = tuple(sorted(set(number_list(text, int, "cut-offs", "10,20,100"))))
     if not ks or ks[0] < 1:
         raise click.BadParameter(f"cut-offs must be positive integers, got {text!r}")

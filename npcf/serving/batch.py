@@ -514,8 +514,10 @@ def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = No
     check_export_fresh(recommender(model).meta, model)
     check_target(out, (PART_GLOB, MARKER), "batch recommendation output", markers=(MARKER,),
                  inputs=(model, data))
-    users = read_users(data, **(reader_options or {}))
     rec = recommender(model)
+    if positive_int(k, "k") > rec.n_items:
+        raise ParamError("k", f"{k}: the model has only {rec.n_items:,} movies")
+    users = read_users(data, **(reader_options or {}))
     problem = outside_scale(users.matrix.data, rec.rating_scale)
     if problem:                                   # before a cluster starts
         raise NpcfError(f"{data}: {problem} ({model})")

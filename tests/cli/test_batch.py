@@ -105,10 +105,13 @@ def test_usage_errors(files, tmp_path):
     _, model, csv = files
     base = ["--model", model, "--data", csv, "--out", tmp_path / "recs"]
     for extra in (["--scheduler", "tcp://127.0.0.1:1", "--workers", 2], ["-k", 0],
+                  ["-k", 100000],
                   ["--workers", 0], ["--partition_users", 0],
                   ["--scheduler", "nosuch://127.0.0.1:1"], ["--scheduler", "http://x"]):
         r = run(*base, *extra)
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+        if 100000 in extra:                 # beyond the catalogue: refused, not padded
+            assert "'-k': 100000: the model has only" in r.output
         if "nosuch://127.0.0.1:1" in extra or "http://x" in extra:
             assert "'--scheduler'" in r.output and "unknown address scheme" in r.output
 
