@@ -21,6 +21,7 @@ from npcf.data.dataset import (
     Dataset,
     is_prepared,
     load_prepared,
+    not_prepared,
     save_prepared,
     with_validation,
 )
@@ -486,9 +487,9 @@ def open_model(path, batch_size: int = 256):
 def recorded_dataset(data, model_dir: Path | None) -> Dataset:
     """The prepared data set ``data``, or the one `train` recorded in ``model_dir``."""
     if data is not None:
-        if not is_prepared(data):
-            raise NpcfError(f"{data}: not a prepared data directory (no stats.json); pass "
-                            "the data/ folder written by train (or `prepare`)")
+        if problem := not_prepared(data):
+            raise NpcfError(f"{data}: {problem}; pass the data/ folder written by train (or "
+                            "`prepare`)")
         return load_prepared(data)
     found = rundir.recorded_data(model_dir) if model_dir is not None else None
     if found is None:

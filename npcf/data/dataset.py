@@ -171,6 +171,16 @@ def is_prepared(path) -> bool:
     return path.is_dir() and (path / "stats.json").is_file()
 
 
+def not_prepared(path) -> str | None:
+    """Why ``path`` is not a prepared directory (None when it is)."""
+    path = Path(path)
+    if not path.exists():
+        return "no such directory"
+    if not path.is_dir():
+        return "is a file, not a prepared data directory"
+    return None if is_prepared(path) else "not a prepared data directory (no stats.json)"
+
+
 def _read_vocab(path: Path) -> Vocabulary:
     try:
         # ids as written: "NA" or "2.0" must not come back as NaN or a float
@@ -196,8 +206,8 @@ def _read_vocab(path: Path) -> Vocabulary:
 def load_prepared(path) -> Dataset:
     """Load a directory written by :func:`save_prepared` (or ``cli.py prepare``)."""
     path = Path(path)
-    if not is_prepared(path):
-        raise DataError("not a prepared data directory (no stats.json)", path)
+    if problem := not_prepared(path):
+        raise DataError(problem, path)
     try:
         stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

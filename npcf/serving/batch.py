@@ -517,6 +517,10 @@ def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = No
     rec = recommender(model)
     if positive_int(k, "k") > rec.n_items:
         raise ParamError("k", f"{k}: the model has only {rec.n_items:,} movies")
+    source = Path(data)
+    if any((d / MARKER).is_file() for d in (source, source.parent)):
+        raise NpcfError(f"{data}: is batch-recommend's output (recommended movies and their "
+                        "scores), not ratings; pass the users' ratings")
     users = read_users(data, **(reader_options or {}))
     problem = outside_scale(users.matrix.data, rec.rating_scale)
     if problem:                                   # before a cluster starts

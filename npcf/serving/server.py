@@ -390,7 +390,7 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
              max_body: int = MAX_BODY, pipelines: int = PIPELINES) -> Starlette:
     """:func:`create_app` for the ONNX file ``model``; ``data``: a prepared directory (its
     users and, without ``movies``, its movies.csv titles); ``threads``: onnxruntime's."""
-    from npcf.data.dataset import is_prepared, load_prepared
+    from npcf.data.dataset import load_prepared, not_prepared
     from npcf.rundir import check_export_fresh
     from npcf.serving.runtime import Recommender
     path = Path(model)
@@ -399,8 +399,8 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
                         "eval --generate)")
     dataset = None
     if data is not None:
-        if not is_prepared(data):
-            raise NpcfError(f"--data {data}: not a prepared data directory (no stats.json)")
+        if problem := not_prepared(data):
+            raise NpcfError(f"--data {data}: {problem}")
         dataset = load_prepared(data)
         if movies is None and (Path(data) / "movies.csv").is_file():
             movies = Path(data) / "movies.csv"

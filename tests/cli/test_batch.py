@@ -67,6 +67,8 @@ def _free_port() -> int:
     ("scheduler", "cannot connect within 1 s"),
     ("scale", "wide.csv: ratings 1..10 are outside the model's scale 0.5-5"),
     ("catalogue", "other.csv: none of the 2 movies it rates is one"),
+    ("output", "is batch-recommend's output"),
+    ("output part", "is batch-recommend's output"),
 ])
 def test_bad_input_is_one_line(files, tmp_path, case, message):
     tmp, model, csv = files
@@ -77,11 +79,19 @@ def test_bad_input_is_one_line(files, tmp_path, case, message):
     wide.write_text("userId,movieId,rating\n1,1,10\n1,2,1\n")
     other = tmp_path / "other.csv"                  # movies of another catalogue only
     other.write_text("userId,movieId,rating\n1,900001,4\n2,900002,3\n")
+    done = tmp_path / "done"                        # an earlier run's output (scores)
+    done.mkdir()
+    (done / "_npcf_batch.json").write_text("{}")
+    if case == "output part":
+        pd.DataFrame({"userId": [1], "rank": [1], "movieId": [1], "score": [4.5]}).to_parquet(
+            done / "part-00000.parquet")
     args = {"model": ["--model", tmp_path / "none.onnx", "--data", csv],
             "data": ["--model", model, "--data", tmp_path / "none.csv"],
             "checkpoint": ["--model", tmp_path / "model.npz", "--data", csv],
             "garbage": ["--model", model, "--data", garbage],
             "catalogue": ["--model", model, "--data", other],
+            "output": ["--model", model, "--data", done],
+            "output part": ["--model", model, "--data", done / "part-00000.parquet"],
             "scale": ["--model", model, "--data", wide, "--format", "delimited",
                       "--scale", "1,10"],
             "scheduler": ["--model", model, "--data", csv, "--scheduler",
