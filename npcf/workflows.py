@@ -499,17 +499,19 @@ def recorded_dataset(data, model_dir: Path | None) -> Dataset:
 
 
 def _score_fn(model, test_input: sp.csr_matrix, batch_size: int):
-    """``score_fn`` for :func:`evaluate`: rows -> scores (item-based: by row index)."""
+    """``score_fn`` for :func:`evaluate`: rows -> the scores the model ranks by (before
+    the clip to its rating scale; :func:`evaluate` clips for RMSE), item-based: by row
+    index."""
     if isinstance(model, Recommender):
-        return lambda x: model.scores(x, batch_size=batch_size)
+        return lambda x: model.rank_scores(x, batch_size=batch_size)
     if model.item_based:
-        full = model.predict(test_input)
+        full = model.rank_scores(test_input)
 
         def by_row(u):
             return full[u]
         by_row.by_row_index = True
         return by_row
-    return lambda x: model.predict(x, batch_size=batch_size)
+    return lambda x: model.rank_scores(x, batch_size=batch_size)
 
 
 def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=None,
@@ -538,7 +540,7 @@ def evaluate_model(model=None, data=None, *, batch_size: int = 256, ks=None,
                       item_counts=ds.item_counts(), rating=rating, threshold=threshold,
                       batch_size=batch_size, progress=progress, popularity_penalty=penalty,
                       penalty_counts=m.item_counts if penalty else None,
-                      exclude=m.untrained_items())
+                      exclude=m.untrained_items(), clip=m.rating_scale)
     result["popularity_penalty"] = penalty
     result["examples"] = example_records(result, ds)
     result.update(model=str(path), format="onnx" if isinstance(m, Recommender) else "npz",

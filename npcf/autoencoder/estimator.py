@@ -17,7 +17,14 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
-from npcf.evaluation.ranking import Recommends, check_ratings, outside_scale, rating_rows, untrained_columns
+from npcf.evaluation.ranking import (
+    Recommends,
+    check_ratings,
+    clip_finite,
+    outside_scale,
+    rating_rows,
+    untrained_columns,
+)
 from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias
 from npcf.nn.losses import LOSSES
@@ -402,15 +409,29 @@ class AutoEncoder(Params, Recommends):
         (:meth:`tune`) returns the weighted mean of its members' predictions.
         """
         X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
-        if self.blend_weights is None:
-            return self._predict_one(X, batch_size)
-        out = self.blend_weights[0] * self._predict_one(X, batch_size)
-        for w, m in zip(self.blend_weights[1:], self.blend_members):
-            out += w * m._predict_one(X, batch_size)
-        return self._finish(out.astype(np.float32, copy=False))
+        return self._predict(X, batch_size, clip=True)
 
-    def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
-        """:meth:`predict` of this model's own network on checked input ``X``."""
+    def rank_scores(self, X, batch_size: int = 1024) -> np.ndarray:
+        """The scores :meth:`recommend` ranks by: :meth:`predict`'s before they are clipped
+        to the rating scale (predictions past its top would all tie there, and a tie falls
+        back to column order). Same shapes and dtype as :meth:`predict`."""
+        X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
+        return self._predict(X, batch_size, clip=False)
+
+    def _predict(self, X: sp.csr_matrix, batch_size: int, clip: bool) -> np.ndarray:
+        """:meth:`predict` (``clip``) or :meth:`rank_scores` on checked input ``X``."""
+        if self.blend_weights is None:
+            return self._predict_one(X, batch_size, clip)
+        out = self.blend_weights[0] * self._predict_one(X, batch_size, clip)
+        for w, m in zip(self.blend_weights[1:], self.blend_members):
+            out += w * m._predict_one(X, batch_size, clip)
+        out = out.astype(np.float32, copy=False)
+        return self._finish(out) if clip else out
+
+    def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024,
+                     clip: bool = True) -> np.ndarray:
+        """:meth:`predict` of this model's own network on checked input ``X`` (``clip``:
+        to the rating scale)."""
         net = self.network
         if self.item_based:
             X = sp.csr_matrix(X.T)
@@ -425,7 +446,7 @@ class AutoEncoder(Params, Recommends):
             out[s:s + batch_size] = y
         if self.item_based:
             out = np.ascontiguousarray(out.T)
-        return self._finish(out)
+        return self._finish(out) if clip else out
 
     def predict_at(self, X, rows, cols, batch_size: int = 1024) -> np.ndarray:
         """Predicted ratings (1-D float32) of the pairs (rows[k], cols[k]) given input ``X``.
@@ -471,12 +492,19 @@ class AutoEncoder(Params, Recommends):
                                                 local, c)
         return self._finish(out)
 
-    # ``recommend`` (Recommends) scores through ``predict``, all rows at once item-based
+    # ``recommend`` (Recommends) ranks by ``rank_scores``, all rows at once item-based,
+    # and shows the predicted ratings (clipped)
     def _score_batches(self, X: sp.csr_matrix):
         if self.item_based:       # every user's scores come from the whole matrix at once
-            yield 0, self.predict(X)
+            yield 0, self.rank_scores(X)
             return
         yield from super()._score_batches(X)
+
+    def _score_rows(self, X: sp.csr_matrix) -> np.ndarray:
+        return self.rank_scores(X)
+
+    def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
+        return clip_finite(scores, self.rating_scale)
 
     # -------------------------------------------------------------- persistence
     def save(self, path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.evaluation import metrics
-from npcf.evaluation.ranking import rank
+from npcf.evaluation.ranking import clip_finite, rank
 from npcf.utils.progress import open_progress
 from npcf.utils.sparse import entry_rows
 
@@ -55,15 +55,17 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
              item_counts=None, rating: bool = False, threshold: float | None = None,
              batch_size: int = 256, progress=None, examples: int = 3, n_example_items: int = 10,
              label: str = "evaluating", popularity_penalty: float = 0.0,
-             penalty_counts=None, exclude=None) -> dict:
+             penalty_counts=None, exclude=None, clip=None) -> dict:
     """Evaluate ``score_fn`` on the users with held-out ratings in ``test``.
 
     ``score_fn(csr_rows) -> (B, n_items)`` scores for CSR input rows (``test_input``
     rows of a batch of users). If ``score_fn.by_row_index`` is true it is called
     with the users' row indices instead (models that cannot fold in one row).
     ``rating``: the scores are predicted ratings, so RMSE/MAE on ``test``'s entries
-    are reported (else ``rmse``/``mae`` are None). ``threshold``: held-out ratings >=
-    it are relevant for the ranking metrics (None: all held-out items; see
+    are reported (else ``rmse``/``mae`` are None). ``clip``: ``(min, max)`` the
+    predicted ratings are clipped to (for RMSE/MAE and the examples' scores) when
+    ``score_fn`` gives them unclipped to rank by (:meth:`npcf.AutoEncoder.rank_scores`).
+    ``threshold``: held-out ratings >= it are relevant for the ranking metrics (None: all held-out items; see
     :func:`npcf.evaluation.metrics.default_threshold`). The user's input items are excluded
     from the ranking (:func:`npcf.evaluation.ranking.rank`). ``item_counts``: training
     rating count per item, for the popularity percentile (None: not reported) and the
@@ -114,13 +116,14 @@ def evaluate(score_fn, test_input: sp.spmatrix, test: sp.spmatrix, *, ks=DEFAULT
                                  f"expected {(u.size, n_items)}")
             t = test[u]
             if rating:
-                d = sc[entry_rows(t), t.indices].astype(np.float64) - t.data
+                d = clip_finite(sc[entry_rows(t), t.indices], clip).astype(np.float64) - t.data
                 sq += float(np.dot(d, d))
                 ab += float(np.abs(d).sum())
                 n_err += d.size
             top, top_scores = rank(sc, kmax, seen=x, exclude=exclude, penalty=popularity_penalty,
                                    item_counts=item_counts if penalty_counts is None
                                    else penalty_counts)
+            top_scores = clip_finite(top_scores, clip)
             valid = top >= 0
             r = rel[u]
             n_rel = np.diff(r.indptr)

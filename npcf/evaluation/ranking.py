@@ -180,6 +180,15 @@ def rating_rows(m, name: str = "X") -> sp.csr_matrix:
     return rated(m)
 
 
+def clip_finite(scores: np.ndarray, scale) -> np.ndarray:
+    """``scores`` with the finite ones clipped to ``scale`` (``(min, max)``; None: as
+    they are); ``-inf`` (padding) stays."""
+    if scale is None:
+        return scores
+    return np.where(np.isfinite(scores), np.clip(scores, *scale), scores).astype(
+        scores.dtype, copy=False)
+
+
 def untrained_columns(item_counts) -> np.ndarray:
     """Columns (int64) whose training count is 0; none when the counts are unknown."""
     if item_counts is None:
@@ -273,7 +282,13 @@ class Recommends:
         if not parts:
             width = min(k, int(_allowed(self.n_items, exclude, candidates).sum()))
             return np.zeros((0, width), np.int64), np.zeros((0, width), np.float32)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return (np.concatenate([p[0] for p in parts]),
+                self._shown_scores(np.concatenate([p[1] for p in parts])))
+
+    def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
+        """The scores a recommendation shows for the ranked ones (a model that ranks by
+        unclipped predictions shows them clipped to its rating scale)."""
+        return scores
 
     def _score_batches(self, X: sp.csr_matrix):
         """Yield ``(first row, scores)`` for consecutive batches of ``X``'s rows."""

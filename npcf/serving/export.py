@@ -19,10 +19,12 @@ Inputs (chosen at export):
   the ``item_ids`` metadata order) for the runtime and the parity check.
 
 Outputs: ``scores`` float32 [batch, n_items] (predicted ratings, clipped to the
-rating scale, or logits for the multinomial loss); with ``top_k``: ``top_items``
-int64 [batch, K] (column indices; map with the ``item_ids`` metadata) and
-``top_scores`` float32 (the ``scores`` of those items), ranked by ``scores``
-minus ``popularity_penalty * log(1 + n_ratings of the item)`` after masking the
+rating scale, or logits for the multinomial loss); for a clipped model also
+``rank_scores`` (the same before the clip: what ranking orders by, since
+predictions past the top of the scale would all tie there); with ``top_k``:
+``top_items`` int64 [batch, K] (column indices; map with the ``item_ids`` metadata)
+and ``top_scores`` float32 (the ``scores`` of those items), ranked by ``rank_scores``
+(else ``scores``) minus ``popularity_penalty * log(1 + n_ratings of the item)`` after masking the
 input's rated items and the items no training rating touched (``untrained_items``
 metadata). Ties go to the lower index (ONNX ``TopK``). A user with fewer such
 items than K gets ``top_scores`` -inf (and ``top_movie_ids`` -1) in the slots past
@@ -257,20 +259,23 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         y = g.op("Add", [y, offset])
     if unit != 1.0:
         y = g.op("Mul", [y, g.init("unit", np.array(unit, np.float32))], name="ratings_out")
+    unclipped = y
     if model.loss == "mse" and model.scale is not None:
         lo = g.init("scale_min", np.array(model.scale[0], np.float32))
         hi = g.init("scale_max", np.array(model.scale[1], np.float32))
+        # ranked before the clip: predictions past the top of the scale would tie there
+        unclipped = g.op("Identity", [y], name="rank_scores")
         y = g.op("Clip", [y, lo, hi])
     scores = g.op("Identity", [y], name="scores")
     outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [B, n])]
     if top_k:
         k = top_k
-        rank = scores
+        rank = unclipped
         if popularity_penalty:
             if item_counts is None:
                 raise NpcfError("a popularity penalty needs the items' rating counts")
             pen = penalty_vector(popularity_penalty, item_counts)
-            rank = g.op("Sub", [scores, g.init("popularity_penalty", pen)])
+            rank = g.op("Sub", [unclipped, g.init("popularity_penalty", pen)])
         if sparse_input:
             # padding slots carry mask 0, so "add" leaves their column unmarked: the same
             # result as "max" (opset 18), within ScatterElements-16's none/add/mul
@@ -285,7 +290,7 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
             flags = np.zeros(n, bool)
             flags[untrained] = True
             hidden = g.op("Or", [hidden, g.init("untrained", flags)], name="hidden")
-        masked = g.op("Where", [hidden, neg, rank], name="rank_scores")
+        masked = g.op("Where", [hidden, neg, rank], name="masked_scores")
         ranked, top = g.op("TopK", [masked, g.init("k", np.array([k], np.int64))], n_out=2,
                            axis=1, largest=1, sorted=1, name="topk")
         g.op("Identity", [top], name="top_items")
@@ -305,6 +310,8 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
         outputs += [helper.make_tensor_value_info("top_movie_ids", TensorProto.INT64, [B, k]),
                     helper.make_tensor_value_info("n_unknown", TensorProto.INT64, [B])]
         opsets.append(helper.make_opsetid(ML_DOMAIN, OPSET_TO_ML[opset]))
+    if unclipped != y:          # last: the outputs before it keep their places
+        outputs.append(helper.make_tensor_value_info("rank_scores", TensorProto.FLOAT, [B, n]))
     graph = helper.make_graph(g.nodes, "npcf_autoencoder", inputs, outputs,
                               initializer=[t for t in g.inits.values()])
     onnx_model = helper.make_model(graph, opset_imports=opsets,
@@ -501,8 +508,9 @@ def sample_rows(model, n: int, seed: int = 0) -> sp.csr_matrix:
 
 def check_parity(model, path, rows=None, *, batch_size: int = 256, target=None) -> dict:
     """Compare the scores of the exported ``path`` (in onnxruntime) with
-    ``model.predict`` on ``rows`` (sparse (users, n_items) ratings; None:
-    :func:`sample_rows` of ``batch_size`` users), ``batch_size`` users per run.
+    ``model.predict`` (and the scores it ranks by with ``model.rank_scores``) on
+    ``rows`` (sparse (users, n_items) ratings; None: :func:`sample_rows` of
+    ``batch_size`` users), ``batch_size`` users per run.
 
     Returns ``{"n_users", "max_abs_diff", "relative", "tolerance"}``; NpcfError when
     the largest difference relative to the largest |score| exceeds the file's
@@ -514,7 +522,10 @@ def check_parity(model, path, rows=None, *, batch_size: int = 256, target=None) 
         x = sample_rows(model, batch_size)
     else:
         x = rated(rows)                 # 0 is "not rated", as in the graph
-    got, ref = rec.scores(x, batch_size=batch_size), model.predict(x)
+    # the clipped scores and the ones ranked by (the same for a model without a clip)
+    got = np.concatenate([rec.scores(x, batch_size=batch_size),
+                          rec.rank_scores(x, batch_size=batch_size)], axis=1)
+    ref = np.concatenate([model.predict(x), model.rank_scores(x)], axis=1)
     err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
     rel = err / max(1e-12, float(np.max(np.abs(ref)))) if ref.size else 0.0
     tol = PARITY_TOLERANCE[rec.meta.get("precision", "fp32")]

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from npcf.data.titles import read_titles
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, one_line
-from npcf.evaluation.ranking import PAD, Recommends
+from npcf.evaluation.ranking import PAD, Recommends, clip_finite
 from npcf.utils.sparse import dense_mask, entry_rows
 
 #: padded history entries (users x longest history) per session run
@@ -162,16 +162,35 @@ class Recommender(Recommends):
         return out
 
     def _score_rows(self, X: sp.csr_matrix) -> np.ndarray:
-        return self._run(X, ["scores"])[0]
+        return self._run(X, [self._rank_output])[0]
+
+    @property
+    def _rank_output(self) -> str:
+        """The output ranking orders by: ``rank_scores`` (before the clip to the rating
+        scale) where the graph has it, else ``scores`` (exports before it, unclipped
+        models)."""
+        names = {o.name for o in self.session.get_outputs()}
+        return "rank_scores" if "rank_scores" in names else "scores"
+
+    def rank_scores(self, rows, batch_size: int | None = None) -> np.ndarray:
+        """The scores ranking orders by (:meth:`scores` before the clip to the rating
+        scale, where the graph records them; else :meth:`scores`), shaped as there."""
+        return self._scores(rows, batch_size, self._rank_output)
+
+    def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
+        return clip_finite(scores, self.rating_scale)
 
     def scores(self, rows, batch_size: int | None = None) -> np.ndarray:
         """Predicted scores float32 (B, n_items) for sparse rows, or (n_items,) for one
         user's ratings (any single-user form :meth:`recommend` takes)."""
+        return self._scores(rows, batch_size, "scores")
+
+    def _scores(self, rows, batch_size: int | None, output: str) -> np.ndarray:
         m, single = self._user_rows(rows)
         step = max(1, int(batch_size or self.recommend_batch))
         out = np.empty(m.shape, np.float32)
         for s in range(0, m.shape[0], step):
-            out[s:s + step] = self._score_rows(m[s:s + step])
+            out[s:s + step] = self._run(m[s:s + step], [output])[0]
         return out[0] if single else out
 
     def _rank_rows(self, X, k, filter_seen, exclude, candidates):

@@ -271,7 +271,7 @@ def test_generate_raw_ids_and_a_triton_repository(trained, tmp_path):
     assert cfg.name == "raw" and cfg.max_batch_size == 32
     assert [(t.name, list(t.dims)) for t in cfg.input] == [("movie_id", [-1]), ("rating", [-1])]
     assert [t.name for t in cfg.output] == ["scores", "top_items", "top_scores", "top_movie_ids",
-                                            "n_unknown"]
+                                            "n_unknown", "rank_scores"]
     assert (repo / "raw" / "1" / "model.onnx").read_bytes() == raw.read_bytes()
     # the raw-id model recommends what the plain export does, for recorded users
     x = load_prepared(trained / "data").split.test_input[:20]

@@ -101,9 +101,11 @@ def test_top_k_matches_numpy_ranking_and_masks_seen(tmp_path, sparse_input):
     model = fitted_model()
     x = random_ratings(64, N_ITEMS, 0.2, 5)
     path = export(model, tmp_path / "t.onnx", sparse_input=sparse_input, top_k=7)
-    scores, top, top_scores = run(path, x, sparse_input, ["scores", "top_items", "top_scores"])
+    scores, top, top_scores, raw = run(path, x, sparse_input,
+                                       ["scores", "top_items", "top_scores", "rank_scores"])
     assert top.dtype == np.int64 and top.shape == (64, 7)
-    masked = scores.astype(np.float64).copy()
+    np.testing.assert_array_equal(scores, np.clip(raw, *model.scale))  # scores: clipped
+    masked = raw.astype(np.float64).copy()          # ranked before the clip
     masked[x.toarray() != 0] = -np.inf
     # NumPy ranking: descending score, ties to the lower index (ONNX TopK's rule)
     expect = np.array([np.lexsort((np.arange(N_ITEMS), -row))[:7] for row in masked])
@@ -120,8 +122,8 @@ def test_popularity_penalty_changes_ranking_as_specified(tmp_path):
     beta = 0.5
     path = export(model, tmp_path / "p.onnx", top_k=5, popularity_penalty=beta,
                   item_counts=counts)
-    scores, top = run(path, x, False, ["scores", "top_items"])
-    rank = scores.astype(np.float64) - np.float32(beta) * np.log1p(counts).astype(np.float32)
+    raw, top = run(path, x, False, ["rank_scores", "top_items"])
+    rank = raw.astype(np.float64) - np.float32(beta) * np.log1p(counts).astype(np.float32)
     rank[x.toarray() != 0] = -np.inf
     rank[:, counts == 0] = -np.inf
     expect = np.array([np.lexsort((np.arange(N_ITEMS), -row))[:5] for row in rank])
@@ -469,3 +471,29 @@ def test_item_counts_must_be_one_count_per_item(tmp_path, counts):
         export(fitted_model(), tmp_path / "m.onnx", top_k=5, popularity_penalty=0.1,
                item_counts=counts)
     assert err.value.param == "item_counts"
+
+
+def test_predictions_past_the_scale_are_ranked_not_tied(tmp_path):
+    """Many predictions past the top of the scale clip to one value; ranked by the
+    clipped scores they tied and fell back to column order (the same list for many
+    users). Every path ranks by the scores before the clip and shows them clipped."""
+    model = fitted_model()
+    x = random_ratings(30, N_ITEMS, 0.15, 7)
+    model.network.params["c0"] += 5.0 - float(np.quantile(model.rank_scores(x), 0.8))
+    raw = model.rank_scores(x)                     # a fifth of all predictions past 5
+    top = model.scale[1]
+    assert (raw > top).mean() > 0.15
+    np.testing.assert_array_equal(model.predict(x), np.clip(raw, *model.scale))
+    ids, scores = model.recommend(x, k=8)
+    masked = np.where(x.toarray() != 0, -np.inf, raw)
+    cols = np.argsort(-masked, axis=1, kind="stable")[:, :8]
+    np.testing.assert_array_equal(ids, model.items.ids[cols])
+    np.testing.assert_array_equal(scores, np.minimum(np.take_along_axis(raw, cols, 1), top))
+    assert (scores == np.float32(top)).all(axis=1).any()      # tied when shown, not ranked so
+    path = export(model, tmp_path / "m.onnx", top_k=8, sparse_input=True, check=x)
+    rec = Recommender.load(path)
+    for kw in ({}, {"filter_items": [int(model.items.ids[-1])]}, {"k": 9}):   # graph, NumPy
+        got_ids, got_scores = rec.recommend(x, **dict({"k": 8}, **kw))
+        want_ids, want_scores = model.recommend(x, **dict({"k": 8}, **kw))
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
