@@ -104,6 +104,15 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def flag(value, name: str) -> bool:
+    """``value`` as a bool if it is one (Python's or NumPy's); :class:`ParamError` naming
+    ``name`` otherwise (a string such as "no" would count as true)."""
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    if not (isinstance(value, bool) or numpy_bool):
+        raise ParamError(name, f"must be True or False, got {value!r}")
+    return bool(value)
+
+
 def non_negative(value, name: str, *, positive: bool = False) -> float:
     """``value`` as a float if it is a finite real number >= 0 (> 0 when ``positive``;
     not a bool or string); :class:`ParamError` naming ``name`` otherwise."""

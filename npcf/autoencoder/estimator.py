@@ -388,6 +388,10 @@ class AutoEncoder(Params, Recommends):
     def _check(self, X) -> sp.csr_matrix:
         if self.network is None:
             raise NpcfError("the model is not fitted")
+        if isinstance(X, (list, tuple, dict)):
+            raise NpcfError("X: expected users' ratings as a sparse (users, n_items) matrix or "
+                            "a dense array; for one user's (movie id, rating) pairs use "
+                            "recommend")
         X = rating_rows(X)              # 0 means "not rated", as in recommend and ONNX
         check_ratings(X.data, self.rating_scale, "X")       # refused as recommend refuses
         if self.item_based:

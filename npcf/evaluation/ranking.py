@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError, ParamError, non_negative, positive_int, repeated_pairs, shown
+from npcf.errors import NpcfError, ParamError, flag, non_negative, positive_int, repeated_pairs, shown
 from npcf.utils.sparse import FLOAT32_MAX, beyond_float32, duplicate_entries, entry_rows, rated
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
@@ -172,6 +172,8 @@ def rating_rows(m, name: str = "X") -> sp.csr_matrix:
     zeros (0 means "not rated"); NpcfError naming ``name`` if a (row, column) pair is
     stored twice or a rating is not a finite float32 number. ``m`` itself is never
     modified."""
+    if sp.issparse(m) and m.ndim == 1:          # a 1-D sparse array: one user's row
+        m = m.reshape(1, -1)
     if n := duplicate_entries(m):
         raise repeated_pairs(name, n)
     if n := beyond_float32(m):
@@ -245,7 +247,7 @@ class Recommends:
         Movie ids are raw ids where the model knows them (``items`` vocabulary), else
         column indices. Returns :class:`Recommendations` ``(ids, scores)``.
         """
-        k = positive_int(k, "k")
+        k, filter_seen = positive_int(k, "k"), flag(filter_seen, "filter_seen")
         self._n_items_checked()
         X, single = self._user_rows(user_items)
         exclude = None if filter_items is None else self._item_columns(filter_items)

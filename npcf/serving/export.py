@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from onnx import TensorProto, helper, numpy_helper
 
 from npcf._version import __version__
-from npcf.errors import NpcfError, ParamError, os_message, positive_int
+from npcf.errors import NpcfError, ParamError, flag, os_message, positive_int
 from npcf.evaluation.ranking import check_penalty, penalty_vector, untrained_columns
 from npcf.serving.quantize import quantize_int8
 from npcf.serving.runtime import Recommender
@@ -410,6 +410,7 @@ def graph_and_metadata(model, *, sparse_input: bool = False, top_k: int | None =
     if precision not in PRECISIONS:
         raise ParamError("precision", f"unknown precision {precision!r}; choose "
                                       f"{', '.join(PRECISIONS)}")
+    sparse_input, raw_ids = flag(sparse_input, "sparse_input"), flag(raw_ids, "raw_ids")
     if popularity_penalty is None:
         popularity_penalty = getattr(model, "popularity_penalty", 0.0) or 0.0
     top_k = check_exportable(model, top_k=top_k, popularity_penalty=popularity_penalty,

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from npcf.data.titles import read_titles
 from npcf.data.vocab import Vocabulary
-from npcf.errors import CheckpointError, one_line
+from npcf.errors import CheckpointError, one_line, positive_int
 from npcf.evaluation.ranking import PAD, Recommends, clip_finite
 from npcf.utils.sparse import dense_mask, entry_rows
 
@@ -79,6 +79,8 @@ class Recommender(Recommends):
         """Load ``path`` (an npcf ``.onnx``); ``movies``: a titles file; ``threads``:
         onnxruntime's intra-op threads; ``batch_size``: users per session run."""
         path = Path(path)
+        batch_size = positive_int(batch_size, "batch_size")
+        threads = None if threads is None else positive_int(threads, "threads")
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
         if path.suffix in (".npz", ".json"):

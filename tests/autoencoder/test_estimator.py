@@ -597,3 +597,23 @@ def test_implicit_data_with_the_mse_loss_is_refused_naming_the_multinomial_one()
     assert err.value.param == "loss"
     m = AutoEncoder(layers=(4,), n_epochs=1, loss="multinomial").fit(X)
     assert len(set(map(tuple, m.recommend(X[:5], k=3).ids.tolist()))) > 1
+
+
+def test_predict_takes_a_1d_sparse_row_and_points_pairs_to_recommend():
+    X = tiny_ratings()
+    m = AutoEncoder(layers=(4,), n_epochs=1).fit(X)
+    row = sp.csr_array(X[0]).reshape(-1)                 # a 1-D sparse array
+    np.testing.assert_array_equal(m.predict(row), m.predict(X[0]))
+    with pytest.raises(NpcfError, match="use recommend"):
+        m.predict([(1, 5.0)])
+
+
+@pytest.mark.parametrize("bad", ["no", 1, None])
+def test_filter_seen_must_be_a_bool(bad):
+    """filter_seen="no" still filtered (a non-empty string is true)."""
+    X = tiny_ratings()
+    m = AutoEncoder(layers=(4,), n_epochs=1).fit(X)
+    with pytest.raises(ParamError, match="True or False") as err:
+        m.recommend(X[:2], filter_seen=bad)
+    assert err.value.param == "filter_seen"
+    m.recommend(X[:2], filter_seen=np.bool_(False))

@@ -497,3 +497,18 @@ def test_predictions_past_the_scale_are_ranked_not_tied(tmp_path):
         want_ids, want_scores = model.recommend(x, **dict({"k": 8}, **kw))
         np.testing.assert_array_equal(got_ids, want_ids)
         np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [{"sparse_input": "yes"}, {"raw_ids": 1}])
+def test_switches_must_be_bools(tmp_path, kw):
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError, match="True or False"):
+        export(fitted_model(), tmp_path / "m.onnx", top_k=5, **kw)
+
+
+@pytest.mark.parametrize("kw", [{"batch_size": 0}, {"batch_size": 2.5}, {"threads": -1}])
+def test_recommender_options_are_checked(tmp_path, kw):
+    from npcf.errors import ParamError
+    path = export(fitted_model(), tmp_path / "m.onnx", top_k=5)
+    with pytest.raises(ParamError):
+        Recommender.load(path, **kw)
