@@ -423,12 +423,14 @@ class AutoEncoder(Params, Recommends):
         return self._predict(X, batch_size, clip=False)
 
     def _predict(self, X: sp.csr_matrix, batch_size: int, clip: bool) -> np.ndarray:
-        """:meth:`predict` (``clip``) or :meth:`rank_scores` on checked input ``X``."""
+        """:meth:`predict` (``clip``) or :meth:`rank_scores` on checked input ``X``. A
+        blend's members are clipped either way (as its weights were fitted), so the
+        clipped :meth:`rank_scores` are :meth:`predict`'s exactly."""
         if self.blend_weights is None:
             return self._predict_one(X, batch_size, clip)
-        out = self.blend_weights[0] * self._predict_one(X, batch_size, clip)
+        out = self.blend_weights[0] * self._predict_one(X, batch_size)
         for w, m in zip(self.blend_weights[1:], self.blend_members):
-            out += w * m._predict_one(X, batch_size, clip)
+            out += w * m._predict_one(X, batch_size)
         out = out.astype(np.float32, copy=False)
         return self._finish(out) if clip else out
 

@@ -121,3 +121,19 @@ def test_refitting_a_blended_model_drops_the_old_blend():
     blended.fit(train)
     assert blended.blend_weights is None and blended.blend_members == []
     np.testing.assert_array_equal(blended.predict(train), AutoEncoder(**kw).fit(train).predict(train))
+
+
+def test_a_blends_rank_scores_clip_to_its_predictions():
+    """eval ranks by rank_scores and clips them for RMSE: for a blend that must give
+    predict's figures exactly (its members are clipped as its weights were fitted)."""
+    import numpy as np
+
+    from npcf import AutoEncoder
+    from npcf.evaluation.ranking import clip_finite
+
+    from helpers import tiny_ratings
+    X = tiny_ratings()
+    a = AutoEncoder(layers=(4,), n_epochs=1, seed=0).fit(X)
+    b = AutoEncoder(layers=(6,), n_epochs=1, seed=1).fit(X)
+    a.blend_members, a.blend_weights = [b], np.array([0.6, 0.4])
+    np.testing.assert_array_equal(clip_finite(a.rank_scores(X), a.scale), a.predict(X))
