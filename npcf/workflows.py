@@ -493,7 +493,9 @@ def recorded_dataset(data, model_dir: Path | None) -> Dataset:
         return load_prepared(data)
     found = rundir.recorded_data(model_dir) if model_dir is not None else None
     if found is None:
-        where = f" in {model_dir}/{rundir.METRICS_JSON}" if model_dir is not None else ""
+        metrics = None if model_dir is None else Path(model_dir) / rundir.METRICS_JSON
+        where = "" if metrics is None else f" in {metrics}" if metrics.is_file() else \
+            f": {model_dir} has no {rundir.METRICS_JSON} (not a run directory)"
         raise NpcfError(f"no test data recorded{where}; pass --data DIR (a prepared directory)")
     return load_prepared(found)
 

@@ -388,7 +388,7 @@ class AutoEncoder(Params, Recommends):
     def _check(self, X) -> sp.csr_matrix:
         if self.network is None:
             raise NpcfError("the model is not fitted")
-        if isinstance(X, (list, tuple, dict)):
+        if isinstance(X, (list, tuple, dict)) and not sp.issparse(X):   # (DOK is a dict)
             raise NpcfError("X: expected users' ratings as a sparse (users, n_items) matrix or "
                             "a dense array; for one user's (movie id, rating) pairs use "
                             "recommend")

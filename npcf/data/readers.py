@@ -136,6 +136,10 @@ def detect_format(path, sep: str | None = None, columns=None, scale=None, *,
                             f"the first line {_shown(line)} has {n} ({sep!r}-separated); a "
                             "ratings file needs user, item and rating columns (another "
                             "delimiter: --sep)", path, 1)
+        if missing and given_sep:       # the delimiter is the user's: the names are not ours
+            raise DataError(f"the header's columns ({', '.join(fields)}) name no "
+                            f"{', '.join(missing)} column npcf recognises; name them with "
+                            "--columns USER,ITEM,RATING[,TIME]", path, 1)
         if missing:
             raise DataError(f"missing {', '.join(missing)} column (header: {_shown(line)}); "
                             "wrong delimiter? pass --sep or --columns", path, 1)
@@ -346,6 +350,10 @@ def _diagnose(path: Path, fmt: Format) -> None:
                         n_fields = len(header)
                         names = [h.strip() for h in header]
                         missing = [c for c in fmt.columns if c is not None and c not in names]
+                        if missing and len(names) >= 3:    # the header splits: a name
+                            raise DataError(f"no column {missing[0]!r} in the header (its "
+                                            f"columns: {', '.join(names)}); name them with "
+                                            "--columns USER,ITEM,RATING[,TIME]", path, lineno)
                         if missing:
                             raise DataError(f"missing column {missing[0]!r} (header: "
                                             f"{_shown(line.rstrip())}); wrong delimiter or "

@@ -395,6 +395,7 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
     from npcf.serving.runtime import Recommender
     path = Path(model)
     if path.suffix != ".onnx":
+        Recommender.load(path)      # names an item-based checkpoint (it cannot be exported)
         raise NpcfError(f"--model {path}: serve needs an exported .onnx model (python cli.py "
                         "eval --generate)")
     dataset = None

@@ -746,3 +746,17 @@ def test_format_delimited_assumes_no_movielens_scale(tmp_path):
     assert resolve_format(u, "delimited").scale is None
     with pytest.raises(DataError):
         read_ratings(u)                      # auto: u.data's 1-5 scale refuses 7
+
+
+def test_header_names_npcf_does_not_recognise_point_to_columns(tmp_path):
+    """With --sep given and the header splitting into columns, the names are the problem,
+    not the delimiter (the message asked for another --sep)."""
+    f = tmp_path / "semi.csv"
+    f.write_text("u;i;r\n1;2;3\n2;3;4\n")
+    with pytest.raises(DataError, match=r"columns \(u, i, r\) name no user, item, rating "
+                                        r"column npcf recognises; name them with --columns"):
+        read_ratings(f, sep=";")
+    with pytest.raises(DataError, match=r"no column 'nope' in the header \(its columns: u, i, "
+                                        r"r\); name them with --columns"):
+        read_ratings(f, sep=";", columns=("u", "i", "nope"))
+    assert read_ratings(f, sep=";", columns=("u", "i", "r")).matrix.nnz == 2

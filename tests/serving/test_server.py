@@ -293,7 +293,14 @@ def test_cli_errors_are_one_line(run_dir, tmp_path):
     assert r.exit_code == 1 and "no such model file" in r.output and \
         len(r.output.strip().splitlines()) == 1, r.output
     r = CliRunner().invoke(main, ["serve", "--model", str(run_dir / "model.npz")])
-    assert r.exit_code == 1 and "needs an exported .onnx model" in r.output, r.output
+    assert r.exit_code == 1 and "not an exported model; export it first" in r.output, r.output
+    from npcf import AutoEncoder
+
+    from helpers import tiny_ratings
+    AutoEncoder(layers=(4,), n_epochs=1, item_based=True).fit(tiny_ratings()).save(tmp_path / "ib")
+    r = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "ib" / "model.npz")])
+    assert r.exit_code == 1 and "item-based checkpoint, which cannot be exported or served" \
+        in r.output, r.output
     r = CliRunner().invoke(main, ["serve", "--model", str(run_dir / "model.onnx"), "--data",
                                   str(tmp_path)])
     assert r.exit_code == 1 and "not a prepared data directory" in r.output, r.output
