@@ -210,6 +210,7 @@ def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, 
     return {"test": test, "validation": _best_validation(model),
             "model_path": str(out / rundir.MODEL_NPZ), "data": str(out / rundir.DATA_DIR),
             "source": str(ds.stats.get("source", "")), "split": s.params,
+            "duplicates_resolved": int(ds.stats.get("duplicates_resolved", 0) or 0),
             "hyperparameters": model.get_params(), "tuning": model.info.get("tuning"),
             "blend": model.info.get("blend"), "tuning_trials": model.tuning if tune else []}
 

@@ -5,7 +5,7 @@ import click
 
 from npcf.cli.main import main
 from npcf.cli.options import Finite, LocalPath, reader_options
-from npcf.cli.output import progress_or_none
+from npcf.cli.output import duplicates_note, progress_or_none
 from npcf.serving import batch
 
 
@@ -48,6 +48,5 @@ def batch_recommend(model, data, out, k, scheduler, workers, partition_users, co
         click.echo(f"dropped {s['unknown_ratings']:,} ratings of movies the model does not know "
                    f"({s['users_without_known_movies']:,} users had no known movie)")
     if s["duplicates_resolved"]:
-        click.echo(f"merged {s['duplicates_resolved']:,} repeated (user, movie) ratings "
-                   "(the latest kept)")
+        click.echo(duplicates_note(s["duplicates_resolved"]))
     click.echo(f"wrote {s['out']}/")

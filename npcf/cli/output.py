@@ -178,3 +178,9 @@ def examples_text(records: list[dict]) -> str:
 __all__ = ["compare_table", "examples_text", "fmt", "metrics_table", "num",
            "progress_bar", "progress_or_none", "short", "size", "stats_table", "summary",
            "table"]
+
+
+def duplicates_note(n: int) -> str:
+    """The line saying ``n`` repeated (user, movie) ratings were merged, and how."""
+    return (f"merged {n:,} repeated (user, movie) rating{'s' * (n != 1)}: the latest "
+            "timestamp kept (on a tie, or without timestamps, the later line)")

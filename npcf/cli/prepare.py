@@ -6,7 +6,7 @@ import click
 from npcf import workflows
 from npcf.cli.main import main
 from npcf.cli.options import SEED, LocalPath, data_options
-from npcf.cli.output import progress_or_none, stats_table
+from npcf.cli.output import duplicates_note, progress_or_none, stats_table
 from npcf.data.dataset import is_prepared
 
 
@@ -25,6 +25,8 @@ def prepare(ctx, data_options, seed, out, quiet):
                                "split is fixed); --seed cannot be used with it")
     ds = workflows.prepare(out, dict(data_options, seed=seed), progress=progress_or_none(quiet))
     click.echo(stats_table(ds.stats))
+    if ds.stats.get("duplicates_resolved"):
+        click.echo(duplicates_note(ds.stats["duplicates_resolved"]))
     split = ds.stats["split"]
     seeded = "" if split.get("kind") == "temporal" or "seed" not in split else \
         f", seed {split['seed']}"

@@ -11,7 +11,7 @@ from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED
 from npcf.cli.main import main
 from npcf.cli.options import SEED, Finite, LocalPath, data_options, hyperparameter
 from npcf.cli.options import layers as parse_layers
-from npcf.cli.output import progress_or_none, table, tuning_table
+from npcf.cli.output import duplicates_note, progress_or_none, table, tuning_table
 from npcf.errors import ParamError
 from npcf.nn import activations, losses, noise, optim, schedules
 from npcf.nn.network import INITS
@@ -147,6 +147,8 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
                    f"no blend: weights fitted on half the validation ratings lost on the other "
                    f"half ({b['holdout_gain']:+.4f})")
         click.echo("")
+    if result.get("duplicates_resolved"):
+        click.echo(duplicates_note(result["duplicates_resolved"]))
     click.echo(table([(k, v) for k, v in result["test"].items()], ("test", "value"), "lr"))
     click.echo(f"\ncheckpoint: {result['model_path']}")
     model = "" if Path(out) == rundir.DEFAULT_DIR else f" --model {result['model_path']}"

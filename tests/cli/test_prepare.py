@@ -151,3 +151,24 @@ def test_sep_refuses_what_cannot_delimit(tmp_path):
     for sep in ("\\n", '"'):
         result = run("--data", tmp_path / "r.csv", "--sep", sep, "--out", tmp_path / "p")
         assert result.exit_code == 2 and "--sep" in result.output, result.output
+
+
+def test_repeated_ratings_are_said_and_how_one_was_kept(tmp_path):
+    """prepare and train said nothing of repeated (user, movie) ratings (a bare count in
+    the stats table); they now say how many and which one was kept."""
+    lines = ["userId,movieId,rating,timestamp"]
+    lines += [f"{u},{i},{1 + (u + i) % 5},{u * 100 + i}" for u in range(1, 40)
+              for i in range(1 + u % 7, 40, 3)]
+    lines += ["1,2,1,10", "1,2,5,99999"]                 # user 1, movie 2: twice more
+    f = tmp_path / "r.csv"
+    f.write_text("\n".join(lines) + "\n")
+    note = ("merged 2 repeated (user, movie) ratings: the latest timestamp kept (on a tie, or "
+            "without timestamps, the later line)")
+    r = run("--data", f, "--out", tmp_path / "p", "-q")
+    assert r.exit_code == 0 and note in r.output, r.output
+    ds = load_prepared(tmp_path / "p")
+    row = ds.user_row(1)
+    assert row[0, ds.items.index([2])[0]] == 5
+    r = CliRunner().invoke(main, ["train", "--data", str(f), "--out", str(tmp_path / "t"), "-q",
+                                  "--tune", "off", "--n_epochs", "1", "--layers", "4"])
+    assert r.exit_code == 0 and note in r.output, r.output
