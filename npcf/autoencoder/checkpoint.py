@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from npcf import rundir
-from npcf.errors import CheckpointError, NpcfError
+from npcf.errors import CheckpointError, NpcfError, one_line
 from npcf.utils.files import ARCHIVE_ERRORS, as_written, atomic_path, json_text
 
 FORMAT, FORMAT_VERSION = "npcf-autoencoder", 1
@@ -172,11 +172,14 @@ def write_resume(folder, arrays: dict, meta: dict) -> None:
 def read_resume(folder) -> tuple[dict, dict]:
     """``(meta, arrays)`` written by :func:`write_resume`; :class:`NpcfError` if absent."""
     folder = Path(folder)
+    if not has_resume(folder):
+        raise NpcfError(f"cannot resume from {folder}: no interrupted run there (no "
+                        f"{rundir.RESUME_JSON})")
     try:
         meta = json.loads((folder / rundir.RESUME_JSON).read_text())
         arrays = load_arrays(folder / rundir.RESUME_NPZ)
     except _NPZ_ERRORS as err:
-        raise NpcfError(f"cannot resume from {folder}: {err}") from None
+        raise NpcfError(f"cannot resume from {folder}: {one_line(err)}") from None
     if not isinstance(meta, dict):
         raise NpcfError(f"cannot resume from {folder}: {rundir.RESUME_JSON} is not a state file")
     try:

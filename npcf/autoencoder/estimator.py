@@ -163,7 +163,11 @@ class AutoEncoder(Params, Recommends):
         ``EpochLog``.
         """
         self._check_params()
-        callbacks = list(callbacks or ())
+        try:
+            callbacks = list(callbacks or ())
+        except TypeError:
+            raise ParamError("callbacks", f"expected a list of Callback objects, got "
+                             f"{type(callbacks).__name__}") from None
         X = check_inputs(X, validation, validation_input, users, items)
         self.blend_members, self.blend_weights = [], None   # a refit replaces a blend too
         if self.ensemble > 1:

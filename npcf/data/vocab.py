@@ -39,6 +39,11 @@ class Vocabulary:
         ids = np.asarray(ids)
         if ids.ndim != 1:
             raise ValueError("Vocabulary ids must be 1-D")
+        if ids.size == 0:
+            ids = ids.astype(np.int64)
+        if ids.dtype.kind == "O" and any(i is None or (isinstance(i, float) and i != i)
+                                         for i in ids.tolist()):
+            raise ValueError("Vocabulary ids must not be None or NaN")
         if ids.dtype.kind in "iu":
             ids = ids.astype(np.int64)
         elif ids.dtype.kind in "OUS":

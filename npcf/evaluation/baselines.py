@@ -33,7 +33,7 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
 from npcf.evaluation.protocol import evaluate
-from npcf.evaluation.ranking import Recommends, check_penalty, rating_rows
+from npcf.evaluation.ranking import Recommends, check_penalty, check_ratings, rating_rows
 from npcf.nn.bias import UserItemBias
 from npcf.utils.params import Params
 from npcf.utils.sparse import binarize, column_counts, entry_rows
@@ -88,6 +88,7 @@ class Baseline(Params, Recommends):
         if x.shape[1] != n:
             raise NpcfError(f"input has shape {x.shape}; the model expects (n_users, {n}), "
                             "one column per item")
+        check_ratings(x.data, self.rating_scale, "x")    # refused as the autoencoder refuses
         return self._predict(x)
 
 
@@ -131,6 +132,11 @@ class Biases(Baseline):
 
     reg_: float | None = None
     scale_: tuple[float, float] | None = None
+
+    @property
+    def rating_scale(self):
+        """The scale predictions are clipped to and ratings given must lie in (fitted)."""
+        return self.scale_
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -264,6 +270,11 @@ class EASE(Baseline):
         self._setup(X)
         self.scores_on_validation, self.lam_ = {}, self.lam
         if self.lam is None and validation is not None and sp.csr_matrix(validation).nnz:
+            top = float(sp.csr_matrix(validation).data.max())
+            if self.threshold is not None and self.threshold > top:
+                raise ParamError("threshold", f"{self.threshold:g} is above every validation "
+                                 f"rating (the highest is {top:g}): no movie would be relevant "
+                                 "to choose lambda by")
             vin = train if validation_input is None else validation_input
             best = None
             for lam in self.lambdas:

@@ -389,6 +389,9 @@ def export(model, path, *, sparse_input: bool = False, top_k: int | None = None,
     ``path``'s directory is made if missing; NpcfError if ``path`` is a directory.
     """
     _check_rows_option(check)
+    if Path(path).suffix != ".onnx" and not Path(path).is_dir():   # (a directory: named)
+        raise ParamError("path", f"{path}: an exported model is an .onnx file (Recommender.load "
+                         "tells it from a checkpoint by its name)")
     m, meta = graph_and_metadata(model, sparse_input=sparse_input, top_k=top_k,
                                  popularity_penalty=popularity_penalty, item_counts=item_counts,
                                  precision=precision, opset=opset, raw_ids=raw_ids,

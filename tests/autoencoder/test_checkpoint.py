@@ -371,3 +371,15 @@ def test_metadata_contradicting_the_network_is_refused(tmp_path, edit, needle):
     (path / "model.json").write_text(json.dumps(meta))
     msg = load_error(path)
     assert "model.json" in msg and needle in msg, msg
+
+
+def test_library_misuse_is_named(tmp_path):
+    """Raw TypeError / [Errno 2] before."""
+    from npcf.errors import NpcfError, ParamError
+    with pytest.raises(ParamError, match="callbacks"):
+        AutoEncoder(layers=(4,), n_epochs=1).fit(X, callbacks=5)
+    with pytest.raises(NpcfError, match="no interrupted run there"):
+        AutoEncoder(layers=(4,), n_epochs=1).fit(X, callbacks=[Checkpoint(tmp_path, resume=True)])
+    assert len(Vocabulary([])) == 0
+    with pytest.raises(ValueError, match="None or NaN"):
+        Vocabulary([None, 1])

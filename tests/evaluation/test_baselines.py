@@ -290,3 +290,27 @@ def test_check_is_fitted_knows_every_model():
         with pytest.raises(NotFittedError):
             validation.check_is_fitted(model)
         validation.check_is_fitted(model.fit(X))
+
+
+def test_biases_refuse_ratings_outside_their_scale_as_the_autoencoder_does():
+    import scipy.sparse as sp
+
+    from npcf.errors import NpcfError
+    from npcf.evaluation.baselines import Biases
+    X = tiny_ratings()
+    b = Biases(scale=(0.5, 5.0)).fit(X)
+    row = sp.csr_matrix(([7.0], ([0], [0])), shape=(1, X.shape[1]))
+    with pytest.raises(NpcfError, match="outside the model's scale"):
+        b.recommend(row)
+    with pytest.raises(NpcfError, match="outside the model's scale"):
+        b.recommend([(0, 7.0)])
+
+
+def test_ease_threshold_above_every_rating_is_refused():
+    """It scored NaN for every lambda and fell back to 500 without a word."""
+    from npcf.errors import ParamError
+    from npcf.evaluation.baselines import EASE
+    X = tiny_ratings()
+    with pytest.raises(ParamError, match="above every validation rating") as err:
+        EASE(threshold=10.0).fit(X, X)
+    assert err.value.param == "threshold"

@@ -512,3 +512,11 @@ def test_recommender_options_are_checked(tmp_path, kw):
     path = export(fitted_model(), tmp_path / "m.onnx", top_k=5)
     with pytest.raises(ParamError):
         Recommender.load(path, **kw)
+
+
+def test_an_export_is_an_onnx_file(tmp_path):
+    """export(m, "x.npz") wrote an ONNX file that Recommender.load then refused."""
+    from npcf.errors import ParamError
+    with pytest.raises(ParamError, match=r"\.onnx file"):
+        export(fitted_model(), tmp_path / "x.npz", top_k=5)
+    assert not list(tmp_path.iterdir())
