@@ -240,3 +240,20 @@ def test_recommend_equals_the_estimators_for_every_k_around_the_exported_top_k(
             one = rec.recommend([(1000 + j, 3.5) for j in (4, 9, 11)], k=k, **kw)
             ref = model.recommend([(1000 + j, 3.5) for j in (4, 9, 11)], k=k, **kw)
             np.testing.assert_array_equal(one.ids, ref.ids)
+
+
+def test_a_loaded_recommender_pickles_as_its_path(tmp_path):
+    """Pickling (to send it to worker processes) raised a raw TypeError from onnxruntime."""
+    import pickle
+
+    from npcf.serving.export import export
+    from npcf.serving.runtime import Recommender
+
+    from helpers import fitted_model
+    model = fitted_model()
+    path = export(model, tmp_path / "m.onnx", top_k=5)
+    rec = Recommender.load(path, batch_size=7)
+    again = pickle.loads(pickle.dumps(rec))
+    assert again.recommend_batch == 7 and again.path == rec.path
+    x = model.training[:4]
+    np.testing.assert_array_equal(again.recommend(x, k=5).ids, rec.recommend(x, k=5).ids)
