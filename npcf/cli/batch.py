@@ -5,7 +5,7 @@ import click
 
 from npcf.cli.main import main
 from npcf.cli.options import Finite, LocalPath, reader_options
-from npcf.cli.output import duplicates_note, progress_or_none
+from npcf.cli.output import counted, duplicates_note, progress_or_none
 from npcf.serving import batch
 
 
@@ -38,15 +38,18 @@ def batch_recommend(model, data, out, k, scheduler, workers, partition_users, co
                               partition_users=partition_users, timeout=connect_timeout,
                               progress=progress_or_none(quiet), reader_options=reader_options)
     rss = max(s["peak_rss_mb"].values(), default=0.0)
-    click.echo(f"{s['users']:,} users, {s['rows']:,} recommendations in {s['partitions']} "
-               f"partitions ({s['seconds']:.1f} s, {s['users'] / max(s['seconds'], 1e-9):,.0f} "
-               f"users/s, peak RSS per worker {rss:,.0f} MB)")
+    click.echo(f"{counted(s['users'], 'user')}, {counted(s['rows'], 'recommendation')} in "
+               f"{counted(s['partitions'], 'partition')} ({s['seconds']:.1f} s, "
+               f"{s['users'] / max(s['seconds'], 1e-9):,.0f} users/s, peak RSS per worker "
+               f"{rss:,.0f} MB)")
     if s["users_without_ratings"]:
-        click.echo(f"left out {s['users_without_ratings']:,} users with no rating in --data "
-                   "(nothing to rank from; every such user would get the same cold-start list)")
+        click.echo(f"left out {counted(s['users_without_ratings'], 'user')} with no rating in "
+                   "--data (nothing to rank from; every such user would get the same "
+                   "cold-start list)")
     if s["unknown_ratings"]:
-        click.echo(f"dropped {s['unknown_ratings']:,} ratings of movies the model does not know "
-                   f"({s['users_without_known_movies']:,} users had no known movie)")
+        n = s["users_without_known_movies"]
+        click.echo(f"dropped {counted(s['unknown_ratings'], 'rating')} of movies the model does "
+                   f"not know ({counted(n, 'user')} had no known movie)")
     if s["duplicates_resolved"]:
         click.echo(duplicates_note(s["duplicates_resolved"]))
     click.echo(f"wrote {s['out']}/")

@@ -180,7 +180,12 @@ __all__ = ["compare_table", "examples_text", "fmt", "metrics_table", "num",
            "table"]
 
 
+def counted(n: int, noun: str) -> str:
+    """``"1 user"``, ``"2,000 users"``: ``n`` with ``noun`` in the number it needs."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
 def duplicates_note(n: int) -> str:
     """The line saying ``n`` repeated (user, movie) ratings were merged, and how."""
-    return (f"merged {n:,} repeated (user, movie) rating{'s' * (n != 1)}: the latest "
-            "timestamp kept (on a tie, or without timestamps, the later line)")
+    return (f"merged {counted(n, 'repeated (user, movie) rating')}: the latest timestamp "
+            "kept (on a tie, or without timestamps, the later line)")

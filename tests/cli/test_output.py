@@ -16,3 +16,9 @@ def test_short_cuts_by_columns_and_control_characters_are_escaped():
     assert width(short("映画" * 30, 10)) <= 10
     assert short("plain", 10) == "plain"
     assert table([("a\tb\x1b[31m",)]).strip() == "a\\tb\\x1b[31m"
+
+
+def test_counts_take_the_number_their_noun_needs():
+    from npcf.cli.output import counted
+    assert counted(1, "partition") == "1 partition"
+    assert counted(0, "user") == "0 users" and counted(2000, "user") == "2,000 users"
