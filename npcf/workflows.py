@@ -463,16 +463,20 @@ def _parity_rows(folder: Path, n: int) -> sp.csr_matrix | None:
 
 # --------------------------------------------------------------------- evaluate
 def find_model(model=None) -> Path:
-    """``model``, or the run directory's ``model.onnx``, else its ``model.npz``."""
+    """``model`` (a run directory: its ``model.onnx``, else its ``model.npz``), or by
+    default the same in :data:`~npcf.rundir.DEFAULT_DIR`."""
+    folder = rundir.DEFAULT_DIR
     if model:
         path = Path(model)
         if not path.exists():
             raise NpcfError(f"{path}: no such model")
-        return path
+        if not path.is_dir():
+            return path
+        folder = path
     for name in (rundir.onnx_name(), rundir.MODEL_NPZ):
-        if (rundir.DEFAULT_DIR / name).is_file():
-            return rundir.DEFAULT_DIR / name
-    raise NpcfError(f"no model in {rundir.DEFAULT_DIR}/ (model.onnx or model.npz); run "
+        if (folder / name).is_file():
+            return folder / name
+    raise NpcfError(f"no model in {folder}/ (model.onnx or model.npz); run "
                     "`python cli.py train` (and `eval --generate`) first or pass --model")
 
 

@@ -29,7 +29,8 @@ from npcf.utils.files import write_json
                    "training part and score them side by side.")
 @click.option("--model", type=LocalPath(), default=None,
               help="--generate: checkpoint [default: models/model.npz]; --evaluate: "
-                   "model.onnx or model.npz [default: models/model.onnx].")
+                   "model.onnx, model.npz or a run directory (its model.onnx, else "
+                   "model.npz) [default: models/].")
 @click.option("--batch_size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Users per batch (parity check / evaluation).")
 @click.option("--top_k", default=None, type=click.IntRange(min=0),

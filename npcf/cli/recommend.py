@@ -13,9 +13,9 @@ from npcf.utils.format import decimal
 
 
 @main.command()
-@click.option("--model", type=LocalPath(dir_okay=False), default=None,
-              help="An exported model (eval --generate) or a checkpoint  "
-                   "[default: models/model.onnx, else models/model.npz].")
+@click.option("--model", type=LocalPath(), default=None,
+              help="An exported model (eval --generate), a checkpoint, or a run directory "
+                   "(its model.onnx, else model.npz)  [default: models/].")
 @click.option("--user", default=None, help="Raw user id from the training data.")
 @click.option("--ratings", default=None, metavar="ID:RATING,...", callback=rating_pairs,
               help="A (new) user's ratings, e.g. '1:5,260:4.5' (an id may hold ':'; ids "

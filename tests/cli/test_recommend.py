@@ -142,3 +142,27 @@ def test_ratings_option_takes_ids_holding_colons_and_json_for_commas():
     for text, bad in (('{"": 5}', "':5'"), (":5,2:4", "':5'")):          # the empty one named
         with pytest.raises(click.BadParameter, match=f"empty movie id in {bad}"):
             rating_pairs(None, None, text)
+
+
+def test_model_may_be_a_run_directory(tmp_path, movies_small):
+    """recommend refused a run directory that eval takes; both take its model.onnx,
+    else its model.npz."""
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--tune", "off", "--n_epochs", "1", "--layers", "8",
+                                  "-q", "--data", str(movies_small / "ratings.csv"),
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    npz = CliRunner().invoke(main, ["recommend", "--model", str(out), "--ratings", "1:5",
+                                    "--json"])
+    assert npz.exit_code == 0, npz.output
+    assert CliRunner().invoke(main, ["eval", "--generate", "--model", str(out / "model.npz"),
+                                     "-q"]).exit_code == 0
+    onnx = CliRunner().invoke(main, ["recommend", "--model", str(out), "--ratings", "1:5",
+                                     "--json"])
+    assert onnx.exit_code == 0, onnx.output
+    assert [r["movie_id"] for r in json.loads(onnx.output)] == \
+        [r["movie_id"] for r in json.loads(npz.output)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(main, ["recommend", "--model", str(empty), "--ratings", "1:5"])
+    assert r.exit_code == 1 and "no model in" in r.output, r.output
