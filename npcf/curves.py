@@ -42,6 +42,10 @@ def check_plot_target(out) -> Path:
     out = Path(out)
     if out.is_dir():
         raise NpcfError(f"{out}: is a directory; name the image file to write in it")
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    if fmt not in _METADATA_KEY:        # it could not record that npcf drew it
+        raise NpcfError(f"{out}: a plot is written as .png, .svg, .pdf, .ps or .eps (a "
+                        f".{fmt} file cannot record that npcf drew it, to be redrawn)")
     if out.exists() and not is_npcf_plot(out) and not (
             out.name == rundir.PLOT_NAME and rundir.is_run_dir(out.parent)):
         raise NpcfError(f"{out}: exists and is not a plot npcf drew; remove it or choose "

@@ -32,7 +32,7 @@ from npcf.errors import Interrupted, NpcfError, ParamError
 from npcf.evaluation import baselines
 from npcf.evaluation.metrics import resolve_threshold
 from npcf.evaluation.protocol import evaluate, ranking_metrics, rating_metrics
-from npcf.evaluation.ranking import outside_scale, rank
+from npcf.evaluation.ranking import clip_finite, outside_scale, rank
 from npcf.nn.optim import FULL_BATCH
 from npcf.serving import triton as triton_repo
 from npcf.serving.export import (
@@ -666,12 +666,12 @@ def _known_user_top(m: AutoEncoder, path, ds: Dataset, user, seen: sp.csr_matrix
                         "item-based model needs it: pass --data with its run's data/ directory")
     n = s.train.shape[1]
     u = int(ds.users.index([user])[0])
-    scores = m.predict_at(s.test_input, np.full(n, u), np.arange(n))[None, :]
+    scores = m.predict_at(s.test_input, np.full(n, u), np.arange(n), clip=False)[None, :]
     idx, top = rank(scores, k, seen=None if include_seen else seen,
                     exclude=m.untrained_items(), penalty=m.popularity_penalty,
-                    item_counts=m.item_counts)
+                    item_counts=m.item_counts)        # ranked before the clip, shown clipped
     ids = idx if m.items is None else m.items.ids[np.maximum(idx, 0)]
-    return ids, np.where(idx < 0, -np.inf, top)
+    return ids, clip_finite(np.where(idx < 0, -np.inf, top), m.rating_scale)
 
 
 def _check_titles(titles: dict, movies, m) -> None:

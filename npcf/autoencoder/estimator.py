@@ -15,7 +15,7 @@ from npcf.autoencoder.trainer import Trainer
 from npcf.autoencoder.units import rating_unit
 from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
-from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
+from npcf.errors import NpcfError, ParamError, check_scale, flag, non_negative, positive_int
 from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import (
     Recommends,
@@ -39,6 +39,15 @@ ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
 OUTPUT_MODES = ("auto", "sampled", "union")
 #: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
 BLEND = 8
+
+
+def _looks_like_pairs(X, n_inputs: int) -> bool:
+    """Whether ``X`` is one user's ``{movie id: rating}`` or ``[(movie id, rating), ...]``
+    (what ``recommend`` takes) rather than rows of ratings (nested lists are rows)."""
+    if isinstance(X, dict):
+        return True
+    return isinstance(X, (list, tuple)) and n_inputs != 2 and len(X) > 0 and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in X)
 
 
 class AutoEncoder(Params, Recommends):
@@ -392,7 +401,7 @@ class AutoEncoder(Params, Recommends):
     def _check(self, X) -> sp.csr_matrix:
         if self.network is None:
             raise NpcfError("the model is not fitted")
-        if isinstance(X, (list, tuple, dict)) and not sp.issparse(X):   # (DOK is a dict)
+        if not sp.issparse(X) and _looks_like_pairs(X, self.network.n_inputs):
             raise NpcfError("X: expected users' ratings as a sparse (users, n_items) matrix or "
                             "a dense array; for one user's (movie id, rating) pairs use "
                             "recommend")
@@ -458,20 +467,25 @@ class AutoEncoder(Params, Recommends):
             out = np.ascontiguousarray(out.T)
         return self._finish(out) if clip else out
 
-    def predict_at(self, X, rows, cols, batch_size: int = 1024) -> np.ndarray:
+    def predict_at(self, X, rows, cols, batch_size: int = 1024, *,
+                   clip: bool = True) -> np.ndarray:
         """Predicted ratings (1-D float32) of the pairs (rows[k], cols[k]) given input ``X``.
 
-        Computes only the requested outputs (no dense (B, n_items) array).
+        Computes only the requested outputs (no dense (B, n_items) array). ``clip=False``:
+        the scores before the clip to the rating scale (:meth:`rank_scores`' at the pairs).
         """
         X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
+        clip = flag(clip, "clip")
         if self.blend_weights is None:
-            return self._predict_one_at(X, rows, cols, batch_size)
+            return self._predict_one_at(X, rows, cols, batch_size, clip)
         out = self.blend_weights[0] * self._predict_one_at(X, rows, cols, batch_size)
         for w, m in zip(self.blend_weights[1:], self.blend_members):
             out += w * m._predict_one_at(X, rows, cols, batch_size)
-        return self._finish(out.astype(np.float32, copy=False))
+        out = out.astype(np.float32, copy=False)
+        return self._finish(out) if clip else out
 
-    def _predict_one_at(self, X: sp.csr_matrix, rows, cols, batch_size: int = 1024) -> np.ndarray:
+    def _predict_one_at(self, X: sp.csr_matrix, rows, cols, batch_size: int = 1024,
+                        clip: bool = True) -> np.ndarray:
         """:meth:`predict_at` of this model's own network on checked input ``X``."""
         rows, cols = np.asarray(rows), np.asarray(cols)
         if rows.shape != cols.shape or rows.ndim != 1:
@@ -500,7 +514,7 @@ class AutoEncoder(Params, Recommends):
             c = cols[order[lo:hi]]
             out[order[lo:hi]] = self._decode_at(self.network.reconstruct_at(a, local, c), b,
                                                 local, c)
-        return self._finish(out)
+        return self._finish(out) if clip else out
 
     # ``recommend`` (Recommends) ranks by ``rank_scores``, all rows at once item-based,
     # and shows the predicted ratings (clipped)

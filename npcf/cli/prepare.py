@@ -19,7 +19,7 @@ from npcf.data.dataset import is_prepared
 @click.pass_context
 def prepare(ctx, data_options, seed, out, quiet):
     """Read ratings, split them and write a prepared directory (npz + id maps + stats)."""
-    if is_prepared(data_options["data"] or "") and \
+    if data_options["data"] and is_prepared(data_options["data"]) and \
             ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError(f"--data {data_options['data']} is a prepared directory (its "
                                "split is fixed); --seed cannot be used with it")

@@ -432,13 +432,14 @@ def dask_client(scheduler: str | None = None, workers: int = 2,
     dask = need("dask")
     # the workers' statistical profiler samples every thread's stack every 10 ms: a
     # diagnostic this batch job does not use, and ~5-10% of a scoring worker's time here
-    with dask.config.set({"distributed.worker.profile.enabled": False}), \
-            contextlib.ExitStack() as stack:
-        with _sigint_blocked():     # the workers ignore SIGINT: this process stops them
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL + 10))
-        yield stack.enter_context(distributed.Client(cluster))
+    # the workers ignore SIGINT (npcf.serving.dask_worker): this process stops them
+    with dask.config.set({"distributed.worker.profile.enabled": False,
+                          "distributed.worker.preload": ["npcf.serving.dask_worker"]}), \
+            distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                     silence_logs=logging.CRITICAL + 10) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
 
 
 @contextlib.contextmanager
@@ -463,8 +464,9 @@ def _signals_deferred():
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            if sig == signal.SIGINT or callable(signal.getsignal(sig)):
-                old[sig] = signal.signal(sig, note)
+            handler = signal.getsignal(sig)
+            if handler is not signal.SIG_IGN and (sig == signal.SIGINT or callable(handler)):
+                old[sig] = signal.signal(sig, note)     # (an ignored signal stays ignored)
     try:
         yield check
     finally:
@@ -481,25 +483,6 @@ def _raise_through(signum: int, old: dict) -> None:
     if callable(handler) and handler is not signal.default_int_handler:
         handler(signum, None)
     raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigint_blocked():
-    """Start processes that ignore SIGINT: a Ctrl-C at the terminal (sent to the whole
-    process group) then reaches this process alone, which stops the cluster itself,
-    instead of every worker printing its traceback. For the block SIGINT is ignored (a
-    disposition children keep) and blocked in this thread and the threads it starts (a
-    Ctrl-C meanwhile stays pending and is delivered when the block ends)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = None,

@@ -117,14 +117,16 @@ class Recommender(Recommends):
             raise CheckpointError(f"{path}: corrupt npcf metadata ({one_line(err)[:120]})") \
                 from None
         model.titles = read_titles(movies) if movies else None
-        model._loaded_with = (str(path), None if movies is None else str(movies), threads,
-                              batch_size)
+        model._loaded_with = (str(path.resolve()),
+                              None if movies is None else str(Path(movies).resolve()),
+                              threads, batch_size)
         return model
 
     def __reduce__(self):
-        """Pickled as the arguments of :meth:`load` (an onnxruntime session cannot be), so
-        a Recommender can be sent to worker processes (Dask, multiprocessing): each loads
-        the file again."""
+        """Pickled as the arguments of :meth:`load` (absolute paths; an onnxruntime session
+        cannot be pickled), so a Recommender can be sent to worker processes (Dask,
+        multiprocessing): each loads the file again. Attributes changed after loading
+        do not travel."""
         args = getattr(self, "_loaded_with", None)
         if args is None:
             raise TypeError("only a Recommender made by Recommender.load can be pickled "

@@ -395,7 +395,8 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
     from npcf.serving.runtime import Recommender
     path = Path(model)
     if path.suffix != ".onnx":
-        Recommender.load(path)      # names an item-based checkpoint (it cannot be exported)
+        if path.suffix in (".npz", ".json"):
+            Recommender.load(path)  # names a checkpoint (an item-based one cannot be exported)
         raise NpcfError(f"--model {path}: serve needs an exported .onnx model (python cli.py "
                         "eval --generate)")
     dataset = None
@@ -490,7 +491,8 @@ def _noting_signals(stopped: list):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    sigs = (signal.SIGINT, signal.SIGTERM)
+    sigs = tuple(s for s in (signal.SIGINT, signal.SIGTERM)     # an ignored one stays so
+                 if signal.getsignal(s) is not signal.SIG_IGN)
     before = {sig: signal.signal(sig, lambda sig, frame: stopped.append(sig)) for sig in sigs}
     reader, writer = socket.socketpair()
     reader.setblocking(False)

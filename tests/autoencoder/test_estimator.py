@@ -617,3 +617,29 @@ def test_filter_seen_must_be_a_bool(bad):
         m.recommend(X[:2], filter_seen=bad)
     assert err.value.param == "filter_seen"
     m.recommend(X[:2], filter_seen=np.bool_(False))
+
+
+def test_predict_still_takes_rows_as_nested_lists():
+    X = tiny_ratings()
+    m = AutoEncoder(layers=(4,), n_epochs=1).fit(X)
+    rows = X[:2].toarray().tolist()
+    np.testing.assert_array_equal(m.predict(rows), m.predict(X[:2]))
+    with pytest.raises(NpcfError, match="use recommend"):
+        m.predict({1: 5.0})
+
+
+@pytest.mark.parametrize("item_based", [False, True])
+def test_predict_at_before_the_clip_is_rank_scores_at_the_pairs(item_based):
+    """recommend --user on an item-based checkpoint ranks by predict_at: it must be able
+    to give the scores before the clip (it tied at the top of the scale)."""
+    X = tiny_ratings()
+    m = AutoEncoder(layers=(4,), n_epochs=1, item_based=item_based).fit(X)
+    m.network.params["c0"] += 3.0                       # many predictions past the top
+    rows, cols = np.repeat(np.arange(X.shape[0]), X.shape[1]), np.tile(np.arange(X.shape[1]),
+                                                                       X.shape[0])
+    full = m.rank_scores(X)
+    assert (full > m.scale[1]).any()
+    np.testing.assert_allclose(m.predict_at(X, rows, cols, clip=False), full[rows, cols],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.predict_at(X, rows, cols), np.clip(full, *m.scale)[rows, cols],
+                               rtol=1e-5, atol=1e-5)

@@ -172,3 +172,12 @@ def test_repeated_ratings_are_said_and_how_one_was_kept(tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(f), "--out", str(tmp_path / "t"), "-q",
                                   "--tune", "off", "--n_epochs", "1", "--layers", "4"])
     assert r.exit_code == 0 and note in r.output, r.output
+
+
+def test_seed_without_data_is_not_taken_for_a_prepared_directory(tmp_path, monkeypatch):
+    """prepare --seed with no --data inside a prepared directory was refused as
+    '--data None is a prepared directory'."""
+    (tmp_path / "stats.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    r = run("--seed", "3", "--out", tmp_path / "x")
+    assert "--data None" not in r.output and "prepared directory" not in r.output, r.output

@@ -242,7 +242,7 @@ def test_recommend_equals_the_estimators_for_every_k_around_the_exported_top_k(
             np.testing.assert_array_equal(one.ids, ref.ids)
 
 
-def test_a_loaded_recommender_pickles_as_its_path(tmp_path):
+def test_a_loaded_recommender_pickles_as_its_path(tmp_path, monkeypatch):
     """Pickling (to send it to worker processes) raised a raw TypeError from onnxruntime."""
     import pickle
 
@@ -252,8 +252,11 @@ def test_a_loaded_recommender_pickles_as_its_path(tmp_path):
     from helpers import fitted_model
     model = fitted_model()
     path = export(model, tmp_path / "m.onnx", top_k=5)
-    rec = Recommender.load(path, batch_size=7)
-    again = pickle.loads(pickle.dumps(rec))
-    assert again.recommend_batch == 7 and again.path == rec.path
+    monkeypatch.chdir(path.parent)
+    rec = Recommender.load(path.name, batch_size=7)    # a relative path
+    blob = pickle.dumps(rec)
+    monkeypatch.chdir(tmp_path.parent)                 # another working directory
+    again = pickle.loads(blob)
+    assert again.recommend_batch == 7 and again.path == path
     x = model.training[:4]
     np.testing.assert_array_equal(again.recommend(x, k=5).ids, rec.recommend(x, k=5).ids)
