@@ -625,10 +625,10 @@ def compare_baselines(data=None, *, ks=None, threshold: float | None = None,
         model.fit(s.train, s.validation, s.validation_input)
         # ranked as the model's recommend ranks: never a movie no training rating touched
         # (as eval --evaluate ranks npcf's model)
-        r = evaluate(model.predict, s.test_input, s.test, ks=ks, item_counts=counts,
-                     rating=model.rating, threshold=threshold, batch_size=batch_size,
-                     progress=progress, examples=0, label=model.name,
-                     exclude=model.untrained_items())
+        r = evaluate(getattr(model, "rank_scores", model.predict), s.test_input, s.test, ks=ks,
+                     item_counts=counts, rating=model.rating, threshold=threshold,
+                     batch_size=batch_size, progress=progress, examples=0, label=model.name,
+                     exclude=model.untrained_items(), clip=model.rating_scale)
         r.pop("examples", None)
         r["params"] = model.params()
         results[model.name] = r

@@ -33,7 +33,13 @@ from npcf.data.checks import check_inputs
 from npcf.data.vocab import Vocabulary
 from npcf.errors import NpcfError, ParamError, check_scale, non_negative, positive_int
 from npcf.evaluation.protocol import evaluate
-from npcf.evaluation.ranking import Recommends, check_penalty, check_ratings, rating_rows
+from npcf.evaluation.ranking import (
+    Recommends,
+    check_penalty,
+    check_ratings,
+    clip_finite,
+    rating_rows,
+)
 from npcf.nn.bias import UserItemBias
 from npcf.utils.params import Params
 from npcf.utils.sparse import binarize, column_counts, entry_rows
@@ -83,13 +89,18 @@ class Baseline(Params, Recommends):
 
     def predict(self, x) -> np.ndarray:
         """Dense float32 scores (B, n_items) of the users (rows) of sparse ``x`` (B, n_items)."""
+        return self._predict(self._rows(x))
+
+    def _rows(self, x) -> sp.csr_matrix:
+        """``x`` as checked CSR rows: the model fitted, one column per item, ratings in
+        its scale."""
         n = self._n_items_checked()
         x = rating_rows(x)              # 0 means "not rated", as in recommend and ONNX
         if x.shape[1] != n:
             raise NpcfError(f"input has shape {x.shape}; the model expects (n_users, {n}), "
                             "one column per item")
         check_ratings(x.data, self.rating_scale, "x")    # refused as the autoencoder refuses
-        return self._predict(x)
+        return x
 
 
 class GlobalMean(Baseline):
@@ -172,7 +183,21 @@ class Biases(Baseline):
         return y
 
     def _predict(self, x) -> np.ndarray:
-        return self._clip(self.model.offset(self.model.row_bias(x)).astype(np.float32))
+        return self._clip(self._unclipped(x))
+
+    def _unclipped(self, x) -> np.ndarray:
+        return self.model.offset(self.model.row_bias(x)).astype(np.float32)
+
+    def rank_scores(self, x) -> np.ndarray:
+        """What ``recommend`` ranks by: :meth:`predict` before the clip to the scale
+        (predictions past its top would tie there and fall back to column order)."""
+        return self._unclipped(self._rows(x))
+
+    def _score_rows(self, X) -> np.ndarray:
+        return self._unclipped(X)
+
+    def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
+        return clip_finite(scores, self.scale_)
 
     def params(self) -> dict:
         return {"reg": self.reg_, "mu": self.model.mu if self.model else None}

@@ -314,3 +314,19 @@ def test_ease_threshold_above_every_rating_is_refused():
     with pytest.raises(ParamError, match="above every validation rating") as err:
         EASE(threshold=10.0).fit(X, X)
     assert err.value.param == "threshold"
+
+
+def test_biases_rank_before_the_clip_and_show_clipped_scores():
+    """Biases past the top of the scale tied there and fell back to column order."""
+    from npcf.evaluation.baselines import Biases
+    X = tiny_ratings()
+    b = Biases(reg=0.0, scale=(0.5, 5.0)).fit(X)
+    b.model.col_bias[::2] += 4.0                      # half the movies: many past the top
+    raw = b.rank_scores(X)
+    assert (raw > 5).mean() > 0.2
+    np.testing.assert_array_equal(b.predict(X), np.clip(raw, 0.5, 5.0))
+    ids, scores = b.recommend(X[:5], k=4)
+    masked = np.where(X[:5].toarray() != 0, -np.inf, raw[:5])
+    cols = np.argsort(-masked, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(ids, cols)
+    assert scores.max() <= 5.0
