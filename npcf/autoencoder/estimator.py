@@ -20,7 +20,6 @@ from npcf.evaluation.protocol import ranking_metrics, rating_metrics
 from npcf.evaluation.ranking import (
     Recommends,
     check_ratings,
-    clip_finite,
     outside_scale,
     rating_rows,
     untrained_columns,
@@ -516,19 +515,13 @@ class AutoEncoder(Params, Recommends):
                                                 local, c)
         return self._finish(out) if clip else out
 
-    # ``recommend`` (Recommends) ranks by ``rank_scores``, all rows at once item-based,
-    # and shows the predicted ratings (clipped)
+    # ``recommend`` (Recommends) ranks by ``rank_scores``, all rows at once item-based
     def _score_batches(self, X: sp.csr_matrix):
         if self.item_based:       # every user's scores come from the whole matrix at once
             yield 0, self.rank_scores(X)
             return
         yield from super()._score_batches(X)
 
-    def _score_rows(self, X: sp.csr_matrix) -> np.ndarray:
-        return self.rank_scores(X)
-
-    def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
-        return clip_finite(scores, self.rating_scale)
 
     # -------------------------------------------------------------- persistence
     def save(self, path) -> None:

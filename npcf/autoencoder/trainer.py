@@ -8,8 +8,6 @@ are the callbacks' business (:mod:`npcf.autoencoder.callbacks`).
 """
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 
 import numpy as np
@@ -25,6 +23,7 @@ from npcf.nn.network import RowSparse
 from npcf.nn.noise import corrupt
 from npcf.nn.optim import FULL_BATCH
 from npcf.nn.optim import make as make_optimizer
+from npcf.utils.signals import DeferredSignals
 from npcf.utils.sparse import binarize, entry_rows
 
 #: users per validation batch (MSE / multinomial)
@@ -38,36 +37,6 @@ class TrainingDiverged(NpcfError):
 class TrainingInterrupted(Interrupted):
     """Ctrl-C or SIGTERM: training stopped between two batches (a callback may have saved
     state)."""
-
-
-class _StopFlag:
-    """Turns the first Ctrl-C into a flag checked between batches, and the first SIGTERM
-    too where the process handles SIGTERM (the CLI does; a library caller's default
-    handler is left alone); a second signal stops at once. ``signum``: the first one."""
-
-    def __enter__(self):
-        self.signum, self._old = None, {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not in the main thread
-                if sig == signal.SIGINT or callable(signal.getsignal(sig)):
-                    self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    @property
-    def raised(self) -> bool:
-        return self.signum is not None
-
-    def _handle(self, signum, frame):
-        if self.raised:
-            old = self._old.get(signum)
-            if callable(old) and old is not signal.default_int_handler:
-                old(signum, frame)
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 class Trainer:
@@ -119,7 +88,7 @@ class Trainer:
         try:
             self._call("on_fit_begin")
             # a diverging run overflows: TrainingDiverged reports it, not NumPy warnings
-            with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore"):
+            with DeferredSignals() as stop, np.errstate(over="ignore", invalid="ignore"):
                 if m.optimizer in FULL_BATCH:
                     self._run_full_batch(stop)
                 while m.optimizer not in FULL_BATCH and self.epoch < n_epochs:

@@ -37,7 +37,6 @@ from npcf.evaluation.ranking import (
     Recommends,
     check_penalty,
     check_ratings,
-    clip_finite,
     rating_rows,
 )
 from npcf.nn.bias import UserItemBias
@@ -192,12 +191,6 @@ class Biases(Baseline):
         """What ``recommend`` ranks by: :meth:`predict` before the clip to the scale
         (predictions past its top would tie there and fall back to column order)."""
         return self._unclipped(self._rows(x))
-
-    def _score_rows(self, X) -> np.ndarray:
-        return self._unclipped(X)
-
-    def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
-        return clip_finite(scores, self.scale_)
 
     def params(self) -> dict:
         return {"reg": self.reg_, "mu": self.model.mu if self.model else None}

@@ -216,7 +216,8 @@ class Recommends:
     :class:`~npcf.data.vocab.Vocabulary` of raw movie ids), ``item_counts`` and
     ``popularity_penalty`` (ranking by ``score - beta * log(1 + count)``),
     ``rating_scale`` (``(min, max)``, to check ratings given as pairs) and
-    ``recommend_batch`` (users scored at once, default 256). Items with a training count
+    ``recommend_batch`` (users scored at once, default 256), and ``rank_scores(X)``
+    when its predictions are clipped to the scale (ranked by before the clip). Items with a training count
     of 0 (:meth:`untrained_items`: their scores come from untrained weights) are never
     recommended unless named in ``items``.
     """
@@ -288,9 +289,9 @@ class Recommends:
                 self._shown_scores(np.concatenate([p[1] for p in parts])))
 
     def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
-        """The scores a recommendation shows for the ranked ones (a model that ranks by
-        unclipped predictions shows them clipped to its rating scale)."""
-        return scores
+        """The scores a recommendation shows for the ranked ones: clipped to the rating
+        scale (a model ranks by its predictions before the clip)."""
+        return clip_finite(scores, self.rating_scale)
 
     def _score_batches(self, X: sp.csr_matrix):
         """Yield ``(first row, scores)`` for consecutive batches of ``X``'s rows."""
@@ -299,8 +300,10 @@ class Recommends:
             yield lo, self._score_rows(X[lo:lo + step])
 
     def _score_rows(self, X: sp.csr_matrix) -> np.ndarray:
-        """Scores (B, n_items) of CSR rows ``X``: the model's ``predict``."""
-        return self.predict(X)
+        """Scores (B, n_items) of CSR rows ``X`` to rank by: the model's ``rank_scores``
+        (its predictions before the clip to the rating scale) where it has them, else
+        its ``predict``."""
+        return getattr(self, "rank_scores", self.predict)(X)
 
     # -------------------------------------------------------------------- inputs
     def _n_items_checked(self) -> int:

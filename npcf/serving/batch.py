@@ -23,8 +23,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +40,7 @@ from npcf.rundir import check_export_fresh, check_target
 from npcf.serving.runtime import Recommender
 from npcf.utils.files import atomic_path, staged_dir, write_json
 from npcf.utils.progress import open_progress
+from npcf.utils.signals import DeferredSignals
 from npcf.utils.sparse import entry_rows
 
 IN_COLUMNS = ("userId", "movieId", "rating")
@@ -335,7 +334,9 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
             distributed.fire_and_forget(client.submit(
                 warm, str(model), int(threads), int(batch_size), workers=[w],
                 allow_other_workers=False, pure=False, key=f"npcf-warm-{run}-{w}"))
-    with staged_dir(out) as stage, _signals_deferred() as check_signals:
+    # Ctrl-C and SIGTERM are acted on between results (raised where they land, one could
+    # hit a Dask garbage-collector callback, whose exceptions Python ignores: lost)
+    with staged_dir(out) as stage, DeferredSignals() as signals:
         staged = stage / ".input.tmp" / "ratings.parquet"
         parts = stage_input(users, staged, partition_users)
         specs = [dict(input=str(staged.resolve()), row_group=p["row_group"], part=i,
@@ -354,7 +355,7 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
             with open_progress(progress, len(futures), "scoring partitions") as bar:
                 done = distributed.as_completed(futures)
                 while not done.is_empty():
-                    check_signals()                 # Ctrl-C, SIGTERM: raised here
+                    signals.check()
                     ready = done.next_batch(block=False)
                     if not ready:
                         time.sleep(0.02)
@@ -381,6 +382,7 @@ def recommend_all(client, model, ratings, out, *, k: int = 10,
         write_json(stage / MARKER, dict(summary, model=str(model), k=int(k),
                                         input=getattr(users, "source", ""),
                                         parts=[part_name(i) for i in range(len(parts))]))
+        signals.check()                       # one noted since: the output is not kept
     return dict(summary, out=str(out))
 
 
@@ -440,49 +442,6 @@ def dask_client(scheduler: str | None = None, workers: int = 2,
                                      silence_logs=logging.CRITICAL + 10) as cluster, \
             distributed.Client(cluster) as client:
         yield client
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Yield ``check()``: SIGINT (and SIGTERM where the process handles it, as the CLI
-    does) only noted during the block and raised by ``check()`` through the handler that
-    was there (KeyboardInterrupt for Ctrl-C). Raised wherever the signal landed, it could
-    hit one of Dask's garbage-collector callbacks, whose exceptions Python ignores: the
-    Ctrl-C was lost and the run went on. A second signal acts at once; one noted and
-    not yet raised when the block ends is raised then (the block did not finish)."""
-    noted: list[int] = []
-    old = {}
-
-    def note(signum, frame):
-        if noted:
-            _raise_through(signum, old)
-        noted.append(signum)
-
-    def check():
-        if noted:
-            _raise_through(noted[0], old)
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(sig)
-            if handler is not signal.SIG_IGN and (sig == signal.SIGINT or callable(handler)):
-                old[sig] = signal.signal(sig, note)     # (an ignored signal stays ignored)
-    try:
-        yield check
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    check()                  # one that came after the last check: the block is not done
-
-
-def _raise_through(signum: int, old: dict) -> None:
-    """Act on ``signum`` as the handler in ``old`` would (restored first)."""
-    for sig, handler in old.items():
-        signal.signal(sig, handler)
-    handler = old.get(signum)
-    if callable(handler) and handler is not signal.default_int_handler:
-        handler(signum, None)
-    raise KeyboardInterrupt
 
 
 def batch_recommend(model, data, out, *, k: int = 10, scheduler: str | None = None,

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from npcf.data.titles import read_titles
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, one_line, positive_int
-from npcf.evaluation.ranking import PAD, Recommends, clip_finite
+from npcf.evaluation.ranking import PAD, Recommends
 from npcf.utils.sparse import dense_mask, entry_rows
 
 #: padded history entries (users x longest history) per session run
@@ -52,6 +52,10 @@ class Recommender(Recommends):
         self.signature = meta.get("input_signature", "dense")
         self.graph_top_k = int(meta.get("top_k", "0"))
         self.n_items = len(items)
+        # what ranking orders by: the scores before the clip to the rating scale, where
+        # the graph has them (exports before them, unclipped models: ``scores``)
+        self._rank_output = "rank_scores" if "rank_scores" in {
+            o.name for o in session.get_outputs()} else "scores"
         arch = _json(meta.get("architecture"), {})
         self.loss = arch.get("loss", "mse")
         scale = _json(meta.get("rating_scale"), None)
@@ -180,21 +184,12 @@ class Recommender(Recommends):
     def _score_rows(self, X: sp.csr_matrix) -> np.ndarray:
         return self._run(X, [self._rank_output])[0]
 
-    @property
-    def _rank_output(self) -> str:
-        """The output ranking orders by: ``rank_scores`` (before the clip to the rating
-        scale) where the graph has it, else ``scores`` (exports before it, unclipped
-        models)."""
-        names = {o.name for o in self.session.get_outputs()}
-        return "rank_scores" if "rank_scores" in names else "scores"
 
     def rank_scores(self, rows, batch_size: int | None = None) -> np.ndarray:
         """The scores ranking orders by (:meth:`scores` before the clip to the rating
         scale, where the graph records them; else :meth:`scores`), shaped as there."""
         return self._scores(rows, batch_size, self._rank_output)
 
-    def _shown_scores(self, scores: np.ndarray) -> np.ndarray:
-        return clip_finite(scores, self.rating_scale)
 
     def scores(self, rows, batch_size: int | None = None) -> np.ndarray:
         """Predicted scores float32 (B, n_items) for sparse rows, or (n_items,) for one

@@ -256,18 +256,13 @@ def dir_lock(folder):
     folder = Path(folder)
     if folder.is_symlink():
         folder = folder.resolve()
-    try:
-        lock = _locked(folder)
-        lock.__enter__()
-    except OSError as err:
-        if err.errno == errno.EBUSY:
-            raise
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_locked(folder))
+        except OSError as err:
+            if err.errno == errno.EBUSY:
+                raise
         yield
-        return
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

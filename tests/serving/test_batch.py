@@ -316,22 +316,3 @@ def test_ctrl_c_or_sigterm_mid_run_is_one_line_and_leaves_nothing(data, tmp_path
     assert len(err.strip().splitlines()) == 1, err
     time.sleep(1)                                            # no late writer re-creates it
     assert sorted(p.name for p in tmp_path.iterdir()) == [], list(tmp_path.iterdir())
-
-
-def test_signals_are_deferred_to_the_check_and_an_ignored_one_stays_ignored():
-    import time
-    with pytest.raises(KeyboardInterrupt):
-        with batch._signals_deferred() as check:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)                  # noted, not raised here
-            check()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with batch._signals_deferred() as check:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            check()                           # ignored before: still ignored
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, old)
