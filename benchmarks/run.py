@@ -31,9 +31,16 @@ def _threads(args) -> str:
         str(t) for t in sorted({1, min(2, os.cpu_count() or 1)}))
 
 
+#: the torch original's runs per scale and thread count: (batch size, under npcf's allocator
+#: setting)
+TORCH_RUNS = ((256, False), (256, True), (64, False))
+KEPT = ", allocator as npcf"
+
+
 def bench_train(args) -> None:
     """npcf and the torch original interleaved: for each repeat, for each scale and
-    thread count, npcf then torch (batch 256, then 64); medians over the repeats."""
+    thread count, npcf then torch (batch 256, the same under npcf's allocator setting, then
+    batch 64); medians over the repeats."""
     import statistics
 
     import torch_original
@@ -51,12 +58,13 @@ def bench_train(args) -> None:
                 runs.setdefault(("npcf", scale, threads, 256), []).append(r)
                 print(f"[{rep + 1}/{repeats}] npcf {scale} {threads} thr: "
                       f"{r['sec_per_epoch']:.1f} s/epoch (floor {r['floor_sec']:.1f})", flush=True)
-                for bs in ((256, 64) if have_torch else ()):
+                for bs, keep in (TORCH_RUNS if have_torch else ()):
                     t = torch_original.run(scale, threads, bs, (3 if args.quick else 10)
-                                           if full else 0, layers)
-                    runs.setdefault(("torch", scale, threads, bs), []).append(t)
+                                           if full else 0, layers, keep_freed_memory=keep)
+                    runs.setdefault(("torch", scale, threads, bs, keep), []).append(t)
                     print(f"[{rep + 1}/{repeats}] torch original {scale} {threads} thr batch "
-                          f"{bs}: {t['sec_per_epoch']:.1f} s/epoch", flush=True)
+                          f"{bs}{KEPT if keep else ''}: {t['sec_per_epoch']:.1f} s/epoch",
+                          flush=True)
 
     def median_row(rs):
         row = dict(rs[0])
@@ -73,32 +81,39 @@ def bench_train(args) -> None:
     rows = [median_row(v) for k, v in runs.items() if k[0] == "npcf"]
     torch_rows = [median_row(v) for k, v in runs.items() if k[0] == "torch"] if have_torch \
         else [{"skipped": "torch not installed (pip install torch==2.13.0)"}]
-    orig = {(t["scale"], t["threads"]): t["sec_per_epoch"] for t in torch_rows
-            if "skipped" not in t and t["batch_size"] == 256}
+    orig = {(t["scale"], t["threads"], t.get("keep_freed_memory", False)): t["sec_per_epoch"]
+            for t in torch_rows if "skipped" not in t and t["batch_size"] == 256}
+
+    def speedup(r, keep):
+        key = (r["scale"], r["threads"], keep)
+        return f"{orig[key] / r['sec_per_epoch']:.1f}x" if key in orig else "n/a"
+
     table = [(f"npcf {r['scale']}", r["threads"], r["batch_size"],
               f"{r['sec_per_epoch']:,.1f}" + ("" if r["full_epoch"] else " *"),
               f"{r['ratings_per_sec'] / 1e3:,.0f}k", f"{r['floor_sec']:,.1f}",
-              f"{r['floor_ratio']:.2f}x", f"{r['peak_rss_mb']:,.0f} MB",
-              f"{orig[(r['scale'], r['threads'])] / r['sec_per_epoch']:.1f}x"
-              if (r["scale"], r["threads"]) in orig else "n/a")
+              f"{r['floor_ratio']:.2f}x", f"{r['peak_rss_mb']:,.0f} MB", speedup(r, False),
+              speedup(r, True))
              for r in rows]
     for t in torch_rows:
         if "skipped" in t:
             table.append(("torch original design", "", "", "skipped", t["skipped"], "", "", "",
-                          ""))
+                          "", ""))
             continue
-        table.append((f"torch original {t['scale']}", t["threads"], t["batch_size"],
+        table.append((f"torch original {t['scale']}"
+                      + (KEPT if t.get("keep_freed_memory") else ""), t["threads"],
+                      t["batch_size"],
                       f"{t['sec_per_epoch']:,.1f}" + ("" if t["full_epoch"] else " *"),
-                      "", "", "", f"{t['peak_rss_mb']:,.0f} MB", ""))
+                      "", "", "", f"{t['peak_rss_mb']:,.0f} MB", "", ""))
     body = "\n".join([
         report.md_table(("run", "threads", "batch", "s/epoch", "ratings/s", "floor s",
-                         "vs floor", "peak RSS", "speed-up vs original (batch 256)"), table,
-                        "lrrrrrrrr"),
+                         "vs floor", "peak RSS", "speed-up vs original (batch 256)",
+                         "same, original under npcf's allocator setting"), table,
+                        "lrrrrrrrrr"),
         "",
         "Layers 1000-500-100, tied, Adam (lazy), masking noise, residual over biases. "
         f"Each row is the median of {repeats} run(s), npcf and torch interleaved (npcf, torch "
-        "b256, torch b64 for each scale and thread count, then again); each run is a fresh "
-        "process. "
+        "b256, torch b256 under npcf's allocator setting, torch b64 for each scale and thread "
+        "count, then again); each run is a fresh process. "
         "`small` = movies-small (671 x 9,066, real), one full epoch; `full` = synthetic "
         "270,896 x 45,115 with 26.0M ratings (`benchmarks/synth.py`), * = extrapolated from "
         "the median time of the timed batches x batches per epoch.",
@@ -118,6 +133,11 @@ def bench_train(args) -> None:
         "Threads: npcf's children run with OPENBLAS_NUM_THREADS = NPCF_NUM_THREADS = the "
         "thread count and OPENBLAS_THREAD_TIMEOUT=4 (what `cli.py train --threads` sets up); "
         "torch with torch.set_num_threads.",
+        "Allocator: npcf's children run under the setting `cli.py train` makes "
+        "(`npcf.utils.memory.keep_freed_memory`: glibc keeps freed blocks under 512 MiB "
+        "instead of returning them to the OS and faulting them in again every step); the "
+        f"rows marked \"{KEPT.strip(', ')}\" run the original design under it too, and the "
+        "last column compares with those, so that it measures the design alone.",
     ])
     report.update_section("train", body)
     report.update_json("train", {"npcf": rows, "torch_original": torch_rows})

@@ -26,6 +26,9 @@ def child(args) -> dict:
     import torch
     sys.path.insert(0, str(HERE))
     from train_speed import load
+    if args.keep_freed_memory:          # the allocator setting cli.py train makes for npcf
+        from npcf.utils.memory import keep_freed_memory
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     X = load(args.scale)
@@ -68,6 +71,7 @@ def child(args) -> dict:
     return {"scale": args.scale, "threads": args.threads, "batch_size": args.batch_size,
             "sec_per_epoch": sec, "batches_timed": len(times), "batches_per_epoch": n_batches,
             "full_epoch": full, "torch": torch.__version__,
+            "keep_freed_memory": bool(args.keep_freed_memory),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -77,10 +81,13 @@ def available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def run(scale, threads, batch_size, batches, layers) -> dict:
+def run(scale, threads, batch_size, batches, layers, keep_freed_memory=False) -> dict:
+    """``keep_freed_memory``: under the allocator setting ``cli.py train`` makes for npcf
+    (:func:`npcf.utils.memory.keep_freed_memory`; the original design gains from it too)."""
     from report import run_child
     return run_child(__file__, ["--scale", scale, "--threads", threads, "--batch_size",
-                                batch_size, "--batches", batches, "--layers", layers], threads)
+                                batch_size, "--batches", batches, "--layers", layers]
+                     + (["--keep_freed_memory"] if keep_freed_memory else []), threads)
 
 
 def main(argv=None):
@@ -91,6 +98,8 @@ def main(argv=None):
     ap.add_argument("--batch_size", default="256,64")
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--layers", default="1000,500,100")
+    ap.add_argument("--keep_freed_memory", action="store_true",
+                    help="run under the allocator setting cli.py train makes for npcf")
     args = ap.parse_args(argv)
     if args.child:
         args.threads, args.batch_size = int(args.threads), int(args.batch_size)
@@ -105,7 +114,8 @@ def main(argv=None):
     for scale in args.scale.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
             for bs in (int(v) for v in args.batch_size.split(",")):
-                r = run(scale, threads, bs, 0 if scale == "small" else args.batches, args.layers)
+                r = run(scale, threads, bs, 0 if scale == "small" else args.batches, args.layers,
+                        args.keep_freed_memory)
                 rows.append(r)
                 print(f"torch original {scale:5s} threads {threads} batch {bs}: "
                       f"{r['sec_per_epoch']:8.1f} s/epoch, peak RSS {r['peak_rss_mb']:.0f} MB",

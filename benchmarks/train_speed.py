@@ -105,6 +105,8 @@ def child(args) -> dict:
 
     import npcf
     from npcf.autoencoder.trainer import Trainer
+    from npcf.utils.memory import keep_freed_memory
+    keep_freed_memory()                 # as cli.py train does
     X = load(args.scale)
     layers = tuple(int(v) for v in args.layers.split(","))
     model = npcf.AutoEncoder(layers=layers, tied=True, optimizer="adam", lazy=not args.dense_adam,

@@ -16,6 +16,7 @@ from npcf.errors import ParamError
 from npcf.nn import activations, losses, noise, optim, schedules
 from npcf.nn.network import INITS
 from npcf.utils import parallel
+from npcf.utils.memory import keep_freed_memory
 
 
 def _default(name: str) -> str:
@@ -125,6 +126,7 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     params = {k: v for k, v in given.items() if v is not None}
     params.update(denoise=denoiser, tied=tied_weights, seed=seed, lazy=not dense_adam)
     names = {"denoiser": "denoise", "tied_weights": "tied", "dense_adam": "lazy"}
+    keep_freed_memory()     # the same temporaries every step: no page faults for them
     fixed = {names.get(p, p) for p in ctx.params
              if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE} \
         & set(DEFAULTS)

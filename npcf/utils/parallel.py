@@ -163,7 +163,33 @@ def spmm(a, b: np.ndarray, *, item_major: bool = False) -> np.ndarray:
         for i in range(first, last):
             lo, hi = int(edges[i]), int(edges[i + 1])
             part = a[lo:hi]
-            out[lo:hi] = (part.tocsc() if item_major else part) @ b
+            product_into(part.tocsc() if item_major else part, b, out[lo:hi])
 
     split(blocks, edges.size - 1)
     return out
+
+
+try:     # SciPy's own kernels behind ``csr @ dense``; they take the output array
+    from scipy.sparse._sparsetools import csc_matvecs, csr_matvecs
+except ImportError:                                      # pragma: no cover - SciPy moved them
+    csc_matvecs = csr_matvecs = None
+
+
+def product_into(a, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = a @ b`` for CSR or CSC ``a`` (m, n), dense ``b`` (n, h), ``out`` (m, h).
+
+    Written in place by the kernel SciPy's ``a @ b`` runs (the same sums in the same
+    order, so the same bits), where the dtypes agree and the arrays are C-contiguous:
+    ``out[...] = a @ b`` would allocate an (m, h) temporary in this thread and copy it,
+    a second pass over the output that a second thread's product cannot afford.
+    Elsewhere (another SciPy, mixed dtypes) exactly that.
+    """
+    kernel = csr_matvecs if a.format == "csr" else csc_matvecs if a.format == "csc" else None
+    if (kernel is None or not (a.dtype == b.dtype == out.dtype)
+            or a.indptr.dtype != a.indices.dtype
+            or not (b.flags.c_contiguous and out.flags.c_contiguous)):
+        out[...] = a @ b
+        return
+    out.fill(0)                       # the kernel adds a @ b into what is there
+    kernel(a.shape[0], a.shape[1], b.shape[1], a.indptr, a.indices, a.data, b.ravel(),
+           out.reshape(-1))

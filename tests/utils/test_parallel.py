@@ -109,6 +109,29 @@ def test_spmm_is_bit_identical_across_thread_counts(item_major, shape):
             np.testing.assert_array_equal(parallel.spmm(a, b, item_major=item_major), one)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_into_writes_what_scipy_computes_over_what_was_there(fmt, dtype):
+    a = _csr(70, 50, 0.2, 5).astype(dtype).asformat(fmt)
+    b = np.random.default_rng(3).standard_normal((50, 9)).astype(dtype)
+    out = np.full((70, 9), np.nan, dtype)            # stale values must not leak in
+    parallel.product_into(a, b, out)
+    np.testing.assert_array_equal(out, a @ b)
+
+
+@pytest.mark.parametrize("case", ["mixed dtypes", "strided b", "no kernel"])
+def test_product_into_falls_back_to_scipys_product(case, monkeypatch):
+    a = _csr(40, 30, 0.3, 6)
+    b = np.random.default_rng(4).standard_normal((30, 8)).astype(np.float32)
+    out = np.empty((40, 8), np.float64 if case == "mixed dtypes" else np.float32)
+    if case == "strided b":
+        b = np.asfortranarray(b)
+    if case == "no kernel":
+        monkeypatch.setattr(parallel, "csr_matvecs", None)
+    parallel.product_into(a, b, out)
+    np.testing.assert_allclose(out, a.toarray() @ b.astype(np.float64), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "momentum"])
 def test_optimizer_steps_are_bit_identical_across_thread_counts(name, monkeypatch):
     monkeypatch.setattr(type(make(name, 0.01)), "chunk_bytes", 64)   # many chunks
