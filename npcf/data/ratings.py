@@ -32,7 +32,7 @@ def rating_problem(rating: np.ndarray, scale=None) -> str | None:
     if scale is not None and not scale[0] <= lo <= hi <= scale[1]:
         bad = rating[(rating < scale[0]) | (rating > scale[1])][0]
         return (f"rating {shown(bad)} outside the scale {scale[0]:g}-{scale[1]:g} "
-                "(another scale: --scale MIN,MAX)")
+                "(another scale: --scale MIN,MAX; scale=(MIN, MAX) in the library)")
     zeros = int(np.count_nonzero(rating == 0))
     return f"{zeros} rating{'s' if zeros > 1 else ''} of 0: {ZERO_RATING}" if zeros else None
 

@@ -403,7 +403,7 @@ def _check_line(fields, n_fields, positions, fmt: Format, truncated: bool) -> st
                 return f"rating {value!r} is beyond the float32 range (|r| <= 3.4e38)"
             if fmt.scale is not None and not fmt.scale[0] <= r <= fmt.scale[1]:
                 return (f"rating {value} outside the scale {fmt.scale[0]:g}-{fmt.scale[1]:g}"
-                        " (another scale: --scale MIN,MAX)")
+                        " (another scale: --scale MIN,MAX; scale=(MIN, MAX) in the library)")
             if r == 0:
                 return f"rating 0: {ZERO_RATING}"
         elif value == "":

@@ -134,7 +134,7 @@ def check_exportable(model, *, top_k=None, popularity_penalty=None, raw_ids: boo
     k = 0 if top_k is None else min(positive_int(top_k, "top_k"), net.n_inputs)
     if raw_ids:
         if not k:
-            raise ParamError("raw_ids", "the graph returns the top movie ids; needs --top_k >= 1")
+            raise ParamError("raw_ids", "the graph returns the top movie ids; needs top_k >= 1 (--top_k)")
         raw_item_ids(model)
     return k
 

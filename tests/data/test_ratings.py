@@ -111,3 +111,8 @@ def test_build_ratings_matches_dict_reference(rows, with_ts, as_str):
 def test_rating_problem_names_the_first_bad_value(values, scale, problem):
     got = rating_problem(np.array(values, dtype=np.float64), scale)
     assert (got is None) if problem is None else got.startswith(problem)
+
+
+def test_rating_problem_outside_the_scale_says_how_to_declare_another_one():
+    got = rating_problem(np.array([7.0]), (1, 5))
+    assert "--scale MIN,MAX" in got and "scale=(MIN, MAX) in the library" in got

@@ -197,6 +197,7 @@ def test_headerless_comma_file_is_generic_delimited(tmp_path):
     with pytest.raises(DataError, match="outside the scale 1-5") as info:
         read_ratings(p, scale=(1, 5))
     assert info.value.line == 2
+    assert "scale=(MIN, MAX) in the library" in str(info.value)   # not only the CLI's flag
 
 
 def test_explicit_format_overrides_detection(tmp_path):

@@ -320,7 +320,7 @@ def test_unknown_ids_are_counted_and_ignored_in_a_ragged_batch(tmp_path):
 def test_raw_ids_need_int_ids_and_a_top_k(tmp_path):
     from npcf import Vocabulary
     model = fitted_model()
-    with pytest.raises(NpcfError, match="top_k"):
+    with pytest.raises(NpcfError, match=r"needs top_k >= 1 \(--top_k\)"):   # the library's name
         build_graph(model, raw_ids=True, top_k=None)
     model.items = Vocabulary(np.array([f"m{i}" for i in range(N_ITEMS)]))
     with pytest.raises(NpcfError, match="integer movie ids") as err:
