@@ -11,6 +11,11 @@ class NpcfError(Exception):
     """Base class: a problem the user can fix (bad file, bad option, missing data)."""
 
 
+class NpcfWarning(UserWarning):
+    """Something works but not as well as it could, and the user can fix it (the CLI
+    prints it as one ``warning:`` line on stderr)."""
+
+
 class DataError(NpcfError, ValueError):
     """A data file is malformed. ``str(err)`` is ``"FILE:LINE: problem"``.
 

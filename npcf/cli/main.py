@@ -10,11 +10,12 @@ import select
 import signal
 import sys
 import threading
+import warnings
 
 import click
 
 from npcf._version import __version__
-from npcf.errors import Interrupted, NpcfError, ParamError, one_line, os_message
+from npcf.errors import Interrupted, NpcfError, NpcfWarning, ParamError, one_line, os_message
 
 #: exit code after Ctrl-C (128 + SIGINT, as shells report it)
 INTERRUPTED = 130
@@ -171,6 +172,18 @@ def main(debug):
     """npcf: deep-autoencoder collaborative filtering (NumPy/SciPy, ONNX)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """npcf's own warnings as one ``warning:`` line on stderr; others as Python shows them."""
+    if issubclass(category, NpcfWarning):
+        click.echo(f"warning: {one_line(message)}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 class _Terminated(SystemExit):

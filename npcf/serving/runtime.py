@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import scipy.sparse as sp
 
 from npcf.data.titles import read_titles
 from npcf.data.vocab import Vocabulary
-from npcf.errors import CheckpointError, one_line, positive_int
+from npcf.errors import CheckpointError, NpcfWarning, one_line, positive_int
 from npcf.evaluation.ranking import PAD, Recommends
 from npcf.utils.sparse import dense_mask, entry_rows
 
@@ -65,6 +66,17 @@ class Recommender(Recommends):
         self.item_counts = None if counts is None else np.asarray(counts, np.int64)
         untrained = _json(meta.get("untrained_items"), None)
         self._untrained = None if untrained is None else np.asarray(untrained, np.int64)
+        if self.ranks_after_clip:
+            warnings.warn(f"{path or 'this model'}: exported before npcf ranked by the scores "
+                          "before the clip to the rating scale, so movies predicted past its "
+                          "top tie there and fall back to movie order; re-export it "
+                          "(eval --generate) to rank them", NpcfWarning, stacklevel=2)
+
+    @property
+    def ranks_after_clip(self) -> bool:
+        """Whether ranking orders by scores clipped to the rating scale: an export made
+        before the graph had its ``rank_scores`` output (re-exporting fixes it)."""
+        return self.rating_scale is not None and self._rank_output == "scores"
 
     def untrained_items(self) -> np.ndarray:
         """Columns without a training rating, as recorded at export (the graph's top-k

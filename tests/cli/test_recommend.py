@@ -166,3 +166,19 @@ def test_model_may_be_a_run_directory(tmp_path, movies_small):
     empty.mkdir()
     r = CliRunner().invoke(main, ["recommend", "--model", str(empty), "--ratings", "1:5"])
     assert r.exit_code == 1 and "no model in" in r.output, r.output
+
+
+def test_an_export_older_than_rank_scores_gets_one_warning_line(run_dir, tmp_path):
+    from npcf.workflows import export_model
+
+    from helpers import without_rank_scores
+    path = tmp_path / "m.onnx"
+    export_model(run_dir / "model.npz", path)
+    old = without_rank_scores(path, tmp_path / "old.onnx")
+    r = recommend("--model", old, "--ratings", "1:5,260:4.5", "--json", "-k", 3)
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)) == 3
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "re-export" in lines[0]
+    r = recommend("--model", path, "--ratings", "1:5,260:4.5", "--json", "-k", 3)
+    assert r.exit_code == 0 and r.stderr == ""

@@ -12,7 +12,7 @@ from npcf.errors import NpcfError
 from npcf.serving.export import OPSET, OPSET_TO_IR, build_graph, export
 from npcf.serving.runtime import Recommender
 
-from helpers import N_ITEMS, fitted_model, random_ratings
+from helpers import N_ITEMS, fitted_model, random_ratings, without_rank_scores
 
 ACTS = ["relu", "selu", "elu", "sigmoid", "tanh", "identity"]
 
@@ -497,6 +497,22 @@ def test_predictions_past_the_scale_are_ranked_not_tied(tmp_path):
         want_ids, want_scores = model.recommend(x, **dict({"k": 8}, **kw))
         np.testing.assert_array_equal(got_ids, want_ids)
         np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_an_export_older_than_rank_scores_says_it_ranks_clipped_scores(tmp_path):
+    import warnings
+
+    from npcf.errors import NpcfWarning
+    path = export(fitted_model(), tmp_path / "m.onnx", top_k=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # a current export: no warning
+        assert not Recommender.load(path).ranks_after_clip
+    old = without_rank_scores(path, tmp_path / "old.onnx")
+    with pytest.warns(NpcfWarning, match=r"old\.onnx: exported before .* re-export it"):
+        rec = Recommender.load(old)
+    assert rec.ranks_after_clip
+    x = random_ratings(4, N_ITEMS, 0.2, 3)
+    np.testing.assert_array_equal(rec.rank_scores(x), rec.scores(x))   # what it ranks by
 
 
 @pytest.mark.parametrize("kw", [{"sparse_input": "yes"}, {"raw_ids": 1}])
