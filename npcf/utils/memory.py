@@ -17,14 +17,19 @@ import ctypes
 #: glibc's ``mallopt`` parameters (``<malloc.h>``)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: blocks below this many bytes come from the heap, and up to this many freed bytes stay
-#: with the process (the peak RSS of a full-scale step grows by ~50-90 MB with it)
+#: with the process
 KEEP_BYTES = 1 << 29
+#: the highest mmap threshold older glibc takes (``HEAP_MAX_SIZE / 2`` on 64-bit; 2.36
+#: takes more)
+OLD_GLIBC_MAX = 1 << 25
 
 
 def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
     """Best effort, for the whole process: blocks under ``limit`` bytes are served from
     the heap and up to ``limit`` freed bytes are kept for reuse instead of returned to the
-    OS. Returns True when the C library took both settings (glibc); False elsewhere
+    OS (on a glibc that caps the mmap threshold at 32 MiB, blocks under 32 MiB). The
+    process keeps its high-water mark: memory freed after a peak (reading the data) stays
+    with it until it exits. Returns True when glibc took the setting; False elsewhere
     (another C library, no ``mallopt``), where nothing changes."""
     limit = int(limit)
     if limit < 1:
@@ -36,4 +41,9 @@ def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     limit = min(limit, 2**31 - 1)               # mallopt takes an int
-    return bool(mallopt(M_MMAP_THRESHOLD, limit)) & bool(mallopt(M_TRIM_THRESHOLD, limit))
+    # the mmap threshold first: the trim threshold alone would freeze glibc's adaptive
+    # mmap threshold at 128 KiB, far worse than its default
+    tries = (limit,) if limit <= OLD_GLIBC_MAX else (limit, OLD_GLIBC_MAX)
+    if not any(mallopt(M_MMAP_THRESHOLD, v) for v in tries):
+        return False
+    return bool(mallopt(M_TRIM_THRESHOLD, limit))

@@ -185,9 +185,13 @@ def product_into(a, b: np.ndarray, out: np.ndarray) -> None:
     Elsewhere (another SciPy, mixed dtypes) exactly that.
     """
     kernel = csr_matvecs if a.format == "csr" else csc_matvecs if a.format == "csc" else None
+    # the kernel trusts its sizes: anything it would not read or write exactly as `a @ b`
+    # takes SciPy's checked path (which raises on a shape mismatch)
     if (kernel is None or not (a.dtype == b.dtype == out.dtype)
-            or a.indptr.dtype != a.indices.dtype
-            or not (b.flags.c_contiguous and out.flags.c_contiguous)):
+            or a.indptr.dtype != a.indices.dtype or b.ndim != 2
+            or b.shape[0] != a.shape[1] or out.shape != (a.shape[0], b.shape[1])
+            or not (b.flags.c_contiguous and out.flags.c_contiguous)
+            or np.shares_memory(out, b)):
         out[...] = a @ b
         return
     out.fill(0)                       # the kernel adds a @ b into what is there

@@ -1,4 +1,5 @@
 """The allocator setting training runs under: freed blocks are kept and reused."""
+import os
 import platform
 import subprocess
 import sys
@@ -25,8 +26,12 @@ FAULTS = textwrap.dedent("""
 
 
 def _faults(mode: str) -> int:
+    # glibc's defaults (no tunables, no other allocator) and 4 KiB pages where NumPy decides
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GLIBC_TUNABLES", "MALLOC_", "LD_PRELOAD"))}
+    env["NUMPY_MADVISE_HUGEPAGE"] = "0"
     out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True,
-                         check=True, timeout=60)
+                         check=True, timeout=60, env=env)
     return int(out.stdout.split()[-1])
 
 
@@ -48,3 +53,32 @@ def test_false_where_the_c_library_has_no_mallopt(monkeypatch):
         raise OSError("no C library")
     monkeypatch.setattr(memory.ctypes, "CDLL", no_libc)
     assert memory.keep_freed_memory() is False
+
+
+class FakeGlibc:
+    """``mallopt`` of a glibc that takes mmap thresholds up to ``mmap_max`` only."""
+
+    def __init__(self, mmap_max):
+        self.calls = []
+
+        def mallopt(param, value):          # a function: ctypes' argtypes can be set on it
+            self.calls.append((param, value))
+            return int(param != memory.M_MMAP_THRESHOLD or value <= mmap_max)
+        self.mallopt = mallopt
+
+
+def test_an_older_glibc_gets_its_highest_mmap_threshold_and_then_the_trim(monkeypatch):
+    lib = FakeGlibc(memory.OLD_GLIBC_MAX)
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: lib)
+    assert memory.keep_freed_memory() is True
+    assert lib.calls == [(memory.M_MMAP_THRESHOLD, memory.KEEP_BYTES),
+                         (memory.M_MMAP_THRESHOLD, memory.OLD_GLIBC_MAX),
+                         (memory.M_TRIM_THRESHOLD, memory.KEEP_BYTES)]
+
+
+def test_no_trim_setting_without_the_mmap_one(monkeypatch):
+    """The trim threshold alone freezes glibc's adaptive mmap threshold at 128 KiB."""
+    lib = FakeGlibc(0)
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: lib)
+    assert memory.keep_freed_memory() is False
+    assert all(param == memory.M_MMAP_THRESHOLD for param, _ in lib.calls)

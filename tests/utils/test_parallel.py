@@ -119,6 +119,23 @@ def test_product_into_writes_what_scipy_computes_over_what_was_there(fmt, dtype)
     np.testing.assert_array_equal(out, a @ b)
 
 
+@pytest.mark.parametrize("b_rows,out_shape", [(40, (70, 9)), (50, (10, 9)), (50, (70, 3))])
+def test_product_into_refuses_shapes_that_disagree_as_scipy_does(b_rows, out_shape):
+    """The kernel trusts its sizes: a mismatch must raise, not read or write past arrays."""
+    a = _csr(70, 50, 0.2, 5)
+    b = np.ones((b_rows, 9), np.float32)
+    with pytest.raises(ValueError):
+        parallel.product_into(a, b, np.zeros(out_shape, np.float32))
+
+
+def test_product_into_an_output_that_is_its_input():
+    a = _csr(30, 30, 0.3, 7)
+    x = np.random.default_rng(5).standard_normal((30, 4)).astype(np.float32)
+    want = a @ x
+    parallel.product_into(a, x, x)                   # out[...] = a @ x with out = x
+    np.testing.assert_array_equal(x, want)
+
+
 @pytest.mark.parametrize("case", ["mixed dtypes", "strided b", "no kernel"])
 def test_product_into_falls_back_to_scipys_product(case, monkeypatch):
     a = _csr(40, 30, 0.3, 6)
