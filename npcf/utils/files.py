@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import glob
 import json
 import math
 import os
@@ -189,11 +190,14 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
     target = Path(target)
     if target.is_symlink():
         target = target.resolve()
+    _check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target):
+        _remove_stale_stages(target)
         stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                       dir=target.parent))
         os.chmod(stage, 0o777 & ~umask())
+        commit = True
         try:
             if from_target and target.is_dir():
                 shutil.copytree(target, stage, symlinks=True, dirs_exist_ok=True,
@@ -201,12 +205,42 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
                                 ignore=shutil.ignore_patterns(".*.tmp", ".*.tmp.*", ".*.old"))
             yield stage
         except BaseException as err:
-            if keep_on and isinstance(err, keep_on):
-                _commit(stage, target)
-            else:
-                _remove(stage)
+            commit = bool(keep_on) and isinstance(err, keep_on)
             raise
-        _commit(stage, target)
+        finally:
+            try:
+                if commit:
+                    _commit(stage, target)
+            finally:
+                if stage.exists():        # not swapped in: dropped (or the swap failed)
+                    _remove(stage)
+
+
+def _check_replaceable(target: Path) -> None:
+    """OSError before any work where :func:`staged_dir` could not swap a new directory in
+    for ``target``: a mount point (a rename cannot replace it) or a directory this process
+    may not write (the new one would silently lose its mode, and the old one would stay)."""
+    if not target.is_dir():
+        return
+    if os.path.ismount(target):
+        raise OSError(errno.EBUSY, "a mount point, which npcf cannot replace (it writes a new "
+                      "directory and renames it into place); give a directory inside it",
+                      str(target))
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable; npcf replaces the whole directory, "
+                              "so make it writable or choose another one", str(target))
+
+
+def _remove_stale_stages(target: Path) -> None:
+    """Remove the hidden stages a killed command left beside ``target`` (``.NAME.*.tmp``
+    and ``.NAME.*.old`` directories, as :func:`staged_dir` and :func:`swap_dir` name
+    them): the caller holds ``target``'s lock, so no running command is using them."""
+    for suffix in (".tmp", ".old"):
+        for left in target.parent.glob(f".{glob.escape(target.name)}.*{suffix}"):
+            middle = left.name[len(target.name) + 2:-len(suffix)]
+            if left.is_dir() and not left.is_symlink() and len(middle) == 8 \
+                    and "." not in middle:
+                _remove(left, attempts=1)
 
 
 def _remove(folder: Path, attempts: int = 20) -> None:

@@ -43,6 +43,59 @@ def test_a_failed_block_leaves_target_and_no_stray_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_a_swap_that_fails_removes_its_stage_and_keeps_the_target(tmp_path, monkeypatch):
+    """A failed swap (e.g. EBUSY where the target is a mount point) left the whole
+    finished stage behind as a hidden directory."""
+    from npcf.utils import files
+    target = tmp_path / "out"
+    with staged_dir(target) as stage:
+        (stage / "keep.txt").write_text("kept")
+
+    def busy(new, old):
+        raise OSError(errno.EBUSY, "Device or resource busy", str(old))
+    monkeypatch.setattr(files, "swap_dir", busy)
+    with pytest.raises(OSError, match="busy"):
+        with staged_dir(target) as stage:
+            (stage / "new.txt").write_text("lost")
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_mount_point_is_refused_before_any_work(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    monkeypatch.setattr("os.path.ismount", lambda p: str(p) == str(target))
+    ran = []
+    with pytest.raises(OSError, match="a mount point") as err:
+        with staged_dir(target):
+            ran.append(1)
+    assert err.value.errno == errno.EBUSY and not ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_directory_it_may_not_write_is_refused_before_any_work(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    monkeypatch.setattr("os.access", lambda p, mode: str(p) != str(target))  # (root may write all)
+    with pytest.raises(PermissionError, match="not writable"):
+        with staged_dir(target):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_stages_a_killed_command_left_are_removed_by_the_next_holder(tmp_path):
+    target = tmp_path / "out"
+    for name in (".out.k1lled_0.tmp", ".out.abcd1234.old"):     # as mkdtemp names them
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.npz").write_text("debris")
+    (tmp_path / ".out.notes.tmp").mkdir()          # not npcf's name pattern: kept
+    (tmp_path / ".outer.abcd1234.tmp").mkdir()     # another target's: kept
+    with staged_dir(target) as stage:
+        (stage / "a.txt").write_text("one")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.notes.tmp",
+                                                          ".outer.abcd1234.tmp", "out"]
+
+
 def test_a_stage_from_the_target_starts_as_its_copy_and_leaves_it_whole_on_error(tmp_path):
     """A resumed run continues its directory in a copy: the files are there (hard links),
     replacing one does not touch the target's, and a failed block leaves the target as
