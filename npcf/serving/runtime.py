@@ -70,7 +70,7 @@ class Recommender(Recommends):
             warnings.warn(f"{path or 'this model'}: exported before npcf ranked by the scores "
                           "before the clip to the rating scale, so movies predicted past its "
                           "top tie there and fall back to movie order; re-export it "
-                          "(eval --generate) to rank them", NpcfWarning, stacklevel=2)
+                          "(eval --generate) to rank them", NpcfWarning, stacklevel=3)
 
     @property
     def ranks_after_clip(self) -> bool:

@@ -24,16 +24,19 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
+import warnings
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from npcf.data.vocab import EXACT_FLOAT_INT, int_text
-from npcf.errors import NpcfError, one_line, shown
+from npcf.errors import NpcfError, NpcfWarning, one_line, shown
 from npcf.serving.batcher import Busy, MicroBatcher, Query, rank_queries
 from npcf.utils.format import json_float
 
@@ -52,6 +55,9 @@ MAX_BATCH, MAX_WAIT_MS, MAX_BODY = 64, 5.0, 1 << 20
 PIPELINES = 1
 #: users one /recommend/batch request may hold
 MAX_USERS = 1024
+#: recommendations (the sum of the users' k) one /recommend/batch request may ask for: the
+#: response is built in memory (~600 bytes of JSON per recommendation)
+MAX_RESULTS = 100_000
 #: environment variable carrying :func:`serve`'s settings to worker processes
 CONFIG_ENV = "NPCF_SERVE_CONFIG"
 _FIELDS = ("ratings", "k", "exclude")
@@ -308,6 +314,10 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
             raise RequestError(422, f"at most {MAX_USERS} users per batch request, got "
                                     f"{len(obj['users'])}")
         parsed = [parse_query(recommender, u, f"users[{i}]: ") for i, u in enumerate(obj["users"])]
+        asked = sum(q.k for q, _ in parsed)
+        if asked > MAX_RESULTS:
+            raise RequestError(422, f"at most {MAX_RESULTS:,} recommendations per batch request "
+                                    f"(the sum of the users' k), got {asked:,}; split it")
         results = await asyncio.gather(*(ranked(q, unk) for q, unk in parsed))
         return JSONResponse({"results": list(results)})
 
@@ -387,9 +397,12 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
 # ----------------------------------------------------------------------- run
 def open_app(model, data=None, movies=None, threads: int | None = None,
              max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
-             max_body: int = MAX_BODY, pipelines: int = PIPELINES) -> Starlette:
+             max_body: int = MAX_BODY, pipelines: int = PIPELINES,
+             check_fresh: bool = True) -> Starlette:
     """:func:`create_app` for the ONNX file ``model``; ``data``: a prepared directory (its
-    users and, without ``movies``, its movies.csv titles); ``threads``: onnxruntime's."""
+    users and, without ``movies``, its movies.csv titles); ``threads``: onnxruntime's.
+    ``check_fresh``: refuse an export older than the checkpoint it records (a worker's
+    private copy of a model its server checked skips that)."""
     from npcf.data.dataset import load_prepared, not_prepared
     from npcf.rundir import check_export_fresh
     from npcf.serving.runtime import Recommender
@@ -407,7 +420,8 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
         if movies is None and (Path(data) / "movies.csv").is_file():
             movies = Path(data) / "movies.csv"
     rec = Recommender.load(path, movies=movies, threads=threads, batch_size=max(256, max_batch))
-    check_export_fresh(rec.meta, path)
+    if check_fresh:
+        check_export_fresh(rec.meta, path)
     if dataset is not None:
         dataset.check_items(rec.items.ids, path)
     return create_app(rec, dataset, max_batch=max_batch, max_wait_ms=max_wait_ms,
@@ -417,8 +431,27 @@ def open_app(model, data=None, movies=None, threads: int | None = None,
 
 def app_from_env() -> Starlette:
     """The app of a uvicorn worker process: :func:`open_app` of the JSON settings in
-    :data:`CONFIG_ENV` (what :func:`serve` starts workers with)."""
-    return open_app(**json.loads(os.environ[CONFIG_ENV]))
+    :data:`CONFIG_ENV` (what :func:`serve` starts workers with). Warnings about the model
+    were shown once, by the process that checked it first."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NpcfWarning)
+        return open_app(**json.loads(os.environ[CONFIG_ENV]))
+
+
+@contextmanager
+def snapshot(path):
+    """A private copy of the file ``path`` for the block, removed after it: worker
+    processes that (re)start while the original is replaced or rewritten (a re-export, a
+    retrain, a ``cp`` over it) still load the model the server checked. A copy, not a hard
+    link: a link would see a rewrite in place."""
+    path = Path(path)
+    folder = Path(tempfile.mkdtemp(prefix="npcf-serve-"))
+    try:
+        copy = folder / path.name
+        shutil.copy2(path, copy)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_address(host: str, port: int) -> int:
@@ -469,11 +502,14 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
     stopped: list[int] = []
     with _noting_signals(stopped):
         if workers > 1:
-            os.environ[CONFIG_ENV] = json.dumps(settings)
             del app
-            # a worker answers uvicorn's health check only once its model is loaded
-            uvicorn.run("npcf.serving.server:app_from_env", factory=True, workers=workers,
-                        timeout_worker_healthcheck=120, **common)
+            with snapshot(model) as private:
+                # the workers load the file checked above, whatever happens to `model`
+                os.environ[CONFIG_ENV] = json.dumps(dict(settings, model=str(private),
+                                                         check_fresh=False))
+                # a worker answers uvicorn's health check only once its model is loaded
+                uvicorn.run("npcf.serving.server:app_from_env", factory=True, workers=workers,
+                            timeout_worker_healthcheck=120, **common)
         else:   # uvicorn's server catches the signals and passes them on when it has stopped
             server = uvicorn.Server(uvicorn.Config(app, **common))
             server.run()

@@ -138,3 +138,21 @@ def test_users_left_out_for_having_no_rating_are_said(files, tmp_path, monkeypat
     r = run("--model", model, "--data", csv, "--out", tmp_path / "recs")
     assert r.exit_code == 0, r.output
     assert "left out 2 users with no rating in --data" in r.output
+
+
+def test_an_old_export_warns_once_not_once_per_worker(files, tmp_path):
+    """The client prints the warning as one line; the workers, which load the same file,
+    printed it again in Python's raw format."""
+    import subprocess
+
+    from conftest import REPO
+    from helpers import without_rank_scores
+    _, model, csv = files
+    old = without_rank_scores(model, tmp_path / "old.onnx")
+    r = subprocess.run([sys.executable, str(REPO / "cli.py"), "batch-recommend", "--model",
+                        str(old), "--data", str(csv), "--out", str(tmp_path / "recs"),
+                        "--workers", "1", "-k", "3", "--quiet"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if "re-export" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: "), r.stderr

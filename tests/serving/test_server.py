@@ -4,11 +4,13 @@ with one line."""
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,6 +275,10 @@ def test_other_4xx(server):
     _error(httpx.post(server + "/recommend/batch", json={"user": []}), 422,
            "unknown field 'user'")
     _error(httpx.post(server + "/recommend/batch", json={"users": {}}), 422, "must be a list")
+    # 12 users x the whole catalogue: a response of ~65 MB built in memory, refused
+    _error(httpx.post(server + "/recommend/batch", json={"users": [{"ratings": [[1, 4]],
+                                                                    "k": 9066}] * 12}),
+           422, "at most 100,000 recommendations per batch request")
     _error(httpx.get(server + "/recommend"), 405, "Method Not Allowed")
     _error(httpx.get(server + "/no/such/route"), 404, "Not Found")
     _error(httpx.post(server + "/recommend/", json={}), 404, "Not Found")   # no 307 redirect
@@ -367,3 +373,50 @@ def test_a_signal_stops_it_with_one_neutral_line_and_the_signals_exit_code(run_d
     assert proc.returncode == 128 + sig, err
     assert err.splitlines()[1:] == [f"stopped ({name})"], err
     assert out == ""
+
+
+def test_a_worker_that_restarts_loads_the_model_the_server_checked(run_dir, tmp_path):
+    """--workers 2: a worker restarted after the model file was replaced (a re-export, a
+    retrain in place) loaded the new file while the others kept the old: one request, two
+    answers. The workers load a private copy of the file checked at start."""
+    import shutil
+    model = tmp_path / "served.onnx"
+    shutil.copy2(run_dir / "model.onnx", model)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--port", str(port),
+                             "--model", str(model), "--threads", "1", "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    body = {"ratings": [[1, 5], [260, 4.5]], "k": 5}
+
+    def wait_up():
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        wait_up()
+        want = httpx.post(url + "/recommend", json=body, timeout=10).json()
+        model.write_bytes(b"not a model any more")           # replaced while serving
+        info = httpx.get(url + "/model", timeout=10).json()
+        pid, private = info["pid"], Path(info["path"])
+        assert private != model and private.read_bytes() != model.read_bytes()
+        os.kill(pid, signal.SIGKILL)                         # uvicorn starts a new worker
+        deadline, pids = time.monotonic() + START_TIMEOUT, set()
+        while len(pids) < 2 or pid in pids:
+            assert time.monotonic() < deadline, pids
+            try:
+                pids.add(httpx.get(url + "/model", timeout=2).json()["pid"])
+            except httpx.TransportError:
+                time.sleep(0.1)
+            pids.discard(pid)
+        for _ in range(10):
+            assert httpx.post(url + "/recommend", json=body, timeout=10).json() == want
+    finally:
+        _stop(proc)
+    assert not private.exists()                              # the copy goes with the server
