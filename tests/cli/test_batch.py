@@ -146,6 +146,7 @@ def test_an_old_export_warns_once_not_once_per_worker(files, tmp_path):
     import subprocess
 
     from conftest import REPO
+
     from helpers import without_rank_scores
     _, model, csv = files
     old = without_rank_scores(model, tmp_path / "old.onnx")
