@@ -96,6 +96,8 @@ def read_model(path) -> tuple[dict, dict, Path]:
                 "pair, written together) is missing; copy both files")
     try:
         meta = json.loads(meta_path.read_text())
+    except PermissionError:
+        raise                             # "FILE: Permission denied", not "corrupt"
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{meta_path}: corrupt checkpoint metadata ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -109,6 +111,8 @@ def read_model(path) -> tuple[dict, dict, Path]:
                               f"({meta.get('npcf_version')}); upgrade npcf")
     try:
         arrays = load_arrays(npz)
+    except PermissionError:
+        raise
     except _NPZ_ERRORS as err:
         raise CheckpointError(f"{npz}: corrupt checkpoint ({_npz_problem(npz, err)})") \
             from None

@@ -222,6 +222,8 @@ def load_prepared(path) -> Dataset:
         if f.is_file():
             try:
                 parts[name] = sp.load_npz(f).tocsr().astype(np.float32)
+            except PermissionError:
+                raise                     # "FILE: Permission denied", not "corrupt"
             except ARCHIVE_ERRORS:
                 raise DataError("corrupt or not a sparse matrix; prepare the data again",
                                 f) from None

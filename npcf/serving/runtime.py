@@ -107,6 +107,8 @@ class Recommender(Recommends):
                                       "and export that")
             raise CheckpointError(f"{path}: a training checkpoint, not an exported model; "
                                   f"export it first: python cli.py eval --generate --model {path}")
+        with open(path, "rb"):            # "FILE: Permission denied", not onnxruntime's
+            pass                          # "system error number 13"
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

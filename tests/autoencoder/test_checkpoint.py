@@ -383,3 +383,22 @@ def test_library_misuse_is_named(tmp_path):
     assert len(Vocabulary([])) == 0
     with pytest.raises(ValueError, match="None or NaN"):
         Vocabulary([None, 1])
+
+
+@pytest.mark.parametrize("which", ["json", "npz"])
+def test_an_unreadable_checkpoint_is_named_as_unreadable_not_corrupt(tmp_path, monkeypatch,
+                                                                    which):
+    from npcf.autoencoder import checkpoint
+
+    from helpers import tiny_ratings
+    AutoEncoder(layers=(4,), n_epochs=1).fit(tiny_ratings()).save(tmp_path / "m")
+
+    def denied(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+    if which == "npz":
+        monkeypatch.setattr(checkpoint, "load_arrays", denied)
+    else:
+        monkeypatch.setattr(checkpoint.Path, "read_text", lambda self, *a, **k: denied(self))
+    with pytest.raises(PermissionError) as err:
+        AutoEncoder.load(tmp_path / "m")
+    assert err.value.filename.endswith(f".{which}")

@@ -199,3 +199,16 @@ def test_a_held_out_validation_users_fold_in_ratings_are_known(ml_dir):
     user = int(np.flatnonzero(np.diff(s.validation_input.indptr))[0])
     row = ds.user_row(ds.users.ids[user])
     assert row.nnz == s.validation_input[user].nnz + s.validation[user].nnz
+
+
+def test_an_unreadable_part_is_named_as_unreadable_not_corrupt(ml_dir, tmp_path, monkeypatch):
+    """'corrupt ...; prepare the data again' invited deleting good files."""
+    out = save_prepared(load_dataset(ml_dir / "ratings.csv", test_size=0.2, seed=5),
+                        tmp_path / "prep")
+
+    def denied(f, *a, **k):
+        raise PermissionError(13, "Permission denied", str(f))
+    monkeypatch.setattr(sp, "load_npz", denied)
+    with pytest.raises(PermissionError) as err:
+        load_prepared(out)
+    assert err.value.filename.endswith(".npz")

@@ -260,3 +260,19 @@ def test_a_loaded_recommender_pickles_as_its_path(tmp_path, monkeypatch):
     assert again.recommend_batch == 7 and again.path == path
     x = model.training[:4]
     np.testing.assert_array_equal(again.recommend(x, k=5).ids, rec.recommend(x, k=5).ids)
+
+
+def test_an_unreadable_export_is_named_as_unreadable(tmp_path, monkeypatch):
+    """onnxruntime said 'system error number 13'."""
+    from npcf.serving import runtime
+    from npcf.serving.export import export
+
+    from helpers import fitted_model
+    path = export(fitted_model(), tmp_path / "m.onnx", top_k=3)
+
+    def denied(f, *a, **k):
+        raise PermissionError(13, "Permission denied", str(f))
+    monkeypatch.setattr(runtime, "open", denied, raising=False)
+    with pytest.raises(PermissionError) as err:
+        runtime.Recommender.load(path)
+    assert err.value.filename == str(path)
