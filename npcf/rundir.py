@@ -22,12 +22,13 @@ import fnmatch
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError
+from npcf.errors import NpcfError, NpcfWarning
 from npcf.utils.files import atomic_path, dir_lock, lock_path
 
 DEFAULT_DIR = Path("models")
@@ -71,10 +72,13 @@ def file_digest(path) -> str:
 
 
 def check_export_fresh(meta: dict, path) -> None:
-    """NpcfError if the ONNX file ``path`` (its metadata ``meta``) was exported from
-    another checkpoint than the one now at the path it records (``checkpoint_path``;
-    older exports: its run directory's ``model.npz``): a retrain made it stale. Every
-    command that loads an export checks this (recommend, eval, serve, batch-recommend)."""
+    """Whether the ONNX file ``path`` (its metadata ``meta``) was exported from the
+    checkpoint now at the path it records (``checkpoint_path``; older exports: its run
+    directory's ``model.npz``). If a retrain replaced that checkpoint: NpcfError when the
+    export sits beside it (``model.onnx`` of a run directory, left stale), an
+    :class:`~npcf.errors.NpcfWarning` when it was written elsewhere (a file deployed on
+    purpose keeps working: it holds its whole model). Every command that loads an export
+    checks this (recommend, eval, serve, batch-recommend)."""
     recorded = meta.get("checkpoint_sha256")
     if "checkpoint_path" in meta:      # the checkpoint it came from, wherever it is
         source = Path(meta["checkpoint_path"])
@@ -86,9 +90,15 @@ def check_export_fresh(meta: dict, path) -> None:
         digest = file_digest(source)
     except OSError:
         return
-    if digest != recorded:
-        raise NpcfError(f"{path}: exported from an older checkpoint than {source}; "
-                        f"re-export with `python cli.py eval --generate --model {source}`")
+    if digest == recorded:
+        return
+    redo = f"re-export with `python cli.py eval --generate --model {source}`"
+    if Path(path).resolve().parent != source.resolve().parent:
+        warnings.warn(f"{path}: exported from an older checkpoint than {source} (retrained "
+                      f"since); it holds its own model and is used as it is ({redo} to use "
+                      "the new one)", NpcfWarning, stacklevel=2)
+        return
+    raise NpcfError(f"{path}: exported from an older checkpoint than {source}; {redo}")
 
 
 def foreign_entries(folder, owned) -> list[str]:

@@ -1,6 +1,8 @@
 """npcf.workflows called as a library: the keys of ``params`` are what the search keeps."""
 from __future__ import annotations
 
+import shutil
+
 from npcf import workflows
 
 from helpers import tiny_ratings
@@ -38,16 +40,24 @@ def test_an_export_is_checked_against_its_own_checkpoint_wherever_it_is_written(
     workflows.export_model(tmp_path / "r1" / "model.npz", out)
     workflows.check_fresh(Recommender.load(out), out)  # r2/model.npz is not its source
     workflows.train(dict(params, seed=7), tmp_path / "r1", {"data": str(path)}, tune=False)
+    inside = tmp_path / "r1" / "model.onnx"            # the old export, beside its source
+    shutil.copy2(out, inside)
     with pytest.raises(NpcfError, match="r1/model.npz"):
-        workflows.check_fresh(Recommender.load(out), out)
-    # every command that loads an export refuses it alike: serve and batch-recommend too
+        workflows.check_fresh(Recommender.load(inside), inside)
+    # every command that loads an export refuses a stale one alike: serve, batch-recommend
     from npcf.serving import batch
     from npcf.serving.server import open_app
     with pytest.raises(NpcfError, match="older checkpoint"):
-        open_app(out)
+        open_app(inside)
     with pytest.raises(NpcfError, match="older checkpoint"):
-        batch.batch_recommend(out, path, tmp_path / "recs", workers=1)
+        batch.batch_recommend(inside, path, tmp_path / "recs", workers=1)
     assert not (tmp_path / "recs").exists()
+    # written elsewhere, it is a deployed file holding its whole model: used, with a warning
+    from npcf.errors import NpcfWarning
+    with pytest.warns(NpcfWarning, match="older checkpoint than .*r1/model.npz"):
+        workflows.check_fresh(Recommender.load(out), out)
+    with pytest.warns(NpcfWarning, match="older checkpoint"):
+        open_app(out)
 
 
 def test_evaluate_ranks_as_the_model_serves_with_its_popularity_penalty(tmp_path):
