@@ -90,7 +90,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--dense_adam", is_flag=True, help="Exact dense Adam instead of lazy row updates.")
 @click.option("--ensemble", default=None, type=hyperparameter("ensemble"),
               help="Fit K models (seeds SEED..SEED+K-1) and serve their mean as one network.")
-@click.option("--threads", default=None, type=click.IntRange(min=1, max=1024),
+@click.option("--threads", default=None, type=click.IntRange(min=1, max=parallel.MAX_THREADS),
               help="Threads for npcf's sparse products and optimizer (BLAS has its own).  "
                    "[default: NPCF_NUM_THREADS, else all cores]")
 @click.option("--seed", default=0, show_default=True, type=SEED,

@@ -494,13 +494,13 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
                     pipelines=pipelines)
     app = open_app(**settings)
     port = check_address(host, port)
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch {max_batch}, "
-         f"max wait {max_wait_ms:g} ms) on http://{host}:{port} "
-         f"with {workers} worker(s); Ctrl-C stops")
+         f"max wait {max_wait_ms:g} ms) on {url} with {workers} worker(s); Ctrl-C stops")
     common = dict(host=host, port=port, log_level=log_level, access_log=False,
                   timeout_graceful_shutdown=5)
     stopped: list[int] = []
-    with _noting_signals(stopped):
+    with _noting_signals(stopped), _startup_failure(host, port, stopped):
         if workers > 1:
             del app
             with snapshot(model) as private:
@@ -514,8 +514,22 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
             server = uvicorn.Server(uvicorn.Config(app, **common))
             server.run()
             if not server.started and not stopped:
-                raise NpcfError(f"http://{host}:{port}: the server did not start")
+                raise NpcfError(f"{url}: the server did not start")
     return int(stopped[-1]) if stopped else None
+
+
+@contextmanager
+def _startup_failure(host: str, port: int, stopped: list):
+    """uvicorn exits the process (code 1 or 3) when it cannot bind: a port another process
+    took between :func:`check_address` and now (two servers started at once) is one npcf
+    error instead, exit code 1."""
+    try:
+        yield
+    except SystemExit as err:
+        if stopped or err.code in (0, None):
+            raise
+        raise NpcfError(f"--port {port}: cannot listen on {host}:{port} (taken meanwhile by "
+                        "another process?)") from None
 
 
 @contextmanager

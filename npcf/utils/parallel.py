@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 import scipy.sparse as sp
 
+#: the most threads npcf's kernels take (``--threads``, ``NPCF_NUM_THREADS``)
+MAX_THREADS = 1024
 #: work below these sizes stays on the calling thread (a split costs ~50 us)
 MIN_NNZ = 1 << 14        # stored entries of a sparse product
 MIN_BYTES = 1 << 21      # bytes of rows per thread for row-wise work
@@ -36,8 +38,9 @@ def env_threads() -> int | None:
     value = os.environ.get("NPCF_NUM_THREADS", "").strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"NPCF_NUM_THREADS must be a positive integer, got {value!r}")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_THREADS:
+        raise ValueError(f"NPCF_NUM_THREADS must be a whole number from 1 to {MAX_THREADS}, "
+                         f"got {value!r}")
     return int(value)
 
 

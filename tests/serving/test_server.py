@@ -420,3 +420,36 @@ def test_a_worker_that_restarts_loads_the_model_the_server_checked(run_dir, tmp_
     finally:
         _stop(proc)
     assert not private.exists()                              # the copy goes with the server
+
+
+def test_a_port_taken_after_the_check_is_one_error_not_uvicorns_exit(run_dir, monkeypatch):
+    """Two servers started at once both passed the port check; the loser exited with
+    uvicorn's bind error and code 3."""
+    from npcf.errors import NpcfError
+    from npcf.serving import server
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(server, "check_address", lambda host, p: port)
+        lines = []
+        with pytest.raises(NpcfError, match=f"--port {port}: cannot listen on 127.0.0.1:{port}"):
+            server.serve(run_dir / "model.onnx", port=port, threads=1, echo=lines.append)
+    assert len(lines) == 1
+
+
+def test_the_startup_line_writes_an_ipv6_host_in_brackets(run_dir, monkeypatch):
+    from npcf.serving import server
+    monkeypatch.setattr(server, "check_address", lambda host, p: 8123)
+
+    class Stop(Exception):
+        pass
+
+    def no_server(*a, **k):
+        raise Stop
+    monkeypatch.setattr("uvicorn.Server.run", no_server)
+    lines = []
+    with pytest.raises(Stop):
+        server.serve(run_dir / "model.onnx", host="::1", port=8123, threads=1,
+                     echo=lines.append)
+    assert "on http://[::1]:8123 with 1 worker(s)" in lines[0]

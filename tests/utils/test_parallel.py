@@ -85,8 +85,11 @@ def test_thread_count_is_per_calling_thread_and_env_is_validated(monkeypatch):
     assert seen == [1]
     monkeypatch.setenv("NPCF_NUM_THREADS", "all")
     assert parallel.threads() == 1
-    with pytest.raises(ValueError, match="NPCF_NUM_THREADS must be a positive integer"):
-        parallel.env_threads()
+    for bad in ("all", "0", "\u00b2", "100000"):      # '²'.isdigit() is True; int() refuses it
+        monkeypatch.setenv("NPCF_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match="NPCF_NUM_THREADS must be a whole number from 1 "
+                                             "to 1024"):
+            parallel.env_threads()
 
 
 def test_spmm_accepts_any_sparse_format():
