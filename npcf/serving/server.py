@@ -24,6 +24,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -337,6 +338,9 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
             raise RequestError(422, "k is given more than once")
         k = q.get("k", "10")
         if int_text(k) is None:
+            if re.fullmatch(r"\s*[+-]?\d+\s*", k, flags=re.ASCII):   # an integer past int64
+                raise RequestError(422, f"k must be between 1 and {recommender.n_items}, got "
+                                        f"{k.strip()[:40]}")
             raise RequestError(422, f"k must be an integer, got {k!r}")
         k = parse_k(int_text(k), recommender.n_items)
         raw = [p.strip() for value in q.getlist("exclude") for p in value.split(",")

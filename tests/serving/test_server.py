@@ -283,6 +283,8 @@ def test_other_4xx(server):
     _error(httpx.get(server + "/no/such/route"), 404, "Not Found")
     _error(httpx.post(server + "/recommend/", json={}), 404, "Not Found")   # no 307 redirect
     _error(httpx.get(server + "/users/1/recommendations", params={"k": "x"}), 422, "k must be")
+    _error(httpx.get(server + "/users/1/recommendations", params={"k": "9" * 25}), 422,
+           "k must be between 1 and")                # an integer, only out of range
     _error(httpx.get(server + "/users/1/recommendations", params={"k": "\u0663"}), 422,
            "k must be")
     for k in ("--5", "1_0", "\u00b2"):
