@@ -44,6 +44,7 @@ from npcf.utils.format import json_float
 try:
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 except ImportError as _err:            # the optional extra is not installed
@@ -391,11 +392,44 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
         finally:
             await batcher.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        RequestError: on_request_error, HTTPException: on_http_error, Exception: on_unexpected})
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AnswersWhenStopped)],
+                    exception_handlers={RequestError: on_request_error,
+                                        HTTPException: on_http_error,
+                                        Exception: on_unexpected})
     app.router.redirect_slashes = False       # /recommend/ is an unknown route (404 JSON)
     app.state.batcher, app.state.recommender = batcher, recommender
     return app
+
+
+class AnswersWhenStopped:
+    """ASGI middleware: a request the server cancels while it stops (uvicorn cancels what
+    is still running 5 s after SIGTERM/Ctrl-C) gets a one-line JSON 503 with Retry-After,
+    not a plain-text 500 and a traceback in the log."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            body = json.dumps({"error": "the server is stopping; retry the request"}).encode()
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()),
+                                    (b"retry-after", b"1")]})
+            await send({"type": "http.response.body", "body": body})
 
 
 # ----------------------------------------------------------------------- run

@@ -455,3 +455,42 @@ def test_the_startup_line_writes_an_ipv6_host_in_brackets(run_dir, monkeypatch):
         server.serve(run_dir / "model.onnx", host="::1", port=8123, threads=1,
                      echo=lines.append)
     assert "on http://[::1]:8123 with 1 worker(s)" in lines[0]
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_request_cancelled_by_the_stop_gets_a_json_503(started):
+    """uvicorn cancels what still runs 5 s after SIGTERM: that was a plain-text 500 and a
+    CancelledError traceback in the log."""
+    from npcf.serving.server import AnswersWhenStopped
+    sent, running = [], asyncio.Event()
+
+    async def slow(scope, receive, send):
+        if started:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        running.set()
+        await asyncio.sleep(60)
+
+    async def send(message):
+        sent.append(message)
+
+    async def main():
+        task = asyncio.create_task(AnswersWhenStopped(slow)({"type": "http"}, None, send))
+        await running.wait()
+        task.cancel()
+        if started:                              # a response already under way: cancelled
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            await task
+    asyncio.run(main())
+    if started:
+        assert [m["status"] for m in sent] == [200]
+        return
+    assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": "the server is stopping; retry the request"}
+
+
+def test_the_app_answers_a_stop_with_a_503(run_dir):
+    from npcf.serving.server import AnswersWhenStopped, open_app
+    app = open_app(run_dir / "model.onnx", threads=1)
+    assert any(m.cls is AnswersWhenStopped for m in app.user_middleware)
