@@ -74,7 +74,9 @@ class RequestError(Exception):
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": one_line(message)}, status_code=status)
+    """The JSON error; a 503 (busy, stopping) says when to retry."""
+    return JSONResponse({"error": one_line(message)}, status_code=status,
+                        headers={"Retry-After": "1"} if status == 503 else None)
 
 
 # ------------------------------------------------------------------- requests

@@ -494,3 +494,10 @@ def test_the_app_answers_a_stop_with_a_503(run_dir):
     from npcf.serving.server import AnswersWhenStopped, open_app
     app = open_app(run_dir / "model.onnx", threads=1)
     assert any(m.cls is AnswersWhenStopped for m in app.user_middleware)
+
+
+def test_a_503_says_when_to_retry_and_other_errors_do_not():
+    from npcf.serving.server import _error
+    busy, bad = _error(503, "server busy: queue full"), _error(422, "k must be")
+    assert busy.headers["retry-after"] == "1" and json.loads(busy.body)["error"].startswith("server")
+    assert "retry-after" not in bad.headers
