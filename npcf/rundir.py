@@ -22,6 +22,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import shlex
 import warnings
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def check_export_fresh(meta: dict, path) -> None:
         return
     if digest == recorded:
         return
-    redo = f"re-export with `python cli.py eval --generate --model {source}`"
+    redo = f"re-export with `python cli.py eval --generate --model {shlex.quote(str(source))}`"
     if Path(path).resolve().parent != source.resolve().parent:
         warnings.warn(f"{path}: exported from an older checkpoint than {source} (retrained "
                       f"since); it holds its own model and is used as it is ({redo} to use "

@@ -1,6 +1,8 @@
 """`npcf eval`: --generate (export to ONNX), --evaluate (metrics), --baselines."""
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from npcf import workflows
@@ -96,7 +98,7 @@ def eval_cmd(mode, model, batch_size, top_k, sparse_input, raw_ids, triton, trit
         if r["triton"]:
             t = r["triton"]
             click.echo(f"wrote Triton model {t['name']!r}: {t['config']}, {t['model']}")
-        click.echo(f"next: python cli.py recommend --model {r['path']} --user <id>")
+        click.echo(f"next: python cli.py recommend --model {shlex.quote(str(r['path']))} --user <id>")
         return
     if mode == "baselines":
         r = workflows.compare_baselines(data, ks=ks, threshold=threshold, batch_size=batch_size,

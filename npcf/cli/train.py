@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -153,7 +154,7 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
         click.echo(duplicates_note(result["duplicates_resolved"]))
     click.echo(table([(k, v) for k, v in result["test"].items()], ("test", "value"), "lr"))
     click.echo(f"\ncheckpoint: {result['model_path']}")
-    model = "" if Path(out) == rundir.DEFAULT_DIR else f" --model {result['model_path']}"
+    model = "" if Path(out) == rundir.DEFAULT_DIR else f" --model {shlex.quote(str(result['model_path']))}"
     if result["hyperparameters"]["item_based"]:
         click.echo(f"next: python cli.py eval --evaluate{model}   (an item-based model does not "
                    "fold in new users or export; train --user_based to serve)")

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import shlex
 import warnings
 from pathlib import Path
 
@@ -106,7 +107,8 @@ class Recommender(Recommends):
                                       "users); train a user-based model (train --user_based) "
                                       "and export that")
             raise CheckpointError(f"{path}: a training checkpoint, not an exported model; "
-                                  f"export it first: python cli.py eval --generate --model {path}")
+                                  f"export it first: python cli.py eval --generate --model "
+                                  f"{shlex.quote(str(path))}")
         with open(path, "rb"):            # "FILE: Permission denied", not onnxruntime's
             pass                          # "system error number 13"
         opts = ort.SessionOptions()

@@ -25,7 +25,7 @@ def output_lines(result):
 
 @pytest.fixture(scope="module")
 def mse_run(movies_small, tmp_path_factory):
-    out = tmp_path_factory.mktemp("train_mse")
+    out = tmp_path_factory.mktemp("train_mse") / "run one"      # a space: hints quote it
     # the brief's command; --layers 64 only keeps the test fast (default: 512)
     result = invoke(["train", "--tune", "off", "--data", movies_small / "ratings.csv", "--n_epochs", 2,
                      "--out", out, "--quiet", "--layers", 64])
@@ -52,7 +52,7 @@ def test_train_writes_model_history_and_metrics(mse_run):
     assert "rmse" in result.output and "model.npz" in result.output
     assert "epoch 1" not in result.output                    # --quiet: no epoch lines
     # the next command names this run's checkpoint (not the default models/)
-    assert f"next: python cli.py eval --generate --model {out / 'model.npz'}" in result.output
+    assert f"next: python cli.py eval --generate --model '{out / 'model.npz'}'" in result.output
 
 
 def test_trained_checkpoint_reproduces_the_reported_test_rmse(mse_run):
