@@ -433,3 +433,15 @@ def test_add_grads_mixed_is_dense_and_does_not_modify_inputs(order):
     np.testing.assert_array_equal(s, d0 + r.dense((6, 2)))
     np.testing.assert_array_equal(d, d0)
     np.testing.assert_array_equal(add_grads(d, d), 2 * d0)
+
+
+@pytest.mark.parametrize("vecdot", [True, False])
+def test_row_dots_are_the_rows_inner_products(vecdot, monkeypatch):
+    from npcf.nn import network
+    if not vecdot:                                    # NumPy < 2.0 has no vecdot
+        monkeypatch.setattr(network, "_vecdot", None)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((7, 300)).astype(np.float32), rng.standard_normal((7, 300))
+    got = network.row_dots(a, b.astype(np.float32))
+    np.testing.assert_allclose(got, (a.astype(np.float64) * b).sum(1), rtol=1e-4, atol=1e-4)
+    assert got.dtype == np.float32 and got.shape == (7,)
