@@ -427,7 +427,10 @@ def dask_client(scheduler: str | None = None, workers: int = 2,
                              f"use one of {', '.join(s + '://' for s in sorted(backends))}")
         try:
             client = distributed.Client(scheduler, timeout=timeout)
-        except (OSError, TimeoutError, ValueError, TypeError) as err:
+        except (ValueError, TypeError) as err:           # "tcp://": no host or port
+            raise ParamError("scheduler", f"{scheduler!r} is not a scheduler address "
+                             f"({one_line(err)[:160]}); e.g. tcp://host:8786") from None
+        except (OSError, TimeoutError) as err:
             raise NpcfError(f"--scheduler {scheduler}: cannot connect within {timeout:g} s "
                             f"({one_line(err)[:160]})") from None
         with client:

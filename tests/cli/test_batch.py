@@ -117,13 +117,16 @@ def test_usage_errors(files, tmp_path):
     for extra in (["--scheduler", "tcp://127.0.0.1:1", "--workers", 2], ["-k", 0],
                   ["-k", 100000],
                   ["--workers", 0], ["--partition_users", 0],
-                  ["--scheduler", "nosuch://127.0.0.1:1"], ["--scheduler", "http://x"]):
+                  ["--scheduler", "nosuch://127.0.0.1:1"], ["--scheduler", "http://x"],
+                  ["--scheduler", "tcp://"]):
         r = run(*base, *extra)
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
         if 100000 in extra:                 # beyond the catalogue: refused, not padded
             assert "'-k': 100000: the model has only" in r.output
         if "nosuch://127.0.0.1:1" in extra or "http://x" in extra:
             assert "'--scheduler'" in r.output and "unknown address scheme" in r.output
+        if "tcp://" in extra:               # no host or port: an option error, not "cannot connect"
+            assert "is not a scheduler address" in r.output
 
 
 def test_users_left_out_for_having_no_rating_are_said(files, tmp_path, monkeypatch):
