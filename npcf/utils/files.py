@@ -208,12 +208,24 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
             commit = bool(keep_on) and isinstance(err, keep_on)
             raise
         finally:
+            halfway = False
             try:
                 if commit:
                     _commit(stage, target)
+            except BaseException as err:
+                # the old directory renamed away and not back: keep both for the next
+                # holder (it puts the old one back) or for the user
+                halfway = not target.exists() and bool(_stages_of(target, ".old"))
+                if isinstance(err, OSError) and err.errno == errno.EBUSY:    # a bind mount
+                    raise OSError(errno.EBUSY, MOUNT_POINT, str(target)) from None
+                raise
             finally:
-                if stage.exists():        # not swapped in: dropped (or the swap failed)
+                if stage.exists() and not halfway:      # not swapped in: dropped
                     _remove(stage)
+
+
+MOUNT_POINT = ("a mount point, which npcf cannot replace (it writes a new directory and renames "
+               "it into place); give a directory inside it")
 
 
 def _check_replaceable(target: Path) -> None:
@@ -223,24 +235,39 @@ def _check_replaceable(target: Path) -> None:
     if not target.is_dir():
         return
     if os.path.ismount(target):
-        raise OSError(errno.EBUSY, "a mount point, which npcf cannot replace (it writes a new "
-                      "directory and renames it into place); give a directory inside it",
-                      str(target))
+        raise OSError(errno.EBUSY, MOUNT_POINT, str(target))
     if not os.access(target, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, "not writable; npcf replaces the whole directory, "
                               "so make it writable or choose another one", str(target))
 
 
+def _stages_of(target: Path, suffix: str) -> list[Path]:
+    """The hidden directories ``.NAME.xxxxxxxx{suffix}`` beside ``target`` (``mkdtemp``'s
+    eight random characters): what :func:`staged_dir` and :func:`swap_dir` create."""
+    found = []
+    for left in target.parent.glob(f".{glob.escape(target.name)}.*{suffix}"):
+        middle = left.name[len(target.name) + 2:-len(suffix)]
+        if left.is_dir() and not left.is_symlink() and len(middle) == 8 and "." not in middle:
+            found.append(left)
+    return found
+
+
 def _remove_stale_stages(target: Path) -> None:
-    """Remove the hidden stages a killed command left beside ``target`` (``.NAME.*.tmp``
-    and ``.NAME.*.old`` directories, as :func:`staged_dir` and :func:`swap_dir` name
-    them): the caller holds ``target``'s lock, so no running command is using them."""
-    for suffix in (".tmp", ".old"):
-        for left in target.parent.glob(f".{glob.escape(target.name)}.*{suffix}"):
-            middle = left.name[len(target.name) + 2:-len(suffix)]
-            if left.is_dir() and not left.is_symlink() and len(middle) == 8 \
-                    and "." not in middle:
-                _remove(left, attempts=1)
+    """Clear what a killed command left beside ``target`` (the caller holds its lock, so no
+    running command is using any of it): hidden stages (``.NAME.*.tmp``) are removed, and
+    the old directory of a swap killed between its two renames (``.NAME.*.old`` with no
+    ``target``) is put back, so ``target`` is as it was before that command; an ``.old``
+    beside an existing ``target`` is a finished swap's leftover and is removed. Two
+    ``.old`` directories and no ``target`` are left alone (which one was last is unknown)."""
+    old = _stages_of(target, ".old")
+    if not target.exists() and not target.is_symlink():
+        if len(old) > 1:
+            return                  # not knowably which was last: keep all
+        if old:
+            os.rename(old[0], target)   # the swap was killed halfway: back as it was
+            old = []
+    for left in old + _stages_of(target, ".tmp"):
+        _remove(left, attempts=1)
 
 
 def _remove(folder: Path, attempts: int = 20) -> None:

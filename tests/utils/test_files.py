@@ -54,9 +54,10 @@ def test_a_swap_that_fails_removes_its_stage_and_keeps_the_target(tmp_path, monk
     def busy(new, old):
         raise OSError(errno.EBUSY, "Device or resource busy", str(old))
     monkeypatch.setattr(files, "swap_dir", busy)
-    with pytest.raises(OSError, match="busy"):
-        with staged_dir(target) as stage:
+    with pytest.raises(OSError, match="a mount point") as err:     # a bind mount: only the
+        with staged_dir(target) as stage:                           # swap can tell
             (stage / "new.txt").write_text("lost")
+    assert err.value.filename == str(target)
     assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -162,3 +163,41 @@ def test_a_staged_directory_is_flushed_before_it_is_swapped_in(tmp_path, disk_ev
                for kind, p in disk_events[:first_rename])                 # before the swap
     assert disk_events[-1] == ("fsync", str(tmp_path))                     # then the parent
     assert (tmp_path / "out" / "sub" / "f.txt").read_text() == "x"
+
+
+def test_a_swap_killed_between_its_renames_is_undone_by_the_next_holder(tmp_path):
+    """Killed after renaming the old directory away and before renaming the new one in
+    (the two-rename fallback): the old run must come back, not be cleared as debris."""
+    (tmp_path / ".run.k1lled_0.old").mkdir()
+    (tmp_path / ".run.k1lled_0.old" / "model.npz").write_text("the only copy")
+    (tmp_path / ".run.n3wstage.tmp").mkdir()                  # the unfinished new one
+    with pytest.raises(RuntimeError):
+        with staged_dir(tmp_path / "run"):                    # even a command that fails
+            raise RuntimeError("boom")
+    assert (tmp_path / "run" / "model.npz").read_text() == "the only copy"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_swap_failing_halfway_keeps_both_directories(tmp_path, monkeypatch):
+    from npcf.utils import files
+    target = tmp_path / "run"
+    with staged_dir(target) as stage:
+        (stage / "v").write_text("one")
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    real = files.os.rename
+
+    def rename(src, dst):                      # the old one moves away; nothing else moves
+        if str(dst).endswith(".old"):
+            return real(src, dst)
+        raise OSError(errno.EIO, "I/O error", str(src))
+    monkeypatch.setattr(files.os, "rename", rename)
+    with pytest.raises(OSError):
+        with staged_dir(target) as stage:
+            (stage / "v").write_text("two")
+    monkeypatch.setattr(files.os, "rename", real)
+    kept = sorted(p.name.rsplit(".", 1)[-1] for p in tmp_path.iterdir() if p.name != ".run.lock")
+    assert kept == ["old", "tmp"] and not target.exists()     # both kept, nothing deleted
+    with staged_dir(target) as stage:                          # the next holder puts it back
+        assert (target / "v").read_text() == "one"
+        (stage / "v").write_text("three")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
