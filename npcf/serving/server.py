@@ -21,6 +21,7 @@ Unknown movie ids in a request are ignored and listed in ``unknown_ids``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -342,8 +343,9 @@ def create_app(recommender, dataset=None, max_batch: int = MAX_BATCH,
         k = q.get("k", "10")
         if int_text(k) is None:
             if re.fullmatch(r"\s*[+-]?\d+\s*", k, flags=re.ASCII):   # an integer past int64
+                digits = k.strip()
                 raise RequestError(422, f"k must be between 1 and {recommender.n_items}, got "
-                                        f"{k.strip()[:40]}")
+                                        f"{digits if len(digits) <= 40 else digits[:40] + '...'}")
             raise RequestError(422, f"k must be an integer, got {k!r}")
         k = parse_k(int_text(k), recommender.n_items)
         raw = [p.strip() for value in q.getlist("exclude") for p in value.split(",")
@@ -473,9 +475,14 @@ def app_from_env() -> Starlette:
     """The app of a uvicorn worker process: :func:`open_app` of the JSON settings in
     :data:`CONFIG_ENV` (what :func:`serve` starts workers with). Warnings about the model
     were shown once, by the process that checked it first."""
+    settings = json.loads(os.environ[CONFIG_ENV])
+    shown = settings.pop("shown", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NpcfWarning)
-        return open_app(**json.loads(os.environ[CONFIG_ENV]))
+        app = open_app(**settings)
+    if shown:                       # /model names the file the user served, not the copy
+        app.state.recommender.path = Path(shown)
+    return app
 
 
 @contextmanager
@@ -489,6 +496,9 @@ def snapshot(path):
     try:
         copy = folder / path.name
         shutil.copy2(path, copy)
+        side = Path(f"{path}.items.json")          # the movie ids of a large catalogue
+        if side.is_file():
+            shutil.copy2(side, Path(f"{copy}.items.json"))
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -532,29 +542,36 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
                     movies=None if movies is None else str(movies), threads=threads,
                     max_batch=max_batch, max_wait_ms=max_wait_ms, max_body=max_body,
                     pipelines=pipelines)
-    app = open_app(**settings)
-    port = check_address(host, port)
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch {max_batch}, "
-         f"max wait {max_wait_ms:g} ms) on {url} with {workers} worker(s); Ctrl-C stops")
-    common = dict(host=host, port=port, log_level=log_level, access_log=False,
-                  timeout_graceful_shutdown=5)
+    from npcf.rundir import file_digest
     stopped: list[int] = []
-    with _noting_signals(stopped), _startup_failure(host, port, stopped):
-        if workers > 1:
-            del app
-            with snapshot(model) as private:
-                # the workers load the file checked above, whatever happens to `model`
+    with contextlib.ExitStack() as stack:
+        # workers load a private copy of the file checked here, whatever happens to `model`
+        # later; taken first, so the check below is the copy's check
+        private = stack.enter_context(snapshot(model)) if workers > 1 else None
+        app = open_app(**settings)
+        if private is not None and file_digest(private) != file_digest(model):
+            raise NpcfError(f"{model}: the file changed while the server started; start it "
+                            "again once it is written")
+        port = check_address(host, port)
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch "
+             f"{max_batch}, max wait {max_wait_ms:g} ms) on {url} with {workers} worker(s); "
+             "Ctrl-C stops")
+        common = dict(host=host, port=port, log_level=log_level, access_log=False,
+                      timeout_graceful_shutdown=5)
+        with _noting_signals(stopped), _startup_failure(host, port, stopped):
+            if private is not None:
+                del app
                 os.environ[CONFIG_ENV] = json.dumps(dict(settings, model=str(private),
-                                                         check_fresh=False))
+                                                         check_fresh=False, shown=str(model)))
                 # a worker answers uvicorn's health check only once its model is loaded
                 uvicorn.run("npcf.serving.server:app_from_env", factory=True, workers=workers,
                             timeout_worker_healthcheck=120, **common)
-        else:   # uvicorn's server catches the signals and passes them on when it has stopped
-            server = uvicorn.Server(uvicorn.Config(app, **common))
-            server.run()
-            if not server.started and not stopped:
-                raise NpcfError(f"{url}: the server did not start")
+            else:   # uvicorn's server catches the signals and passes them on once stopped
+                server = uvicorn.Server(uvicorn.Config(app, **common))
+                server.run()
+                if not server.started and not stopped:
+                    raise NpcfError(f"{url}: the server did not start")
     return int(stopped[-1]) if stopped else None
 
 
@@ -568,8 +585,9 @@ def _startup_failure(host: str, port: int, stopped: list):
     except SystemExit as err:
         if stopped or err.code in (0, None):
             raise
-        raise NpcfError(f"--port {port}: cannot listen on {host}:{port} (taken meanwhile by "
-                        "another process?)") from None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise NpcfError(f"--port {port}: the server did not start on {where} (the port taken "
+                        "meanwhile by another process, or see the log line above)") from None
 
 
 @contextmanager

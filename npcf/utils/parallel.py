@@ -38,7 +38,8 @@ def env_threads() -> int | None:
     value = os.environ.get("NPCF_NUM_THREADS", "").strip()
     if not value:
         return None
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_THREADS:
+    if not (value.isascii() and value.isdigit() and len(value) <= 5) \
+            or not 1 <= int(value) <= MAX_THREADS:
         raise ValueError(f"NPCF_NUM_THREADS must be a whole number from 1 to {MAX_THREADS}, "
                          f"got {value!r}")
     return int(value)

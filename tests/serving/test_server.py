@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -384,6 +385,8 @@ def test_a_worker_that_restarts_loads_the_model_the_server_checked(run_dir, tmp_
     import shutil
     model = tmp_path / "served.onnx"
     shutil.copy2(run_dir / "model.onnx", model)
+    copies = f"npcf-serve-*/{model.name}"
+    before = set(Path(tempfile.gettempdir()).glob(copies))
     port = _free_port()
     proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--port", str(port),
                              "--model", str(model), "--threads", "1", "--workers", "2"],
@@ -406,8 +409,10 @@ def test_a_worker_that_restarts_loads_the_model_the_server_checked(run_dir, tmp_
         want = httpx.post(url + "/recommend", json=body, timeout=10).json()
         model.write_bytes(b"not a model any more")           # replaced while serving
         info = httpx.get(url + "/model", timeout=10).json()
-        pid, private = info["pid"], Path(info["path"])
-        assert private != model and private.read_bytes() != model.read_bytes()
+        pid = info["pid"]
+        assert info["path"] == str(model)                    # the file served, not the copy
+        (private,) = set(Path(tempfile.gettempdir()).glob(copies)) - before
+        assert private.read_bytes() != model.read_bytes()
         os.kill(pid, signal.SIGKILL)                         # uvicorn starts a new worker
         deadline, pids = time.monotonic() + START_TIMEOUT, set()
         while len(pids) < 2 or pid in pids:
@@ -435,7 +440,8 @@ def test_a_port_taken_after_the_check_is_one_error_not_uvicorns_exit(run_dir, mo
         port = taken.getsockname()[1]
         monkeypatch.setattr(server, "check_address", lambda host, p: port)
         lines = []
-        with pytest.raises(NpcfError, match=f"--port {port}: cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(NpcfError, match=f"--port {port}: the server did not start on "
+                                            f"127.0.0.1:{port}"):
             server.serve(run_dir / "model.onnx", port=port, threads=1, echo=lines.append)
     assert len(lines) == 1
 
@@ -501,3 +507,14 @@ def test_a_503_says_when_to_retry_and_other_errors_do_not():
     busy, bad = _error(503, "server busy: queue full"), _error(422, "k must be")
     assert busy.headers["retry-after"] == "1" and json.loads(busy.body)["error"].startswith("server")
     assert "retry-after" not in bad.headers
+
+
+def test_the_private_copy_holds_the_id_sidecar_of_a_large_catalogue(tmp_path):
+    from npcf.serving.server import snapshot
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"graph")
+    (tmp_path / "model.onnx.items.json").write_text("[1, 2, 3]")
+    with snapshot(model) as private:
+        assert private.read_bytes() == b"graph" and private != model
+        assert Path(f"{private}.items.json").read_text() == "[1, 2, 3]"
+    assert not private.parent.exists()

@@ -85,7 +85,8 @@ def test_thread_count_is_per_calling_thread_and_env_is_validated(monkeypatch):
     assert seen == [1]
     monkeypatch.setenv("NPCF_NUM_THREADS", "all")
     assert parallel.threads() == 1
-    for bad in ("all", "0", "\u00b2", "100000"):      # '²'.isdigit() is True; int() refuses it
+    # '²'.isdigit() is True and int() refuses it; int() refuses 4,300+ digits too
+    for bad in ("all", "0", "\u00b2", "100000", "9" * 5000):
         monkeypatch.setenv("NPCF_NUM_THREADS", bad)
         with pytest.raises(ValueError, match="NPCF_NUM_THREADS must be a whole number from 1 "
                                              "to 1024"):
