@@ -130,6 +130,8 @@ def bench_train(args) -> None:
         "1 thread, batch 256" + "".join(
             f" (npcf full at 1 thread is {1950 / r['sec_per_epoch']:.1f}x faster than that "
             "reference)" for r in rows if r["scale"] == "full" and r["threads"] == 1) + ".",
+        f"Measured {report.now()} on {report.machine()['cpu']} "
+        f"({report.machine()['os']}).",
         "Threads: npcf's children run with OPENBLAS_NUM_THREADS = NPCF_NUM_THREADS = the "
         "thread count and OPENBLAS_THREAD_TIMEOUT=4 (what `cli.py train --threads` sets up); "
         "torch with torch.set_num_threads.",
@@ -330,7 +332,9 @@ def main(argv=None) -> int:
         "- versions: " + ", ".join(f"{k} {x}" for k, x in v.items()),
         f"- run: `python benchmarks/run.py{' --quick' if args.quick else ''}"
         f"{f' --threads {args.threads}' if args.threads else ''}` on {report.now()}"
-        + (f" (parts: {', '.join(parts)})" if args.only else ""),
+        + (f" (parts: {', '.join(parts)}; the other sections are from earlier runs, "
+           "possibly on another host of this type: their own text names when)"
+           if args.only else ""),
     ]))
     report.update_json("machine", {"machine": m, "versions": v, "quick": args.quick})
     for part in parts:
