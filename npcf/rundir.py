@@ -72,6 +72,17 @@ def file_digest(path) -> str:
     return h.hexdigest()[:16]
 
 
+def path_text(path) -> str:
+    """``path`` as text for a file's metadata (valid UTF-8 whatever the locale: a name the
+    file system holds as UTF-8 bytes reads as itself); :func:`text_path` reads it back."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def text_path(text: str) -> Path:
+    """The path :func:`path_text` wrote, as this process's file-system encoding names it."""
+    return Path(os.fsdecode(text.encode("utf-8", "surrogateescape")))
+
+
 def check_export_fresh(meta: dict, path) -> None:
     """Whether the ONNX file ``path`` (its metadata ``meta``) was exported from the
     checkpoint now at the path it records (``checkpoint_path``; older exports: its run
@@ -82,7 +93,7 @@ def check_export_fresh(meta: dict, path) -> None:
     checks this (recommend, eval, serve, batch-recommend)."""
     recorded = meta.get("checkpoint_sha256")
     if "checkpoint_path" in meta:      # the checkpoint it came from, wherever it is
-        source = Path(meta["checkpoint_path"])
+        source = text_path(meta["checkpoint_path"])
     else:
         source = folder_of(path) / MODEL_NPZ
     if not recorded or not source.is_file():

@@ -351,7 +351,8 @@ def export_model(model=None, out=None, *, batch_size: int = 256, top_k: int | No
         ae, sparse_input=sparse_input, top_k=top_k or None, raw_ids=raw_ids,
         popularity_penalty=popularity_penalty, precision=precision,
         extra_metadata={"checkpoint_sha256": checkpoint.file_digest(model_path),
-                        "checkpoint_path": str(checkpoint.checkpoint_files(model_path)[0].resolve()),
+                        "checkpoint_path": rundir.path_text(
+                            checkpoint.checkpoint_files(model_path)[0].resolve()),
                         "data_fingerprint": ae.info.get("fingerprint", "")})
     with rundir.writing_into(out.parent), staged_export(out) as staged:
         write_graph(ae, graph, meta, staged)

@@ -135,3 +135,18 @@ def test_a_files_maximum_held_only_by_the_test_part_is_in_the_models_scale(tmp_p
                     tune=False)
     from npcf.autoencoder.estimator import AutoEncoder
     assert AutoEncoder.load(tmp_path / "run").scale == (float(rating.min()), 5.0)
+
+
+def test_a_run_directory_named_in_bytes_that_are_not_the_locales_exports_and_loads(tmp_path):
+    """Under a non-UTF-8 locale (PYTHONUTF8=0, LANG=C) a non-ASCII name is a str with
+    surrogates: its export crashed writing the checkpoint path into the graph's metadata,
+    and onnxruntime could not open such a name."""
+    from npcf.serving.runtime import Recommender
+    run = tmp_path / "r\udcc3\udcbc"               # the bytes of 'rü', as such a locale sees them
+    workflows.train({"layers": (8,), "n_epochs": 1}, run, {"data": str(ratings_csv(tmp_path))},
+                    tune=False)
+    out = run / "model.onnx"
+    workflows.export_model(run / "model.npz", out)
+    rec = Recommender.load(out)
+    assert rec.meta["checkpoint_path"].endswith("/rü/model.npz")       # valid UTF-8 text
+    workflows.check_fresh(rec, out)                                      # found and compared

@@ -117,8 +117,13 @@ class Recommender(Recommends):
         try:
             # a file it cannot parse makes onnxruntime print an "EP Error ... Falling back"
             # block and retry; the one-line error below says it all
+            try:                  # a name onnxruntime cannot take as UTF-8 (a non-UTF-8
+                str(path).encode("utf-8")          # locale): the model's bytes instead
+                source = str(path)
+            except UnicodeEncodeError:
+                source = path.read_bytes()
             with contextlib.redirect_stdout(io.StringIO()):
-                session = ort.InferenceSession(str(path), opts,
+                session = ort.InferenceSession(source, opts,
                                                providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: cannot load ONNX model "
