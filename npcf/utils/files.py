@@ -13,6 +13,7 @@ import ctypes
 import errno
 import fcntl
 import glob
+import hashlib
 import json
 import math
 import os
@@ -59,6 +60,22 @@ def atomic_path(path, suffix: str = "", make_parent: bool = True):
         raise
 
 
+#: the longest name used as it is inside npcf's hidden names (``.NAME.xxxxxxxx.tmp``,
+#: ``.NAME.lock``), which must stay within the file systems' 255 bytes
+HIDDEN_STEM_MAX = 200
+
+
+def hidden_stem(name: str) -> str:
+    """``name`` as the stem of npcf's hidden files beside it: itself, or for a name over
+    :data:`HIDDEN_STEM_MAX` bytes its start and a digest of the whole (still one per name)."""
+    raw = os.fsencode(name)
+    if len(raw) <= HIDDEN_STEM_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return os.fsdecode(raw[:HIDDEN_STEM_MAX - 17]) + "~" + digest   # (bytes cut mid-character
+                                                                # round-trip as surrogates)
+
+
 @contextlib.contextmanager
 def staged_files(path):
     """Yield a path named like ``path`` in a fresh hidden directory beside it; on success
@@ -69,7 +86,7 @@ def staged_files(path):
     if missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{hidden_stem(path.name)}.", dir=path.parent) as tmp:
         yield Path(tmp) / path.name
         for f in sorted(Path(tmp).iterdir(), reverse=True):
             if f.is_file():
@@ -163,7 +180,8 @@ def swap_dir(new, target) -> None:
     if _exchange(new, target):
         shutil.rmtree(new, ignore_errors=True)     # now holds the old directory
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{hidden_stem(target.name)}.", suffix=".old",
+                                dir=target.parent))
     os.rmdir(old)
     os.rename(target, old)
     try:
@@ -194,7 +212,7 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
     target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target):
         _remove_stale_stages(target)
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+        stage = Path(tempfile.mkdtemp(prefix=f".{hidden_stem(target.name)}.", suffix=".tmp",
                                       dir=target.parent))
         os.chmod(stage, 0o777 & ~umask())
         commit = True
@@ -245,8 +263,9 @@ def _stages_of(target: Path, suffix: str) -> list[Path]:
     """The hidden directories ``.NAME.xxxxxxxx{suffix}`` beside ``target`` (``mkdtemp``'s
     eight random characters): what :func:`staged_dir` and :func:`swap_dir` create."""
     found = []
-    for left in target.parent.glob(f".{glob.escape(target.name)}.*{suffix}"):
-        middle = left.name[len(target.name) + 2:-len(suffix)]
+    stem = hidden_stem(target.name)
+    for left in target.parent.glob(f".{glob.escape(stem)}.*{suffix}"):
+        middle = left.name[len(stem) + 2:-len(suffix)]
         if left.is_dir() and not left.is_symlink() and len(middle) == 8 and "." not in middle:
             found.append(left)
     return found
@@ -303,7 +322,7 @@ def lock_path(target) -> Path:
     """The lock file of directory ``target`` (``.NAME.lock`` beside it): present while
     a command holds ``target`` (:func:`staged_dir`, :func:`dir_lock`)."""
     target = Path(target)
-    return target.parent / f".{target.name}.lock"
+    return target.parent / f".{hidden_stem(target.name)}.lock"
 
 
 @contextlib.contextmanager

@@ -201,3 +201,23 @@ def test_a_swap_failing_halfway_keeps_both_directories(tmp_path, monkeypatch):
         assert (target / "v").read_text() == "one"
         (stage / "v").write_text("three")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("name", ["a" * 255, "\u00e9" * 127 + "z"])   # 255 and 255 bytes
+def test_a_name_of_the_longest_length_gets_its_lock_and_stage(tmp_path, name):
+    """`.NAME.lock` and `.NAME.xxxxxxxx.tmp` of a 250-255 byte name exceeded the 255-byte
+    limit: `--out` of such a name was refused with 'File name too long'."""
+    target = tmp_path / name
+    with staged_dir(target) as stage:
+        (stage / "a.txt").write_text("one")
+    with staged_dir(target) as stage:                   # replaces it, the same way
+        (stage / "a.txt").write_text("two")
+    assert (target / "a.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_long_names_sharing_their_start_get_distinct_hidden_stems():
+    from npcf.utils.files import HIDDEN_STEM_MAX, hidden_stem
+    a, b = "x" * 250 + "1", "x" * 250 + "2"
+    assert hidden_stem(a) != hidden_stem(b)
+    assert len(hidden_stem(a).encode()) <= HIDDEN_STEM_MAX and hidden_stem("short") == "short"
