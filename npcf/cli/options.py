@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from npcf.autoencoder.hyperparameters import RANGES
-from npcf.data.dataset import is_prepared
+from npcf.data.dataset import VALIDATION_FRACTION, is_prepared
 from npcf.data.readers import FORMATS, check_columns
 from npcf.data.splits import KINDS
 from npcf.errors import ParamError, check_scale
@@ -109,7 +109,9 @@ def data_options(f):
                      help="Held-out fraction (of ratings, of each user's ratings, or of users)."),
         click.option("--validation_size", default=0.0, show_default=True,
                      type=Finite(min=0.0, max=1.0, max_open=True),
-                     help="Validation fraction carved from training the same way."),
+                     help="Validation fraction carved from training the same way (0: "
+                          "none; train, eval --baselines and the search then carve "
+                          f"{VALIDATION_FRACTION:g} of it for early stopping)."),
         click.option("--holdout", default=0.2, show_default=True, type=FRACTION,
                      help="For --split users: fraction of a test user's ratings held out."),
         click.option("--train", "train_file", default=None, type=LocalPath(),
