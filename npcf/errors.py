@@ -1,9 +1,11 @@
 """Exceptions npcf raises for bad input; the CLI prints them as one line."""
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
+import warnings
 from pathlib import Path
 
 
@@ -14,6 +16,15 @@ class NpcfError(Exception):
 class NpcfWarning(UserWarning):
     """Something works but not as well as it could, and the user can fix it (the CLI
     prints it as one ``warning:`` line on stderr)."""
+
+
+@contextlib.contextmanager
+def warned_elsewhere():
+    """Hold back :class:`NpcfWarning` for the block: a worker process loading what the
+    process that started it loaded, and warned about, first."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NpcfWarning)
+        yield
 
 
 class DataError(NpcfError, ValueError):

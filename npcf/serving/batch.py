@@ -25,7 +25,6 @@ import os
 import shutil
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ import scipy.sparse as sp
 from npcf.data.dataset import is_prepared, load_prepared
 from npcf.data.ratings import Ratings, build_ratings, rating_problem
 from npcf.data.readers import check_columns, rating_columns, read_ratings
-from npcf.errors import DataError, NpcfError, NpcfWarning, ParamError, one_line, positive_int
+from npcf.errors import DataError, NpcfError, ParamError, one_line, positive_int, warned_elsewhere
 from npcf.evaluation.ranking import outside_scale
 from npcf.rundir import check_export_fresh, check_target
 from npcf.serving.runtime import Recommender
@@ -284,8 +283,7 @@ def warm(model_path, threads: int = 1, batch_size: int = 256) -> int:
     """Load ``model_path`` into this process's cache (:func:`recommender`); the pid. Run on
     every worker while the client stages the input, so no task waits for the session.
     Warnings about the model were shown by the client, which loaded it first."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NpcfWarning)
+    with warned_elsewhere():
         recommender(model_path, threads, batch_size)
     return os.getpid()
 

@@ -31,14 +31,13 @@ import signal
 import socket
 import tempfile
 import threading
-import warnings
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from npcf.data.vocab import EXACT_FLOAT_INT, int_text
-from npcf.errors import NpcfError, NpcfWarning, one_line, shown
+from npcf.errors import NpcfError, one_line, shown, warned_elsewhere
 from npcf.serving.batcher import Busy, MicroBatcher, Query, rank_queries
 from npcf.utils.format import json_float
 
@@ -476,12 +475,11 @@ def app_from_env() -> Starlette:
     :data:`CONFIG_ENV` (what :func:`serve` starts workers with). Warnings about the model
     were shown once, by the process that checked it first."""
     settings = json.loads(os.environ[CONFIG_ENV])
-    shown = settings.pop("shown", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NpcfWarning)
+    served = settings.pop("served", None)
+    with warned_elsewhere():
         app = open_app(**settings)
-    if shown:                       # /model names the file the user served, not the copy
-        app.state.recommender.path = Path(shown)
+    if served:                      # /model names the file the user served, not the copy
+        app.state.recommender.path = Path(served)
     return app
 
 
@@ -504,6 +502,11 @@ def snapshot(path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def check_address(host: str, port: int) -> int:
     """The port to listen on: ``port``, or for 0 a free one the system picks now (so the
     startup line can say which); NpcfError (one line, naming --host or --port) unless
@@ -521,7 +524,8 @@ def check_address(host: str, port: int) -> int:
             sock.bind(addr)
         except OSError as err:
             what = f"--port {port}" if err.errno == errno.EADDRINUSE else f"--host {host}"
-            raise NpcfError(f"{what}: cannot listen on {host}:{port} ({err.strerror})") from None
+            raise NpcfError(f"{what}: cannot listen on {address(host, port)} ({err.strerror})") \
+                from None
         return int(sock.getsockname()[1])
 
 
@@ -553,7 +557,7 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
             raise NpcfError(f"{model}: the file changed while the server started; start it "
                             "again once it is written")
         port = check_address(host, port)
-        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        url = f"http://{address(host, port)}"
         echo(f"serving {model} ({app.state.recommender.n_items:,} movies, max batch "
              f"{max_batch}, max wait {max_wait_ms:g} ms) on {url} with {workers} worker(s); "
              "Ctrl-C stops")
@@ -563,7 +567,7 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, *, data=None, movies
             if private is not None:
                 del app
                 os.environ[CONFIG_ENV] = json.dumps(dict(settings, model=str(private),
-                                                         check_fresh=False, shown=str(model)))
+                                                         check_fresh=False, served=str(model)))
                 # a worker answers uvicorn's health check only once its model is loaded
                 uvicorn.run("npcf.serving.server:app_from_env", factory=True, workers=workers,
                             timeout_worker_healthcheck=120, **common)
@@ -585,9 +589,9 @@ def _startup_failure(host: str, port: int, stopped: list):
     except SystemExit as err:
         if stopped or err.code in (0, None):
             raise
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise NpcfError(f"--port {port}: the server did not start on {where} (the port taken "
-                        "meanwhile by another process, or see the log line above)") from None
+        raise NpcfError(f"--port {port}: the server did not start on {address(host, port)} "
+                        "(the port taken meanwhile by another process, or see the log line "
+                        "above)") from None
 
 
 @contextmanager

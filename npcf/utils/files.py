@@ -215,7 +215,6 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
         stage = Path(tempfile.mkdtemp(prefix=f".{hidden_stem(target.name)}.", suffix=".tmp",
                                       dir=target.parent))
         os.chmod(stage, 0o777 & ~umask())
-        commit = True
         try:
             if from_target and target.is_dir():
                 shutil.copytree(target, stage, symlinks=True, dirs_exist_ok=True,
@@ -223,23 +222,27 @@ def staged_dir(target, keep_on: tuple = (), from_target: bool = False):
                                 ignore=shutil.ignore_patterns(".*.tmp", ".*.tmp.*", ".*.old"))
             yield stage
         except BaseException as err:
-            commit = bool(keep_on) and isinstance(err, keep_on)
+            if keep_on and isinstance(err, keep_on):
+                _swap_in(stage, target)
+            else:
+                _remove(stage)
             raise
-        finally:
-            halfway = False
-            try:
-                if commit:
-                    _commit(stage, target)
-            except BaseException as err:
-                # the old directory renamed away and not back: keep both for the next
-                # holder (it puts the old one back) or for the user
-                halfway = not target.exists() and bool(_stages_of(target, ".old"))
-                if isinstance(err, OSError) and err.errno == errno.EBUSY:    # a bind mount
-                    raise OSError(errno.EBUSY, MOUNT_POINT, str(target)) from None
-                raise
-            finally:
-                if stage.exists() and not halfway:      # not swapped in: dropped
-                    _remove(stage)
+        _swap_in(stage, target)
+
+
+def _swap_in(stage: Path, target: Path) -> None:
+    """:func:`_commit` ``stage`` as ``target``. If that fails, ``stage`` is removed, unless
+    the swap failed halfway (the old directory renamed away and not back): then both stay
+    for the next holder, which puts the old one back (:func:`_remove_stale_stages`). EBUSY
+    (a bind mount, which ``os.path.ismount`` does not see) is named as a mount point."""
+    try:
+        _commit(stage, target)
+    except BaseException as err:
+        if target.exists() or not _stages_of(target, ".old"):
+            _remove(stage)
+        if isinstance(err, OSError) and err.errno == errno.EBUSY:
+            raise OSError(errno.EBUSY, MOUNT_POINT, str(target)) from None
+        raise
 
 
 MOUNT_POINT = ("a mount point, which npcf cannot replace (it writes a new directory and renames "
