@@ -195,7 +195,7 @@ def product_into(a, b: np.ndarray, out: np.ndarray) -> None:
             or a.indptr.dtype != a.indices.dtype or b.ndim != 2
             or b.shape[0] != a.shape[1] or out.shape != (a.shape[0], b.shape[1])
             or not (b.flags.c_contiguous and out.flags.c_contiguous)
-            or np.shares_memory(out, b)):
+            or np.may_share_memory(out, b)):
         out[...] = a @ b
         return
     out.fill(0)                       # the kernel adds a @ b into what is there
