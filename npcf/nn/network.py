@@ -213,7 +213,7 @@ class Network:
         return z, self._g(z)
 
     def output_at(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                  mode: str = "auto", chunk: int = 1 << 18, groups=None):
+                  mode: str = "auto", chunk: int = 1 << 19, groups=None):
         """Pre-activation output ``z`` (1-D) only at the pairs ``(rows[k], cols[k])``.
 
         ``mode``: ``"sampled"`` (gathered dot products, |pairs| * h1),
