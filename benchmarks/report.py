@@ -15,8 +15,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_JSON = HERE / "results.json"
-ORDER = ("machine", "train", "infer", "fp16", "data", "quality")
-TITLES = {"machine": "Machine", "train": "Training speed", "infer": "Inference speed",
+ORDER = ("machine", "train", "epoch", "infer", "fp16", "data", "quality")
+TITLES = {"machine": "Machine", "train": "Training speed",
+          "epoch": "Training speed, whole epochs", "infer": "Inference speed",
           "fp16": "Float16 weights", "data": "Data", "quality": "Quality",
           "int8": "int8 schemes", "compat": "ONNX runtime compatibility",
           "serve": "Serving under load", "batch": "Batch recommendations"}
