@@ -68,6 +68,10 @@ class _Group(click.Group):
             return super().make_context(*args, **kwargs)
         except BrokenPipeError:
             raise _closed_pipe() from None
+        except OSError as err:
+            if not _stdout_failed(err):
+                raise
+            raise click.ClickException(_stdout_message(err)) from None
 
     def invoke(self, ctx):
         helping = any(a in ("-h", "--help") for a in ctx.args)   # (click empties ctx.args)
@@ -91,7 +95,8 @@ class _Group(click.Group):
                 out.exit_code = err.exit_code
             raise out from None
         except (OSError, MemoryError) as err:
-            raise click.ClickException(os_message(err)) from None
+            raise click.ClickException(_stdout_message(err) if _stdout_failed(err)
+                                       else os_message(err)) from None
         except _Terminated:
             click.echo(f"{_fresh_line()}Error: terminated (SIGTERM); output being written was "
                        "discarded, files written before were left as they were", err=True)
@@ -141,6 +146,32 @@ def _closed_pipe(stopped: str | None = None) -> click.ClickException | click.exc
         click.echo(f"Error: {stopped}: standard output was closed (broken pipe); stopped",
                    err=True)
     return click.exceptions.Exit(BROKEN_PIPE)
+
+
+def _stdout_failed(err: BaseException) -> bool:
+    """Whether ``err`` (an OS error naming no file) came from writing standard output
+    (`npcf ... > /dev/full`, a full disk under `> file`): the innermost Python frame it
+    passed through was writing to ``sys.stdout`` (click's ``echo``, ``print``)."""
+    if not isinstance(err, OSError) or getattr(err, "filename", None) is not None:
+        return False
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    out = sys.stdout
+    targets = (out, getattr(out, "buffer", None), sys.__stdout__)
+    return any(v is t for v in tb.tb_frame.f_locals.values() for t in targets if t is not None)
+
+
+def _stdout_message(err: OSError) -> str:
+    """``standard output: why``; standard output is pointed at /dev/null, so that the
+    flush at exit neither fails again nor prints a traceback."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"standard output: {err.strerror or one_line(err)}; the output is incomplete"
 
 
 def _stdout_closed() -> bool:

@@ -767,3 +767,38 @@ def test_a_closed_output_pipe_stops_a_training_run_with_one_line(tmp_path):
     assert err.strip().splitlines() == [
         "Error: train: standard output was closed (broken pipe); stopped"], err
     assert not (tmp_path / "run").exists()
+
+
+def run_with_full_stdout(args, timeout: float = 60) -> tuple[int, str]:
+    """``cli.py ARGS`` with its standard output ``/dev/full`` (every write fails with
+    ENOSPC, as on a full disk): (exit code, stderr)."""
+    import subprocess
+    import sys
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, str(cli), *map(str, args)], stdout=full,
+                           stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stderr.decode()
+
+
+NO_SPACE = "Error: standard output: No space left on device; the output is incomplete"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["datasets"], ["--version"], ["--help"], ["train", "--help"]])
+def test_a_full_standard_output_is_named_in_one_line(args):
+    """`npcf ... > file` on a full disk: one line naming standard output, exit 1 (was a
+    traceback for `--help` and `--version`, and an errno without the stream's name)."""
+    assert run_with_full_stdout(args) == (1, NO_SPACE + "\n")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_standard_output_stops_a_training_run_with_one_line(tmp_path):
+    """The first epoch line that cannot be written stops the run: its output directory
+    is not swapped in."""
+    write_ratings(tmp_path / "r.csv")
+    code, err = run_with_full_stdout(
+        ["train", "--data", tmp_path / "r.csv", "--tune", "off", "--n_epochs", 3,
+         "--layers", 8, "--verbose_epochs", 1, "--out", tmp_path / "run"], timeout=120)
+    assert (code, err.strip().splitlines()) == (1, [NO_SPACE]), err
+    assert not (tmp_path / "run").exists()
