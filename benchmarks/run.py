@@ -316,6 +316,16 @@ def readme_summary() -> str:
                 report.md_table(("threads", "npcf s/epoch", "floor s", "original s/epoch",
                                  "speed-up", "original, same allocator, s/epoch", "speed-up",
                                  "npcf peak RSS"), rows, "rrrrrrrr"), ""]
+    ep = res.get("epoch", {})
+    if isinstance(ep, dict) and ep.get("npcf"):
+        orig = {t["threads"]: t["sec_per_epoch"] for t in ep.get("torch_original", [])}
+        out += ["Whole epochs at that scale, end to end (not extrapolated; one run each): "
+                + "; ".join(f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}: npcf "
+                            f"{r['sec_per_epoch']:,.0f} s ({r['sec_per_epoch'] / r['floor_sec']:.2f}x "
+                            "the floor)" + (f", the original {orig[r['threads']]:,.0f} s "
+                                            f"({orig[r['threads']] / r['sec_per_epoch']:.1f}x)"
+                                            if r["threads"] in orig else "")
+                            for r in ep["npcf"]) + ".", ""]
     inf = [r for r in res.get("infer", []) if "batch1_ms" in r]
     if inf:
         big = max(r["items"] for r in inf)
