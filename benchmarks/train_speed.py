@@ -154,7 +154,7 @@ def child(args) -> dict:
     return {
         "scale": args.scale, "threads": int(args.threads), "batch_size": args.batch_size,
         "layers": args.layers, "n_users": X.shape[0], "n_items": X.shape[1], "nnz": int(X.nnz),
-        "batches_timed": len(times) if times else n_batches, "batches_per_epoch": n_batches,
+        "batches_timed": n_batches if full_epoch else len(times), "batches_per_epoch": n_batches,
         "full_epoch": full_epoch,
         "sec_per_epoch": sec_epoch, "ratings_per_sec": X.nnz / sec_epoch,
         "mean_items_touched_per_batch": mean_touched,

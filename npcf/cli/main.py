@@ -5,6 +5,7 @@ unexpected is one line too, with how to see the traceback (``--debug`` or
 ``NPCF_DEBUG=1``)."""
 from __future__ import annotations
 
+import io
 import os
 import select
 import signal
@@ -77,7 +78,12 @@ class _Group(click.Group):
         helping = any(a in ("-h", "--help") for a in ctx.args)   # (click empties ctx.args)
         try:
             result = super().invoke(ctx)
-            sys.stdout.flush()              # a closed pipe shows here, not at exit
+            try:
+                sys.stdout.flush()          # a closed pipe shows here, not at exit
+            except BrokenPipeError:
+                raise
+            except OSError as err:          # standard output's own error, by construction
+                raise click.ClickException(_stdout_message(err)) from None
             return result
         except BrokenPipeError:
             # a command that writes files says why it stopped (its output is not written)
@@ -141,7 +147,7 @@ def _closed_pipe(stopped: str | None = None) -> click.ClickException | click.exc
     output (a socket) is an error. Raised by the caller (click's own handler would exit 1)."""
     if not _stdout_closed():
         return click.ClickException("Broken pipe")
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit's flush
+    _silence_stdout()                   # no error at exit's flush
     if stopped:
         click.echo(f"Error: {stopped}: standard output was closed (broken pipe); stopped",
                    err=True)
@@ -151,7 +157,8 @@ def _closed_pipe(stopped: str | None = None) -> click.ClickException | click.exc
 def _stdout_failed(err: BaseException) -> bool:
     """Whether ``err`` (an OS error naming no file) came from writing standard output
     (`npcf ... > /dev/full`, a full disk under `> file`): the innermost Python frame it
-    passed through was writing to ``sys.stdout`` (click's ``echo``, ``print``)."""
+    passed through was writing to ``sys.stdout`` (click's ``echo``; click may wrap the
+    stream, so any stream on standard output's file descriptor counts too)."""
     if not isinstance(err, OSError) or getattr(err, "filename", None) is not None:
         return False
     tb = err.__traceback__
@@ -160,18 +167,49 @@ def _stdout_failed(err: BaseException) -> bool:
     if tb is None:
         return False
     out = sys.stdout
-    targets = (out, getattr(out, "buffer", None), sys.__stdout__)
-    return any(v is t for v in tb.tb_frame.f_locals.values() for t in targets if t is not None)
+    raw = getattr(out, "buffer", None)
+    fd = _fileno(out)
+    for v in tb.tb_frame.f_locals.values():
+        if v is out or v is sys.__stdout__ or (raw is not None and v is raw):
+            return True
+        if fd is not None and isinstance(v, io.IOBase) and _fileno(v) == fd:
+            return True
+    return False
+
+
+def _fileno(stream) -> int | None:
+    """``stream.fileno()``, or None where it has none (a captured stream)."""
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _stdout_message(err: OSError) -> str:
     """``standard output: why``; standard output is pointed at /dev/null, so that the
     flush at exit neither fails again nor prints a traceback."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
+    _silence_stdout()
     return f"standard output: {err.strerror or one_line(err)}; the output is incomplete"
+
+
+def _silence_stdout() -> None:
+    """Point the process's standard output (file descriptor 1) at /dev/null; nothing when
+    ``sys.stdout`` was replaced (a test runner's capture: its descriptor is not ours)."""
+    if sys.stdout is not sys.__stdout__:
+        return
+    try:
+        fd = sys.stdout.fileno()
+        if fd != 1:
+            return
+        nul = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(nul, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(nul)
 
 
 def _stdout_closed() -> bool:

@@ -784,15 +784,35 @@ def run_with_full_stdout(args, timeout: float = 60) -> tuple[int, str]:
 NO_SPACE = "Error: standard output: No space left on device; the output is incomplete"
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+HAVE_DEV_FULL = os.access("/dev/full", os.W_OK)
+
+
+@pytest.mark.skipif(not HAVE_DEV_FULL, reason="needs a writable /dev/full")
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
 @pytest.mark.parametrize("args", [["datasets"], ["--version"], ["--help"], ["train", "--help"]])
-def test_a_full_standard_output_is_named_in_one_line(args):
+def test_a_full_standard_output_is_named_in_one_line(args, encoding, monkeypatch):
     """`npcf ... > file` on a full disk: one line naming standard output, exit 1 (was a
-    traceback for `--help` and `--version`, and an errno without the stream's name)."""
+    traceback for `--help` and `--version`, and an errno without the stream's name);
+    also where click wraps the stream (an ASCII locale)."""
+    monkeypatch.setenv("PYTHONIOENCODING", encoding)
     assert run_with_full_stdout(args) == (1, NO_SPACE + "\n")
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_disk_error_elsewhere_is_not_blamed_on_standard_output():
+    """An OS error naming no file that did not come from writing standard output keeps
+    its own message (standard output here is a real pipe, as in a shell)."""
+    import subprocess
+    import sys
+    code = ("import errno, sys; import npcf.cli.datasets as d\n"
+            "def full(): raise OSError(errno.ENOSPC, 'No space left on device')\n"
+            "d.list_datasets = full\n"
+            "from npcf.cli.main import main\n"
+            "main(['datasets'])\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (1, "Error: [Errno 28] No space left on device\n")
+
+
+@pytest.mark.skipif(not HAVE_DEV_FULL, reason="needs a writable /dev/full")
 def test_a_full_standard_output_stops_a_training_run_with_one_line(tmp_path):
     """The first epoch line that cannot be written stops the run: its output directory
     is not swapped in."""
