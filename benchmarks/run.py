@@ -31,6 +31,15 @@ def _threads(args) -> str:
         str(t) for t in sorted({1, min(2, os.cpu_count() or 1)}))
 
 
+def _thread_count(text: str) -> int:
+    """``--threads``: as ``NPCF_NUM_THREADS`` takes it."""
+    from npcf.utils.parallel import parse_threads
+    try:
+        return parse_threads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 #: the torch original's runs per scale and thread count: (batch size, under npcf's allocator
 #: setting)
 TORCH_RUNS = ((256, False), (256, True), (64, False))
@@ -389,7 +398,8 @@ def update_readme() -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=_thread_count, default=None,
+                    help="one thread count instead of 1 and 2")
     ap.add_argument("--only", choices=["train", "epoch", "infer", "data", "quality", "serve",
                                        "int8", "compat", "batch"],
                     action="append")

@@ -38,11 +38,19 @@ def env_threads() -> int | None:
     value = os.environ.get("NPCF_NUM_THREADS", "").strip()
     if not value:
         return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 5) \
-            or not 1 <= int(value) <= MAX_THREADS:
-        raise ValueError(f"NPCF_NUM_THREADS must be a whole number from 1 to {MAX_THREADS}, "
-                         f"got {value!r}")
-    return int(value)
+    try:
+        return parse_threads(value)
+    except ValueError as err:
+        raise ValueError(f"NPCF_NUM_THREADS {err}") from None
+
+
+def parse_threads(text: str) -> int:
+    """A thread count written as text: a whole number from 1 to :data:`MAX_THREADS`
+    (ValueError, saying so, otherwise)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) \
+            or not 1 <= int(text) <= MAX_THREADS:
+        raise ValueError(f"must be a whole number from 1 to {MAX_THREADS}, got {text!r}")
+    return int(text)
 
 
 def threads() -> int:
