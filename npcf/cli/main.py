@@ -167,14 +167,10 @@ def _stdout_failed(err: BaseException) -> bool:
     if tb is None:
         return False
     out = sys.stdout
-    raw = getattr(out, "buffer", None)
-    fd = _fileno(out)
-    for v in tb.tb_frame.f_locals.values():
-        if v is out or v is sys.__stdout__ or (raw is not None and v is raw):
-            return True
-        if fd is not None and isinstance(v, io.IOBase) and _fileno(v) == fd:
-            return True
-    return False
+    raw, fd = getattr(out, "buffer", out), _fileno(out)
+    return any(v is out or v is raw
+               or (fd is not None and isinstance(v, io.IOBase) and _fileno(v) == fd)
+               for v in tb.tb_frame.f_locals.values())
 
 
 def _fileno(stream) -> int | None:
@@ -195,17 +191,14 @@ def _stdout_message(err: OSError) -> str:
 def _silence_stdout() -> None:
     """Point the process's standard output (file descriptor 1) at /dev/null; nothing when
     ``sys.stdout`` was replaced (a test runner's capture: its descriptor is not ours)."""
-    if sys.stdout is not sys.__stdout__:
+    if sys.stdout is not sys.__stdout__ or _fileno(sys.stdout) != 1:
         return
     try:
-        fd = sys.stdout.fileno()
-        if fd != 1:
-            return
         nul = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError, AttributeError):
+    except OSError:
         return
     try:
-        os.dup2(nul, fd)
+        os.dup2(nul, 1)
     except OSError:
         pass
     finally:
