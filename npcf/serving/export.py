@@ -46,7 +46,7 @@ from npcf._version import __version__
 from npcf.errors import NpcfError, ParamError, flag, os_message, positive_int
 from npcf.evaluation.ranking import check_penalty, penalty_vector, untrained_columns
 from npcf.serving.quantize import quantize_int8
-from npcf.serving.runtime import Recommender
+from npcf.serving.runtime import Recommender, sidecar_path
 from npcf.utils.files import staged_files
 from npcf.utils.sparse import rated
 
@@ -459,7 +459,7 @@ def write_graph(model, m: onnx.ModelProto, meta: dict, path: Path) -> None:
     """Save graph ``m`` to ``path`` as it is (a staged path: :func:`staged_export`), with
     the id sidecar ``<path>.items.json`` when ``meta`` does not hold the ids inline."""
     if "item_ids" not in meta:
-        path.with_name(path.name + ".items.json").write_text(
+        sidecar_path(path).write_text(
             json.dumps(item_ids(model).tolist()), encoding="utf-8")
     onnx.save(m, path)
 

@@ -268,10 +268,16 @@ def _json(text, default):
         return default
 
 
+def sidecar_path(path) -> Path:
+    """Where an export at ``path`` keeps its movie ids when its metadata does not hold
+    them (catalogues over 200,000 movies): ``<path>.items.json``."""
+    return Path(f"{path}.items.json")
+
+
 def _item_ids(path: Path, meta: dict) -> np.ndarray:
     text = meta.get("item_ids")
     if text is None:
-        side = Path(str(path) + ".items.json")
+        side = sidecar_path(path)
         if not side.is_file():
             raise CheckpointError(f"{path}: item ids not in the model and sidecar {side} missing")
         text = side.read_text()

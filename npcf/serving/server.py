@@ -489,14 +489,15 @@ def snapshot(path):
     processes that (re)start while the original is replaced or rewritten (a re-export, a
     retrain, a ``cp`` over it) still load the model the server checked. A copy, not a hard
     link: a link would see a rewrite in place."""
+    from npcf.serving.runtime import sidecar_path
     path = Path(path)
     folder = Path(tempfile.mkdtemp(prefix="npcf-serve-"))
     try:
         copy = folder / path.name
         shutil.copy2(path, copy)
-        side = Path(f"{path}.items.json")          # the movie ids of a large catalogue
+        side = sidecar_path(path)                  # the movie ids of a large catalogue
         if side.is_file():
-            shutil.copy2(side, Path(f"{copy}.items.json"))
+            shutil.copy2(side, sidecar_path(copy))
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
