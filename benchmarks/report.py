@@ -70,6 +70,13 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def measured_line(when: str, command: str | None = None) -> str:
+    """``Measured WHEN on CPU (OS)[; command: `COMMAND`].``"""
+    m = machine()
+    return f"Measured {when} on {m['cpu']} ({m['os']})" + (
+        f"; command: `{command}`." if command else ".")
+
+
 def update_section(name: str, body: str) -> None:
     """Replace (or add, in :data:`ORDER`) section ``name`` of RESULTS.md."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

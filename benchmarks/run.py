@@ -139,8 +139,7 @@ def bench_train(args) -> None:
         "1 thread, batch 256" + "".join(
             f" (npcf full at 1 thread is {1950 / r['sec_per_epoch']:.1f}x faster than that "
             "reference)" for r in rows if r["scale"] == "full" and r["threads"] == 1) + ".",
-        f"Measured {report.now()} on {report.machine()['cpu']} "
-        f"({report.machine()['os']}).",
+        report.measured_line(report.now()),
         "Threads: npcf's children run with OPENBLAS_NUM_THREADS = NPCF_NUM_THREADS = the "
         "thread count and OPENBLAS_THREAD_TIMEOUT=4 (what `cli.py train --threads` sets up); "
         "torch with torch.set_num_threads.",
@@ -207,8 +206,7 @@ def epoch_report(out: dict) -> str:
         "allocator, the wall time of all its steps after one untimed warm-up step), each a "
         "fresh process, one run each. Like for like (the original under npcf's allocator "
         "setting too) is the last column of the table above, from timed batches.",
-        f"Measured {out.get('measured', report.now())} on {report.machine()['cpu']} "
-        f"({report.machine()['os']}); command: `python benchmarks/run.py --only epoch`.",
+        report.measured_line(out["measured"], "python benchmarks/run.py --only epoch"),
     ])
 
 

@@ -118,17 +118,15 @@ def child(args) -> dict:
     n_batches = -(-active.size // args.batch_size)
     todo = n_batches if args.batches <= 0 else min(args.batches, n_batches)
     full_epoch = todo == n_batches
+    order = np.random.default_rng(0).permutation(active)
     if full_epoch:
         # a whole epoch end to end: npcf's own training loop (Trainer.run, what fit and
         # cli.py train run: shuffle, every step, the epoch's bookkeeping), one wall time
         t0 = time.perf_counter()
         trainer.run()
         sec_epoch = time.perf_counter() - t0
-        order = np.random.default_rng([model.seed, 0]).permutation(active)   # run()'s order
         batches = [order[s:s + args.batch_size] for s in range(0, order.size, args.batch_size)]
-        times = []
     else:
-        order = np.random.default_rng(0).permutation(active)
         batches, times = [], []
         for b in range(todo + 1):                                    # one warm-up first
             rows = order[b * args.batch_size:(b + 1) * args.batch_size]
@@ -138,7 +136,9 @@ def child(args) -> dict:
                 times.append(time.perf_counter() - t0)
                 batches.append(rows)
         sec_epoch = float(np.median(times) * n_batches)
-    touched = [np.unique(X[rows].indices).size for rows in batches]   # outside the timing
+    # rows an epoch's batches touch (the floor's optimizer bytes), outside the timing: a
+    # whole epoch's batches in another random order than run()'s, which is the same mean
+    touched = [np.unique(X[rows].indices).size for rows in batches]
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # the floor: flops at measured kernel rates + optimizer bytes at measured bandwidth
     rates = kernel_rates(X, layers[0], args.batch_size, layers[1:])
@@ -154,7 +154,7 @@ def child(args) -> dict:
     return {
         "scale": args.scale, "threads": int(args.threads), "batch_size": args.batch_size,
         "layers": args.layers, "n_users": X.shape[0], "n_items": X.shape[1], "nnz": int(X.nnz),
-        "batches_timed": n_batches if full_epoch else len(times), "batches_per_epoch": n_batches,
+        "batches_timed": todo, "batches_per_epoch": n_batches,
         "full_epoch": full_epoch,
         "sec_per_epoch": sec_epoch, "ratings_per_sec": X.nnz / sec_epoch,
         "mean_items_touched_per_batch": mean_touched,
