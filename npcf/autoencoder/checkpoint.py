@@ -38,8 +38,9 @@ def write_pair(npz: Path, meta_path: Path, arrays: dict, meta: dict) -> None:
         tmp_meta.write_text(json_text(dict(meta, pair=tag)), encoding="utf-8")
 
 
-def load_arrays(npz: Path) -> dict:
-    """Every array in ``npz`` (no pickle); the archive's errors pass through."""
+def load_arrays(npz) -> dict:
+    """Every array in ``npz`` (a path or a binary file; no pickle); the archive's errors
+    pass through."""
     with np.load(npz, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
@@ -94,11 +95,10 @@ def read_model(path) -> tuple[dict, dict, Path]:
                 f"{f}: no such checkpoint file" if not other.is_file() else
                 f"{other}: its {f.name} (a checkpoint is a {npz.name} + {meta_path.name} "
                 "pair, written together) is missing; copy both files")
+    raw = meta_path.read_bytes()          # an access error is reported as it is
     try:
-        meta = json.loads(meta_path.read_text())
-    except PermissionError:
-        raise                             # "FILE: Permission denied", not "corrupt"
-    except (OSError, ValueError) as err:
+        meta = json.loads(raw)
+    except ValueError as err:
         raise CheckpointError(f"{meta_path}: corrupt checkpoint metadata ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not an npcf model file")
@@ -109,13 +109,12 @@ def read_model(path) -> tuple[dict, dict, Path]:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: written by a newer npcf "
                               f"({meta.get('npcf_version')}); upgrade npcf")
-    try:
-        arrays = load_arrays(npz)
-    except PermissionError:
-        raise
-    except _NPZ_ERRORS as err:
-        raise CheckpointError(f"{npz}: corrupt checkpoint ({_npz_problem(npz, err)})") \
-            from None
+    with open(npz, "rb") as fh:           # an access error is reported as it is
+        try:
+            arrays = load_arrays(fh)
+        except _NPZ_ERRORS as err:
+            raise CheckpointError(f"{npz}: corrupt checkpoint ({_npz_problem(npz, err)})") \
+                from None
     check_pair(npz, meta, arrays)
     return meta, arrays, npz
 

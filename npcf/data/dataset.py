@@ -220,13 +220,12 @@ def load_prepared(path) -> Dataset:
     for name in PARTS:
         f = path / f"{name}.npz"
         if f.is_file():
-            try:
-                parts[name] = sp.load_npz(f).tocsr().astype(np.float32)
-            except PermissionError:
-                raise                     # "FILE: Permission denied", not "corrupt"
-            except ARCHIVE_ERRORS:
-                raise DataError("corrupt or not a sparse matrix; prepare the data again",
-                                f) from None
+            with open(f, "rb") as fh:     # an access error is reported as it is
+                try:
+                    parts[name] = sp.load_npz(fh).tocsr().astype(np.float32)
+                except ARCHIVE_ERRORS:
+                    raise DataError("corrupt or not a sparse matrix; prepare the data again",
+                                    f) from None
             if not np.isfinite(parts[name].data).all():
                 raise DataError("holds ratings that are not finite numbers; prepare the data "
                                 "again", f)

@@ -206,9 +206,13 @@ def test_an_unreadable_part_is_named_as_unreadable_not_corrupt(ml_dir, tmp_path,
     out = save_prepared(load_dataset(ml_dir / "ratings.csv", test_size=0.2, seed=5),
                         tmp_path / "prep")
 
+    import npcf.data.dataset as dataset
+
     def denied(f, *a, **k):
         raise PermissionError(13, "Permission denied", str(f))
-    monkeypatch.setattr(sp, "load_npz", denied)
+    real_open = open                # (root reads any file: the denial is simulated)
+    monkeypatch.setattr(dataset, "open", lambda f, *a, **k: denied(f)
+                        if str(f).endswith(".npz") else real_open(f, *a, **k), raising=False)
     with pytest.raises(PermissionError) as err:
         load_prepared(out)
     assert err.value.filename.endswith(".npz")
