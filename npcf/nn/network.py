@@ -14,8 +14,6 @@ the gradients of ``W0``, ``D_0`` and ``c0`` are :class:`RowSparse` (touched item
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -25,7 +23,6 @@ from npcf.utils import parallel
 from npcf.utils.sparse import entry_rows, union, unique, unique_inverse
 
 
-@dataclass
 class RowSparse:
     """A gradient that is zero outside ``rows``: ``values[j]`` is row ``rows[j]``.
 
@@ -33,8 +30,29 @@ class RowSparse:
     shape ``(len(rows),) + param.shape[1:]``.
     """
 
-    rows: np.ndarray
-    values: np.ndarray
+    def __init__(self, rows: np.ndarray, values: np.ndarray):
+        self.rows, self._values = rows, values
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``values``."""
+        return (len(self.rows),) + self._row_shape()
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._values.dtype
+
+    def _row_shape(self) -> tuple[int, ...]:
+        return self._values.shape[1:]
+
+    def values_at(self, lo: int, hi: int, buf: np.ndarray) -> np.ndarray:
+        """``values[lo:hi]``: a view here; a :class:`RowProduct` forms them in ``buf``
+        (C-contiguous, ``(hi - lo,) + shape[1:]``) and returns it."""
+        return self.values[lo:hi]
 
     def dense(self, shape) -> np.ndarray:
         out = np.zeros(shape, dtype=self.values.dtype)
@@ -43,6 +61,44 @@ class RowSparse:
 
     def sq_norm(self) -> float:
         return float(np.vdot(self.values, self.values))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rows={self.rows!r}, shape={self.shape})"
+
+
+class RowProduct(RowSparse):
+    """A :class:`RowSparse` whose values are the product ``left @ right`` (CSR
+    (len(rows), k) times dense (k, h), one dtype), formed where it is consumed: the
+    optimizer asks :meth:`values_at` for one cache-sized block of rows at a time and
+    updates it at once, so the (len(rows), h) gradient (38 MB at full scale, a step's
+    largest array) is never written to memory and read back. ``values`` forms it whole
+    (once) for anyone else; both give the same bits.
+    """
+
+    def __init__(self, rows: np.ndarray, left: sp.csr_matrix, right: np.ndarray):
+        if left.shape[0] != len(rows) or left.shape[1] != right.shape[0] or right.ndim != 2:
+            raise ValueError(f"a {left.shape} by {right.shape} product for {len(rows)} rows")
+        super().__init__(rows, None)
+        self.left, self.right = left, right
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._values = parallel.spmm(self.left, self.right)
+        return self._values
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.result_type(self.left.dtype, self.right.dtype)
+
+    def _row_shape(self) -> tuple[int, ...]:
+        return self.right.shape[1:]
+
+    def values_at(self, lo: int, hi: int, buf: np.ndarray) -> np.ndarray:
+        if self._values is not None:
+            return self._values[lo:hi]
+        parallel.product_into(self.left, self.right, buf, rows=(lo, hi))
+        return buf
 
 
 def add_grads(a, b):
@@ -233,15 +289,15 @@ class Network:
         out = np.empty(cols.size, dtype=a.dtype)
         step = max(1, chunk // max(1, h))
 
-        def work(first, last):
-            for s in range(first, last, step):
-                o = order[s:min(s + step, last)]
-                item = local[o]
-                lo = item[0]
-                rows_of_d = D[U[lo:item[-1] + 1]]
-                out[o] = row_dots(a[rows[o]], rows_of_d[item - lo])
+        def work(s, e):
+            o = order[s:e]
+            item = local[o]
+            lo = item[0]
+            rows_of_d = D[U[lo:item[-1] + 1]]
+            out[o] = row_dots(a[rows[o]], rows_of_d[item - lo])
 
-        parallel.split(work, order.size, min_size=max(1, parallel.MIN_BYTES // (a.itemsize * h)))
+        parallel.chunks(work, order.size, step,
+                        min_size=max(1, parallel.MIN_BYTES // (a.itemsize * h)))
         return out + c[cols]
 
     def reconstruct_at(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -293,15 +349,18 @@ class Network:
                 local = sp.csr_matrix((x.data.astype(self.dtype, copy=False), pos, x.indptr),
                                       shape=(x.shape[0], U.size))
                 both = sp.vstack([d_out, local], format="csr").T.tocsr()
-                values = parallel.spmm(both, np.vstack([a, dz]))
-                self._acc(grads, "W0", RowSparse(U, values.astype(self.dtype, copy=False)))
+                self._acc(grads, "W0", self._row_product(U, both, np.vstack([a, dz])))
                 return
-            self._acc(grads, "W0", RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False)))
+            self._acc(grads, "W0", self._row_product(U, d_out.T.tocsr(), a))
         used = unique(x.indices)
         local = sp.csr_matrix((x.data, np.searchsorted(used, x.indices), x.indptr),
                               shape=(x.shape[0], used.size))
-        self._acc(grads, "W0", RowSparse(used.astype(np.int64),
-                                         np.asarray(local.T.tocsr() @ dz, dtype=self.dtype)))
+        self._acc(grads, "W0", self._row_product(used.astype(np.int64), local.T.tocsr(), dz))
+
+    def _row_product(self, rows, left: sp.csr_matrix, right: np.ndarray) -> RowProduct:
+        """The gradient rows ``rows`` as ``left @ right`` in this network's dtype."""
+        return RowProduct(rows, left.astype(self.dtype, copy=False),
+                          np.ascontiguousarray(right, dtype=self.dtype))
 
     @staticmethod
     def _acc(grads: dict, name: str, g):
@@ -335,7 +394,7 @@ class Network:
             if self.tied:   # formed with the input half in _input_grad, in one product
                 cache["tied_out"] = (U, d_out, a)
             else:           # (|U|, B) in CSR: each touched item's gradient row is written once
-                grads[dname] = RowSparse(U, (d_out.T.tocsr() @ a).astype(self.dtype, copy=False))
+                grads[dname] = self._row_product(U, d_out.T.tocsr(), a)
             # item-major: each touched row of D is read once
             d_users = sp.csr_matrix((delta, cols, target.indptr), shape=target.shape)
             da = parallel.spmm(d_users, D, item_major=True).astype(self.dtype, copy=False)

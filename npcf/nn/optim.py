@@ -25,7 +25,7 @@ import threading
 
 import numpy as np
 
-from npcf.nn.network import RowSparse
+from npcf.nn.network import RowProduct, RowSparse
 from npcf.utils import parallel
 
 NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw", "lbfgs")
@@ -74,10 +74,13 @@ class Optimizer:
             p = params[name]
             if isinstance(g, RowSparse) and not self.lazy:
                 g = g.dense(p.shape)
-            rows, gv = (g.rows, g.values) if isinstance(g, RowSparse) else (None, g)
-            gv = np.asarray(gv, dtype=p.dtype)
-            if scale != 1.0:
-                gv = gv * p.dtype.type(scale)
+            if isinstance(g, RowProduct) and scale == 1.0 and g.dtype == p.dtype and p.ndim > 1:
+                rows, gv = g.rows, g              # its rows formed block by block in _chunks
+            else:
+                rows, gv = (g.rows, g.values) if isinstance(g, RowSparse) else (None, g)
+                gv = np.asarray(gv, dtype=p.dtype)
+                if scale != 1.0:
+                    gv = gv * p.dtype.type(scale)
             state = self._state(name, p)
             if p.ndim == 0:                       # a scalar parameter: as one row
                 p, gv = p.reshape(1), gv.reshape(1)
@@ -86,33 +89,39 @@ class Optimizer:
 
     def _chunks(self, p, state, rows, gv) -> None:
         """Update the rows of ``p`` (all, or ``rows``) chunk by chunk; the chunks are
-        split over :func:`npcf.utils.parallel.threads` threads (disjoint rows)."""
-        row_bytes = max(1, gv[:1].nbytes)
+        split over :func:`npcf.utils.parallel.threads` threads (disjoint rows).
+        ``gv``: the gradient rows, an array or a :class:`RowProduct` whose rows are
+        formed one chunk at a time, in cache, right before they are used."""
+        row_shape = tuple(gv.shape[1:])
+        row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * gv.dtype.itemsize)
         per = max(1, self.chunk_bytes // row_bytes)
+        formed = isinstance(gv, RowProduct)
 
-        def work(lo: int, hi: int) -> None:
-            bufs = self._buffers(per, gv.shape[1:], gv.dtype)
-            for s in range(lo, hi, per):
-                e = min(s + per, hi)
-                idx = slice(s, e) if rows is None else rows[s:e]
-                pv = self._rows(p, idx, bufs[0][:e - s])
-                new = self._update(p, state, idx, pv, gv[s:e], [b[:e - s] for b in bufs[1:]])
-                if new is pv:
-                    self._put(p, idx, new)        # a view of p is already updated
-                else:
-                    p[idx] = new
+        def work(s: int, e: int) -> None:
+            bufs = self._buffers(per, row_shape, gv.dtype)
+            idx = slice(s, e) if rows is None else rows[s:e]
+            g = gv.values_at(s, e, bufs[-1][:e - s]) if formed else gv[s:e]
+            pv = self._rows(p, idx, bufs[0][:e - s])
+            new = self._update(p, state, idx, pv, g, [b[:e - s] for b in bufs[1:-1]])
+            if new is pv:
+                self._put(p, idx, new)        # a view of p is already updated
+            else:
+                p[idx] = new
 
-        parallel.split(work, gv.shape[0], min_size=max(per, parallel.MIN_BYTES // row_bytes))
+        # a second thread joins once there are two chunks: the dense 1000 x 500 layer's
+        # update (2 MB, ~0.7 ms) gains from it too
+        parallel.chunks(work, gv.shape[0], per, min_size=per)
 
     def _buffers(self, per: int, row_shape, dtype) -> list[np.ndarray]:
-        """This thread's scratch: 1 + ``n_buffers`` arrays of ``per`` rows, kept between steps."""
+        """This thread's scratch, kept between steps: arrays of ``per`` rows for the
+        parameter's rows, the ``n_buffers`` of the update and the gradient's rows."""
         cache = getattr(self._local, "bufs", None)
         if cache is None:
             cache = self._local.bufs = {}
         key = (per, tuple(row_shape), np.dtype(dtype).str)
         if key not in cache:
             cache[key] = [np.empty((per,) + tuple(row_shape), dtype)
-                          for _ in range(1 + self.n_buffers)]
+                          for _ in range(2 + self.n_buffers)]
         return cache[key]
 
     def _state(self, name: str, p: np.ndarray) -> dict[str, np.ndarray]:

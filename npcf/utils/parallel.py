@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -159,6 +160,41 @@ def split(fn, n: int, *, min_size: int = 1) -> None:
         f.result()
 
 
+def chunks(fn, n: int, step: int, *, min_size: int = 1) -> None:
+    """Call ``fn(lo, hi)`` for every chunk ``[s, s + step)`` of ``[0, n)``, the chunks
+    handed out one at a time to up to :func:`threads` threads (the calling thread one of
+    them) as each becomes free: a thread that wakes late or runs slower on a shared host
+    takes fewer, and all end together. ``fn`` must compute each chunk alone (results then
+    do not depend on the thread count). Threads are used only when each gets
+    ``min_size`` items. Returns once every chunk is done; re-raises the first error."""
+    starts = range(0, n, max(1, int(step)))
+    k = max(1, min(threads(), n // max(1, min_size), len(starts)))
+    if k <= 1:
+        for s in starts:
+            fn(s, min(s + step, n))
+        return
+    tickets = itertools.count()         # next() on it is atomic under the GIL
+    failed = threading.Event()
+
+    def run() -> None:
+        for i in tickets:
+            if i >= len(starts) or failed.is_set():
+                return
+            try:
+                fn(starts[i], min(starts[i] + step, n))
+            except BaseException:
+                failed.set()            # the others stop at their next chunk
+                raise
+
+    futures = [_executor(k - 1).submit(run) for _ in range(k - 1)]
+    try:
+        run()
+    finally:
+        wait(futures)                   # never leave workers writing after we return
+    for f in futures:
+        f.result()
+
+
 def spmm(a, b: np.ndarray, *, item_major: bool = False) -> np.ndarray:
     """``a @ b`` for CSR ``a`` (m, n) and dense ``b`` (n, h) as a dense (m, h) array,
     row blocks of ``a`` on :func:`threads` threads. ``item_major``: multiply each block
@@ -187,7 +223,7 @@ except ImportError:                                      # pragma: no cover - Sc
     csc_matvecs = csr_matvecs = None
 
 
-def product_into(a, b: np.ndarray, out: np.ndarray) -> None:
+def product_into(a, b: np.ndarray, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
     """``out[...] = a @ b`` for CSR or CSC ``a`` (m, n), dense ``b`` (n, h), ``out`` (m, h).
 
     Written in place by the kernel SciPy's ``a @ b`` runs (the same sums in the same
@@ -195,17 +231,24 @@ def product_into(a, b: np.ndarray, out: np.ndarray) -> None:
     ``out[...] = a @ b`` would allocate an (m, h) temporary in this thread and copy it,
     a second pass over the output that a second thread's product cannot afford.
     Elsewhere (another SciPy, mixed dtypes) exactly that.
+
+    ``rows=(lo, hi)``: only rows ``lo:hi`` of a CSR ``a`` (``out`` is (hi - lo, h)), read
+    where they are (no slice of ``a`` is copied).
     """
+    lo, hi = (0, a.shape[0]) if rows is None else (int(rows[0]), int(rows[1]))
+    if rows is not None and (a.format != "csr" or not 0 <= lo <= hi <= a.shape[0]):
+        raise ValueError(f"rows {lo}:{hi} of a {a.format} matrix of {a.shape[0]} rows")
     kernel = csr_matvecs if a.format == "csr" else csc_matvecs if a.format == "csc" else None
     # the kernel trusts its sizes: anything it would not read or write exactly as `a @ b`
     # takes SciPy's checked path (which raises on a shape mismatch)
     if (kernel is None or not (a.dtype == b.dtype == out.dtype)
             or a.indptr.dtype != a.indices.dtype or b.ndim != 2
-            or b.shape[0] != a.shape[1] or out.shape != (a.shape[0], b.shape[1])
+            or b.shape[0] != a.shape[1] or out.shape != (hi - lo, b.shape[1])
             or not (b.flags.c_contiguous and out.flags.c_contiguous)
             or np.may_share_memory(out, b)):
-        out[...] = a @ b
+        out[...] = (a if rows is None else a[lo:hi]) @ b
         return
     out.fill(0)                       # the kernel adds a @ b into what is there
-    kernel(a.shape[0], a.shape[1], b.shape[1], a.indptr, a.indices, a.data, b.ravel(),
+    indptr = a.indptr if rows is None else a.indptr[lo:hi + 1]    # it reads absolute offsets
+    kernel(hi - lo, a.shape[1], b.shape[1], indptr, a.indices, a.data, b.ravel(),
            out.reshape(-1))

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from npcf.nn.losses import masked_mse, multinomial
-from npcf.nn.network import Network, RowSparse, add_grads
+from npcf.nn.network import Network, RowProduct, RowSparse, add_grads
 from npcf.utils.sparse import entry_rows
 
 ACTIVATIONS = ("relu", "selu", "elu", "sigmoid", "tanh", "identity")
@@ -409,6 +409,37 @@ def test_row_sparse_dense_and_norm():
     v = RowSparse(np.array([0, 2]), np.array([3.0, 4.0]))
     np.testing.assert_array_equal(v.dense((4,)), [3, 0, 4, 0])
     assert v.sq_norm() == 25.0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_product_is_its_product_whole_and_in_blocks(threads):
+    from npcf.utils import parallel
+    rng = np.random.default_rng(0)
+    left = sp.random(40, 30, density=0.2, random_state=1, format="csr", dtype=np.float32)
+    right = rng.standard_normal((30, 6)).astype(np.float32)
+    rows = np.sort(rng.choice(100, 40, replace=False))
+    g = RowProduct(rows, left, right)
+    assert g.shape == (40, 6) and g.dtype == np.float32
+    want = left @ right
+    buf = np.full((40, 6), np.nan, np.float32)
+    with parallel.using(threads):
+        blocks = [g.values_at(lo, hi, buf[lo:hi]).copy() for lo, hi in ((0, 7), (7, 8), (8, 40))]
+        assert g._values is None                          # blocks do not form the whole
+        np.testing.assert_array_equal(np.concatenate(blocks), want)
+        np.testing.assert_array_equal(g.values, want)
+    np.testing.assert_array_equal(g.values_at(3, 9, buf[:6]), want[3:9])
+    np.testing.assert_array_equal(g.dense((100, 6)), RowSparse(rows, want).dense((100, 6)))
+    assert g.sq_norm() == pytest.approx(float(np.vdot(want, want)))
+    with pytest.raises(ValueError, match="product"):
+        RowProduct(rows[:5], left, right)
+
+
+def test_input_weight_gradients_are_row_products_formed_on_demand():
+    x, t = make_data("mse", "identity", seed=2, subset=True)   # as every corruption gives
+    for tied in (True, False):
+        _, g = make_net(tied, "selu", "identity").loss_and_grads(x, t, "mse")
+        for name in ("W0",) if tied else ("W0", "V0"):
+            assert isinstance(g[name], RowProduct) and g[name]._values is None, name
 
 
 def test_add_grads_row_sparse_plus_row_sparse_unions_rows():

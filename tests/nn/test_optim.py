@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from npcf.nn import optim
-from npcf.nn.network import RowSparse
+from npcf.nn.network import RowProduct, RowSparse
 from npcf.nn.optim import SGD, Adam, AdamW, global_norm, make
 
 P0 = np.array([[1.0, -2.0], [0.5, 3.0], [-1.5, 0.25]])
@@ -373,3 +373,38 @@ def test_adam_scaled_moments_are_the_textbook_moments_over_one_minus_beta():
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
     np.testing.assert_allclose(opt.state["W"]["m_scaled"] * 0.1, m, rtol=1e-12)
     np.testing.assert_allclose(opt.state["W"]["v_scaled"] * 0.001, v, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "momentum", "sgd"])
+@pytest.mark.parametrize("lazy,clip,threads", [(True, None, 1), (True, None, 2), (False, None, 1),
+                                               (True, 0.5, 2)])
+def test_a_row_product_gradient_updates_exactly_as_its_values(name, lazy, clip, threads,
+                                                              monkeypatch):
+    """Formed block by block inside the update (no clipping, lazy) or whole (otherwise):
+    the same parameters and state, bit for bit, as the same gradient given as values."""
+    import scipy.sparse as sp
+
+    from npcf.utils import parallel
+    monkeypatch.setattr(optim.Optimizer, "chunk_bytes", 40)          # many small blocks
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal((60, 5)).astype(np.float32)
+    grads = []
+    for k in range(3):
+        rows = np.sort(rng.choice(60, 35, replace=False))
+        left = sp.random(35, 20, density=0.3, random_state=k, format="csr", dtype=np.float32)
+        grads.append((rows, left, rng.standard_normal((20, 5)).astype(np.float32)))
+    out = []
+    for as_product in (True, False):
+        params, opt = {"W": p0.copy()}, make(name, 0.01, weight_decay=0.01, lazy=lazy,
+                                             clip_norm=clip)
+        with parallel.using(threads):
+            for rows, left, right in grads:
+                g = RowProduct(rows, left, right) if as_product else \
+                    RowSparse(rows, left @ right)
+                opt.step(params, {"W": g})
+                if as_product:
+                    assert (g._values is None) == (lazy and clip is None)
+        out.append((params["W"], opt.state_dict()))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    for key in out[0][1]:
+        np.testing.assert_array_equal(out[0][1][key], out[1][1][key], err_msg=key)

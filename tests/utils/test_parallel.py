@@ -93,6 +93,62 @@ def test_thread_count_is_per_calling_thread_and_env_is_validated(monkeypatch):
             parallel.env_threads()
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("n,step", [(1000, 7), (1000, 1000), (5, 2), (0, 3)])
+def test_chunks_cover_the_range_once_in_whole_chunks(k, n, step):
+    seen = np.zeros(n, int)
+    got = []
+
+    def fn(lo, hi):
+        seen[lo:hi] += 1
+        got.append((lo, hi))
+
+    with parallel.using(k):
+        parallel.chunks(fn, n, step)
+    assert (seen == 1).all()
+    assert sorted(got) == [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def test_chunks_go_to_the_thread_that_is_free():
+    """The thread that takes the first chunk is held up on it; the other does the rest."""
+    import threading
+    import time
+    by_thread: dict = {}
+    first = threading.Lock()
+
+    def fn(lo, hi):
+        by_thread.setdefault(threading.get_ident(), []).append(lo)
+        if first.acquire(blocking=False):
+            time.sleep(0.3)
+
+    with parallel.using(2):
+        parallel.chunks(fn, 20, 1)
+    assert sorted(len(v) for v in by_thread.values()) == [1, 19]
+
+
+def test_chunks_reraise_the_first_error_and_stop_the_others():
+    import time
+    done = []
+
+    def fn(lo, hi):
+        if lo == 0:
+            raise RuntimeError("boom")
+        time.sleep(0.01)
+        done.append(lo)
+
+    with parallel.using(2), pytest.raises(RuntimeError, match="boom"):
+        parallel.chunks(fn, 500, 1)
+    assert len(done) < 20                  # not the remaining 499 chunks
+
+
+def test_chunks_below_min_size_stay_on_the_calling_thread():
+    import threading
+    seen = set()
+    with parallel.using(4):
+        parallel.chunks(lambda lo, hi: seen.add(threading.get_ident()), 100, 10, min_size=60)
+    assert seen == {threading.get_ident()}
+
+
 def test_spmm_accepts_any_sparse_format():
     a = _csr(300, 200, 0.3, 4)
     b = np.ones((200, 3), np.float32)
@@ -138,6 +194,28 @@ def test_product_into_an_output_that_is_its_input():
     want = a @ x
     parallel.product_into(a, x, x)                   # out[...] = a @ x with out = x
     np.testing.assert_array_equal(x, want)
+
+
+@pytest.mark.parametrize("lo,hi", [(0, 70), (13, 41), (69, 70), (20, 20)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_into_rows_of_a_csr_matrix(lo, hi, dtype):
+    a = _csr(70, 50, 0.2, 8).astype(dtype)
+    b = np.random.default_rng(6).standard_normal((50, 9)).astype(dtype)
+    out = np.full((hi - lo, 9), np.nan, dtype)
+    parallel.product_into(a, b, out, rows=(lo, hi))
+    np.testing.assert_array_equal(out, a[lo:hi] @ b)
+    mixed = np.empty((hi - lo, 9), np.float64 if dtype == np.float32 else np.float32)
+    parallel.product_into(a, b, mixed, rows=(lo, hi))       # SciPy's path
+    np.testing.assert_allclose(mixed, (a[lo:hi] @ b).astype(mixed.dtype), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fmt,rows", [("csc", (0, 5)), ("csr", (5, 71)), ("csr", (6, 5)),
+                                      ("csr", (-1, 5))])
+def test_product_into_refuses_rows_it_cannot_read(fmt, rows):
+    a = _csr(70, 50, 0.2, 8).asformat(fmt)
+    out = np.zeros((max(rows[1] - rows[0], 0), 3), np.float32)
+    with pytest.raises(ValueError, match="rows"):
+        parallel.product_into(a, np.ones((50, 3), np.float32), out, rows=rows)
 
 
 @pytest.mark.parametrize("case", ["mixed dtypes", "strided b", "no kernel"])
