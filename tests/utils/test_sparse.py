@@ -1,5 +1,6 @@
 """npcf.utils.sparse: the CSR helpers against loops, the sort-based sets against numpy."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from npcf.utils.sparse import (
     l2_normalize_rows,
     merge_parts,
     select,
+    stable_order,
     union,
     unique,
     unique_inverse,
@@ -46,6 +48,29 @@ def test_sets_agree_with_numpy(a, b):
     np.testing.assert_array_equal(u[inv], a)
     np.testing.assert_array_equal(a[order], np.sort(a, kind="stable"))
     np.testing.assert_array_equal(union(a, b), np.union1d(a, b))
+
+
+@pytest.mark.parametrize("values", [[], [0], [3, 1, 3, 0, 1, 3], list(range(50, 0, -1)) * 3,
+                                    [7, -1, 7, 2], [0, 10**6, 5], [2**40, 3, 2**40]])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint16])
+def test_stable_order_is_numpys_stable_argsort(values, dtype):
+    a = np.asarray(values)
+    if a.size and (a.min() < np.iinfo(dtype).min or a.max() > np.iinfo(dtype).max):
+        return
+    a = a.astype(dtype)
+    got = stable_order(a)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.argsort(a, kind="stable"))
+
+
+def test_stable_order_of_a_batch_of_item_ids_is_counted(monkeypatch):
+    from npcf.utils import sparse as mod
+    calls = []
+    real = mod.csr_tocsc
+    monkeypatch.setattr(mod, "csr_tocsc", lambda *a: calls.append(1) or real(*a))
+    a = np.random.default_rng(0).integers(0, 45000, 20000)
+    np.testing.assert_array_equal(stable_order(a), np.argsort(a, kind="stable"))
+    assert calls == [1]
 
 
 def test_merge_parts_keeps_negative_ratings_and_the_first_value():
