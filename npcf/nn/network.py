@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from npcf.nn import activations
 from npcf.nn.losses import masked_mse, multinomial
 from npcf.utils import parallel
-from npcf.utils.sparse import entry_rows, union, unique, unique_inverse
+from npcf.utils.sparse import entry_rows, positions_in, union, unique, unique_inverse
 
 
 class RowSparse:
@@ -344,8 +344,8 @@ class Network:
         """
         if tied_out is not None:
             U, d_out, a = tied_out
-            pos = np.minimum(np.searchsorted(U, x.indices), max(U.size - 1, 0))
-            if U.size and np.array_equal(U[pos], x.indices):
+            pos = positions_in(U, x.indices, x.shape[1])
+            if U.size and (pos.size == 0 or pos.min() >= 0):
                 local = sp.csr_matrix((x.data.astype(self.dtype, copy=False), pos, x.indptr),
                                       shape=(x.shape[0], U.size))
                 both = sp.vstack([d_out, local], format="csr").T.tocsr()

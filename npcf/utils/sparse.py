@@ -179,6 +179,15 @@ def unique_inverse(a: np.ndarray, return_order: bool = False):
     return (s[flag], inv, order) if return_order else (s[flag], inv)
 
 
+def positions_in(u: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Index in ``u`` (unique ints in ``[0, size)``) of each of ``values`` (ints in ``[0,
+    size)``), -1 where a value is not in ``u`` (int64): a table lookup, O(size + len),
+    where ``np.searchsorted`` sorts nothing but costs a binary search per value."""
+    table = np.full(size, -1, np.int64)
+    table[u] = np.arange(len(u))
+    return table[values]
+
+
 def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sorted union of two arrays."""
     return unique(np.concatenate([a, b]))

@@ -11,6 +11,7 @@ from npcf.utils.sparse import (
     entry_rows,
     l2_normalize_rows,
     merge_parts,
+    positions_in,
     select,
     stable_order,
     union,
@@ -95,3 +96,11 @@ def test_merge_parts_equals_a_dense_first_wins_loop(seed):
     for d in (p.toarray() for p in parts):
         want = np.where(want == 0, d, want)
     np.testing.assert_array_equal(merge_parts(parts).toarray(), want)
+
+
+def test_positions_in_finds_each_value_or_minus_one():
+    u = np.array([2, 5, 9])
+    np.testing.assert_array_equal(positions_in(u, np.array([9, 2, 3, 5, 5, 0]), 10),
+                                  [2, 0, -1, 1, 1, -1])
+    assert positions_in(u, np.array([], np.int32), 10).size == 0
+    assert (positions_in(np.array([], np.int64), np.array([1, 4]), 5) == -1).all()
