@@ -10,7 +10,9 @@ Shapes (``n`` = input width, i.e. items for a user-based model; ``d = [n, h1, ..
 
 Training never forms a (B, n) array for the masked MSE: the first layer is
 ``X @ W0`` with X CSR, the output is computed only at the observed entries, and
-the gradients of ``W0``, ``D_0`` and ``c0`` are :class:`RowSparse` (touched item rows).
+the gradients of ``W0``, ``D_0`` and ``c0`` are :class:`RowSparse` (touched item rows);
+those of ``W0`` and ``D_0`` are :class:`RowProduct`, formed chunk by chunk where the
+optimizer uses them.
 """
 from __future__ import annotations
 
