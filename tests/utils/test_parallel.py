@@ -49,6 +49,19 @@ def test_split_covers_the_range_once(k):
     assert (seen == 1).all()
 
 
+def _failing_first(error, delay, done):
+    """``fn(lo, hi)`` raising ``error`` for the range from 0; any other sleeps ``delay`` s
+    and appends its ``lo`` to ``done``."""
+    import time
+
+    def fn(lo, hi):
+        if lo == 0:
+            raise error
+        time.sleep(delay)
+        done.append(lo)
+    return fn
+
+
 def test_split_reraises_a_worker_error_after_every_range_is_done():
     import time
     done = []
@@ -63,14 +76,8 @@ def test_split_reraises_a_worker_error_after_every_range_is_done():
         parallel.split(fn, 10)
     assert done == [0]
 
-    def slow_worker(lo, hi):
-        if lo == 0:
-            raise KeyError("caller")
-        time.sleep(0.05)
-        done.append(lo)
-
     with parallel.using(2), pytest.raises(KeyError, match="caller"):
-        parallel.split(slow_worker, 10)
+        parallel.split(_failing_first(KeyError("caller"), 0.05, done), 10)
     assert done == [0, 5]                       # the worker finished before split returned
 
 
@@ -127,17 +134,9 @@ def test_chunks_go_to_the_thread_that_is_free():
 
 
 def test_chunks_reraise_the_first_error_and_stop_the_others():
-    import time
     done = []
-
-    def fn(lo, hi):
-        if lo == 0:
-            raise RuntimeError("boom")
-        time.sleep(0.01)
-        done.append(lo)
-
     with parallel.using(2), pytest.raises(RuntimeError, match="boom"):
-        parallel.chunks(fn, 500, 1)
+        parallel.chunks(_failing_first(RuntimeError("boom"), 0.01, done), 500, 1)
     assert len(done) < 20                  # not the remaining 499 chunks
 
 
