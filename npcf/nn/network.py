@@ -11,8 +11,8 @@ Shapes (``n`` = input width, i.e. items for a user-based model; ``d = [n, h1, ..
 Training never forms a (B, n) array for the masked MSE: the first layer is
 ``X @ W0`` with X CSR, the output is computed only at the observed entries, and
 the gradients of ``W0``, ``D_0`` and ``c0`` are :class:`RowSparse` (touched item rows);
-those of ``W0`` and ``D_0`` are :class:`RowProduct`, formed chunk by chunk where the
-optimizer uses them.
+for the masked MSE those of ``W0`` and ``D_0`` are usually a :class:`RowProduct`, formed
+chunk by chunk where a lazy update without clipping uses them.
 """
 from __future__ import annotations
 
@@ -359,10 +359,13 @@ class Network:
                               shape=(x.shape[0], used.size))
         self._acc(grads, "W0", self._row_product(used.astype(np.int64), local.T.tocsr(), dz))
 
-    def _row_product(self, rows, left: sp.csr_matrix, right: np.ndarray) -> RowProduct:
-        """The gradient rows ``rows`` as ``left @ right`` in this network's dtype."""
-        return RowProduct(rows, left.astype(self.dtype, copy=False),
-                          np.ascontiguousarray(right, dtype=self.dtype))
+    def _row_product(self, rows, left: sp.csr_matrix, right: np.ndarray) -> RowSparse:
+        """The gradient rows ``rows`` as ``left @ right`` in this network's dtype: a
+        :class:`RowProduct` when both are in it, else formed now in their own precision
+        and cast (e.g. float64 input to a float32 network)."""
+        if left.dtype == right.dtype == self.dtype:
+            return RowProduct(rows, left, np.ascontiguousarray(right))
+        return RowSparse(rows, np.asarray(left @ right).astype(self.dtype, copy=False))
 
     @staticmethod
     def _acc(grads: dict, name: str, g):

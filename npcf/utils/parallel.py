@@ -166,8 +166,10 @@ def chunks(fn, n: int, step: int, *, min_size: int = 1) -> None:
     them) as each becomes free: a thread that wakes late or runs slower on a shared host
     takes fewer, and all end together. ``fn`` must compute each chunk alone (results then
     do not depend on the thread count). Threads are used only when each gets
-    ``min_size`` items. Returns once every chunk is done; re-raises the first error."""
-    starts = range(0, n, max(1, int(step)))
+    ``min_size`` items. Returns once every chunk is done; after an error the other threads
+    stop at their next chunk, and the calling thread's error, else a worker's, is raised."""
+    step = max(1, int(step))
+    starts = range(0, n, step)
     k = max(1, min(threads(), n // max(1, min_size), len(starts)))
     if k <= 1:
         for s in starts:
@@ -238,6 +240,8 @@ def product_into(a, b: np.ndarray, out: np.ndarray, rows: tuple[int, int] | None
     lo, hi = (0, a.shape[0]) if rows is None else (int(rows[0]), int(rows[1]))
     if rows is not None and (a.format != "csr" or not 0 <= lo <= hi <= a.shape[0]):
         raise ValueError(f"rows {lo}:{hi} of a {a.format} matrix of {a.shape[0]} rows")
+    if rows is not None and out.shape != (hi - lo, np.shape(b)[-1]):
+        raise ValueError(f"rows {lo}:{hi} into an output of shape {out.shape}")
     kernel = csr_matvecs if a.format == "csr" else csc_matvecs if a.format == "csc" else None
     # the kernel trusts its sizes: anything it would not read or write exactly as `a @ b`
     # takes SciPy's checked path (which raises on a shape mismatch)

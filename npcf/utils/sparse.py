@@ -182,7 +182,13 @@ def unique_inverse(a: np.ndarray, return_order: bool = False):
 def positions_in(u: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     """Index in ``u`` (unique ints in ``[0, size)``) of each of ``values`` (ints in ``[0,
     size)``), -1 where a value is not in ``u`` (int64): a table lookup, O(size + len),
-    where ``np.searchsorted`` sorts nothing but costs a binary search per value."""
+    where ``np.searchsorted`` costs a binary search per value; a binary search where
+    ``size`` is far larger than the arrays (the table would cost more)."""
+    if size > 4 * (len(u) + len(values)) + (1 << 16):
+        u = np.asarray(u)
+        pos = np.minimum(np.searchsorted(u, values), max(len(u) - 1, 0))
+        return np.where(u[pos] == values, pos, -1).astype(np.int64) if len(u) else \
+            np.full(len(values), -1, np.int64)
     table = np.full(size, -1, np.int64)
     table[u] = np.arange(len(u))
     return table[values]

@@ -412,8 +412,9 @@ def test_row_sparse_dense_and_norm():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_row_product_is_its_product_whole_and_in_blocks(threads):
+def test_row_product_is_its_product_whole_and_in_blocks(threads, monkeypatch):
     from npcf.utils import parallel
+    monkeypatch.setattr(parallel, "MIN_NNZ", 1)           # the whole product splits too
     rng = np.random.default_rng(0)
     left = sp.random(40, 30, density=0.2, random_state=1, format="csr", dtype=np.float32)
     right = rng.standard_normal((30, 6)).astype(np.float32)

@@ -274,3 +274,9 @@ def test_training_step_gradients_are_bit_identical_across_thread_counts(tied):
             np.testing.assert_array_equal(a.rows, b.rows)
             a, b = a.values, b.values
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_product_into_rows_refuses_an_output_of_another_height():
+    a = _csr(70, 50, 0.2, 8)
+    with pytest.raises(ValueError, match="output"):
+        parallel.product_into(a, np.ones((50, 3), np.float64), np.zeros((4, 3)), rows=(2, 3))

@@ -104,3 +104,10 @@ def test_positions_in_finds_each_value_or_minus_one():
                                   [2, 0, -1, 1, 1, -1])
     assert positions_in(u, np.array([], np.int32), 10).size == 0
     assert (positions_in(np.array([], np.int64), np.array([1, 4]), 5) == -1).all()
+
+
+def test_positions_in_a_wide_axis_searches_instead(monkeypatch):
+    u = np.array([3, 70000, 900000])
+    got = positions_in(u, np.array([900000, 4, 3, 70000]), 10**6)
+    np.testing.assert_array_equal(got, [2, -1, 0, 1])
+    assert (positions_in(np.array([], np.int64), np.array([5]), 10**6) == -1).all()
