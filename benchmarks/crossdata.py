@@ -236,13 +236,10 @@ def choices_table(res: dict) -> str:
 
 
 def _blend_cell(info: dict | None) -> str:
-    """The blend decision of ``train`` (``metrics.json`` "blend"): members and held-out gain."""
-    if not info:
-        return "not tried"
-    gain = f"held-out gain {info['holdout_gain']:+.4f}"
-    if info["used"]:
-        return f"kept: {len(info['weights'])} of {info['candidates']} models, {gain}"
-    return f"not kept ({info['candidates']} candidates, {gain})"
+    """The blend decision of ``train`` (``metrics.json`` "blend")."""
+    from npcf.autoencoder import blend
+
+    return blend.describe(info) if info else "not tried"
 
 
 def main(argv=None) -> dict:

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from npcf import rundir
 from npcf.autoencoder import AutoEncoder, checkpoint
 from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
+from npcf.autoencoder.crossfit import FOLDS
 from npcf.autoencoder.estimator import BLEND
 from npcf.autoencoder.trainer import TrainingInterrupted
 from npcf.data.dataset import (
@@ -78,7 +79,8 @@ def prepare(out, data_options: dict | None = None, *, progress=None) -> Dataset:
 # ------------------------------------------------------------------------ train
 def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None, *,
           tune: bool = True, fixed=None, tune_budget: float | None = TUNE_BUDGET,
-          blend: int | None = None, resume: bool = False, overwrite: bool = False,
+          blend: int | None = None, folds: int | None = None, resume: bool = False,
+          overwrite: bool = False,
           threads: int | None = None, progress=None, verbose_epochs: int = 0,
           echo=print) -> dict:
     """Fit an :class:`AutoEncoder` on the data ``data_options`` describe, into the run
@@ -94,17 +96,19 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     A validation part is carved from training when the split has none. ``tune``: choose
     the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
     values, those named in ``fixed`` — default: every key of ``params`` — are kept;
-    ``tune_budget`` seconds at most; trials in ``tuning.csv``; up to ``blend`` (default
-    :data:`BLEND`) of the searched item-based configurations blended when that pays on
-    held-out validation halves); else fit ``params`` as they are (``blend`` must then be
-    None, and a full-batch optimizer takes none of the step options
+    ``tune_budget`` seconds at most; trials in ``tuning.csv``; when it chooses an
+    item-based model, up to ``blend`` (default :data:`BLEND`) of the searched
+    configurations refitted on ``folds`` (default :data:`FOLDS`) folds and stacked, as
+    :meth:`AutoEncoder.tune` says); else fit ``params`` as they are (``blend`` and
+    ``folds`` must then be None, and a full-batch optimizer takes none of the step options
     :data:`STEP_OPTIONS`). Returns (and writes as ``metrics.json``)
     the test figures, the best validation row, paths, split, hyperparameters and the
     search's summary.
     """
     given = set(params) if fixed is None else set(fixed)
-    _check_combinations(params, given, tune, blend, resume, overwrite)
+    _check_combinations(params, given, tune, blend, resume, overwrite, folds)
     blend = BLEND if blend is None else blend
+    folds = FOLDS if folds is None else folds
     out = Path(out)
     opts = dict(data_options or {})
     model = AutoEncoder(**params)
@@ -134,7 +138,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
         try:
             result = _fit(model, ds, stage, out, tune=tune,
                           fixed=set(params) if fixed is None else set(fixed),
-                          tune_budget=tune_budget, blend=blend, resume=resume, threads=threads,
+                          tune_budget=tune_budget, blend=blend, folds=folds, resume=resume,
+                          threads=threads,
                           progress=progress, verbose_epochs=verbose_epochs, echo=echo)
         except (TrainingInterrupted, KeyboardInterrupt) as err:   # (the latter: waiting on workers)
             if not tune:
@@ -155,7 +160,7 @@ STEP_OPTIONS = ("lr", "batch_size", "schedule", "step_size", "gamma", "clip_norm
 
 
 def _check_combinations(params: dict, given: set, tune: bool, blend, resume: bool,
-                        overwrite: bool = False) -> None:
+                        overwrite: bool = False, folds=None) -> None:
     """ParamError for options that cannot go together (each one alone is checked by the
     estimator): resuming and replacing a run, a resumed search, step options beside
     ``lbfgs``, a blend without a search."""
@@ -170,9 +175,10 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
         raise ParamError("optimizer", f"{params['optimizer']} takes the whole training set per "
                          f"step and no step size: {', '.join('--' + u for u in unused)} would "
                          "be ignored; leave them out")
-    if not tune and blend is not None:
-        raise ParamError("blend", "mixes the configurations a search tried; with --tune off "
-                         "there is no search: leave it out")
+    for name, value in (("blend", blend), ("folds", folds)):
+        if not tune and value is not None:
+            raise ParamError(name, "mixes the configurations a search tried; with --tune off "
+                             "there is no search: leave it out")
     corruption = sorted({"noise", "noise_level"} & given)
     if not params.get("denoise", True) and corruption:
         raise ParamError(corruption[0], "--basic turns the input corruption off, so "
@@ -185,8 +191,8 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
                          "would be ignored: pass --schedule step or leave them out")
 
 
-def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, resume, threads,
-         progress, verbose_epochs, echo) -> dict:
+def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, folds, resume,
+         threads, progress, verbose_epochs, echo) -> dict:
     s = ds.split
     callbacks = [Checkpoint(stage, resume=resume, shown=out)]
     if progress is not None:
@@ -198,7 +204,7 @@ def _fit(model, ds, stage: Path, out: Path, *, tune, fixed, tune_budget, blend, 
         if tune:
             model = model.tune(s.train, s.validation, s.validation_input, fixed=fixed,
                                budget=tune_budget, progress=progress, callbacks=callbacks[:1],
-                               blend=blend, **fit_kw)
+                               blend=blend, folds=folds, **fit_kw)
             cols = list(dict.fromkeys(k for row in model.tuning for k in row))
             rundir.write_rows(stage / rundir.TUNING_CSV, model.tuning, cols)
         else:

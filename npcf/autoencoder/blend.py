@@ -59,3 +59,104 @@ def holdout_gain(P: np.ndarray, y: np.ndarray, repeats: int = REPEATS, seed: int
             w = greedy_weights(P[fit], y[fit], steps)
             gains.append(_rmse(P[score, 0], y[score]) - _rmse(P[score] @ w, y[score]))
     return float(np.mean(gains)) if gains else 0.0
+
+
+# ------------------------------------------------------------------ support-weighted stack
+#: ridge strengths tried by :func:`fit_stack` (per rating, on the mean squared error)
+LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+#: features of a pair in :func:`support_basis`
+SUPPORT_FEATURES = 4
+
+
+def support_basis(n_row, n_col) -> np.ndarray:
+    """Features float64 (n, 4) of pairs from their row's and column's rating counts in
+    the input (each (n,)): ``(1, c, r, r c)`` with ``r = log(1 + n_row)``, ``c = log(1 +
+    n_col)``, i.e. the products of ``(1, r)`` and ``(1, c)``."""
+    r, c = np.log1p(np.asarray(n_row, np.float64)), np.log1p(np.asarray(n_col, np.float64))
+    return np.stack([np.ones_like(r), c, r, r * c], axis=1)
+
+
+def count_bases(n_row, n_col) -> tuple:
+    """``(R, C)``: float64 (n_rows, 2) ``(1, r)`` and (n_cols, 2) ``(1, c)`` of every row's
+    and column's count, so that :func:`support_basis` of pair (i, j) is ``R[i] (x) C[j]``."""
+    r, c = np.log1p(np.asarray(n_row, np.float64)), np.log1p(np.asarray(n_col, np.float64))
+    return np.stack([np.ones_like(r), r], axis=1), np.stack([np.ones_like(c), c], axis=1)
+
+
+def surface(coef: np.ndarray, R: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """float64 (n_rows, n_cols): ``support_basis(pair) @ coef`` for every pair, from
+    :func:`count_bases`."""
+    return R @ np.asarray(coef, np.float64).reshape(2, 2) @ C.T
+
+
+def _design(P: np.ndarray, G: np.ndarray) -> np.ndarray:
+    return np.concatenate([P[:, [k]] * G for k in range(P.shape[1])] + [G], axis=1)
+
+
+def _ridge(D: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    A = D.T @ D / len(y)
+    A[np.diag_indices_from(A)] += lam
+    return np.linalg.solve(A, D.T @ y / len(y))
+
+
+def stack_apply(P: np.ndarray, G: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Stacked predictions float64 (n,) of candidates ``P`` (n, K) with pair features
+    ``G`` (n, F) and coefficients ``coef`` (K + 1, F): candidate k weighs ``G @ coef[k]``
+    at each pair and ``G @ coef[K]`` is added."""
+    return _design(np.asarray(P, np.float64), G) @ np.asarray(coef, np.float64).ravel()
+
+
+def fit_stack(P: np.ndarray, G: np.ndarray, y: np.ndarray, groups: np.ndarray,
+              lambdas=LAMBDAS, scale=None) -> tuple:
+    """Feature-weighted linear stacking (Sill et al. 2009) of candidates ``P`` (n, K):
+    each candidate's weight, and an offset, linear in the pair features ``G`` (n, F), by
+    ridge regression on ``y`` (n,). The strength is the one of ``lambdas`` whose
+    cross-validated RMSE over ``groups`` (n,) (fit on all groups but one, score the one;
+    predictions clipped to ``scale``) is lowest. Returns ``(coef (K + 1, F), lambda,
+    cross-validated RMSE)``."""
+    P, G, y = np.asarray(P, np.float64), np.asarray(G, np.float64), np.asarray(y, np.float64)
+    D = _design(P, G)
+    lo, hi = (-np.inf, np.inf) if scale is None else scale
+    best = None
+    for lam in lambdas:
+        cv = np.empty_like(y)
+        for g in np.unique(groups):
+            held = groups == g
+            cv[held] = D[held] @ _ridge(D[~held], y[~held], lam)
+        score = _rmse(np.clip(cv, lo, hi), y)
+        if best is None or score < best[1]:
+            best = (lam, score)
+    coef = _ridge(D, y, best[0]).reshape(P.shape[1] + 1, G.shape[1])
+    return coef, best[0], best[1]
+
+
+def greedy_cv(P: np.ndarray, y: np.ndarray, groups: np.ndarray, scale=None) -> float:
+    """Cross-validated RMSE over ``groups`` of :func:`greedy_weights` (for comparing it
+    with :func:`fit_stack`'s)."""
+    P, y = np.asarray(P, np.float64), np.asarray(y, np.float64)
+    lo, hi = (-np.inf, np.inf) if scale is None else scale
+    cv = np.empty_like(y)
+    for g in np.unique(groups):
+        held = groups == g
+        cv[held] = P[held] @ greedy_weights(P[~held], y[~held])
+    return _rmse(np.clip(cv, lo, hi), y)
+
+
+def describe(info: dict | None) -> str:
+    """One line for a blend decision (``info["blend"]`` of :meth:`AutoEncoder.tune`)."""
+    if not info:
+        return "no blend tried"
+    if "folds" in info:
+        how = "weights following the pair's rating counts" if info["kind"] == "support" \
+            else "constant weights"
+        single = min(info["out_of_fold_rmse"])
+        return (f"cross-fitted blend of {len(info['configurations'])} of "
+                f"{info['candidates']} configurations x {info['folds']} folds, {how}: "
+                f"cross-validated RMSE {info['cv_rmse']:.4f} (best single "
+                f"configuration out of fold {single:.4f})")
+    gain = f"held-out validation gain {info['holdout_gain']:+.4f}"
+    if info["used"]:
+        return f"blend of {len(info['weights'])} of {info['candidates']} configurations, " \
+               f"weights {', '.join(f'{w:g}' for w in info['weights'])} ({gain})"
+    return f"no blend: weights fitted on half the validation ratings lost on the other " \
+           f"half ({gain})"

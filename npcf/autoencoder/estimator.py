@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf import rundir
-from npcf.autoencoder import blend, hyperparameters, persistence
+from npcf.autoencoder import blend, crossfit, hyperparameters, persistence
 from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
@@ -37,7 +37,12 @@ USER_BASED_DEFAULTS = dict(layers=(256,), activation="tanh")
 ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
 OUTPUT_MODES = ("auto", "sampled", "union")
 #: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
-BLEND = 8
+BLEND = 6
+
+
+def _counts(X: sp.csr_matrix) -> tuple:
+    """Ratings per row and per column (int64) of checked input ``X``."""
+    return np.diff(X.indptr), np.bincount(X.indices, minlength=X.shape[1])
 
 
 def _looks_like_pairs(X, n_inputs: int) -> bool:
@@ -88,6 +93,9 @@ class AutoEncoder(Params, Recommends):
     tuning: list = []      # the trials of :meth:`tune`
     blend_members: list = []   # other fitted AutoEncoders this one's predictions blend with
     blend_weights: np.ndarray | None = None   # (1 + len(blend_members),): self first
+    # or, after cross-fitting, (1 + len(blend_members), F): weights linear in the pair's
+    # support features (:func:`npcf.autoencoder.blend.support_basis`), plus this offset (F,)
+    blend_offset: np.ndarray | None = None
 
     def __init__(self, layers=None, tied=True, activation=None, output_activation="identity",
                  dropout=0.0, loss="mse", denoise=True, noise="masking", noise_level=0.2,
@@ -178,6 +186,7 @@ class AutoEncoder(Params, Recommends):
                              f"{type(callbacks).__name__}") from None
         X = check_inputs(X, validation, validation_input, users, items)
         self.blend_members, self.blend_weights = [], None   # a refit replaces a blend too
+        self.blend_offset = None
         if self.ensemble > 1:
             return self._fit_ensemble(X, validation, validation_input, scale, users, items,
                                       callbacks)
@@ -214,7 +223,7 @@ class AutoEncoder(Params, Recommends):
 
     def tune(self, X, validation, validation_input=None, *, fixed=None, budget=None, scale=None,
              users=None, items=None, callbacks=None, progress=None, space=None,
-             blend: int = BLEND):
+             blend: int = BLEND, folds: int = crossfit.FOLDS):
         """Choose hyperparameters on ``validation`` (successive halving, see
         :mod:`npcf.autoencoder.selection`) and return the fitted best model (a new
         estimator; ``self`` gives the starting values and everything in ``fixed``).
@@ -226,11 +235,19 @@ class AutoEncoder(Params, Recommends):
         ``budget``: seconds for the search. The search is recorded in the returned
         model's ``info["tuning"]`` and its trials in ``tuning`` (list of dicts). With
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
-        up to that many of the search's best item-based MSE configurations are blended
-        (:mod:`npcf.autoencoder.blend`) when weights fitted on half the validation ratings
-        beat the chosen model on the other half (``info["blend"]`` says what was decided);
-        1 or 0: never. User-based models are never blended, so they still fold in and
-        export. The ``callbacks`` see the final model only (``on_fit_end``). Trials run
+        up to that many configurations are blended (:mod:`npcf.autoencoder.blend`); 1 or 0:
+        never. When the search chooses an item-based MSE model (which cannot fold in or
+        export anyway) and the validation part is a carve of the same users' ratings:
+        with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
+        chosen configuration, the next best of its orientation and the best of the other
+        (``blend`` in all) are refitted on ``folds`` folds of ``X + validation`` and
+        stacked on their out-of-fold predictions (:func:`npcf.autoencoder.crossfit.stacked`;
+        ``folds`` x the configurations kept are saved; ``info["validation"]`` is then the
+        cross-validated figure over every labelled rating); with ``folds`` 0 or 1, they are
+        blended only when weights fitted on half the validation ratings beat the chosen
+        model on the other half. ``info["blend"]`` says what was decided. User-based
+        choices are never blended, so they still fold in and export. The ``callbacks``
+        see the final model only (``on_fit_end``). Trials and fold fits run
         in :func:`npcf.utils.parallel.threads` forked processes at once (``with
         parallel.using(2):``; `train` uses every core), with the same result.
         """
@@ -240,6 +257,7 @@ class AutoEncoder(Params, Recommends):
         if budget is not None:
             non_negative(budget, "budget", positive=True)
         positive_int(blend, "blend", minimum=0)
+        positive_int(folds, "folds", minimum=0)
         if fixed is None:
             fixed = set(self.changed_params())
         elif isinstance(fixed, str):
@@ -257,7 +275,12 @@ class AutoEncoder(Params, Recommends):
                                space=space, budget=budget, fit_kw=fit_kw, progress=progress,
                                candidates=pool)
         if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
-            model._blend_with(pool, X, validation, int(blend))
+            carved = validation_input is None or same_matrix(validation_input, X)
+            if int(folds) > 1 and carved:
+                model = crossfit.stacked(model, pool, self, X, validation, folds=int(folds),
+                                         size=int(blend), fit_kw=fit_kw, progress=progress)
+            else:
+                model._blend_with(pool, X, validation, int(blend))
         if self.ensemble > 1:
             tuning = model.info["tuning"]
             model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,
@@ -440,9 +463,16 @@ class AutoEncoder(Params, Recommends):
         clipped :meth:`rank_scores` are :meth:`predict`'s exactly."""
         if self.blend_weights is None:
             return self._predict_one(X, batch_size, clip)
-        out = self.blend_weights[0] * self._predict_one(X, batch_size)
-        for w, m in zip(self.blend_weights[1:], self.blend_members):
-            out += w * m._predict_one(X, batch_size)
+        members = [self, *self.blend_members]
+        if self.blend_offset is None:
+            out = self.blend_weights[0] * self._predict_one(X, batch_size)
+            for w, m in zip(self.blend_weights[1:], self.blend_members):
+                out += w * m._predict_one(X, batch_size)
+        else:
+            R, C = blend.count_bases(*_counts(X))
+            out = blend.surface(self.blend_offset, R, C)
+            for coef, m in zip(self.blend_weights, members):
+                out += blend.surface(coef, R, C) * m._predict_one(X, batch_size)
         out = out.astype(np.float32, copy=False)
         return self._finish(out) if clip else out
 
@@ -477,9 +507,17 @@ class AutoEncoder(Params, Recommends):
         clip = flag(clip, "clip")
         if self.blend_weights is None:
             return self._predict_one_at(X, rows, cols, batch_size, clip)
-        out = self.blend_weights[0] * self._predict_one_at(X, rows, cols, batch_size)
-        for w, m in zip(self.blend_weights[1:], self.blend_members):
-            out += w * m._predict_one_at(X, rows, cols, batch_size)
+        if self.blend_offset is None:
+            out = self.blend_weights[0] * self._predict_one_at(X, rows, cols, batch_size)
+            for w, m in zip(self.blend_weights[1:], self.blend_members):
+                out += w * m._predict_one_at(X, rows, cols, batch_size)
+        else:
+            first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
+            n_row, n_col = _counts(X)
+            G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])
+            out = G @ self.blend_offset + (G @ self.blend_weights[0]) * first
+            for coef, m in zip(self.blend_weights[1:], self.blend_members):
+                out += (G @ coef) * m._predict_one_at(X, rows, cols, batch_size)
         out = out.astype(np.float32, copy=False)
         return self._finish(out) if clip else out
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from npcf._version import __version__
 from npcf.autoencoder import checkpoint, hyperparameters
+from npcf.autoencoder.blend import SUPPORT_FEATURES
 from npcf.autoencoder.units import MIN_UNIT, UNIT_TOLERANCE
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, check_scale, one_line
@@ -33,7 +34,10 @@ def save(model, path) -> None:
             arrays[f"{name}/ids"] = vocab.ids
     arrays["items/counts"] = model.item_counts
     if model.blend_weights is not None:
-        meta["blend"] = {"weights": [float(w) for w in model.blend_weights], "members": []}
+        meta["blend"] = {"weights": np.asarray(model.blend_weights, np.float64).tolist(),
+                         "members": []}
+        if model.blend_offset is not None:          # weights that follow the pair's counts
+            meta["blend"]["offset"] = np.asarray(model.blend_offset, np.float64).tolist()
         for k, m in enumerate(model.blend_members):
             a, mm = _own_parts(m)
             arrays.update({f"blend{k}/{name}": v for name, v in a.items()})
@@ -180,7 +184,15 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
             prefix = f"blend{k}/"
             own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
             model.blend_members.append(_from_parts(cls, mm, dict(own, **shared), npz))
-        if weights.shape != (1 + len(model.blend_members),) or not np.all(weights >= 0):
-            raise ValueError("blend weights do not match its members")
-        model.blend_weights = weights
+        offset = meta["blend"].get("offset")
+        if offset is None:
+            if weights.shape != (1 + len(model.blend_members),) or not np.all(weights >= 0):
+                raise ValueError("blend weights do not match its members")
+        else:
+            offset = np.asarray(offset, np.float64)
+            if weights.shape != (1 + len(model.blend_members), SUPPORT_FEATURES) \
+                    or offset.shape != (SUPPORT_FEATURES,) \
+                    or not (np.all(np.isfinite(weights)) and np.all(np.isfinite(offset))):
+                raise ValueError("blend weights do not match its members")
+        model.blend_weights, model.blend_offset = weights, offset
     return model

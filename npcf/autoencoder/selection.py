@@ -96,6 +96,11 @@ def _fit_trial(kw: dict, data: tuple | None = None):
     return model, time.perf_counter() - t0
 
 
+def shared_data() -> tuple:
+    """The data tuple of the :func:`trial_pool` this worker process was forked from."""
+    return _SHARED
+
+
 #: one search at a time uses worker processes (they inherit :data:`_SHARED` at fork);
 #: a search started meanwhile in another thread runs its trials in its own thread
 _POOL_LOCK = threading.Lock()
@@ -126,7 +131,7 @@ def usable_workers(workers: int, n_trials: int) -> int:
 
 
 @contextlib.contextmanager
-def _trial_pool(workers: int, data: tuple):
+def trial_pool(workers: int, data: tuple):
     """``workers`` forked processes that fit trials on ``data`` (each with one npcf
     thread and one BLAS thread), or None: one worker, or another search already has
     the processes (trials then run in this thread, one after the other). Trials not
@@ -175,8 +180,9 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
         pool._result_queue._writer.close()
 
 
-def _result(future):
-    """A trial's ``(model, seconds)``; a worker that died becomes one clear NpcfError."""
+def trial_result(future):
+    """A trial's result (``(model, seconds)`` for a search); a worker that died becomes
+    one clear NpcfError."""
     try:
         return future.result()
     except BrokenProcessPool:
@@ -253,11 +259,11 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         return dict(params, **cfg, n_epochs=n_epochs, ensemble=1)
 
     def record(rung: int, n_epochs: int, cfg: dict, score: float, model, seconds: float):
-        trials.append(dict(rung=rung, epochs=n_epochs, **_plain(cfg), score=score,
+        trials.append(dict(rung=rung, epochs=n_epochs, **plain(cfg), score=score,
                            best_epoch=model.info.get("best_epoch"),
                            epochs_run=model.info.get("epochs_run"), seconds=round(seconds, 3)))
 
-    with open_progress(progress, total, "tuning") as bar, _trial_pool(workers, data) as pool:
+    with open_progress(progress, total, "tuning") as bar, trial_pool(workers, data) as pool:
         ahead = workers if pool is not None else 1
         for rung, n_epochs in enumerate(rungs):
             scored, futures, submitted = [], {}, 0
@@ -276,7 +282,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                     model.set_params(n_epochs=n_epochs)
                     seconds = 0.0
                 else:
-                    model, seconds = _result(futures.pop(i)) if i in futures else \
+                    model, seconds = trial_result(futures.pop(i)) if i in futures else \
                         _fit_trial(trial_kw(cfg, n_epochs), data)
                     if model.info["epochs_run"] < n_epochs and params["schedule"] != "cosine":
                         # early stopping ended it: a longer run is the same run (shuffle,
@@ -307,9 +313,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         top = max(r for r, _, _ in latest.values())
         kept = sorted(((sc, i, m) for i, (r, sc, m) in latest.items() if r >= top - 1),
                       key=lambda t: (-t[0] if higher else t[0], t[1]))
-        candidates.extend((sc, _plain(configs[i]), m) for sc, i, m in kept)
+        candidates.extend((sc, plain(configs[i]), m) for sc, i, m in kept)
     model.info = dict(model.info, tuning={
-        "chosen": _plain(cfg), "score": score, "metric": "val_ndcg" if higher else "val_rmse",
+        "chosen": plain(cfg), "score": score, "metric": "val_ndcg" if higher else "val_rmse",
         "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),
         "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget, "budget_hit": cut})
     return model, trials
@@ -328,5 +334,6 @@ def _better(a: float, b: float, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
-def _plain(cfg: dict) -> dict:
+def plain(cfg: dict) -> dict:
+    """``cfg`` with tuples as lists (as JSON and CSV hold them)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from npcf import rundir, workflows
+from npcf.autoencoder import blend as blends
 from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED_DEFAULTS
 from npcf.cli.main import main
 from npcf.cli.options import SEED, Finite, LocalPath, data_options, hyperparameter
@@ -106,10 +107,14 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--tune_budget", type=Finite(min=0, min_open=True), default=None,
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
-              help="Blend up to this many of the searched item-based configurations when "
-                   "weights fitted on half the validation ratings beat the chosen model on the "
-                   "other half (1: never; user-based models are never blended).  "
-                   f"[default: {workflows.BLEND}]")
+              help="Blend up to this many of the searched configurations when the search "
+                   "chooses an item-based model (1: never; user-based choices are never "
+                   f"blended, so they still export).  [default: {workflows.BLEND}]")
+@click.option("--folds", type=click.IntRange(min=1, max=20), default=None,
+              help="Refit the configurations to blend on this many folds of the training and "
+                   "validation ratings and fit the blend on their out-of-fold predictions "
+                   "(1: blend on held-out halves of the validation part instead).  "
+                   f"[default: {workflows.FOLDS}]")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted --tune off run in --out (same options; its "
                    "data/ unless --data is given).")
@@ -118,7 +123,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.pass_context
 def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, out, resume,
-          overwrite, verbose_epochs, quiet, tune, tune_budget, blend, **given):
+          overwrite, verbose_epochs, quiet, tune, tune_budget, blend, folds, **given):
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json
     (and tuning.csv: by default the hyperparameters not given are chosen on validation)."""
     if tune == "off" and tune_budget is not None:
@@ -133,7 +138,7 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
         & set(DEFAULTS)
     result = workflows.train(params, out, dict(data_options, seed=seed), tune=tune == "auto",
                              fixed=fixed, tune_budget=tune_budget or workflows.TUNE_BUDGET,
-                             blend=blend,
+                             blend=blend, folds=folds,
                              resume=resume, overwrite=overwrite, threads=_threads(threads),
                              progress=progress_or_none(quiet),
                              verbose_epochs=0 if quiet else verbose_epochs, echo=click.echo)
@@ -142,13 +147,8 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     if result["tuning"] and not quiet:
         click.echo(tuning_table(result["tuning"], result["tuning_trials"]))
         click.echo("")
-    b = result.get("blend")
-    if b and not quiet:
-        click.echo(f"blend of {len(b['weights'])} configurations, weights "
-                   f"{', '.join(f'{w:g}' for w in b['weights'])} (held-out validation gain "
-                   f"{b['holdout_gain']:+.4f})" if b["used"] else
-                   f"no blend: weights fitted on half the validation ratings lost on the other "
-                   f"half ({b['holdout_gain']:+.4f})")
+    if result.get("blend") and not quiet:
+        click.echo(blends.describe(result["blend"]))
         click.echo("")
     if result.get("duplicates_resolved"):
         click.echo(duplicates_note(result["duplicates_resolved"]))

@@ -246,7 +246,7 @@ def test_a_search_ended_by_an_error_kills_its_running_trials():
         pytest.skip("needs fork and two cores")
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        with selection._trial_pool(2, None) as pool:
+        with selection.trial_pool(2, None) as pool:
             futures = [pool.submit(time.sleep, 120) for _ in range(2)]
             time.sleep(1.0)                          # both trials running
             raise KeyboardInterrupt
@@ -255,7 +255,7 @@ def test_a_search_ended_by_an_error_kills_its_running_trials():
     wait(futures, timeout=20)        # the pool's manager thread marks them as it winds up
     assert all(f.done() for f in futures)
     assert time.perf_counter() - t0 < 50             # killed, not run for their 120 s
-    with selection._trial_pool(2, None) as pool:     # the next search gets processes again
+    with selection.trial_pool(2, None) as pool:     # the next search gets processes again
         assert pool is not None and pool.submit(abs, -3).result() == 3
 
 
