@@ -62,8 +62,9 @@ def holdout_gain(P: np.ndarray, y: np.ndarray, repeats: int = REPEATS, seed: int
 
 
 # ------------------------------------------------------------------ support-weighted stack
-#: ridge strengths tried by :func:`fit_stack` (per rating, on the mean squared error)
-LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+#: ridge strengths tried by :func:`fit_stack`, relative to the mean diagonal of the
+#: design's second-moment matrix (so the same grid serves a 1-5 and a 1-100 scale)
+LAMBDAS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 #: features of a pair in :func:`support_basis`
 SUPPORT_FEATURES = 4
 
@@ -95,7 +96,7 @@ def _design(P: np.ndarray, G: np.ndarray) -> np.ndarray:
 
 def _ridge(D: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     A = D.T @ D / len(y)
-    A[np.diag_indices_from(A)] += lam
+    A[np.diag_indices_from(A)] += lam * np.mean(np.diag(A))
     return np.linalg.solve(A, D.T @ y / len(y))
 
 
