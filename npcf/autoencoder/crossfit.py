@@ -107,8 +107,34 @@ def _configs(chosen, pool: list, base, size: int) -> list[dict]:
     return out
 
 
+def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: float | None,
+               workers: int) -> list[dict]:
+    """The longest prefix of ``configs`` whose fold fits should end within ``seconds``
+    (None: all): each fit is expected to take as long as the configuration's slowest
+    trial in the search (``trials``, as :func:`~npcf.autoencoder.selection.select`
+    returns them; a configuration it never trained: the slowest so far), ``workers`` at
+    a time. May be empty."""
+    if seconds is None:
+        return list(configs)
+    keys = [k for k in selection.SPACE if any(k in t for t in trials)]
+    slowest: dict = {}
+    for t in trials:
+        key = tuple(repr(t.get(k)) for k in keys)
+        slowest[key] = max(slowest.get(key, 0.0), float(t.get("seconds") or 0.0))
+    out, total, worst = [], 0.0, 0.0
+    for cfg in configs:
+        key = tuple(repr(selection.plain({k: cfg.get(k)})[k]) for k in keys)
+        worst = max(worst, slowest.get(key, worst))
+        total += folds * slowest.get(key, worst) / max(1, workers)
+        if total > seconds:
+            break
+        out.append(cfg)
+    return out
+
+
 def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size: int = 6,
-            fit_kw: dict | None = None, progress=None):
+            fit_kw: dict | None = None, progress=None, trials: list | None = None,
+            seconds: float | None = None):
     """The search's result cross-fitted and stacked: configurations from :func:`_configs`
     fitted on ``folds`` folds of ``X + validation`` (:func:`crossfit`); those the greedy
     blend weighs kept; their out-of-fold predictions combined by the better, in
@@ -116,8 +142,15 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size
     follow the pair's rating counts (:func:`npcf.autoencoder.blend.fit_stack`). Returns a
     new estimator (fold 0 of the first kept configuration, the other fold models its
     blend members; ``info`` from ``chosen`` plus ``crossfit``, ``blend`` and the
-    cross-validated ``validation`` figures)."""
-    configs = _configs(chosen, pool, base, size)
+    cross-validated ``validation`` figures). ``seconds``: what the fold fits may take,
+    judged from the search's ``trials`` (:func:`affordable`); None (no configuration
+    affordable) when the chosen one's folds alone would not fit.
+    """
+    workers = selection.usable_workers(parallel.threads(), folds)
+    configs = affordable(_configs(chosen, pool, base, size), trials or [], folds, seconds,
+                         workers)
+    if not configs:
+        return None
     A = (sp.csr_matrix(X) + sp.csr_matrix(validation)).tocsr()
     A.eliminate_zeros()
     models, P, fold = crossfit(type(chosen), configs, A, folds, chosen.seed, fit_kw,

@@ -243,13 +243,16 @@ class AutoEncoder(Params, Recommends):
         (``blend`` in all) are refitted on ``folds`` folds of ``X + validation`` and
         stacked on their out-of-fold predictions (:func:`npcf.autoencoder.crossfit.stacked`;
         ``folds`` x the configurations kept are saved; ``info["validation"]`` is then the
-        cross-validated figure over every labelled rating); with ``folds`` 0 or 1, they are
-        blended only when weights fitted on half the validation ratings beat the chosen
-        model on the other half. ``info["blend"]`` says what was decided. User-based
-        choices are never blended, so they still fold in and export. The ``callbacks``
-        see the final model only (``on_fit_end``). Trials and fold fits run
-        in :func:`npcf.utils.parallel.threads` forked processes at once (``with
-        parallel.using(2):``; `train` uses every core), with the same result.
+        cross-validated figure over every labelled rating; with a ``budget``, only as many
+        configurations as the budget left after the search should allow, judged by their
+        trials' seconds); with ``folds`` 0 or 1, or no time left for the chosen
+        configuration's folds, they are blended only when weights fitted on half the
+        validation ratings beat the chosen model on the other half. ``info["blend"]``
+        says what was decided. User-based choices are never blended, so they still fold
+        in and export. The ``callbacks`` see the final model only (``on_fit_end``).
+        Trials and fold fits run in :func:`npcf.utils.parallel.threads` forked processes
+        at once (``with parallel.using(2):``; `train` uses every core), with the same
+        result.
         """
         if validation is None:
             raise NpcfError("tuning needs a validation part")
@@ -276,9 +279,14 @@ class AutoEncoder(Params, Recommends):
                                candidates=pool)
         if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
             carved = validation_input is None or same_matrix(validation_input, X)
+            stacked = None
             if int(folds) > 1 and carved:
-                model = crossfit.stacked(model, pool, self, X, validation, folds=int(folds),
-                                         size=int(blend), fit_kw=fit_kw, progress=progress)
+                left = None if budget is None else budget - model.info["tuning"]["seconds"]
+                stacked = crossfit.stacked(model, pool, self, X, validation, folds=int(folds),
+                                           size=int(blend), fit_kw=fit_kw, progress=progress,
+                                           trials=trials, seconds=left)
+            if stacked is not None:
+                model = stacked
             else:
                 model._blend_with(pool, X, validation, int(blend))
         if self.ensemble > 1:

@@ -155,6 +155,27 @@ def test_folds_one_keeps_the_validation_halves_blend():
         AutoEncoder(**KW).tune(train, val, space=space, folds=-1)
 
 
+def test_only_the_configurations_the_budget_allows_are_cross_fitted():
+    a, b, c = (dict(KW, activation=act) for act in ("relu", "tanh", "selu"))
+    trials = [dict(activation="relu", rung=1, seconds=1.0), dict(activation="relu", rung=2,
+              seconds=4.0), dict(activation="tanh", rung=1, seconds=2.0)]
+    assert crossfit.affordable([a, b, c], trials, 5, None, 1) == [a, b, c]
+    # relu: 5 folds x 4 s; tanh: 5 x 2 s; selu never trained: the slowest so far, 4 s
+    assert crossfit.affordable([a, b, c], trials, 5, 20.0, 1) == [a]
+    assert crossfit.affordable([a, b, c], trials, 5, 30.0, 1) == [a, b]
+    assert crossfit.affordable([a, b, c], trials, 5, 25.0, 2) == [a, b, c]
+    assert crossfit.affordable([a, b, c], trials, 5, 19.0, 1) == []
+
+
+def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    monkeypatch.setattr(crossfit, "affordable", lambda *a, **k: [])
+    model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "sigmoid")},
+                                   budget=30, blend=3)
+    assert "holdout_gain" in model.info["blend"] and model.blend_offset is None
+
+
 def test_cli_folds_option():
     r = CliRunner().invoke(main, ["train", "--tune", "off", "--folds", "3"])
     assert r.exit_code == 2 and "--folds" in r.output
