@@ -26,6 +26,8 @@ from npcf.utils.progress import open_progress
 
 #: folds of the labelled ratings (each configuration is fitted this many times)
 FOLDS = 5
+#: fewer labelled ratings than this per fold: no cross-fitting (too few to stop early on)
+MIN_PER_FOLD = 20
 
 
 def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
@@ -144,15 +146,18 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size
     blend members; ``info`` from ``chosen`` plus ``crossfit``, ``blend`` and the
     cross-validated ``validation`` figures). ``seconds``: what the fold fits may take,
     judged from the search's ``trials`` (:func:`affordable`); None (no configuration
-    affordable) when the chosen one's folds alone would not fit.
+    affordable) when the chosen one's folds alone would not fit, or when there are fewer
+    than :data:`MIN_PER_FOLD` labelled ratings per fold.
     """
+    A = (sp.csr_matrix(X) + sp.csr_matrix(validation)).tocsr()
+    A.eliminate_zeros()
+    if A.nnz < MIN_PER_FOLD * folds:
+        return None
     workers = selection.usable_workers(parallel.threads(), folds)
     configs = affordable(_configs(chosen, pool, base, size), trials or [], folds, seconds,
                          workers)
     if not configs:
         return None
-    A = (sp.csr_matrix(X) + sp.csr_matrix(validation)).tocsr()
-    A.eliminate_zeros()
     models, P, fold = crossfit(type(chosen), configs, A, folds, chosen.seed, fit_kw,
                                progress=progress)
     coo = A.tocoo()

@@ -167,6 +167,15 @@ def test_only_the_configurations_the_budget_allows_are_cross_fitted():
     assert crossfit.affordable([a, b, c], trials, 5, 19.0, 1) == []
 
 
+def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
+    m = tiny_ratings(12, 10, density=0.5, seed=1)
+    train, val = split(m, 0.2, seed=2)
+    assert train.nnz + val.nnz < crossfit.MIN_PER_FOLD * 5
+    model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "sigmoid")},
+                                   blend=3, folds=5)
+    assert model.blend_offset is None and "folds" not in model.info.get("blend", {})
+
+
 def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
