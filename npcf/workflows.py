@@ -144,7 +144,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
         except (TrainingInterrupted, KeyboardInterrupt) as err:   # (the latter: waiting on workers)
             if not tune:
                 raise
-            raise Interrupted(f"interrupted during the hyperparameter search; {out} was left "
+            raise Interrupted(f"interrupted during the hyperparameter search (or its "
+                              f"cross-fitting); {out} was left "
                               "as it was (a search does not resume: run it again, with "
                               "--tune_budget SECONDS to shorten it, or --tune off)",
                               getattr(err, "exit_code", 130)) from None
@@ -175,10 +176,10 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
         raise ParamError("optimizer", f"{params['optimizer']} takes the whole training set per "
                          f"step and no step size: {', '.join('--' + u for u in unused)} would "
                          "be ignored; leave them out")
-    for name, value in (("blend", blend), ("folds", folds)):
+    for name, value, what in (("blend", blend, "mixes"), ("folds", folds, "refits")):
         if not tune and value is not None:
-            raise ParamError(name, "mixes the configurations a search tried; with --tune off "
-                             "there is no search: leave it out")
+            raise ParamError(name, f"{what} the configurations a search tried; with --tune "
+                             "off there is no search: leave it out")
     corruption = sorted({"noise", "noise_level"} & given)
     if not params.get("denoise", True) and corruption:
         raise ParamError(corruption[0], "--basic turns the input corruption off, so "

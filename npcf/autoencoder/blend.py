@@ -11,6 +11,13 @@ pays on *this* data: weights fitted on one random half of the validation ratings
 scored on the other half against the single best model, over several halvings; the
 search blends only when the mean gain is positive (on a small validation part the
 weights over-fit and it does not).
+
+On out-of-fold predictions (:mod:`npcf.autoencoder.crossfit`, one per labelled rating)
+:func:`fit_stack` goes further: feature-weighted linear stacking, each candidate's weight
+(and an offset) linear in :func:`support_basis`, the pair's ``log(1 + count)`` of its row
+and column, ridge strength chosen by cross-validation over the folds; :func:`greedy_cv`
+gives the greedy weights' figure in the same cross-validation, so the simpler one can win.
+:func:`describe` says in one line what a search decided.
 """
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ STEPS = 20
 REPEATS = 5
 
 
-def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
+def rmse(pred: np.ndarray, y: np.ndarray) -> float:
+    """Root mean squared error of ``pred`` against ``y`` (as float)."""
     return float(np.sqrt(np.mean((pred - y) ** 2)))
 
 
@@ -57,7 +65,7 @@ def holdout_gain(P: np.ndarray, y: np.ndarray, repeats: int = REPEATS, seed: int
             if not fit.any() or not score.any():
                 continue
             w = greedy_weights(P[fit], y[fit], steps)
-            gains.append(_rmse(P[score, 0], y[score]) - _rmse(P[score] @ w, y[score]))
+            gains.append(rmse(P[score, 0], y[score]) - rmse(P[score] @ w, y[score]))
     return float(np.mean(gains)) if gains else 0.0
 
 
@@ -85,19 +93,29 @@ def count_bases(n_row, n_col) -> tuple:
 
 
 def surface(coef: np.ndarray, R: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """float64 (n_rows, n_cols): ``support_basis(pair) @ coef`` for every pair, from
-    :func:`count_bases`."""
-    return R @ np.asarray(coef, np.float64).reshape(2, 2) @ C.T
+    """float32 (n_rows, n_cols): ``support_basis(pair) @ coef`` for every pair, from
+    :func:`count_bases` (rank 2: ``R M C^T`` with ``M = coef`` as 2 x 2)."""
+    left = (R @ np.asarray(coef, np.float64).reshape(2, 2)).astype(np.float32)
+    return left @ C.T.astype(np.float32)
+
+
+#: pairs per block when :func:`fit_stack` builds its design matrix
+BLOCK = 65_536
 
 
 def _design(P: np.ndarray, G: np.ndarray) -> np.ndarray:
     return np.concatenate([P[:, [k]] * G for k in range(P.shape[1])] + [G], axis=1)
 
 
-def _ridge(D: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
-    A = D.T @ D / len(y)
+def _blocks(n: int):
+    for lo in range(0, n, BLOCK):
+        yield slice(lo, min(n, lo + BLOCK))
+
+
+def _solve(gram: np.ndarray, rhs: np.ndarray, n: int, lam: float) -> np.ndarray:
+    A = gram / n
     A[np.diag_indices_from(A)] += lam * np.mean(np.diag(A))
-    return np.linalg.solve(A, D.T @ y / len(y))
+    return np.linalg.solve(A, rhs / n)
 
 
 def stack_apply(P: np.ndarray, G: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -113,34 +131,51 @@ def fit_stack(P: np.ndarray, G: np.ndarray, y: np.ndarray, groups: np.ndarray,
     each candidate's weight, and an offset, linear in the pair features ``G`` (n, F), by
     ridge regression on ``y`` (n,). The strength is the one of ``lambdas`` whose
     cross-validated RMSE over ``groups`` (n,) (fit on all groups but one, score the one;
-    predictions clipped to ``scale``) is lowest. Returns ``(coef (K + 1, F), lambda,
-    cross-validated RMSE)``."""
+    predictions clipped to ``scale``) is lowest. The design is built in blocks of
+    :data:`BLOCK` pairs (memory ~ the inputs). Returns ``(coef (K + 1, F), lambda,
+    cross-validated predictions float64 (n,), clipped)``."""
     P, G, y = np.asarray(P, np.float64), np.asarray(G, np.float64), np.asarray(y, np.float64)
-    D = _design(P, G)
     lo, hi = (-np.inf, np.inf) if scale is None else scale
+    names = np.unique(groups)
+    width = (P.shape[1] + 1) * G.shape[1]
+    gram = np.zeros((names.size, width, width))
+    rhs = np.zeros((names.size, width))
+    count = np.zeros(names.size)
+    index = np.searchsorted(names, groups)
+    for b in _blocks(y.size):
+        D = _design(P[b], G[b])
+        for g in range(names.size):
+            at = index[b] == g
+            gram[g] += D[at].T @ D[at]
+            rhs[g] += D[at].T @ y[b][at]
+            count[g] += at.sum()
     best = None
     for lam in lambdas:
+        betas = [_solve(gram.sum(0) - gram[g], rhs.sum(0) - rhs[g], y.size - count[g], lam)
+                 for g in range(names.size)]
         cv = np.empty_like(y)
-        for g in np.unique(groups):
-            held = groups == g
-            cv[held] = D[held] @ _ridge(D[~held], y[~held], lam)
-        score = _rmse(np.clip(cv, lo, hi), y)
+        for b in _blocks(y.size):
+            D = _design(P[b], G[b])
+            cv[b] = np.einsum("nf,nf->n", D, np.stack(betas)[index[b]])
+        np.clip(cv, lo, hi, out=cv)
+        score = rmse(cv, y)
         if best is None or score < best[1]:
-            best = (lam, score)
-    coef = _ridge(D, y, best[0]).reshape(P.shape[1] + 1, G.shape[1])
-    return coef, best[0], best[1]
+            best = (lam, score, cv)
+    coef = _solve(gram.sum(0), rhs.sum(0), y.size, best[0])
+    return coef.reshape(P.shape[1] + 1, G.shape[1]), best[0], best[2]
 
 
-def greedy_cv(P: np.ndarray, y: np.ndarray, groups: np.ndarray, scale=None) -> float:
-    """Cross-validated RMSE over ``groups`` of :func:`greedy_weights` (for comparing it
-    with :func:`fit_stack`'s)."""
+def greedy_cv(P: np.ndarray, y: np.ndarray, groups: np.ndarray, scale=None) -> np.ndarray:
+    """Cross-validated predictions float64 (n,) over ``groups`` of :func:`greedy_weights`
+    (weights fitted on all groups but one, applied to the one; clipped to ``scale``), for
+    comparing them with :func:`fit_stack`'s."""
     P, y = np.asarray(P, np.float64), np.asarray(y, np.float64)
     lo, hi = (-np.inf, np.inf) if scale is None else scale
     cv = np.empty_like(y)
     for g in np.unique(groups):
         held = groups == g
         cv[held] = P[held] @ greedy_weights(P[~held], y[~held])
-    return _rmse(np.clip(cv, lo, hi), y)
+    return np.clip(cv, lo, hi, out=cv)
 
 
 def describe(info: dict | None) -> str:

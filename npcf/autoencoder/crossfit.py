@@ -3,14 +3,16 @@ rating, then stacked on their out-of-fold predictions.
 
 The search (:mod:`npcf.autoencoder.selection`) judges configurations on one validation
 carve (10% of the training ratings); on small data that carve is a noisy judge, and the
-chosen model never trains on it. :func:`crossfit` instead cuts the training and
+chosen model never trains on it. :func:`fit_folds` instead cuts the training and
 validation ratings together into ``folds`` random folds and fits each configuration
 ``folds`` times, each time on all folds but one and early-stopped on the one left out.
 The models' predictions of their left-out folds (out-of-fold predictions, one for every
-labelled rating) are an honest figure for each configuration and the data the blend
-weights are fitted on (:func:`npcf.autoencoder.blend.fit_stack`); the final predictor
-averages a configuration's fold models, so every rating has trained all but one of them.
-Fold fits run in the search's worker processes.
+labelled rating) are the figure for each configuration and the data the blend weights are
+fitted on (:func:`npcf.autoencoder.blend.fit_stack`). They are slightly optimistic: each
+fold model's stopping epoch was chosen on the fold it predicts (one number per fit, against
+the search's choice of a whole configuration on one carve). The final predictor averages a
+configuration's fold models, so every rating has trained all but one of them. Fold fits
+run in the search's worker processes.
 """
 from __future__ import annotations
 
@@ -62,23 +64,23 @@ def _fit_fold(kw: dict, k: int, data: tuple | None = None):
     return model, pred, time.perf_counter() - t0
 
 
-def crossfit(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
-             fit_kw: dict | None = None, workers: int | None = None, progress=None):
+def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
+              fit_kw: dict | None = None, workers: int | None = None, progress=None):
     """Fit every configuration (estimator keywords) on ``folds`` folds of sparse ``A``
     (all labelled ratings, users x items).
 
-    Returns ``(models, P, fold)``: ``models[c][k]`` the fitted model of configuration
-    ``c`` without fold ``k``; ``P`` float64 (nnz, C) the out-of-fold predictions, rows in
-    ``A.tocoo()``'s order; ``fold`` int64 (nnz,) each rating's fold. ``workers``: fold
-    fits at once in forked processes (default :func:`npcf.utils.parallel.threads`);
-    the result does not depend on it.
+    Returns ``(models, P, fold, coo)``: ``models[c][k]`` the fitted model of
+    configuration ``c`` without fold ``k``; ``coo`` the ratings as a COO matrix; ``P``
+    float64 (nnz, C) the out-of-fold predictions and ``fold`` int64 (nnz,) each rating's
+    fold, both in ``coo``'s order. ``workers``: fold fits at once in forked processes
+    (default :func:`npcf.utils.parallel.threads`); the result does not depend on it.
     """
-    A = sp.csr_matrix(A).tocoo()
-    fold = fold_of(A.nnz, int(folds), seed)
-    data = (cls, A, fold, dict(fit_kw or {}))
+    coo = sp.csr_matrix(A).tocoo()
+    fold = fold_of(coo.nnz, int(folds), seed)
+    data = (cls, coo, fold, dict(fit_kw or {}))
     jobs = [(c, k) for c in range(len(configs)) for k in range(int(folds))]
     models = [[None] * int(folds) for _ in configs]
-    P = np.zeros((A.nnz, len(configs)), np.float64)
+    P = np.zeros((coo.nnz, len(configs)), np.float64)
     workers = selection.usable_workers(parallel.threads() if workers is None else workers,
                                        len(jobs))
     with open_progress(progress, len(jobs), "cross-fitting") as bar, \
@@ -90,19 +92,35 @@ def crossfit(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
             models[c][k] = model
             P[fold == k, c] = pred
             bar.update(1)
-    return models, P, fold
+    return models, P, fold, coo
 
 
-def _configs(chosen, pool: list, base, size: int) -> list[dict]:
+def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
+    """``(n_row, n_col)`` float64 (nnz,): for each rating, its row's and its column's
+    rating counts in the training part of its fold's model, scaled by folds / (folds - 1)
+    to the counts of all of ``coo`` (the input the final predictor sees)."""
+    n_row, n_col = np.zeros(coo.nnz), np.zeros(coo.nnz)
+    share = folds / (folds - 1)
+    for k in range(folds):
+        held = fold == k
+        n_row[held] = np.bincount(coo.row[~held], minlength=coo.shape[0])[coo.row[held]] * share
+        n_col[held] = np.bincount(coo.col[~held], minlength=coo.shape[1])[coo.col[held]] * share
+    return n_row, n_col
+
+
+def _candidates(chosen, pool: list, base, size: int, other_orientation: bool) -> list[dict]:
     """Estimator keywords of the chosen model, the pool's next best models of its
-    orientation, and one of the other orientation (the pool's best, else the base's
-    defaults there): ``size`` in all, distinct, each trained for ``base``'s epochs."""
-    other = next((m for _, _, m in pool if m.item_based != chosen.item_based), None)
-    if other is None:
-        other = type(base)(**dict(base.get_params(), item_based=not chosen.item_based))
+    orientation and, with ``other_orientation``, one of the other (the pool's best, else
+    the base's defaults there): ``size`` in all, distinct, chosen first, each trained for
+    ``base``'s epochs."""
     same = [m for _, _, m in pool if m is not chosen and m.item_based == chosen.item_based]
+    picked = [chosen, *same][:max(1, size - 1 if other_orientation else size)]
+    if other_orientation:
+        other = next((m for _, _, m in pool if m.item_based != chosen.item_based), None)
+        picked.append(other if other is not None else
+                      type(base)(**dict(base.get_params(), item_based=not chosen.item_based)))
     out = []
-    for m in [chosen, *same][:max(1, size - 1)] + [other]:
+    for m in picked:
         kw = dict(m.get_params(), n_epochs=base.n_epochs, ensemble=1)
         if kw not in out:
             out.append(kw)
@@ -110,24 +128,29 @@ def _configs(chosen, pool: list, base, size: int) -> list[dict]:
 
 
 def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: float | None,
-               workers: int) -> list[dict]:
+               workers: int, n_epochs: int) -> list[dict]:
     """The longest prefix of ``configs`` whose fold fits should end within ``seconds``
-    (None: all): each fit is expected to take as long as the configuration's slowest
-    trial in the search (``trials``, as :func:`~npcf.autoencoder.selection.select`
-    returns them; a configuration it never trained: the slowest so far), ``workers`` at
-    a time. May be empty."""
+    (None: all), ``workers`` at a time. A fold fit is expected to take as long as the
+    configuration's slowest trial in the search (``trials`` as
+    :func:`~npcf.autoencoder.selection.select` returns them), scaled to ``n_epochs``
+    unless early stopping had ended that trial; a configuration the search never trained
+    is expected to take as long as the slowest before it. May be empty."""
     if seconds is None:
         return list(configs)
     keys = [k for k in selection.SPACE if any(k in t for t in trials)]
-    slowest: dict = {}
+    expected: dict = {}
     for t in trials:
         key = tuple(repr(t.get(k)) for k in keys)
-        slowest[key] = max(slowest.get(key, 0.0), float(t.get("seconds") or 0.0))
+        took, ran, asked = float(t.get("seconds") or 0.0), t.get("epochs_run"), t.get("epochs")
+        if ran and asked and ran >= asked:            # still going when its rung ended
+            took *= max(1.0, n_epochs / ran)
+        expected[key] = max(expected.get(key, 0.0), took)
+    rounds = -(-folds // max(1, workers))
     out, total, worst = [], 0.0, 0.0
     for cfg in configs:
         key = tuple(repr(selection.plain({k: cfg.get(k)})[k]) for k in keys)
-        worst = max(worst, slowest.get(key, worst))
-        total += folds * slowest.get(key, worst) / max(1, workers)
+        worst = max(worst, expected.get(key, worst))
+        total += rounds * expected.get(key, worst)
         if total > seconds:
             break
         out.append(cfg)
@@ -137,67 +160,77 @@ def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: flo
 def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size: int = 6,
             fit_kw: dict | None = None, progress=None, trials: list | None = None,
             seconds: float | None = None):
-    """The search's result cross-fitted and stacked: configurations from :func:`_configs`
-    fitted on ``folds`` folds of ``X + validation`` (:func:`crossfit`); those the greedy
-    blend weighs kept; their out-of-fold predictions combined by the better, in
-    cross-validation over the folds, of constant greedy weights and a stack whose weights
-    follow the pair's rating counts (:func:`npcf.autoencoder.blend.fit_stack`). Returns a
-    new estimator (fold 0 of the first kept configuration, the other fold models its
-    blend members; ``info`` from ``chosen`` plus ``crossfit``, ``blend`` and the
-    cross-validated ``validation`` figures). ``seconds``: what the fold fits may take,
-    judged from the search's ``trials`` (:func:`affordable`); None (no configuration
-    affordable) when the chosen one's folds alone would not fit, or when there are fewer
-    than :data:`MIN_PER_FOLD` labelled ratings per fold.
+    """The search's result cross-fitted and stacked, or None where it does not apply.
+
+    Candidates (:func:`_candidates`; the other orientation only if the search tried
+    both) are fitted on ``folds`` folds of ``X + validation`` (:func:`fit_folds`), all
+    on one rating scale; the chosen configuration and those the greedy blend weighs are
+    kept; their out-of-fold predictions are combined by the better, in cross-validation
+    over the folds, of constant greedy weights and a stack whose weights follow the
+    pair's rating counts (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new
+    estimator: fold 0 of the chosen configuration, the other fold models its blend
+    members; its ``history`` and ``info`` are ``chosen``'s (the search's run of that
+    configuration), plus ``blend`` (what was kept, each candidate's out-of-fold RMSE)
+    and ``validation`` (the stack's cross-validated figures over every labelled rating).
+    The stack's features are the counts of the input it predicts from: predict from
+    ``X + validation``, as ``train`` does for the test part.
+
+    None: ``X`` and ``validation`` share a pair, fewer than :data:`MIN_PER_FOLD`
+    labelled ratings per fold, no time for the chosen configuration's folds within
+    ``seconds`` (judged from the search's ``trials``, :func:`affordable`), or a fold fit
+    failed (NpcfError, e.g. a fold with nothing to stop early on).
     """
-    A = (sp.csr_matrix(X) + sp.csr_matrix(validation)).tocsr()
+    X, V = sp.csr_matrix(X), sp.csr_matrix(validation)
+    if X.shape != V.shape or (X != 0).multiply(V != 0).nnz:
+        return None
+    A = (X + V).tocsr()
     A.eliminate_zeros()
     if A.nnz < MIN_PER_FOLD * folds:
         return None
+    searched = not trials or any("item_based" in t for t in trials)
     workers = selection.usable_workers(parallel.threads(), folds)
-    configs = affordable(_configs(chosen, pool, base, size), trials or [], folds, seconds,
-                         workers)
+    configs = affordable(_candidates(chosen, pool, base, size, searched), trials or [],
+                         folds, seconds, workers, base.n_epochs)
     if not configs:
         return None
-    models, P, fold = crossfit(type(chosen), configs, A, folds, chosen.seed, fit_kw,
-                               progress=progress)
-    coo = A.tocoo()
-    y = coo.data.astype(np.float64)
-    scale = chosen.scale
-    w = blend.greedy_weights(P, y)
-    keep = np.flatnonzero(w > 0)
+    fit_kw = dict(fit_kw or {})
+    if fit_kw.get("scale") is None:       # one scale for every fold model: the data's
+        fit_kw["scale"] = (float(A.data.min()), float(A.data.max()))
+    try:
+        models, P, fold, coo = fit_folds(type(chosen), configs, A, folds, chosen.seed,
+                                         fit_kw, progress=progress)
+    except NpcfError:
+        return None
+    y, scale = coo.data.astype(np.float64), tuple(fit_kw["scale"])
+    keep = np.flatnonzero(blend.greedy_weights(P, y) > 0)
+    keep = np.union1d([0], keep)                     # the chosen configuration first
     Pk = P[:, keep]
-    shares = folds / (folds - 1)             # a fold model saw (folds-1)/folds of the counts
-    counts = np.zeros((A.nnz, 2))
-    for k in range(folds):
-        train = fold != k
-        rows, cols = coo.row[~train], coo.col[~train]
-        counts[~train, 0] = np.bincount(coo.row[train], minlength=A.shape[0])[rows] * shares
-        counts[~train, 1] = np.bincount(coo.col[train], minlength=A.shape[1])[cols] * shares
-    G = blend.support_basis(counts[:, 0], counts[:, 1])
+    G = blend.support_basis(*fold_counts(coo, fold, folds))
     coef, lam, stack_cv = blend.fit_stack(Pk, G, y, fold, scale=scale)
     greedy_cv = blend.greedy_cv(Pk, y, fold, scale=scale)
-    if greedy_cv <= stack_cv:                # constant weights: as good, and simpler
+    if blend.rmse(greedy_cv, y) <= blend.rmse(stack_cv, y):   # as good, and simpler
         coef = np.zeros((keep.size + 1, G.shape[1]))
         coef[:-1, 0] = blend.greedy_weights(Pk, y)
         kind, cv = "greedy", greedy_cv
     else:
         kind, cv = "support", stack_cv
     fitted = [m for c in keep for m in models[c]]
-    per_model = np.repeat(coef[:-1], folds, axis=0) / folds
     out = fitted[0]
-    out.blend_members, out.blend_weights, out.blend_offset = fitted[1:], per_model, coef[-1]
-    pred = np.clip(blend.stack_apply(Pk, G, coef), *scale)
-    single = [float(np.sqrt(np.mean((np.clip(P[:, c], *scale) - y) ** 2)))
-              for c in range(P.shape[1])]
+    out.blend_members, out.blend_offset = fitted[1:], coef[-1]
+    out.blend_weights = np.repeat(coef[:-1], folds, axis=0) / folds
+    out.history = chosen.history
+    single = [blend.rmse(np.clip(P[:, c], *scale), y) for c in range(P.shape[1])]
     out.info = dict(chosen.info, validation={
-        "val_rmse": cv, "val_mae": float(np.mean(np.abs(pred - y))), "ratings": int(A.nnz),
-        "out_of_fold": True})
+        "val_rmse": blend.rmse(cv, y), "val_mae": float(np.mean(np.abs(cv - y))),
+        "ratings": int(A.nnz), "out_of_fold": True})
     out.info["blend"] = {
         "kind": kind, "folds": int(folds), "candidates": len(configs),
         "configurations": [int(c) for c in keep], "lambda": lam if kind == "support" else None,
-        "out_of_fold_rmse": [round(s, 6) for s in single], "cv_rmse": round(cv, 6),
-        "cv_rmse_greedy": round(greedy_cv, 6), "cv_rmse_support": round(stack_cv, 6),
+        "out_of_fold_rmse": [round(v, 6) for v in single],
+        "cv_rmse": round(blend.rmse(cv, y), 6),
+        "cv_rmse_greedy": round(blend.rmse(greedy_cv, y), 6),
+        "cv_rmse_support": round(blend.rmse(stack_cv, y), 6),
         "used": True, "weights": [round(float(v), 4) for v in (G @ coef[:-1].T).mean(0)],
-        "members": [selection.plain({k: configs[c][k] for k in selection.SPACE if k in configs[c]})
-                    for c in keep]}
+        "members": [selection.plain({k: configs[c][k] for k in selection.SPACE
+                                     if k in configs[c]}) for c in keep]}
     return out

@@ -78,7 +78,9 @@ class AutoEncoder(Params, Recommends):
     ``users``/``items`` (:class:`Vocabulary` or None), ``item_counts``, ``baseline`` (the
     bias residual or None), ``history``, ``info``; after :meth:`tune` with ``blend``,
     possibly ``blend_members`` and ``blend_weights`` (predictions are then the weighted
-    mean of this model's and the members', :mod:`npcf.autoencoder.blend`).
+    mean of this model's and the members', :mod:`npcf.autoencoder.blend`; after
+    cross-fitting, with weights that follow each pair's rating counts in the input plus
+    ``blend_offset``, :mod:`npcf.autoencoder.crossfit`).
     """
 
     network: Network | None = None
@@ -239,17 +241,20 @@ class AutoEncoder(Params, Recommends):
         never. When the search chooses an item-based MSE model (which cannot fold in or
         export anyway) and the validation part is a carve of the same users' ratings:
         with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
-        chosen configuration, the next best of its orientation and the best of the other
-        (``blend`` in all) are refitted on ``folds`` folds of ``X + validation`` and
-        stacked on their out-of-fold predictions (:func:`npcf.autoencoder.crossfit.stacked`;
-        ``folds`` x the configurations kept are saved; ``info["validation"]`` is then the
-        cross-validated figure over every labelled rating; with a ``budget``, only as many
-        configurations as the budget left after the search should allow, judged by their
-        trials' seconds); with ``folds`` 0 or 1, or no time left for the chosen
-        configuration's folds, they are blended only when weights fitted on half the
-        validation ratings beat the chosen model on the other half. ``info["blend"]``
-        says what was decided. User-based choices are never blended, so they still fold
-        in and export. The ``callbacks`` see the final model only (``on_fit_end``).
+        chosen configuration, the next best of its orientation and, if the search tried
+        both, the best of the other (``blend`` in all) are refitted on ``folds`` folds of
+        ``X + validation`` and stacked on their out-of-fold predictions
+        (:func:`npcf.autoencoder.crossfit.stacked`: the fold models of the chosen and of
+        the kept configurations are saved; ``info["validation"]`` is then the stack's
+        cross-validated figure over every labelled rating; its weights follow the counts
+        of the input, so predict from ``X + validation``; with a ``budget``, only as
+        many configurations as the time left after the search should allow, judged by
+        their trials' seconds). With ``folds`` 0 or 1, or where cross-fitting does not
+        apply (no time left for the chosen configuration's folds, too few ratings,
+        ``X`` and ``validation`` sharing pairs), they are blended only when weights
+        fitted on half the validation ratings beat the chosen model on the other half.
+        ``info["blend"]`` says what was decided. User-based choices are never blended, so
+        they still fold in and export. The ``callbacks`` see the final model only (``on_fit_end``).
         Trials and fold fits run in :func:`npcf.utils.parallel.threads` forked processes
         at once (``with parallel.using(2):``; `train` uses every core), with the same
         result.
@@ -453,7 +458,8 @@ class AutoEncoder(Params, Recommends):
         User-based: any rows (fold-in: new users need no retraining). Item-based:
         ``X`` must be the full users x items matrix the model was fitted on (each
         item's column is its input), and scores are returned for all its rows. A blend
-        (:meth:`tune`) returns the weighted mean of its members' predictions.
+        (:meth:`tune`) returns the weighted mean of its members' predictions (after
+        cross-fitting: weights that follow each pair's rating counts in ``X``).
         """
         X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
         return self._predict(X, batch_size, clip=True)
@@ -480,7 +486,9 @@ class AutoEncoder(Params, Recommends):
             R, C = blend.count_bases(*_counts(X))
             out = blend.surface(self.blend_offset, R, C)
             for coef, m in zip(self.blend_weights, members):
-                out += blend.surface(coef, R, C) * m._predict_one(X, batch_size)
+                weight = blend.surface(coef, R, C)
+                weight *= m._predict_one(X, batch_size)
+                out += weight
         out = out.astype(np.float32, copy=False)
         return self._finish(out) if clip else out
 

@@ -92,6 +92,21 @@ def load(cls, path):
                               f"({one_line(err)})") from None
 
 
+#: the largest blend weight or offset a saved model may hold (a fitted one is ~1 or less)
+MAX_BLEND_VALUE = 1e6
+
+
+def _check_numbers(values, what: str) -> None:
+    """ValueError unless ``values`` (nested lists from JSON) are finite numbers (not bools)
+    of magnitude below :data:`MAX_BLEND_VALUE`."""
+    flat = list(values) if isinstance(values, list) else [values]
+    while any(isinstance(v, list) for v in flat):
+        flat = [w for v in flat for w in (v if isinstance(v, list) else [v])]
+    if not all(type(v) in (int, float) and math.isfinite(v) and abs(v) < MAX_BLEND_VALUE
+               for v in flat):
+        raise ValueError(f"{what} must be finite numbers below {MAX_BLEND_VALUE:g} in size")
+
+
 def _hyperparameters(meta: dict) -> dict:
     """The saved hyperparameters, with what npcf before 2026-12-04 accepted (and saved):
     0/1 switches as bools, layer sizes as the network built them."""
@@ -185,14 +200,16 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
             own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
             model.blend_members.append(_from_parts(cls, mm, dict(own, **shared), npz))
         offset = meta["blend"].get("offset")
+        _check_numbers(meta["blend"]["weights"], "blend weights")
         if offset is None:
             if weights.shape != (1 + len(model.blend_members),) or not np.all(weights >= 0):
                 raise ValueError("blend weights do not match its members")
         else:
+            _check_numbers(offset, "blend offset")
             offset = np.asarray(offset, np.float64)
-            if weights.shape != (1 + len(model.blend_members), SUPPORT_FEATURES) \
-                    or offset.shape != (SUPPORT_FEATURES,) \
-                    or not (np.all(np.isfinite(weights)) and np.all(np.isfinite(offset))):
+            if weights.shape != (1 + len(model.blend_members), SUPPORT_FEATURES):
                 raise ValueError("blend weights do not match its members")
+            if offset.shape != (SUPPORT_FEATURES,):
+                raise ValueError(f"blend offset must hold {SUPPORT_FEATURES} numbers")
         model.blend_weights, model.blend_offset = weights, offset
     return model

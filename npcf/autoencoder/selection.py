@@ -97,7 +97,10 @@ def _fit_trial(kw: dict, data: tuple | None = None):
 
 
 def shared_data() -> tuple:
-    """The data tuple of the :func:`trial_pool` this worker process was forked from."""
+    """The data tuple of the :func:`trial_pool` this worker process was forked from:
+    ``(cls, X, validation, validation_input, fit_kw)`` for a search's trials,
+    ``(cls, ratings coo, fold, fit_kw)`` for cross-fitting's fold fits
+    (:mod:`npcf.autoencoder.crossfit`)."""
     return _SHARED
 
 
@@ -186,9 +189,9 @@ def trial_result(future):
     try:
         return future.result()
     except BrokenProcessPool:
-        raise NpcfError("a worker process of the hyperparameter search died (out of "
-                        "memory?); run with fewer threads (--threads 1 trains one trial "
-                        "at a time)") from None
+        raise NpcfError("a worker process of the hyperparameter search or its "
+                        "cross-fitting died (out of memory?); run with fewer threads "
+                        "(--threads 1 trains one model at a time)") from None
 
 
 def select(base, X, validation, validation_input=None, *, fixed=(), space=None,

@@ -37,8 +37,8 @@ def test_folds_cut_every_rating_once_evenly_and_reproducibly():
 def test_out_of_fold_predictions_come_from_the_model_that_did_not_see_them():
     A = tiny_ratings(40, 24, density=0.4, seed=2)
     configs = [dict(KW, activation="relu"), dict(KW, activation="tanh", seed=1)]
-    models, P, fold = crossfit.crossfit(AutoEncoder, configs, A, folds=3, seed=0, workers=1)
-    coo = sp.csr_matrix(A).tocoo()
+    models, P, fold, coo = crossfit.fit_folds(AutoEncoder, configs, A, folds=3, seed=0,
+                                               workers=1)
     assert P.shape == (coo.nnz, 2) and len(models) == 2 and len(models[0]) == 3
     for c in range(2):
         for k in range(3):
@@ -48,7 +48,7 @@ def test_out_of_fold_predictions_come_from_the_model_that_did_not_see_them():
                 P[at, c], models[c][k].predict_at(train, coo.row[at], coo.col[at]), rtol=1e-6)
             assert models[c][k].info["epochs_run"] >= 1
     # forked workers give the same result
-    _, P2, fold2 = crossfit.crossfit(AutoEncoder, configs, A, folds=3, seed=0, workers=2)
+    _, P2, fold2, _ = crossfit.fit_folds(AutoEncoder, configs, A, folds=3, seed=0, workers=2)
     np.testing.assert_array_equal(fold, fold2)
     np.testing.assert_allclose(P, P2, rtol=1e-6)
 
@@ -79,16 +79,44 @@ def test_fit_stack_learns_weights_that_follow_the_counts():
     groups = np.arange(n) % 5
     coef, lam, cv = blend.fit_stack(P, G, y, groups)
     assert coef.shape == (3, blend.SUPPORT_FEATURES) and lam in blend.LAMBDAS
-    rmse = lambda p: float(np.sqrt(np.mean((p - y) ** 2)))               # noqa: E731
-    assert cv < blend.greedy_cv(P, y, groups) - 0.01       # held out, not only in-sample
-    assert rmse(blend.stack_apply(P, G, coef)) <= cv + 0.005
+    assert cv.shape == y.shape
+    rmse = blend.rmse
+    assert rmse(cv, y) < rmse(blend.greedy_cv(P, y, groups), y) - 0.01   # held out
+    assert rmse(blend.stack_apply(P, G, coef), y) <= rmse(cv, y) + 0.005
     wa = G @ coef[0]
     assert wa[share > 0.9].mean() > 0.6 > 0.4 > wa[share < 0.3].mean()
+    # the held-out predictions are those of a fit without the group: check one group
+    D = np.concatenate([P[:, [k]] * G for k in range(2)] + [G], axis=1)
+    out = groups != 0
+    A = D[out].T @ D[out] / out.sum()
+    A[np.diag_indices_from(A)] += lam * np.mean(np.diag(A))
+    beta = np.linalg.solve(A, D[out].T @ y[out] / out.sum())
+    np.testing.assert_allclose(cv[~out], D[~out] @ beta, rtol=1e-8)
+    # blocks give the same fit as one block
+    old, blend.BLOCK = blend.BLOCK, 333
+    try:
+        coef2, _, cv2 = blend.fit_stack(P, G, y, groups)
+    finally:
+        blend.BLOCK = old
+    np.testing.assert_allclose(coef2, coef, rtol=1e-8)
+    np.testing.assert_allclose(cv2, cv, rtol=1e-8)
     # an exact candidate: weight 1 on it, nothing else
     exact = np.column_stack([y, b])
     coef1, _, cv1 = blend.fit_stack(exact, G, y, groups, lambdas=(1e-12,))
-    assert cv1 < 1e-6
+    assert rmse(cv1, y) < 1e-6
     np.testing.assert_allclose(blend.stack_apply(exact, G, coef1), y, atol=1e-6)
+
+
+def test_fold_counts_are_each_models_training_counts_scaled():
+    coo = sp.coo_matrix(tiny_ratings(30, 20, density=0.4, seed=3))
+    fold = crossfit.fold_of(coo.nnz, 4, seed=1)
+    n_row, n_col = crossfit.fold_counts(coo, fold, 4)
+    for k in range(4):
+        train, _ = crossfit.fold_parts(coo, fold, k)
+        at = np.flatnonzero(fold == k)
+        np.testing.assert_allclose(n_row[at], np.diff(train.indptr)[coo.row[at]] * 4 / 3)
+        np.testing.assert_allclose(
+            n_col[at], np.bincount(train.indices, minlength=20)[coo.col[at]] * 4 / 3)
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +136,33 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     assert model.blend_weights.shape == (3 * len(info["configurations"]),
                                          blend.SUPPORT_FEATURES)
     assert len(model.blend_members) == model.blend_weights.shape[0] - 1
-    assert model.info["validation"]["val_rmse"] == pytest.approx(info["cv_rmse"])
+    assert model.info["validation"]["val_rmse"] == pytest.approx(info["cv_rmse"], abs=1e-6)
     assert model.info["validation"]["ratings"] == train.nnz + val.nnz
     assert info["cv_rmse"] == min(info["cv_rmse_greedy"], info["cv_rmse_support"])
     assert "blend" in blend.describe(info) and "folds" in blend.describe(info)
-    # the other orientation took part as a candidate
-    assert any(not m.item_based for m in model.blend_members) or \
-        info["candidates"] > len(info["configurations"])
+    # the chosen configuration comes first and the returned model is one of its folds
+    assert info["configurations"][0] == 0 and model.item_based
+    chosen = model.info["tuning"]["chosen"]
+    assert all(model.get_params()[k] == (tuple(v) if isinstance(v, list) else v)
+               for k, v in chosen.items())
+    assert model.scale == (float(min(train.data.min(), val.data.min())),
+                           float(max(train.data.max(), val.data.max())))
+    assert all(m.scale == model.scale for m in model.blend_members)
+
+
+def test_candidates_add_the_other_orientation_only_when_it_was_searched():
+    a = AutoEncoder(**KW).fit(tiny_ratings())
+    b = AutoEncoder(**dict(KW, activation="tanh")).fit(tiny_ratings())
+    u = AutoEncoder(**dict(KW, item_based=False)).fit(tiny_ratings())
+    base = AutoEncoder(n_epochs=9)
+    pool = [(0.9, {}, a), (0.91, {}, u), (0.92, {}, b)]
+    got = crossfit._candidates(a, pool, base, 3, other_orientation=True)
+    assert [c["item_based"] for c in got] == [True, True, False]
+    assert got[0]["activation"] == a.activation and all(c["n_epochs"] == 9 for c in got)
+    got = crossfit._candidates(a, pool, base, 3, other_orientation=False)
+    assert [c["item_based"] for c in got] == [True, True]
+    got = crossfit._candidates(a, [(0.9, {}, a)], base, 3, other_orientation=True)
+    assert [c["item_based"] for c in got] == [True, False]          # base's defaults there
 
 
 def test_a_stacked_model_predicts_its_formula_and_round_trips(stacked, tmp_path):
@@ -141,7 +189,7 @@ def test_a_stacked_model_predicts_its_formula_and_round_trips(stacked, tmp_path)
     for bad in ([1.0, 2.0], [float("nan")] * blend.SUPPORT_FEATURES):
         meta["blend"]["offset"] = bad
         (tmp_path / "model.json").write_text(json.dumps(meta))
-        with pytest.raises(NpcfError, match="blend weights"):
+        with pytest.raises(NpcfError, match="blend offset"):
             load(tmp_path)
 
 
@@ -159,12 +207,19 @@ def test_only_the_configurations_the_budget_allows_are_cross_fitted():
     a, b, c = (dict(KW, activation=act) for act in ("relu", "tanh", "selu"))
     trials = [dict(activation="relu", rung=1, seconds=1.0), dict(activation="relu", rung=2,
               seconds=4.0), dict(activation="tanh", rung=1, seconds=2.0)]
-    assert crossfit.affordable([a, b, c], trials, 5, None, 1) == [a, b, c]
+    assert crossfit.affordable([a, b, c], trials, 5, None, 1, 40) == [a, b, c]
     # relu: 5 folds x 4 s; tanh: 5 x 2 s; selu never trained: the slowest so far, 4 s
-    assert crossfit.affordable([a, b, c], trials, 5, 20.0, 1) == [a]
-    assert crossfit.affordable([a, b, c], trials, 5, 30.0, 1) == [a, b]
-    assert crossfit.affordable([a, b, c], trials, 5, 25.0, 2) == [a, b, c]
-    assert crossfit.affordable([a, b, c], trials, 5, 19.0, 1) == []
+    assert crossfit.affordable([a, b, c], trials, 5, 20.0, 1, 40) == [a]
+    assert crossfit.affordable([a, b, c], trials, 5, 30.0, 1, 40) == [a, b]
+    # 2 at a time: 3 rounds of each configuration's folds
+    assert crossfit.affordable([a, b, c], trials, 5, 30.0, 2, 40) == [a, b, c]
+    assert crossfit.affordable([a, b, c], trials, 5, 29.0, 2, 40) == [a, b]
+    assert crossfit.affordable([a, b, c], trials, 5, 19.0, 1, 40) == []
+    # a trial that ran every epoch of its rung was still going: scaled to n_epochs
+    going = [dict(activation="relu", epochs=3, epochs_run=3, seconds=1.0)]
+    stopped = [dict(activation="relu", epochs=9, epochs_run=4, seconds=1.0)]
+    assert crossfit.affordable([a], going, 5, 60.0, 1, 40) == []        # 5 x 13.3 s
+    assert crossfit.affordable([a], stopped, 5, 6.0, 1, 40) == [a]      # 5 x 1 s
 
 
 def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
@@ -183,6 +238,33 @@ def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
     model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "sigmoid")},
                                    budget=30, blend=3)
     assert "holdout_gain" in model.info["blend"] and model.blend_offset is None
+
+
+def test_shared_pairs_and_failing_folds_fall_back(monkeypatch):
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    a = AutoEncoder(**KW).fit(train, val)
+    assert crossfit.stacked(a, [], AutoEncoder(**KW), train, train) is None     # overlap
+
+    def fail(*args, **kw):
+        raise NpcfError("a fold with nothing to learn")
+    monkeypatch.setattr(crossfit, "fit_folds", fail)
+    assert crossfit.stacked(a, [], AutoEncoder(**KW), train, val) is None
+
+
+def test_hostile_blend_metadata_is_refused(stacked, tmp_path):
+    model = stacked[0]
+    model.save(tmp_path)
+    good = json.loads((tmp_path / "model.json").read_text())
+    n = len(good["blend"]["weights"])
+    for field, bad in (("offset", [True, 0, 0, 0]), ("offset", ["1", 0, 0, 0]),
+                       ("offset", [1e300, 0, 0, 0]), ("weights", [[0.1] * 4] * (n - 1)),
+                       ("weights", [[0.1] * 3] * n), ("weights", [[1e9, 0, 0, 0]] * n)):
+        meta = json.loads(json.dumps(good))
+        meta["blend"][field] = bad
+        (tmp_path / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(NpcfError, match="blend (weights|offset)"):
+            load(tmp_path)
 
 
 def test_cli_folds_option():
