@@ -131,20 +131,26 @@ def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: flo
                workers: int, n_epochs: int) -> list[dict]:
     """The longest prefix of ``configs`` whose fold fits should end within ``seconds``
     (None: all), ``workers`` at a time. A fold fit is expected to take as long as the
-    configuration's slowest trial in the search (``trials`` as
-    :func:`~npcf.autoencoder.selection.select` returns them), scaled to ``n_epochs``
-    unless early stopping had ended that trial; a configuration the search never trained
-    is expected to take as long as the slowest before it. May be empty."""
+    configuration's longest trial in the search (``trials`` as
+    :func:`~npcf.autoencoder.selection.select` returns them; its highest rung that was
+    trained, not reused), scaled to ``n_epochs`` unless early stopping had ended that
+    trial; a configuration the search never trained is expected to take as long as the
+    slowest before it. May be empty."""
     if seconds is None:
         return list(configs)
     keys = [k for k in selection.SPACE if any(k in t for t in trials)]
-    expected: dict = {}
+    longest: dict = {}                    # config -> its longest trial that really ran
     for t in trials:
         key = tuple(repr(t.get(k)) for k in keys)
-        took, ran, asked = float(t.get("seconds") or 0.0), t.get("epochs_run"), t.get("epochs")
+        if float(t.get("seconds") or 0.0) > 0 and (key not in longest or (
+                t.get("epochs") or 0) >= (longest[key].get("epochs") or 0)):
+            longest[key] = t
+    expected: dict = {}
+    for key, t in longest.items():
+        took, ran, asked = float(t["seconds"]), t.get("epochs_run"), t.get("epochs")
         if ran and asked and ran >= asked:            # still going when its rung ended
             took *= max(1.0, n_epochs / ran)
-        expected[key] = max(expected.get(key, 0.0), took)
+        expected[key] = took
     rounds = -(-folds // max(1, workers))
     out, total, worst = [], 0.0, 0.0
     for cfg in configs:

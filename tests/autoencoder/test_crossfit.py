@@ -205,8 +205,10 @@ def test_folds_one_keeps_the_validation_halves_blend():
 
 def test_only_the_configurations_the_budget_allows_are_cross_fitted():
     a, b, c = (dict(KW, activation=act) for act in ("relu", "tanh", "selu"))
-    trials = [dict(activation="relu", rung=1, seconds=1.0), dict(activation="relu", rung=2,
-              seconds=4.0), dict(activation="tanh", rung=1, seconds=2.0)]
+    trials = [dict(activation="relu", epochs=3, epochs_run=2, seconds=1.0),
+              dict(activation="relu", epochs=9, epochs_run=5, seconds=4.0),
+              dict(activation="relu", epochs=27, epochs_run=5, seconds=0.0),   # reused
+              dict(activation="tanh", epochs=3, epochs_run=1, seconds=2.0)]
     assert crossfit.affordable([a, b, c], trials, 5, None, 1, 40) == [a, b, c]
     # relu: 5 folds x 4 s; tanh: 5 x 2 s; selu never trained: the slowest so far, 4 s
     assert crossfit.affordable([a, b, c], trials, 5, 20.0, 1, 40) == [a]
@@ -220,6 +222,8 @@ def test_only_the_configurations_the_budget_allows_are_cross_fitted():
     stopped = [dict(activation="relu", epochs=9, epochs_run=4, seconds=1.0)]
     assert crossfit.affordable([a], going, 5, 60.0, 1, 40) == []        # 5 x 13.3 s
     assert crossfit.affordable([a], stopped, 5, 6.0, 1, 40) == [a]      # 5 x 1 s
+    # only the longest trial counts (an early rung's scaled-up start-up does not)
+    assert crossfit.affordable([a], going + stopped, 5, 6.0, 1, 40) == [a]
 
 
 def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
