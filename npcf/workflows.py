@@ -164,7 +164,7 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
                         overwrite: bool = False, folds=None) -> None:
     """ParamError for options that cannot go together (each one alone is checked by the
     estimator): resuming and replacing a run, a resumed search, step options beside
-    ``lbfgs``, a blend without a search."""
+    ``lbfgs``, a blend without a search or of models that are never blended."""
     if resume and overwrite:
         raise ParamError("overwrite", "replaces the run in --out and --resume continues it; "
                          "pass one of them")
@@ -180,6 +180,15 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
         if not tune and value is not None:
             raise ParamError(name, f"{what} the configurations a search tried; with --tune "
                              "off there is no search: leave it out")
+        never = ("with --ensemble the chosen configuration is refitted as one network, "
+                 "never blended" if params.get("ensemble", 1) > 1 else
+                 f"--loss {params['loss']} models are never blended"
+                 if params.get("loss", "mse") != "mse" else
+                 "--user_based models are never blended (they stay exportable)"
+                 if params.get("item_based") is False and "item_based" in given else None)
+        if tune and value is not None and value > 1 and never:
+            raise ParamError(name, f"{what} the searched configurations of an item-based "
+                             f"masked-MSE choice; {never}: leave it out")
     corruption = sorted({"noise", "noise_level"} & given)
     if not params.get("denoise", True) and corruption:
         raise ParamError(corruption[0], "--basic turns the input corruption off, so "

@@ -188,11 +188,15 @@ def describe(info: dict | None) -> str:
         single = min(info["out_of_fold_rmse"])
         return (f"cross-fitted blend of {len(info['configurations'])} of "
                 f"{info['candidates']} configurations x {info['folds']} folds, {how}: "
-                f"cross-validated RMSE {info['cv_rmse']:.4f} (best single "
-                f"configuration out of fold {single:.4f})")
+                f"RMSE {info['cv_rmse']:.4f} over every labelled rating, the weights "
+                f"cross-validated (each configuration alone, out of fold: best {single:.4f})")
+    skipped = f"cross-fitting skipped ({info['crossfit_skipped']}); " \
+        if info.get("crossfit_skipped") else ""
+    if "holdout_gain" not in info:
+        return f"{skipped}no other configuration to blend"
     gain = f"held-out validation gain {info['holdout_gain']:+.4f}"
     if info["used"]:
-        return f"blend of {len(info['weights'])} of {info['candidates']} configurations, " \
-               f"weights {', '.join(f'{w:g}' for w in info['weights'])} ({gain})"
-    return f"no blend: weights fitted on half the validation ratings lost on the other " \
-           f"half ({gain})"
+        return f"{skipped}blend of {len(info['weights'])} of {info['candidates']} " \
+               f"configurations, weights {', '.join(f'{w:g}' for w in info['weights'])} ({gain})"
+    return f"{skipped}no blend: weights fitted on half the validation ratings lost on the " \
+           f"other half ({gain})"

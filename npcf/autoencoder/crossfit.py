@@ -166,7 +166,8 @@ def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: flo
 def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size: int = 6,
             fit_kw: dict | None = None, progress=None, trials: list | None = None,
             seconds: float | None = None):
-    """The search's result cross-fitted and stacked, or None where it does not apply.
+    """``(model, None)``: the search's result cross-fitted and stacked; ``(None, why)``
+    where it does not apply.
 
     Candidates (:func:`_candidates`; the other orientation only if the search tried
     both) are fitted on ``folds`` folds of ``X + validation`` (:func:`fit_folds`), all
@@ -181,32 +182,34 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size
     The stack's features are the counts of the input it predicts from: predict from
     ``X + validation``, as ``train`` does for the test part.
 
-    None: ``X`` and ``validation`` share a pair, fewer than :data:`MIN_PER_FOLD`
-    labelled ratings per fold, no time for the chosen configuration's folds within
-    ``seconds`` (judged from the search's ``trials``, :func:`affordable`), or a fold fit
-    failed (NpcfError, e.g. a fold with nothing to stop early on).
+    Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
+    :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
+    configuration's folds within ``seconds`` (judged from the search's ``trials``,
+    :func:`affordable`), or a fold fit failed (NpcfError, e.g. a fold with nothing to
+    stop early on).
     """
     X, V = sp.csr_matrix(X), sp.csr_matrix(validation)
     if X.shape != V.shape or (X != 0).multiply(V != 0).nnz:
-        return None
+        return None, "the validation part shares ratings with the training part"
     A = (X + V).tocsr()
     A.eliminate_zeros()
     if A.nnz < MIN_PER_FOLD * folds:
-        return None
+        return None, f"fewer than {MIN_PER_FOLD} ratings per fold"
     searched = not trials or any("item_based" in t for t in trials)
     workers = selection.usable_workers(parallel.threads(), folds)
     configs = affordable(_candidates(chosen, pool, base, size, searched), trials or [],
                          folds, seconds, workers, base.n_epochs)
     if not configs:
-        return None
+        return None, (f"{max(0.0, seconds):.0f} s of the budget left, too little for "
+                      f"{folds} fits of the chosen configuration")
     fit_kw = dict(fit_kw or {})
     if fit_kw.get("scale") is None:       # one scale for every fold model: the data's
         fit_kw["scale"] = (float(A.data.min()), float(A.data.max()))
     try:
         models, P, fold, coo = fit_folds(type(chosen), configs, A, folds, chosen.seed,
                                          fit_kw, progress=progress)
-    except NpcfError:
-        return None
+    except NpcfError as err:
+        return None, f"a fold fit failed: {err}"
     y, scale = coo.data.astype(np.float64), tuple(fit_kw["scale"])
     keep = np.flatnonzero(blend.greedy_weights(P, y) > 0)
     keep = np.union1d([0], keep)                     # the chosen configuration first
@@ -239,4 +242,4 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size
         "used": True, "weights": [round(float(v), 4) for v in (G @ coef[:-1].T).mean(0)],
         "members": [selection.plain({k: configs[c][k] for k in selection.SPACE
                                      if k in configs[c]}) for c in keep]}
-    return out
+    return out, None

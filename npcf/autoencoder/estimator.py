@@ -283,17 +283,23 @@ class AutoEncoder(Params, Recommends):
                                space=space, budget=budget, fit_kw=fit_kw, progress=progress,
                                candidates=pool)
         if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
-            carved = validation_input is None or same_matrix(validation_input, X)
-            stacked = None
-            if int(folds) > 1 and carved:
+            stacked, why = None, None
+            if int(folds) > 1 and not (validation_input is None or
+                                       same_matrix(validation_input, X)):
+                why = "the validation part is predicted from other inputs"
+            elif int(folds) > 1:
                 left = None if budget is None else budget - model.info["tuning"]["seconds"]
-                stacked = crossfit.stacked(model, pool, self, X, validation, folds=int(folds),
-                                           size=int(blend), fit_kw=fit_kw, progress=progress,
-                                           trials=trials, seconds=left)
+                stacked, why = crossfit.stacked(model, pool, self, X, validation,
+                                                folds=int(folds), size=int(blend),
+                                                fit_kw=fit_kw, progress=progress,
+                                                trials=trials, seconds=left)
             if stacked is not None:
                 model = stacked
             else:
                 model._blend_with(pool, X, validation, int(blend))
+                if why:
+                    model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
+                                               crossfit_skipped=why)
         if self.ensemble > 1:
             tuning = model.info["tuning"]
             model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,

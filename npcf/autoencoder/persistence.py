@@ -202,6 +202,8 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
         offset = meta["blend"].get("offset")
         _check_numbers(meta["blend"]["weights"], "blend weights")
         if offset is None:
+            if weights.ndim == 2:
+                raise ValueError("blend offset missing beside per-pair blend weights")
             if weights.shape != (1 + len(model.blend_members),) or not np.all(weights >= 0):
                 raise ValueError("blend weights do not match its members")
         else:

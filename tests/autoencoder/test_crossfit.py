@@ -233,6 +233,8 @@ def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
     model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "sigmoid")},
                                    blend=3, folds=5)
     assert model.blend_offset is None and "folds" not in model.info.get("blend", {})
+    assert "per fold" in model.info["blend"]["crossfit_skipped"]
+    assert blend.describe(model.info["blend"]).startswith("cross-fitting skipped (fewer than")
 
 
 def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
@@ -242,18 +244,22 @@ def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
     model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "sigmoid")},
                                    budget=30, blend=3)
     assert "holdout_gain" in model.info["blend"] and model.blend_offset is None
+    assert "of the budget left" in model.info["blend"]["crossfit_skipped"]
+    assert blend.describe(model.info["blend"]).startswith("cross-fitting skipped (")
 
 
 def test_shared_pairs_and_failing_folds_fall_back(monkeypatch):
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
     a = AutoEncoder(**KW).fit(train, val)
-    assert crossfit.stacked(a, [], AutoEncoder(**KW), train, train) is None     # overlap
+    model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, train)       # overlap
+    assert model is None and "shares ratings" in why
 
     def fail(*args, **kw):
         raise NpcfError("a fold with nothing to learn")
     monkeypatch.setattr(crossfit, "fit_folds", fail)
-    assert crossfit.stacked(a, [], AutoEncoder(**KW), train, val) is None
+    model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val)
+    assert model is None and why == "a fold fit failed: a fold with nothing to learn"
 
 
 def test_hostile_blend_metadata_is_refused(stacked, tmp_path):
@@ -274,6 +280,10 @@ def test_hostile_blend_metadata_is_refused(stacked, tmp_path):
 def test_cli_folds_option():
     r = CliRunner().invoke(main, ["train", "--tune", "off", "--folds", "3"])
     assert r.exit_code == 2 and "--folds" in r.output
+    for extra in (["--ensemble", "2"], ["--user_based"], ["--loss", "multinomial"]):
+        for opt in ("--folds", "--blend"):
+            r = CliRunner().invoke(main, ["train", opt, "3", *extra])
+            assert r.exit_code == 2 and opt in r.output and "never blended" in r.output
     for bad in ("0", "21", "x"):
         r = CliRunner().invoke(main, ["train", "--folds", bad])
         assert r.exit_code == 2, r.output
