@@ -108,23 +108,33 @@ def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
     return n_row, n_col
 
 
-def _candidates(chosen, pool: list, base, size: int, other_orientation: bool) -> list[dict]:
-    """Estimator keywords of the chosen model, the pool's next best models of its
-    orientation and, with ``other_orientation``, one of the other (the pool's best, else
-    the base's defaults there): ``size`` in all, distinct, chosen first, each trained for
-    ``base``'s epochs."""
+def _candidates(chosen, pool: list, base, size: int, other_orientation: bool,
+                counterpart: bool = True) -> list[dict]:
+    """Estimator keywords of ``size`` distinct configurations, the chosen model's first,
+    each trained for ``base``'s epochs: the pool's next best of its orientation; with
+    ``counterpart``, unless one of those already has it, one of its orientation with the
+    bias residual the other way round (the pool's best, else the chosen configuration
+    with it flipped: the two make different errors); with ``other_orientation``, one of
+    the other orientation (the pool's best, else the base's defaults there)."""
+    def keywords(m) -> dict:
+        return dict(m.get_params(), n_epochs=base.n_epochs, ensemble=1)
+
     same = [m for _, _, m in pool if m is not chosen and m.item_based == chosen.item_based]
-    picked = [chosen, *same][:max(1, size - 1 if other_orientation else size)]
+    slots = max(1, size - int(other_orientation) - int(counterpart))
+    out = [keywords(m) for m in [chosen, *same][:slots]]
+    if counterpart and size > 1 and all(kw["residual"] == chosen.residual for kw in out):
+        flipped = next((m for m in same if m.residual != chosen.residual), None)
+        out.append(keywords(flipped) if flipped is not None else
+                   dict(keywords(chosen), residual=not chosen.residual))
     if other_orientation:
         other = next((m for _, _, m in pool if m.item_based != chosen.item_based), None)
-        picked.append(other if other is not None else
-                      type(base)(**dict(base.get_params(), item_based=not chosen.item_based)))
-    out = []
-    for m in picked:
-        kw = dict(m.get_params(), n_epochs=base.n_epochs, ensemble=1)
-        if kw not in out:
-            out.append(kw)
-    return out
+        out.append(keywords(other) if other is not None else keywords(
+            type(base)(**dict(base.get_params(), item_based=not chosen.item_based))))
+    unique = []
+    for kw in out:
+        if kw not in unique:
+            unique.append(kw)
+    return unique
 
 
 def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: float | None,
@@ -169,12 +179,12 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size
     """``(model, None)``: the search's result cross-fitted and stacked; ``(None, why)``
     where it does not apply.
 
-    Candidates (:func:`_candidates`; the other orientation only if the search tried
-    both) are fitted on ``folds`` folds of ``X + validation`` (:func:`fit_folds`), all
-    on one rating scale; the chosen configuration and those the greedy blend weighs are
-    kept; their out-of-fold predictions are combined by the better, in cross-validation
-    over the folds, of constant greedy weights and a stack whose weights follow the
-    pair's rating counts (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new
+    Candidates (:func:`_candidates`; the other orientation and the residual's counterpart
+    only if the search varied them) are fitted on ``folds`` folds of ``X + validation``
+    (:func:`fit_folds`), all on one rating scale; the chosen configuration and those the
+    greedy blend weighs are kept; their out-of-fold predictions are combined by the
+    better, in cross-validation over the folds, of constant greedy weights and a stack
+    whose weights follow the pair's rating counts (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new
     estimator: fold 0 of the chosen configuration, the other fold models its blend
     members; its ``history`` and ``info`` are ``chosen``'s (the search's run of that
     configuration), plus ``blend`` (what was kept, each candidate's out-of-fold RMSE)
@@ -195,10 +205,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size
     A.eliminate_zeros()
     if A.nnz < MIN_PER_FOLD * folds:
         return None, f"fewer than {MIN_PER_FOLD} ratings per fold"
-    searched = not trials or any("item_based" in t for t in trials)
+    varied = {k for t in trials or () for k in t}
     workers = selection.usable_workers(parallel.threads(), folds)
-    configs = affordable(_candidates(chosen, pool, base, size, searched), trials or [],
-                         folds, seconds, workers, base.n_epochs)
+    candidates = _candidates(chosen, pool, base, size, not trials or "item_based" in varied,
+                             not trials or "residual" in varied)
+    configs = affordable(candidates, trials or [], folds, seconds, workers, base.n_epochs)
     if not configs:
         return None, (f"{max(0.0, seconds):.0f} s of the budget left, too little for "
                       f"{folds} fits of the chosen configuration")

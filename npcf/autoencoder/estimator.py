@@ -37,7 +37,7 @@ USER_BASED_DEFAULTS = dict(layers=(256,), activation="tanh")
 ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
 OUTPUT_MODES = ("auto", "sampled", "union")
 #: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
-BLEND = 6
+BLEND = 7
 
 
 def _counts(X: sp.csr_matrix) -> tuple:
@@ -241,8 +241,9 @@ class AutoEncoder(Params, Recommends):
         never. When the search chooses an item-based MSE model (which cannot fold in or
         export anyway) and the validation part is a carve of the same users' ratings:
         with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
-        chosen configuration, the next best of its orientation and, if the search tried
-        both, the best of the other (``blend`` in all) are refitted on ``folds`` folds of
+        chosen configuration, the next best of its orientation, one with the bias
+        residual the other way round and, if the search tried both orientations, the best
+        of the other (``blend`` in all) are refitted on ``folds`` folds of
         ``X + validation`` and stacked on their out-of-fold predictions
         (:func:`npcf.autoencoder.crossfit.stacked`: the fold models of the chosen and of
         the kept configurations are saved; ``info["validation"]`` is then the stack's

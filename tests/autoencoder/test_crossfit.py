@@ -150,19 +150,35 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     assert all(m.scale == model.scale for m in model.blend_members)
 
 
-def test_candidates_add_the_other_orientation_only_when_it_was_searched():
+def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
     a = AutoEncoder(**KW).fit(tiny_ratings())
     b = AutoEncoder(**dict(KW, activation="tanh")).fit(tiny_ratings())
     u = AutoEncoder(**dict(KW, item_based=False)).fit(tiny_ratings())
     base = AutoEncoder(n_epochs=9)
     pool = [(0.9, {}, a), (0.91, {}, u), (0.92, {}, b)]
-    got = crossfit._candidates(a, pool, base, 3, other_orientation=True)
+    got = crossfit._candidates(a, pool, base, 3, other_orientation=True, counterpart=False)
     assert [c["item_based"] for c in got] == [True, True, False]
     assert got[0]["activation"] == a.activation and all(c["n_epochs"] == 9 for c in got)
-    got = crossfit._candidates(a, pool, base, 3, other_orientation=False)
+    got = crossfit._candidates(a, pool, base, 3, other_orientation=False, counterpart=False)
     assert [c["item_based"] for c in got] == [True, True]
-    got = crossfit._candidates(a, [(0.9, {}, a)], base, 3, other_orientation=True)
+    got = crossfit._candidates(a, [(0.9, {}, a)], base, 3, other_orientation=True,
+                               counterpart=False)
     assert [c["item_based"] for c in got] == [True, False]          # base's defaults there
+    # the residual's counterpart: the chosen configuration flipped when the pool has none
+    got = crossfit._candidates(a, pool, base, 4, other_orientation=True)
+    assert [(c["item_based"], c["residual"]) for c in got] == \
+        [(True, True), (True, True), (True, False), (False, True)]
+    assert {k: v for k, v in got[2].items() if k != "residual"} == \
+        {k: v for k, v in got[0].items() if k != "residual"}
+    # ... or the pool's best of that kind, and none when a candidate already has it
+    plain = AutoEncoder(**dict(KW, residual=False, activation="sigmoid")).fit(tiny_ratings())
+    got = crossfit._candidates(a, pool + [(0.95, {}, plain)], base, 3,
+                               other_orientation=False)
+    assert [(kw["activation"], kw["residual"]) for kw in got] == \
+        [(None, True), ("tanh", True), ("sigmoid", False)]
+    got = crossfit._candidates(a, [(0.9, {}, a), (0.95, {}, plain)], base, 4,
+                               other_orientation=False)
+    assert [kw["residual"] for kw in got] == [True, False]
 
 
 def test_a_stacked_model_predicts_its_formula_and_round_trips(stacked, tmp_path):
