@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+#: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
+BLEND = 7
 #: greedy steps (the finest weight is 1 / STEPS)
 STEPS = 20
 #: random halvings of the validation ratings in :func:`holdout_gain`
@@ -75,6 +77,18 @@ def holdout_gain(P: np.ndarray, y: np.ndarray, repeats: int = REPEATS, seed: int
 LAMBDAS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 #: features of a pair in :func:`support_basis`
 SUPPORT_FEATURES = 4
+
+
+def as_support(weights, offset=None) -> tuple:
+    """``(W (K, F), b (F,))`` float64 of a blend in :func:`support_basis` form: constant
+    weights ``(K,)`` (offset None) become the first feature's coefficient (that feature is
+    1), so every blend predicts through one formula."""
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim == 2:
+        return weights, np.asarray(offset, np.float64)
+    W = np.zeros((weights.size, SUPPORT_FEATURES))
+    W[:, 0] = weights
+    return W, np.zeros(SUPPORT_FEATURES)
 
 
 def support_basis(n_row, n_col) -> np.ndarray:

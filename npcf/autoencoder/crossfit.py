@@ -149,31 +149,36 @@ def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: flo
     if seconds is None:
         return list(configs)
     keys = [k for k in selection.SPACE if any(k in t for t in trials)]
+
+    def key(cfg: dict) -> tuple:         # trials hold plain values (lists, not tuples)
+        values = selection.plain(cfg)
+        return tuple(repr(values.get(k)) for k in keys)
+
     longest: dict = {}                    # config -> its longest trial that really ran
     for t in trials:
-        key = tuple(repr(t.get(k)) for k in keys)
-        if float(t.get("seconds") or 0.0) > 0 and (key not in longest or (
-                t.get("epochs") or 0) >= (longest[key].get("epochs") or 0)):
-            longest[key] = t
+        k = key(t)
+        if float(t.get("seconds") or 0.0) > 0 and (k not in longest or (
+                t.get("epochs") or 0) >= (longest[k].get("epochs") or 0)):
+            longest[k] = t
     expected: dict = {}
-    for key, t in longest.items():
+    for k, t in longest.items():
         took, ran, asked = float(t["seconds"]), t.get("epochs_run"), t.get("epochs")
         if ran and asked and ran >= asked:            # still going when its rung ended
             took *= max(1.0, n_epochs / ran)
-        expected[key] = took
+        expected[k] = took
     rounds = -(-folds // max(1, workers))
     out, total, worst = [], 0.0, 0.0
     for cfg in configs:
-        key = tuple(repr(selection.plain({k: cfg.get(k)})[k]) for k in keys)
-        worst = max(worst, expected.get(key, worst))
-        total += rounds * expected.get(key, worst)
+        worst = max(worst, expected.get(key(cfg), worst))
+        total += rounds * expected.get(key(cfg), worst)
         if total > seconds:
             break
         out.append(cfg)
     return out
 
 
-def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS, size: int = 6,
+def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
+            size: int = blend.BLEND,
             fit_kw: dict | None = None, progress=None, trials: list | None = None,
             seconds: float | None = None):
     """``(model, None)``: the search's result cross-fitted and stacked; ``(None, why)``

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from npcf import rundir
 from npcf.autoencoder import blend, crossfit, hyperparameters, persistence
+from npcf.autoencoder.blend import BLEND
 from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import SPACE as SEARCHED
 from npcf.autoencoder.selection import select
@@ -36,8 +37,6 @@ from npcf.utils.sparse import binarize, column_counts, l2_normalize_rows, same_m
 USER_BASED_DEFAULTS = dict(layers=(256,), activation="tanh")
 ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
 OUTPUT_MODES = ("auto", "sampled", "union")
-#: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
-BLEND = 7
 
 
 def _counts(X: sp.csr_matrix) -> tuple:
@@ -484,19 +483,13 @@ class AutoEncoder(Params, Recommends):
         clipped :meth:`rank_scores` are :meth:`predict`'s exactly."""
         if self.blend_weights is None:
             return self._predict_one(X, batch_size, clip)
-        members = [self, *self.blend_members]
-        if self.blend_offset is None:
-            out = self.blend_weights[0] * self._predict_one(X, batch_size)
-            for w, m in zip(self.blend_weights[1:], self.blend_members):
-                out += w * m._predict_one(X, batch_size)
-        else:
-            R, C = blend.count_bases(*_counts(X))
-            out = blend.surface(self.blend_offset, R, C)
-            for coef, m in zip(self.blend_weights, members):
-                weight = blend.surface(coef, R, C)
-                weight *= m._predict_one(X, batch_size)
-                out += weight
-        out = out.astype(np.float32, copy=False)
+        W, b = blend.as_support(self.blend_weights, self.blend_offset)
+        R, C = blend.count_bases(*_counts(X))
+        out = blend.surface(b, R, C)
+        for coef, m in zip(W, [self, *self.blend_members]):
+            weight = blend.surface(coef, R, C)
+            weight *= m._predict_one(X, batch_size)
+            out += weight
         return self._finish(out) if clip else out
 
     def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024,
@@ -530,17 +523,13 @@ class AutoEncoder(Params, Recommends):
         clip = flag(clip, "clip")
         if self.blend_weights is None:
             return self._predict_one_at(X, rows, cols, batch_size, clip)
-        if self.blend_offset is None:
-            out = self.blend_weights[0] * self._predict_one_at(X, rows, cols, batch_size)
-            for w, m in zip(self.blend_weights[1:], self.blend_members):
-                out += w * m._predict_one_at(X, rows, cols, batch_size)
-        else:
-            first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
-            n_row, n_col = _counts(X)
-            G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])
-            out = G @ self.blend_offset + (G @ self.blend_weights[0]) * first
-            for coef, m in zip(self.blend_weights[1:], self.blend_members):
-                out += (G @ coef) * m._predict_one_at(X, rows, cols, batch_size)
+        W, b = blend.as_support(self.blend_weights, self.blend_offset)
+        first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
+        n_row, n_col = _counts(X)
+        G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])
+        out = G @ b + (G @ W[0]) * first
+        for coef, m in zip(W[1:], self.blend_members):
+            out += (G @ coef) * m._predict_one_at(X, rows, cols, batch_size)
         out = out.astype(np.float32, copy=False)
         return self._finish(out) if clip else out
 
