@@ -25,6 +25,7 @@ from npcf.autoencoder import blend, selection
 from npcf.errors import NpcfError
 from npcf.utils import parallel
 from npcf.utils.progress import open_progress
+from npcf.utils.sparse import column_counts
 
 #: folds of the labelled ratings (each configuration is fitted this many times)
 FOLDS = 5
@@ -184,18 +185,21 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     """``(model, None)``: the search's result cross-fitted and stacked; ``(None, why)``
     where it does not apply.
 
-    Candidates (:func:`_candidates`; the other orientation and the residual's counterpart
-    only if the search varied them) are fitted on ``folds`` folds of ``X + validation``
+    Candidates (:func:`_candidates`; the residual's counterpart only if the search
+    varied it, the other orientation only if it varied that and ``chosen`` is item-based:
+    a user-based stack stays user-based and folds in) are fitted on ``folds`` folds of ``X + validation``
     (:func:`fit_folds`), all on one rating scale; the chosen configuration and those the
     greedy blend weighs are kept; their out-of-fold predictions are combined by the
     better, in cross-validation over the folds, of constant greedy weights and a stack
     whose weights follow the pair's rating counts (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new
     estimator: fold 0 of the chosen configuration, the other fold models its blend
-    members; its ``history`` and ``info`` are ``chosen``'s (the search's run of that
-    configuration), plus ``blend`` (what was kept, each candidate's out-of-fold RMSE)
-    and ``validation`` (the stack's cross-validated figures over every labelled rating).
-    The stack's features are the counts of the input it predicts from: predict from
-    ``X + validation``, as ``train`` does for the test part.
+    members, ``item_counts`` those of ``X + validation``; its ``history`` and ``info``
+    are ``chosen``'s (the search's run of that configuration), plus ``blend`` (what was
+    kept, each candidate's out-of-fold RMSE) and ``validation`` (the stack's
+    cross-validated figures over every labelled rating). The stack's features are rating
+    counts: the row's in the input it predicts from (predict from ``X + validation``, as
+    ``train`` does for the test part), the column's in that input when item-based and
+    ``item_counts`` when user-based.
 
     Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
@@ -212,8 +216,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         return None, f"fewer than {MIN_PER_FOLD} ratings per fold"
     varied = {k for t in trials or () for k in t}
     workers = selection.usable_workers(parallel.threads(), folds)
-    candidates = _candidates(chosen, pool, base, size, not trials or "item_based" in varied,
-                             not trials or "residual" in varied)
+    # a user-based stack stays user-based (it folds in: an item-based member would need
+    # the whole matrix as input)
+    candidates = _candidates(chosen, pool, base, size, chosen.item_based and (
+        not trials or "item_based" in varied), not trials or "residual" in varied)
     configs = affordable(candidates, trials or [], folds, seconds, workers, base.n_epochs)
     if not configs:
         return None, (f"{max(0.0, seconds):.0f} s of the budget left, too little for "
@@ -241,6 +247,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         kind, cv = "support", stack_cv
     fitted = [m for c in keep for m in models[c]]
     out = fitted[0]
+    out.item_counts = column_counts(A)       # it predicts from every labelled rating
     out.blend_members, out.blend_offset = fitted[1:], coef[-1]
     out.blend_weights = np.repeat(coef[:-1], folds, axis=0) / folds
     out.history = chosen.history

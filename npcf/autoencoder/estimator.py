@@ -70,7 +70,9 @@ class AutoEncoder(Params, Recommends):
     ``popularity_penalty``: ``recommend`` (and the default export) rank by ``score -
     beta * log(1 + training count)``; it does not change training. ``init``: the weight
     initialisation (``glorot`` or ``uniform``, see :data:`npcf.nn.network.INITS`); without
-    the bias residual the output bias starts at the training mean.
+    the bias residual the output bias starts at the training mean. ``bias_reg``: the bias
+    residual's ridge strengths, one number or ``(users, items)`` (:meth:`tune` chooses
+    them by cross-validation, :func:`npcf.nn.bias.cross_validated_regs`).
 
     Fitted attributes: ``network``, ``scale``, ``unit`` (the network and ``baseline``
     work on ratings / unit, :func:`~npcf.autoencoder.units.rating_unit`),
@@ -204,7 +206,9 @@ class AutoEncoder(Params, Recommends):
         self.network.zero_columns(untrained_columns(column_counts(Xo)))
         self.baseline = None
         if self.residual and self.loss == "mse":
-            self.baseline = UserItemBias(self.bias_reg, self.bias_reg).fit(self._in_units(Xo))
+            users, items = hyperparameters.check_bias_reg(self.bias_reg)
+            rows, cols = (items, users) if self.item_based else (users, items)
+            self.baseline = UserItemBias(rows, cols).fit(self._in_units(Xo))
         elif self.loss == "mse" and X.nnz:
             # raw ratings as targets: the output bias starts at the training mean (as
             # I-AutoRec's does); from 0, Adam at lr 1e-3 spends thousands of steps on the
@@ -238,7 +242,8 @@ class AutoEncoder(Params, Recommends):
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
         up to that many configurations are blended (:mod:`npcf.autoencoder.blend`); 1 or 0:
         never. When the search chooses an item-based MSE model (which cannot fold in or
-        export anyway) and the validation part is a carve of the same users' ratings:
+        export anyway), or an MSE model of either orientation after trying both, and the
+        validation part is a carve of the same users' ratings:
         with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
         chosen configuration, the next best of its orientation, one with the bias
         residual the other way round and, if the search tried both orientations, the best
@@ -253,8 +258,10 @@ class AutoEncoder(Params, Recommends):
         apply (no time left for the chosen configuration's folds, too few ratings,
         ``X`` and ``validation`` sharing pairs), they are blended only when weights
         fitted on half the validation ratings beat the chosen model on the other half.
-        ``info["blend"]`` says what was decided. User-based choices are never blended, so
-        they still fold in and export. The ``callbacks`` see the final model only (``on_fit_end``).
+        ``info["blend"]`` says what was decided. A user-based model whose orientation
+        was not searched (``item_based`` fixed) is never blended, so it still folds in
+        and exports; a user-based blend folds in (its column counts are the training
+        ones) but does not export. The ``callbacks`` see the final model only (``on_fit_end``).
         Trials and fold fits run in :func:`npcf.utils.parallel.threads` forked processes
         at once (``with parallel.using(2):``; `train` uses every core), with the same
         result.
@@ -282,7 +289,11 @@ class AutoEncoder(Params, Recommends):
         model, trials = select(self, X, validation, validation_input, fixed=fixed,
                                space=space, budget=budget, fit_kw=fit_kw, progress=progress,
                                candidates=pool)
-        if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
+        # blended: item-based choices (they cannot fold in or export anyway) and choices
+        # between both orientations; a user-based model asked for stays one network
+        either = any("item_based" in t for t in trials)
+        if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and (
+                model.item_based or either):
             stacked, why = None, None
             if int(folds) > 1 and not (validation_input is None or
                                        same_matrix(validation_input, X)):
@@ -484,13 +495,20 @@ class AutoEncoder(Params, Recommends):
         if self.blend_weights is None:
             return self._predict_one(X, batch_size, clip)
         W, b = blend.as_support(self.blend_weights, self.blend_offset)
-        R, C = blend.count_bases(*_counts(X))
+        R, C = blend.count_bases(*self._support_counts(X))
         out = blend.surface(b, R, C)
         for coef, m in zip(W, [self, *self.blend_members]):
             weight = blend.surface(coef, R, C)
             weight *= m._predict_one(X, batch_size)
             out += weight
         return self._finish(out) if clip else out
+
+    def _support_counts(self, X: sp.csr_matrix) -> tuple:
+        """A blend's pair features: ratings per row of checked input ``X`` and per column,
+        int64; the columns' from ``X`` when item-based (``X`` is the whole matrix), from
+        the training counts when user-based (``X`` may be a batch of users)."""
+        n_row, n_col = _counts(X)
+        return n_row, (n_col if self.item_based else np.asarray(self.item_counts, np.int64))
 
     def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024,
                      clip: bool = True) -> np.ndarray:
@@ -525,7 +543,7 @@ class AutoEncoder(Params, Recommends):
             return self._predict_one_at(X, rows, cols, batch_size, clip)
         W, b = blend.as_support(self.blend_weights, self.blend_offset)
         first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
-        n_row, n_col = _counts(X)
+        n_row, n_col = self._support_counts(X)
         G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])
         out = G @ b + (G @ W[0]) * first
         for coef, m in zip(W[1:], self.blend_members):

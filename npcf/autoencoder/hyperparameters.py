@@ -24,7 +24,7 @@ RANGES = {
     "step_size": (int, 1, None, False, False),
     "gamma": (float, 0.0, None, True, False),
     "patience": (int, 0, None, False, False),
-    "bias_reg": (float, 0.0, None, False, False),
+    "bias_reg": (float, 0.0, None, False, False),   # or a pair (users, items) of them
     "seed": (int, 0, 2**32 - 1, False, False),
     "ensemble": (int, 1, 64, False, False),     # K networks side by side in one graph
     "popularity_penalty": (float, 0.0, MAX_PENALTY, False, False),
@@ -79,12 +79,33 @@ def check_layers(layers) -> tuple[int, ...] | None:
     return tuple(int(h) for h in sizes)
 
 
+def check_bias_reg(value) -> tuple[float, float]:
+    """``bias_reg`` as ``(users, items)`` ridge strengths (one number is both);
+    ParamError unless it is one number or two in its domain."""
+    if isinstance(value, (list, tuple)) or isinstance(value, np.ndarray) and value.ndim == 1:
+        pair = list(value)
+        if len(pair) != 2:
+            raise ParamError("bias_reg", f"must be {describe('bias_reg')} or a pair "
+                                         f"(users, items) of them, got {value!r}")
+    else:
+        pair = [value, value]
+    for v in pair:
+        try:
+            check_value("bias_reg", v)
+        except ParamError:
+            raise ParamError("bias_reg", f"must be {describe('bias_reg')} or a pair "
+                                         f"(users, items) of them, got {value!r}") from None
+    return float(pair[0]), float(pair[1])
+
+
 def check(params: dict) -> None:
     """ParamError naming the first value out of its domain, or the first pair of
     values that cannot go together, in ``params`` (an AutoEncoder's ``get_params()``)."""
     for name in RANGES:
-        if name in params:
+        if name in params and name != "bias_reg":
             check_value(name, params[name])
+    if "bias_reg" in params:
+        check_bias_reg(params["bias_reg"])
     for name in SWITCHES:
         if name in params and not isinstance(params[name], (bool, np.bool_)):
             raise ParamError(name, f"must be True or False, got {params[name]!r}")

@@ -117,6 +117,8 @@ def _hyperparameters(meta: dict) -> dict:
     if isinstance(hp.get("layers"), list):      # as given (a JSON list; an ensemble's
         hp["layers"] = tuple(int(h) if isinstance(h, float) and h.is_integer() else h
                              for h in hp["layers"])     # network is K times wider)
+    if isinstance(hp.get("bias_reg"), list):    # a pair (users, items), saved as a list
+        hp["bias_reg"] = tuple(hp["bias_reg"])
     return hp
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.errors import NpcfError
+from npcf.nn.bias import cross_validated_regs
 from npcf.nn.optim import FULL_BATCH
 from npcf.utils import parallel
 from npcf.utils.progress import open_progress
@@ -200,7 +201,10 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
            candidates: list | None = None, workers: int | None = None):
     """Search hyperparameters of the :class:`~npcf.AutoEncoder` ``base`` on ``validation``.
 
-    ``fixed``: names never searched (given by the user). ``space``: overrides
+    ``fixed``: names never searched (given by the user); unless ``bias_reg`` is among
+    them, the bias residual's ``(users, items)`` ridge strengths are first chosen by
+    cross-validating the bias model alone on ``X``
+    (:func:`npcf.nn.bias.cross_validated_regs`) and used by every trial. ``space``: overrides
     :data:`SPACE`. ``n_configs``: default :func:`n_configs_for` the training ratings.
     ``fit_kw``: keywords for every ``fit`` (scale, users, items). ``progress``: a progress
     factory (:mod:`npcf.utils.progress`), one step per trial. ``candidates``: a list that
@@ -231,6 +235,15 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         space.pop("dropout", None)
         space.pop("lr", None)
     space = {k: v for k, v in space.items() if k not in set(fixed)}
+    start = time.perf_counter()
+    bias_reg = None
+    if "bias_reg" not in set(fixed) and params["loss"] == "mse" and (
+            params["residual"] or "residual" in space):
+        # the bias residual's ridge strengths: closed-form fits, cross-validated on the
+        # training part (a second or so), then the same for every trial
+        bias_reg = cross_validated_regs(sp.csr_matrix(X), seed=params["seed"])
+        if bias_reg is not None:
+            params["bias_reg"] = bias_reg
     starts = []
     for item_based in space.get("item_based", (params["item_based"],)):
         oriented = type(base)(**dict(params, item_based=item_based))
@@ -250,7 +263,6 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     trials, best = [], None                         # best: (rung, score, model, config)
     stopped: dict = {}                             # config -> model that stopped early
     latest: dict = {}                              # config -> (rung, score, model)
-    start = time.perf_counter()
     total = sum(max(1, -(-len(configs) // eta ** r)) for r in range(len(rungs)))
     data = (type(base), X, validation, validation_input, dict(fit_kw or {}))
     workers = usable_workers(parallel.threads() if workers is None else workers, len(configs))
@@ -318,7 +330,8 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                       key=lambda t: (-t[0] if higher else t[0], t[1]))
         candidates.extend((sc, plain(configs[i]), m) for sc, i, m in kept)
     model.info = dict(model.info, tuning={
-        "chosen": plain(cfg), "score": score, "metric": "val_ndcg" if higher else "val_rmse",
+        "chosen": plain(cfg), "bias_reg": None if bias_reg is None else list(bias_reg),
+        "score": score, "metric": "val_ndcg" if higher else "val_rmse",
         "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),
         "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget, "budget_hit": cut})
     return model, trials

@@ -133,6 +133,10 @@ def tuning_table(summary: dict, trials: list[dict], n: int = 12) -> str:
             for t in best]
     head = (f"tuning: {summary['trials']} trials in {summary['seconds']:g} s, rungs of "
             f"{'/'.join(map(str, summary['rungs']))} epochs; best {len(best)} by {metric}:")
+    if summary.get("bias_reg"):
+        regs = ", ".join(f"{v:g}" for v in summary["bias_reg"])
+        head = (f"tuning: bias residual's ridge strengths (users, items) {regs}, "
+                f"cross-validated on the training part\n" + head)
     if summary.get("budget_hit"):
         head = (f"tuning: the budget ({summary['budget']:g} s) ended the search at rung "
                 f"{summary['budget_hit']} of {len(summary['rungs'])}; its best configuration "

@@ -108,8 +108,9 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
               help="Blend up to this many of the searched configurations when the search "
-                   "chooses an item-based model (1: never; user-based choices are never "
-                   f"blended, so they still export).  [default: {workflows.BLEND}]")
+                   "chooses an item-based model or chose between both orientations (1: never; "
+                   "--user_based models are never blended, so they still export).  "
+                   f"[default: {workflows.BLEND}]")
 @click.option("--folds", type=click.IntRange(min=1, max=20), default=None,
               help="Refit the configurations to blend on this many folds of the training and "
                    "validation ratings and fit the blend on their out-of-fold predictions "

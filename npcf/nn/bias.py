@@ -13,6 +13,12 @@ import scipy.sparse as sp
 
 from npcf.utils.sparse import entry_rows
 
+#: ridge strengths (pseudo-counts) :func:`cross_validated_regs` tries on each side
+REG_GRID = (1.0, 2.0, 5.0, 10.0, 25.0, 50.0)
+#: folds of :func:`cross_validated_regs`; it scores folds until this many ratings were held out
+REG_FOLDS = 5
+REG_HELD_OUT = 100_000
+
 
 class UserItemBias:
     """``mu`` (float), ``col_bias`` (n_cols,) float32; ``reg_row``/``reg_col`` >= 0."""
@@ -61,3 +67,33 @@ class UserItemBias:
         """Baseline predictions at pairs, row biases from the rows of ``x``."""
         x = sp.csr_matrix(x)
         return self.offset_at(self.row_bias(x), np.asarray(rows), np.asarray(cols))
+
+
+def cross_validated_regs(m: sp.csr_matrix, grid=REG_GRID, folds: int = REG_FOLDS,
+                         seed: int = 0) -> tuple[float, float] | None:
+    """``(reg_row, reg_col)`` from ``grid`` x ``grid`` whose :class:`UserItemBias` has the
+    lowest RMSE on held-out ratings of CSR ``m`` (rows x cols): a seeded random cut into
+    ``folds`` folds, each fold's biases fitted on the others and its row biases computed
+    from the others as at prediction time; folds are scored in turn until
+    :data:`REG_HELD_OUT` ratings were held out (all of them on small data), ties to the
+    earlier pair. None when ``m`` has fewer than ``2 * folds`` ratings."""
+    coo = sp.csr_matrix(m, dtype=np.float64).tocoo()
+    if coo.nnz < 2 * folds:
+        return None
+    fold = np.empty(coo.nnz, np.int64)
+    fold[np.random.default_rng([seed, 3141]).permutation(coo.nnz)] = np.arange(coo.nnz) % folds
+    errors = np.zeros((len(grid), len(grid)))
+    held_out = 0
+    for k in range(folds):
+        held = fold == k
+        train = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=m.shape)
+        for a, reg_row in enumerate(grid):
+            for b, reg_col in enumerate(grid):
+                bias = UserItemBias(reg_row, reg_col).fit(train)
+                pred = bias.offset_at(bias.row_bias(train), coo.row[held], coo.col[held])
+                errors[a, b] += np.sum((pred - coo.data[held]) ** 2)
+        held_out += int(held.sum())
+        if held_out >= REG_HELD_OUT:
+            break
+    a, b = np.unravel_index(int(np.argmin(errors)), errors.shape)
+    return float(grid[a]), float(grid[b])

@@ -150,6 +150,32 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     assert all(m.scale == model.scale for m in model.blend_members)
 
 
+def test_a_user_based_choice_between_orientations_is_stacked_and_folds_in():
+    from npcf.serving.export import check_exportable
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    user = dict(KW, item_based=False)
+    space = {"item_based": (False,), "activation": ("relu", "tanh")}
+    model = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60, blend=3,
+                                     folds=3)
+    assert not model.item_based and model.blend_weights is not None
+    assert model.info["blend"]["folds"] == 3
+    X = (train + val).tocsr()
+    np.testing.assert_array_equal(model.item_counts, np.bincount(X.indices, minlength=40))
+    # the stack's column counts are the training ones: a batch of users scores as the whole
+    full = model.predict(X)
+    np.testing.assert_allclose(model.predict(X[7:9]), full[7:9], rtol=1e-5, atol=1e-5)
+    rows, cols = val.nonzero()
+    np.testing.assert_allclose(model.predict_at(X, rows, cols), full[rows, cols],
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(NpcfError, match="blend"):
+        check_exportable(model)
+    # a user-based model asked for (orientation not searched) stays one network
+    single = AutoEncoder(**user).tune(train, val, space={"activation": ("relu", "tanh")},
+                                      budget=60, blend=3, folds=3)
+    assert single.blend_weights is None and not single.item_based
+
+
 def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
     a = AutoEncoder(**KW).fit(tiny_ratings())
     b = AutoEncoder(**dict(KW, activation="tanh")).fit(tiny_ratings())

@@ -72,6 +72,21 @@ def test_budget_stops_the_search_with_a_fitted_model():
     assert full.info["tuning"]["budget_hit"] == 0
 
 
+def test_the_bias_ridge_is_cross_validated_once_unless_it_was_given():
+    from npcf.nn.bias import cross_validated_regs
+    model, trials = run()
+    regs = cross_validated_regs(TRAIN, seed=0)
+    assert model.info["tuning"]["bias_reg"] == list(regs) and model.bias_reg == regs
+    users, items = regs
+    rows, cols = (items, users) if model.item_based else (users, items)
+    assert (model.baseline.reg_row, model.baseline.reg_col) == (rows, cols)
+    given, _ = run(fixed={"bias_reg"})
+    assert given.info["tuning"]["bias_reg"] is None and given.bias_reg == 5.0
+    plain, _ = select(AutoEncoder(**dict(BASE, residual=False)), TRAIN, VAL, space=SMALL,
+                      n_configs=2, first_epochs=1, fixed={"residual"})
+    assert plain.info["tuning"]["bias_reg"] is None       # no residual: nothing to choose
+
+
 def test_orientation_is_searched_only_where_it_can_be():
     _, trials = run(space=dict(SMALL, residual=(True, False)))
     assert {t["item_based"] for t in trials} == {False, True}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from npcf.nn.bias import UserItemBias
+from npcf.nn.bias import REG_GRID, UserItemBias, cross_validated_regs
 
 from helpers import tiny_ratings
 
@@ -107,3 +107,56 @@ def test_biases_capture_structure():
     r[:, 0], r[:, 1] = 5, 1
     base = UserItemBias().fit(sp.csr_matrix(r))
     assert base.col_bias[0] > 1 and base.col_bias[1] < -1
+
+
+def _biased(n_rows: int, n_cols: int, density: float, row_sd: float, col_sd: float,
+            seed: int = 0) -> sp.csr_matrix:
+    """Ratings mu + row bias + column bias + noise at a random ``density`` of cells."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_rows, n_cols)) < density
+    r = (3 + rng.normal(0, row_sd, (n_rows, 1)) + rng.normal(0, col_sd, (1, n_cols))
+         + rng.normal(0, 0.5, (n_rows, n_cols)))
+    return sp.csr_matrix(np.where(mask, r, 0.0))
+
+
+def test_cross_validated_regs_follow_where_the_biases_are():
+    # strong row biases, none by column: weak ridge on rows, the strongest on columns
+    m = _biased(60, 80, 0.3, row_sd=1.0, col_sd=0.0)
+    reg_row, reg_col = cross_validated_regs(m)
+    assert reg_row <= 2 and reg_col == REG_GRID[-1]
+    # the transpose asks for the same the other way round
+    assert cross_validated_regs(sp.csr_matrix(m.T)) == (reg_col, reg_row)
+
+
+def test_cross_validated_regs_match_a_direct_held_out_search():
+    m = _biased(20, 15, 0.4, row_sd=0.8, col_sd=0.3, seed=3)
+    grid = (0.5, 5.0, 50.0)
+    got = cross_validated_regs(m, grid=grid, folds=4, seed=7)
+    coo = m.tocoo()
+    fold = np.empty(coo.nnz, np.int64)
+    fold[np.random.default_rng([7, 3141]).permutation(coo.nnz)] = np.arange(coo.nnz) % 4
+    errors = {}
+    for reg_row in grid:
+        for reg_col in grid:
+            err = 0.0
+            for k in range(4):
+                train = sp.csr_matrix((coo.data[fold != k], (coo.row[fold != k],
+                                                             coo.col[fold != k])), shape=m.shape)
+                mu, _, b_col = ridge_solve(train, reg_row, reg_col)   # the exact optimum
+                tc = train.tocoo()                                    # row bias as at prediction
+                b_row = np.bincount(tc.row, tc.data - mu - b_col[tc.col], m.shape[0]) / (
+                    reg_row + np.bincount(tc.row, minlength=m.shape[0]))
+                at = fold == k
+                pred = mu + b_row[coo.row[at]] + b_col[coo.col[at]]
+                err += np.sum((pred - coo.data[at]) ** 2)
+            errors[(reg_row, reg_col)] = err
+    assert got == min(errors, key=errors.get)
+
+
+def test_cross_validated_regs_need_ratings_and_are_seeded():
+    assert cross_validated_regs(sp.csr_matrix((4, 4))) is None
+    nine = sp.csr_matrix(np.eye(9) + 1)[:, :1]                 # 9 ratings < 2 x 5 folds
+    assert nine.nnz == 9 and cross_validated_regs(nine) is None
+    assert cross_validated_regs(sp.csr_matrix(np.ones((2, 5)))) is not None
+    m = _biased(30, 30, 0.2, row_sd=0.5, col_sd=0.5, seed=1)
+    assert cross_validated_regs(m, seed=4) == cross_validated_regs(m, seed=4)
