@@ -99,9 +99,9 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     ``tune_budget`` seconds at most; trials in ``tuning.csv``; when it chooses an
     item-based model or chose between both orientations, up to ``blend`` (default
     :data:`BLEND`) of the searched configurations refitted on ``folds`` (default
-    :data:`FOLDS`) folds and stacked, as :meth:`AutoEncoder.tune` says); else fit ``params`` as they are (``blend`` and
-    ``folds`` must then be None, and a full-batch optimizer takes none of the step options
-    :data:`STEP_OPTIONS`). Returns (and writes as ``metrics.json``)
+    :data:`FOLDS`) folds and stacked, as :meth:`AutoEncoder.tune` says); else fit
+    ``params`` as they are (``blend`` and ``folds`` must then be None, and a full-batch
+    optimizer takes none of the step options :data:`STEP_OPTIONS`). Returns (and writes as ``metrics.json``)
     the test figures, the best validation row, paths, split, hyperparameters and the
     search's summary.
     """
