@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from npcf.autoencoder import blend, selection
 from npcf.errors import NpcfError
+from npcf.nn.bias import cross_validated_regs
 from npcf.utils import parallel
 from npcf.utils.progress import open_progress
 from npcf.utils.sparse import column_counts
@@ -94,6 +95,21 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
             P[fold == k, c] = pred
             bar.update(1)
     return models, P, fold, coo
+
+
+def bias_folds(cls, kw: dict, coo: sp.coo_matrix, fold: np.ndarray,
+               fit_kw: dict | None = None) -> tuple:
+    """``(models, out-of-fold predictions float64 (nnz,))`` of configuration ``kw``'s bias
+    residual alone (:meth:`AutoEncoder._fit_bias_only`, closed form, in this process) on
+    each fold of ``coo`` (as :func:`fit_folds` cuts them)."""
+    models, oof = [], np.zeros(coo.nnz)
+    for k in range(int(fold.max()) + 1):
+        train, _ = fold_parts(coo, fold, k)
+        model = cls(**kw)._fit_bias_only(train, **dict(fit_kw or {}))
+        at = fold == k
+        oof[at] = model.predict_at(train, coo.row[at], coo.col[at])
+        models.append(model)
+    return models, oof
 
 
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
@@ -232,6 +248,12 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
                                          fit_kw, progress=progress)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
+    regs, bias = cross_validated_regs(A, seed=chosen.seed), -1
+    if regs is not None:                  # the bias model alone, a candidate of its own
+        bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs)
+        bias_models, bias_oof = bias_folds(type(chosen), bias_kw, coo, fold, fit_kw)
+        configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
+        bias = len(configs) - 1
     y, scale = coo.data.astype(np.float64), tuple(fit_kw["scale"])
     keep = np.flatnonzero(blend.greedy_weights(P, y) > 0)
     keep = np.union1d([0], keep)                     # the chosen configuration first
@@ -263,6 +285,13 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         "cv_rmse_greedy": round(blend.rmse(greedy_cv, y), 6),
         "cv_rmse_support": round(blend.rmse(stack_cv, y), 6),
         "used": True, "weights": [round(float(v), 4) for v in (G @ coef[:-1].T).mean(0)],
-        "members": [selection.plain({k: configs[c][k] for k in selection.SPACE
-                                     if k in configs[c]}) for c in keep]}
+        "members": [_member(configs[c], c == bias) for c in keep]}
     return out, None
+
+
+def _member(kw: dict, bias_only: bool) -> dict:
+    """How ``info["blend"]["members"]`` lists a kept configuration (JSON values)."""
+    if bias_only:
+        return {"bias_only": True, "item_based": kw["item_based"],
+                "bias_reg": list(kw["bias_reg"])}
+    return selection.plain({k: kw[k] for k in selection.SPACE if k in kw})

@@ -72,7 +72,8 @@ class AutoEncoder(Params, Recommends):
     initialisation (``glorot`` or ``uniform``, see :data:`npcf.nn.network.INITS`); without
     the bias residual the output bias starts at the training mean. ``bias_reg``: the bias
     residual's ridge strengths, one number or ``(users, items)`` (:meth:`tune` chooses
-    them by cross-validation, :func:`npcf.nn.bias.cross_validated_regs`).
+    them by cross-validation, :func:`npcf.nn.bias.cross_validated_regs`, unless it
+    stacks).
 
     Fitted attributes: ``network``, ``scale``, ``unit`` (the network and ``baseline``
     work on ratings / unit, :func:`~npcf.autoencoder.units.rating_unit`),
@@ -204,12 +205,8 @@ class AutoEncoder(Params, Recommends):
         # random-weight noise (the multinomial loss still trains its output rows down)
         Xo = self._orient(X)
         self.network.zero_columns(untrained_columns(column_counts(Xo)))
-        self.baseline = None
-        if self.residual and self.loss == "mse":
-            users, items = hyperparameters.check_bias_reg(self.bias_reg)
-            rows, cols = (items, users) if self.item_based else (users, items)
-            self.baseline = UserItemBias(rows, cols).fit(self._in_units(Xo))
-        elif self.loss == "mse" and X.nnz:
+        self._fit_baseline(Xo)
+        if self.baseline is None and self.loss == "mse" and X.nnz:
             # raw ratings as targets: the output bias starts at the training mean (as
             # I-AutoRec's does); from 0, Adam at lr 1e-3 spends thousands of steps on the
             # mean while the weights over-fit (flixster validation 0.979 -> 0.894)
@@ -224,6 +221,34 @@ class AutoEncoder(Params, Recommends):
         self.info.update(best_epoch=trainer.best_epoch + 1, epochs_run=len(self.history))
         for cb in callbacks:
             cb.on_fit_end(self)
+        return self
+
+    def _fit_baseline(self, Xo: sp.csr_matrix) -> None:
+        """The bias residual (``bias_reg`` as ``(users, items)``) fitted on oriented ``Xo``,
+        or None without the residual or with another loss than MSE."""
+        self.baseline = None
+        if self.residual and self.loss == "mse":
+            users, items = hyperparameters.check_bias_reg(self.bias_reg)
+            rows, cols = (items, users) if self.item_based else (users, items)
+            self.baseline = UserItemBias(rows, cols).fit(self._in_units(Xo))
+
+    def _fit_bias_only(self, X, *, scale=None, users=None, items=None) -> "AutoEncoder":
+        """This estimator as its bias residual alone, a stack member
+        (:mod:`npcf.autoencoder.crossfit`): data, scale and biases set as :meth:`fit` sets
+        them, every network weight zero (the network adds nothing: predictions are the
+        biases'), no training. Needs the residual and the MSE loss; returns self."""
+        self._check_params()
+        if not self.residual or self.loss != "mse":
+            raise NpcfError("the bias model alone needs residual=True and the mse loss")
+        X = check_inputs(X, None, None, users, items)
+        self.blend_members, self.blend_weights, self.blend_offset = [], None, None
+        self._set_data(X, scale, users, items)
+        self._build(*X.shape)
+        for p in self.network.params.values():
+            p[...] = 0
+        self._fit_baseline(self._orient(X))
+        self.history = []
+        self.info = {"fingerprint": rundir.fingerprint(X), "bias_only": True, "epochs_run": 0}
         return self
 
     def tune(self, X, validation, validation_input=None, *, fixed=None, budget=None, scale=None,
@@ -246,8 +271,11 @@ class AutoEncoder(Params, Recommends):
         validation part is a carve of the same users' ratings:
         with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
         chosen configuration, the next best of its orientation, one with the bias
-        residual the other way round and, if the search tried both orientations, the best
-        of the other (``blend`` in all) are refitted on ``folds`` folds of
+        residual the other way round and, if the search tried both orientations and chose
+        item-based, the best of the other (``blend`` in all), plus the bias model alone
+        with cross-validated ridge strengths (the networks then keep ``self``'s
+        ``bias_reg``; otherwise the search starts by cross-validating it,
+        :func:`npcf.nn.bias.cross_validated_regs`) are refitted on ``folds`` folds of
         ``X + validation`` and stacked on their out-of-fold predictions
         (:func:`npcf.autoencoder.crossfit.stacked`: the fold models of the chosen and of
         the kept configurations are saved; ``info["validation"]`` is then the stack's
@@ -286,7 +314,16 @@ class AutoEncoder(Params, Recommends):
         X = check_inputs(X, validation, validation_input, users, items)
         fit_kw = dict(scale=scale, users=users, items=items)
         pool: list = []
-        model, trials = select(self, X, validation, validation_input, fixed=fixed,
+        oriented = "item_based" not in set(fixed) and "item_based" in (
+            SEARCHED if space is None else space)
+        may_stack = int(blend) > 1 and int(folds) > 1 and self.ensemble == 1 and \
+            self.loss == "mse" and (self.item_based or oriented) and (
+                validation_input is None or same_matrix(validation_input, X))
+        # a stack gets the bias model with cross-validated ridge strengths as a member of
+        # its own, beside networks that keep the given strength (their errors differ);
+        # one network gets the cross-validated strengths itself (benchmarks/NOTES.md)
+        model, trials = select(self, X, validation, validation_input,
+                               fixed=set(fixed) | {"bias_reg"} if may_stack else fixed,
                                space=space, budget=budget, fit_kw=fit_kw, progress=progress,
                                candidates=pool)
         # blended: item-based choices (they cannot fold in or export anyway) and choices

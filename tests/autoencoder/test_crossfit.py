@@ -132,7 +132,7 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     model, train, val = stacked
     info = model.info["blend"]
     assert info["folds"] == 3 and info["kind"] in ("greedy", "support")
-    assert 1 <= len(info["configurations"]) <= info["candidates"] <= 4
+    assert 1 <= len(info["configurations"]) <= info["candidates"] <= 4 + 1   # + the biases
     assert model.blend_weights.shape == (3 * len(info["configurations"]),
                                          blend.SUPPORT_FEATURES)
     assert len(model.blend_members) == model.blend_weights.shape[0] - 1
@@ -174,6 +174,49 @@ def test_a_user_based_choice_between_orientations_is_stacked_and_folds_in():
     single = AutoEncoder(**user).tune(train, val, space={"activation": ("relu", "tanh")},
                                       budget=60, blend=3, folds=3)
     assert single.blend_weights is None and not single.item_based
+    assert single.info["tuning"]["bias_reg"] is not None      # one network: its ridge CV'd
+    assert single.bias_reg == tuple(single.info["tuning"]["bias_reg"])
+
+
+@pytest.mark.parametrize("item_based", [False, True])
+def test_the_bias_model_alone_predicts_its_biases_and_cross_fits(item_based):
+    from npcf.nn.bias import UserItemBias
+    X = tiny_ratings(30, 20, density=0.4, seed=4)
+    kw = dict(KW, item_based=item_based, layers=(1,), bias_reg=(2.0, 10.0))
+    m = AutoEncoder(**kw)._fit_bias_only(X, scale=(0.5, 5.0))
+    assert m.info["bias_only"] and all(np.all(p == 0) for p in m.network.params.values())
+    bias = UserItemBias(2.0, 10.0).fit(X / m.unit)            # users x items: (users, items)
+    rows, cols = X.nonzero()
+    want = np.clip(bias.predict(X / m.unit, rows, cols) * m.unit, 0.5, 5.0)
+    np.testing.assert_allclose(m.predict_at(X, rows, cols), want, atol=1e-5)
+    np.testing.assert_allclose(m.predict(X)[rows, cols], want, atol=1e-5)
+    coo = X.tocoo()
+    fold = crossfit.fold_of(coo.nnz, 3, seed=0)
+    models, oof = crossfit.bias_folds(AutoEncoder, kw, coo, fold, dict(scale=(0.5, 5.0)))
+    for k in range(3):
+        train, _ = crossfit.fold_parts(coo, fold, k)
+        at = fold == k
+        b = UserItemBias(2.0, 10.0).fit(train / m.unit)
+        np.testing.assert_allclose(oof[at], np.clip(b.predict(train / m.unit, coo.row[at],
+                                                              coo.col[at]) * m.unit, 0.5, 5.0),
+                                   atol=1e-5)
+    with pytest.raises(NpcfError, match="residual"):
+        AutoEncoder(**dict(kw, residual=False))._fit_bias_only(X)
+
+
+def test_a_stack_keeps_the_given_ridge_and_adds_the_bias_model_alone(stacked):
+    model, train, val = stacked
+    info = model.info["blend"]
+    assert model.info["tuning"]["bias_reg"] is None            # the trials kept 5.0
+    assert model.bias_reg == 5.0
+    assert len(info["out_of_fold_rmse"]) == info["candidates"]  # the bias model is one
+    kept = [m for m in info["members"] if m.get("bias_only")]
+    from npcf.nn.bias import cross_validated_regs
+    regs = list(cross_validated_regs((train + val).tocsr(), seed=model.seed))
+    assert all(m["bias_reg"] == regs for m in kept)
+    for m in model.blend_members:
+        if m.info.get("bias_only"):
+            assert m.bias_reg == tuple(regs) and m.layers == (1,)
 
 
 def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
