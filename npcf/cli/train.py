@@ -107,8 +107,9 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--tune_budget", type=Finite(min=0, min_open=True), default=None,
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
-              help="Blend up to this many of the searched configurations when the search "
-                   "chooses an item-based model or chose between both orientations (1: never; "
+              help="Blend up to this many of the searched configurations (cross-fitted: "
+                   "plus the bias model alone) when the search chooses an item-based model "
+                   "or chose between both orientations (1: never; "
                    "--user_based models are never blended, so they still export).  "
                    f"[default: {workflows.BLEND}]")
 @click.option("--folds", type=click.IntRange(min=1, max=20), default=None,

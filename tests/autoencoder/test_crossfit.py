@@ -204,6 +204,21 @@ def test_the_bias_model_alone_predicts_its_biases_and_cross_fits(item_based):
         AutoEncoder(**dict(kw, residual=False))._fit_bias_only(X)
 
 
+def test_a_bias_pair_round_trips_and_a_hostile_one_is_refused(tmp_path):
+    X = tiny_ratings(30, 20, density=0.4, seed=4)
+    m = AutoEncoder(**dict(KW, layers=(1,), bias_reg=(2.0, 10.0)))._fit_bias_only(X)
+    m.save(tmp_path)
+    back = load(tmp_path)
+    assert back.bias_reg == (2.0, 10.0) and back.info["bias_only"]
+    np.testing.assert_array_equal(back.predict(X), m.predict(X))
+    meta = json.loads((tmp_path / "model.json").read_text())
+    for bad in ([1.0, 2.0, 3.0], [1.0, -2.0], ["a", 1.0]):
+        meta["hyperparameters"]["bias_reg"] = bad
+        (tmp_path / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(NpcfError, match="bias_reg"):
+            load(tmp_path)
+
+
 def test_a_stack_keeps_the_given_ridge_and_adds_the_bias_model_alone(stacked):
     model, train, val = stacked
     info = model.info["blend"]
