@@ -187,8 +187,8 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
                  "--user_based models are never blended (they stay exportable)"
                  if params.get("item_based") is False and "item_based" in given else None)
         if tune and value is not None and value > 1 and never:
-            raise ParamError(name, f"{what} the searched configurations of an item-based "
-                             f"masked-MSE choice; {never}: leave it out")
+            raise ParamError(name, f"{what} the searched configurations of a masked-MSE "
+                             f"search; {never}: leave it out")
     corruption = sorted({"noise", "noise_level"} & given)
     if not params.get("denoise", True) and corruption:
         raise ParamError(corruption[0], "--basic turns the input corruption off, so "

@@ -200,8 +200,9 @@ def describe(info: dict | None) -> str:
         how = "weights following the pair's rating counts" if info["kind"] == "support" \
             else "constant weights"
         single = min(info["out_of_fold_rmse"])
-        biases = " (one the bias model alone)" if any(
-            m.get("bias_only") for m in info.get("members", ())) else ""
+        regs = [m["bias_reg"] for m in info.get("members", ()) if m.get("bias_only")]
+        biases = (" (one the bias model alone, ridge strengths users {:g}, items {:g})".format(
+            *regs[0]) if regs else "")
         return (f"cross-fitted blend of {len(info['configurations'])} of "
                 f"{info['candidates']} configurations{biases} x {info['folds']} folds, {how}: "
                 f"RMSE {info['cv_rmse']:.4f} over every labelled rating, the weights "

@@ -25,6 +25,7 @@ from npcf.autoencoder import blend, selection
 from npcf.errors import NpcfError
 from npcf.nn.bias import cross_validated_regs
 from npcf.utils import parallel
+from npcf.utils.folds import fold_of, fold_parts
 from npcf.utils.progress import open_progress
 from npcf.utils.sparse import column_counts
 
@@ -32,25 +33,6 @@ from npcf.utils.sparse import column_counts
 FOLDS = 5
 #: fewer labelled ratings than this per fold: no cross-fitting (too few to stop early on)
 MIN_PER_FOLD = 20
-
-
-def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
-    """Fold (int64 in [0, folds)) of each of ``n`` ratings: a seeded random permutation
-    cut into ``folds`` near-equal parts."""
-    if not 2 <= folds <= n:
-        raise NpcfError(f"cross-fitting needs 2 <= folds <= ratings, got {folds} folds "
-                        f"of {n} ratings")
-    out = np.empty(n, np.int64)
-    out[np.random.default_rng([seed, 2718]).permutation(n)] = np.arange(n) % folds
-    return out
-
-
-def fold_parts(A: sp.coo_matrix, fold: np.ndarray, k: int) -> tuple:
-    """``(train, held)``: CSR matrices of ``A``'s ratings outside and inside fold ``k``."""
-    parts = []
-    for keep in (fold != k, fold == k):
-        parts.append(sp.csr_matrix((A.data[keep], (A.row[keep], A.col[keep])), shape=A.shape))
-    return tuple(parts)
 
 
 def _fit_fold(kw: dict, k: int, data: tuple | None = None):
@@ -194,6 +176,22 @@ def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: flo
     return out
 
 
+def inapplicable(X, validation, folds: int) -> str | None:
+    """Why :func:`stacked` cannot cross-fit ``X + validation`` on ``folds`` folds before
+    any fit (the parts share a pair, or too few ratings per fold), or None."""
+    X, V = sp.csr_matrix(X), sp.csr_matrix(validation)
+    if X.shape != V.shape or (X != 0).multiply(V != 0).nnz:
+        return "the validation part shares ratings with the training part"
+    if X.nnz + V.nnz < MIN_PER_FOLD * folds:
+        return f"fewer than {MIN_PER_FOLD} ratings per fold"
+    return None
+
+
+def varied(trials: list[dict], name: str) -> bool:
+    """Whether the search's ``trials`` tried more than one value of ``name``."""
+    return len({repr(t[name]) for t in trials if name in t}) > 1
+
+
 def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
             size: int = blend.BLEND,
             fit_kw: dict | None = None, progress=None, trials: list | None = None,
@@ -223,19 +221,20 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     :func:`affordable`), or a fold fit failed (NpcfError, e.g. a fold with nothing to
     stop early on).
     """
-    X, V = sp.csr_matrix(X), sp.csr_matrix(validation)
-    if X.shape != V.shape or (X != 0).multiply(V != 0).nnz:
-        return None, "the validation part shares ratings with the training part"
-    A = (X + V).tocsr()
+    why = inapplicable(X, validation, folds)
+    if why:
+        return None, why
+    A = (sp.csr_matrix(X) + sp.csr_matrix(validation)).tocsr()
     A.eliminate_zeros()
-    if A.nnz < MIN_PER_FOLD * folds:
-        return None, f"fewer than {MIN_PER_FOLD} ratings per fold"
-    varied = {k for t in trials or () for k in t}
     workers = selection.usable_workers(parallel.threads(), folds)
     # a user-based stack stays user-based (it folds in: an item-based member would need
     # the whole matrix as input)
     candidates = _candidates(chosen, pool, base, size, chosen.item_based and (
-        not trials or "item_based" in varied), not trials or "residual" in varied)
+        not trials or varied(trials, "item_based")), not trials or varied(trials, "residual"))
+    started = time.perf_counter()
+    regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
+    if seconds is not None:
+        seconds -= time.perf_counter() - started
     configs = affordable(candidates, trials or [], folds, seconds, workers, base.n_epochs)
     if not configs:
         return None, (f"{max(0.0, seconds):.0f} s of the budget left, too little for "
@@ -248,9 +247,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
                                          fit_kw, progress=progress)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
-    regs, bias = cross_validated_regs(A, seed=chosen.seed), -1
+    bias = -1
     if regs is not None:                  # the bias model alone, a candidate of its own
-        bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs)
+        bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,
+                       output_activation="identity")
         bias_models, bias_oof = bias_folds(type(chosen), bias_kw, coo, fold, fit_kw)
         configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
         bias = len(configs) - 1

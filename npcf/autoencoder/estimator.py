@@ -238,8 +238,9 @@ class AutoEncoder(Params, Recommends):
         them, every network weight zero (the network adds nothing: predictions are the
         biases'), no training. Needs the residual and the MSE loss; returns self."""
         self._check_params()
-        if not self.residual or self.loss != "mse":
-            raise NpcfError("the bias model alone needs residual=True and the mse loss")
+        if not self.residual or self.loss != "mse" or self.output_activation != "identity":
+            raise NpcfError("the bias model alone needs residual=True, the mse loss and the "
+                            "identity output (a zero network then adds nothing)")
         X = check_inputs(X, None, None, users, items)
         self.blend_members, self.blend_weights, self.blend_offset = [], None, None
         self._set_data(X, scale, users, items)
@@ -314,11 +315,12 @@ class AutoEncoder(Params, Recommends):
         X = check_inputs(X, validation, validation_input, users, items)
         fit_kw = dict(scale=scale, users=users, items=items)
         pool: list = []
-        oriented = "item_based" not in set(fixed) and "item_based" in (
-            SEARCHED if space is None else space)
+        oriented = "item_based" not in set(fixed) and len(
+            (SEARCHED if space is None else space).get("item_based", ())) > 1
         may_stack = int(blend) > 1 and int(folds) > 1 and self.ensemble == 1 and \
             self.loss == "mse" and (self.item_based or oriented) and (
-                validation_input is None or same_matrix(validation_input, X))
+                validation_input is None or same_matrix(validation_input, X)) and \
+            not crossfit.inapplicable(X, validation, int(folds))
         # a stack gets the bias model with cross-validated ridge strengths as a member of
         # its own, beside networks that keep the given strength (their errors differ);
         # one network gets the cross-validated strengths itself (benchmarks/NOTES.md)
@@ -328,7 +330,7 @@ class AutoEncoder(Params, Recommends):
                                candidates=pool)
         # blended: item-based choices (they cannot fold in or export anyway) and choices
         # between both orientations; a user-based model asked for stays one network
-        either = any("item_based" in t for t in trials)
+        either = crossfit.varied(trials, "item_based")
         if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and (
                 model.item_based or either):
             stacked, why = None, None

@@ -240,7 +240,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     if "bias_reg" not in set(fixed) and params["loss"] == "mse" and (
             params["residual"] or "residual" in space):
         # the bias residual's ridge strengths: closed-form fits, cross-validated on the
-        # training part (a second or so), then the same for every trial
+        # training part (counted in the budget; ~5 s at most), the same for every trial
         bias_reg = cross_validated_regs(sp.csr_matrix(X), seed=params["seed"])
         if bias_reg is not None:
             params["bias_reg"] = bias_reg

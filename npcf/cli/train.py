@@ -160,6 +160,9 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     if result["hyperparameters"]["item_based"]:
         click.echo(f"next: python cli.py eval --evaluate{model}   (an item-based model does not "
                    "fold in new users or export; train --user_based to serve)")
+    elif (result.get("blend") or {}).get("used"):
+        click.echo(f"next: python cli.py eval --evaluate{model}   (a blend of several networks "
+                   "does not export; train --user_based for one network to serve)")
     else:
         click.echo(f"next: python cli.py eval --generate{model}   (export "
                    f"{Path(out) / rundir.onnx_name()})")

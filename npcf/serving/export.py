@@ -126,7 +126,7 @@ def check_exportable(model, *, top_k=None, popularity_penalty=None, raw_ids: boo
                         "fold in a single user; export a user-based model (train --user_based)")
     if getattr(model, "blend_weights", None) is not None:
         raise NpcfError("a blend of several searched configurations is not one network; "
-                        "export a single model (train --blend 1)")
+                        "train one to export with --user_based (never blended)")
     if isinstance(opset, bool) or opset not in OPSET_TO_IR:
         raise ParamError("opset", f"{opset!r} not supported; choose one of {sorted(OPSET_TO_IR)}")
     if popularity_penalty is not None:

@@ -155,11 +155,18 @@ def test_a_user_based_choice_between_orientations_is_stacked_and_folds_in():
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
     user = dict(KW, item_based=False)
-    space = {"item_based": (False,), "activation": ("relu", "tanh")}
-    model = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60, blend=3,
-                                     folds=3)
-    assert not model.item_based and model.blend_weights is not None
-    assert model.info["blend"]["folds"] == 3
+    chosen = AutoEncoder(**user).fit(train, val)
+    other = AutoEncoder(**dict(user, activation="tanh")).fit(train, val)
+    item = AutoEncoder(**KW).fit(train, val)
+    pool = [(0.9, {}, chosen), (0.91, {}, item), (0.92, {}, other)]
+    trials = [{"item_based": False, "activation": None}, {"item_based": True, "activation": None},
+              {"item_based": False, "activation": "tanh"}]
+    model, why = crossfit.stacked(chosen, pool, AutoEncoder(**user), train, val, folds=3,
+                                  size=3, trials=trials)
+    assert why is None and not model.item_based and model.blend_weights is not None
+    # only user-based members (an item-based one could not fold in), plus the biases
+    assert all(not mm.item_based for mm in model.blend_members)
+    assert model.info["blend"]["candidates"] == 2 + 1
     X = (train + val).tocsr()
     np.testing.assert_array_equal(model.item_counts, np.bincount(X.indices, minlength=40))
     # the stack's column counts are the training ones: a batch of users scores as the whole
@@ -170,12 +177,15 @@ def test_a_user_based_choice_between_orientations_is_stacked_and_folds_in():
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(NpcfError, match="blend"):
         check_exportable(model)
-    # a user-based model asked for (orientation not searched) stays one network
-    single = AutoEncoder(**user).tune(train, val, space={"activation": ("relu", "tanh")},
-                                      budget=60, blend=3, folds=3)
-    assert single.blend_weights is None and not single.item_based
-    assert single.info["tuning"]["bias_reg"] is not None      # one network: its ridge CV'd
-    assert single.bias_reg == tuple(single.info["tuning"]["bias_reg"])
+    # a user-based model asked for (orientation not searched) stays one network, and a
+    # search that tried one orientation only is not a choice between them
+    for space in ({"activation": ("relu", "tanh")},
+                  {"item_based": (False,), "activation": ("relu", "tanh")}):
+        single = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60,
+                                          blend=3, folds=3)
+        assert single.blend_weights is None and not single.item_based
+        assert single.info["tuning"]["bias_reg"] is not None      # one network: CV'd ridge
+        assert single.bias_reg == tuple(single.info["tuning"]["bias_reg"])
 
 
 @pytest.mark.parametrize("item_based", [False, True])
@@ -202,6 +212,8 @@ def test_the_bias_model_alone_predicts_its_biases_and_cross_fits(item_based):
                                    atol=1e-5)
     with pytest.raises(NpcfError, match="residual"):
         AutoEncoder(**dict(kw, residual=False))._fit_bias_only(X)
+    with pytest.raises(NpcfError, match="identity"):       # sigmoid(0) would add 0.5
+        AutoEncoder(**dict(kw, output_activation="sigmoid"))._fit_bias_only(X)
 
 
 def test_a_bias_pair_round_trips_and_a_hostile_one_is_refused(tmp_path):
@@ -224,14 +236,24 @@ def test_a_stack_keeps_the_given_ridge_and_adds_the_bias_model_alone(stacked):
     info = model.info["blend"]
     assert model.info["tuning"]["bias_reg"] is None            # the trials kept 5.0
     assert model.bias_reg == 5.0
-    assert len(info["out_of_fold_rmse"]) == info["candidates"]  # the bias model is one
-    kept = [m for m in info["members"] if m.get("bias_only")]
     from npcf.nn.bias import cross_validated_regs
-    regs = list(cross_validated_regs((train + val).tocsr(), seed=model.seed))
-    assert all(m["bias_reg"] == regs for m in kept)
-    for m in model.blend_members:
-        if m.info.get("bias_only"):
-            assert m.bias_reg == tuple(regs) and m.layers == (1,)
+    A = (train + val).tocsr()
+    regs = cross_validated_regs(A, seed=model.seed)
+    # the last candidate is the bias model alone: its out-of-fold figure is bias_folds'
+    coo = A.tocoo()
+    fold = crossfit.fold_of(coo.nnz, 3, model.seed)
+    kw = dict(model.get_params(), layers=(1,), bias_reg=regs, ensemble=1)
+    _, oof = crossfit.bias_folds(AutoEncoder, kw, coo, fold, dict(scale=model.scale))
+    assert info["out_of_fold_rmse"][-1] == pytest.approx(
+        blend.rmse(np.clip(oof, *model.scale), coo.data), abs=1e-6)
+    last = info["candidates"] - 1
+    if last in info["configurations"]:
+        assert info["members"][-1] == {"bias_only": True, "item_based": True,
+                                       "bias_reg": list(regs)}
+        assert "bias model alone" in blend.describe(info)
+        biases = [m for m in model.blend_members if m.info.get("bias_only")]
+        assert len(biases) == 3 and all(m.bias_reg == regs and m.layers == (1,)
+                                        for m in biases)
 
 
 def test_candidates_add_the_other_orientation_and_residual_only_when_searched():

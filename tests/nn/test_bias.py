@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from npcf.nn import bias
 from npcf.nn.bias import REG_GRID, UserItemBias, cross_validated_regs
+from npcf.utils.folds import fold_of
 
 from helpers import tiny_ratings
 
@@ -133,8 +135,7 @@ def test_cross_validated_regs_match_a_direct_held_out_search():
     grid = (0.5, 5.0, 50.0)
     got = cross_validated_regs(m, grid=grid, folds=4, seed=7)
     coo = m.tocoo()
-    fold = np.empty(coo.nnz, np.int64)
-    fold[np.random.default_rng([7, 3141]).permutation(coo.nnz)] = np.arange(coo.nnz) % 4
+    fold = fold_of(coo.nnz, 4, seed=7)
     errors = {}
     for reg_row in grid:
         for reg_col in grid:
@@ -160,3 +161,13 @@ def test_cross_validated_regs_need_ratings_and_are_seeded():
     assert cross_validated_regs(sp.csr_matrix(np.ones((2, 5)))) is not None
     m = _biased(30, 30, 0.2, row_sd=0.5, col_sd=0.5, seed=1)
     assert cross_validated_regs(m, seed=4) == cross_validated_regs(m, seed=4)
+
+
+def test_cross_validated_regs_sample_large_data(monkeypatch):
+    m = _biased(60, 80, 0.3, row_sd=1.0, col_sd=0.0)
+    monkeypatch.setattr(bias, "REG_MAX_RATINGS", m.nnz // 2)
+    seen = []
+    fit = UserItemBias.fit
+    monkeypatch.setattr(UserItemBias, "fit", lambda self, x: seen.append(x.nnz) or fit(self, x))
+    reg_row, reg_col = cross_validated_regs(m)
+    assert max(seen) <= m.nnz // 2 and reg_row <= 2 and reg_col >= 25   # the same answer
