@@ -60,6 +60,9 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     (default :func:`npcf.utils.parallel.threads`); the result does not depend on it.
     """
     coo = sp.csr_matrix(A).tocoo()
+    if not 2 <= int(folds) <= coo.nnz:
+        raise NpcfError(f"cross-fitting needs 2 <= folds <= ratings, got {folds} folds "
+                        f"of {coo.nnz} ratings")
     fold = fold_of(coo.nnz, int(folds), seed)
     data = (cls, coo, fold, dict(fit_kw or {}))
     jobs = [(c, k) for c in range(len(configs)) for k in range(int(folds))]
@@ -199,9 +202,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     """``(model, None)``: the search's result cross-fitted and stacked; ``(None, why)``
     where it does not apply.
 
-    Candidates (:func:`_candidates`; the residual's counterpart only if the search
-    varied it, the other orientation only if it varied that and ``chosen`` is item-based:
-    a user-based stack stays user-based and folds in) are fitted on ``folds`` folds of ``X + validation``
+    Candidates (:func:`_candidates`; the other orientation and the residual's counterpart
+    only if the search varied them; then the bias model alone, with cross-validated
+    ridge strengths) are fitted on ``folds`` folds of ``X + validation``
     (:func:`fit_folds`), all on one rating scale; the chosen configuration and those the
     greedy blend weighs are kept; their out-of-fold predictions are combined by the
     better, in cross-validation over the folds, of constant greedy weights and a stack
@@ -211,9 +214,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     are ``chosen``'s (the search's run of that configuration), plus ``blend`` (what was
     kept, each candidate's out-of-fold RMSE) and ``validation`` (the stack's
     cross-validated figures over every labelled rating). The stack's features are rating
-    counts: the row's in the input it predicts from (predict from ``X + validation``, as
-    ``train`` does for the test part), the column's in that input when item-based and
-    ``item_counts`` when user-based.
+    counts in the input it predicts from: predict from ``X + validation``, as ``train``
+    does for the test part.
 
     Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
@@ -227,10 +229,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     A = (sp.csr_matrix(X) + sp.csr_matrix(validation)).tocsr()
     A.eliminate_zeros()
     workers = selection.usable_workers(parallel.threads(), folds)
-    # a user-based stack stays user-based (it folds in: an item-based member would need
-    # the whole matrix as input)
-    candidates = _candidates(chosen, pool, base, size, chosen.item_based and (
-        not trials or varied(trials, "item_based")), not trials or varied(trials, "residual"))
+    candidates = _candidates(chosen, pool, base, size, not trials or varied(
+        trials, "item_based"), not trials or varied(trials, "residual"))
     started = time.perf_counter()
     regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
     if seconds is not None:

@@ -26,7 +26,7 @@ from npcf.evaluation.ranking import (
     untrained_columns,
 )
 from npcf.nn import activations, noise, optim, schedules
-from npcf.nn.bias import UserItemBias
+from npcf.nn.bias import UserItemBias, cross_validated_regs
 from npcf.nn.losses import LOSSES
 from npcf.nn.network import INITS, Network
 from npcf.utils.params import Params
@@ -51,6 +51,28 @@ def _looks_like_pairs(X, n_inputs: int) -> bool:
         return True
     return isinstance(X, (list, tuple)) and n_inputs != 2 and len(X) > 0 and all(
         isinstance(p, (list, tuple)) and len(p) == 2 for p in X)
+
+
+def _best_rmse(model) -> float:
+    values = [row["val_rmse"] for row in model.history
+              if row.get("val_rmse") is not None and np.isfinite(row["val_rmse"])]
+    return min(values) if values else np.inf
+
+
+def _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw: dict):
+    """``model`` refitted with the bias ridge strengths cross-validated on ``X``
+    (:func:`npcf.nn.bias.cross_validated_regs`) when that lowers its best validation
+    RMSE, else ``model`` itself; ``info["tuning"]["bias_reg"]`` records the refit's."""
+    regs = cross_validated_regs(X, seed=model.seed)
+    if regs is None or hyperparameters.check_bias_reg(model.bias_reg) == regs:
+        return model
+    refit = type(model)(**dict(model.get_params(), bias_reg=regs))
+    refit.fit(X, validation, validation_input, **fit_kw)
+    if not _best_rmse(refit) < _best_rmse(model):
+        return model
+    refit.info = dict(refit.info, tuning=dict(model.info["tuning"], bias_reg=list(regs),
+                                              score=_best_rmse(refit)))
+    return refit
 
 
 class AutoEncoder(Params, Recommends):
@@ -268,15 +290,12 @@ class AutoEncoder(Params, Recommends):
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
         up to that many configurations are blended (:mod:`npcf.autoencoder.blend`); 1 or 0:
         never. When the search chooses an item-based MSE model (which cannot fold in or
-        export anyway), or an MSE model of either orientation after trying both, and the
-        validation part is a carve of the same users' ratings:
+        export anyway) and the validation part is a carve of the same users' ratings:
         with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
         chosen configuration, the next best of its orientation, one with the bias
-        residual the other way round and, if the search tried both orientations and chose
-        item-based, the best of the other (``blend`` in all), plus the bias model alone
-        with cross-validated ridge strengths (the networks then keep ``self``'s
-        ``bias_reg``; otherwise the search starts by cross-validating it,
-        :func:`npcf.nn.bias.cross_validated_regs`) are refitted on ``folds`` folds of
+        residual the other way round and, if the search tried both orientations, the best
+        of the other (``blend`` in all), plus the bias model alone with cross-validated
+        ridge strengths, are refitted on ``folds`` folds of
         ``X + validation`` and stacked on their out-of-fold predictions
         (:func:`npcf.autoencoder.crossfit.stacked`: the fold models of the chosen and of
         the kept configurations are saved; ``info["validation"]`` is then the stack's
@@ -287,10 +306,14 @@ class AutoEncoder(Params, Recommends):
         apply (no time left for the chosen configuration's folds, too few ratings,
         ``X`` and ``validation`` sharing pairs), they are blended only when weights
         fitted on half the validation ratings beat the chosen model on the other half.
-        ``info["blend"]`` says what was decided. A user-based model whose orientation
-        was not searched (``item_based`` fixed) is never blended, so it still folds in
-        and exports; a user-based blend folds in (its column counts are the training
-        ones) but does not export. The ``callbacks`` see the final model only (``on_fit_end``).
+        ``info["blend"]`` says what was decided. User-based choices are never blended, so
+        they still fold in and export. Where the result may be stacked (an item-based
+        ``self``, or the orientation searched), the trials keep ``self``'s ``bias_reg``
+        (the stack's bias member gets the cross-validated strengths: the networks' errors
+        then differ from it; a user-based winner, never stacked, is refitted with them
+        when that lowers its validation RMSE); otherwise the search starts by
+        cross-validating it (:func:`npcf.nn.bias.cross_validated_regs`). The ``callbacks`` see the final model
+        only (``on_fit_end``).
         Trials and fold fits run in :func:`npcf.utils.parallel.threads` forked processes
         at once (``with parallel.using(2):``; `train` uses every core), with the same
         result.
@@ -328,11 +351,7 @@ class AutoEncoder(Params, Recommends):
                                fixed=set(fixed) | {"bias_reg"} if may_stack else fixed,
                                space=space, budget=budget, fit_kw=fit_kw, progress=progress,
                                candidates=pool)
-        # blended: item-based choices (they cannot fold in or export anyway) and choices
-        # between both orientations; a user-based model asked for stays one network
-        either = crossfit.varied(trials, "item_based")
-        if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and (
-                model.item_based or either):
+        if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
             stacked, why = None, None
             if int(folds) > 1 and not (validation_input is None or
                                        same_matrix(validation_input, X)):
@@ -350,6 +369,10 @@ class AutoEncoder(Params, Recommends):
                 if why:
                     model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
                                                crossfit_skipped=why)
+        elif may_stack and model.residual:
+            # a user-based winner is never stacked, so its trials' ridge had no bias
+            # member beside it: the cross-validated one, if the validation part agrees
+            model = _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw)
         if self.ensemble > 1:
             tuning = model.info["tuning"]
             model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,
@@ -534,20 +557,13 @@ class AutoEncoder(Params, Recommends):
         if self.blend_weights is None:
             return self._predict_one(X, batch_size, clip)
         W, b = blend.as_support(self.blend_weights, self.blend_offset)
-        R, C = blend.count_bases(*self._support_counts(X))
+        R, C = blend.count_bases(*_counts(X))
         out = blend.surface(b, R, C)
         for coef, m in zip(W, [self, *self.blend_members]):
             weight = blend.surface(coef, R, C)
             weight *= m._predict_one(X, batch_size)
             out += weight
         return self._finish(out) if clip else out
-
-    def _support_counts(self, X: sp.csr_matrix) -> tuple:
-        """A blend's pair features: ratings per row of checked input ``X`` and per column,
-        int64; the columns' from ``X`` when item-based (``X`` is the whole matrix), from
-        the training counts when user-based (``X`` may be a batch of users)."""
-        n_row, n_col = _counts(X)
-        return n_row, (n_col if self.item_based else np.asarray(self.item_counts, np.int64))
 
     def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024,
                      clip: bool = True) -> np.ndarray:
@@ -582,7 +598,7 @@ class AutoEncoder(Params, Recommends):
             return self._predict_one_at(X, rows, cols, batch_size, clip)
         W, b = blend.as_support(self.blend_weights, self.blend_offset)
         first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
-        n_row, n_col = self._support_counts(X)
+        n_row, n_col = _counts(X)
         G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])
         out = G @ b + (G @ W[0]) * first
         for coef, m in zip(W[1:], self.blend_members):

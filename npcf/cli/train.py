@@ -109,8 +109,7 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
               help="Blend up to this many of the searched configurations (cross-fitted: "
                    "plus the bias model alone) when the search chooses an item-based model "
-                   "or chose between both orientations (1: never; "
-                   "--user_based models are never blended, so they still export).  "
+                   "(1: never; user-based choices are never blended, so they still export).  "
                    f"[default: {workflows.BLEND}]")
 @click.option("--folds", type=click.IntRange(min=1, max=20), default=None,
               help="Refit the configurations to blend on this many folds of the training and "
@@ -160,9 +159,6 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     if result["hyperparameters"]["item_based"]:
         click.echo(f"next: python cli.py eval --evaluate{model}   (an item-based model does not "
                    "fold in new users or export; train --user_based to serve)")
-    elif (result.get("blend") or {}).get("used"):
-        click.echo(f"next: python cli.py eval --evaluate{model}   (a blend of several networks "
-                   "does not export; train --user_based for one network to serve)")
     else:
         click.echo(f"next: python cli.py eval --generate{model}   (export "
                    f"{Path(out) / rundir.onnx_name()})")

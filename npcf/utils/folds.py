@@ -4,15 +4,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from npcf.errors import NpcfError
-
 
 def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
     """Fold (int64 in [0, folds)) of each of ``n`` ratings: a seeded random permutation
-    cut into ``folds`` near-equal parts."""
+    cut into ``folds`` near-equal parts. ValueError unless 2 <= folds <= n."""
     if not 2 <= folds <= n:
-        raise NpcfError(f"cross-fitting needs 2 <= folds <= ratings, got {folds} folds "
-                        f"of {n} ratings")
+        raise ValueError(f"folds: need 2 <= folds <= ratings, got {folds} folds of {n} "
+                         "ratings")
     out = np.empty(n, np.int64)
     out[np.random.default_rng([seed, 2718]).permutation(n)] = np.arange(n) % folds
     return out

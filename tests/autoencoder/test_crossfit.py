@@ -24,8 +24,10 @@ def test_folds_cut_every_rating_once_evenly_and_reproducibly():
     np.testing.assert_array_equal(f, crossfit.fold_of(103, 5, seed=3))
     assert not np.array_equal(f, crossfit.fold_of(103, 5, seed=4))
     for bad in (1, 104):
-        with pytest.raises(NpcfError, match="folds"):
+        with pytest.raises(ValueError, match="folds"):
             crossfit.fold_of(103, bad, seed=0)
+        with pytest.raises(NpcfError, match="folds"):
+            crossfit.fit_folds(AutoEncoder, [KW], tiny_ratings(12, 10, 0.9)[:, :9], folds=bad)
     A = sp.coo_matrix(tiny_ratings())
     fold = crossfit.fold_of(A.nnz, 4, seed=0)
     train, held = crossfit.fold_parts(A, fold, 2)
@@ -150,42 +152,46 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     assert all(m.scale == model.scale for m in model.blend_members)
 
 
-def test_a_user_based_choice_between_orientations_is_stacked_and_folds_in():
+def test_a_user_based_choice_stays_one_exportable_network(monkeypatch):
+    from npcf.autoencoder import estimator
     from npcf.serving.export import check_exportable
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
     user = dict(KW, item_based=False)
-    chosen = AutoEncoder(**user).fit(train, val)
-    other = AutoEncoder(**dict(user, activation="tanh")).fit(train, val)
-    item = AutoEncoder(**KW).fit(train, val)
-    pool = [(0.9, {}, chosen), (0.91, {}, item), (0.92, {}, other)]
-    trials = [{"item_based": False, "activation": None}, {"item_based": True, "activation": None},
-              {"item_based": False, "activation": "tanh"}]
-    model, why = crossfit.stacked(chosen, pool, AutoEncoder(**user), train, val, folds=3,
-                                  size=3, trials=trials)
-    assert why is None and not model.item_based and model.blend_weights is not None
-    # only user-based members (an item-based one could not fold in), plus the biases
-    assert all(not mm.item_based for mm in model.blend_members)
-    assert model.info["blend"]["candidates"] == 2 + 1
-    X = (train + val).tocsr()
-    np.testing.assert_array_equal(model.item_counts, np.bincount(X.indices, minlength=40))
-    # the stack's column counts are the training ones: a batch of users scores as the whole
-    full = model.predict(X)
-    np.testing.assert_allclose(model.predict(X[7:9]), full[7:9], rtol=1e-5, atol=1e-5)
-    rows, cols = val.nonzero()
-    np.testing.assert_allclose(model.predict_at(X, rows, cols), full[rows, cols],
-                               rtol=1e-5, atol=1e-5)
-    with pytest.raises(NpcfError, match="blend"):
-        check_exportable(model)
-    # a user-based model asked for (orientation not searched) stays one network, and a
-    # search that tried one orientation only is not a choice between them
+    real = estimator.select
+
+    def user_wins(base, *args, **kw):       # a search over both orientations won by users
+        model, trials = real(base, *args, **dict(kw, space={"activation": ("relu", "tanh")}))
+        return model, trials + [dict(trials[0], item_based=True, score=9.0)]
+    monkeypatch.setattr(estimator, "select", user_wins)
+    space = {"item_based": (False, True), "activation": ("relu", "tanh")}
+    model = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60, blend=3,
+                                     folds=3)
+    assert not model.item_based and model.blend_weights is None and "blend" not in model.info
+    check_exportable(model)                         # the seed's train -> eval --generate
+    from npcf.nn.bias import cross_validated_regs
+    regs = cross_validated_regs(train, seed=0)
+    # the trials kept the given ridge (a stack was possible); the winner, never stacked,
+    # is refitted with the cross-validated one if the validation part prefers it
+    assert (model.bias_reg, model.info["tuning"]["bias_reg"]) in ((5.0, None),
+                                                                 (regs, list(regs)))
+    for refit_wins in (True, False):
+        monkeypatch.setattr(estimator, "_best_rmse", lambda m, w=refit_wins:
+                            (1.0 if isinstance(m.bias_reg, tuple) == w else 2.0))
+        got = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60, blend=3,
+                                       folds=3)
+        assert got.bias_reg == (regs if refit_wins else 5.0)
+        assert got.info["tuning"]["bias_reg"] == (list(regs) if refit_wins else None)
+    monkeypatch.undo()
+    # a user-based model asked for: one network with the cross-validated ridge
     for space in ({"activation": ("relu", "tanh")},
                   {"item_based": (False,), "activation": ("relu", "tanh")}):
         single = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60,
                                           blend=3, folds=3)
         assert single.blend_weights is None and not single.item_based
-        assert single.info["tuning"]["bias_reg"] is not None      # one network: CV'd ridge
+        assert single.info["tuning"]["bias_reg"] is not None
         assert single.bias_reg == tuple(single.info["tuning"]["bias_reg"])
+        check_exportable(single)
 
 
 @pytest.mark.parametrize("item_based", [False, True])
