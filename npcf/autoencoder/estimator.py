@@ -312,8 +312,9 @@ class AutoEncoder(Params, Recommends):
         (the stack's bias member gets the cross-validated strengths: the networks' errors
         then differ from it; a user-based winner, never stacked, is refitted with them
         when that lowers its validation RMSE); otherwise the search starts by
-        cross-validating it (:func:`npcf.nn.bias.cross_validated_regs`). The ``callbacks`` see the final model
-        only (``on_fit_end``).
+        cross-validating it (:func:`npcf.nn.bias.cross_validated_regs`); a ``bias_reg`` in
+        ``fixed`` is kept throughout. The ``callbacks`` see the final model only
+        (``on_fit_end``).
         Trials and fold fits run in :func:`npcf.utils.parallel.threads` forked processes
         at once (``with parallel.using(2):``; `train` uses every core), with the same
         result.
@@ -369,7 +370,7 @@ class AutoEncoder(Params, Recommends):
                 if why:
                     model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
                                                crossfit_skipped=why)
-        elif may_stack and model.residual:
+        elif may_stack and model.residual and "bias_reg" not in set(fixed):
             # a user-based winner is never stacked, so its trials' ridge had no bias
             # member beside it: the cross-validated one, if the validation part agrees
             model = _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw)

@@ -182,6 +182,9 @@ def test_a_user_based_choice_stays_one_exportable_network(monkeypatch):
                                        folds=3)
         assert got.bias_reg == (regs if refit_wins else 5.0)
         assert got.info["tuning"]["bias_reg"] == (list(regs) if refit_wins else None)
+        given = AutoEncoder(**dict(user, bias_reg=7.0)).tune(           # a given ridge stays
+            train, val, space=space, budget=60, blend=3, folds=3)
+        assert given.bias_reg == 7.0 and given.info["tuning"]["bias_reg"] is None
     monkeypatch.undo()
     # a user-based model asked for: one network with the cross-validated ridge
     for space in ({"activation": ("relu", "tanh")},
