@@ -15,7 +15,7 @@ from npcf import rundir
 from npcf.autoencoder import AutoEncoder, checkpoint
 from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
 from npcf.autoencoder.crossfit import FOLDS
-from npcf.autoencoder.estimator import BLEND
+from npcf.autoencoder.blend import BLEND
 from npcf.autoencoder.trainer import TrainingInterrupted
 from npcf.data.dataset import (
     PREPARED_FILES,

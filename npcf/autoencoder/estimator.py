@@ -11,7 +11,7 @@ from npcf.autoencoder import blend, crossfit, hyperparameters, persistence
 from npcf.autoencoder.blend import BLEND
 from npcf.autoencoder.ensemble import merge
 from npcf.autoencoder.selection import SPACE as SEARCHED
-from npcf.autoencoder.selection import select
+from npcf.autoencoder.selection import best_score, select
 from npcf.autoencoder.trainer import Trainer
 from npcf.autoencoder.units import rating_unit
 from npcf.data.checks import check_inputs
@@ -53,12 +53,6 @@ def _looks_like_pairs(X, n_inputs: int) -> bool:
         isinstance(p, (list, tuple)) and len(p) == 2 for p in X)
 
 
-def _best_rmse(model) -> float:
-    values = [row["val_rmse"] for row in model.history
-              if row.get("val_rmse") is not None and np.isfinite(row["val_rmse"])]
-    return min(values) if values else np.inf
-
-
 def _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw: dict):
     """``model`` refitted with the bias ridge strengths cross-validated on ``X``
     (:func:`npcf.nn.bias.cross_validated_regs`) when that lowers its best validation
@@ -68,10 +62,10 @@ def _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw: 
         return model
     refit = type(model)(**dict(model.get_params(), bias_reg=regs))
     refit.fit(X, validation, validation_input, **fit_kw)
-    if not _best_rmse(refit) < _best_rmse(model):
+    if not best_score(refit) < best_score(model):
         return model
     refit.info = dict(refit.info, tuning=dict(model.info["tuning"], bias_reg=list(regs),
-                                              score=_best_rmse(refit)))
+                                              score=best_score(refit)))
     return refit
 
 

@@ -303,7 +303,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                         # early stopping ended it: a longer run is the same run (shuffle,
                         # noise and the step/none schedules depend on seed, epoch, batch)
                         stopped[i] = model
-                score = _score(model, higher)
+                score = best_score(model, higher)
                 record(rung + 1, n_epochs, cfg, score, model, seconds)
                 scored.append((score, i, model))
                 latest[i] = (rung, score, model)
@@ -322,7 +322,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         model.set_params(n_epochs=full)
     elif cut:                       # still improving when cut: train the winner in full
         model, seconds = _fit_trial(trial_kw(cfg, full), data)
-        score = _score(model, higher)
+        score = best_score(model, higher)
         record(len(rungs), full, cfg, score, model, seconds)
     if candidates is not None:
         top = max(r for r, _, _ in latest.values())
@@ -337,7 +337,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     return model, trials
 
 
-def _score(model, higher: bool) -> float:
+def best_score(model, higher: bool = False) -> float:
+    """The best validation figure in ``model``'s history: the highest NDCG (``higher``)
+    or the lowest RMSE; -inf / inf with none."""
     key = "val_ndcg" if higher else "val_rmse"
     values = [row[key] for row in model.history if row.get(key) is not None
               and np.isfinite(row[key])]

@@ -176,7 +176,7 @@ def test_a_user_based_choice_stays_one_exportable_network(monkeypatch):
     assert (model.bias_reg, model.info["tuning"]["bias_reg"]) in ((5.0, None),
                                                                  (regs, list(regs)))
     for refit_wins in (True, False):
-        monkeypatch.setattr(estimator, "_best_rmse", lambda m, w=refit_wins:
+        monkeypatch.setattr(estimator, "best_score", lambda m, w=refit_wins:
                             (1.0 if isinstance(m.bias_reg, tuple) == w else 2.0))
         got = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60, blend=3,
                                        folds=3)
