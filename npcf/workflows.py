@@ -13,9 +13,9 @@ import scipy.sparse as sp
 
 from npcf import rundir
 from npcf.autoencoder import AutoEncoder, checkpoint
+from npcf.autoencoder.blend import BLEND
 from npcf.autoencoder.callbacks import Checkpoint, EpochLog, ProgressBar
 from npcf.autoencoder.crossfit import FOLDS
-from npcf.autoencoder.blend import BLEND
 from npcf.autoencoder.trainer import TrainingInterrupted
 from npcf.data.dataset import (
     PREPARED_FILES,
