@@ -22,8 +22,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.autoencoder import blend, selection
+from npcf.autoencoder.members import NeighbourMember
 from npcf.errors import NpcfError
 from npcf.nn.bias import cross_validated_regs
+from npcf.nn.neighbours import ItemNeighbours
 from npcf.utils import parallel
 from npcf.utils.folds import fold_of, fold_parts
 from npcf.utils.progress import open_progress
@@ -95,6 +97,37 @@ def bias_folds(cls, kw: dict, coo: sp.coo_matrix, fold: np.ndarray,
         oof[at] = model.predict_at(train, coo.row[at], coo.col[at])
         models.append(model)
     return models, oof
+
+
+#: the item-neighbour candidate is skipped above this much work per fit (items squared
+#: plus co-rated pairs, sum of n_user^2; movies-small's ~1.2e8 take ~3 s on this machine)
+NEIGHBOUR_MAX_WORK = 1e9
+
+
+def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tuple,
+                    deadline: float | None = None):
+    """``(member, out-of-fold predictions float64 (nnz,), clipped to scale)`` of the
+    item-neighbour model (:class:`~npcf.autoencoder.members.NeighbourMember`, bias ridge
+    strengths ``regs``) on each fold of ``coo`` (as :func:`fit_folds` cuts them), the
+    member refitted on all of ``coo``. None where it would take too long: more work per
+    fit than :data:`NEIGHBOUR_MAX_WORK`, or the fits left would end past ``deadline`` (a
+    ``time.perf_counter()`` value) at the pace of the slowest so far."""
+    A = coo.tocsr()
+    if coo.shape[1] ** 2 + np.sum(np.diff(A.indptr).astype(np.float64) ** 2) \
+            > NEIGHBOUR_MAX_WORK:
+        return None
+    folds = int(fold.max()) + 1
+    oof, slowest = np.zeros(coo.nnz), 0.0
+    for k in range(folds):
+        t0 = time.perf_counter()
+        train, _ = fold_parts(coo, fold, k)
+        at = fold == k
+        oof[at] = ItemNeighbours(*regs).fit(train).predict_at(train, coo.row[at], coo.col[at])
+        slowest = max(slowest, time.perf_counter() - t0)
+        if deadline is not None and time.perf_counter() + (folds - k) * slowest > deadline:
+            return None
+    member = NeighbourMember(ItemNeighbours(*regs).fit(A), scale)
+    return member, np.clip(oof, *scale)
 
 
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
@@ -204,18 +237,20 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
 
     Candidates (:func:`_candidates`; the other orientation and the residual's counterpart
     only if the search varied them; then the bias model alone, with cross-validated
-    ridge strengths) are fitted on ``folds`` folds of ``X + validation``
+    ridge strengths, and item neighbours over it, :func:`neighbour_folds`, unless they
+    would not fit the time) are fitted on ``folds`` folds of ``X + validation``
     (:func:`fit_folds`), all on one rating scale; the chosen configuration and those the
     greedy blend weighs are kept; their out-of-fold predictions are combined by the
     better, in cross-validation over the folds, of constant greedy weights and a stack
-    whose weights follow the pair's rating counts (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new
-    estimator: fold 0 of the chosen configuration, the other fold models its blend
-    members, ``item_counts`` those of ``X + validation``; its ``history`` and ``info``
-    are ``chosen``'s (the search's run of that configuration), plus ``blend`` (what was
-    kept, each candidate's out-of-fold RMSE) and ``validation`` (the stack's
-    cross-validated figures over every labelled rating). The stack's features are rating
-    counts in the input it predicts from: predict from ``X + validation``, as ``train``
-    does for the test part.
+    whose weights follow the pair's rating counts
+    (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new estimator: fold 0 of the
+    chosen configuration, the other fold models (and the item neighbours refitted on
+    every rating) its blend members, ``item_counts`` those of ``X + validation``; its
+    ``history`` and ``info`` are ``chosen``'s (the search's run of that configuration),
+    plus ``blend`` (what was kept, each candidate's out-of-fold RMSE) and ``validation``
+    (the stack's cross-validated figures over every labelled rating). The stack's
+    features are rating counts in the input it predicts from: predict from ``X +
+    validation``, as ``train`` does for the test part.
 
     Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
@@ -232,6 +267,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     candidates = _candidates(chosen, pool, base, size, not trials or varied(
         trials, "item_based"), not trials or varied(trials, "residual"))
     started = time.perf_counter()
+    deadline = None if seconds is None else started + seconds
     regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
     if seconds is not None:
         seconds -= time.perf_counter() - started
@@ -247,6 +283,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
                                          fit_kw, progress=progress)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
+    y, scale = coo.data.astype(np.float64), tuple(fit_kw["scale"])
     bias = -1
     if regs is not None:                  # the bias model alone, a candidate of its own
         bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,
@@ -254,7 +291,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         bias_models, bias_oof = bias_folds(type(chosen), bias_kw, coo, fold, fit_kw)
         configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
         bias = len(configs) - 1
-    y, scale = coo.data.astype(np.float64), tuple(fit_kw["scale"])
+        found = neighbour_folds(coo, fold, regs, scale, deadline)
+        if found is not None:             # item neighbours over the biases: one refit
+            member, oof = found
+            configs, models, P = [*configs, member], [*models, [member]], np.c_[P, oof]
     keep = np.flatnonzero(blend.greedy_weights(P, y) > 0)
     keep = np.union1d([0], keep)                     # the chosen configuration first
     Pk = P[:, keep]
@@ -267,11 +307,12 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         kind, cv = "greedy", greedy_cv
     else:
         kind, cv = "support", stack_cv
-    fitted = [m for c in keep for m in models[c]]
+    fitted = [m for c in keep for m in models[c]]  # each weight shared by its fold models
     out = fitted[0]
     out.item_counts = column_counts(A)       # it predicts from every labelled rating
     out.blend_members, out.blend_offset = fitted[1:], coef[-1]
-    out.blend_weights = np.repeat(coef[:-1], folds, axis=0) / folds
+    out.blend_weights = np.concatenate([np.repeat(coef[[i]], len(models[c]), axis=0)
+                                        / len(models[c]) for i, c in enumerate(keep)])
     out.history = chosen.history
     single = [blend.rmse(np.clip(P[:, c], *scale), y) for c in range(P.shape[1])]
     out.info = dict(chosen.info, validation={
@@ -289,8 +330,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     return out, None
 
 
-def _member(kw: dict, bias_only: bool) -> dict:
+def _member(kw, bias_only: bool) -> dict:
     """How ``info["blend"]["members"]`` lists a kept configuration (JSON values)."""
+    if isinstance(kw, NeighbourMember):
+        return kw.describe()
     if bias_only:
         return {"bias_only": True, "item_based": kw["item_based"],
                 "bias_reg": list(kw["bias_reg"])}

@@ -111,7 +111,8 @@ class AutoEncoder(Params, Recommends):
     history: list = []     # (class defaults: fit assigns new objects, never mutates these)
     info: dict = {}
     tuning: list = []      # the trials of :meth:`tune`
-    blend_members: list = []   # other fitted AutoEncoders this one's predictions blend with
+    blend_members: list = []   # other fitted AutoEncoders (after cross-fitting, possibly a
+    # members.NeighbourMember too) this one's predictions blend with
     blend_weights: np.ndarray | None = None   # (1 + len(blend_members),): self first
     # or, after cross-fitting, (1 + len(blend_members), F): weights linear in the pair's
     # support features (:func:`npcf.autoencoder.blend.support_basis`), plus this offset (F,)

@@ -12,6 +12,7 @@ import numpy as np
 from npcf._version import __version__
 from npcf.autoencoder import checkpoint, hyperparameters
 from npcf.autoencoder.blend import SUPPORT_FEATURES
+from npcf.autoencoder.members import NEIGHBOURS_KIND, NeighbourMember
 from npcf.autoencoder.units import MIN_UNIT, UNIT_TOLERANCE
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, check_scale, one_line
@@ -39,7 +40,7 @@ def save(model, path) -> None:
         if model.blend_offset is not None:          # weights that follow the pair's counts
             meta["blend"]["offset"] = np.asarray(model.blend_offset, np.float64).tolist()
         for k, m in enumerate(model.blend_members):
-            a, mm = _own_parts(m)
+            a, mm = m.parts() if isinstance(m, NeighbourMember) else _own_parts(m)
             arrays.update({f"blend{k}/{name}": v for name, v in a.items()})
             meta["blend"]["members"].append(mm)
     try:
@@ -200,7 +201,13 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
         for k, mm in enumerate(meta["blend"]["members"]):
             prefix = f"blend{k}/"
             own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
-            model.blend_members.append(_from_parts(cls, mm, dict(own, **shared), npz))
+            if mm.get("kind") == NEIGHBOURS_KIND:
+                member = NeighbourMember.from_parts(mm, own, model.item_counts.size)
+            elif "kind" in mm:
+                raise ValueError(f"blend member {k} is of unknown kind {mm['kind']!r}")
+            else:
+                member = _from_parts(cls, mm, dict(own, **shared), npz)
+            model.blend_members.append(member)
         offset = meta["blend"].get("offset")
         _check_numbers(meta["blend"]["weights"], "blend weights")
         if offset is None:

@@ -1,5 +1,6 @@
 """Cross-fitting and the support-weighted stack: folds, out-of-fold predictions, the
 stack's fit and its dense/pair forms, the stacked estimator (save/load) and the CLI."""
+import copy
 import json
 
 import numpy as np
@@ -134,8 +135,10 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     model, train, val = stacked
     info = model.info["blend"]
     assert info["folds"] == 3 and info["kind"] in ("greedy", "support")
-    assert 1 <= len(info["configurations"]) <= info["candidates"] <= 4 + 1   # + the biases
-    assert model.blend_weights.shape == (3 * len(info["configurations"]),
+    assert 1 <= len(info["configurations"]) <= info["candidates"] <= 4 + 2   # + the biases
+    assert info["candidates"] == len(info["out_of_fold_rmse"])          # and neighbours
+    refits = sum(m.get("kind") == "item_neighbours" for m in info["members"])
+    assert model.blend_weights.shape == (3 * len(info["configurations"]) - 2 * refits,
                                          blend.SUPPORT_FEATURES)
     assert len(model.blend_members) == model.blend_weights.shape[0] - 1
     assert model.info["validation"]["val_rmse"] == pytest.approx(info["cv_rmse"], abs=1e-6)
@@ -253,16 +256,99 @@ def test_a_stack_keeps_the_given_ridge_and_adds_the_bias_model_alone(stacked):
     fold = crossfit.fold_of(coo.nnz, 3, model.seed)
     kw = dict(model.get_params(), layers=(1,), bias_reg=regs, ensemble=1)
     _, oof = crossfit.bias_folds(AutoEncoder, kw, coo, fold, dict(scale=model.scale))
-    assert info["out_of_fold_rmse"][-1] == pytest.approx(
+    last = info["candidates"] - 2                    # before the item neighbours
+    assert info["out_of_fold_rmse"][last] == pytest.approx(
         blend.rmse(np.clip(oof, *model.scale), coo.data), abs=1e-6)
-    last = info["candidates"] - 1
     if last in info["configurations"]:
-        assert info["members"][-1] == {"bias_only": True, "item_based": True,
-                                       "bias_reg": list(regs)}
+        assert info["members"][info["configurations"].index(last)] == {
+            "bias_only": True, "item_based": True, "bias_reg": list(regs)}
         assert "bias model alone" in blend.describe(info)
-        biases = [m for m in model.blend_members if m.info.get("bias_only")]
+        biases = [m for m in model.blend_members
+                  if isinstance(m, AutoEncoder) and m.info.get("bias_only")]
         assert len(biases) == 3 and all(m.bias_reg == regs and m.layers == (1,)
                                         for m in biases)
+
+
+def test_the_item_neighbours_cross_fit_and_are_refitted_on_every_rating(stacked):
+    from npcf.autoencoder.members import NeighbourMember
+    from npcf.nn.bias import cross_validated_regs
+    from npcf.nn.neighbours import ItemNeighbours
+    model, train, val = stacked
+    info = model.info["blend"]
+    A = (train + val).tocsr()
+    regs = cross_validated_regs(A, seed=model.seed)
+    coo = A.tocoo()
+    fold = crossfit.fold_of(coo.nnz, 3, model.seed)
+    member, oof = crossfit.neighbour_folds(coo, fold, regs, model.scale)
+    assert info["out_of_fold_rmse"][-1] == pytest.approx(blend.rmse(oof, coo.data), abs=1e-6)
+    for k in range(3):                       # each fold's figure comes from the others
+        train_k, _ = crossfit.fold_parts(coo, fold, k)
+        at = fold == k
+        want = ItemNeighbours(*regs).fit(train_k).predict_at(train_k, coo.row[at], coo.col[at])
+        np.testing.assert_allclose(oof[at], np.clip(want, *model.scale), rtol=1e-6)
+    whole = ItemNeighbours(*regs).fit(A)
+    assert isinstance(member, NeighbourMember) and member.scale == model.scale
+    assert (member.model.similarity != whole.similarity).nnz == 0
+    kept = [m for m in model.blend_members if isinstance(m, NeighbourMember)]
+    if info["candidates"] - 1 in info["configurations"]:         # kept: one refit member
+        assert len(kept) == 1 and info["members"][-1] == member.describe()
+        assert "item neighbours" in blend.describe(info)
+    else:
+        assert not kept
+
+
+def test_neighbour_folds_skip_what_would_take_too_long(monkeypatch):
+    import time
+    coo = tiny_ratings(30, 20, density=0.4, seed=4).tocoo()
+    fold = crossfit.fold_of(coo.nnz, 3, seed=0)
+    assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0)) is not None
+    assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0),
+                                    deadline=time.perf_counter() - 1) is None
+    monkeypatch.setattr(crossfit, "NEIGHBOUR_MAX_WORK", 20 ** 2)
+    assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0)) is None
+
+
+def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, tmp_path):
+    from npcf.autoencoder.members import NeighbourMember
+    from npcf.nn.neighbours import ItemNeighbours
+    model, train, val = stacked
+    X = (train + val).tocsr()
+    member = NeighbourMember(ItemNeighbours(2.0, 5.0).fit(X), model.scale)
+    arrays, meta = member.parts()
+    back = NeighbourMember.from_parts(json.loads(json.dumps(meta)), arrays, X.shape[1])
+    np.testing.assert_array_equal(back._predict_one(X), member._predict_one(X))
+    rows, cols = val.nonzero()
+    np.testing.assert_array_equal(back._predict_one_at(X, rows, cols),
+                                  member._predict_one(X)[rows, cols])
+    S = arrays["similarity/data"]
+    for what, bad in ((("meta", "mu"), float("nan")), (("meta", "bias_reg"), [1.0, -1.0]),
+                      (("meta", "scale"), [5.0, 0.5]), (("meta", "bias_reg"), [1.0]),
+                      (("arrays", "similarity/data"), -S),
+                      (("arrays", "similarity/indices"), arrays["similarity/indices"] + 10 ** 6),
+                      (("arrays", "similarity/indptr"), arrays["similarity/indptr"][:-1]),
+                      (("arrays", "baseline/col_bias"), np.zeros(3, np.float32))):
+        m2, a2 = dict(meta), dict(arrays)
+        (m2 if what[0] == "meta" else a2)[what[1]] = bad
+        with pytest.raises(ValueError, match="neighbour member"):
+            NeighbourMember.from_parts(m2, a2, X.shape[1])
+    # a stacked model holding one saves, loads and predicts the same
+    model = copy.copy(model)                     # the fixture's own stays as it was
+    model.blend_members = [*model.blend_members, member]
+    model.blend_weights = np.r_[model.blend_weights, [[0.1, 0.0, 0.0, 0.0]]]
+    model.save(tmp_path)
+    loaded = load(tmp_path)
+    assert isinstance(loaded.blend_members[-1], NeighbourMember)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    raw = json.loads((tmp_path / "model.json").read_text())
+    raw["blend"]["members"][-1]["kind"] = "something_else"
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(NpcfError, match="model.json.*unknown kind"):
+        load(tmp_path)
+    raw["blend"]["members"][-1]["kind"] = "item_neighbours"
+    raw["blend"]["members"][-1]["shrinkage"] = "x"
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(NpcfError, match="model.json.*neighbour member"):
+        load(tmp_path)
 
 
 def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
@@ -300,7 +386,7 @@ def test_a_stacked_model_predicts_its_formula_and_round_trips(stacked, tmp_path)
     model, train, val = stacked
     X = (train + val).tocsr()
     members = [model, *model.blend_members]
-    single = [AutoEncoder._predict_one(m, X) for m in members]
+    single = [m._predict_one(X) for m in members]
     R, C = blend.count_bases(np.diff(X.indptr), np.bincount(X.indices, minlength=X.shape[1]))
     want = blend.surface(model.blend_offset, R, C)
     for coef, p in zip(model.blend_weights, single):

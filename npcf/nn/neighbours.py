@@ -1,0 +1,118 @@
+"""Item-item neighbours over the bias residual (KNNBaseline-style), a stack member.
+
+``r_ui ~ b_ui + sum_j s_ij (r_uj - b_uj) / sum_j s_ij`` over the items ``j`` user ``u``
+rated, where ``b`` is :class:`~npcf.nn.bias.UserItemBias` and ``s_ij`` the shrunk
+Pearson correlation of the two items' residuals over their common users (Koren 2010,
+"Factor in the neighbors"; Surprise's ``pearson_baseline``): ``sum r_ui r_uj /
+sqrt(sum r_ui^2 sum r_uj^2) * (n_ij - 1) / (n_ij - 1 + shrinkage)``. Only each item's
+:data:`NEIGHBOURS` most similar items with a positive correlation are kept (a sparse
+items x items matrix), so predictions are two sparse products and the model stays
+``n_items x NEIGHBOURS`` in size. A user's ratings are read at call time (fold-in),
+as the bias model's row bias is. Pairs with no rated neighbour get ``b_ui``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from npcf.nn.bias import UserItemBias
+from npcf.utils.sparse import binarize
+
+#: most similar items kept per item
+NEIGHBOURS = 200
+#: pseudo-count of common users that halves a correlation's weight (Surprise's default)
+SHRINKAGE = 100.0
+#: entries of the dense (block x items) similarity slab computed at a time
+SLAB = 4_000_000
+#: pairs :meth:`ItemNeighbours.predict_at` scores at a time
+PAIR_BATCH = 16_384
+
+
+def residuals(baseline: UserItemBias, x: sp.csr_matrix) -> tuple:
+    """``(R, b_row)``: CSR float64 ``x - mu - b_row - b_col`` at ``x``'s stored entries
+    (same pattern) and the rows' biases float32 (n_rows,) from their own ratings."""
+    x = sp.csr_matrix(x, dtype=np.float64)
+    b_row = baseline.row_bias(x)
+    return baseline.residual(x, b_row), b_row
+
+
+def similarities(R: sp.csr_matrix, neighbours: int = NEIGHBOURS,
+                 shrinkage: float = SHRINKAGE) -> sp.csr_matrix:
+    """CSR float32 (n_items, n_items): each item's ``neighbours`` largest positive shrunk
+    residual correlations (zero diagonal) from residuals ``R`` (users x items CSR)."""
+    R = sp.csc_matrix(R, dtype=np.float64)
+    B = binarize(R, np.float64).tocsc()
+    R2 = R.multiply(R).tocsc()
+    n_items = R.shape[1]
+    block = max(1, SLAB // max(1, n_items))
+    Rt, Bt, R2t = R.T.tocsr(), B.T.tocsr(), R2.T.tocsr()
+    keep = max(0, min(int(neighbours), n_items - 1))
+    rows, cols, vals = [], [], []
+    for lo in range(0, n_items, block):
+        hi = min(n_items, lo + block)
+        num = (Rt[lo:hi] @ R).toarray()
+        left = (R2t[lo:hi] @ B).toarray()           # sum over common users of r_ui^2
+        right = (Bt[lo:hi] @ R2).toarray()          # ... of r_uj^2
+        common = (Bt[lo:hi] @ B).toarray()
+        den = np.sqrt(left * right)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        s *= np.maximum(common - 1, 0) / (np.maximum(common - 1, 0) + shrinkage)
+        s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
+        s[s <= 0] = 0.0
+        if keep < n_items and keep > 0:
+            drop = np.argpartition(-s, keep - 1, axis=1)[:, keep:]
+            np.put_along_axis(s, drop, 0.0, axis=1)
+        elif keep == 0:
+            s[:] = 0.0
+        r, c = np.nonzero(s)
+        rows.append(r + lo)
+        cols.append(c)
+        vals.append(s[r, c])
+    S = sp.csr_matrix((np.concatenate(vals).astype(np.float32),
+                       (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items))
+    S.sort_indices()
+    return S
+
+
+class ItemNeighbours:
+    """``baseline`` (:class:`UserItemBias`), ``similarity`` CSR float32 (n_items, n_items)."""
+
+    def __init__(self, reg_row: float = 5.0, reg_col: float = 5.0,
+                 neighbours: int = NEIGHBOURS, shrinkage: float = SHRINKAGE):
+        self.reg_row, self.reg_col = reg_row, reg_col
+        self.neighbours, self.shrinkage = neighbours, shrinkage
+        self.baseline: UserItemBias | None = None
+        self.similarity: sp.csr_matrix | None = None
+
+    def fit(self, m: sp.csr_matrix) -> "ItemNeighbours":
+        """The bias model and the item similarities of CSR ``m`` (users x items)."""
+        self.baseline = UserItemBias(self.reg_row, self.reg_col).fit(m)
+        R, _ = residuals(self.baseline, m)
+        self.similarity = similarities(R, self.neighbours, self.shrinkage)
+        return self
+
+    def predict(self, x: sp.csr_matrix) -> np.ndarray:
+        """Dense float32 (n_rows, n_items) predictions for the rows of CSR ``x``."""
+        R, b_row = residuals(self.baseline, x)
+        St = self.similarity.T.tocsr()
+        num = (R @ St).toarray()
+        den = (binarize(R, np.float64) @ St).toarray()
+        out = self.baseline.offset(b_row).astype(np.float64)
+        np.divide(num, den, out=num, where=den > 0)
+        out += np.where(den > 0, num, 0.0)
+        return out.astype(np.float32)
+
+    def predict_at(self, x: sp.csr_matrix, rows, cols) -> np.ndarray:
+        """Predictions float32 (n,) at the pairs ``(rows[k], cols[k])`` from CSR ``x``."""
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        R, b_row = residuals(self.baseline, x)
+        B = binarize(R, np.float64)
+        out = self.baseline.offset_at(b_row, rows, cols).astype(np.float64)
+        for lo in range(0, rows.size, PAIR_BATCH):
+            at = slice(lo, lo + PAIR_BATCH)
+            S = self.similarity[cols[at]]
+            num = np.asarray(R[rows[at]].multiply(S).sum(axis=1)).ravel()
+            den = np.asarray(B[rows[at]].multiply(S).sum(axis=1)).ravel()
+            out[at] += np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        return out.astype(np.float32)

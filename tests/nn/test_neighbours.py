@@ -1,0 +1,101 @@
+"""Item neighbours over the bias residual: the similarities and predictions against a
+brute-force reference written from the formula."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from npcf.nn import neighbours
+from npcf.nn.bias import UserItemBias
+from npcf.nn.neighbours import ItemNeighbours, similarities
+
+from helpers import tiny_ratings
+
+
+def _reference(m: sp.csr_matrix, regs, keep: int, shrinkage: float):
+    """Dense (n_items, n_items) similarities and a predict(x, u, i) function, by loops."""
+    bias = UserItemBias(*regs).fit(m)
+    D = m.toarray().astype(np.float64)
+    rated = D != 0
+    b_row = bias.row_bias(m).astype(np.float64)
+    base = bias.mu + b_row[:, None] + bias.col_bias[None, :].astype(np.float64)
+    res = np.where(rated, D - base, 0.0)
+    n = D.shape[1]
+    S = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            common = rated[:, i] & rated[:, j]
+            if i == j or common.sum() == 0:
+                continue
+            a, b = res[common, i], res[common, j]
+            den = np.sqrt(np.sum(a * a) * np.sum(b * b))
+            if den > 0:
+                c = common.sum()
+                S[i, j] = np.sum(a * b) / den * (c - 1) / (c - 1 + shrinkage)
+    S[S < 0] = 0
+    for i in range(n):                       # the keep largest (ties: any of them)
+        order = np.argsort(-S[i], kind="stable")
+        S[i, order[keep:]] = 0
+
+    def predict(x: sp.csr_matrix, u: int, i: int) -> float:
+        row = x[u].toarray().ravel().astype(np.float64)
+        on = row != 0
+        b = (np.sum(row[on] - bias.mu - bias.col_bias[on]) / (bias.reg_row + on.sum()))
+        pred = bias.mu + b + bias.col_bias[i]
+        r = np.where(on, row - bias.mu - b - bias.col_bias, 0.0)
+        den = np.sum(S[i] * on)
+        return pred + (np.sum(S[i] * r) / den if den > 0 else 0.0)
+    return S, predict
+
+
+@pytest.mark.parametrize("keep", [3, 200])
+def test_similarities_and_predictions_match_the_formula(keep):
+    m = tiny_ratings(30, 12, density=0.5, seed=3)
+    model = ItemNeighbours(2.0, 5.0, neighbours=keep, shrinkage=4.0).fit(m)
+    S, predict = _reference(m, (2.0, 5.0), keep, 4.0)
+    got = model.similarity.toarray()
+    assert got.dtype == np.float32 and np.all(np.diag(got) == 0) and np.all(got >= 0)
+    assert np.all((got > 0).sum(1) <= keep)
+    if keep >= 12:
+        np.testing.assert_allclose(got, S, rtol=1e-5, atol=1e-7)
+    else:                                    # the same values where both keep one
+        both = (got > 0) & (S > 0)
+        np.testing.assert_allclose(got[both], S[both], rtol=1e-5)
+        np.testing.assert_allclose(np.sort(got, 1)[:, -keep:], np.sort(S, 1)[:, -keep:],
+                                   rtol=1e-5, atol=1e-7)
+    if keep >= 12:
+        rows, cols = np.nonzero(np.ones(m.shape, bool))
+        want = np.array([predict(m, u, i) for u, i in zip(rows, cols)])
+        np.testing.assert_allclose(model.predict_at(m, rows, cols), want, rtol=1e-5,
+                                   atol=1e-5)
+        np.testing.assert_allclose(model.predict(m)[rows, cols], want, rtol=1e-5, atol=1e-5)
+
+
+def test_slabs_of_any_size_give_the_same_similarities(monkeypatch):
+    m = tiny_ratings(40, 25, density=0.4, seed=1)
+    R = neighbours.residuals(UserItemBias().fit(m), m)[0]
+    whole = similarities(R, 5).toarray()
+    monkeypatch.setattr(neighbours, "SLAB", 30)           # one item per slab
+    np.testing.assert_array_equal(similarities(R, 5).toarray(), whole)
+
+
+def test_a_new_user_folds_in_and_an_empty_row_gets_the_biases(monkeypatch):
+    m = tiny_ratings(30, 12, density=0.5, seed=3)
+    model = ItemNeighbours(2.0, 5.0).fit(m)
+    new = sp.csr_matrix(np.r_[[np.where(np.arange(12) < 4, 4.5, 0.0)], np.zeros((1, 12))]
+                        .astype(np.float32))
+    _, predict = _reference(m, (2.0, 5.0), 200, neighbours.SHRINKAGE)
+    got = model.predict(new)
+    np.testing.assert_allclose(got[0], [predict(new, 0, i) for i in range(12)], rtol=1e-5)
+    b = model.baseline
+    np.testing.assert_allclose(got[1], b.mu + b.col_bias, rtol=1e-6)
+    monkeypatch.setattr(neighbours, "PAIR_BATCH", 5)      # pairs in several batches
+    rows, cols = np.repeat([0, 1], 12), np.tile(np.arange(12), 2)
+    np.testing.assert_allclose(model.predict_at(new, rows, cols), got[rows, cols], rtol=1e-6)
+
+
+def test_no_neighbours_is_the_bias_model():
+    m = tiny_ratings(30, 12, density=0.5, seed=3)
+    model = ItemNeighbours(2.0, 5.0, neighbours=0).fit(m)
+    b = UserItemBias(2.0, 5.0).fit(m)
+    assert model.similarity.nnz == 0
+    np.testing.assert_allclose(model.predict(m), b.offset(b.row_bias(m)), rtol=1e-6)
