@@ -106,28 +106,27 @@ NEIGHBOUR_MAX_WORK = 1e9
 
 def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tuple,
                     deadline: float | None = None):
-    """``(member, out-of-fold predictions float64 (nnz,), clipped to scale)`` of the
+    """``(members, out-of-fold predictions float64 (nnz,), clipped to scale)`` of the
     item-neighbour model (:class:`~npcf.autoencoder.members.NeighbourMember`, bias ridge
-    strengths ``regs``) on each fold of ``coo`` (as :func:`fit_folds` cuts them), the
-    member refitted on all of ``coo``. None where it would take too long: more work per
-    fit than :data:`NEIGHBOUR_MAX_WORK`, or the fits left would end past ``deadline`` (a
-    ``time.perf_counter()`` value) at the pace of the slowest so far."""
-    A = coo.tocsr()
-    if coo.shape[1] ** 2 + np.sum(np.diff(A.indptr).astype(np.float64) ** 2) \
+    strengths ``regs``) on each fold of ``coo`` (as :func:`fit_folds` cuts them; member
+    ``k`` was fitted without fold ``k``). None where it would take too long: more work
+    per fit than :data:`NEIGHBOUR_MAX_WORK`, or the fits left would end past ``deadline``
+    (a ``time.perf_counter()`` value) at the pace of the slowest so far."""
+    if coo.shape[1] ** 2 + np.sum(np.bincount(coo.row).astype(np.float64) ** 2) \
             > NEIGHBOUR_MAX_WORK:
         return None
     folds = int(fold.max()) + 1
-    oof, slowest = np.zeros(coo.nnz), 0.0
+    members, oof, slowest = [], np.zeros(coo.nnz), 0.0
     for k in range(folds):
         t0 = time.perf_counter()
         train, _ = fold_parts(coo, fold, k)
         at = fold == k
-        oof[at] = ItemNeighbours(*regs).fit(train).predict_at(train, coo.row[at], coo.col[at])
+        members.append(NeighbourMember(ItemNeighbours(*regs).fit(train), scale))
+        oof[at] = members[-1]._predict_one_at(train, coo.row[at], coo.col[at])
         slowest = max(slowest, time.perf_counter() - t0)
-        if deadline is not None and time.perf_counter() + (folds - k) * slowest > deadline:
+        if deadline is not None and time.perf_counter() + (folds - 1 - k) * slowest > deadline:
             return None
-    member = NeighbourMember(ItemNeighbours(*regs).fit(A), scale)
-    return member, np.clip(oof, *scale)
+    return members, oof
 
 
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
@@ -244,9 +243,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     better, in cross-validation over the folds, of constant greedy weights and a stack
     whose weights follow the pair's rating counts
     (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new estimator: fold 0 of the
-    chosen configuration, the other fold models (and the item neighbours refitted on
-    every rating) its blend members, ``item_counts`` those of ``X + validation``; its
-    ``history`` and ``info`` are ``chosen``'s (the search's run of that configuration),
+    chosen configuration, the other fold models its blend members, ``item_counts``
+    those of ``X + validation``; its ``history`` and ``info`` are ``chosen``'s (the
+    search's run of that configuration),
     plus ``blend`` (what was kept, each candidate's out-of-fold RMSE) and ``validation``
     (the stack's cross-validated figures over every labelled rating). The stack's
     features are rating counts in the input it predicts from: predict from ``X +
@@ -292,9 +291,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
         bias = len(configs) - 1
         found = neighbour_folds(coo, fold, regs, scale, deadline)
-        if found is not None:             # item neighbours over the biases: one refit
-            member, oof = found
-            configs, models, P = [*configs, member], [*models, [member]], np.c_[P, oof]
+        if found is not None:             # item neighbours over the biases
+            members, oof = found
+            configs, models, P = [*configs, members[0]], [*models, members], np.c_[P, oof]
     keep = np.flatnonzero(blend.greedy_weights(P, y) > 0)
     keep = np.union1d([0], keep)                     # the chosen configuration first
     Pk = P[:, keep]
@@ -307,12 +306,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         kind, cv = "greedy", greedy_cv
     else:
         kind, cv = "support", stack_cv
-    fitted = [m for c in keep for m in models[c]]  # each weight shared by its fold models
+    fitted = [m for c in keep for m in models[c]]
     out = fitted[0]
     out.item_counts = column_counts(A)       # it predicts from every labelled rating
     out.blend_members, out.blend_offset = fitted[1:], coef[-1]
-    out.blend_weights = np.concatenate([np.repeat(coef[[i]], len(models[c]), axis=0)
-                                        / len(models[c]) for i, c in enumerate(keep)])
+    out.blend_weights = np.repeat(coef[:-1], folds, axis=0) / folds
     out.history = chosen.history
     single = [blend.rmse(np.clip(P[:, c], *scale), y) for c in range(P.shape[1])]
     out.info = dict(chosen.info, validation={

@@ -24,8 +24,6 @@ class NeighbourMember:
     """``model`` (fitted :class:`ItemNeighbours`) predicting on rating ``scale``
     ``(low, high)``."""
 
-    item_based = False
-
     def __init__(self, model: ItemNeighbours, scale):
         self.model, self.scale = model, (float(scale[0]), float(scale[1]))
 

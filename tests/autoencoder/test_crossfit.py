@@ -137,8 +137,7 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     assert info["folds"] == 3 and info["kind"] in ("greedy", "support")
     assert 1 <= len(info["configurations"]) <= info["candidates"] <= 4 + 2   # + the biases
     assert info["candidates"] == len(info["out_of_fold_rmse"])          # and neighbours
-    refits = sum(m.get("kind") == "item_neighbours" for m in info["members"])
-    assert model.blend_weights.shape == (3 * len(info["configurations"]) - 2 * refits,
+    assert model.blend_weights.shape == (3 * len(info["configurations"]),
                                          blend.SUPPORT_FEATURES)
     assert len(model.blend_members) == model.blend_weights.shape[0] - 1
     assert model.info["validation"]["val_rmse"] == pytest.approx(info["cv_rmse"], abs=1e-6)
@@ -269,7 +268,7 @@ def test_a_stack_keeps_the_given_ridge_and_adds_the_bias_model_alone(stacked):
                                         for m in biases)
 
 
-def test_the_item_neighbours_cross_fit_and_are_refitted_on_every_rating(stacked):
+def test_the_item_neighbours_cross_fit_as_fold_models(stacked):
     from npcf.autoencoder.members import NeighbourMember
     from npcf.nn.bias import cross_validated_regs
     from npcf.nn.neighbours import ItemNeighbours
@@ -279,19 +278,19 @@ def test_the_item_neighbours_cross_fit_and_are_refitted_on_every_rating(stacked)
     regs = cross_validated_regs(A, seed=model.seed)
     coo = A.tocoo()
     fold = crossfit.fold_of(coo.nnz, 3, model.seed)
-    member, oof = crossfit.neighbour_folds(coo, fold, regs, model.scale)
+    members, oof = crossfit.neighbour_folds(coo, fold, regs, model.scale)
     assert info["out_of_fold_rmse"][-1] == pytest.approx(blend.rmse(oof, coo.data), abs=1e-6)
-    for k in range(3):                       # each fold's figure comes from the others
+    assert len(members) == 3 and all(m.scale == model.scale for m in members)
+    for k in range(3):                       # fold k's figure comes from the others
         train_k, _ = crossfit.fold_parts(coo, fold, k)
         at = fold == k
-        want = ItemNeighbours(*regs).fit(train_k).predict_at(train_k, coo.row[at], coo.col[at])
-        np.testing.assert_allclose(oof[at], np.clip(want, *model.scale), rtol=1e-6)
-    whole = ItemNeighbours(*regs).fit(A)
-    assert isinstance(member, NeighbourMember) and member.scale == model.scale
-    assert (member.model.similarity != whole.similarity).nnz == 0
+        fitted = ItemNeighbours(*regs).fit(train_k)
+        assert (members[k].model.similarity != fitted.similarity).nnz == 0
+        np.testing.assert_allclose(oof[at], np.clip(fitted.predict_at(
+            train_k, coo.row[at], coo.col[at]), *model.scale), rtol=1e-6)
     kept = [m for m in model.blend_members if isinstance(m, NeighbourMember)]
-    if info["candidates"] - 1 in info["configurations"]:         # kept: one refit member
-        assert len(kept) == 1 and info["members"][-1] == member.describe()
+    if info["candidates"] - 1 in info["configurations"]:         # kept: its 3 fold models
+        assert len(kept) == 3 and info["members"][-1] == members[0].describe()
         assert "item neighbours" in blend.describe(info)
     else:
         assert not kept
@@ -301,7 +300,8 @@ def test_neighbour_folds_skip_what_would_take_too_long(monkeypatch):
     import time
     coo = tiny_ratings(30, 20, density=0.4, seed=4).tocoo()
     fold = crossfit.fold_of(coo.nnz, 3, seed=0)
-    assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0)) is not None
+    found = crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0))
+    assert len(found[0]) == 3 and found[1].shape == (coo.nnz,)
     assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0),
                                     deadline=time.perf_counter() - 1) is None
     monkeypatch.setattr(crossfit, "NEIGHBOUR_MAX_WORK", 20 ** 2)
