@@ -201,11 +201,11 @@ def describe(info: dict | None) -> str:
             else "constant weights"
         single = min(info["out_of_fold_rmse"])
         regs = [m["bias_reg"] for m in info.get("members", ()) if m.get("bias_only")]
-        others = ["the bias model alone, ridge strengths users {:g}, items {:g}".format(
+        others = ["the bias model alone with ridge strengths users {:g} / items {:g}".format(
             *regs[0])] if regs else []
-        others += [f"item neighbours ({m['neighbours']} per item) over the biases"
+        others += [f"item neighbours over the biases, {m['neighbours']} per item"
                    for m in info.get("members", ()) if m.get("kind") == "item_neighbours"]
-        biases = f" (one {', one '.join(others)})" if others else ""
+        biases = f" (among them {' and '.join(others)})" if others else ""
         return (f"cross-fitted blend of {len(info['configurations'])} of "
                 f"{info['candidates']} configurations{biases} x {info['folds']} folds, {how}: "
                 f"RMSE {info['cv_rmse']:.4f} over every labelled rating, the weights "
