@@ -113,7 +113,7 @@ def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tu
     per fit than :data:`NEIGHBOUR_MAX_WORK`, or the fits left would end past ``deadline``
     (a ``time.perf_counter()`` value) at the pace of the slowest so far."""
     if coo.shape[1] ** 2 + np.sum(np.bincount(coo.row).astype(np.float64) ** 2) \
-            > NEIGHBOUR_MAX_WORK:
+            > NEIGHBOUR_MAX_WORK or (deadline is not None and time.perf_counter() > deadline):
         return None
     folds = int(fold.max()) + 1
     members, oof, slowest = [], np.zeros(coo.nnz), 0.0
@@ -293,7 +293,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         found = neighbour_folds(coo, fold, regs, scale, deadline)
         if found is not None:             # item neighbours over the biases
             members, oof = found
-            configs, models, P = [*configs, members[0]], [*models, members], np.c_[P, oof]
+            configs = [*configs, members[0].describe()]
+            models, P = [*models, members], np.c_[P, oof]
     keep = np.flatnonzero(blend.greedy_weights(P, y) > 0)
     keep = np.union1d([0], keep)                     # the chosen configuration first
     Pk = P[:, keep]
@@ -328,10 +329,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     return out, None
 
 
-def _member(kw, bias_only: bool) -> dict:
+def _member(kw: dict, bias_only: bool) -> dict:
     """How ``info["blend"]["members"]`` lists a kept configuration (JSON values)."""
-    if isinstance(kw, NeighbourMember):
-        return kw.describe()
+    if "kind" in kw:                      # a member that is not a network describes itself
+        return dict(kw)
     if bias_only:
         return {"bias_only": True, "item_based": kw["item_based"],
                 "bias_reg": list(kw["bias_reg"])}

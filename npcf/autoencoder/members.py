@@ -13,11 +13,14 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from npcf.errors import CheckpointError
 from npcf.nn.bias import UserItemBias
 from npcf.nn.neighbours import ItemNeighbours
 
 #: ``kind`` of a neighbour member in ``model.json``'s blend members
 NEIGHBOURS_KIND = "item_neighbours"
+#: entries of a dense batch (users x items) predicted at a time
+DENSE_BATCH = 2_000_000
 
 
 class NeighbourMember:
@@ -34,8 +37,9 @@ class NeighbourMember:
                      clip: bool = True) -> np.ndarray:
         """Dense float32 (n_rows, n_items) predictions for the rows of CSR ``X``."""
         out = np.empty(X.shape, np.float32)
-        for s in range(0, X.shape[0], batch_size):
-            out[s:s + batch_size] = self.model.predict(X[s:s + batch_size])
+        rows = max(1, min(batch_size, DENSE_BATCH // max(1, X.shape[1])))
+        for s in range(0, X.shape[0], rows):
+            out[s:s + rows] = self.model.predict(X[s:s + rows])
         return self._clip(out, clip)
 
     def _predict_one_at(self, X: sp.csr_matrix, rows, cols, batch_size: int = 1024,
@@ -59,34 +63,60 @@ class NeighbourMember:
         return arrays, meta
 
     @classmethod
-    def from_parts(cls, meta: dict, arrays: dict, n_items: int) -> "NeighbourMember":
-        """The member :meth:`parts` described, for ``n_items`` items; ValueError (or
-        KeyError for a missing entry) where the pair does not describe one."""
-        numbers = [meta["mu"], *meta["bias_reg"], meta["shrinkage"], *meta["scale"]]
-        if len(meta["bias_reg"]) != 2 or len(meta["scale"]) != 2 or not all(
-                type(v) in (int, float) and math.isfinite(v) for v in numbers):
-            raise ValueError("a neighbour member's mu, bias_reg, shrinkage and scale must "
-                             "be finite numbers")
-        if meta["scale"][0] > meta["scale"][1] or min(meta["bias_reg"]) < 0:
-            raise ValueError("a neighbour member's scale or bias_reg is out of order")
-        model = ItemNeighbours(*meta["bias_reg"], int(meta["neighbours"]),
-                               float(meta["shrinkage"]))
+    def from_parts(cls, meta: dict, arrays: dict, n_items: int, scale, where: str
+                   ) -> "NeighbourMember":
+        """The member :meth:`parts` described, for ``n_items`` items on the blend's rating
+        ``scale``. ValueError (KeyError for a missing entry) where ``meta`` does not
+        describe one; CheckpointError naming ``where`` (the file and the member's array
+        prefix) where an array does not fit it."""
+        _check_meta(meta, scale)
+        lo, hi = scale
+        model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["shrinkage"])
         model.baseline = UserItemBias(*meta["bias_reg"])
         model.baseline.mu = float(meta["mu"])
-        col_bias = np.asarray(arrays["baseline/col_bias"])
-        data, indices = arrays["similarity/data"], arrays["similarity/indices"]
-        indptr = arrays["similarity/indptr"]
-        if col_bias.shape != (n_items,) or indptr.shape != (n_items + 1,) \
-                or data.ndim != 1 or data.shape != indices.shape \
+        col_bias, data = arrays["baseline/col_bias"], arrays["similarity/data"]
+        indices, indptr = arrays["similarity/indices"], arrays["similarity/indptr"]
+        if col_bias.shape != (n_items,) or col_bias.dtype.kind != "f":
+            raise CheckpointError(f"{where}baseline/col_bias: not {n_items} item biases")
+        col_bias = col_bias.astype(np.float32)
+        if not np.all(np.abs(col_bias) <= 2 * (hi - lo)):     # NaN fails too
+            raise CheckpointError(f"{where}baseline/col_bias: an item bias beyond twice "
+                                  f"the rating scale's span (or not a number)")
+        if indptr.shape != (n_items + 1,) or data.ndim != 1 or data.shape != indices.shape \
                 or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" \
-                or col_bias.dtype.kind != "f" or data.dtype.kind != "f":
-            raise ValueError(f"a neighbour member's arrays do not fit {n_items} items")
+                or data.dtype.kind != "f":
+            raise CheckpointError(f"{where}similarity: not a CSR matrix of {n_items} items")
+        data = data.astype(np.float32)
+        if not np.all((data > 0) & (data <= 1)):                # correlations, shrunk
+            raise CheckpointError(f"{where}similarity/data: a similarity outside (0, 1]")
         if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != data.size \
-                or (indices.size and (indices.min() < 0 or indices.max() >= n_items)) \
-                or not np.all(np.isfinite(data)) or np.any(data < 0) \
-                or not np.all(np.isfinite(col_bias)):
-            raise ValueError("a neighbour member's similarity matrix is malformed")
-        model.baseline.col_bias = col_bias.astype(np.float32)
-        model.similarity = sp.csr_matrix((data.astype(np.float32), indices, indptr),
-                                         shape=(n_items, n_items))
-        return cls(model, meta["scale"])
+                or (indices.size and (indices.min() < 0 or indices.max() >= n_items)):
+            raise CheckpointError(f"{where}similarity: indices out of range")
+        S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
+        if not S.has_canonical_format:
+            raise CheckpointError(f"{where}similarity: unsorted or repeated indices")
+        model.baseline.col_bias, model.similarity = col_bias, S
+        return cls(model, scale)
+
+
+def _check_meta(meta, scale) -> None:
+    """ValueError naming the field where a neighbour member's JSON is not what
+    :meth:`NeighbourMember.parts` writes for a blend on rating ``scale``."""
+    def number(v) -> bool:
+        return type(v) in (int, float) and math.isfinite(v)
+
+    if scale is None:
+        raise ValueError("a neighbour member needs the model's rating scale")
+    reg = meta["bias_reg"]
+    if not isinstance(reg, list) or len(reg) != 2 or not all(number(v) and v >= 0
+                                                             for v in reg):
+        raise ValueError("a neighbour member's bias_reg must be two numbers >= 0")
+    if type(meta["neighbours"]) is not int or meta["neighbours"] < 0:
+        raise ValueError("a neighbour member's neighbours must be a whole number >= 0")
+    if not number(meta["shrinkage"]) or meta["shrinkage"] <= 0:
+        raise ValueError("a neighbour member's shrinkage must be a number > 0")
+    if meta["scale"] != list(scale):
+        raise ValueError(f"a neighbour member's scale {meta['scale']!r} is not the "
+                         f"model's {list(scale)!r}")
+    if not number(meta["mu"]) or not scale[0] <= meta["mu"] <= scale[1]:
+        raise ValueError("a neighbour member's mu must be a number on the rating scale")

@@ -201,8 +201,11 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
         for k, mm in enumerate(meta["blend"]["members"]):
             prefix = f"blend{k}/"
             own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
+            if not isinstance(mm, dict):
+                raise ValueError(f"blend member {k} is not a JSON object")
             if mm.get("kind") == NEIGHBOURS_KIND:
-                member = NeighbourMember.from_parts(mm, own, model.item_counts.size)
+                member = NeighbourMember.from_parts(mm, own, model.item_counts.size,
+                                                    model.scale, f"{npz}: {prefix}")
             elif "kind" in mm:
                 raise ValueError(f"blend member {k} is of unknown kind {mm['kind']!r}")
             else:

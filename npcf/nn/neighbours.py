@@ -1,14 +1,15 @@
 """Item-item neighbours over the bias residual (KNNBaseline-style), a stack member.
 
-``r_ui ~ b_ui + sum_j s_ij (r_uj - b_uj) / sum_j s_ij`` over the items ``j`` user ``u``
-rated, where ``b`` is :class:`~npcf.nn.bias.UserItemBias` and ``s_ij`` the shrunk
-Pearson correlation of the two items' residuals over their common users (Koren 2010,
-"Factor in the neighbors"; Surprise's ``pearson_baseline``): ``sum r_ui r_uj /
-sqrt(sum r_ui^2 sum r_uj^2) * (n_ij - 1) / (n_ij - 1 + shrinkage)``. Only each item's
-:data:`NEIGHBOURS` most similar items with a positive correlation are kept (a sparse
-items x items matrix), so predictions are two sparse products and the model stays
-``n_items x NEIGHBOURS`` in size. A user's ratings are read at call time (fold-in),
-as the bias model's row bias is. Pairs with no rated neighbour get ``b_ui``.
+``r_ui ~ b_ui + sum_j s_ij e_uj / sum_j s_ij`` over the items ``j`` user ``u`` rated,
+where ``b`` is :class:`~npcf.nn.bias.UserItemBias`, ``e = r - b`` the residual and
+``s_ij`` the shrunk Pearson correlation of two items' residuals over their common
+users (Koren 2010, "Factor in the neighbors"; Surprise's ``pearson_baseline``):
+``sum_u e_ui e_uj / sqrt(sum_u e_ui^2 sum_u e_uj^2) * (n_ij - 1) / (n_ij - 1 +
+shrinkage)``. Only each item's :data:`NEIGHBOURS` most similar items with a positive
+correlation are kept (a sparse items x items matrix), so predictions are two sparse
+products and the model stays ``n_items x NEIGHBOURS`` in size. A user's ratings are
+read at call time, as the bias model's row bias is. Pairs with no rated neighbour get
+``b_ui``.
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from npcf.utils.sparse import binarize
 
 #: most similar items kept per item
 NEIGHBOURS = 200
-#: pseudo-count of common users that halves a correlation's weight (Surprise's default)
+#: a correlation over n common users is weighed (n - 1) / (n - 1 + SHRINKAGE): halved at
+#: SHRINKAGE + 1 common users (Surprise's default)
 SHRINKAGE = 100.0
 #: entries of the dense (block x items) similarity slab computed at a time
 SLAB = 4_000_000
-#: pairs :meth:`ItemNeighbours.predict_at` scores at a time
-PAIR_BATCH = 16_384
+#: the users' stored ratings :meth:`ItemNeighbours.predict_at` gathers at a time (a pair
+#: gathers its user's whole row)
+PAIR_BATCH = 4_000_000
 
 
 def residuals(baseline: UserItemBias, x: sp.csr_matrix) -> tuple:
@@ -57,7 +60,9 @@ def similarities(R: sp.csr_matrix, neighbours: int = NEIGHBOURS,
         den = np.sqrt(left * right)
         with np.errstate(invalid="ignore", divide="ignore"):
             s = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-        s *= np.maximum(common - 1, 0) / (np.maximum(common - 1, 0) + shrinkage)
+        support = np.maximum(common - 1, 0)
+        s *= np.divide(support, support + shrinkage, out=np.zeros_like(support),
+                       where=support > 0)
         s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
         s[s <= 0] = 0.0
         if keep < n_items and keep > 0:
@@ -80,6 +85,9 @@ class ItemNeighbours:
 
     def __init__(self, reg_row: float = 5.0, reg_col: float = 5.0,
                  neighbours: int = NEIGHBOURS, shrinkage: float = SHRINKAGE):
+        if int(neighbours) != neighbours or neighbours < 0 or not shrinkage >= 0:
+            raise ValueError(f"neighbours must be a whole number >= 0 and shrinkage a number "
+                             f">= 0, got {neighbours!r} and {shrinkage!r}")
         self.reg_row, self.reg_col = reg_row, reg_col
         self.neighbours, self.shrinkage = neighbours, shrinkage
         self.baseline: UserItemBias | None = None
@@ -109,10 +117,21 @@ class ItemNeighbours:
         R, b_row = residuals(self.baseline, x)
         B = binarize(R, np.float64)
         out = self.baseline.offset_at(b_row, rows, cols).astype(np.float64)
-        for lo in range(0, rows.size, PAIR_BATCH):
-            at = slice(lo, lo + PAIR_BATCH)
+        for at in _batches(np.diff(R.indptr)[rows], PAIR_BATCH):
             S = self.similarity[cols[at]]
             num = np.asarray(R[rows[at]].multiply(S).sum(axis=1)).ravel()
             den = np.asarray(B[rows[at]].multiply(S).sum(axis=1)).ravel()
             out[at] += np.divide(num, den, out=np.zeros_like(num), where=den > 0)
         return out.astype(np.float32)
+
+
+def _batches(sizes: np.ndarray, cap: int):
+    """Slices of consecutive entries of ``sizes`` (1-D ints) summing to at most ``cap``
+    each (one entry alone may exceed it)."""
+    total = np.cumsum(sizes)
+    lo = 0
+    while lo < sizes.size:
+        start = total[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(total, start + cap, side="right")))
+        yield slice(lo, hi)
+        lo = hi

@@ -304,6 +304,11 @@ def test_neighbour_folds_skip_what_would_take_too_long(monkeypatch):
     assert len(found[0]) == 3 and found[1].shape == (coo.nnz,)
     assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0),
                                     deadline=time.perf_counter() - 1) is None
+    fits = []
+    monkeypatch.setattr(crossfit, "ItemNeighbours", lambda *a: fits.append(a))
+    assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0),
+                                    deadline=time.perf_counter() - 1) is None
+    assert fits == []                        # a passed deadline fits nothing
     monkeypatch.setattr(crossfit, "NEIGHBOUR_MAX_WORK", 20 ** 2)
     assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0)) is None
 
@@ -315,22 +320,34 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
     X = (train + val).tocsr()
     member = NeighbourMember(ItemNeighbours(2.0, 5.0).fit(X), model.scale)
     arrays, meta = member.parts()
-    back = NeighbourMember.from_parts(json.loads(json.dumps(meta)), arrays, X.shape[1])
+    back = NeighbourMember.from_parts(json.loads(json.dumps(meta)), arrays, X.shape[1],
+                                      model.scale, "f: blend9/")
     np.testing.assert_array_equal(back._predict_one(X), member._predict_one(X))
     rows, cols = val.nonzero()
     np.testing.assert_array_equal(back._predict_one_at(X, rows, cols),
                                   member._predict_one(X)[rows, cols])
     S = arrays["similarity/data"]
-    for what, bad in ((("meta", "mu"), float("nan")), (("meta", "bias_reg"), [1.0, -1.0]),
-                      (("meta", "scale"), [5.0, 0.5]), (("meta", "bias_reg"), [1.0]),
-                      (("arrays", "similarity/data"), -S),
-                      (("arrays", "similarity/indices"), arrays["similarity/indices"] + 10 ** 6),
-                      (("arrays", "similarity/indptr"), arrays["similarity/indptr"][:-1]),
-                      (("arrays", "baseline/col_bias"), np.zeros(3, np.float32))):
-        m2, a2 = dict(meta), dict(arrays)
-        (m2 if what[0] == "meta" else a2)[what[1]] = bad
-        with pytest.raises(ValueError, match="neighbour member"):
-            NeighbourMember.from_parts(m2, a2, X.shape[1])
+    dup = arrays["similarity/indices"].copy()
+    dup[1] = dup[0]
+    for field, bad in (("mu", float("nan")), ("mu", 1e300), ("bias_reg", [1.0, -1.0]),
+                       ("bias_reg", 5.0), ("bias_reg", [1.0]), ("neighbours", -5),
+                       ("neighbours", "many"), ("shrinkage", 0), ("shrinkage", "x"),
+                       ("scale", [5.0, 0.5]), ("scale", [-1000.0, 1000.0])):
+        with pytest.raises(ValueError, match=f"neighbour member's {field}"):
+            NeighbourMember.from_parts(dict(meta, **{field: bad}), arrays, X.shape[1],
+                                       model.scale, "f: blend9/")
+    for name, bad, what in (
+            ("similarity/data", -S, "similarity/data"),
+            ("similarity/data", np.full(S.shape, 1e300), "similarity/data"),
+            ("similarity/data", np.full(S.shape, np.nan), "similarity/data"),
+            ("similarity/indices", arrays["similarity/indices"] + 10 ** 6, "similarity"),
+            ("similarity/indices", dup, "similarity: unsorted or repeated"),
+            ("similarity/indptr", arrays["similarity/indptr"][:-1], "similarity"),
+            ("baseline/col_bias", np.zeros(3, np.float32), "baseline/col_bias"),
+            ("baseline/col_bias", np.full(X.shape[1], 1e300), "baseline/col_bias")):
+        with pytest.raises(NpcfError, match=f"^f: blend9/{what}"):
+            NeighbourMember.from_parts(meta, dict(arrays, **{name: bad}), X.shape[1],
+                                       model.scale, "f: blend9/")
     # a stacked model holding one saves, loads and predicts the same
     model = copy.copy(model)                     # the fixture's own stays as it was
     model.blend_members = [*model.blend_members, member]
@@ -347,7 +364,11 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
     raw["blend"]["members"][-1]["kind"] = "item_neighbours"
     raw["blend"]["members"][-1]["shrinkage"] = "x"
     (tmp_path / "model.json").write_text(json.dumps(raw))
-    with pytest.raises(NpcfError, match="model.json.*neighbour member"):
+    with pytest.raises(NpcfError, match="model.json.*neighbour member's shrinkage"):
+        load(tmp_path)
+    raw["blend"]["members"][-1] = "a string"
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(NpcfError, match="model.json.*not a JSON object"):
         load(tmp_path)
 
 

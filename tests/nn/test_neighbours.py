@@ -99,3 +99,21 @@ def test_no_neighbours_is_the_bias_model():
     b = UserItemBias(2.0, 5.0).fit(m)
     assert model.similarity.nnz == 0
     np.testing.assert_allclose(model.predict(m), b.offset(b.row_bias(m)), rtol=1e-6)
+
+
+def test_no_shrinkage_keeps_every_similarity_finite_and_bad_settings_are_refused():
+    m = tiny_ratings(30, 12, density=0.3, seed=2)
+    model = ItemNeighbours(2.0, 5.0, shrinkage=0.0).fit(m)
+    assert np.all(np.isfinite(model.similarity.data))
+    assert np.all(np.isfinite(model.predict(m)))
+    for bad in (dict(neighbours=-1), dict(neighbours=2.5), dict(shrinkage=-1.0),
+                dict(shrinkage=float("nan"))):
+        with pytest.raises(ValueError, match="neighbours must be"):
+            ItemNeighbours(**bad)
+
+
+def test_pair_batches_cap_the_gathered_ratings():
+    sizes = np.array([3, 1, 4, 1, 5, 9, 2])
+    got = list(neighbours._batches(sizes, 5))
+    assert [(b.start, b.stop) for b in got] == [(0, 2), (2, 4), (4, 5), (5, 6), (6, 7)]
+    assert list(neighbours._batches(np.zeros(0, int), 5)) == []
