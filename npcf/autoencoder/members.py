@@ -51,7 +51,8 @@ class NeighbourMember:
         """How ``info["blend"]["members"]`` lists it (JSON values)."""
         m = self.model
         return {"kind": NEIGHBOURS_KIND, "neighbours": int(m.neighbours),
-                "shrinkage": float(m.shrinkage), "bias_reg": [m.reg_row, m.reg_col]}
+                "shrinkage": float(m.shrinkage), "damping": float(m.damping),
+                "bias_reg": [m.reg_row, m.reg_col]}
 
     # -------------------------------------------------------------- persistence
     def parts(self) -> tuple[dict, dict]:
@@ -71,7 +72,8 @@ class NeighbourMember:
         prefix) where an array does not fit it."""
         _check_meta(meta, scale)
         lo, hi = scale
-        model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["shrinkage"])
+        model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["shrinkage"],
+                               meta["damping"])
         model.baseline = UserItemBias(*meta["bias_reg"])
         model.baseline.mu = float(meta["mu"])
         col_bias, data = arrays["baseline/col_bias"], arrays["similarity/data"]
@@ -115,6 +117,8 @@ def _check_meta(meta, scale) -> None:
         raise ValueError("a neighbour member's neighbours must be a whole number >= 0")
     if not number(meta["shrinkage"]) or meta["shrinkage"] <= 0:
         raise ValueError("a neighbour member's shrinkage must be a number > 0")
+    if not number(meta["damping"]) or meta["damping"] < 0:
+        raise ValueError("a neighbour member's damping must be a number >= 0")
     if meta["scale"] != list(scale):
         raise ValueError(f"a neighbour member's scale {meta['scale']!r} is not the "
                          f"model's {list(scale)!r}")

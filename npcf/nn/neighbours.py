@@ -1,15 +1,17 @@
 """Item-item neighbours over the bias residual (KNNBaseline-style), a stack member.
 
-``r_ui ~ b_ui + sum_j s_ij e_uj / sum_j s_ij`` over the items ``j`` user ``u`` rated,
+``r_ui ~ b_ui + sum_j s_ij e_uj / (damping + sum_j s_ij)`` over the items ``j`` user ``u``
+rated,
 where ``b`` is :class:`~npcf.nn.bias.UserItemBias`, ``e = r - b`` the residual and
 ``s_ij`` the shrunk Pearson correlation of two items' residuals over their common
 users (Koren 2010, "Factor in the neighbors"; Surprise's ``pearson_baseline``):
 ``sum_u e_ui e_uj / sqrt(sum_u e_ui^2 sum_u e_uj^2) * (n_ij - 1) / (n_ij - 1 +
 shrinkage)``. Only each item's :data:`NEIGHBOURS` most similar items with a positive
 correlation are kept (a sparse items x items matrix), so predictions are two sparse
-products and the model stays ``n_items x NEIGHBOURS`` in size. A user's ratings are
-read at call time, as the bias model's row bias is. Pairs with no rated neighbour get
-``b_ui``.
+products and the model stays ``n_items x NEIGHBOURS`` in size. :data:`DAMPING` pulls a
+pair whose rated neighbours are few and weakly similar toward ``b_ui`` (without it, one
+neighbour of similarity 0.01 would carry its residual in full). A user's ratings are read
+at call time, as the bias model's row bias is. Pairs with no rated neighbour get ``b_ui``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ NEIGHBOURS = 200
 #: a correlation over n common users is weighed (n - 1) / (n - 1 + SHRINKAGE): halved at
 #: SHRINKAGE + 1 common users (Surprise's default)
 SHRINKAGE = 100.0
+#: similarity mass added to a prediction's denominator (chosen on validation carves)
+DAMPING = 0.1
 #: entries of the dense (block x items) similarity slab computed at a time
 SLAB = 4_000_000
 #: the users' stored ratings :meth:`ItemNeighbours.predict_at` gathers at a time (a pair
@@ -84,12 +88,14 @@ class ItemNeighbours:
     """``baseline`` (:class:`UserItemBias`), ``similarity`` CSR float32 (n_items, n_items)."""
 
     def __init__(self, reg_row: float = 5.0, reg_col: float = 5.0,
-                 neighbours: int = NEIGHBOURS, shrinkage: float = SHRINKAGE):
-        if int(neighbours) != neighbours or neighbours < 0 or not shrinkage >= 0:
-            raise ValueError(f"neighbours must be a whole number >= 0 and shrinkage a number "
-                             f">= 0, got {neighbours!r} and {shrinkage!r}")
+                 neighbours: int = NEIGHBOURS, shrinkage: float = SHRINKAGE,
+                 damping: float = DAMPING):
+        if int(neighbours) != neighbours or neighbours < 0 or not shrinkage >= 0 \
+                or not damping >= 0:
+            raise ValueError(f"neighbours must be a whole number >= 0, shrinkage and damping "
+                             f"numbers >= 0, got {neighbours!r}, {shrinkage!r}, {damping!r}")
         self.reg_row, self.reg_col = reg_row, reg_col
-        self.neighbours, self.shrinkage = neighbours, shrinkage
+        self.neighbours, self.shrinkage, self.damping = neighbours, shrinkage, damping
         self.baseline: UserItemBias | None = None
         self.similarity: sp.csr_matrix | None = None
 
@@ -107,8 +113,7 @@ class ItemNeighbours:
         num = (R @ St).toarray()
         den = (binarize(R, np.float64) @ St).toarray()
         out = self.baseline.offset(b_row).astype(np.float64)
-        np.divide(num, den, out=num, where=den > 0)
-        out += np.where(den > 0, num, 0.0)
+        out += np.divide(num, den + self.damping, out=np.zeros_like(num), where=den > 0)
         return out.astype(np.float32)
 
     def predict_at(self, x: sp.csr_matrix, rows, cols) -> np.ndarray:
@@ -121,7 +126,8 @@ class ItemNeighbours:
             S = self.similarity[cols[at]]
             num = np.asarray(R[rows[at]].multiply(S).sum(axis=1)).ravel()
             den = np.asarray(B[rows[at]].multiply(S).sum(axis=1)).ravel()
-            out[at] += np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+            out[at] += np.divide(num, den + self.damping, out=np.zeros_like(num),
+                                 where=den > 0)
         return out.astype(np.float32)
 
 

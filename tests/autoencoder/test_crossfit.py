@@ -332,6 +332,7 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
     for field, bad in (("mu", float("nan")), ("mu", 1e300), ("bias_reg", [1.0, -1.0]),
                        ("bias_reg", 5.0), ("bias_reg", [1.0]), ("neighbours", -5),
                        ("neighbours", "many"), ("shrinkage", 0), ("shrinkage", "x"),
+                       ("damping", -1.0), ("damping", None),
                        ("scale", [5.0, 0.5]), ("scale", [-1000.0, 1000.0])):
         with pytest.raises(ValueError, match=f"neighbour member's {field}"):
             NeighbourMember.from_parts(dict(meta, **{field: bad}), arrays, X.shape[1],

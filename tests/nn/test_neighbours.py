@@ -11,7 +11,8 @@ from npcf.nn.neighbours import ItemNeighbours, similarities
 from helpers import tiny_ratings
 
 
-def _reference(m: sp.csr_matrix, regs, keep: int, shrinkage: float):
+def _reference(m: sp.csr_matrix, regs, keep: int, shrinkage: float,
+               damping: float = neighbours.DAMPING):
     """Dense (n_items, n_items) similarities and a predict(x, u, i) function, by loops."""
     bias = UserItemBias(*regs).fit(m)
     D = m.toarray().astype(np.float64)
@@ -43,15 +44,15 @@ def _reference(m: sp.csr_matrix, regs, keep: int, shrinkage: float):
         pred = bias.mu + b + bias.col_bias[i]
         r = np.where(on, row - bias.mu - b - bias.col_bias, 0.0)
         den = np.sum(S[i] * on)
-        return pred + (np.sum(S[i] * r) / den if den > 0 else 0.0)
+        return pred + (np.sum(S[i] * r) / (den + damping) if den > 0 else 0.0)
     return S, predict
 
 
-@pytest.mark.parametrize("keep", [3, 200])
-def test_similarities_and_predictions_match_the_formula(keep):
+@pytest.mark.parametrize("keep,damping", [(3, 0.1), (200, 0.0), (200, 0.5)])
+def test_similarities_and_predictions_match_the_formula(keep, damping):
     m = tiny_ratings(30, 12, density=0.5, seed=3)
-    model = ItemNeighbours(2.0, 5.0, neighbours=keep, shrinkage=4.0).fit(m)
-    S, predict = _reference(m, (2.0, 5.0), keep, 4.0)
+    model = ItemNeighbours(2.0, 5.0, neighbours=keep, shrinkage=4.0, damping=damping).fit(m)
+    S, predict = _reference(m, (2.0, 5.0), keep, 4.0, damping)
     got = model.similarity.toarray()
     assert got.dtype == np.float32 and np.all(np.diag(got) == 0) and np.all(got >= 0)
     assert np.all((got > 0).sum(1) <= keep)
@@ -107,7 +108,7 @@ def test_no_shrinkage_keeps_every_similarity_finite_and_bad_settings_are_refused
     assert np.all(np.isfinite(model.similarity.data))
     assert np.all(np.isfinite(model.predict(m)))
     for bad in (dict(neighbours=-1), dict(neighbours=2.5), dict(shrinkage=-1.0),
-                dict(shrinkage=float("nan"))):
+                dict(shrinkage=float("nan")), dict(damping=-0.1)):
         with pytest.raises(ValueError, match="neighbours must be"):
             ItemNeighbours(**bad)
 
