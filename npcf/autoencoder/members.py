@@ -80,7 +80,8 @@ class NeighbourMember:
         indices, indptr = arrays["similarity/indices"], arrays["similarity/indptr"]
         if col_bias.shape != (n_items,) or col_bias.dtype.kind != "f":
             raise CheckpointError(f"{where}baseline/col_bias: not {n_items} item biases")
-        col_bias = col_bias.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):   # checked right after
+            col_bias = col_bias.astype(np.float32)
         if not np.all(np.abs(col_bias) <= 2 * (hi - lo)):     # NaN fails too
             raise CheckpointError(f"{where}baseline/col_bias: an item bias beyond twice "
                                   f"the rating scale's span (or not a number)")
@@ -88,7 +89,8 @@ class NeighbourMember:
                 or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" \
                 or data.dtype.kind != "f":
             raise CheckpointError(f"{where}similarity: not a CSR matrix of {n_items} items")
-        data = data.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = data.astype(np.float32)
         if not np.all((data > 0) & (data <= 1)):                # correlations, shrunk
             raise CheckpointError(f"{where}similarity/data: a similarity outside (0, 1]")
         if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != data.size \
