@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from npcf.autoencoder.members import NEIGHBOURS_KIND
+
 #: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
 BLEND = 7
 #: greedy steps (the finest weight is 1 / STEPS)
@@ -204,10 +206,10 @@ def describe(info: dict | None) -> str:
         others = ["the bias model alone with ridge strengths users {:g} / items {:g}".format(
             *regs[0])] if regs else []
         others += [f"item neighbours over the biases, {m['neighbours']} per item"
-                   for m in info.get("members", ()) if m.get("kind") == "item_neighbours"]
-        biases = f" (among them {' and '.join(others)})" if others else ""
+                   for m in info.get("members", ()) if m.get("kind") == NEIGHBOURS_KIND]
+        extra = f" (among them {' and '.join(others)})" if others else ""
         return (f"cross-fitted blend of {len(info['configurations'])} of "
-                f"{info['candidates']} configurations{biases} x {info['folds']} folds, {how}: "
+                f"{info['candidates']} configurations{extra} x {info['folds']} folds, {how}: "
                 f"RMSE {info['cv_rmse']:.4f} over every labelled rating, the weights "
                 f"cross-validated (each configuration alone, out of fold: best {single:.4f})")
     skipped = f"cross-fitting skipped ({info['crossfit_skipped']}); " \

@@ -124,7 +124,8 @@ def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tu
         members.append(NeighbourMember(ItemNeighbours(*regs).fit(train), scale))
         oof[at] = members[-1]._predict_one_at(train, coo.row[at], coo.col[at])
         slowest = max(slowest, time.perf_counter() - t0)
-        if deadline is not None and time.perf_counter() + (folds - 1 - k) * slowest > deadline:
+        if k < folds - 1 and deadline is not None \
+                and time.perf_counter() + (folds - 1 - k) * slowest > deadline:
             return None
     return members, oof
 
@@ -236,9 +237,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
 
     Candidates (:func:`_candidates`; the other orientation and the residual's counterpart
     only if the search varied them; then the bias model alone, with cross-validated
-    ridge strengths, and item neighbours over it, :func:`neighbour_folds`, unless they
-    would not fit the time) are fitted on ``folds`` folds of ``X + validation``
-    (:func:`fit_folds`), all on one rating scale; the chosen configuration and those the
+    ridge strengths, and item neighbours over a bias model with those strengths,
+    :func:`neighbour_folds`, unless over its work limit or past the budget, said in
+    ``info["blend"]["neighbours_skipped"]``) are fitted on ``folds`` folds of ``X +
+    validation`` (:func:`fit_folds`), all on one rating scale; the chosen configuration and those the
     greedy blend weighs are kept; their out-of-fold predictions are combined by the
     better, in cross-validation over the folds, of constant greedy weights and a stack
     whose weights follow the pair's rating counts
@@ -283,7 +285,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
     y, scale = coo.data.astype(np.float64), tuple(fit_kw["scale"])
-    bias = -1
+    bias, skipped = -1, "too few ratings to cross-validate the biases' ridge strengths"
     if regs is not None:                  # the bias model alone, a candidate of its own
         bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,
                        output_activation="identity")
@@ -291,6 +293,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
         bias = len(configs) - 1
         found = neighbour_folds(coo, fold, regs, scale, deadline)
+        skipped = None if found else "over the work limit or past the budget"
         if found is not None:             # item neighbours over the biases
             members, oof = found
             configs = [*configs, members[0].describe()]
@@ -326,6 +329,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         "cv_rmse_support": round(blend.rmse(stack_cv, y), 6),
         "used": True, "weights": [round(float(v), 4) for v in (G @ coef[:-1].T).mean(0)],
         "members": [_member(configs[c], c == bias) for c in keep]}
+    if skipped:
+        out.info["blend"]["neighbours_skipped"] = skipped
     return out, None
 
 

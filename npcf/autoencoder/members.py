@@ -44,7 +44,9 @@ class NeighbourMember:
 
     def _predict_one_at(self, X: sp.csr_matrix, rows, cols, batch_size: int = 1024,
                         clip: bool = True) -> np.ndarray:
-        """Predictions float32 (n,) at the pairs ``(rows[k], cols[k])`` from CSR ``X``."""
+        """Predictions float32 (n,) at the pairs ``(rows[k], cols[k])`` from CSR ``X``
+        (checked by the estimator; ``batch_size`` unused: pairs are batched by the
+        entries they gather)."""
         return self._clip(self.model.predict_at(X, rows, cols), clip)
 
     def describe(self) -> dict:
@@ -76,6 +78,10 @@ class NeighbourMember:
                                meta["damping"])
         model.baseline = UserItemBias(*meta["bias_reg"])
         model.baseline.mu = float(meta["mu"])
+        for name in ("baseline/col_bias", "similarity/data", "similarity/indices",
+                     "similarity/indptr"):
+            if name not in arrays:
+                raise CheckpointError(f"{where}{name}: missing")
         col_bias, data = arrays["baseline/col_bias"], arrays["similarity/data"]
         indices, indptr = arrays["similarity/indices"], arrays["similarity/indptr"]
         if col_bias.shape != (n_items,) or col_bias.dtype.kind != "f":
@@ -99,6 +105,10 @@ class NeighbourMember:
         S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
         if not S.has_canonical_format:
             raise CheckpointError(f"{where}similarity: unsorted or repeated indices")
+        if np.diff(indptr).max(initial=0) > meta["neighbours"] \
+                or np.any(indices == np.repeat(np.arange(n_items), np.diff(indptr))):
+            raise CheckpointError(f"{where}similarity: more than {meta['neighbours']} "
+                                  f"neighbours in a row, or an item its own neighbour")
         model.baseline.col_bias, model.similarity = col_bias, S
         return cls(model, scale)
 
@@ -112,13 +122,13 @@ def _check_meta(meta, scale) -> None:
     if scale is None:
         raise ValueError("a neighbour member needs the model's rating scale")
     reg = meta["bias_reg"]
-    if not isinstance(reg, list) or len(reg) != 2 or not all(number(v) and v >= 0
+    if not isinstance(reg, list) or len(reg) != 2 or not all(number(v) and v > 0
                                                              for v in reg):
-        raise ValueError("a neighbour member's bias_reg must be two numbers >= 0")
+        raise ValueError("a neighbour member's bias_reg must be two numbers > 0")
     if type(meta["neighbours"]) is not int or meta["neighbours"] < 0:
         raise ValueError("a neighbour member's neighbours must be a whole number >= 0")
-    if not number(meta["shrinkage"]) or meta["shrinkage"] <= 0:
-        raise ValueError("a neighbour member's shrinkage must be a number > 0")
+    if not number(meta["shrinkage"]) or meta["shrinkage"] < 0:
+        raise ValueError("a neighbour member's shrinkage must be a number >= 0")
     if not number(meta["damping"]) or meta["damping"] < 0:
         raise ValueError("a neighbour member's damping must be a number >= 0")
     if meta["scale"] != list(scale):

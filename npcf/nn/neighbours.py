@@ -28,10 +28,11 @@ NEIGHBOURS = 200
 SHRINKAGE = 100.0
 #: similarity mass added to a prediction's denominator (chosen on validation carves)
 DAMPING = 0.1
-#: entries of the dense (block x items) similarity slab computed at a time
-SLAB = 4_000_000
-#: the users' stored ratings :meth:`ItemNeighbours.predict_at` gathers at a time (a pair
-#: gathers its user's whole row)
+#: entries of the dense (block x items) similarity slab computed at a time (a dozen
+#: float64 temporaries of this size: ~100 MB at the peak)
+SLAB = 1_000_000
+#: entries :meth:`ItemNeighbours.predict_at` gathers at a time (a pair gathers its user's
+#: row of ratings and its item's row of similarities)
 PAIR_BATCH = 4_000_000
 
 
@@ -69,7 +70,7 @@ def similarities(R: sp.csr_matrix, neighbours: int = NEIGHBOURS,
                        where=support > 0)
         s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
         s[s <= 0] = 0.0
-        if keep < n_items and keep > 0:
+        if 0 < keep < n_items - 1:         # n_items - 1 keeps every item but itself
             drop = np.argpartition(-s, keep - 1, axis=1)[:, keep:]
             np.put_along_axis(s, drop, 0.0, axis=1)
         elif keep == 0:
@@ -78,6 +79,8 @@ def similarities(R: sp.csr_matrix, neighbours: int = NEIGHBOURS,
         rows.append(r + lo)
         cols.append(c)
         vals.append(s[r, c])
+    if not vals:                            # no items
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     S = sp.csr_matrix((np.concatenate(vals).astype(np.float32),
                        (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items))
     S.sort_indices()
@@ -91,13 +94,16 @@ class ItemNeighbours:
                  neighbours: int = NEIGHBOURS, shrinkage: float = SHRINKAGE,
                  damping: float = DAMPING):
         if int(neighbours) != neighbours or neighbours < 0 or not shrinkage >= 0 \
-                or not damping >= 0:
+                or not damping >= 0 or not (reg_row > 0 and reg_col > 0):
             raise ValueError(f"neighbours must be a whole number >= 0, shrinkage and damping "
-                             f"numbers >= 0, got {neighbours!r}, {shrinkage!r}, {damping!r}")
+                             f"numbers >= 0, the ridge strengths numbers > 0, got "
+                             f"{neighbours!r}, {shrinkage!r}, {damping!r}, "
+                             f"{(reg_row, reg_col)!r}")
         self.reg_row, self.reg_col = reg_row, reg_col
         self.neighbours, self.shrinkage, self.damping = neighbours, shrinkage, damping
         self.baseline: UserItemBias | None = None
         self.similarity: sp.csr_matrix | None = None
+        self._transposed: tuple | None = None         # (similarity it was made of, its .T)
 
     def fit(self, m: sp.csr_matrix) -> "ItemNeighbours":
         """The bias model and the item similarities of CSR ``m`` (users x items)."""
@@ -107,9 +113,12 @@ class ItemNeighbours:
         return self
 
     def predict(self, x: sp.csr_matrix) -> np.ndarray:
-        """Dense float32 (n_rows, n_items) predictions for the rows of CSR ``x``."""
+        """Dense float32 (n_rows, n_items) predictions for the rows of CSR ``x``, all at
+        once (a few float64 arrays of that shape: batch the rows for many items)."""
         R, b_row = residuals(self.baseline, x)
-        St = self.similarity.T.tocsr()
+        if self._transposed is None or self._transposed[0] is not self.similarity:
+            self._transposed = (self.similarity, self.similarity.T.tocsr())
+        St = self._transposed[1]
         num = (R @ St).toarray()
         den = (binarize(R, np.float64) @ St).toarray()
         out = self.baseline.offset(b_row).astype(np.float64)
@@ -117,12 +126,14 @@ class ItemNeighbours:
         return out.astype(np.float32)
 
     def predict_at(self, x: sp.csr_matrix, rows, cols) -> np.ndarray:
-        """Predictions float32 (n,) at the pairs ``(rows[k], cols[k])`` from CSR ``x``."""
+        """Predictions float32 (n,) at the pairs ``(rows[k], cols[k])`` from CSR ``x``
+        (indices the caller has checked)."""
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         R, b_row = residuals(self.baseline, x)
         B = binarize(R, np.float64)
         out = self.baseline.offset_at(b_row, rows, cols).astype(np.float64)
-        for at in _batches(np.diff(R.indptr)[rows], PAIR_BATCH):
+        gathered = np.diff(R.indptr)[rows] + np.diff(self.similarity.indptr)[cols] + 1
+        for at in _batches(gathered, PAIR_BATCH):
             S = self.similarity[cols[at]]
             num = np.asarray(R[rows[at]].multiply(S).sum(axis=1)).ravel()
             den = np.asarray(B[rows[at]].multiply(S).sum(axis=1)).ravel()

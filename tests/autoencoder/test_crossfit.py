@@ -255,7 +255,7 @@ def test_a_stack_keeps_the_given_ridge_and_adds_the_bias_model_alone(stacked):
     fold = crossfit.fold_of(coo.nnz, 3, model.seed)
     kw = dict(model.get_params(), layers=(1,), bias_reg=regs, ensemble=1)
     _, oof = crossfit.bias_folds(AutoEncoder, kw, coo, fold, dict(scale=model.scale))
-    last = info["candidates"] - 2                    # before the item neighbours
+    last = info["candidates"] - 1 - ("neighbours_skipped" not in info)   # before them
     assert info["out_of_fold_rmse"][last] == pytest.approx(
         blend.rmse(np.clip(oof, *model.scale), coo.data), abs=1e-6)
     if last in info["configurations"]:
@@ -288,12 +288,13 @@ def test_the_item_neighbours_cross_fit_as_fold_models(stacked):
         assert (members[k].model.similarity != fitted.similarity).nnz == 0
         np.testing.assert_allclose(oof[at], np.clip(fitted.predict_at(
             train_k, coo.row[at], coo.col[at]), *model.scale), rtol=1e-6)
+    assert "neighbours_skipped" not in info
     kept = [m for m in model.blend_members if isinstance(m, NeighbourMember)]
-    if info["candidates"] - 1 in info["configurations"]:         # kept: its 3 fold models
-        assert len(kept) == 3 and info["members"][-1] == members[0].describe()
-        assert "item neighbours" in blend.describe(info)
-    else:
-        assert not kept
+    assert info["candidates"] - 1 in info["configurations"]     # kept in this fixture
+    assert len(kept) == 3 and info["members"][-1] == members[0].describe()
+    assert all((k.model.similarity != m.model.similarity).nnz == 0
+               for k, m in zip(kept, members))
+    assert "item neighbours" in blend.describe(info)
 
 
 def test_neighbour_folds_skip_what_would_take_too_long(monkeypatch):
@@ -309,6 +310,13 @@ def test_neighbour_folds_skip_what_would_take_too_long(monkeypatch):
     assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0),
                                     deadline=time.perf_counter() - 1) is None
     assert fits == []                        # a passed deadline fits nothing
+    monkeypatch.undo()
+    clock = iter(np.arange(0.0, 100.0, 10.0))     # each fit seems to take 10 s
+    monkeypatch.setattr(crossfit.time, "perf_counter", lambda: float(next(clock)))
+    assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0), deadline=25.0) is None
+    clock = iter(np.arange(0.0, 100.0, 10.0))
+    assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0), deadline=75.0) \
+        is not None                          # the last fold's end is never judged
     monkeypatch.setattr(crossfit, "NEIGHBOUR_MAX_WORK", 20 ** 2)
     assert crossfit.neighbour_folds(coo, fold, (5.0, 5.0), (0.5, 5.0)) is None
 
@@ -331,7 +339,7 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
     dup[1] = dup[0]
     for field, bad in (("mu", float("nan")), ("mu", 1e300), ("bias_reg", [1.0, -1.0]),
                        ("bias_reg", 5.0), ("bias_reg", [1.0]), ("neighbours", -5),
-                       ("neighbours", "many"), ("shrinkage", 0), ("shrinkage", "x"),
+                       ("neighbours", "many"), ("shrinkage", -1), ("shrinkage", "x"),
                        ("damping", -1.0), ("damping", None),
                        ("scale", [5.0, 0.5]), ("scale", [-1000.0, 1000.0])):
         with pytest.raises(ValueError, match=f"neighbour member's {field}"):
@@ -349,6 +357,13 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
         with pytest.raises(NpcfError, match=f"^f: blend9/{what}"):
             NeighbourMember.from_parts(meta, dict(arrays, **{name: bad}), X.shape[1],
                                        model.scale, "f: blend9/")
+    with pytest.raises(NpcfError, match="^f: blend9/similarity/indptr: missing"):
+        NeighbourMember.from_parts(meta, {k: v for k, v in arrays.items()
+                                          if k != "similarity/indptr"}, X.shape[1],
+                                   model.scale, "f: blend9/")
+    with pytest.raises(NpcfError, match="more than 1 neighbours"):
+        NeighbourMember.from_parts(dict(meta, neighbours=1), arrays, X.shape[1],
+                                   model.scale, "f: blend9/")
     # a stacked model holding one saves, loads and predicts the same
     model = copy.copy(model)                     # the fixture's own stays as it was
     model.blend_members = [*model.blend_members, member]
