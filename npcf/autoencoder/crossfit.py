@@ -105,28 +105,31 @@ NEIGHBOUR_MAX_WORK = 1e9
 
 
 def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tuple,
-                    deadline: float | None = None):
+                    deadline: float | None = None, progress=None):
     """``(members, out-of-fold predictions float64 (nnz,), clipped to scale)`` of the
     item-neighbour model (:class:`~npcf.autoencoder.members.NeighbourMember`, bias ridge
     strengths ``regs``) on each fold of ``coo`` (as :func:`fit_folds` cuts them; member
     ``k`` was fitted without fold ``k``). None where it would take too long: more work
     per fit than :data:`NEIGHBOUR_MAX_WORK`, or the fits left would end past ``deadline``
-    (a ``time.perf_counter()`` value) at the pace of the slowest so far."""
+    (a ``time.perf_counter()`` value) at the pace of the slowest so far. ``progress``:
+    as :func:`fit_folds`'."""
     if coo.shape[1] ** 2 + np.sum(np.bincount(coo.row).astype(np.float64) ** 2) \
             > NEIGHBOUR_MAX_WORK or (deadline is not None and time.perf_counter() > deadline):
         return None
     folds = int(fold.max()) + 1
     members, oof, slowest = [], np.zeros(coo.nnz), 0.0
-    for k in range(folds):
-        t0 = time.perf_counter()
-        train, _ = fold_parts(coo, fold, k)
-        at = fold == k
-        members.append(NeighbourMember(ItemNeighbours(*regs).fit(train), scale))
-        oof[at] = members[-1]._predict_one_at(train, coo.row[at], coo.col[at])
-        slowest = max(slowest, time.perf_counter() - t0)
-        if k < folds - 1 and deadline is not None \
-                and time.perf_counter() + (folds - 1 - k) * slowest > deadline:
-            return None
+    with open_progress(progress, folds, "item neighbours") as bar:
+        for k in range(folds):
+            t0 = time.perf_counter()
+            train, _ = fold_parts(coo, fold, k)
+            at = fold == k
+            members.append(NeighbourMember(ItemNeighbours(*regs).fit(train), scale))
+            oof[at] = members[-1]._predict_one_at(train, coo.row[at], coo.col[at])
+            slowest = max(slowest, time.perf_counter() - t0)
+            bar.update(1)
+            if k < folds - 1 and deadline is not None \
+                    and time.perf_counter() + (folds - 1 - k) * slowest > deadline:
+                return None
     return members, oof
 
 
@@ -240,18 +243,18 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     ridge strengths, and item neighbours over a bias model with those strengths,
     :func:`neighbour_folds`, unless over its work limit or past the budget, said in
     ``info["blend"]["neighbours_skipped"]``) are fitted on ``folds`` folds of ``X +
-    validation`` (:func:`fit_folds`), all on one rating scale; the chosen configuration and those the
-    greedy blend weighs are kept; their out-of-fold predictions are combined by the
-    better, in cross-validation over the folds, of constant greedy weights and a stack
-    whose weights follow the pair's rating counts
+    validation`` (:func:`fit_folds`), all on one rating scale; the chosen configuration
+    and those the greedy blend weighs are kept; their out-of-fold predictions are
+    combined by the better, in cross-validation over the folds, of constant greedy
+    weights and a stack whose weights follow the pair's rating counts
     (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new estimator: fold 0 of the
     chosen configuration, the other fold models its blend members, ``item_counts``
     those of ``X + validation``; its ``history`` and ``info`` are ``chosen``'s (the
-    search's run of that configuration),
-    plus ``blend`` (what was kept, each candidate's out-of-fold RMSE) and ``validation``
-    (the stack's cross-validated figures over every labelled rating). The stack's
-    features are rating counts in the input it predicts from: predict from ``X +
-    validation``, as ``train`` does for the test part.
+    search's run of that configuration), plus ``blend`` (what was kept, each
+    candidate's out-of-fold RMSE) and ``validation`` (the stack's cross-validated
+    figures over every labelled rating). The stack's features are rating counts in the
+    input it predicts from: predict from ``X + validation``, as ``train`` does for the
+    test part.
 
     Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
@@ -292,7 +295,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         bias_models, bias_oof = bias_folds(type(chosen), bias_kw, coo, fold, fit_kw)
         configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
         bias = len(configs) - 1
-        found = neighbour_folds(coo, fold, regs, scale, deadline)
+        found = neighbour_folds(coo, fold, regs, scale, deadline, progress)
         skipped = None if found else "over the work limit or past the budget"
         if found is not None:             # item neighbours over the biases
             members, oof = found
