@@ -290,7 +290,8 @@ class AutoEncoder(Params, Recommends):
         chosen configuration, the next best of its orientation, one with the bias
         residual the other way round and, if the search tried both orientations, the best
         of the other (``blend`` in all), plus the bias model alone with cross-validated
-        ridge strengths, are refitted on ``folds`` folds of
+        ridge strengths and item neighbours over the biases (:mod:`npcf.nn.neighbours`),
+        are refitted on ``folds`` folds of
         ``X + validation`` and stacked on their out-of-fold predictions
         (:func:`npcf.autoencoder.crossfit.stacked`: the fold models of the chosen and of
         the kept configurations are saved; ``info["validation"]`` is then the stack's

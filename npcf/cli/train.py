@@ -108,7 +108,8 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
               help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
               help="Blend up to this many of the searched configurations (cross-fitted: "
-                   "plus the bias model alone) when the search chooses an item-based model "
+                   "plus the bias model alone and item neighbours) when the search chooses an "
+                   "item-based model "
                    "(1: never; user-based choices are never blended, so they still export).  "
                    f"[default: {workflows.BLEND}]")
 @click.option("--folds", type=click.IntRange(min=1, max=20), default=None,
