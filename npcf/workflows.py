@@ -52,7 +52,8 @@ from npcf.utils.format import json_float
 
 #: top-k outputs of an exported graph unless told otherwise
 DEFAULT_TOP_K = 10
-#: seconds the default `train` may spend choosing hyperparameters
+#: seconds the default `train` may spend choosing hyperparameters (the search and the
+#: cross-fitting)
 TUNE_BUDGET = 120.0
 
 

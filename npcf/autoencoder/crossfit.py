@@ -175,17 +175,14 @@ def _candidates(chosen, pool: list, base, size: int, other_orientation: bool,
     return unique
 
 
-def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: float | None,
-               workers: int, n_epochs: int) -> list[dict]:
-    """The longest prefix of ``configs`` whose fold fits should end within ``seconds``
-    (None: all), ``workers`` at a time. A fold fit is expected to take as long as the
-    configuration's longest trial in the search (``trials`` as
-    :func:`~npcf.autoencoder.selection.select` returns them; its highest rung that was
-    trained, not reused), scaled to ``n_epochs`` unless early stopping had ended that
-    trial; a configuration the search never trained is expected to take as long as the
-    slowest before it. May be empty."""
-    if seconds is None:
-        return list(configs)
+def fold_seconds(configs: list[dict], trials: list[dict], folds: int, workers: int,
+                 n_epochs: int) -> list[float]:
+    """Expected seconds of each configuration's ``folds`` fits, ``workers`` at a time. A
+    fold fit is expected to take as long as the configuration's longest trial in the
+    search (``trials`` as :func:`~npcf.autoencoder.selection.select` returns them; its
+    highest rung that was trained, not reused), scaled to ``n_epochs`` unless early
+    stopping had ended that trial; a configuration the search never trained is expected
+    to take as long as the slowest before it."""
     keys = [k for k in selection.SPACE if any(k in t for t in trials)]
 
     def key(cfg: dict) -> tuple:         # trials hold plain values (lists, not tuples)
@@ -205,14 +202,22 @@ def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: flo
             took *= max(1.0, n_epochs / ran)
         expected[k] = took
     rounds = -(-folds // max(1, workers))
-    out, total, worst = [], 0.0, 0.0
+    out, worst = [], 0.0
     for cfg in configs:
         worst = max(worst, expected.get(key(cfg), worst))
-        total += rounds * expected.get(key(cfg), worst)
-        if total > seconds:
-            break
-        out.append(cfg)
+        out.append(rounds * expected.get(key(cfg), worst))
     return out
+
+
+def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: float | None,
+               workers: int, n_epochs: int) -> list[dict]:
+    """The longest prefix of ``configs`` whose fold fits should end within ``seconds``
+    (None: all), ``workers`` at a time, as :func:`fold_seconds` expects them. May be
+    empty."""
+    if seconds is None:
+        return list(configs)
+    total = np.cumsum(fold_seconds(configs, trials, folds, workers, n_epochs))
+    return list(configs[:int(np.searchsorted(total, seconds, side="right"))])
 
 
 def inapplicable(X, validation, folds: int) -> str | None:
@@ -273,30 +278,39 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     started = time.perf_counter()
     deadline = None if seconds is None else started + seconds
     regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
-    if seconds is not None:
-        seconds -= time.perf_counter() - started
-    configs = affordable(candidates, trials or [], folds, seconds, workers, base.n_epochs)
+    n_epochs, trials = base.n_epochs, trials or []
+    configs = affordable(candidates, trials, folds, _left(deadline), workers, n_epochs)
     if not configs:
-        return None, (f"{max(0.0, seconds):.0f} s of the budget left, too little for "
-                      f"{folds} fits of the chosen configuration")
+        return None, (f"{max(0.0, _left(deadline)):.0f} s of the budget left, too little "
+                      f"for {folds} fits of the chosen configuration")
     fit_kw = dict(fit_kw or {})
     if fit_kw.get("scale") is None:       # one scale for every fold model: the data's
         fit_kw["scale"] = (float(A.data.min()), float(A.data.max()))
+    scale = tuple(fit_kw["scale"])
+    # the item neighbours first (the strongest member beside the networks, and cheap),
+    # keeping the chosen configuration's fold fits in reserve; then as many of the
+    # networks as the time left allows (the chosen configuration's in any case)
+    found, skipped = None, "too few ratings to cross-validate the biases' ridge strengths"
+    if regs is not None:
+        coo = A.tocoo()                   # cut into folds as fit_folds cuts them
+        reserve = fold_seconds(configs[:1], trials, folds, workers, n_epochs)[0]
+        found = neighbour_folds(coo, fold_of(coo.nnz, int(folds), chosen.seed), regs, scale,
+                                None if deadline is None else deadline - reserve, progress)
+        skipped = None if found else "over the work limit or past the budget"
+    configs = affordable(candidates, trials, folds, _left(deadline), workers,
+                         n_epochs) or configs[:1]
     try:
         models, P, fold, coo = fit_folds(type(chosen), configs, A, folds, chosen.seed,
                                          fit_kw, progress=progress)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
-    y, scale = coo.data.astype(np.float64), tuple(fit_kw["scale"])
-    bias, skipped = -1, "too few ratings to cross-validate the biases' ridge strengths"
+    y, bias = coo.data.astype(np.float64), -1
     if regs is not None:                  # the bias model alone, a candidate of its own
         bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,
                        output_activation="identity")
         bias_models, bias_oof = bias_folds(type(chosen), bias_kw, coo, fold, fit_kw)
         configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
         bias = len(configs) - 1
-        found = neighbour_folds(coo, fold, regs, scale, deadline, progress)
-        skipped = None if found else "over the work limit or past the budget"
         if found is not None:             # item neighbours over the biases
             members, oof = found
             configs = [*configs, members[0].describe()]
@@ -335,6 +349,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     if skipped:
         out.info["blend"]["neighbours_skipped"] = skipped
     return out, None
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (a ``time.perf_counter()`` value; None: no limit)."""
+    return None if deadline is None else deadline - time.perf_counter()
 
 
 def _member(kw: dict, bias_only: bool) -> dict:

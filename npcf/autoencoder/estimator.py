@@ -37,6 +37,9 @@ from npcf.utils.sparse import binarize, column_counts, l2_normalize_rows, same_m
 USER_BASED_DEFAULTS = dict(layers=(256,), activation="tanh")
 ITEM_BASED_DEFAULTS = dict(layers=(128,), activation="relu")
 OUTPUT_MODES = ("auto", "sampled", "union")
+#: share of a ``tune`` budget the search may use when cross-fitting may follow (the rest
+#: is left for the fold fits; see :meth:`AutoEncoder.tune`)
+SEARCH_SHARE = 0.6
 
 
 def _counts(X: sp.csr_matrix) -> tuple:
@@ -280,7 +283,9 @@ class AutoEncoder(Params, Recommends):
         something other than their default (``AutoEncoder(layers=(64,)).tune(...)`` keeps
         64 units), so ``fixed=()`` searches everything and ``fixed=("lr",)`` pins a default.
 
-        ``budget``: seconds for the search. The search is recorded in the returned
+        ``budget``: seconds for the search and the cross-fitting below; the search
+        takes at most :data:`SEARCH_SHARE` of them where cross-fitting may follow. The
+        search is recorded in the returned
         model's ``info["tuning"]`` and its trials in ``tuning`` (list of dicts). With
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
         up to that many configurations are blended (:mod:`npcf.autoencoder.blend`); 1 or 0:
@@ -344,10 +349,11 @@ class AutoEncoder(Params, Recommends):
         # a stack gets the bias model with cross-validated ridge strengths as a member of
         # its own, beside networks that keep the given strength (their errors differ);
         # one network gets the cross-validated strengths itself (benchmarks/NOTES.md)
+        searching = budget if budget is None or not may_stack else budget * SEARCH_SHARE
         model, trials = select(self, X, validation, validation_input,
                                fixed=set(fixed) | {"bias_reg"} if may_stack else fixed,
-                               space=space, budget=budget, fit_kw=fit_kw, progress=progress,
-                               candidates=pool)
+                               space=space, budget=searching, fit_kw=fit_kw,
+                               progress=progress, candidates=pool)
         if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
             stacked, why = None, None
             if int(folds) > 1 and not (validation_input is None or

@@ -9,7 +9,12 @@ import click
 
 from npcf import rundir, workflows
 from npcf.autoencoder import blend as blends
-from npcf.autoencoder.estimator import DEFAULTS, ITEM_BASED_DEFAULTS, USER_BASED_DEFAULTS
+from npcf.autoencoder.estimator import (
+    DEFAULTS,
+    ITEM_BASED_DEFAULTS,
+    SEARCH_SHARE,
+    USER_BASED_DEFAULTS,
+)
 from npcf.cli.main import main
 from npcf.cli.options import SEED, Finite, LocalPath, data_options, hyperparameter
 from npcf.cli.options import layers as parse_layers
@@ -105,7 +110,9 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
                    "(successive halving; trials in OUT/tuning.csv); off: train exactly the "
                    "given options.")
 @click.option("--tune_budget", type=Finite(min=0, min_open=True), default=None,
-              help=f"Seconds the search may take.  [default: {workflows.TUNE_BUDGET:g}]")
+              help=f"Seconds the search and the cross-fitting may take (the search at most "
+                   f"{SEARCH_SHARE:.0%} of them when cross-fitting may follow).  "
+                   f"[default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
               help="Blend up to this many of the searched configurations (cross-fitted: "
                    "plus the bias model alone and item neighbours) when the search chooses an "

@@ -480,6 +480,72 @@ def test_only_the_configurations_the_budget_allows_are_cross_fitted():
     assert crossfit.affordable([a], going + stopped, 5, 6.0, 1, 40) == [a]
 
 
+def test_fold_seconds_expect_each_configurations_folds():
+    a, b, c = (dict(KW, activation=act) for act in ("relu", "tanh", "selu"))
+    trials = [dict(activation="relu", epochs=9, epochs_run=5, seconds=4.0),
+              dict(activation="tanh", epochs=3, epochs_run=1, seconds=2.0)]
+    assert crossfit.fold_seconds([a, b, c], trials, 5, 1, 40) == [20.0, 10.0, 20.0]
+    assert crossfit.fold_seconds([b, c], trials, 5, 2, 40) == [6.0, 6.0]   # never trained
+    assert crossfit.fold_seconds([], trials, 5, 1, 40) == []
+
+
+def test_the_search_leaves_part_of_the_budget_to_cross_fitting(monkeypatch):
+    from npcf.autoencoder import estimator
+    seen = []
+    real = estimator.select
+
+    def spy(*args, budget=None, **kw):
+        seen.append(budget)
+        return real(*args, budget=budget, **kw)
+    monkeypatch.setattr(estimator, "select", spy)
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    space = {"activation": ("relu", "sigmoid")}
+    AutoEncoder(**KW).tune(train, val, space=space, budget=30, blend=2, folds=2)
+    AutoEncoder(**KW).tune(train, val, space=space, budget=30, blend=1)     # never stacked
+    AutoEncoder(**KW).tune(train, val, space=space, blend=2, folds=2)       # no budget
+    assert seen == [30 * estimator.SEARCH_SHARE, 30, None]
+
+
+def test_the_neighbours_go_first_and_keep_the_chosen_configurations_time(monkeypatch):
+    import time
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    a = AutoEncoder(**KW).fit(train, val)
+    calls, real_neighbours, real_folds = [], crossfit.neighbour_folds, crossfit.fit_folds
+    estimates = []                        # seconds per configuration, one per call
+    monkeypatch.setattr(crossfit, "fold_seconds",
+                        lambda configs, *a: [estimates.pop(0)] * len(configs))
+
+    def neighbours(*args, **kw):
+        calls.append(("neighbours", args[4]))
+        return real_neighbours(*args[:4], None, **kw)
+
+    def folds(cls, configs, *args, **kw):
+        calls.append(("networks", len(configs)))
+        return real_folds(cls, configs, *args, **kw)
+    monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
+    monkeypatch.setattr(crossfit, "fit_folds", folds)
+    estimates[:] = [10.0, 10.0, 10.0]     # before, the reserve, after the neighbours
+    before = time.perf_counter()
+    model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
+                                  trials=[], seconds=1000.0)
+    after = time.perf_counter()
+    assert why is None and [c[0] for c in calls] == ["neighbours", "networks"]
+    # the neighbours' deadline keeps the chosen configuration's 10 s for its folds
+    assert before + 990.0 <= calls[0][1] <= after + 990.0
+    n_networks = calls[1][1]
+    assert n_networks >= 2 and "neighbours_skipped" not in model.info["blend"]
+    assert model.info["blend"]["candidates"] == n_networks + 2    # the biases, neighbours
+    # no time left after the neighbours: the chosen configuration's folds all the same
+    calls.clear()
+    estimates[:] = [10.0, 10.0, 1e9]
+    model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
+                                  trials=[], seconds=1000.0)
+    assert why is None and calls[1] == ("networks", 1)
+    assert model.info["blend"]["candidates"] == 3
+
+
 def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
     m = tiny_ratings(12, 10, density=0.5, seed=1)
     train, val = split(m, 0.2, seed=2)
