@@ -53,8 +53,7 @@ class NeighbourMember:
         """How ``info["blend"]["members"]`` lists it (JSON values)."""
         m = self.model
         return {"kind": NEIGHBOURS_KIND, "neighbours": int(m.neighbours),
-                "shrinkage": float(m.shrinkage), "damping": float(m.damping),
-                "bias_reg": [m.reg_row, m.reg_col]}
+                "damping": float(m.damping), "bias_reg": [m.reg_row, m.reg_col]}
 
     # -------------------------------------------------------------- persistence
     def parts(self) -> tuple[dict, dict]:
@@ -71,11 +70,12 @@ class NeighbourMember:
         """The member :meth:`parts` described, for ``n_items`` items on the blend's rating
         ``scale``. ValueError (KeyError for a missing entry) where ``meta`` does not
         describe one; CheckpointError naming ``where`` (the file and the member's array
-        prefix) where an array does not fit it."""
+        prefix) where an array does not fit it. A ``shrinkage`` entry (written when the
+        similarities were shrunk residual correlations) is not needed to predict: the
+        saved similarities are used as they are."""
         _check_meta(meta, scale)
         lo, hi = scale
-        model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["shrinkage"],
-                               meta["damping"])
+        model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["damping"])
         model.baseline = UserItemBias(*meta["bias_reg"])
         model.baseline.mu = float(meta["mu"])
         for name in ("baseline/col_bias", "similarity/data", "similarity/indices",
@@ -97,7 +97,7 @@ class NeighbourMember:
             raise CheckpointError(f"{where}similarity: not a CSR matrix of {n_items} items")
         with np.errstate(over="ignore", invalid="ignore"):
             data = data.astype(np.float32)
-        if not np.all((data > 0) & (data <= 1)):                # correlations, shrunk
+        if not np.all((data > 0) & (data <= 1)):                # cosines
             raise CheckpointError(f"{where}similarity/data: a similarity outside (0, 1]")
         if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != data.size \
                 or (indices.size and (indices.min() < 0 or indices.max() >= n_items)):
@@ -127,8 +127,6 @@ def _check_meta(meta, scale) -> None:
         raise ValueError("a neighbour member's bias_reg must be two numbers > 0")
     if type(meta["neighbours"]) is not int or meta["neighbours"] < 0:
         raise ValueError("a neighbour member's neighbours must be a whole number >= 0")
-    if not number(meta["shrinkage"]) or meta["shrinkage"] < 0:
-        raise ValueError("a neighbour member's shrinkage must be a number >= 0")
     if not number(meta["damping"]) or meta["damping"] < 0:
         raise ValueError("a neighbour member's damping must be a number >= 0")
     if meta["scale"] != list(scale):

@@ -1,17 +1,19 @@
-"""Item-item neighbours over the bias residual (KNNBaseline-style), a stack member.
+"""Item-item neighbours over the bias residual, a stack member.
 
 ``r_ui ~ b_ui + sum_j s_ij e_uj / (damping + sum_j s_ij)`` over the items ``j`` user ``u``
 rated,
 where ``b`` is :class:`~npcf.nn.bias.UserItemBias`, ``e = r - b`` the residual and
-``s_ij`` the shrunk Pearson correlation of two items' residuals over their common
-users (Koren 2010, "Factor in the neighbors"; Surprise's ``pearson_baseline``):
-``sum_u e_ui e_uj / sqrt(sum_u e_ui^2 sum_u e_uj^2) * (n_ij - 1) / (n_ij - 1 +
-shrinkage)``. Only each item's :data:`NEIGHBOURS` most similar items with a positive
-correlation are kept (a sparse items x items matrix), so predictions are two sparse
-products and the model stays ``n_items x NEIGHBOURS`` in size. :data:`DAMPING` pulls a
-pair whose rated neighbours are few and weakly similar toward ``b_ui`` (without it, one
-neighbour of similarity 0.01 would carry its residual in full). A user's ratings are read
-at call time, as the bias model's row bias is. Pairs with no rated neighbour get ``b_ui``.
+``s_ij = n_ij / sqrt(n_i n_j)`` the cosine of two items' sets of raters (``n_ij`` users
+rated both, ``n_i`` rated ``i``): who rated what, not how, so two items a few users rated
+together are neighbours even when too few rated both to correlate their residuals
+(Sarwar et al. 2001; Deshpande and Karypis 2004). Only each item's :data:`NEIGHBOURS`
+most similar items are kept (a sparse items x items matrix), so predictions are two
+sparse products and the model stays ``n_items x NEIGHBOURS`` in size. :data:`DAMPING`
+pulls a pair whose rated neighbours are few and weakly similar toward ``b_ui``. A user's
+ratings are read at call time, as the bias model's row bias is. Pairs with no rated
+neighbour get ``b_ui``. (Shrunk Pearson correlations of the residuals, KNNBaseline's
+measure, did worse on every validation carve of flixster and movies-small:
+``benchmarks/NOTES.md``.)
 """
 from __future__ import annotations
 
@@ -23,13 +25,10 @@ from npcf.utils.sparse import binarize
 
 #: most similar items kept per item
 NEIGHBOURS = 200
-#: a correlation over n common users is weighed (n - 1) / (n - 1 + SHRINKAGE): halved at
-#: SHRINKAGE + 1 common users (Surprise's default)
-SHRINKAGE = 100.0
 #: similarity mass added to a prediction's denominator (chosen on validation carves)
-DAMPING = 0.1
-#: entries of the dense (block x items) similarity slab computed at a time (a dozen
-#: float64 temporaries of this size: ~100 MB at the peak)
+DAMPING = 1.0
+#: entries of the dense (block x items) similarity slab computed at a time (a few
+#: float64 temporaries of this size: ~40 MB at the peak)
 SLAB = 1_000_000
 #: entries :meth:`ItemNeighbours.predict_at` gathers at a time (a pair gathers its user's
 #: row of ratings and its item's row of similarities)
@@ -44,41 +43,31 @@ def residuals(baseline: UserItemBias, x: sp.csr_matrix) -> tuple:
     return baseline.residual(x, b_row), b_row
 
 
-def similarities(R: sp.csr_matrix, neighbours: int = NEIGHBOURS,
-                 shrinkage: float = SHRINKAGE) -> sp.csr_matrix:
-    """CSR float32 (n_items, n_items): each item's ``neighbours`` largest positive shrunk
-    residual correlations (zero diagonal) from residuals ``R`` (users x items CSR)."""
-    R = sp.csc_matrix(R, dtype=np.float64)
-    B = binarize(R, np.float64).tocsc()
-    R2 = R.multiply(R).tocsc()
-    n_items = R.shape[1]
+def similarities(m: sp.spmatrix, neighbours: int = NEIGHBOURS) -> sp.csr_matrix:
+    """CSR float32 (n_items, n_items): each item's ``neighbours`` largest cosines
+    ``n_ij / sqrt(n_i n_j)`` of the sets of users who rated them (zero diagonal) in ``m``
+    (users x items; which entries are stored, not their values)."""
+    B = binarize(sp.csc_matrix(m), np.float64).tocsc()
+    n_items = B.shape[1]
+    raters = np.sqrt(np.diff(B.indptr).astype(np.float64))
     block = max(1, SLAB // max(1, n_items))
-    Rt, Bt, R2t = R.T.tocsr(), B.T.tocsr(), R2.T.tocsr()
+    Bt = B.T.tocsr()
     keep = max(0, min(int(neighbours), n_items - 1))
     rows, cols, vals = [], [], []
     for lo in range(0, n_items, block):
         hi = min(n_items, lo + block)
-        num = (Rt[lo:hi] @ R).toarray()
-        left = (R2t[lo:hi] @ B).toarray()           # sum over common users of r_ui^2
-        right = (Bt[lo:hi] @ R2).toarray()          # ... of r_uj^2
-        common = (Bt[lo:hi] @ B).toarray()
-        den = np.sqrt(left * right)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-        support = np.maximum(common - 1, 0)
-        s *= np.divide(support, support + shrinkage, out=np.zeros_like(support),
-                       where=support > 0)
+        s = (Bt[lo:hi] @ B).toarray()                 # users who rated both
+        den = np.outer(raters[lo:hi], raters)
+        np.divide(s, den, out=s, where=den > 0)
         s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
-        s[s <= 0] = 0.0
         if 0 < keep < n_items - 1:         # n_items - 1 keeps every item but itself
-            drop = np.argpartition(-s, keep - 1, axis=1)[:, keep:]
-            np.put_along_axis(s, drop, 0.0, axis=1)
+            s *= _largest(s, keep)
         elif keep == 0:
             s[:] = 0.0
         r, c = np.nonzero(s)
         rows.append(r + lo)
         cols.append(c)
-        vals.append(s[r, c])
+        vals.append(np.minimum(s[r, c], 1.0))
     if not vals:                            # no items
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     S = sp.csr_matrix((np.concatenate(vals).astype(np.float32),
@@ -91,16 +80,14 @@ class ItemNeighbours:
     """``baseline`` (:class:`UserItemBias`), ``similarity`` CSR float32 (n_items, n_items)."""
 
     def __init__(self, reg_row: float = 5.0, reg_col: float = 5.0,
-                 neighbours: int = NEIGHBOURS, shrinkage: float = SHRINKAGE,
-                 damping: float = DAMPING):
-        if int(neighbours) != neighbours or neighbours < 0 or not shrinkage >= 0 \
-                or not damping >= 0 or not (reg_row > 0 and reg_col > 0):
-            raise ValueError(f"neighbours must be a whole number >= 0, shrinkage and damping "
-                             f"numbers >= 0, the ridge strengths numbers > 0, got "
-                             f"{neighbours!r}, {shrinkage!r}, {damping!r}, "
-                             f"{(reg_row, reg_col)!r}")
+                 neighbours: int = NEIGHBOURS, damping: float = DAMPING):
+        if int(neighbours) != neighbours or neighbours < 0 or not damping >= 0 \
+                or not (reg_row > 0 and reg_col > 0):
+            raise ValueError(f"neighbours must be a whole number >= 0, damping a number "
+                             f">= 0, the ridge strengths numbers > 0, got {neighbours!r}, "
+                             f"{damping!r}, {(reg_row, reg_col)!r}")
         self.reg_row, self.reg_col = reg_row, reg_col
-        self.neighbours, self.shrinkage, self.damping = neighbours, shrinkage, damping
+        self.neighbours, self.damping = neighbours, damping
         self.baseline: UserItemBias | None = None
         self.similarity: sp.csr_matrix | None = None
         self._transposed: tuple | None = None         # (similarity it was made of, its .T)
@@ -108,8 +95,7 @@ class ItemNeighbours:
     def fit(self, m: sp.csr_matrix) -> "ItemNeighbours":
         """The bias model and the item similarities of CSR ``m`` (users x items)."""
         self.baseline = UserItemBias(self.reg_row, self.reg_col).fit(m)
-        R, _ = residuals(self.baseline, m)
-        self.similarity = similarities(R, self.neighbours, self.shrinkage)
+        self.similarity = similarities(m, self.neighbours)
         return self
 
     def predict(self, x: sp.csr_matrix) -> np.ndarray:
@@ -140,6 +126,16 @@ class ItemNeighbours:
             out[at] += np.divide(num, den + self.damping, out=np.zeros_like(num),
                                  where=den > 0)
         return out.astype(np.float32)
+
+
+def _largest(s: np.ndarray, keep: int) -> np.ndarray:
+    """bool mask of each row's ``keep`` largest entries of 2-D ``s`` (ties: the lowest
+    columns first, so the choice does not depend on the selection algorithm)."""
+    kth = -np.partition(-s, keep - 1, axis=1)[:, keep - 1:keep]
+    above = s > kth
+    tied = s == kth
+    room = keep - above.sum(axis=1, keepdims=True)
+    return above | (tied & (np.cumsum(tied, axis=1) <= room))
 
 
 def _batches(sizes: np.ndarray, cap: int):

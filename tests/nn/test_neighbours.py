@@ -11,29 +11,19 @@ from npcf.nn.neighbours import ItemNeighbours, similarities
 from helpers import tiny_ratings
 
 
-def _reference(m: sp.csr_matrix, regs, keep: int, shrinkage: float,
-               damping: float = neighbours.DAMPING):
+def _reference(m: sp.csr_matrix, regs, keep: int, damping: float = neighbours.DAMPING):
     """Dense (n_items, n_items) similarities and a predict(x, u, i) function, by loops."""
     bias = UserItemBias(*regs).fit(m)
     D = m.toarray().astype(np.float64)
     rated = D != 0
-    b_row = bias.row_bias(m).astype(np.float64)
-    base = bias.mu + b_row[:, None] + bias.col_bias[None, :].astype(np.float64)
-    res = np.where(rated, D - base, 0.0)
     n = D.shape[1]
     S = np.zeros((n, n))
     for i in range(n):
         for j in range(n):
-            common = rated[:, i] & rated[:, j]
-            if i == j or common.sum() == 0:
-                continue
-            a, b = res[common, i], res[common, j]
-            den = np.sqrt(np.sum(a * a) * np.sum(b * b))
-            if den > 0:
-                c = common.sum()
-                S[i, j] = np.sum(a * b) / den * (c - 1) / (c - 1 + shrinkage)
-    S[S < 0] = 0
-    for i in range(n):                       # the keep largest (ties: any of them)
+            both = np.sum(rated[:, i] & rated[:, j])
+            if i != j and both:
+                S[i, j] = both / np.sqrt(rated[:, i].sum() * rated[:, j].sum())
+    for i in range(n):                       # the keep largest, ties: lowest item first
         order = np.argsort(-S[i], kind="stable")
         S[i, order[keep:]] = 0
 
@@ -48,15 +38,15 @@ def _reference(m: sp.csr_matrix, regs, keep: int, shrinkage: float,
     return S, predict
 
 
-@pytest.mark.parametrize("keep,damping", [(3, 0.1), (200, 0.0), (200, 0.5)])
+@pytest.mark.parametrize("keep,damping", [(3, 0.1), (200, 0.0), (200, 1.0)])
 def test_similarities_and_predictions_match_the_formula(keep, damping):
     m = tiny_ratings(30, 12, density=0.5, seed=3)
-    model = ItemNeighbours(2.0, 5.0, neighbours=keep, shrinkage=4.0, damping=damping).fit(m)
-    S, predict = _reference(m, (2.0, 5.0), keep, 4.0, damping)
+    model = ItemNeighbours(2.0, 5.0, neighbours=keep, damping=damping).fit(m)
+    S, predict = _reference(m, (2.0, 5.0), keep, damping)
     got = model.similarity.toarray()
     assert got.dtype == np.float32 and np.all(np.diag(got) == 0) and np.all(got >= 0)
-    assert np.all((got > 0).sum(1) <= keep)
-    np.testing.assert_allclose(got, S, rtol=1e-5, atol=1e-7)     # no ties in this data
+    assert np.all((got > 0).sum(1) <= keep) and np.all(got <= 1)
+    np.testing.assert_allclose(got, S, rtol=1e-6, atol=1e-7)
     if keep < 12:
         assert np.any(np.abs(got - got.T) > 1e-3)  # pruned: S is not symmetric
     rows, cols = np.nonzero(np.ones(m.shape, bool))
@@ -67,10 +57,21 @@ def test_similarities_and_predictions_match_the_formula(keep, damping):
 
 def test_slabs_of_any_size_give_the_same_similarities(monkeypatch):
     m = tiny_ratings(40, 25, density=0.4, seed=1)
-    R = neighbours.residuals(UserItemBias().fit(m), m)[0]
-    whole = similarities(R, 5).toarray()
+    whole = similarities(m, 5).toarray()
     monkeypatch.setattr(neighbours, "SLAB", 30)           # one item per slab
-    np.testing.assert_array_equal(similarities(R, 5).toarray(), whole)
+    np.testing.assert_array_equal(similarities(m, 5).toarray(), whole)
+
+
+def test_similarities_read_who_rated_what_not_the_values():
+    m = tiny_ratings(40, 25, density=0.4, seed=1)
+    other = m.copy()
+    other.data = np.random.default_rng(0).uniform(0.5, 5.0, m.nnz).astype(np.float32)
+    np.testing.assert_array_equal(similarities(other).toarray(), similarities(m).toarray())
+    # ties are broken toward the lowest item, the same at any slab size
+    tied = sp.csr_matrix(np.ones((3, 6), np.float32))     # every pair has cosine 1
+    got = similarities(tied, 2).toarray()
+    assert np.array_equal(got > 0, [[0, 1, 1, 0, 0, 0], [1, 0, 1, 0, 0, 0]]
+                          + [[1, 1, 0, 0, 0, 0]] * 4)
 
 
 def test_a_new_user_folds_in_and_an_empty_row_gets_the_biases(monkeypatch):
@@ -78,7 +79,7 @@ def test_a_new_user_folds_in_and_an_empty_row_gets_the_biases(monkeypatch):
     model = ItemNeighbours(2.0, 5.0).fit(m)
     new = sp.csr_matrix(np.r_[[np.where(np.arange(12) < 4, 4.5, 0.0)], np.zeros((1, 12))]
                         .astype(np.float32))
-    _, predict = _reference(m, (2.0, 5.0), 200, neighbours.SHRINKAGE)
+    _, predict = _reference(m, (2.0, 5.0), 200)
     got = model.predict(new)
     np.testing.assert_allclose(got[0], [predict(new, 0, i) for i in range(12)], rtol=1e-5)
     b = model.baseline
@@ -96,13 +97,13 @@ def test_no_neighbours_is_the_bias_model():
     np.testing.assert_allclose(model.predict(m), b.offset(b.row_bias(m)), rtol=1e-6)
 
 
-def test_no_shrinkage_keeps_every_similarity_finite_and_bad_settings_are_refused():
+def test_sparse_data_keeps_every_prediction_finite_and_bad_settings_are_refused():
     m = tiny_ratings(30, 12, density=0.3, seed=2)
-    model = ItemNeighbours(2.0, 5.0, shrinkage=0.0).fit(m)
+    model = ItemNeighbours(2.0, 5.0, damping=0.0).fit(m)
     assert np.all(np.isfinite(model.similarity.data))
     assert np.all(np.isfinite(model.predict(m)))
-    for bad in (dict(neighbours=-1), dict(neighbours=2.5), dict(shrinkage=-1.0),
-                dict(shrinkage=float("nan")), dict(damping=-0.1), dict(reg_row=0.0)):
+    for bad in (dict(neighbours=-1), dict(neighbours=2.5), dict(damping=float("nan")),
+                dict(damping=-0.1), dict(reg_row=0.0)):
         with pytest.raises(ValueError, match="neighbours must be"):
             ItemNeighbours(**bad)
 
@@ -111,8 +112,7 @@ def test_no_items_and_keeping_every_item_work():
     empty = sp.csr_matrix((4, 0), dtype=np.float32)
     assert similarities(empty).shape == (0, 0)
     m = tiny_ratings(30, 12, density=0.5, seed=3)
-    R = neighbours.residuals(UserItemBias().fit(m), m)[0]
-    np.testing.assert_array_equal(similarities(R, 11).toarray(), similarities(R, 50).toarray())
+    np.testing.assert_array_equal(similarities(m, 11).toarray(), similarities(m, 50).toarray())
 
 
 def test_pair_batches_cap_the_gathered_ratings():
