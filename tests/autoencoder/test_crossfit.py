@@ -270,7 +270,6 @@ def test_a_stack_keeps_the_given_ridge_and_adds_the_bias_model_alone(stacked):
 
 
 def test_the_item_neighbours_cross_fit_as_fold_models(stacked):
-    from npcf.autoencoder.members import NeighbourMember
     from npcf.nn.bias import cross_validated_regs
     from npcf.nn.neighbours import ItemNeighbours
     model, train, val = stacked
