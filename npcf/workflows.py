@@ -97,7 +97,8 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     A validation part is carved from training when the split has none. ``tune``: choose
     the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
     values, those named in ``fixed`` — default: every key of ``params`` — are kept;
-    ``tune_budget`` seconds at most; trials in ``tuning.csv``; when it chooses an
+    ``tune_budget`` seconds at most for the search and the cross-fitting; trials in
+    ``tuning.csv``; when it chooses an
     item-based model, up to ``blend`` (default :data:`BLEND`) of the searched
     configurations refitted on ``folds`` (default :data:`FOLDS`) folds and stacked, as
     :meth:`AutoEncoder.tune` says); else fit ``params`` as they are (``blend`` and

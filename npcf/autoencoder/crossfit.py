@@ -51,7 +51,8 @@ def _fit_fold(kw: dict, k: int, data: tuple | None = None):
 
 
 def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
-              fit_kw: dict | None = None, workers: int | None = None, progress=None):
+              fit_kw: dict | None = None, workers: int | None = None, progress=None,
+              fold: np.ndarray | None = None):
     """Fit every configuration (estimator keywords) on ``folds`` folds of sparse ``A``
     (all labelled ratings, users x items).
 
@@ -60,12 +61,16 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     float64 (nnz, C) the out-of-fold predictions and ``fold`` int64 (nnz,) each rating's
     fold, both in ``coo``'s order. ``workers``: fold fits at once in forked processes
     (default :func:`npcf.utils.parallel.threads`); the result does not depend on it.
+    ``fold``: each rating's fold in ``A.tocoo()``'s order, to share the cut with other
+    members (default :func:`fold_of` ``(nnz, folds, seed)``).
     """
     coo = sp.csr_matrix(A).tocoo()
     if not 2 <= int(folds) <= coo.nnz:
         raise NpcfError(f"cross-fitting needs 2 <= folds <= ratings, got {folds} folds "
                         f"of {coo.nnz} ratings")
-    fold = fold_of(coo.nnz, int(folds), seed)
+    fold = fold_of(coo.nnz, int(folds), seed) if fold is None else np.asarray(fold)
+    if fold.shape != (coo.nnz,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= folds:
+        raise NpcfError(f"fold must give each of the {coo.nnz} ratings a fold below {folds}")
     data = (cls, coo, fold, dict(fit_kw or {}))
     jobs = [(c, k) for c in range(len(configs)) for k in range(int(folds))]
     models = [[None] * int(folds) for _ in configs]
@@ -277,12 +282,12 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         trials, "item_based"), not trials or varied(trials, "residual"))
     started = time.perf_counter()
     deadline = None if seconds is None else started + seconds
-    regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
     n_epochs, trials = base.n_epochs, trials or []
     configs = affordable(candidates, trials, folds, _left(deadline), workers, n_epochs)
     if not configs:
         return None, (f"{max(0.0, _left(deadline)):.0f} s of the budget left, too little "
                       f"for {folds} fits of the chosen configuration")
+    regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
     fit_kw = dict(fit_kw or {})
     if fit_kw.get("scale") is None:       # one scale for every fold model: the data's
         fit_kw["scale"] = (float(A.data.min()), float(A.data.max()))
@@ -291,17 +296,17 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     # keeping the chosen configuration's fold fits in reserve; then as many of the
     # networks as the time left allows (the chosen configuration's in any case)
     found, skipped = None, "too few ratings to cross-validate the biases' ridge strengths"
+    fold = fold_of(A.nnz, int(folds), chosen.seed)     # one cut for every member
     if regs is not None:
-        coo = A.tocoo()                   # cut into folds as fit_folds cuts them
         reserve = fold_seconds(configs[:1], trials, folds, workers, n_epochs)[0]
-        found = neighbour_folds(coo, fold_of(coo.nnz, int(folds), chosen.seed), regs, scale,
+        found = neighbour_folds(A.tocoo(), fold, regs, scale,
                                 None if deadline is None else deadline - reserve, progress)
         skipped = None if found else "over the work limit or past the budget"
     configs = affordable(candidates, trials, folds, _left(deadline), workers,
                          n_epochs) or configs[:1]
     try:
         models, P, fold, coo = fit_folds(type(chosen), configs, A, folds, chosen.seed,
-                                         fit_kw, progress=progress)
+                                         fit_kw, progress=progress, fold=fold)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
     y, bias = coo.data.astype(np.float64), -1

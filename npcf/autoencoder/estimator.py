@@ -283,9 +283,10 @@ class AutoEncoder(Params, Recommends):
         something other than their default (``AutoEncoder(layers=(64,)).tune(...)`` keeps
         64 units), so ``fixed=()`` searches everything and ``fixed=("lr",)`` pins a default.
 
-        ``budget``: seconds for the search and the cross-fitting below; the search
-        takes at most :data:`SEARCH_SHARE` of them where cross-fitting may follow. The
-        search is recorded in the returned
+        ``budget``: seconds for the search and the cross-fitting below; the search is
+        cut at :data:`SEARCH_SHARE` of them where cross-fitting may follow (its trials
+        in flight finish; ``info["tuning"]["search_budget"]``). The search is recorded
+        in the returned
         model's ``info["tuning"]`` and its trials in ``tuning`` (list of dicts). With
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
         up to that many configurations are blended (:mod:`npcf.autoencoder.blend`); 1 or 0:
@@ -354,6 +355,8 @@ class AutoEncoder(Params, Recommends):
                                fixed=set(fixed) | {"bias_reg"} if may_stack else fixed,
                                space=space, budget=searching, fit_kw=fit_kw,
                                progress=progress, candidates=pool)
+        model.info["tuning"] = dict(model.info["tuning"], budget=budget,
+                                    search_budget=searching)
         if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
             stacked, why = None, None
             if int(folds) > 1 and not (validation_input is None or

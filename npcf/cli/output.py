@@ -138,9 +138,12 @@ def tuning_table(summary: dict, trials: list[dict], n: int = 12) -> str:
         head = (f"tuning: bias residual's ridge strengths (users, items) {regs}, "
                 f"cross-validated on the training part\n" + head)
     if summary.get("budget_hit"):
-        head = (f"tuning: the budget ({summary['budget']:g} s) ended the search at rung "
-                f"{summary['budget_hit']} of {len(summary['rungs'])}; its best configuration "
-                f"was then trained with the full {summary['rungs'][-1]} epochs\n" + head)
+        cap = summary.get("search_budget") or summary["budget"]
+        what = (f"the budget ({cap:g} s)" if cap == summary["budget"] else
+                f"the budget's search share ({cap:g} s of {summary['budget']:g} s)")
+        head = (f"tuning: {what} ended the search at rung {summary['budget_hit']} of "
+                f"{len(summary['rungs'])}; its best configuration was then trained with the "
+                f"full {summary['rungs'][-1]} epochs\n" + head)
     return head + "\n" + table(rows, ["rung", "ep"] + [_short_name(k) for k in keys]
                                + [metric, "s"], align="rr" + "l" * len(keys) + "rr")
 

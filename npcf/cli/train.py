@@ -110,8 +110,8 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
                    "(successive halving; trials in OUT/tuning.csv); off: train exactly the "
                    "given options.")
 @click.option("--tune_budget", type=Finite(min=0, min_open=True), default=None,
-              help=f"Seconds the search and the cross-fitting may take (the search at most "
-                   f"{SEARCH_SHARE:.0%} of them when cross-fitting may follow).  "
+              help=f"Seconds the search and the cross-fitting may take (the search is cut "
+                   f"at {SEARCH_SHARE:.0%} of them when cross-fitting may follow).  "
                    f"[default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
               help="Blend up to this many of the searched configurations (cross-fitted: "
@@ -136,8 +136,8 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
     """Train the autoencoder; writes OUT/model.npz, model.json, history.csv, metrics.json
     (and tuning.csv: by default the hyperparameters not given are chosen on validation)."""
     if tune == "off" and tune_budget is not None:
-        raise ParamError("tune_budget", "caps the hyperparameter search; with --tune off there "
-                         "is none: leave it out")
+        raise ParamError("tune_budget", "caps the hyperparameter search and cross-fitting; "
+                         "with --tune off there is none: leave it out")
     params = {k: v for k, v in given.items() if v is not None}
     params.update(denoise=denoiser, tied=tied_weights, seed=seed, lazy=not dense_adam)
     names = {"denoiser": "denoise", "tied_weights": "tied", "dense_adam": "lazy"}

@@ -12,8 +12,8 @@ sparse products and the model stays ``n_items x NEIGHBOURS`` in size. :data:`DAM
 pulls a pair whose rated neighbours are few and weakly similar toward ``b_ui``. A user's
 ratings are read at call time, as the bias model's row bias is. Pairs with no rated
 neighbour get ``b_ui``. (Shrunk Pearson correlations of the residuals, KNNBaseline's
-measure, did worse on every validation carve of flixster and movies-small:
-``benchmarks/NOTES.md``.)
+measure, did worse on all nine validation carves of flixster, yahoo_music and
+movies-small through the library: ``benchmarks/NOTES.md``.)
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ NEIGHBOURS = 200
 #: similarity mass added to a prediction's denominator (chosen on validation carves)
 DAMPING = 1.0
 #: entries of the dense (block x items) similarity slab computed at a time (a few
-#: float64 temporaries of this size: ~40 MB at the peak)
+#: temporaries of this size: ~40 MB at the peak)
 SLAB = 1_000_000
 #: entries :meth:`ItemNeighbours.predict_at` gathers at a time (a pair gathers its user's
 #: row of ratings and its item's row of similarities)
@@ -49,16 +49,18 @@ def similarities(m: sp.spmatrix, neighbours: int = NEIGHBOURS) -> sp.csr_matrix:
     (users x items; which entries are stored, not their values)."""
     B = binarize(sp.csc_matrix(m), np.float64).tocsc()
     n_items = B.shape[1]
-    raters = np.sqrt(np.diff(B.indptr).astype(np.float64))
+    raters = np.diff(B.indptr).astype(np.float64)
     block = max(1, SLAB // max(1, n_items))
     Bt = B.T.tocsr()
     keep = max(0, min(int(neighbours), n_items - 1))
     rows, cols, vals = [], [], []
     for lo in range(0, n_items, block):
         hi = min(n_items, lo + block)
-        s = (Bt[lo:hi] @ B).toarray()                 # users who rated both
-        den = np.outer(raters[lo:hi], raters)
-        np.divide(s, den, out=s, where=den > 0)
+        both = (Bt[lo:hi] @ B).toarray()              # users who rated both
+        # sqrt of the exact integer product: n_ij <= sqrt(n_i n_j), so s <= 1; the top
+        # items are chosen on the float32 values stored (ties among those: lowest index)
+        den = np.sqrt(np.outer(raters[lo:hi], raters))
+        s = np.divide(both, den, out=np.zeros_like(both), where=den > 0).astype(np.float32)
         s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
         if 0 < keep < n_items - 1:         # n_items - 1 keeps every item but itself
             s *= _largest(s, keep)
@@ -67,10 +69,10 @@ def similarities(m: sp.spmatrix, neighbours: int = NEIGHBOURS) -> sp.csr_matrix:
         r, c = np.nonzero(s)
         rows.append(r + lo)
         cols.append(c)
-        vals.append(np.minimum(s[r, c], 1.0))
+        vals.append(s[r, c])
     if not vals:                            # no items
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    S = sp.csr_matrix((np.concatenate(vals).astype(np.float32),
+    S = sp.csr_matrix((np.concatenate(vals),
                        (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items))
     S.sort_indices()
     return S

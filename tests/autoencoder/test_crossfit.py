@@ -528,7 +528,9 @@ def test_the_search_leaves_part_of_the_budget_to_cross_fitting(monkeypatch):
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
     space = {"activation": ("relu", "sigmoid")}
-    AutoEncoder(**KW).tune(train, val, space=space, budget=30, blend=2, folds=2)
+    model = AutoEncoder(**KW).tune(train, val, space=space, budget=30, blend=2, folds=2)
+    assert model.info["tuning"]["budget"] == 30
+    assert model.info["tuning"]["search_budget"] == 30 * estimator.SEARCH_SHARE
     AutoEncoder(**KW).tune(train, val, space=space, budget=30, blend=1)     # never stacked
     AutoEncoder(**KW).tune(train, val, space=space, blend=2, folds=2)       # no budget
     assert seen == [30 * estimator.SEARCH_SHARE, 30, None]
@@ -593,6 +595,16 @@ def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
     assert "holdout_gain" in model.info["blend"] and model.blend_offset is None
     assert "of the budget left" in model.info["blend"]["crossfit_skipped"]
     assert blend.describe(model.info["blend"]).startswith("cross-fitting skipped (")
+
+
+def test_fit_folds_take_a_given_cut_and_refuse_a_bad_one():
+    m = tiny_ratings(30, 12, density=0.5, seed=3).tocoo()
+    cut = np.arange(m.nnz) % 3
+    _, _, fold, _ = crossfit.fit_folds(AutoEncoder, [KW], m, 3, fold=cut)
+    np.testing.assert_array_equal(fold, cut)
+    for bad in (cut[:-1], cut + 1, cut - 1):
+        with pytest.raises(NpcfError, match="fold must give each"):
+            crossfit.fit_folds(AutoEncoder, [KW], m, 3, fold=bad)
 
 
 def test_shared_pairs_and_failing_folds_fall_back(monkeypatch):

@@ -22,3 +22,16 @@ def test_counts_take_the_number_their_noun_needs():
     from npcf.cli.output import counted
     assert counted(1, "partition") == "1 partition"
     assert counted(0, "user") == "0 users" and counted(2000, "user") == "2,000 users"
+
+
+def test_the_tuning_table_says_which_budget_ended_the_search():
+    from npcf.cli.output import tuning_table
+    trials = [dict(rung=1, epochs=3, activation="relu", score=0.9, seconds=1.0)]
+    summary = dict(metric="val_rmse", trials=1, seconds=2.0, rungs=[3, 9], budget=120.0,
+                   budget_hit=1)
+    assert tuning_table(summary, trials).startswith(
+        "tuning: the budget (120 s) ended the search at rung 1 of 2;")
+    summary["search_budget"] = 72.0
+    assert tuning_table(summary, trials).startswith(
+        "tuning: the budget's search share (72 s of 120 s) ended the search at rung 1 of 2;")
+    assert "budget" not in tuning_table(dict(summary, budget_hit=0), trials).splitlines()[0]

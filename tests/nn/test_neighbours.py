@@ -67,11 +67,22 @@ def test_similarities_read_who_rated_what_not_the_values():
     other = m.copy()
     other.data = np.random.default_rng(0).uniform(0.5, 5.0, m.nnz).astype(np.float32)
     np.testing.assert_array_equal(similarities(other).toarray(), similarities(m).toarray())
-    # ties are broken toward the lowest item, the same at any slab size
+
+
+@pytest.mark.parametrize("slab", [None, 7])
+def test_ties_go_to_the_lowest_item_at_any_slab_size(monkeypatch, slab):
+    if slab:
+        monkeypatch.setattr(neighbours, "SLAB", slab)      # one item per slab
     tied = sp.csr_matrix(np.ones((3, 6), np.float32))     # every pair has cosine 1
     got = similarities(tied, 2).toarray()
     assert np.array_equal(got > 0, [[0, 1, 1, 0, 0, 0], [1, 0, 1, 0, 0, 0]]
                           + [[1, 1, 0, 0, 0, 0]] * 4)
+    # equal cosines from different counts: item 0 has 3 raters, all among item 1's 9
+    # (3 / sqrt(27)) and one of them item 2's only one (1 / sqrt(3))
+    m = np.zeros((9, 3), np.float32)
+    m[:3, 0], m[:, 1], m[0, 2] = 4.0, 3.0, 5.0
+    got = similarities(sp.csr_matrix(m), 1).toarray()
+    assert got[0, 1] > 0 and got[0, 2] == 0 and got[0, 1] == np.float32(1 / np.sqrt(3))
 
 
 def test_a_new_user_folds_in_and_an_empty_row_gets_the_biases(monkeypatch):
@@ -112,7 +123,9 @@ def test_no_items_and_keeping_every_item_work():
     empty = sp.csr_matrix((4, 0), dtype=np.float32)
     assert similarities(empty).shape == (0, 0)
     m = tiny_ratings(30, 12, density=0.5, seed=3)
-    np.testing.assert_array_equal(similarities(m, 11).toarray(), similarities(m, 50).toarray())
+    S, _ = _reference(m, (2.0, 5.0), 11)                  # every other item
+    np.testing.assert_allclose(similarities(m, 50).toarray(), S, rtol=1e-6)
+    assert np.all((similarities(m, 50).toarray() > 0) == (S > 0))
 
 
 def test_pair_batches_cap_the_gathered_ratings():
