@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from npcf.errors import NpcfError, ParamError, flag, non_negative, positive_int, repeated_pairs, shown
 from npcf.utils.sparse import FLOAT32_MAX, beyond_float32, duplicate_entries, entry_rows, rated
+from npcf.utils.topk import largest_mask
 
 #: id returned where a user has fewer allowed items than ``k`` (score ``-inf``)
 PAD = -1
@@ -44,15 +45,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.zeros((scores.shape[0], 0), np.int64)
     if np.isnan(scores).any():
         scores = np.where(np.isnan(scores), -np.inf, scores)
-    # The k-th largest value per row; argpartition alone would pick arbitrary items
-    # among those tied with it, so choose them explicitly: all greater ones, then the
-    # lowest-index equal ones.
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-    greater = scores > kth
-    equal = scores == kth
-    room = k - greater.sum(axis=1, keepdims=True)
-    chosen = greater | (equal & (np.cumsum(equal, axis=1) <= room))
-    part = np.nonzero(chosen)[1].reshape(scores.shape[0], k)
+    # argpartition alone would pick arbitrary items among those tied with the k-th
+    part = np.nonzero(largest_mask(scores, k))[1].reshape(scores.shape[0], k)
     order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
     return np.take_along_axis(part, order, 1)
 

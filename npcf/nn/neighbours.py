@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.nn.bias import UserItemBias
-from npcf.utils.sparse import binarize
+from npcf.utils.sparse import binarize, column_counts
+from npcf.utils.topk import largest_mask
 
 #: most similar items kept per item
 NEIGHBOURS = 200
@@ -47,9 +48,9 @@ def similarities(m: sp.spmatrix, neighbours: int = NEIGHBOURS) -> sp.csr_matrix:
     """CSR float32 (n_items, n_items): each item's ``neighbours`` largest cosines
     ``n_ij / sqrt(n_i n_j)`` of the sets of users who rated them (zero diagonal) in ``m``
     (users x items; which entries are stored, not their values)."""
-    B = binarize(sp.csc_matrix(m), np.float64).tocsc()
-    n_items = B.shape[1]
-    raters = np.diff(B.indptr).astype(np.float64)
+    B = binarize(m, np.float64)           # CSR: each slab's product is CSR x CSR, with no
+    n_items = B.shape[1]                  # conversion of B per slab
+    raters = column_counts(B).astype(np.float64)
     block = max(1, SLAB // max(1, n_items))
     Bt = B.T.tocsr()
     keep = max(0, min(int(neighbours), n_items - 1))
@@ -58,12 +59,12 @@ def similarities(m: sp.spmatrix, neighbours: int = NEIGHBOURS) -> sp.csr_matrix:
         hi = min(n_items, lo + block)
         both = (Bt[lo:hi] @ B).toarray()              # users who rated both
         # sqrt of the exact integer product: n_ij <= sqrt(n_i n_j), so s <= 1; the top
-        # items are chosen on the float32 values stored (ties among those: lowest index)
+        # items are chosen on the float32 values stored (ties: the lowest index)
         den = np.sqrt(np.outer(raters[lo:hi], raters))
         s = np.divide(both, den, out=np.zeros_like(both), where=den > 0).astype(np.float32)
         s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
         if 0 < keep < n_items - 1:         # n_items - 1 keeps every item but itself
-            s *= _largest(s, keep)
+            s *= largest_mask(s, keep)
         elif keep == 0:
             s[:] = 0.0
         r, c = np.nonzero(s)
@@ -118,26 +119,15 @@ class ItemNeighbours:
         (indices the caller has checked)."""
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         R, b_row = residuals(self.baseline, x)
-        B = binarize(R, np.float64)
         out = self.baseline.offset_at(b_row, rows, cols).astype(np.float64)
         gathered = np.diff(R.indptr)[rows] + np.diff(self.similarity.indptr)[cols] + 1
         for at in _batches(gathered, PAIR_BATCH):
-            S = self.similarity[cols[at]]
-            num = np.asarray(R[rows[at]].multiply(S).sum(axis=1)).ravel()
-            den = np.asarray(B[rows[at]].multiply(S).sum(axis=1)).ravel()
+            S, Ru = self.similarity[cols[at]], R[rows[at]]
+            num = np.asarray(Ru.multiply(S).sum(axis=1)).ravel()
+            den = np.asarray(binarize(Ru, np.float64).multiply(S).sum(axis=1)).ravel()
             out[at] += np.divide(num, den + self.damping, out=np.zeros_like(num),
                                  where=den > 0)
         return out.astype(np.float32)
-
-
-def _largest(s: np.ndarray, keep: int) -> np.ndarray:
-    """bool mask of each row's ``keep`` largest entries of 2-D ``s`` (ties: the lowest
-    columns first, so the choice does not depend on the selection algorithm)."""
-    kth = -np.partition(-s, keep - 1, axis=1)[:, keep - 1:keep]
-    above = s > kth
-    tied = s == kth
-    room = keep - above.sum(axis=1, keepdims=True)
-    return above | (tied & (np.cumsum(tied, axis=1) <= room))
 
 
 def _batches(sizes: np.ndarray, cap: int):
