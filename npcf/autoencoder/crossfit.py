@@ -283,8 +283,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     started = time.perf_counter()
     deadline = None if seconds is None else started + seconds
     n_epochs, trials = base.n_epochs, trials or []
-    configs = affordable(candidates, trials, folds, _left(deadline), workers, n_epochs)
-    if not configs:
+    reserve = fold_seconds(candidates[:1], trials, folds, workers, n_epochs)[0]
+    if deadline is not None and reserve > _left(deadline):
         return None, (f"{max(0.0, _left(deadline)):.0f} s of the budget left, too little "
                       f"for {folds} fits of the chosen configuration")
     regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
@@ -298,12 +298,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     found, skipped = None, "too few ratings to cross-validate the biases' ridge strengths"
     fold = fold_of(A.nnz, int(folds), chosen.seed)     # one cut for every member
     if regs is not None:
-        reserve = fold_seconds(configs[:1], trials, folds, workers, n_epochs)[0]
         found = neighbour_folds(A.tocoo(), fold, regs, scale,
                                 None if deadline is None else deadline - reserve, progress)
         skipped = None if found else "over the work limit or past the budget"
     configs = affordable(candidates, trials, folds, _left(deadline), workers,
-                         n_epochs) or configs[:1]
+                         n_epochs) or candidates[:1]
     try:
         models, P, fold, coo = fit_folds(type(chosen), configs, A, folds, chosen.seed,
                                          fit_kw, progress=progress, fold=fold)

@@ -555,7 +555,7 @@ def test_the_neighbours_go_first_and_keep_the_chosen_configurations_time(monkeyp
         return real_folds(cls, configs, *args, **kw)
     monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
     monkeypatch.setattr(crossfit, "fit_folds", folds)
-    estimates[:] = [10.0, 10.0, 10.0]     # before, the reserve, after the neighbours
+    estimates[:] = [10.0, 10.0]           # the reserve, then after the neighbours
     before = time.perf_counter()
     model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
                                   trials=[], seconds=1000.0)
@@ -568,7 +568,7 @@ def test_the_neighbours_go_first_and_keep_the_chosen_configurations_time(monkeyp
     assert model.info["blend"]["candidates"] == n_networks + 2    # the biases, neighbours
     # no time left after the neighbours: the chosen configuration's folds all the same
     calls.clear()
-    estimates[:] = [10.0, 10.0, 1e9]
+    estimates[:] = [10.0, 1e9]
     model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
                                   trials=[], seconds=1000.0)
     assert why is None and calls[1] == ("networks", 1)
@@ -589,7 +589,7 @@ def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
 def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
-    monkeypatch.setattr(crossfit, "affordable", lambda *a, **k: [])
+    monkeypatch.setattr(crossfit, "fold_seconds", lambda configs, *a: [1e9] * len(configs))
     model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "sigmoid")},
                                    budget=30, blend=3)
     assert "holdout_gain" in model.info["blend"] and model.blend_offset is None
