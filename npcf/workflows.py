@@ -54,7 +54,7 @@ from npcf.utils.format import json_float
 DEFAULT_TOP_K = 10
 #: seconds the default `train` may spend choosing hyperparameters (the search and the
 #: cross-fitting)
-TUNE_BUDGET = 120.0
+TUNE_BUDGET = 50.0
 
 
 # ------------------------------------------------------------------------- data

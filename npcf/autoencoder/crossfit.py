@@ -17,6 +17,7 @@ run in the search's worker processes.
 from __future__ import annotations
 
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,9 +53,10 @@ def _fit_fold(kw: dict, k: int, data: tuple | None = None):
 
 def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
               fit_kw: dict | None = None, workers: int | None = None, progress=None,
-              fold: np.ndarray | None = None):
-    """Fit every configuration (estimator keywords) on ``folds`` folds of sparse ``A``
-    (all labelled ratings, users x items).
+              fold: np.ndarray | None = None, deadline: float | None = None,
+              expected: list[float] | None = None):
+    """Fit configurations (estimator keywords) on ``folds`` folds of sparse ``A`` (all
+    labelled ratings, users x items).
 
     Returns ``(models, P, fold, coo)``: ``models[c][k]`` the fitted model of
     configuration ``c`` without fold ``k``; ``coo`` the ratings as a COO matrix; ``P``
@@ -62,7 +64,11 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     fold, both in ``coo``'s order. ``workers``: fold fits at once in forked processes
     (default :func:`npcf.utils.parallel.threads`); the result does not depend on it.
     ``fold``: each rating's fold in ``A.tocoo()``'s order, to share the cut with other
-    members (default :func:`fold_of` ``(nnz, folds, seed)``).
+    members (default :func:`fold_of` ``(nnz, folds, seed)``). ``deadline`` (a
+    ``time.perf_counter()`` value) with ``expected`` (seconds of each configuration's
+    fold fits, :func:`fold_seconds`): a configuration after the first is started only if
+    its expected seconds fit in the time left when its first fit would start; the result
+    holds the configurations started (a prefix of ``configs``, every fold fitted).
     """
     coo = sp.csr_matrix(A).tocoo()
     if not 2 <= int(folds) <= coo.nnz:
@@ -77,16 +83,38 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     P = np.zeros((coo.nnz, len(configs)), np.float64)
     workers = selection.usable_workers(parallel.threads() if workers is None else workers,
                                        len(jobs))
+
+    def starts(c: int) -> bool:           # configuration c may begin now
+        return c == 0 or deadline is None or expected is None or \
+            expected[c] <= _left(deadline)
+
+    started = 0                           # configurations begun
     with open_progress(progress, len(jobs), "cross-fitting") as bar, \
             selection.trial_pool(workers, data) as pool:
-        futures = [pool.submit(_fit_fold, configs[c], k) for c, k in jobs] if pool else None
-        for j, (c, k) in enumerate(jobs):
-            model, pred, _ = selection.trial_result(futures[j]) if futures else \
-                _fit_fold(configs[c], k, data)
-            models[c][k] = model
-            P[fold == k, c] = pred
-            bar.update(1)
-    return models, P, fold, coo
+        running: dict = {}                # future -> (configuration, fold)
+        queue = list(jobs)
+        while queue or running:
+            while queue and (pool is None and not running or
+                             pool is not None and len(running) < workers):
+                c, k = queue[0]
+                if k == 0 and not starts(c):      # the rest are skipped: the bar ends
+                    bar.update(len(queue))
+                    queue.clear()
+                    break
+                started = max(started, c + 1)
+                queue.pop(0)
+                if pool is None:
+                    models[c][k], P[fold == k, c], _ = _fit_fold(configs[c], k, data)
+                    bar.update(1)
+                else:
+                    running[pool.submit(_fit_fold, configs[c], k)] = (c, k)
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    c, k = running.pop(future)
+                    models[c][k], P[fold == k, c], _ = selection.trial_result(future)
+                    bar.update(1)
+    return models[:started], P[:, :started], fold, coo
 
 
 def bias_folds(cls, kw: dict, coo: sp.coo_matrix, fold: np.ndarray,
@@ -158,23 +186,26 @@ def _candidates(chosen, pool: list, base, size: int, other_orientation: bool,
     ``counterpart``, unless one of those already has it, one of its orientation with the
     bias residual the other way round (the pool's best, else the chosen configuration
     with it flipped: the two make different errors); with ``other_orientation``, one of
-    the other orientation (the pool's best, else the base's defaults there)."""
+    the other orientation (the pool's best, else the base's defaults there). Ordered for
+    a budget that fits only a prefix: the chosen, the next best, then the members that
+    differ (the residual's counterpart, the other orientation), then the rest."""
     def keywords(m) -> dict:
         return dict(m.get_params(), n_epochs=base.n_epochs, ensemble=1)
 
     same = [m for _, _, m in pool if m is not chosen and m.item_based == chosen.item_based]
     slots = max(1, size - int(other_orientation) - int(counterpart))
-    out = [keywords(m) for m in [chosen, *same][:slots]]
-    if counterpart and size > 1 and all(kw["residual"] == chosen.residual for kw in out):
+    alike = [keywords(m) for m in [chosen, *same][:slots]]
+    differ = [kw for kw in alike[2:] if kw["residual"] != chosen.residual][:1]
+    if counterpart and size > 1 and all(kw["residual"] == chosen.residual for kw in alike):
         flipped = next((m for m in same if m.residual != chosen.residual), None)
-        out.append(keywords(flipped) if flipped is not None else
-                   dict(keywords(chosen), residual=not chosen.residual))
+        differ.append(keywords(flipped) if flipped is not None else
+                      dict(keywords(chosen), residual=not chosen.residual))
     if other_orientation:
         other = next((m for _, _, m in pool if m.item_based != chosen.item_based), None)
-        out.append(keywords(other) if other is not None else keywords(
+        differ.append(keywords(other) if other is not None else keywords(
             type(base)(**dict(base.get_params(), item_based=not chosen.item_based))))
     unique = []
-    for kw in out:
+    for kw in [*alike[:2], *differ, *alike[2:]]:
         if kw not in unique:
             unique.append(kw)
     return unique
@@ -212,17 +243,6 @@ def fold_seconds(configs: list[dict], trials: list[dict], folds: int, workers: i
         worst = max(worst, expected.get(key(cfg), worst))
         out.append(rounds * expected.get(key(cfg), worst))
     return out
-
-
-def affordable(configs: list[dict], trials: list[dict], folds: int, seconds: float | None,
-               workers: int, n_epochs: int) -> list[dict]:
-    """The longest prefix of ``configs`` whose fold fits should end within ``seconds``
-    (None: all), ``workers`` at a time, as :func:`fold_seconds` expects them. May be
-    empty."""
-    if seconds is None:
-        return list(configs)
-    total = np.cumsum(fold_seconds(configs, trials, folds, workers, n_epochs))
-    return list(configs[:int(np.searchsorted(total, seconds, side="right"))])
 
 
 def inapplicable(X, validation, folds: int) -> str | None:
@@ -269,7 +289,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
     configuration's folds within ``seconds`` (judged from the search's ``trials``,
-    :func:`affordable`), or a fold fit failed (NpcfError, e.g. a fold with nothing to
+    :func:`fold_seconds`; the other configurations are fitted while their expected time
+    is left, :func:`fit_folds`), or a fold fit failed (NpcfError, e.g. a fold with nothing to
     stop early on).
     """
     why = inapplicable(X, validation, folds)
@@ -301,13 +322,14 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         found = neighbour_folds(A.tocoo(), fold, regs, scale,
                                 None if deadline is None else deadline - reserve, progress)
         skipped = None if found else "over the work limit or past the budget"
-    configs = affordable(candidates, trials, folds, _left(deadline), workers,
-                         n_epochs) or candidates[:1]
     try:
-        models, P, fold, coo = fit_folds(type(chosen), configs, A, folds, chosen.seed,
-                                         fit_kw, progress=progress, fold=fold)
+        models, P, fold, coo = fit_folds(
+            type(chosen), candidates, A, folds, chosen.seed, fit_kw, progress=progress,
+            fold=fold, deadline=deadline,
+            expected=fold_seconds(candidates, trials, folds, workers, n_epochs))
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
+    configs = candidates[:len(models)]
     y, bias = coo.data.astype(np.float64), -1
     if regs is not None:                  # the bias model alone, a candidate of its own
         bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,

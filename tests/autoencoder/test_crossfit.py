@@ -444,6 +444,17 @@ def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
     got = crossfit._candidates(a, [(0.9, {}, a), (0.95, {}, plain)], base, 4,
                                other_orientation=False)
     assert [kw["residual"] for kw in got] == [True, False]
+    # the members that differ come before the rest: a budget may fit only a prefix
+    c = AutoEncoder(**dict(KW, activation="selu")).fit(tiny_ratings())
+    order = [(0.9, {}, a), (0.91, {}, b), (0.92, {}, c), (0.93, {}, plain), (0.94, {}, u)]
+    got = crossfit._candidates(a, order, base, 6, other_orientation=True)
+    assert [(kw["activation"], kw["residual"], kw["item_based"]) for kw in got] == [
+        (None, True, True), ("tanh", True, True), ("sigmoid", False, True),
+        (None, True, False), ("selu", True, True)]
+    got = crossfit._candidates(a, order[:3] + order[4:], base, 5, other_orientation=True)
+    assert [(kw["activation"], kw["residual"], kw["item_based"]) for kw in got] == [
+        (None, True, True), ("tanh", True, True), (None, False, True),
+        (None, True, False), ("selu", True, True)]
 
 
 def test_a_stacked_model_predicts_its_formula_and_round_trips(stacked, tmp_path):
@@ -484,27 +495,43 @@ def test_folds_one_keeps_the_validation_halves_blend():
         AutoEncoder(**KW).tune(train, val, space=space, folds=-1)
 
 
-def test_only_the_configurations_the_budget_allows_are_cross_fitted():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_only_the_configurations_the_time_left_allows_are_cross_fitted(workers):
+    import time
+    m = tiny_ratings(30, 12, density=0.5, seed=3)
     a, b, c = (dict(KW, activation=act) for act in ("relu", "tanh", "selu"))
-    trials = [dict(activation="relu", epochs=3, epochs_run=2, seconds=1.0),
-              dict(activation="relu", epochs=9, epochs_run=5, seconds=4.0),
-              dict(activation="relu", epochs=27, epochs_run=5, seconds=0.0),   # reused
-              dict(activation="tanh", epochs=3, epochs_run=1, seconds=2.0)]
-    assert crossfit.affordable([a, b, c], trials, 5, None, 1, 40) == [a, b, c]
-    # relu: 5 folds x 4 s; tanh: 5 x 2 s; selu never trained: the slowest so far, 4 s
-    assert crossfit.affordable([a, b, c], trials, 5, 20.0, 1, 40) == [a]
-    assert crossfit.affordable([a, b, c], trials, 5, 30.0, 1, 40) == [a, b]
-    # 2 at a time: 3 rounds of each configuration's folds
-    assert crossfit.affordable([a, b, c], trials, 5, 30.0, 2, 40) == [a, b, c]
-    assert crossfit.affordable([a, b, c], trials, 5, 29.0, 2, 40) == [a, b]
-    assert crossfit.affordable([a, b, c], trials, 5, 19.0, 1, 40) == []
-    # a trial that ran every epoch of its rung was still going: scaled to n_epochs
-    going = [dict(activation="relu", epochs=3, epochs_run=3, seconds=1.0)]
-    stopped = [dict(activation="relu", epochs=9, epochs_run=4, seconds=1.0)]
-    assert crossfit.affordable([a], going, 5, 60.0, 1, 40) == []        # 5 x 13.3 s
-    assert crossfit.affordable([a], stopped, 5, 6.0, 1, 40) == [a]      # 5 x 1 s
-    # only the longest trial counts (an early rung's scaled-up start-up does not)
-    assert crossfit.affordable([a], going + stopped, 5, 6.0, 1, 40) == [a]
+
+    def fitted(expected, seconds):
+        models, P, _, _ = crossfit.fit_folds(
+            AutoEncoder, [a, b, c], m, 2, workers=workers,
+            deadline=time.perf_counter() + seconds, expected=expected)
+        assert P.shape[1] == len(models) and all(None not in f for f in models)
+        return [f[0].activation for f in models]
+    assert fitted(None, 0.0) == ["relu", "tanh", "selu"]           # no estimates: all
+    assert fitted([1.0, 1.0, 1.0], 1000.0) == ["relu", "tanh", "selu"]
+    # a configuration that would overrun is not started, nor any after it
+    assert fitted([1.0, 1e9, 1.0], 1000.0) == ["relu"]
+    assert fitted([1.0, 1.0, 1e9], 1000.0) == ["relu", "tanh"]
+    # the first is fitted whatever the time left
+    assert fitted([1e9, 1.0, 1.0], -1.0) == ["relu"]
+    bars = []
+
+    class Bar:
+        def __init__(self, total, label, info=None):
+            self.total, self.done = total, 0
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            self.done += n
+    crossfit.fit_folds(AutoEncoder, [a, b, c], m, 2, workers=workers, progress=Bar,
+                       deadline=time.perf_counter() + 1000.0, expected=[1.0, 1e9, 1.0])
+    assert bars[0].done == bars[0].total == 6                     # skipped fits end it
 
 
 def test_fold_seconds_expect_each_configurations_folds():
@@ -551,8 +578,9 @@ def test_the_neighbours_go_first_and_keep_the_chosen_configurations_time(monkeyp
         return real_neighbours(*args[:4], None, **kw)
 
     def folds(cls, configs, *args, **kw):
-        calls.append(("networks", len(configs)))
-        return real_folds(cls, configs, *args, **kw)
+        out = real_folds(cls, configs, *args, **kw)
+        calls.append(("networks", len(out[0])))
+        return out
     monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
     monkeypatch.setattr(crossfit, "fit_folds", folds)
     estimates[:] = [10.0, 10.0]           # the reserve, then after the neighbours
