@@ -65,10 +65,11 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     (default :func:`npcf.utils.parallel.threads`); the result does not depend on it.
     ``fold``: each rating's fold in ``A.tocoo()``'s order, to share the cut with other
     members (default :func:`fold_of` ``(nnz, folds, seed)``). ``deadline`` (a
-    ``time.perf_counter()`` value) with ``expected`` (seconds of each configuration's
-    fold fits, :func:`fold_seconds`): a configuration after the first is started only if
-    its expected seconds fit in the time left when its first fit would start; the result
-    holds the configurations started (a prefix of ``configs``, every fold fitted).
+    ``time.perf_counter()`` value) with ``expected`` (seconds of one fold fit of each
+    configuration, :func:`fit_seconds`): a configuration after the first is started only
+    if its ``folds`` fits, ``workers`` at a time, should end before ``deadline``, their
+    expected seconds scaled by how long the fits done so far took against theirs; the
+    result holds the configurations started (a prefix of ``configs``, every fold fitted).
     """
     coo = sp.csr_matrix(A).tocoo()
     if not 2 <= int(folds) <= coo.nnz:
@@ -84,13 +85,24 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     workers = selection.usable_workers(parallel.threads() if workers is None else workers,
                                        len(jobs))
 
+    took = [0.0, 0.0]                     # seconds of the fits done, and their expected
+
     def starts(c: int) -> bool:           # configuration c may begin now
-        return c == 0 or deadline is None or expected is None or \
-            expected[c] <= _left(deadline)
+        if c == 0 or deadline is None or expected is None:
+            return True
+        pace = took[0] / took[1] if took[1] > 0 else 1.0
+        return int(folds) * expected[c] * pace / at_once <= _left(deadline)
+
+    def done(c: int, k: int, result: tuple) -> None:
+        models[c][k], P[fold == k, c], seconds = result
+        if expected is not None:
+            took[0], took[1] = took[0] + seconds, took[1] + expected[c]
+        bar.update(1)
 
     started = 0                           # configurations begun
     with open_progress(progress, len(jobs), "cross-fitting") as bar, \
             selection.trial_pool(workers, data) as pool:
+        at_once = workers if pool is not None else 1
         running: dict = {}                # future -> (configuration, fold)
         queue = list(jobs)
         while queue or running:
@@ -104,16 +116,14 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
                 started = max(started, c + 1)
                 queue.pop(0)
                 if pool is None:
-                    models[c][k], P[fold == k, c], _ = _fit_fold(configs[c], k, data)
-                    bar.update(1)
+                    done(c, k, _fit_fold(configs[c], k, data))
                 else:
                     running[pool.submit(_fit_fold, configs[c], k)] = (c, k)
             if running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
                     c, k = running.pop(future)
-                    models[c][k], P[fold == k, c], _ = selection.trial_result(future)
-                    bar.update(1)
+                    done(c, k, selection.trial_result(future))
     return models[:started], P[:, :started], fold, coo
 
 
@@ -187,38 +197,40 @@ def _candidates(chosen, pool: list, base, size: int, other_orientation: bool,
     bias residual the other way round (the pool's best, else the chosen configuration
     with it flipped: the two make different errors); with ``other_orientation``, one of
     the other orientation (the pool's best, else the base's defaults there). Ordered for
-    a budget that fits only a prefix: the chosen, the next best, then the members that
-    differ (the residual's counterpart, the other orientation), then the rest."""
+    a budget that fits only a prefix, the most different first: the chosen, the
+    residual's counterpart, the next best, the other orientation, then the rest."""
     def keywords(m) -> dict:
         return dict(m.get_params(), n_epochs=base.n_epochs, ensemble=1)
 
     same = [m for _, _, m in pool if m is not chosen and m.item_based == chosen.item_based]
     slots = max(1, size - int(other_orientation) - int(counterpart))
     alike = [keywords(m) for m in [chosen, *same][:slots]]
-    differ = [kw for kw in alike[2:] if kw["residual"] != chosen.residual][:1]
-    if counterpart and size > 1 and all(kw["residual"] == chosen.residual for kw in alike):
+    flip = [kw for kw in alike[1:] if kw["residual"] != chosen.residual][:1]
+    if counterpart and size > 1 and not flip:
         flipped = next((m for m in same if m.residual != chosen.residual), None)
-        differ.append(keywords(flipped) if flipped is not None else
-                      dict(keywords(chosen), residual=not chosen.residual))
+        flip = [keywords(flipped) if flipped is not None else
+                dict(keywords(chosen), residual=not chosen.residual)]
+    other = []
     if other_orientation:
-        other = next((m for _, _, m in pool if m.item_based != chosen.item_based), None)
-        differ.append(keywords(other) if other is not None else keywords(
-            type(base)(**dict(base.get_params(), item_based=not chosen.item_based))))
+        found = next((m for _, _, m in pool if m.item_based != chosen.item_based), None)
+        other = [keywords(found) if found is not None else keywords(
+            type(base)(**dict(base.get_params(), item_based=not chosen.item_based)))]
+    rest = [kw for kw in alike[1:] if kw not in flip]
     unique = []
-    for kw in [*alike[:2], *differ, *alike[2:]]:
+    for kw in [alike[0], *flip, *rest[:1], *other, *rest[1:]]:
         if kw not in unique:
             unique.append(kw)
     return unique
 
 
-def fold_seconds(configs: list[dict], trials: list[dict], folds: int, workers: int,
-                 n_epochs: int) -> list[float]:
-    """Expected seconds of each configuration's ``folds`` fits, ``workers`` at a time. A
-    fold fit is expected to take as long as the configuration's longest trial in the
-    search (``trials`` as :func:`~npcf.autoencoder.selection.select` returns them; its
-    highest rung that was trained, not reused), scaled to ``n_epochs`` unless early
-    stopping had ended that trial; a configuration the search never trained is expected
-    to take as long as the slowest before it."""
+def fit_seconds(configs: list[dict], trials: list[dict], n_epochs: int) -> list[float]:
+    """Expected seconds of one fold fit of each configuration: as long as the
+    configuration's longest trial in the search (``trials`` as
+    :func:`~npcf.autoencoder.selection.select` returns them; its highest rung that was
+    trained, not reused), scaled to ``n_epochs`` unless early stopping had ended that
+    trial. A configuration the search never trained takes as long as the same one with
+    the bias residual the other way round (which costs about the same), else as the
+    slowest before it."""
     keys = [k for k in selection.SPACE if any(k in t for t in trials)]
 
     def key(cfg: dict) -> tuple:         # trials hold plain values (lists, not tuples)
@@ -237,11 +249,12 @@ def fold_seconds(configs: list[dict], trials: list[dict], folds: int, workers: i
         if ran and asked and ran >= asked:            # still going when its rung ended
             took *= max(1.0, n_epochs / ran)
         expected[k] = took
-    rounds = -(-folds // max(1, workers))
     out, worst = [], 0.0
     for cfg in configs:
-        worst = max(worst, expected.get(key(cfg), worst))
-        out.append(rounds * expected.get(key(cfg), worst))
+        flipped = key(dict(cfg, residual=not cfg.get("residual", True)))
+        seconds = expected.get(key(cfg), expected.get(flipped, worst))
+        worst = max(worst, seconds)
+        out.append(seconds)
     return out
 
 
@@ -289,7 +302,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
     configuration's folds within ``seconds`` (judged from the search's ``trials``,
-    :func:`fold_seconds`; the other configurations are fitted while their expected time
+    :func:`fit_seconds`; the other configurations are fitted while their expected time
     is left, :func:`fit_folds`), or a fold fit failed (NpcfError, e.g. a fold with nothing to
     stop early on).
     """
@@ -304,7 +317,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     started = time.perf_counter()
     deadline = None if seconds is None else started + seconds
     n_epochs, trials = base.n_epochs, trials or []
-    reserve = fold_seconds(candidates[:1], trials, folds, workers, n_epochs)[0]
+    per_fit = fit_seconds(candidates, trials, n_epochs)
+    reserve = -(-folds // workers) * per_fit[0]    # the chosen configuration's rounds
     if deadline is not None and reserve > _left(deadline):
         return None, (f"{max(0.0, _left(deadline)):.0f} s of the budget left, too little "
                       f"for {folds} fits of the chosen configuration")
@@ -313,20 +327,20 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     if fit_kw.get("scale") is None:       # one scale for every fold model: the data's
         fit_kw["scale"] = (float(A.data.min()), float(A.data.max()))
     scale = tuple(fit_kw["scale"])
-    # the item neighbours first (the strongest member beside the networks, and cheap),
-    # keeping the chosen configuration's fold fits in reserve; then as many of the
-    # networks as the time left allows (the chosen configuration's in any case)
+    # the item neighbours first (the strongest member beside the networks, and cheap:
+    # they may take time the chosen configuration's folds were expected to need); then
+    # the chosen configuration's folds in any case, and as many of the other networks as
+    # the time left allows
     found, skipped = None, "too few ratings to cross-validate the biases' ridge strengths"
     fold = fold_of(A.nnz, int(folds), chosen.seed)     # one cut for every member
     if regs is not None:
-        found = neighbour_folds(A.tocoo(), fold, regs, scale,
-                                None if deadline is None else deadline - reserve, progress)
+        found = neighbour_folds(A.tocoo(), fold, regs, scale, deadline, progress)
         skipped = None if found else "over the work limit or past the budget"
     try:
         models, P, fold, coo = fit_folds(
             type(chosen), candidates, A, folds, chosen.seed, fit_kw, progress=progress,
             fold=fold, deadline=deadline,
-            expected=fold_seconds(candidates, trials, folds, workers, n_epochs))
+            expected=per_fit)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
     configs = candidates[:len(models)]

@@ -356,6 +356,14 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
     rows, cols = val.nonzero()
     np.testing.assert_array_equal(back._predict_one_at(X, rows, cols),
                                   member._predict_one(X)[rows, cols])
+    # stored in half the bytes (exactly: the similarities are held at float16 precision);
+    # files written with float32 / int32 arrays load and predict the same
+    assert arrays["similarity/data"].dtype == np.float16
+    assert arrays["similarity/indices"].dtype == np.uint16
+    wide = dict(arrays, **{"similarity/data": arrays["similarity/data"].astype(np.float32),
+                           "similarity/indices": arrays["similarity/indices"].astype(np.int32)})
+    old = NeighbourMember.from_parts(meta, wide, X.shape[1], model.scale, "f: blend9/")
+    np.testing.assert_array_equal(old._predict_one(X), member._predict_one(X))
     S = arrays["similarity/data"]
     dup = arrays["similarity/indices"].copy()
     dup[1] = dup[0]
@@ -370,7 +378,9 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
             ("similarity/data", -S, "similarity/data"),
             ("similarity/data", np.full(S.shape, 1e300), "similarity/data"),
             ("similarity/data", np.full(S.shape, np.nan), "similarity/data"),
-            ("similarity/indices", arrays["similarity/indices"] + 10 ** 6, "similarity"),
+            ("similarity/indices", arrays["similarity/indices"].astype(np.int64) + 10 ** 6,
+             "similarity"),
+            ("similarity/indices", np.full(S.shape, 65535, np.uint16), "similarity"),
             ("similarity/indices", dup, "similarity: unsorted or repeated"),
             ("similarity/indptr", arrays["similarity/indptr"][:-1], "similarity"),
             ("baseline/col_bias", np.zeros(3, np.float32), "baseline/col_bias"),
@@ -432,28 +442,29 @@ def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
     # the residual's counterpart: the chosen configuration flipped when the pool has none
     got = crossfit._candidates(a, pool, base, 4, other_orientation=True)
     assert [(c["item_based"], c["residual"]) for c in got] == \
-        [(True, True), (True, True), (True, False), (False, True)]
-    assert {k: v for k, v in got[2].items() if k != "residual"} == \
+        [(True, True), (True, False), (True, True), (False, True)]
+    assert {k: v for k, v in got[1].items() if k != "residual"} == \
         {k: v for k, v in got[0].items() if k != "residual"}
     # ... or the pool's best of that kind, and none when a candidate already has it
     plain = AutoEncoder(**dict(KW, residual=False, activation="sigmoid")).fit(tiny_ratings())
     got = crossfit._candidates(a, pool + [(0.95, {}, plain)], base, 3,
                                other_orientation=False)
     assert [(kw["activation"], kw["residual"]) for kw in got] == \
-        [(None, True), ("tanh", True), ("sigmoid", False)]
+        [(None, True), ("sigmoid", False), ("tanh", True)]
     got = crossfit._candidates(a, [(0.9, {}, a), (0.95, {}, plain)], base, 4,
                                other_orientation=False)
     assert [kw["residual"] for kw in got] == [True, False]
-    # the members that differ come before the rest: a budget may fit only a prefix
+    # the most different first (a budget may fit only a prefix): the chosen, the
+    # residual's counterpart, the next best, the other orientation, the rest
     c = AutoEncoder(**dict(KW, activation="selu")).fit(tiny_ratings())
     order = [(0.9, {}, a), (0.91, {}, b), (0.92, {}, c), (0.93, {}, plain), (0.94, {}, u)]
     got = crossfit._candidates(a, order, base, 6, other_orientation=True)
     assert [(kw["activation"], kw["residual"], kw["item_based"]) for kw in got] == [
-        (None, True, True), ("tanh", True, True), ("sigmoid", False, True),
+        (None, True, True), ("sigmoid", False, True), ("tanh", True, True),
         (None, True, False), ("selu", True, True)]
     got = crossfit._candidates(a, order[:3] + order[4:], base, 5, other_orientation=True)
     assert [(kw["activation"], kw["residual"], kw["item_based"]) for kw in got] == [
-        (None, True, True), ("tanh", True, True), (None, False, True),
+        (None, True, True), (None, False, True), ("tanh", True, True),
         (None, True, False), ("selu", True, True)]
 
 
@@ -534,13 +545,35 @@ def test_only_the_configurations_the_time_left_allows_are_cross_fitted(workers):
     assert bars[0].done == bars[0].total == 6                     # skipped fits end it
 
 
-def test_fold_seconds_expect_each_configurations_folds():
-    a, b, c = (dict(KW, activation=act) for act in ("relu", "tanh", "selu"))
-    trials = [dict(activation="relu", epochs=9, epochs_run=5, seconds=4.0),
-              dict(activation="tanh", epochs=3, epochs_run=1, seconds=2.0)]
-    assert crossfit.fold_seconds([a, b, c], trials, 5, 1, 40) == [20.0, 10.0, 20.0]
-    assert crossfit.fold_seconds([b, c], trials, 5, 2, 40) == [6.0, 6.0]   # never trained
-    assert crossfit.fold_seconds([], trials, 5, 1, 40) == []
+def test_fit_seconds_expect_each_configurations_fold_fit():
+    a, b, c = (dict(KW, activation=act, residual=True) for act in ("relu", "tanh", "selu"))
+    trials = [dict(activation="relu", residual=True, epochs=9, epochs_run=5, seconds=4.0),
+              dict(activation="tanh", residual=True, epochs=3, epochs_run=1, seconds=2.0)]
+    assert crossfit.fit_seconds([a, b, c], trials, 40) == [4.0, 2.0, 4.0]
+    assert crossfit.fit_seconds([b, c], trials, 40) == [2.0, 2.0]   # never trained
+    # the residual's counterpart costs what the configuration it flips cost
+    assert crossfit.fit_seconds([a, dict(b, residual=False)], trials, 40) == [4.0, 2.0]
+    assert crossfit.fit_seconds([], trials, 40) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_pace_of_the_fits_done_scales_the_expected_seconds(workers):
+    import time
+    m = tiny_ratings(30, 12, density=0.5, seed=3)
+    a, b = (dict(KW, activation=act) for act in ("relu", "tanh"))
+    t0 = time.perf_counter()
+    models, _, _, _ = crossfit.fit_folds(AutoEncoder, [a], m, 2, workers=workers)
+    fit = (time.perf_counter() - t0) / 2 * workers      # seconds of one fit, about
+    # expected to take 1,000x longer than they do: the first one's pace shows it
+    models, _, _, _ = crossfit.fit_folds(
+        AutoEncoder, [a, b], m, 2, workers=workers, expected=[1000 * fit, 1000 * fit],
+        deadline=time.perf_counter() + 100 * fit + 60.0)
+    assert len(models) == 2
+    # expected to take 1,000x shorter: still not started past the deadline
+    models, _, _, _ = crossfit.fit_folds(
+        AutoEncoder, [a, b], m, 2, workers=workers, expected=[fit / 1000, fit / 1000],
+        deadline=time.perf_counter())
+    assert len(models) == 1
 
 
 def test_the_search_leaves_part_of_the_budget_to_cross_fitting(monkeypatch):
@@ -563,15 +596,15 @@ def test_the_search_leaves_part_of_the_budget_to_cross_fitting(monkeypatch):
     assert seen == [30 * estimator.SEARCH_SHARE, 30, None]
 
 
-def test_the_neighbours_go_first_and_keep_the_chosen_configurations_time(monkeypatch):
+def test_the_neighbours_go_first_then_the_chosen_configurations_folds(monkeypatch):
     import time
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
     a = AutoEncoder(**KW).fit(train, val)
     calls, real_neighbours, real_folds = [], crossfit.neighbour_folds, crossfit.fit_folds
-    estimates = []                        # seconds per configuration, one per call
-    monkeypatch.setattr(crossfit, "fold_seconds",
-                        lambda configs, *a: [estimates.pop(0)] * len(configs))
+    estimates = []                        # seconds of the chosen's fit, then the others'
+    monkeypatch.setattr(crossfit, "fit_seconds", lambda configs, *a: estimates[:1] + [
+        estimates[1]] * (len(configs) - 1))
 
     def neighbours(*args, **kw):
         calls.append(("neighbours", args[4]))
@@ -583,14 +616,15 @@ def test_the_neighbours_go_first_and_keep_the_chosen_configurations_time(monkeyp
         return out
     monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
     monkeypatch.setattr(crossfit, "fit_folds", folds)
-    estimates[:] = [10.0, 10.0]           # the reserve, then after the neighbours
+    estimates[:] = [10.0, 10.0]
     before = time.perf_counter()
     model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
                                   trials=[], seconds=1000.0)
     after = time.perf_counter()
     assert why is None and [c[0] for c in calls] == ["neighbours", "networks"]
-    # the neighbours' deadline keeps the chosen configuration's 10 s for its folds
-    assert before + 990.0 <= calls[0][1] <= after + 990.0
+    # the neighbours may use the whole budget: the chosen configuration's folds follow
+    # in any case
+    assert before + 1000.0 <= calls[0][1] <= after + 1000.0
     n_networks = calls[1][1]
     assert n_networks >= 2 and "neighbours_skipped" not in model.info["blend"]
     assert model.info["blend"]["candidates"] == n_networks + 2    # the biases, neighbours
@@ -617,7 +651,7 @@ def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
 def test_no_time_left_falls_back_to_the_validation_halves_blend(monkeypatch):
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
-    monkeypatch.setattr(crossfit, "fold_seconds", lambda configs, *a: [1e9] * len(configs))
+    monkeypatch.setattr(crossfit, "fit_seconds", lambda configs, *a: [1e9] * len(configs))
     model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "sigmoid")},
                                    budget=30, blend=3)
     assert "holdout_gain" in model.info["blend"] and model.blend_offset is None

@@ -26,6 +26,7 @@ def _reference(m: sp.csr_matrix, regs, keep: int, damping: float = neighbours.DA
     for i in range(n):                       # the keep largest, ties: lowest item first
         order = np.argsort(-S[i], kind="stable")
         S[i, order[keep:]] = 0
+    S = S.astype(np.float32).astype(np.float16).astype(np.float64)   # held at half precision
 
     def predict(x: sp.csr_matrix, u: int, i: int) -> float:
         row = x[u].toarray().ravel().astype(np.float64)
@@ -46,13 +47,23 @@ def test_similarities_and_predictions_match_the_formula(keep, damping):
     got = model.similarity.toarray()
     assert got.dtype == np.float32 and np.all(np.diag(got) == 0) and np.all(got >= 0)
     assert np.all((got > 0).sum(1) <= keep) and np.all(got <= 1)
-    np.testing.assert_allclose(got, S, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(got, S)
     if keep < 12:
         assert np.any(np.abs(got - got.T) > 1e-3)  # pruned: S is not symmetric
     rows, cols = np.nonzero(np.ones(m.shape, bool))
     want = np.array([predict(m, u, i) for u, i in zip(rows, cols)])
     np.testing.assert_allclose(model.predict_at(m, rows, cols), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(model.predict(m)[rows, cols], want, rtol=1e-5, atol=1e-5)
+
+
+def test_similarities_are_held_at_half_precision_above_its_smallest_normal():
+    tiny = float(np.finfo(np.float16).tiny)
+    v = np.array([1.0, 1 / 3, 0.7008766, tiny, tiny / 3, 0.0], np.float32)
+    got = neighbours.half_precision(v)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got[:4], v[:4].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(got[4:], v[4:])     # below float16's normals: as given
+    assert got[2] != v[2]
 
 
 def test_slabs_of_any_size_give_the_same_similarities(monkeypatch):
@@ -82,7 +93,7 @@ def test_ties_go_to_the_lowest_item_at_any_slab_size(monkeypatch, slab):
     m = np.zeros((9, 3), np.float32)
     m[:3, 0], m[:, 1], m[0, 2] = 4.0, 3.0, 5.0
     got = similarities(sp.csr_matrix(m), 1).toarray()
-    assert got[0, 1] > 0 and got[0, 2] == 0 and got[0, 1] == np.float32(1 / np.sqrt(3))
+    assert got[0, 1] > 0 and got[0, 2] == 0 and got[0, 1] == np.float16(1 / np.sqrt(3))
 
 
 def test_a_new_user_folds_in_and_an_empty_row_gets_the_biases(monkeypatch):
