@@ -59,17 +59,18 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     labelled ratings, users x items).
 
     Returns ``(models, P, fold, coo)``: ``models[c][k]`` the fitted model of
-    configuration ``c`` without fold ``k``; ``coo`` the ratings as a COO matrix; ``P``
-    float64 (nnz, C) the out-of-fold predictions and ``fold`` int64 (nnz,) each rating's
-    fold, both in ``coo``'s order. ``workers``: fold fits at once in forked processes
+    configuration ``c`` without fold ``k`` (``models[c]`` None for a configuration
+    skipped, below); ``coo`` the ratings as a COO matrix; ``P`` float64 (nnz, C) the
+    out-of-fold predictions (NaN for a skipped configuration) and ``fold`` int64 (nnz,)
+    each rating's fold, both in ``coo``'s order. ``workers``: fold fits at once in forked processes
     (default :func:`npcf.utils.parallel.threads`); the result does not depend on it.
     ``fold``: each rating's fold in ``A.tocoo()``'s order, to share the cut with other
     members (default :func:`fold_of` ``(nnz, folds, seed)``). ``deadline`` (a
     ``time.perf_counter()`` value) with ``expected`` (seconds of one fold fit of each
-    configuration, :func:`fit_seconds`): a configuration after the first is started only
-    if its ``folds`` fits, ``workers`` at a time, should end before ``deadline``, their
-    expected seconds scaled by how long the fits done so far took against theirs; the
-    result holds the configurations started (a prefix of ``configs``, every fold fitted).
+    configuration, :func:`fit_seconds`): a configuration after the first is skipped
+    unless its ``folds`` fits, ``workers`` at a time, should end before ``deadline`` (their
+    expected seconds scaled by how long the fits done so far took against theirs) when
+    its turn comes; a cheaper one after it may still be fitted.
     """
     coo = sp.csr_matrix(A).tocoo()
     if not 2 <= int(folds) <= coo.nnz:
@@ -99,7 +100,6 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
             took[0], took[1] = took[0] + seconds, took[1] + expected[c]
         bar.update(1)
 
-    started = 0                           # configurations begun
     with open_progress(progress, len(jobs), "cross-fitting") as bar, \
             selection.trial_pool(workers, data) as pool:
         at_once = workers if pool is not None else 1
@@ -108,13 +108,12 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
         while queue or running:
             while queue and (pool is None and not running or
                              pool is not None and len(running) < workers):
-                c, k = queue[0]
-                if k == 0 and not starts(c):      # the rest are skipped: the bar ends
-                    bar.update(len(queue))
-                    queue.clear()
-                    break
-                started = max(started, c + 1)
-                queue.pop(0)
+                c, k = queue.pop(0)
+                if k == 0 and not starts(c):      # skipped: its fits leave the queue
+                    queue = [job for job in queue if job[0] != c]
+                    models[c], P[:, c] = None, np.nan
+                    bar.update(int(folds))
+                    continue
                 if pool is None:
                     done(c, k, _fit_fold(configs[c], k, data))
                 else:
@@ -124,7 +123,7 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
                 for future in finished:
                     c, k = running.pop(future)
                     done(c, k, selection.trial_result(future))
-    return models[:started], P[:, :started], fold, coo
+    return models, P, fold, coo
 
 
 def bias_folds(cls, kw: dict, coo: sp.coo_matrix, fold: np.ndarray,
@@ -343,7 +342,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
             expected=per_fit)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
-    configs = candidates[:len(models)]
+    fitted = [c for c, m in enumerate(models) if m is not None]
+    configs, models, P = [candidates[c] for c in fitted], [models[c] for c in fitted], \
+        P[:, fitted]
     y, bias = coo.data.astype(np.float64), -1
     if regs is not None:                  # the bias model alone, a candidate of its own
         bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,

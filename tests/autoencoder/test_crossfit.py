@@ -516,15 +516,18 @@ def test_only_the_configurations_the_time_left_allows_are_cross_fitted(workers):
         models, P, _, _ = crossfit.fit_folds(
             AutoEncoder, [a, b, c], m, 2, workers=workers,
             deadline=time.perf_counter() + seconds, expected=expected)
-        assert P.shape[1] == len(models) and all(None not in f for f in models)
-        return [f[0].activation for f in models]
+        assert P.shape[1] == len(models) == 3
+        for col, f in enumerate(models):      # skipped: no models, NaN predictions
+            assert (f is None) == bool(np.isnan(P[:, col]).all())
+            assert f is None or (None not in f and not np.isnan(P[:, col]).any())
+        return [f and f[0].activation for f in models]
     assert fitted(None, 0.0) == ["relu", "tanh", "selu"]           # no estimates: all
     assert fitted([1.0, 1.0, 1.0], 1000.0) == ["relu", "tanh", "selu"]
-    # a configuration that would overrun is not started, nor any after it
-    assert fitted([1.0, 1e9, 1.0], 1000.0) == ["relu"]
-    assert fitted([1.0, 1.0, 1e9], 1000.0) == ["relu", "tanh"]
+    # a configuration that would overrun is skipped; a cheaper one after it is not
+    assert fitted([1.0, 1e9, 1.0], 1000.0) == ["relu", None, "selu"]
+    assert fitted([1.0, 1.0, 1e9], 1000.0) == ["relu", "tanh", None]
     # the first is fitted whatever the time left
-    assert fitted([1e9, 1.0, 1.0], -1.0) == ["relu"]
+    assert fitted([1e9, 1.0, 1.0], -1.0) == ["relu", None, None]
     bars = []
 
     class Bar:
@@ -568,12 +571,12 @@ def test_the_pace_of_the_fits_done_scales_the_expected_seconds(workers):
     models, _, _, _ = crossfit.fit_folds(
         AutoEncoder, [a, b], m, 2, workers=workers, expected=[1000 * fit, 1000 * fit],
         deadline=time.perf_counter() + 100 * fit + 60.0)
-    assert len(models) == 2
+    assert None not in models
     # expected to take 1,000x shorter: still not started past the deadline
     models, _, _, _ = crossfit.fit_folds(
         AutoEncoder, [a, b], m, 2, workers=workers, expected=[fit / 1000, fit / 1000],
         deadline=time.perf_counter())
-    assert len(models) == 1
+    assert models[1] is None
 
 
 def test_the_search_leaves_part_of_the_budget_to_cross_fitting(monkeypatch):
@@ -612,7 +615,7 @@ def test_the_neighbours_go_first_then_the_chosen_configurations_folds(monkeypatc
 
     def folds(cls, configs, *args, **kw):
         out = real_folds(cls, configs, *args, **kw)
-        calls.append(("networks", len(out[0])))
+        calls.append(("networks", sum(f is not None for f in out[0])))
         return out
     monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
     monkeypatch.setattr(crossfit, "fit_folds", folds)
