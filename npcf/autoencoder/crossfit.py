@@ -126,19 +126,38 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     return models, P, fold, coo
 
 
+def _in_process_folds(coo: sp.coo_matrix, fold: np.ndarray, fit, predict,
+                      deadline: float | None = None, bar=None):
+    """``(models, out-of-fold predictions float64 (nnz,))``: ``fit(train)`` on each fold of
+    ``coo`` (as :func:`fit_folds` cuts them; model ``k`` without fold ``k``), one after
+    the other in this process, each predicting its fold by ``predict(model, train, rows,
+    cols)``. None if the fits left would end past ``deadline`` (a ``time.perf_counter()``
+    value) at the pace of the slowest so far. ``bar``: a progress bar to update."""
+    folds = int(fold.max()) + 1
+    models, oof, slowest = [], np.zeros(coo.nnz), 0.0
+    for k in range(folds):
+        t0 = time.perf_counter()
+        train, _ = fold_parts(coo, fold, k)
+        at = fold == k
+        models.append(fit(train))
+        oof[at] = predict(models[-1], train, coo.row[at], coo.col[at])
+        slowest = max(slowest, time.perf_counter() - t0)
+        if bar is not None:
+            bar.update(1)
+        if k < folds - 1 and deadline is not None \
+                and time.perf_counter() + (folds - 1 - k) * slowest > deadline:
+            return None
+    return models, oof
+
+
 def bias_folds(cls, kw: dict, coo: sp.coo_matrix, fold: np.ndarray,
                fit_kw: dict | None = None) -> tuple:
     """``(models, out-of-fold predictions float64 (nnz,))`` of configuration ``kw``'s bias
     residual alone (:meth:`AutoEncoder._fit_bias_only`, closed form, in this process) on
     each fold of ``coo`` (as :func:`fit_folds` cuts them)."""
-    models, oof = [], np.zeros(coo.nnz)
-    for k in range(int(fold.max()) + 1):
-        train, _ = fold_parts(coo, fold, k)
-        model = cls(**kw)._fit_bias_only(train, **dict(fit_kw or {}))
-        at = fold == k
-        oof[at] = model.predict_at(train, coo.row[at], coo.col[at])
-        models.append(model)
-    return models, oof
+    return _in_process_folds(
+        coo, fold, lambda train: cls(**kw)._fit_bias_only(train, **dict(fit_kw or {})),
+        lambda model, train, rows, cols: model.predict_at(train, rows, cols))
 
 
 #: the item-neighbour candidate is skipped above this much work per fit (items squared
@@ -158,21 +177,11 @@ def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tu
     if coo.shape[1] ** 2 + np.sum(np.bincount(coo.row).astype(np.float64) ** 2) \
             > NEIGHBOUR_MAX_WORK or (deadline is not None and time.perf_counter() > deadline):
         return None
-    folds = int(fold.max()) + 1
-    members, oof, slowest = [], np.zeros(coo.nnz), 0.0
-    with open_progress(progress, folds, "item neighbours") as bar:
-        for k in range(folds):
-            t0 = time.perf_counter()
-            train, _ = fold_parts(coo, fold, k)
-            at = fold == k
-            members.append(NeighbourMember(ItemNeighbours(*regs).fit(train), scale))
-            oof[at] = members[-1]._predict_one_at(train, coo.row[at], coo.col[at])
-            slowest = max(slowest, time.perf_counter() - t0)
-            bar.update(1)
-            if k < folds - 1 and deadline is not None \
-                    and time.perf_counter() + (folds - 1 - k) * slowest > deadline:
-                return None
-    return members, oof
+    with open_progress(progress, int(fold.max()) + 1, "item neighbours") as bar:
+        return _in_process_folds(
+            coo, fold, lambda train: NeighbourMember(ItemNeighbours(*regs).fit(train), scale),
+            lambda member, train, rows, cols: member._predict_one_at(train, rows, cols),
+            deadline, bar)
 
 
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
