@@ -5,6 +5,23 @@ import scipy.sparse as sp
 from npcf.utils.sparse import entry_rows
 
 
+class CountingBar:
+    """A progress bar of the ``progress(total, label, info)`` protocol
+    (:mod:`npcf.utils.progress`) that counts its updates in ``done``."""
+
+    def __init__(self, total: int = 0, label: str = "", info=None):
+        self.total, self.label, self.done = total, label, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+
+
 def random_ratings(n_users, n_items, density=0.2, seed=0):
     """Uniformly random pattern with half-star ratings 0.5..5: CSR float32, sorted indices."""
     rng = np.random.default_rng(seed)

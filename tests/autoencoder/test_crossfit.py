@@ -14,7 +14,7 @@ from npcf.cli import main
 from npcf.errors import NpcfError
 from npcf.nn import neighbours
 
-from helpers import split, tiny_ratings
+from helpers import CountingBar, split, tiny_ratings
 
 KW = dict(item_based=True, n_epochs=4, layers=(8,), denoise=False, batch_size=16)
 
@@ -530,20 +530,10 @@ def test_only_the_configurations_the_time_left_allows_are_cross_fitted(workers):
     assert fitted([1e9, 1.0, 1.0], -1.0) == ["relu", None, None]
     bars = []
 
-    class Bar:
-        def __init__(self, total, label, info=None):
-            self.total, self.done = total, 0
-            bars.append(self)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def update(self, n=1):
-            self.done += n
-    crossfit.fit_folds(AutoEncoder, [a, b, c], m, 2, workers=workers, progress=Bar,
+    def bar(total, label, info=None):
+        bars.append(CountingBar(total, label))
+        return bars[-1]
+    crossfit.fit_folds(AutoEncoder, [a, b, c], m, 2, workers=workers, progress=bar,
                        deadline=time.perf_counter() + 1000.0, expected=[1.0, 1e9, 1.0])
     assert bars[0].done == bars[0].total == 6                     # skipped fits end it
 

@@ -19,6 +19,8 @@ from npcf.serving import batch  # noqa: E402
 from npcf.serving.runtime import Recommender  # noqa: E402
 from npcf.utils.sparse import entry_rows  # noqa: E402
 
+from helpers import CountingBar  # noqa: E402
+
 K = 5
 N_USERS = 3000
 
@@ -188,23 +190,18 @@ def _rescheduled(dask_scheduler=None) -> int:
                 and t[1] == "processing" and t[2] == "released"})
 
 
-class _KillOnFirstPartition:
+class _KillOnFirstPartition(CountingBar):
     """A progress factory whose first ``update`` SIGKILLs one worker process."""
 
     def __init__(self, client):
-        self.client, self.killed, self.done = client, None, 0
+        super().__init__()
+        self.client, self.killed = client, None
 
     def __call__(self, total, label, info=None):
         return self
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
     def update(self, n=1):
-        self.done += n
+        super().update(n)
         if self.killed is None:
             pids = self.client.run(os.getpid)
             self.killed = sorted(pids.values())[0]
