@@ -354,13 +354,14 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     fitted = [c for c, m in enumerate(models) if m is not None]
     configs, models, P = [candidates[c] for c in fitted], [models[c] for c in fitted], \
         P[:, fitted]
-    y, bias = coo.data.astype(np.float64), -1
+    y = coo.data.astype(np.float64)
     if regs is not None:                  # the bias model alone, a candidate of its own
         bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,
                        output_activation="identity")
         bias_models, bias_oof = bias_folds(type(chosen), bias_kw, coo, fold, fit_kw)
-        configs, models, P = [*configs, bias_kw], [*models, bias_models], np.c_[P, bias_oof]
-        bias = len(configs) - 1
+        configs = [*configs, {"bias_only": True, "item_based": bias_kw["item_based"],
+                              "bias_reg": list(bias_kw["bias_reg"])}]
+        models, P = [*models, bias_models], np.c_[P, bias_oof]
         if found is not None:             # item neighbours over the biases
             members, oof = found
             configs = [*configs, members[0].describe()]
@@ -395,7 +396,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         "cv_rmse_greedy": round(blend.rmse(greedy_cv, y), 6),
         "cv_rmse_support": round(blend.rmse(stack_cv, y), 6),
         "used": True, "weights": [round(float(v), 4) for v in (G @ coef[:-1].T).mean(0)],
-        "members": [_member(configs[c], c == bias) for c in keep]}
+        "members": [_member(configs[c]) for c in keep]}
     if skipped:
         out.info["blend"]["neighbours_skipped"] = skipped
     return out, None
@@ -406,11 +407,10 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.perf_counter()
 
 
-def _member(kw: dict, bias_only: bool) -> dict:
-    """How ``info["blend"]["members"]`` lists a kept configuration (JSON values)."""
-    if "kind" in kw:                      # a member that is not a network describes itself
+def _member(kw: dict) -> dict:
+    """How ``info["blend"]["members"]`` lists a kept configuration (JSON values): a
+    member that is not a network (the bias model alone, the neighbours) describes itself
+    in ``configs``; a network by its searched hyperparameters."""
+    if "kind" in kw or kw.get("bias_only"):
         return dict(kw)
-    if bias_only:
-        return {"bias_only": True, "item_based": kw["item_based"],
-                "bias_reg": list(kw["bias_reg"])}
     return selection.plain({k: kw[k] for k in selection.SPACE if k in kw})
