@@ -63,14 +63,17 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     skipped, below); ``coo`` the ratings as a COO matrix; ``P`` float64 (nnz, C) the
     out-of-fold predictions (NaN for a skipped configuration) and ``fold`` int64 (nnz,)
     each rating's fold, both in ``coo``'s order. ``workers``: fold fits at once in forked processes
-    (default :func:`npcf.utils.parallel.threads`); the result does not depend on it.
+    (default :func:`npcf.utils.parallel.threads`); without a ``deadline`` the result does
+    not depend on it.
     ``fold``: each rating's fold in ``A.tocoo()``'s order, to share the cut with other
     members (default :func:`fold_of` ``(nnz, folds, seed)``). ``deadline`` (a
     ``time.perf_counter()`` value) with ``expected`` (seconds of one fold fit of each
     configuration, :func:`fit_seconds`): a configuration after the first is skipped
-    unless its ``folds`` fits, ``workers`` at a time, should end before ``deadline`` (their
-    expected seconds scaled by how long the fits done so far took against theirs) when
-    its turn comes; a cheaper one after it may still be fitted.
+    unless its ``folds`` fits, ``workers`` at a time after the fits still running (and
+    no sooner than one fit), should end before ``deadline`` (expected seconds scaled by
+    how long the fits done so far took against theirs) when its turn comes; a cheaper one
+    after it may still be fitted. ValueError: a ``deadline`` without one expected figure
+    per configuration.
     """
     coo = sp.csr_matrix(A).tocoo()
     if not 2 <= int(folds) <= coo.nnz:
@@ -86,13 +89,19 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     workers = selection.usable_workers(parallel.threads() if workers is None else workers,
                                        len(jobs))
 
+    if deadline is not None and (expected is None or len(expected) != len(configs)):
+        raise ValueError("a deadline needs the expected seconds of each configuration")
     took = [0.0, 0.0]                     # seconds of the fits done, and their expected
+    at_once = workers                     # fits at a time (1 where no pool is had)
+    running: dict = {}                    # future -> (configuration, fold)
 
     def starts(c: int) -> bool:           # configuration c may begin now
-        if c == 0 or deadline is None or expected is None:
+        if c == 0 or deadline is None:
             return True
         pace = took[0] / took[1] if took[1] > 0 else 1.0
-        return int(folds) * expected[c] * pace / at_once <= _left(deadline)
+        ahead = sum(expected[r] for r, _ in running.values())   # fits still running
+        need = max(expected[c], (int(folds) * expected[c] + ahead) / at_once)
+        return need * pace <= _left(deadline)
 
     def done(c: int, k: int, result: tuple) -> None:
         models[c][k], P[fold == k, c], seconds = result
@@ -103,7 +112,6 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     with open_progress(progress, len(jobs), "cross-fitting") as bar, \
             selection.trial_pool(workers, data) as pool:
         at_once = workers if pool is not None else 1
-        running: dict = {}                # future -> (configuration, fold)
         queue = list(jobs)
         while queue or running:
             while queue and (pool is None and not running or
@@ -294,7 +302,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     ridge strengths, and item neighbours over a bias model with those strengths,
     :func:`neighbour_folds`, unless over its work limit or past the budget, said in
     ``info["blend"]["neighbours_skipped"]``) are fitted on ``folds`` folds of ``X +
-    validation`` (:func:`fit_folds`), all on one rating scale; the chosen configuration
+    validation`` (:func:`fit_folds`; networks that would not fit in the budget are left
+    out, counted in ``info["blend"]["over_budget"]``), all on one rating scale; the chosen
+    configuration
     and those the greedy blend weighs are kept; their out-of-fold predictions are
     combined by the better, in cross-validation over the folds, of constant greedy
     weights and a stack whose weights follow the pair's rating counts
@@ -352,6 +362,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
     fitted = [c for c, m in enumerate(models) if m is not None]
+    over_time = len(models) - len(fitted)      # networks skipped for the budget
     configs, models, P = [candidates[c] for c in fitted], [models[c] for c in fitted], \
         P[:, fitted]
     y = coo.data.astype(np.float64)
@@ -399,6 +410,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         "members": [_member(configs[c]) for c in keep]}
     if skipped:
         out.info["blend"]["neighbours_skipped"] = skipped
+    if over_time:
+        out.info["blend"]["over_budget"] = over_time
     return out, None
 
 

@@ -383,6 +383,10 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
             ("similarity/indices", np.full(S.shape, 65535, np.uint16), "similarity"),
             ("similarity/indices", dup, "similarity: unsorted or repeated"),
             ("similarity/indptr", arrays["similarity/indptr"][:-1], "similarity"),
+            ("similarity/indptr", np.r_[arrays["similarity/indptr"][:-1].astype(np.uint64),
+                                        2 ** 63 + 1], "similarity: indices out of range"),
+            ("similarity/indptr", arrays["similarity/indptr"][::-1].astype(np.uint32),
+             "similarity: indices out of range"),
             ("baseline/col_bias", np.zeros(3, np.float32), "baseline/col_bias"),
             ("baseline/col_bias", np.full(X.shape[1], 1e300), "baseline/col_bias")):
         with pytest.raises(NpcfError, match=f"^f: blend9/{what}"):
@@ -515,13 +519,14 @@ def test_only_the_configurations_the_time_left_allows_are_cross_fitted(workers):
     def fitted(expected, seconds):
         models, P, _, _ = crossfit.fit_folds(
             AutoEncoder, [a, b, c], m, 2, workers=workers,
-            deadline=time.perf_counter() + seconds, expected=expected)
+            deadline=None if seconds is None else time.perf_counter() + seconds,
+            expected=expected)
         assert P.shape[1] == len(models) == 3
         for col, f in enumerate(models):      # skipped: no models, NaN predictions
             assert (f is None) == bool(np.isnan(P[:, col]).all())
             assert f is None or (None not in f and not np.isnan(P[:, col]).any())
         return [f and f[0].activation for f in models]
-    assert fitted(None, 0.0) == ["relu", "tanh", "selu"]           # no estimates: all
+    assert fitted([1.0, 1.0, 1.0], None) == ["relu", "tanh", "selu"]   # no deadline
     assert fitted([1.0, 1.0, 1.0], 1000.0) == ["relu", "tanh", "selu"]
     # a configuration that would overrun is skipped; a cheaper one after it is not
     assert fitted([1.0, 1e9, 1.0], 1000.0) == ["relu", None, "selu"]
@@ -549,24 +554,31 @@ def test_fit_seconds_expect_each_configurations_fold_fit():
     assert crossfit.fit_seconds([], trials, 40) == []
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_the_pace_of_the_fits_done_scales_the_expected_seconds(workers):
+def test_the_pace_of_the_fits_done_scales_the_expected_seconds(monkeypatch):
     import time
     m = tiny_ratings(30, 12, density=0.5, seed=3)
     a, b = (dict(KW, activation=act) for act in ("relu", "tanh"))
-    t0 = time.perf_counter()
-    models, _, _, _ = crossfit.fit_folds(AutoEncoder, [a], m, 2, workers=workers)
-    fit = (time.perf_counter() - t0) / 2 * workers      # seconds of one fit, about
-    # expected to take 1,000x longer than they do: the first one's pace shows it
-    models, _, _, _ = crossfit.fit_folds(
-        AutoEncoder, [a, b], m, 2, workers=workers, expected=[1000 * fit, 1000 * fit],
-        deadline=time.perf_counter() + 100 * fit + 60.0)
-    assert None not in models
-    # expected to take 1,000x shorter: still not started past the deadline
-    models, _, _, _ = crossfit.fit_folds(
-        AutoEncoder, [a, b], m, 2, workers=workers, expected=[fit / 1000, fit / 1000],
-        deadline=time.perf_counter())
-    assert models[1] is None
+    reported = []                         # seconds each (instant) fit says it took
+
+    def instant(kw, k, data=None):
+        return "model", np.zeros(int(np.sum(data[2] == k))), reported[0]
+    monkeypatch.setattr(crossfit, "_fit_fold", instant)
+
+    def started(seconds_per_fit, left):
+        reported[:] = [seconds_per_fit]
+        models, _, _, _ = crossfit.fit_folds(
+            AutoEncoder, [a, b], m, 2, workers=1, expected=[1.0, 1.0],
+            deadline=time.perf_counter() + left)
+        return models[1] is not None
+    # b's 2 fits, one at a time, expected 1 s each: 2 s at the expected pace
+    assert started(1.0, 2.5) and not started(1.0, 1.5)
+    # the fits done took 10x / 0.1x their estimate: so will b's
+    assert not started(10.0, 6.0) and started(0.1, 0.5)
+    with pytest.raises(ValueError, match="deadline needs"):
+        crossfit.fit_folds(AutoEncoder, [a, b], m, 2, workers=1, deadline=0.0)
+    with pytest.raises(ValueError, match="deadline needs"):
+        crossfit.fit_folds(AutoEncoder, [a, b], m, 2, workers=1, deadline=0.0,
+                           expected=[1.0])
 
 
 def test_the_search_leaves_part_of_the_budget_to_cross_fitting(monkeypatch):
@@ -621,6 +633,8 @@ def test_the_neighbours_go_first_then_the_chosen_configurations_folds(monkeypatc
     n_networks = calls[1][1]
     assert n_networks >= 2 and "neighbours_skipped" not in model.info["blend"]
     assert model.info["blend"]["candidates"] == n_networks + 2    # the biases, neighbours
+    assert "over_budget" not in model.info["blend"]
+    assert "within the budget" not in blend.describe(model.info["blend"])
     # no time left after the neighbours: the chosen configuration's folds all the same
     calls.clear()
     estimates[:] = [10.0, 1e9]
@@ -628,6 +642,9 @@ def test_the_neighbours_go_first_then_the_chosen_configurations_folds(monkeypatc
                                   trials=[], seconds=1000.0)
     assert why is None and calls[1] == ("networks", 1)
     assert model.info["blend"]["candidates"] == 3
+    assert model.info["blend"]["over_budget"] == n_networks - 1     # said, and printed
+    assert f"({n_networks - 1} more not fitted within the budget)" in \
+        blend.describe(model.info["blend"])
 
 
 def test_too_few_ratings_per_fold_fall_back_to_the_validation_halves_blend():
