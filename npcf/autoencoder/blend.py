@@ -207,9 +207,10 @@ def describe(info: dict | None) -> str:
             *regs[0])] if regs else []
         others += [f"item neighbours over the biases, {m['neighbours']} per item"
                    for m in info.get("members", ()) if m.get("kind") == NEIGHBOURS_KIND]
-        extra = f" (among them {' and '.join(others)})" if others else ""
+        notes = [f"among them {' and '.join(others)}"] if others else []
         if info.get("over_budget"):
-            extra += f" ({info['over_budget']} more not fitted within the budget)"
+            notes.append(f"{info['over_budget']} more not fitted within the budget")
+        extra = f" ({'; '.join(notes)})" if notes else ""
         return (f"cross-fitted blend of {len(info['configurations'])} of "
                 f"{info['candidates']} configurations{extra} x {info['folds']} folds, {how}: "
                 f"RMSE {info['cv_rmse']:.4f} over every labelled rating, the weights "

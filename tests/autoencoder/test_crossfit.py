@@ -643,7 +643,7 @@ def test_the_neighbours_go_first_then_the_chosen_configurations_folds(monkeypatc
     assert why is None and calls[1] == ("networks", 1)
     assert model.info["blend"]["candidates"] == 3
     assert model.info["blend"]["over_budget"] == n_networks - 1     # said, and printed
-    assert f"({n_networks - 1} more not fitted within the budget)" in \
+    assert f"; {n_networks - 1} more not fitted within the budget)" in \
         blend.describe(model.info["blend"])
 
 
