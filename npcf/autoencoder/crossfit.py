@@ -62,11 +62,11 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     configuration ``c`` without fold ``k`` (``models[c]`` None for a configuration
     skipped, below); ``coo`` the ratings as a COO matrix; ``P`` float64 (nnz, C) the
     out-of-fold predictions (NaN for a skipped configuration) and ``fold`` int64 (nnz,)
-    each rating's fold, both in ``coo``'s order. ``workers``: fold fits at once in forked processes
-    (default :func:`npcf.utils.parallel.threads`); without a ``deadline`` the result does
-    not depend on it.
-    ``fold``: each rating's fold in ``A.tocoo()``'s order, to share the cut with other
-    members (default :func:`fold_of` ``(nnz, folds, seed)``). ``deadline`` (a
+    each rating's fold, both in ``coo``'s order. ``workers``: fold fits at once in
+    forked processes (default :func:`npcf.utils.parallel.threads`); without a
+    ``deadline`` the result does not depend on it. ``fold``: each rating's fold in
+    ``A.tocoo()``'s order, to share the cut with other members (default
+    :func:`fold_of` ``(nnz, folds, seed)``). ``deadline`` (a
     ``time.perf_counter()`` value) with ``expected`` (seconds of one fold fit of each
     configuration, :func:`fit_seconds`): a configuration after the first is skipped
     unless its ``folds`` fits, ``workers`` at a time after the fits still running (and
@@ -303,9 +303,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     :func:`neighbour_folds`, unless over its work limit or past the budget, said in
     ``info["blend"]["neighbours_skipped"]``) are fitted on ``folds`` folds of ``X +
     validation`` (:func:`fit_folds`; networks that would not fit in the budget are left
-    out, counted in ``info["blend"]["over_budget"]``), all on one rating scale; the chosen
-    configuration
-    and those the greedy blend weighs are kept; their out-of-fold predictions are
+    out, counted in ``info["blend"]["over_budget"]``), all on one rating scale; the
+    chosen configuration and those the greedy blend weighs are kept; their out-of-fold predictions are
     combined by the better, in cross-validation over the folds, of constant greedy
     weights and a stack whose weights follow the pair's rating counts
     (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new estimator: fold 0 of the
@@ -321,8 +320,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
     configuration's folds within ``seconds`` (judged from the search's ``trials``,
     :func:`fit_seconds`; the other configurations are fitted while their expected time
-    is left, :func:`fit_folds`), or a fold fit failed (NpcfError, e.g. a fold with nothing to
-    stop early on).
+    is left, :func:`fit_folds`), or a fold fit failed (NpcfError, e.g. a fold with
+    nothing to stop early on).
     """
     why = inapplicable(X, validation, folds)
     if why:
@@ -357,8 +356,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     try:
         models, P, fold, coo = fit_folds(
             type(chosen), candidates, A, folds, chosen.seed, fit_kw, progress=progress,
-            fold=fold, deadline=deadline,
-            expected=per_fit)
+            fold=fold, deadline=deadline, expected=per_fit)
     except NpcfError as err:
         return None, f"a fold fit failed: {err}"
     fitted = [c for c, m in enumerate(models) if m is not None]
@@ -370,8 +368,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         bias_kw = dict(configs[0], layers=(1,), residual=True, bias_reg=regs,
                        output_activation="identity")
         bias_models, bias_oof = bias_folds(type(chosen), bias_kw, coo, fold, fit_kw)
-        configs = [*configs, {"bias_only": True, "item_based": bias_kw["item_based"],
-                              "bias_reg": list(bias_kw["bias_reg"])}]
+        configs = [*configs, {"bias_only": True, "item_based": chosen.item_based,
+                              "bias_reg": list(regs)}]
         models, P = [*models, bias_models], np.c_[P, bias_oof]
         if found is not None:             # item neighbours over the biases
             members, oof = found

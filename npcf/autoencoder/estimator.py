@@ -286,18 +286,18 @@ class AutoEncoder(Params, Recommends):
         ``budget``: seconds for the search and the cross-fitting below; the search is
         cut at :data:`SEARCH_SHARE` of them where cross-fitting may follow (its trials
         in flight finish; ``info["tuning"]["search_budget"]``). The search is recorded
-        in the returned
-        model's ``info["tuning"]`` and its trials in ``tuning`` (list of dicts). With
+        in the returned model's ``info["tuning"]`` and its trials in ``tuning`` (list of
+        dicts). With
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
         up to that many configurations are blended (:mod:`npcf.autoencoder.blend`); 1 or 0:
         never. When the search chooses an item-based MSE model (which cannot fold in or
         export anyway) and the validation part is a carve of the same users' ratings:
         with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
-        chosen configuration, the next best of its orientation, one with the bias
-        residual the other way round and, if the search tried both orientations, the best
-        of the other (``blend`` in all), plus the bias model alone with cross-validated
-        ridge strengths and item neighbours over the biases (:mod:`npcf.nn.neighbours`),
-        are refitted on ``folds`` folds of
+        chosen configuration, one with the bias residual the other way round, the next
+        best of its orientation and, if the search tried both orientations, the best of
+        the other (``blend`` in all, in that order of priority), plus the bias model
+        alone with cross-validated ridge strengths and item neighbours over the biases
+        (:mod:`npcf.nn.neighbours`), are refitted on ``folds`` folds of
         ``X + validation`` and stacked on their out-of-fold predictions
         (:func:`npcf.autoencoder.crossfit.stacked`: the fold models of the chosen and of
         the kept configurations are saved; ``info["validation"]`` is then the stack's
@@ -343,9 +343,9 @@ class AutoEncoder(Params, Recommends):
         pool: list = []
         oriented = "item_based" not in set(fixed) and len(
             (SEARCHED if space is None else space).get("item_based", ())) > 1
+        same_input = validation_input is None or same_matrix(validation_input, X)
         may_stack = int(blend) > 1 and int(folds) > 1 and self.ensemble == 1 and \
-            self.loss == "mse" and (self.item_based or oriented) and (
-                validation_input is None or same_matrix(validation_input, X)) and \
+            self.loss == "mse" and (self.item_based or oriented) and same_input and \
             not crossfit.inapplicable(X, validation, int(folds))
         # a stack gets the bias model with cross-validated ridge strengths as a member of
         # its own, beside networks that keep the given strength (their errors differ);
@@ -359,8 +359,7 @@ class AutoEncoder(Params, Recommends):
                                     search_budget=searching)
         if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
             stacked, why = None, None
-            if int(folds) > 1 and not (validation_input is None or
-                                       same_matrix(validation_input, X)):
+            if int(folds) > 1 and not same_input:
                 why = "the validation part is predicted from other inputs"
             elif int(folds) > 1:
                 left = None if budget is None else budget - model.info["tuning"]["seconds"]
