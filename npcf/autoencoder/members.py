@@ -107,8 +107,10 @@ class NeighbourMember:
         if not np.all((data > 0) & (data <= 1)):                # cosines
             raise CheckpointError(f"{where}similarity/data: a similarity outside (0, 1]")
         if indptr[0] != 0 or indptr.max() > data.size \
-                or np.any(np.diff(indptr.astype(np.int64)) < 0) or indptr[-1] != data.size \
-                or (indices.size and (indices.min() < 0 or indices.max() >= n_items)):
+                or np.any(np.diff(indptr.astype(np.int64)) < 0) or indptr[-1] != data.size:
+            raise CheckpointError(f"{where}similarity/indptr: not row offsets from 0 "
+                                  f"rising to the {data.size} similarities")
+        if indices.size and (indices.min() < 0 or indices.max() >= n_items):
             raise CheckpointError(f"{where}similarity: indices out of range")
         S = sp.csr_matrix((data, indices.astype(np.int32), indptr.astype(np.int32)),
                           shape=(n_items, n_items))

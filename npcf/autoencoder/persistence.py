@@ -161,12 +161,17 @@ def _check_id_arrays(arrays: dict, arch: dict, npz) -> None:
                                   f"{name.split('/')[0]}")
 
 
-def _from_parts(cls, meta: dict, arrays: dict, npz):
+def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
+    """The model ``meta`` and ``arrays`` describe (a blend member's under ``prefix``, as
+    its arrays are named in ``npz``)."""
     hp = _hyperparameters(meta)
     arch = meta["architecture"]
     model = cls(**hp)
     _check_agrees(model, meta)
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+    for name, value in params.items():
+        if not (np.issubdtype(value.dtype, np.number) and np.all(np.isfinite(value))):
+            raise CheckpointError(f"{npz}: {prefix}param/{name}: not all finite numbers")
     model.network = Network(arch["n_inputs"], arch["layers"], tied=arch["tied"],
                             activation=arch["activation"],
                             output_activation=arch["output_activation"],
@@ -194,7 +199,12 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
         model.baseline = UserItemBias(b["reg_row"], b["reg_col"])
         model.baseline.mu = float(b["mu"])
         model.baseline.col_bias = arrays["baseline/col_bias"]
+        if not (np.issubdtype(model.baseline.col_bias.dtype, np.floating)
+                and np.all(np.isfinite(model.baseline.col_bias))):
+            raise CheckpointError(f"{npz}: {prefix}baseline/col_bias: not all finite numbers")
     if meta.get("blend") is not None:
+        if not isinstance(meta["blend"], dict):
+            raise ValueError("blend is not a JSON object")
         weights = np.asarray(meta["blend"]["weights"], np.float64)
         shared = {k: v for k, v in arrays.items() if k.split("/")[0] in ("users", "items")}
         model.blend_members = []
@@ -209,7 +219,10 @@ def _from_parts(cls, meta: dict, arrays: dict, npz):
             elif "kind" in mm:
                 raise ValueError(f"blend member {k} is of unknown kind {mm['kind']!r}")
             else:
-                member = _from_parts(cls, mm, dict(own, **shared), npz)
+                try:
+                    member = _from_parts(cls, mm, dict(own, **shared), npz, prefix)
+                except ShapeMismatch as err:
+                    raise ShapeMismatch(f"{prefix}: {err}") from None
             model.blend_members.append(member)
         offset = meta["blend"].get("offset")
         _check_numbers(meta["blend"]["weights"], "blend weights")

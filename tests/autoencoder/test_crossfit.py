@@ -384,9 +384,9 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
             ("similarity/indices", dup, "similarity: unsorted or repeated"),
             ("similarity/indptr", arrays["similarity/indptr"][:-1], "similarity"),
             ("similarity/indptr", np.r_[arrays["similarity/indptr"][:-1].astype(np.uint64),
-                                        2 ** 63 + 1], "similarity: indices out of range"),
+                                        2 ** 63 + 1], "similarity/indptr: not row offsets"),
             ("similarity/indptr", arrays["similarity/indptr"][::-1].astype(np.uint32),
-             "similarity: indices out of range"),
+             "similarity/indptr: not row offsets"),
             ("baseline/col_bias", np.zeros(3, np.float32), "baseline/col_bias"),
             ("baseline/col_bias", np.full(X.shape[1], 1e300), "baseline/col_bias")):
         with pytest.raises(NpcfError, match=f"^f: blend9/{what}"):
@@ -705,6 +705,32 @@ def test_hostile_blend_metadata_is_refused(stacked, tmp_path):
         meta["blend"][field] = bad
         (tmp_path / "model.json").write_text(json.dumps(meta))
         with pytest.raises(NpcfError, match="blend (weights|offset)"):
+            load(tmp_path)
+    meta = dict(good, blend="x")
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(NpcfError, match="model.json: .*blend is not a JSON object"):
+        load(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps(good))
+    assert load(tmp_path) is not None
+
+
+def test_non_finite_or_misshapen_weights_are_refused_naming_the_member(stacked, tmp_path):
+    model = stacked[0]
+    model.save(tmp_path)
+    with np.load(tmp_path / "model.npz") as z:
+        good = {k: z[k] for k in z.files}
+    member = next(k.split("/")[0] for k in good if k.startswith("blend") and "/param/W0" in k)
+    for name, bad, what in (
+            ("param/W0", np.full_like(good["param/W0"], np.nan), "param/W0: not all finite"),
+            (f"{member}/param/W0", np.full_like(good[f"{member}/param/W0"], np.inf),
+             f"{member}/param/W0: not all finite"),
+            (f"{member}/param/W0", good[f"{member}/param/W0"][:, :1],
+             f"{member}/: .*wrong shape"),
+            ("baseline/col_bias", np.full_like(good["baseline/col_bias"], np.nan),
+             "baseline/col_bias: not all finite")):
+        assert name in good
+        np.savez(tmp_path / "model.npz", **dict(good, **{name: bad}))
+        with pytest.raises(NpcfError, match=what):
             load(tmp_path)
 
 
