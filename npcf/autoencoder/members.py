@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from npcf.errors import CheckpointError
 from npcf.nn.bias import UserItemBias
+from npcf.nn.bias_priors import PriorBias
 from npcf.nn.neighbours import ItemNeighbours
 
 #: ``kind`` of a neighbour member in ``model.json``'s blend members
@@ -52,12 +53,16 @@ class NeighbourMember:
     def describe(self) -> dict:
         """How ``info["blend"]["members"]`` lists it (JSON values)."""
         m = self.model
-        return {"kind": NEIGHBOURS_KIND, "neighbours": int(m.neighbours),
-                "damping": float(m.damping), "bias_reg": [m.reg_row, m.reg_col]}
+        out = {"kind": NEIGHBOURS_KIND, "neighbours": int(m.neighbours),
+               "damping": float(m.damping), "bias_reg": [m.reg_row, m.reg_col]}
+        if isinstance(m.baseline, PriorBias):
+            out["rater_shrinkage"] = float(m.baseline.rater_shrinkage)
+        return out
 
     # -------------------------------------------------------------- persistence
     def parts(self) -> tuple[dict, dict]:
-        """``(arrays, meta)``: the similarity matrix (CSR arrays) and the bias model. The
+        """``(arrays, meta)``: the similarity matrix (CSR arrays) and the bias model (with
+        priors: its raters' mean biases too, ``baseline/rater_bias``). The
         similarities are stored as float16 where that holds them exactly (as fitted, see
         :func:`npcf.nn.neighbours.half_precision`), the column indices as uint16 up to
         65,536 items: about half the bytes of float32 and int32."""
@@ -68,6 +73,8 @@ class NeighbourMember:
         indices = S.indices.astype(np.uint16) if S.shape[1] <= 1 << 16 else S.indices
         arrays = {"similarity/data": data, "similarity/indices": indices,
                   "similarity/indptr": S.indptr, "baseline/col_bias": m.baseline.col_bias}
+        if isinstance(m.baseline, PriorBias):
+            arrays["baseline/rater_bias"] = m.baseline.rater_bias
         meta = dict(self.describe(), scale=list(self.scale), mu=float(m.baseline.mu))
         return arrays, meta
 
@@ -79,25 +86,25 @@ class NeighbourMember:
         describe one; CheckpointError naming ``where`` (the file and the member's array
         prefix) where an array does not fit it. A ``shrinkage`` entry (written when the
         similarities were shrunk residual correlations) is not needed to predict: the
-        saved similarities are used as they are."""
+        saved similarities are used as they are. A member saved without
+        ``rater_shrinkage`` (before the bias priors) predicts over the plain bias model
+        it was fitted with."""
         _check_meta(meta, scale)
-        lo, hi = scale
-        model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["damping"])
-        model.baseline = UserItemBias(*meta["bias_reg"])
+        priors = "rater_shrinkage" in meta
+        model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["damping"],
+                               priors=priors)
+        model.baseline = PriorBias(*meta["bias_reg"], meta["rater_shrinkage"],
+                                   meta["damping"]) if priors \
+            else UserItemBias(*meta["bias_reg"])
         model.baseline.mu = float(meta["mu"])
-        for name in ("baseline/col_bias", "similarity/data", "similarity/indices",
-                     "similarity/indptr"):
+        biases = ("baseline/col_bias", "baseline/rater_bias")[:2 if priors else 1]
+        for name in (*biases, "similarity/data", "similarity/indices", "similarity/indptr"):
             if name not in arrays:
                 raise CheckpointError(f"{where}{name}: missing")
-        col_bias, data = arrays["baseline/col_bias"], arrays["similarity/data"]
+        col_bias, *rater_bias = (_biases(arrays[name], n_items, scale, where + name)
+                                 for name in biases)
+        data = arrays["similarity/data"]
         indices, indptr = arrays["similarity/indices"], arrays["similarity/indptr"]
-        if col_bias.shape != (n_items,) or col_bias.dtype.kind != "f":
-            raise CheckpointError(f"{where}baseline/col_bias: not {n_items} item biases")
-        with np.errstate(over="ignore", invalid="ignore"):   # checked right after
-            col_bias = col_bias.astype(np.float32)
-        if not np.all(np.abs(col_bias) <= 2 * (hi - lo)):     # NaN fails too
-            raise CheckpointError(f"{where}baseline/col_bias: an item bias beyond twice "
-                                  f"the rating scale's span (or not a number)")
         if indptr.shape != (n_items + 1,) or data.ndim != 1 or data.shape != indices.shape \
                 or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" \
                 or data.dtype.kind != "f":
@@ -121,7 +128,22 @@ class NeighbourMember:
             raise CheckpointError(f"{where}similarity: more than {meta['neighbours']} "
                                   f"neighbours in a row, or an item its own neighbour")
         model.baseline.col_bias, model.similarity = col_bias, S
+        if priors:
+            model.baseline.rater_bias = rater_bias[0]
         return cls(model, scale)
+
+
+def _biases(values: np.ndarray, n_items: int, scale, where: str) -> np.ndarray:
+    """float32 (n_items,) ``values``, a saved array of per-item biases; CheckpointError
+    naming ``where`` unless it holds ``n_items`` numbers within twice the scale's span."""
+    if values.shape != (n_items,) or values.dtype.kind != "f":
+        raise CheckpointError(f"{where}: not {n_items} item biases")
+    with np.errstate(over="ignore", invalid="ignore"):   # checked right after
+        values = values.astype(np.float32)
+    if not np.all(np.abs(values) <= 2 * (scale[1] - scale[0])):     # NaN fails too
+        raise CheckpointError(f"{where}: a bias beyond twice the rating scale's span (or "
+                              f"not a number)")
+    return values
 
 
 def _check_meta(meta, scale) -> None:
@@ -145,3 +167,6 @@ def _check_meta(meta, scale) -> None:
                          f"model's {list(scale)!r}")
     if not number(meta["mu"]) or not scale[0] <= meta["mu"] <= scale[1]:
         raise ValueError("a neighbour member's mu must be a number on the rating scale")
+    if "rater_shrinkage" in meta and not (number(meta["rater_shrinkage"])
+                                          and meta["rater_shrinkage"] > 0):
+        raise ValueError("a neighbour member's rater_shrinkage must be a number > 0")

@@ -2,7 +2,8 @@
 
 ``r_ui ~ b_ui + sum_j s_ij e_uj / (damping + sum_j s_ij)`` over the items ``j`` user ``u``
 rated,
-where ``b`` is :class:`~npcf.nn.bias.UserItemBias`, ``e = r - b`` the residual and
+where ``b`` is :class:`~npcf.nn.bias_priors.PriorBias` (user and item biases shrunk toward
+priors read from the same similarities and from who rated what), ``e = r - b`` the residual and
 ``s_ij = n_ij / sqrt(n_i n_j)`` the cosine of two items' sets of raters (``n_ij`` users
 rated both, ``n_i`` rated ``i``): who rated what, not how, so two items a few users rated
 together are neighbours even when too few rated both to correlate their residuals
@@ -21,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from npcf.nn.bias import UserItemBias
+from npcf.nn.bias_priors import PriorBias
 from npcf.utils.sparse import binarize, column_counts
 from npcf.utils.topk import largest_mask
 
@@ -91,25 +93,31 @@ def similarities(m: sp.spmatrix, neighbours: int = NEIGHBOURS) -> sp.csr_matrix:
 
 
 class ItemNeighbours:
-    """``baseline`` (:class:`UserItemBias`), ``similarity`` CSR float32 (n_items, n_items)."""
+    """``baseline`` (:class:`~npcf.nn.bias_priors.PriorBias`, or with ``priors=False`` the
+    plain :class:`UserItemBias`), ``similarity`` CSR float32 (n_items, n_items)."""
 
     def __init__(self, reg_row: float = 5.0, reg_col: float = 5.0,
-                 neighbours: int = NEIGHBOURS, damping: float = DAMPING):
+                 neighbours: int = NEIGHBOURS, damping: float = DAMPING, priors: bool = True):
         if int(neighbours) != neighbours or neighbours < 0 or not damping >= 0 \
                 or not (reg_row > 0 and reg_col > 0):
             raise ValueError(f"neighbours must be a whole number >= 0, damping a number "
                              f">= 0, the ridge strengths numbers > 0, got {neighbours!r}, "
                              f"{damping!r}, {(reg_row, reg_col)!r}")
         self.reg_row, self.reg_col = reg_row, reg_col
-        self.neighbours, self.damping = neighbours, damping
+        self.neighbours, self.damping, self.priors = neighbours, damping, bool(priors)
         self.baseline: UserItemBias | None = None
         self.similarity: sp.csr_matrix | None = None
         self._transposed: tuple | None = None         # (similarity it was made of, its .T)
 
     def fit(self, m: sp.csr_matrix) -> "ItemNeighbours":
-        """The bias model and the item similarities of CSR ``m`` (users x items)."""
-        self.baseline = UserItemBias(self.reg_row, self.reg_col).fit(m)
+        """The item similarities of CSR ``m`` (users x items), then the bias model (its
+        item priors from those similarities)."""
         self.similarity = similarities(m, self.neighbours)
+        if self.priors:
+            self.baseline = PriorBias(self.reg_row, self.reg_col, damping=self.damping).fit(
+                m, self.similarity)
+        else:
+            self.baseline = UserItemBias(self.reg_row, self.reg_col).fit(m)
         return self
 
     def predict(self, x: sp.csr_matrix) -> np.ndarray:

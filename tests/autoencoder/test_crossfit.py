@@ -364,13 +364,24 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
                            "similarity/indices": arrays["similarity/indices"].astype(np.int32)})
     old = NeighbourMember.from_parts(meta, wide, X.shape[1], model.scale, "f: blend9/")
     np.testing.assert_array_equal(old._predict_one(X), member._predict_one(X))
+    # the bias priors' raters' biases are saved; a member saved before them (no
+    # rater_shrinkage, no rater_bias) loads over the plain bias model it was fitted with
+    assert meta["rater_shrinkage"] == 5.0 and arrays["baseline/rater_bias"].shape == (X.shape[1],)
+    plain = NeighbourMember(ItemNeighbours(2.0, 5.0, priors=False).fit(X), model.scale)
+    plain_arrays, plain_meta = plain.parts()
+    assert "rater_shrinkage" not in plain_meta and "baseline/rater_bias" not in plain_arrays
+    before = NeighbourMember.from_parts(plain_meta, plain_arrays, X.shape[1], model.scale, "f/")
+    np.testing.assert_array_equal(before._predict_one(X), plain._predict_one(X))
+    assert np.any(before._predict_one(X) != member._predict_one(X))
     S = arrays["similarity/data"]
     dup = arrays["similarity/indices"].copy()
     dup[1] = dup[0]
     for field, bad in (("mu", float("nan")), ("mu", 1e300), ("bias_reg", [1.0, -1.0]),
                        ("bias_reg", 5.0), ("bias_reg", [1.0]), ("neighbours", -5),
                        ("neighbours", "many"), ("damping", -1.0), ("damping", None),
-                       ("scale", [5.0, 0.5]), ("scale", [-1000.0, 1000.0])):
+                       ("scale", [5.0, 0.5]), ("scale", [-1000.0, 1000.0]),
+                       ("rater_shrinkage", 0.0), ("rater_shrinkage", "x"),
+                       ("rater_shrinkage", float("inf"))):
         with pytest.raises(ValueError, match=f"neighbour member's {field}"):
             NeighbourMember.from_parts(dict(meta, **{field: bad}), arrays, X.shape[1],
                                        model.scale, "f: blend9/")
@@ -388,14 +399,17 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
             ("similarity/indptr", arrays["similarity/indptr"][::-1].astype(np.uint32),
              "similarity/indptr: not row offsets"),
             ("baseline/col_bias", np.zeros(3, np.float32), "baseline/col_bias"),
-            ("baseline/col_bias", np.full(X.shape[1], 1e300), "baseline/col_bias")):
+            ("baseline/col_bias", np.full(X.shape[1], 1e300), "baseline/col_bias"),
+            ("baseline/rater_bias", np.zeros(3, np.float32), "baseline/rater_bias: not"),
+            ("baseline/rater_bias", np.full(X.shape[1], np.nan, np.float32),
+             "baseline/rater_bias: a bias beyond")):
         with pytest.raises(NpcfError, match=f"^f: blend9/{what}"):
             NeighbourMember.from_parts(meta, dict(arrays, **{name: bad}), X.shape[1],
                                        model.scale, "f: blend9/")
-    with pytest.raises(NpcfError, match="^f: blend9/similarity/indptr: missing"):
-        NeighbourMember.from_parts(meta, {k: v for k, v in arrays.items()
-                                          if k != "similarity/indptr"}, X.shape[1],
-                                   model.scale, "f: blend9/")
+    for name in ("similarity/indptr", "baseline/rater_bias"):
+        with pytest.raises(NpcfError, match=f"^f: blend9/{name}: missing"):
+            NeighbourMember.from_parts(meta, {k: v for k, v in arrays.items() if k != name},
+                                       X.shape[1], model.scale, "f: blend9/")
     with pytest.raises(NpcfError, match="more than 1 neighbours"):
         NeighbourMember.from_parts(dict(meta, neighbours=1), arrays, X.shape[1],
                                    model.scale, "f: blend9/")

@@ -6,14 +6,17 @@ import scipy.sparse as sp
 
 from npcf.nn import neighbours
 from npcf.nn.bias import UserItemBias
+from npcf.nn.bias_priors import PriorBias
 from npcf.nn.neighbours import ItemNeighbours, similarities
 
 from helpers import tiny_ratings
 
 
-def _reference(m: sp.csr_matrix, regs, keep: int, damping: float = neighbours.DAMPING):
-    """Dense (n_items, n_items) similarities and a predict(x, u, i) function, by loops."""
-    bias = UserItemBias(*regs).fit(m)
+def _reference(m: sp.csr_matrix, regs, keep: int, damping: float = neighbours.DAMPING,
+               priors: bool = False):
+    """Dense (n_items, n_items) similarities and a predict(x, u, i) function, by loops
+    (with ``priors``, over :class:`PriorBias` fitted with those similarities, which
+    ``tests/nn/test_bias_priors.py`` checks against its own formula)."""
     D = m.toarray().astype(np.float64)
     rated = D != 0
     n = D.shape[1]
@@ -27,11 +30,14 @@ def _reference(m: sp.csr_matrix, regs, keep: int, damping: float = neighbours.DA
         order = np.argsort(-S[i], kind="stable")
         S[i, order[keep:]] = 0
     S = S.astype(np.float32).astype(np.float16).astype(np.float64)   # held at half precision
+    bias = PriorBias(*regs, damping=damping).fit(m, sp.csr_matrix(S)) if priors \
+        else UserItemBias(*regs).fit(m)
 
     def predict(x: sp.csr_matrix, u: int, i: int) -> float:
         row = x[u].toarray().ravel().astype(np.float64)
         on = row != 0
-        b = (np.sum(row[on] - bias.mu - bias.col_bias[on]) / (bias.reg_row + on.sum()))
+        b = bias.row_bias(x[u])[0] if priors else \
+            (np.sum(row[on] - bias.mu - bias.col_bias[on]) / (bias.reg_row + on.sum()))
         pred = bias.mu + b + bias.col_bias[i]
         r = np.where(on, row - bias.mu - b - bias.col_bias, 0.0)
         den = np.sum(S[i] * on)
@@ -39,11 +45,13 @@ def _reference(m: sp.csr_matrix, regs, keep: int, damping: float = neighbours.DA
     return S, predict
 
 
+@pytest.mark.parametrize("priors", [False, True])
 @pytest.mark.parametrize("keep,damping", [(3, 0.1), (200, 0.0), (200, 1.0)])
-def test_similarities_and_predictions_match_the_formula(keep, damping):
+def test_similarities_and_predictions_match_the_formula(keep, damping, priors):
     m = tiny_ratings(30, 12, density=0.5, seed=3)
-    model = ItemNeighbours(2.0, 5.0, neighbours=keep, damping=damping).fit(m)
-    S, predict = _reference(m, (2.0, 5.0), keep, damping)
+    model = ItemNeighbours(2.0, 5.0, neighbours=keep, damping=damping, priors=priors).fit(m)
+    assert isinstance(model.baseline, PriorBias) == priors
+    S, predict = _reference(m, (2.0, 5.0), keep, damping, priors)
     got = model.similarity.toarray()
     assert got.dtype == np.float32 and np.all(np.diag(got) == 0) and np.all(got >= 0)
     assert np.all((got > 0).sum(1) <= keep) and np.all(got <= 1)
@@ -101,7 +109,7 @@ def test_a_new_user_folds_in_and_an_empty_row_gets_the_biases(monkeypatch):
     model = ItemNeighbours(2.0, 5.0).fit(m)
     new = sp.csr_matrix(np.r_[[np.where(np.arange(12) < 4, 4.5, 0.0)], np.zeros((1, 12))]
                         .astype(np.float32))
-    _, predict = _reference(m, (2.0, 5.0), 200)
+    _, predict = _reference(m, (2.0, 5.0), 200, priors=True)
     got = model.predict(new)
     np.testing.assert_allclose(got[0], [predict(new, 0, i) for i in range(12)], rtol=1e-5)
     b = model.baseline
@@ -111,10 +119,11 @@ def test_a_new_user_folds_in_and_an_empty_row_gets_the_biases(monkeypatch):
     np.testing.assert_allclose(model.predict_at(new, rows, cols), got[rows, cols], rtol=1e-6)
 
 
-def test_no_neighbours_is_the_bias_model():
+@pytest.mark.parametrize("priors", [False, True])
+def test_no_neighbours_is_the_bias_model(priors):
     m = tiny_ratings(30, 12, density=0.5, seed=3)
-    model = ItemNeighbours(2.0, 5.0, neighbours=0).fit(m)
-    b = UserItemBias(2.0, 5.0).fit(m)
+    model = ItemNeighbours(2.0, 5.0, neighbours=0, priors=priors).fit(m)
+    b = PriorBias(2.0, 5.0).fit(m) if priors else UserItemBias(2.0, 5.0).fit(m)
     assert model.similarity.nnz == 0
     np.testing.assert_allclose(model.predict(m), b.offset(b.row_bias(m)), rtol=1e-6)
 
