@@ -16,8 +16,9 @@ run in the search's worker processes.
 """
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,7 +55,7 @@ def _fit_fold(kw: dict, k: int, data: tuple | None = None):
 def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
               fit_kw: dict | None = None, workers: int | None = None, progress=None,
               fold: np.ndarray | None = None, deadline: float | None = None,
-              expected: list[float] | None = None):
+              expected: list[float] | None = None, started=None):
     """Fit configurations (estimator keywords) on ``folds`` folds of sparse ``A`` (all
     labelled ratings, users x items).
 
@@ -73,7 +74,8 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     no sooner than one fit), should end before ``deadline`` (expected seconds scaled by
     how long the fits done so far took against theirs) when its turn comes; a cheaper one
     after it may still be fitted. ValueError: a ``deadline`` without one expected figure
-    per configuration.
+    per configuration. ``started``: called once when the first fits are under way (the
+    worker processes forked), for work to run beside them in this process.
     """
     coo = sp.csr_matrix(A).tocoo()
     if not 2 <= int(folds) <= coo.nnz:
@@ -113,6 +115,8 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
             selection.trial_pool(workers, data) as pool:
         at_once = workers if pool is not None else 1
         queue = list(jobs)
+        if pool is None and started is not None:
+            started()
         while queue or running:
             while queue and (pool is None and not running or
                              pool is not None and len(running) < workers):
@@ -126,6 +130,9 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
                     done(c, k, _fit_fold(configs[c], k, data))
                 else:
                     running[pool.submit(_fit_fold, configs[c], k)] = (c, k)
+            if pool is not None and started is not None:   # forked by the first submit
+                started()
+                started = None
             if running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -135,15 +142,18 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
 
 
 def _in_process_folds(coo: sp.coo_matrix, fold: np.ndarray, fit, predict,
-                      deadline: float | None = None, bar=None):
+                      deadline: float | None = None, bar=None, stop=None):
     """``(models, out-of-fold predictions float64 (nnz,))``: ``fit(train)`` on each fold of
     ``coo`` (as :func:`fit_folds` cuts them; model ``k`` without fold ``k``), one after
     the other in this process, each predicting its fold by ``predict(model, train, rows,
     cols)``. None if the fits left would end past ``deadline`` (a ``time.perf_counter()``
-    value) at the pace of the slowest so far. ``bar``: a progress bar to update."""
+    value) at the pace of the slowest so far, or once ``stop`` (a ``threading.Event``) is
+    set. ``bar``: a progress bar to update."""
     folds = int(fold.max()) + 1
     models, oof, slowest = [], np.zeros(coo.nnz), 0.0
     for k in range(folds):
+        if stop is not None and stop.is_set():
+            return None
         t0 = time.perf_counter()
         train, _ = fold_parts(coo, fold, k)
         at = fold == k
@@ -174,14 +184,14 @@ NEIGHBOUR_MAX_WORK = 1e9
 
 
 def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tuple,
-                    deadline: float | None = None, progress=None):
+                    deadline: float | None = None, progress=None, stop=None):
     """``(members, out-of-fold predictions float64 (nnz,), clipped to scale)`` of the
     item-neighbour model (:class:`~npcf.autoencoder.members.NeighbourMember`, bias ridge
     strengths ``regs``) on each fold of ``coo`` (as :func:`fit_folds` cuts them; member
     ``k`` was fitted without fold ``k``). None where it would take too long: more work
     per fit than :data:`NEIGHBOUR_MAX_WORK`, or the fits left would end past ``deadline``
-    (a ``time.perf_counter()`` value) at the pace of the slowest so far. ``progress``:
-    as :func:`fit_folds`'."""
+    (a ``time.perf_counter()`` value) at the pace of the slowest so far, or ``stop`` (a
+    ``threading.Event``) was set. ``progress``: as :func:`fit_folds`'."""
     if coo.shape[1] ** 2 + np.sum(np.bincount(coo.row).astype(np.float64) ** 2) \
             > NEIGHBOUR_MAX_WORK or (deadline is not None and time.perf_counter() > deadline):
         return None
@@ -189,7 +199,7 @@ def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tu
         return _in_process_folds(
             coo, fold, lambda train: NeighbourMember(ItemNeighbours(*regs).fit(train), scale),
             lambda member, train, rows, cols: member._predict_one_at(train, rows, cols),
-            deadline, bar)
+            deadline, bar, stop)
 
 
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
@@ -300,8 +310,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     Candidates (:func:`_candidates`; the other orientation and the residual's counterpart
     only if the search varied them; then the bias model alone, with cross-validated
     ridge strengths, and item neighbours over a bias model with those strengths,
-    :func:`neighbour_folds`, unless over its work limit or past the budget, said in
-    ``info["blend"]["neighbours_skipped"]``) are fitted on ``folds`` folds of ``X +
+    :func:`neighbour_folds`, in a thread beside the networks' fold fits, unless over its
+    work limit or past the budget, said in ``info["blend"]["neighbours_skipped"]``) are
+    fitted on ``folds`` folds of ``X +
     validation`` (:func:`fit_folds`; networks that would not fit in the budget are left
     out, counted in ``info["blend"]["over_budget"]``), all on one rating scale; the
     chosen configuration and those the greedy blend weighs are kept; their out-of-fold predictions are
@@ -344,21 +355,31 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     if fit_kw.get("scale") is None:       # one scale for every fold model: the data's
         fit_kw["scale"] = (float(A.data.min()), float(A.data.max()))
     scale = tuple(fit_kw["scale"])
-    # the item neighbours first (the strongest member beside the networks, and cheap:
-    # they may take time the chosen configuration's folds were expected to need); then
-    # the chosen configuration's folds in any case, and as many of the other networks as
-    # the time left allows
-    found, skipped = None, "too few ratings to cross-validate the biases' ridge strengths"
+    # the item neighbours (the strongest member beside the networks, and cheap) are
+    # fitted in a thread of this process beside the networks' fold fits, which use the
+    # worker processes (started once those are forked: no fork while it runs); they may
+    # use the whole budget, and the chosen configuration's folds are fitted in any case,
+    # then as many of the other networks as the time left allows
     fold = fold_of(A.nnz, int(folds), chosen.seed)     # one cut for every member
-    if regs is not None:
-        found = neighbour_folds(A.tocoo(), fold, regs, scale, deadline, progress)
-        skipped = None if found else "over the work limit or past the budget"
+    side, stop, beside = ThreadPoolExecutor(1), threading.Event(), []
+
+    def start_neighbours() -> None:
+        if regs is not None:
+            beside.append(side.submit(neighbour_folds, A.tocoo(), fold, regs, scale,
+                                      deadline, stop=stop))
     try:
-        models, P, fold, coo = fit_folds(
-            type(chosen), candidates, A, folds, chosen.seed, fit_kw, progress=progress,
-            fold=fold, deadline=deadline, expected=per_fit)
-    except NpcfError as err:
-        return None, f"a fold fit failed: {err}"
+        try:
+            models, P, fold, coo = fit_folds(
+                type(chosen), candidates, A, folds, chosen.seed, fit_kw, progress=progress,
+                fold=fold, deadline=deadline, expected=per_fit, started=start_neighbours)
+        except NpcfError as err:
+            return None, f"a fold fit failed: {err}"
+        found = beside[0].result() if beside else None
+    finally:               # an error or a signal: the neighbours stop after their fold
+        stop.set()
+        side.shutdown(wait=True, cancel_futures=True)
+    skipped = None if found else "over the work limit or past the budget" \
+        if regs is not None else "too few ratings to cross-validate the biases' ridge strengths"
     fitted = [c for c, m in enumerate(models) if m is not None]
     over_time = len(models) - len(fitted)      # networks skipped for the budget
     configs, models, P = [candidates[c] for c in fitted], [models[c] for c in fitted], \

@@ -758,3 +758,47 @@ def test_cli_folds_option():
     for bad in ("0", "21", "x"):
         r = CliRunner().invoke(main, ["train", "--folds", bad])
         assert r.exit_code == 2, r.output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_work_beside_the_fold_fits_starts_once_after_the_workers_are_forked(workers):
+    from npcf.autoencoder import selection
+    A = sp.coo_matrix(tiny_ratings())
+    seen = []
+
+    def started():     # with a pool, its processes exist (no fork after this point)
+        pool_held = selection._POOL_LOCK.locked()
+        seen.append(pool_held)
+    crossfit.fit_folds(AutoEncoder, [KW, dict(KW, layers=(4,))], A, folds=3,
+                       workers=workers, started=started)
+    assert seen == [workers > 1 and selection.usable_workers(workers, 6) > 1]
+
+
+def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeypatch):
+    import threading
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    a = AutoEncoder(**KW).fit(train, val)
+    real_neighbours, threads, stops = crossfit.neighbour_folds, [], []
+
+    def neighbours(*args, stop=None, **kw):
+        threads.append(threading.current_thread() is not threading.main_thread())
+        stops.append(stop)
+        return real_neighbours(*args, stop=stop, **kw)
+    monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
+    model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
+                                  trials=[], seconds=1000.0)
+    assert why is None and threads == [True]                 # in a thread of its own
+    assert "neighbours_skipped" not in model.info["blend"]      # fitted, a candidate
+
+    def failing(*args, started=None, **kw):      # the networks fail once under way
+        started()
+        raise NpcfError("no fold to stop early on")
+    monkeypatch.setattr(crossfit, "fit_folds", failing)
+    model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
+                                  trials=[], seconds=1000.0)
+    assert model is None and "a fold fit failed" in why
+    assert stops[-1].is_set()                    # told to stop; the thread was joined
+    coo = sp.coo_matrix(m)
+    assert crossfit.neighbour_folds(coo, crossfit.fold_of(coo.nnz, 2, 0), (5.0, 5.0),
+                                    (0.5, 5.0), stop=stops[-1]) is None
