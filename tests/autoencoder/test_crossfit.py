@@ -802,3 +802,13 @@ def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeyp
     coo = sp.coo_matrix(m)
     assert crossfit.neighbour_folds(coo, crossfit.fold_of(coo.nnz, 2, 0), (5.0, 5.0),
                                     (0.5, 5.0), stop=stops[-1]) is None
+
+
+def test_fold_fits_stop_early_sooner_than_the_search_and_never_when_it_is_off():
+    a = AutoEncoder(**KW).fit(tiny_ratings())
+    flipped = AutoEncoder(**dict(KW, residual=False, patience=0)).fit(tiny_ratings())
+    pool = [(0.9, {}, a), (0.91, {}, flipped)]
+    got = crossfit._candidates(a, pool, AutoEncoder(n_epochs=9), 2, other_orientation=False)
+    assert a.patience > crossfit.FOLD_PATIENCE
+    assert [c["patience"] for c in got] == [crossfit.FOLD_PATIENCE, 0]
+    assert all(c["n_epochs"] == 9 for c in got)
