@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npcf.autoencoder.members import NEIGHBOURS_KIND
+from npcf.autoencoder.members import NEIGHBOUR_KINDS
 
 #: how many of the search's configurations :meth:`AutoEncoder.tune` may blend by default
 BLEND = 7
@@ -206,7 +206,7 @@ def describe(info: dict | None) -> str:
         others = ["the bias model alone with ridge strengths users {:g} / items {:g}".format(
             *regs[0])] if regs else []
         others += [f"item neighbours over the biases, {m['neighbours']} per item"
-                   for m in info.get("members", ()) if m.get("kind") == NEIGHBOURS_KIND]
+                   for m in info.get("members", ()) if m.get("kind") in NEIGHBOUR_KINDS]
         notes = [f"among them {' and '.join(others)}"] if others else []
         if info.get("over_budget"):
             notes.append(f"{info['over_budget']} more not fitted within the budget")

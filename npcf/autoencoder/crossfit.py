@@ -79,8 +79,9 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
     no sooner than one fit), should end before ``deadline`` (expected seconds scaled by
     how long the fits done so far took against theirs) when its turn comes; a cheaper one
     after it may still be fitted. ValueError: a ``deadline`` without one expected figure
-    per configuration. ``started``: called once when the first fits are under way (the
-    worker processes forked), for work to run beside them in this process.
+    per configuration. ``started``: called once, with True when the first fits are
+    under way in worker processes (forked by then), for work to run beside them in
+    this process; with False before the fits when they run in this process.
     """
     coo = sp.csr_matrix(A).tocoo()
     if not 2 <= int(folds) <= coo.nnz:
@@ -121,7 +122,7 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
         at_once = workers if pool is not None else 1
         queue = list(jobs)
         if pool is None and started is not None:
-            started()
+            started(False)
         while queue or running:
             while queue and (pool is None and not running or
                              pool is not None and len(running) < workers):
@@ -136,7 +137,7 @@ def fit_folds(cls, configs: list[dict], A, folds: int = FOLDS, seed: int = 0,
                 else:
                     running[pool.submit(_fit_fold, configs[c], k)] = (c, k)
             if pool is not None and started is not None:   # forked by the first submit
-                started()
+                started(True)   # (with the fork context, Python forks every worker then)
                 started = None
             if running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -230,7 +231,7 @@ def _candidates(chosen, pool: list, base, size: int, other_orientation: bool,
     the other orientation (the pool's best, else the base's defaults there). Ordered for
     a budget that fits only a prefix, the most different first: the chosen, the
     residual's counterpart, the next best, the other orientation, then the rest."""
-    def keywords(m) -> dict:
+    def keywords(m) -> dict:       # fold fits stop early sooner: FOLD_PATIENCE
         patience = min(m.patience, FOLD_PATIENCE) if m.patience > 0 else m.patience
         return dict(m.get_params(), n_epochs=base.n_epochs, ensemble=1, patience=patience)
 
@@ -363,16 +364,22 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     scale = tuple(fit_kw["scale"])
     # the item neighbours (the strongest member beside the networks, and cheap) are
     # fitted in a thread of this process beside the networks' fold fits, which use the
-    # worker processes (started once those are forked: no fork while it runs); they may
+    # worker processes (started once those are forked: no fork while it runs; without
+    # worker processes, first and in this thread, one fit at a time); they may
     # use the whole budget, and the chosen configuration's folds are fitted in any case,
     # then as many of the other networks as the time left allows
     fold = fold_of(A.nnz, int(folds), chosen.seed)     # one cut for every member
     side, stop, beside = ThreadPoolExecutor(1), threading.Event(), []
 
-    def start_neighbours() -> None:
-        if regs is not None:
+    def start_neighbours(pooled: bool) -> None:
+        if regs is None:
+            return
+        if pooled:           # beside the worker processes
             beside.append(side.submit(neighbour_folds, A.tocoo(), fold, regs, scale,
-                                      deadline, stop=stop))
+                                      deadline, stop=stop).result)
+        else:                # one fit at a time (--threads 1): first, in this thread
+            found = neighbour_folds(A.tocoo(), fold, regs, scale, deadline)
+            beside.append(lambda: found)
     try:
         try:
             models, P, fold, coo = fit_folds(
@@ -380,7 +387,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
                 fold=fold, deadline=deadline, expected=per_fit, started=start_neighbours)
         except NpcfError as err:
             return None, f"a fold fit failed: {err}"
-        found = beside[0].result() if beside else None
+        found = beside[0]() if beside else None
     finally:               # an error or a signal: the neighbours stop after their fold
         stop.set()
         side.shutdown(wait=True, cancel_futures=True)
@@ -416,6 +423,7 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         kind, cv = "support", stack_cv
     fitted = [m for c in keep for m in models[c]]
     out = fitted[0]
+    out.patience = chosen.patience          # its fold fit stopped sooner (FOLD_PATIENCE)
     out.item_counts = column_counts(A)       # it predicts from every labelled rating
     out.blend_members, out.blend_offset = fitted[1:], coef[-1]
     out.blend_weights = np.repeat(coef[:-1], folds, axis=0) / folds

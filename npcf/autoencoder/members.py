@@ -18,8 +18,13 @@ from npcf.nn.bias import UserItemBias
 from npcf.nn.bias_priors import PriorBias
 from npcf.nn.neighbours import ItemNeighbours
 
-#: ``kind`` of a neighbour member in ``model.json``'s blend members
+#: ``kind`` of a neighbour member in ``model.json``'s blend members: over the plain bias
+#: model (saved before the bias priors) ...
 NEIGHBOURS_KIND = "item_neighbours"
+#: ... and over :class:`~npcf.nn.bias_priors.PriorBias` (a kind of its own, so that an
+#: npcf from before the priors refuses the member instead of predicting without them)
+PRIOR_NEIGHBOURS_KIND = "item_neighbours_priors"
+NEIGHBOUR_KINDS = (NEIGHBOURS_KIND, PRIOR_NEIGHBOURS_KIND)
 #: entries of a dense batch (users x items) predicted at a time
 DENSE_BATCH = 2_000_000
 
@@ -53,9 +58,11 @@ class NeighbourMember:
     def describe(self) -> dict:
         """How ``info["blend"]["members"]`` lists it (JSON values)."""
         m = self.model
-        out = {"kind": NEIGHBOURS_KIND, "neighbours": int(m.neighbours),
+        priors = isinstance(m.baseline, PriorBias)
+        out = {"kind": PRIOR_NEIGHBOURS_KIND if priors else NEIGHBOURS_KIND,
+               "neighbours": int(m.neighbours),
                "damping": float(m.damping), "bias_reg": [m.reg_row, m.reg_col]}
-        if isinstance(m.baseline, PriorBias):
+        if priors:
             out["rater_shrinkage"] = float(m.baseline.rater_shrinkage)
         return out
 
@@ -86,11 +93,12 @@ class NeighbourMember:
         describe one; CheckpointError naming ``where`` (the file and the member's array
         prefix) where an array does not fit it. A ``shrinkage`` entry (written when the
         similarities were shrunk residual correlations) is not needed to predict: the
-        saved similarities are used as they are. A member saved without
-        ``rater_shrinkage`` (before the bias priors) predicts over the plain bias model
-        it was fitted with."""
+        saved similarities are used as they are. A member of :data:`NEIGHBOURS_KIND`
+        (saved before the bias priors) predicts over the plain bias model it was fitted
+        with; one of :data:`PRIOR_NEIGHBOURS_KIND` needs ``rater_shrinkage`` and
+        ``baseline/rater_bias``."""
         _check_meta(meta, scale)
-        priors = "rater_shrinkage" in meta
+        priors = meta.get("kind") == PRIOR_NEIGHBOURS_KIND
         model = ItemNeighbours(*meta["bias_reg"], meta["neighbours"], meta["damping"],
                                priors=priors)
         model.baseline = PriorBias(*meta["bias_reg"], meta["rater_shrinkage"],
@@ -150,7 +158,10 @@ def _check_meta(meta, scale) -> None:
     """ValueError naming the field where a neighbour member's JSON is not what
     :meth:`NeighbourMember.parts` writes for a blend on rating ``scale``."""
     def number(v) -> bool:
-        return type(v) in (int, float) and math.isfinite(v)
+        try:
+            return type(v) in (int, float) and math.isfinite(v)
+        except OverflowError:             # an integer too large for a float
+            return False
 
     if scale is None:
         raise ValueError("a neighbour member needs the model's rating scale")
@@ -167,6 +178,6 @@ def _check_meta(meta, scale) -> None:
                          f"model's {list(scale)!r}")
     if not number(meta["mu"]) or not scale[0] <= meta["mu"] <= scale[1]:
         raise ValueError("a neighbour member's mu must be a number on the rating scale")
-    if "rater_shrinkage" in meta and not (number(meta["rater_shrinkage"])
-                                          and meta["rater_shrinkage"] > 0):
+    if meta.get("kind") == PRIOR_NEIGHBOURS_KIND and not (
+            number(meta["rater_shrinkage"]) and meta["rater_shrinkage"] > 0):
         raise ValueError("a neighbour member's rater_shrinkage must be a number > 0")

@@ -12,7 +12,7 @@ import numpy as np
 from npcf._version import __version__
 from npcf.autoencoder import checkpoint, hyperparameters
 from npcf.autoencoder.blend import SUPPORT_FEATURES
-from npcf.autoencoder.members import NEIGHBOURS_KIND, NeighbourMember
+from npcf.autoencoder.members import NEIGHBOUR_KINDS, NeighbourMember
 from npcf.autoencoder.units import MIN_UNIT, UNIT_TOLERANCE
 from npcf.data.vocab import Vocabulary
 from npcf.errors import CheckpointError, check_scale, one_line
@@ -213,7 +213,7 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
             own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
             if not isinstance(mm, dict):
                 raise ValueError(f"blend member {k} is not a JSON object")
-            if mm.get("kind") == NEIGHBOURS_KIND:
+            if mm.get("kind") in NEIGHBOUR_KINDS:
                 member = NeighbourMember.from_parts(mm, own, model.item_counts.size,
                                                     model.scale, f"{npz}: {prefix}")
             elif "kind" in mm:

@@ -32,7 +32,9 @@ from npcf.utils.sparse import entry_rows
 
 #: pseudo-count shrinking an item's mean rater bias ``a_j`` toward zero
 RATER_SHRINKAGE = 5.0
-#: at most this many sweeps of the updates in :meth:`PriorBias.fit` ...
+#: about this many sweeps of the updates at most in :meth:`PriorBias.fit` (whole GMRES
+#: cycles of :data:`RESTART`; a solve that has not converged by then keeps its last
+#: iterate, the closest it came) ...
 N_ITER = 1000
 #: ... GMRES restarting after this many ...
 RESTART = 50

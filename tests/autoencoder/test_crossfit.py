@@ -364,11 +364,17 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
                            "similarity/indices": arrays["similarity/indices"].astype(np.int32)})
     old = NeighbourMember.from_parts(meta, wide, X.shape[1], model.scale, "f: blend9/")
     np.testing.assert_array_equal(old._predict_one(X), member._predict_one(X))
-    # the bias priors' raters' biases are saved; a member saved before them (no
-    # rater_shrinkage, no rater_bias) loads over the plain bias model it was fitted with
-    assert meta["rater_shrinkage"] == 5.0 and arrays["baseline/rater_bias"].shape == (X.shape[1],)
+    # the bias priors' raters' biases are saved under a kind of its own (an npcf from
+    # before them refuses it); a member saved before them (no rater_shrinkage, no
+    # rater_bias) loads over the plain bias model it was fitted with
+    assert meta["kind"] == "item_neighbours_priors" and meta["rater_shrinkage"] == 5.0
+    assert arrays["baseline/rater_bias"].shape == (X.shape[1],)
+    with pytest.raises(KeyError):
+        NeighbourMember.from_parts({k: v for k, v in meta.items() if k != "rater_shrinkage"},
+                                   arrays, X.shape[1], model.scale, "f/")
     plain = NeighbourMember(ItemNeighbours(2.0, 5.0, priors=False).fit(X), model.scale)
     plain_arrays, plain_meta = plain.parts()
+    assert plain_meta["kind"] == "item_neighbours"
     assert "rater_shrinkage" not in plain_meta and "baseline/rater_bias" not in plain_arrays
     before = NeighbourMember.from_parts(plain_meta, plain_arrays, X.shape[1], model.scale, "f/")
     np.testing.assert_array_equal(before._predict_one(X), plain._predict_one(X))
@@ -381,7 +387,8 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
                        ("neighbours", "many"), ("damping", -1.0), ("damping", None),
                        ("scale", [5.0, 0.5]), ("scale", [-1000.0, 1000.0]),
                        ("rater_shrinkage", 0.0), ("rater_shrinkage", "x"),
-                       ("rater_shrinkage", float("inf"))):
+                       ("rater_shrinkage", float("inf")), ("rater_shrinkage", True),
+                       ("rater_shrinkage", 10 ** 400), ("mu", 10 ** 400)):
         with pytest.raises(ValueError, match=f"neighbour member's {field}"):
             NeighbourMember.from_parts(dict(meta, **{field: bad}), arrays, X.shape[1],
                                        model.scale, "f: blend9/")
@@ -426,7 +433,7 @@ def test_a_neighbour_member_round_trips_and_hostile_parts_are_refused(stacked, t
     (tmp_path / "model.json").write_text(json.dumps(raw))
     with pytest.raises(NpcfError, match="model.json.*unknown kind"):
         load(tmp_path)
-    raw["blend"]["members"][-1]["kind"] = "item_neighbours"
+    raw["blend"]["members"][-1]["kind"] = "item_neighbours_priors"
     raw["blend"]["members"][-1]["damping"] = "x"
     (tmp_path / "model.json").write_text(json.dumps(raw))
     with pytest.raises(NpcfError, match="model.json.*neighbour member's damping"):
@@ -761,17 +768,28 @@ def test_cli_folds_option():
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_work_beside_the_fold_fits_starts_once_after_the_workers_are_forked(workers):
+def test_work_beside_the_fold_fits_starts_once_after_the_workers_are_forked(
+        workers, monkeypatch):
+    import contextlib
+
     from npcf.autoencoder import selection
     A = sp.coo_matrix(tiny_ratings())
-    seen = []
+    pools, seen, real = [], [], selection.trial_pool
 
-    def started():     # with a pool, its processes exist (no fork after this point)
-        pool_held = selection._POOL_LOCK.locked()
-        seen.append(pool_held)
+    @contextlib.contextmanager
+    def capturing(n, data):
+        with real(n, data) as pool:
+            pools.append(pool)
+            yield pool
+    monkeypatch.setattr(selection, "trial_pool", capturing)
+
+    def started(pooled):       # with a pool, every worker process exists by now
+        pool = pools[-1]
+        seen.append((pooled, 0 if pool is None else len(pool._processes or {})))
     crossfit.fit_folds(AutoEncoder, [KW, dict(KW, layers=(4,))], A, folds=3,
                        workers=workers, started=started)
-    assert seen == [workers > 1 and selection.usable_workers(workers, 6) > 1]
+    n = selection.usable_workers(workers, 6)
+    assert seen == ([(True, n)] if n > 1 else [(False, 0)])
 
 
 def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeypatch):
@@ -786,19 +804,32 @@ def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeyp
         stops.append(stop)
         return real_neighbours(*args, stop=stop, **kw)
     monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
-    model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
-                                  trials=[], seconds=1000.0)
+    from npcf.autoencoder import selection
+    from npcf.utils import parallel
+    if selection.usable_workers(2, 2) < 2:
+        pytest.skip("needs two cores and fork for worker processes")
+    with parallel.using(2):
+        model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2,
+                                      size=2, trials=[], seconds=1000.0)
     assert why is None and threads == [True]                 # in a thread of its own
     assert "neighbours_skipped" not in model.info["blend"]      # fitted, a candidate
+    # its fold fit stopped sooner; the model reports the patience it was asked for
+    assert model.patience == a.patience > crossfit.FOLD_PATIENCE
+
+    # one worker (--threads 1): the neighbours first, in this thread, one fit at a time
+    with parallel.using(1):
+        model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2,
+                                      size=2, trials=[], seconds=1000.0)
+    assert why is None and threads == [True, False]
 
     def failing(*args, started=None, **kw):      # the networks fail once under way
-        started()
+        started(True)
         raise NpcfError("no fold to stop early on")
     monkeypatch.setattr(crossfit, "fit_folds", failing)
     model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2, size=2,
                                   trials=[], seconds=1000.0)
     assert model is None and "a fold fit failed" in why
-    assert stops[-1].is_set()                    # told to stop; the thread was joined
+    assert len(stops) == 3 and stops[2] is not stops[0] and stops[2].is_set()
     coo = sp.coo_matrix(m)
     assert crossfit.neighbour_folds(coo, crossfit.fold_of(coo.nnz, 2, 0), (5.0, 5.0),
                                     (0.5, 5.0), stop=stops[-1]) is None
