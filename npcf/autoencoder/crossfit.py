@@ -374,9 +374,12 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     def start_neighbours(pooled: bool) -> None:
         if regs is None:
             return
-        if pooled:           # beside the worker processes
-            beside.append(side.submit(neighbour_folds, A.tocoo(), fold, regs, scale,
-                                      deadline, stop=stop).result)
+        if pooled:           # beside the worker processes, which slow them down: once
+            # started before the deadline they finish (their work is bounded by
+            # NEIGHBOUR_MAX_WORK), so the slowed pace never drops the strongest member
+            if deadline is None or time.perf_counter() < deadline:
+                beside.append(side.submit(neighbour_folds, A.tocoo(), fold, regs, scale,
+                                          None, stop=stop).result)
         else:                # one fit at a time (--threads 1): first, in this thread
             found = neighbour_folds(A.tocoo(), fold, regs, scale, deadline)
             beside.append(lambda: found)
