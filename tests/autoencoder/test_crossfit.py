@@ -799,9 +799,12 @@ def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeyp
     a = AutoEncoder(**KW).fit(train, val)
     real_neighbours, threads, stops = crossfit.neighbour_folds, [], []
 
+    deadlines = []
+
     def neighbours(*args, stop=None, **kw):
         threads.append(threading.current_thread() is not threading.main_thread())
         stops.append(stop)
+        deadlines.append(args[4])
         return real_neighbours(*args, stop=stop, **kw)
     monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
     from npcf.autoencoder import selection
@@ -812,6 +815,9 @@ def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeyp
         model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2,
                                       size=2, trials=[], seconds=1000.0)
     assert why is None and threads == [True]                 # in a thread of its own
+    # once started (before the deadline) they finish: the networks beside them slow them,
+    # and a pace check would drop the strongest member
+    assert deadlines == [None]
     assert "neighbours_skipped" not in model.info["blend"]      # fitted, a candidate
     # its fold fit stopped sooner; the model reports the patience it was asked for
     assert model.patience == a.patience > crossfit.FOLD_PATIENCE
@@ -821,6 +827,7 @@ def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeyp
         model, why = crossfit.stacked(a, [], AutoEncoder(**KW), train, val, folds=2,
                                       size=2, trials=[], seconds=1000.0)
     assert why is None and threads == [True, False]
+    assert deadlines[1] is not None          # alone, the pace check applies as before
 
     def failing(*args, started=None, **kw):      # the networks fail once under way
         started(True)
