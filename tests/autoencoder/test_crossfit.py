@@ -804,7 +804,7 @@ def test_the_neighbours_run_beside_the_networks_and_stop_when_those_fail(monkeyp
     def neighbours(*args, stop=None, **kw):
         threads.append(threading.current_thread() is not threading.main_thread())
         stops.append(stop)
-        deadlines.append(args[4])
+        deadlines.append(args[4] if len(args) > 4 else kw.get("deadline"))
         return real_neighbours(*args, stop=stop, **kw)
     monkeypatch.setattr(crossfit, "neighbour_folds", neighbours)
     from npcf.autoencoder import selection
