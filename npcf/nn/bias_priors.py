@@ -44,8 +44,7 @@ TOL = 1e-10
 
 class PriorBias(UserItemBias):
     """``mu`` (float), ``col_bias`` and ``rater_bias`` (``a - abar``) float32 (n_cols,);
-    ``reg_row`` /
-    ``reg_col`` > 0 weigh the priors as the plain model's ridge weighs zero."""
+    ``reg_row`` / ``reg_col`` > 0 weigh the priors as the plain model's ridge weighs zero."""
 
     def __init__(self, reg_row: float = 5.0, reg_col: float = 5.0,
                  rater_shrinkage: float = RATER_SHRINKAGE, damping: float = 1.0,
@@ -69,8 +68,8 @@ class PriorBias(UserItemBias):
         self.mu = float(m.data.mean()) if m.nnz else 0.0
         S = sp.csr_matrix((n_cols, n_cols)) if similarity is None \
             else sp.csr_matrix(similarity, dtype=np.float64)
-        parts = (m, S, self.mu, (self.reg_row, self.reg_col), self.rater_shrinkage,
-                 self.damping)
+        parts = (_counts(m, S, self.mu, self.damping), (self.reg_row, self.reg_col),
+                 self.rater_shrinkage)
         start = _sweep(np.zeros(n_cols + n_rows), *parts)
         x = start
         if m.nnz:
@@ -102,16 +101,23 @@ def _raters(m: sp.csr_matrix, b_row: np.ndarray, shrinkage: float) -> np.ndarray
     return a - a[cols].mean() if m.nnz else a
 
 
-def _sweep(x: np.ndarray, m: sp.csr_matrix, S: sp.csr_matrix, mu: float, regs: tuple,
-           shrinkage: float, damping: float) -> np.ndarray:
+def _counts(m: sp.csr_matrix, S: sp.csr_matrix, mu: float, damping: float) -> tuple:
+    """What every :func:`_sweep` of one fit reads: ``(m, S, rows, residuals r - mu,
+    n_row, n_col, similarity mass + damping)``, computed once."""
+    rows, cols = entry_rows(m), m.indices
+    return (m, S, rows, m.data - mu, np.diff(m.indptr), np.bincount(cols, minlength=m.shape[1]),
+            np.asarray(S.sum(axis=1)).ravel() + damping)
+
+
+def _sweep(x: np.ndarray, counts: tuple, regs: tuple, shrinkage: float) -> np.ndarray:
     """One round of the alternating updates from ``x = (b_col, b_row)`` float64: the
-    priors from ``x``, then every column's bias, then every row's. Affine in ``x``."""
+    priors from ``x``, then every column's bias, then every row's (``counts`` from
+    :func:`_counts`). Affine in ``x``."""
+    m, S, rows, res, n_row, n_col, mass = counts
     n_rows, n_cols = m.shape
-    rows, cols, res = entry_rows(m), m.indices, m.data - mu
+    cols = m.indices
     reg_row, reg_col = regs
-    n_row, n_col = np.diff(m.indptr), np.bincount(cols, minlength=n_cols)
     b_col, b_row = x[:n_cols], x[n_cols:]
-    mass = np.asarray(S.sum(axis=1)).ravel() + damping
     item_prior = np.divide(S @ b_col, mass, out=np.zeros(n_cols), where=mass > 0)
     user_prior = _mean_over_rated(_raters(m, b_row, shrinkage), rows, cols, n_row)
     b_col = (np.bincount(cols, res - b_row[rows], n_cols) + reg_col * item_prior) \

@@ -60,8 +60,9 @@ def test_the_fit_is_the_fixed_point_where_the_updates_alone_are_slow():
     model = PriorBias(2.0, 5.0).fit(m, S)
     x = np.r_[model.col_bias, np.zeros(m.shape[0])].astype(np.float64)
     x[40:] = PriorBias.row_bias(model, m)         # the rows' biases at the fixed point
-    parts = (sp.csr_matrix(m, dtype=np.float64), sp.csr_matrix(S, dtype=np.float64),
-             model.mu, (2.0, 5.0), bias_priors.RATER_SHRINKAGE, 1.0)
+    parts = (bias_priors._counts(sp.csr_matrix(m, dtype=np.float64),
+                                 sp.csr_matrix(S, dtype=np.float64), model.mu, 1.0),
+             (2.0, 5.0), bias_priors.RATER_SHRINKAGE)
     np.testing.assert_allclose(bias_priors._sweep(x, *parts), x, atol=2e-6)
     few = PriorBias(2.0, 5.0, n_iter=1).fit(m, S)   # one restart cycle, still close
     np.testing.assert_allclose(few.col_bias, model.col_bias, atol=1e-3)
