@@ -198,14 +198,35 @@ def neighbour_folds(coo: sp.coo_matrix, fold: np.ndarray, regs: tuple, scale: tu
     per fit than :data:`NEIGHBOUR_MAX_WORK`, or the fits left would end past ``deadline``
     (a ``time.perf_counter()`` value) at the pace of the slowest so far, or ``stop`` (a
     ``threading.Event``) was set. ``progress``: as :func:`fit_folds`'."""
-    if coo.shape[1] ** 2 + np.sum(np.bincount(coo.row).astype(np.float64) ** 2) \
-            > NEIGHBOUR_MAX_WORK or (deadline is not None and time.perf_counter() > deadline):
+    if neighbour_work(coo) > NEIGHBOUR_MAX_WORK or (
+            deadline is not None and time.perf_counter() > deadline):
         return None
     with open_progress(progress, int(fold.max()) + 1, "item neighbours") as bar:
         return _in_process_folds(
             coo, fold, lambda train: NeighbourMember(ItemNeighbours(*regs).fit(train), scale),
             lambda member, train, rows, cols: member._predict_one_at(train, rows, cols),
             deadline, bar, stop)
+
+
+def neighbour_work(m) -> float:
+    """Work of one item-neighbour fit on ``m`` (users x items): items squared plus the
+    co-rated pairs, the sum of each user's count squared."""
+    m = sp.csr_matrix(m)
+    return float(m.shape[1]) ** 2 + float(np.sum(np.diff(m.indptr).astype(np.float64) ** 2))
+
+
+def holdout_neighbours(X, scale: tuple, seed: int = 0) -> NeighbourMember | None:
+    """The item-neighbour member fitted once on CSR ``X`` (users x items), its bias ridge
+    strengths cross-validated on ``X``, for a blend judged on a validation part instead of
+    on folds; None over :data:`NEIGHBOUR_MAX_WORK` or with too few ratings for the
+    ridge strengths."""
+    X = sp.csr_matrix(X)
+    if neighbour_work(X) > NEIGHBOUR_MAX_WORK:
+        return None
+    regs = cross_validated_regs(X, seed=seed)
+    if regs is None:
+        return None
+    return NeighbourMember(ItemNeighbours(*regs).fit(X), scale)
 
 
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:

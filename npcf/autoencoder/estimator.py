@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -10,8 +11,9 @@ from npcf import rundir
 from npcf.autoencoder import blend, crossfit, hyperparameters, persistence
 from npcf.autoencoder.blend import BLEND
 from npcf.autoencoder.ensemble import merge
+from npcf.autoencoder.members import NeighbourMember
 from npcf.autoencoder.selection import SPACE as SEARCHED
-from npcf.autoencoder.selection import best_score, select
+from npcf.autoencoder.selection import best_score, finish_training, select
 from npcf.autoencoder.trainer import Trainer
 from npcf.autoencoder.units import rating_unit
 from npcf.data.checks import check_inputs
@@ -351,30 +353,44 @@ class AutoEncoder(Params, Recommends):
         # its own, beside networks that keep the given strength (their errors differ);
         # one network gets the cross-validated strengths itself (benchmarks/NOTES.md)
         searching = budget if budget is None or not may_stack else budget * SEARCH_SHARE
+        began = time.perf_counter()
+        # where cross-fitting may follow, a winner the budget cut is trained in full only
+        # if the stack does not replace it (the stack refits it on every fold anyway)
         model, trials = select(self, X, validation, validation_input,
                                fixed=set(fixed) | {"bias_reg"} if may_stack else fixed,
                                space=space, budget=searching, fit_kw=fit_kw,
-                               progress=progress, candidates=pool)
+                               progress=progress, candidates=pool, finish=not may_stack)
         model.info["tuning"] = dict(model.info["tuning"], budget=budget,
                                     search_budget=searching)
-        if int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and model.item_based:
-            stacked, why = None, None
-            if int(folds) > 1 and not same_input:
-                why = "the validation part is predicted from other inputs"
-            elif int(folds) > 1:
-                left = None if budget is None else budget - model.info["tuning"]["seconds"]
-                stacked, why = crossfit.stacked(model, pool, self, X, validation,
-                                                folds=int(folds), size=int(blend),
-                                                fit_kw=fit_kw, progress=progress,
-                                                trials=trials, seconds=left)
-            if stacked is not None:
-                model = stacked
-            else:
-                model._blend_with(pool, X, validation, int(blend))
-                if why:
-                    model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
-                                               crossfit_skipped=why)
-        elif may_stack and model.residual and "bias_reg" not in set(fixed):
+
+        def left() -> float | None:
+            return None if budget is None else budget - (time.perf_counter() - began)
+        blendable = int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and \
+            model.item_based
+        stacked, why = None, None
+        if blendable and int(folds) > 1 and not same_input:
+            why = "the validation part is predicted from other inputs"
+        elif blendable and int(folds) > 1:
+            stacked, why = crossfit.stacked(model, pool, self, X, validation,
+                                            folds=int(folds), size=int(blend),
+                                            fit_kw=fit_kw, progress=progress,
+                                            trials=trials, seconds=left())
+        if stacked is not None:
+            model = stacked
+            model.info["tuning"].pop("unfinished", None)    # its folds trained in full
+        else:
+            model = finish_training(model, trials, X, validation, validation_input, fit_kw)
+        if stacked is None and blendable:
+            # the item neighbours (the strongest member beside the networks) join the
+            # blend on the validation part, if it is predicted from X and time is left
+            nb = crossfit.holdout_neighbours(X, model.scale, model.seed) \
+                if same_input and (budget is None or left() > 0) else None
+            model._blend_with(pool, X, validation, int(blend),
+                              extra=[] if nb is None else [nb])
+            if why:
+                model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
+                                           crossfit_skipped=why)
+        elif stacked is None and may_stack and model.residual and "bias_reg" not in set(fixed):
             # a user-based winner is never stacked, so its trials' ridge had no bias
             # member beside it: the cross-validated one, if the validation part agrees
             model = _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw)
@@ -389,17 +405,20 @@ class AutoEncoder(Params, Recommends):
         model.tuning = trials
         return model
 
-    def _blend_with(self, pool: list, X, validation, size: int) -> None:
+    def _blend_with(self, pool: list, X, validation, size: int, extra=()) -> None:
         """Blend this model (the search's choice) with the best of ``pool`` (``(score,
-        config, model)`` from :func:`select`) of the same orientation and loss when it
-        pays on held-out halves of ``validation``; records the decision in ``info``."""
+        config, model)`` from :func:`select`) of the same orientation and loss, and with
+        ``extra`` members fitted on ``X`` (:class:`~npcf.autoencoder.members.NeighbourMember`),
+        when it pays on held-out halves of ``validation``; records the decision in
+        ``info``."""
         members = [m for _, _, m in pool if m is not self and m.item_based == self.item_based
-                   and m.loss == self.loss][:size - 1]
+                   and m.loss == self.loss][:size - 1] + list(extra)
         if not members:
             return
+        X = self._check(X)
         V = sp.coo_matrix(validation)
         y = V.data.astype(np.float64)
-        P = np.stack([m.predict_at(X, V.row, V.col) for m in [self, *members]], axis=1)
+        P = np.stack([m._predict_one_at(X, V.row, V.col) for m in [self, *members]], axis=1)
         gain = blend.holdout_gain(P, y, seed=self.seed)
         w = blend.greedy_weights(P, y)
         used = gain > 0 and w[0] < 1
@@ -414,6 +433,7 @@ class AutoEncoder(Params, Recommends):
             "candidates": 1 + len(members), "holdout_gain": round(gain, 6), "used": bool(used),
             "weights": [] if not used else [round(float(v), 4) for v in self.blend_weights],
             "members": [] if not used else [
+                m.describe() if isinstance(m, NeighbourMember) else
                 {k: m.get_params()[k] for k in SEARCHED if k in m.get_params()}
                 for m in self.blend_members]}
 

@@ -198,7 +198,8 @@ def trial_result(future):
 def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
            n_configs: int | None = None, first_epochs: int = FIRST_EPOCHS, eta: int = ETA,
            budget: float | None = None, fit_kw: dict | None = None, progress=None,
-           candidates: list | None = None, workers: int | None = None):
+           candidates: list | None = None, workers: int | None = None,
+           finish: bool = True):
     """Search hyperparameters of the :class:`~npcf.AutoEncoder` ``base`` on ``validation``.
 
     ``fixed``: names never searched (given by the user); unless ``bias_reg`` is among
@@ -215,7 +216,10 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     depend on it (trials are seeded and read back in order), only a ``budget`` cut does.
     Returns ``(model, trials)``: the fitted best model (``info["tuning"]`` records the
     search) and one dict per trial (``rung``, ``epochs``, the searched values,
-    ``score``, ``best_epoch``, ``seconds``) in the order they ran.
+    ``score``, ``best_epoch``, ``seconds``) in the order they ran. A winner the budget
+    cut while it was still improving is trained again for the full ``n_epochs``; with
+    ``finish=False`` it is returned as trained, ``info["tuning"]["unfinished"]`` True,
+    for the caller to pass to :func:`finish_training` if it keeps it.
     """
     params = base.get_params()
     space = dict(SPACE if space is None else space)
@@ -320,10 +324,11 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     if cut and model.info["epochs_run"] < model.n_epochs and params["schedule"] != "cosine":
         # early stopping had ended it: the longer run is the same run
         model.set_params(n_epochs=full)
-    elif cut:                       # still improving when cut: train the winner in full
+    elif cut and finish:            # still improving when cut: train the winner in full
         model, seconds = _fit_trial(trial_kw(cfg, full), data)
         score = best_score(model, higher)
         record(len(rungs), full, cfg, score, model, seconds)
+    unfinished = bool(cut) and model.n_epochs < full
     if candidates is not None:
         top = max(r for r, _, _ in latest.values())
         kept = sorted(((sc, i, m) for i, (r, sc, m) in latest.items() if r >= top - 1),
@@ -333,8 +338,32 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         "chosen": plain(cfg), "bias_reg": None if bias_reg is None else list(bias_reg),
         "score": score, "metric": "val_ndcg" if higher else "val_rmse",
         "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),
-        "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget, "budget_hit": cut})
+        "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget, "budget_hit": cut,
+        "unfinished": unfinished, "epochs": full})
     return model, trials
+
+
+def finish_training(model, trials: list, X, validation, validation_input=None,
+                    fit_kw: dict | None = None):
+    """``model``, :func:`select`'s result, itself; or, if the budget cut it while it was
+    still improving and it was not trained again (``finish=False``), its configuration
+    trained for the search's full epochs on the same data, with its trial appended to
+    ``trials`` and ``info["tuning"]`` updated (score, trials, seconds)."""
+    tuning = model.info.get("tuning") or {}
+    if not tuning.get("unfinished"):
+        return model
+    higher = model.loss != "mse"
+    data = (type(model), X, validation, validation_input, dict(fit_kw or {}))
+    full = int(tuning["epochs"])
+    out, seconds = _fit_trial(dict(model.get_params(), n_epochs=full), data)
+    score = best_score(out, higher)
+    trials.append(dict(rung=len(tuning["rungs"]), epochs=full, **tuning["chosen"],
+                       score=score, best_epoch=out.info.get("best_epoch"),
+                       epochs_run=out.info.get("epochs_run"), seconds=round(seconds, 3)))
+    out.info = dict(out.info, tuning=dict(
+        tuning, score=score, trials=len(trials), unfinished=False,
+        seconds=round(float(tuning["seconds"]) + seconds, 1)))
+    return out
 
 
 def best_score(model, higher: bool = False) -> float:

@@ -850,3 +850,78 @@ def test_fold_fits_stop_early_sooner_than_the_search_and_never_when_it_is_off():
     assert a.patience > crossfit.FOLD_PATIENCE
     assert [c["patience"] for c in got] == [crossfit.FOLD_PATIENCE, 0]
     assert all(c["n_epochs"] == 9 for c in got)
+
+
+def test_the_validation_halves_blend_weighs_the_item_neighbours_too(tmp_path, monkeypatch):
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    fitted = []
+    real = crossfit.holdout_neighbours
+
+    def counted(*a, **k):
+        fitted.append(real(*a, **k))
+        return fitted[-1]
+    monkeypatch.setattr(crossfit, "holdout_neighbours", counted)
+    space = {"activation": ("relu", "sigmoid")}
+    model = AutoEncoder(**KW).tune(train, val, space=space, budget=30, blend=3, folds=1)
+    assert len(fitted) == 1 and fitted[0] is not None
+    assert model.info["blend"]["candidates"] == 3          # chosen, one network, neighbours
+    # a neighbour member in a constant-weight blend predicts and saves like the others
+    model.blend_members = [fitted[0]]
+    model.blend_weights, model.blend_offset = np.array([0.25, 0.75]), None
+    X = train + val
+    rows, cols = sp.coo_matrix(val).row, sp.coo_matrix(val).col
+    own = model._predict_one_at(model._check(X), rows, cols)
+    theirs = fitted[0]._predict_one_at(sp.csr_matrix(X), rows, cols)
+    np.testing.assert_allclose(model.predict_at(X, rows, cols),
+                               np.clip(0.25 * own + 0.75 * theirs, *model.scale), rtol=1e-5)
+    model.save(tmp_path)
+    back = load(tmp_path)
+    assert isinstance(back.blend_members[0], type(fitted[0]))
+    np.testing.assert_array_equal(back.predict_at(X, rows, cols), model.predict_at(X, rows, cols))
+    np.testing.assert_allclose(back.predict(X)[rows, cols], model.predict_at(X, rows, cols),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_the_validation_halves_blend_fits_no_neighbours_without_time(monkeypatch):
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    calls = []
+    monkeypatch.setattr(crossfit, "holdout_neighbours", lambda *a, **k: calls.append(a))
+    space = {"activation": ("relu", "sigmoid")}
+    AutoEncoder(**KW).tune(train, val, space=space, budget=1e-9, blend=3, folds=1)
+    assert calls == []                                   # the search used the budget up
+    AutoEncoder(**KW).tune(train, val, space=space, blend=3, folds=1)
+    assert len(calls) == 1
+
+
+def test_holdout_neighbours_are_skipped_over_the_work_limit_or_on_too_few_ratings(monkeypatch):
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    member = crossfit.holdout_neighbours(m, (1.0, 5.0))
+    assert member is not None and member.scale == (1.0, 5.0)
+    assert crossfit.neighbour_work(m) == 40 ** 2 + np.sum(np.diff(m.indptr) ** 2.0)
+    assert crossfit.holdout_neighbours(sp.csr_matrix(m[:1, :3]), (1.0, 5.0)) is None
+    monkeypatch.setattr(crossfit, "NEIGHBOUR_MAX_WORK", 10.0)
+    assert crossfit.holdout_neighbours(m, (1.0, 5.0)) is None
+
+
+def test_a_winner_the_budget_cut_is_trained_in_full_only_if_the_stack_is_skipped(monkeypatch):
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    real, seen = crossfit.stacked, []
+
+    def unbounded(chosen, *a, **k):          # the stack ignores the (spent) budget
+        seen.append(chosen.n_epochs)
+        return real(chosen, *a, **dict(k, seconds=None))
+    monkeypatch.setattr(crossfit, "stacked", unbounded)
+    space = {"activation": ("relu", "sigmoid")}
+    model = AutoEncoder(**KW).tune(train, val, space=space, budget=1e-6, blend=3)
+    first = model.info["tuning"]["rungs"][0]
+    assert first < KW["n_epochs"] and seen == [first]                   # not retrained
+    assert "unfinished" not in model.info["tuning"] and model.info["blend"]["used"]
+    assert max(t["epochs"] for t in model.tuning) == first
+    monkeypatch.setattr(crossfit, "stacked", lambda *a, **k: (None, "skipped in this test"))
+    model = AutoEncoder(**KW).tune(train, val, space=space, budget=1e-6, blend=3)
+    assert model.n_epochs == KW["n_epochs"] and not model.info["tuning"]["unfinished"]
+    assert [t["epochs"] for t in model.tuning] == [first, KW["n_epochs"]]
+    assert model.info["tuning"]["trials"] == 2

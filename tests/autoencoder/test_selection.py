@@ -72,6 +72,24 @@ def test_budget_stops_the_search_with_a_fitted_model():
     assert full.info["tuning"]["budget_hit"] == 0
 
 
+def test_a_cut_winner_can_be_trained_in_full_later_with_the_same_result():
+    from npcf.autoencoder.selection import finish_training
+    now, trials_now = run(budget=1e-9)
+    later, trials = run(budget=1e-9, finish=False)
+    assert later.info["tuning"]["unfinished"] and later.n_epochs == 1
+    assert [(t["rung"], t["epochs"]) for t in trials] == [(1, 1)]
+    assert later.info["tuning"]["trials"] == 1
+    done = finish_training(later, trials, TRAIN, VAL)
+    assert not done.info["tuning"]["unfinished"] and done.n_epochs == 9
+    assert [{k: v for k, v in t.items() if k != "seconds"} for t in trials] == \
+        [{k: v for k, v in t.items() if k != "seconds"} for t in trials_now]
+    assert done.info["tuning"]["score"] == now.info["tuning"]["score"]
+    assert done.info["tuning"]["trials"] == 2 and done.history == now.history
+    np.testing.assert_array_equal(done.predict(TRAIN), now.predict(TRAIN))
+    assert finish_training(done, trials, TRAIN, VAL) is done     # nothing left to do
+    assert finish_training(now, trials, TRAIN, VAL) is now and len(trials) == 2
+
+
 def test_the_bias_ridge_is_cross_validated_once_unless_it_was_given():
     from npcf.nn.bias import cross_validated_regs
     model, trials = run()
