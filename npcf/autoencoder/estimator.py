@@ -308,9 +308,12 @@ class AutoEncoder(Params, Recommends):
         many configurations as the time left after the search should allow, judged by
         their trials' seconds). With ``folds`` 0 or 1, or where cross-fitting does not
         apply (no time left for the chosen configuration's folds, too few ratings,
-        ``X`` and ``validation`` sharing pairs), they are blended only when weights
-        fitted on half the validation ratings beat the chosen model on the other half.
-        ``info["blend"]`` says what was decided. User-based choices are never blended, so
+        ``X`` and ``validation`` sharing pairs), they and the item neighbours fitted once
+        on ``X`` (if time is left) are blended only when weights fitted on half the
+        validation ratings beat the chosen model on the other half; only then is a
+        winner the search's budget cut while still improving trained in full
+        (:func:`~npcf.autoencoder.selection.finish_training`: a stack refits it on every
+        fold anyway). ``info["blend"]`` says what was decided. User-based choices are never blended, so
         they still fold in and export. Where the result may be stacked (an item-based
         ``self``, or the orientation searched), the trials keep ``self``'s ``bias_reg``
         (the stack's bias member gets the cross-validated strengths: the networks' errors
