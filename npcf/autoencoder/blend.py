@@ -205,8 +205,7 @@ def describe(info: dict | None) -> str:
         regs = [m["bias_reg"] for m in info.get("members", ()) if m.get("bias_only")]
         others = ["the bias model alone with ridge strengths users {:g} / items {:g}".format(
             *regs[0])] if regs else []
-        others += [f"item neighbours over the biases, {m['neighbours']} per item"
-                   for m in info.get("members", ()) if m.get("kind") in NEIGHBOUR_KINDS]
+        others += _neighbours(info)
         notes = [f"among them {' and '.join(others)}"] if others else []
         if info.get("over_budget"):
             notes.append(f"{info['over_budget']} more not fitted within the budget")
@@ -221,7 +220,16 @@ def describe(info: dict | None) -> str:
         return f"{skipped}no other configuration to blend"
     gain = f"held-out validation gain {info['holdout_gain']:+.4f}"
     if info["used"]:
+        among = _neighbours(info)
+        extra = f" (among them {among[0]})" if among else ""
         return f"{skipped}blend of {len(info['weights'])} of {info['candidates']} " \
-               f"configurations, weights {', '.join(f'{w:g}' for w in info['weights'])} ({gain})"
+               f"configurations{extra}, weights " \
+               f"{', '.join(f'{w:g}' for w in info['weights'])} ({gain})"
     return f"{skipped}no blend: weights fitted on half the validation ratings lost on the " \
            f"other half ({gain})"
+
+
+def _neighbours(info: dict) -> list[str]:
+    """How :func:`describe` names the item-neighbour members of a blend (0 or 1)."""
+    return [f"item neighbours over the biases, {m['neighbours']} per item"
+            for m in info.get("members", ()) if m.get("kind") in NEIGHBOUR_KINDS]

@@ -925,3 +925,16 @@ def test_a_winner_the_budget_cut_is_trained_in_full_only_if_the_stack_is_skipped
     assert model.n_epochs == KW["n_epochs"] and not model.info["tuning"]["unfinished"]
     assert [t["epochs"] for t in model.tuning] == [first, KW["n_epochs"]]
     assert model.info["tuning"]["trials"] == 2
+
+
+def test_the_validation_halves_blend_line_names_the_item_neighbours():
+    nb = {"kind": "item_neighbours_priors", "neighbours": 200, "damping": 1.0,
+          "bias_reg": [2.0, 10.0], "rater_shrinkage": 5.0}
+    net = {"activation": "relu", "layers": [128]}
+    info = {"candidates": 4, "holdout_gain": 0.01, "used": True, "weights": [0.4, 0.6],
+            "members": [nb], "crossfit_skipped": "too little time"}
+    line = blend.describe(info)
+    assert line.startswith("cross-fitting skipped (too little time); blend of 2 of 4 "
+                           "configurations (among them item neighbours over the biases, "
+                           "200 per item), weights 0.4, 0.6")
+    assert "among them" not in blend.describe(dict(info, members=[net]))
