@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -140,7 +140,8 @@ def trial_pool(workers: int, data: tuple):
     thread and one BLAS thread), or None: one worker, or another search already has
     the processes (trials then run in this thread, one after the other). Trials not
     started when the search ends are cancelled; running ones are waited for when it
-    ends normally and killed when it ends by an error or a signal (SIGTERM, Ctrl-C)."""
+    ends normally and killed when it ends by an error or a signal (SIGTERM, Ctrl-C), or
+    by :func:`select` when its budget ends while they run."""
     global _SHARED
     if workers <= 1 or not _POOL_LOCK.acquire(blocking=False):
         yield None
@@ -214,6 +215,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     ``workers``: trials trained at once, in forked processes of one thread each (default:
     npcf's thread count, :func:`npcf.utils.parallel.threads`); the result does not
     depend on it (trials are seeded and read back in order), only a ``budget`` cut does.
+    A ``budget`` is checked before each trial starts; trials running in worker
+    processes when it ends are killed (``info["tuning"]["abandoned"]`` counts them; a
+    trial running in this thread, and the first trial, always finish).
     Returns ``(model, trials)``: the fitted best model (``info["tuning"]`` records the
     search) and one dict per trial (``rung``, ``epochs``, the searched values,
     ``score``, ``best_epoch``, ``seconds``) in the order they ran. A winner the budget
@@ -265,6 +269,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     rungs.append(full)
     alive = list(range(len(configs)))
     trials, best = [], None                         # best: (rung, score, model, config)
+    abandoned = 0                                  # trials killed at the budget's end
     stopped: dict = {}                             # config -> model that stopped early
     latest: dict = {}                              # config -> (rung, score, model)
     total = sum(max(1, -(-len(configs) // eta ** r)) for r in range(len(rungs)))
@@ -273,6 +278,9 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
 
     def over_budget() -> bool:
         return budget is not None and time.perf_counter() - start > budget and best is not None
+
+    def deadline() -> float | None:     # a running trial is waited for until then
+        return None if budget is None or best is None else start + budget
 
     def trial_kw(cfg: dict, n_epochs: int) -> dict:
         return dict(params, **cfg, n_epochs=n_epochs, ensemble=1)
@@ -301,6 +309,12 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                     model.set_params(n_epochs=n_epochs)
                     seconds = 0.0
                 else:
+                    if i in futures and not _done_by(futures[i], deadline()):
+                        # the budget ended while it ran: the search stops here, and the
+                        # trials still running are killed rather than waited for
+                        abandoned = sum(not f.done() for f in futures.values())
+                        _kill_workers(pool)
+                        break
                     model, seconds = trial_result(futures.pop(i)) if i in futures else \
                         _fit_trial(trial_kw(cfg, n_epochs), data)
                     if model.info["epochs_run"] < n_epochs and params["schedule"] != "cosine":
@@ -315,7 +329,8 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                         score, best[1], higher)):
                     best = (rung, score, model, cfg)
                 bar.update(1)
-            if not scored or (budget is not None and time.perf_counter() - start > budget):
+            if not scored or abandoned or (budget is not None
+                                           and time.perf_counter() - start > budget):
                 break
             scored.sort(key=lambda s: (-s[0] if higher else s[0], s[1]))
             alive = [i for _, i, _ in scored[:max(1, -(-len(scored) // eta))]]
@@ -339,8 +354,16 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         "score": score, "metric": "val_ndcg" if higher else "val_rmse",
         "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),
         "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget, "budget_hit": cut,
-        "unfinished": unfinished, "epochs": full})
+        "unfinished": unfinished, "epochs": full, "abandoned": abandoned})
     return model, trials
+
+
+def _done_by(future, deadline: float | None) -> bool:
+    """Whether ``future`` is done by ``deadline`` (a ``time.perf_counter()`` value; None:
+    wait as long as it takes)."""
+    if deadline is None:
+        return True
+    return bool(wait([future], timeout=max(0.0, deadline - time.perf_counter())).done)
 
 
 def finish_training(model, trials: list, X, validation, validation_input=None,
