@@ -379,8 +379,7 @@ class AutoEncoder(Params, Recommends):
                                             fit_kw=fit_kw, progress=progress,
                                             trials=trials, seconds=left())
         if stacked is not None:
-            model = stacked
-            model.info["tuning"].pop("unfinished", None)    # its folds trained in full
+            model = stacked       # info["tuning"]["unfinished"]: the search's own run
         else:
             model = finish_training(model, trials, X, validation, validation_input, fit_kw)
         if stacked is None and blendable:

@@ -141,9 +141,11 @@ def tuning_table(summary: dict, trials: list[dict], n: int = 12) -> str:
         cap = summary.get("search_budget") or summary["budget"]
         what = (f"the budget ({cap:g} s)" if cap == summary["budget"] else
                 f"the budget's search share ({cap:g} s of {summary['budget']:g} s)")
+        then = ("the cross-fitting below refits its best configuration for up to"
+                if summary.get("unfinished") else
+                "its best configuration was then trained with the full")
         head = (f"tuning: {what} ended the search at rung {summary['budget_hit']} of "
-                f"{len(summary['rungs'])}; its best configuration was then trained with the "
-                f"full {summary['rungs'][-1]} epochs\n" + head)
+                f"{len(summary['rungs'])}; {then} {summary['rungs'][-1]} epochs\n" + head)
     return head + "\n" + table(rows, ["rung", "ep"] + [_short_name(k) for k in keys]
                                + [metric, "s"], align="rr" + "l" * len(keys) + "rr")
 

@@ -34,4 +34,7 @@ def test_the_tuning_table_says_which_budget_ended_the_search():
     summary["search_budget"] = 72.0
     assert tuning_table(summary, trials).startswith(
         "tuning: the budget's search share (72 s of 120 s) ended the search at rung 1 of 2;")
+    assert "then trained with the full 9 epochs" in tuning_table(summary, trials)
+    assert "the cross-fitting below refits its best configuration for up to 9 epochs" in \
+        tuning_table(dict(summary, unfinished=True), trials)
     assert "budget" not in tuning_table(dict(summary, budget_hit=0), trials).splitlines()[0]
