@@ -286,8 +286,9 @@ class AutoEncoder(Params, Recommends):
         64 units), so ``fixed=()`` searches everything and ``fixed=("lr",)`` pins a default.
 
         ``budget``: seconds for the search and the cross-fitting below; the search is
-        cut at :data:`SEARCH_SHARE` of them where cross-fitting may follow (its trials
-        in flight finish; ``info["tuning"]["search_budget"]``). The search is recorded
+        cut at :data:`SEARCH_SHARE` of them where cross-fitting may follow
+        (``info["tuning"]["search_budget"]``; trials still running in worker processes
+        then are stopped, ``info["tuning"]["abandoned"]``). The search is recorded
         in the returned model's ``info["tuning"]`` and its trials in ``tuning`` (list of
         dicts). With
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
@@ -310,12 +311,13 @@ class AutoEncoder(Params, Recommends):
         apply (no time left for the chosen configuration's folds, too few ratings,
         ``X`` and ``validation`` sharing pairs), they and the item neighbours fitted once
         on ``X`` (if time is left) are blended only when weights fitted on half the
-        validation ratings beat the chosen model on the other half; only then is a
-        winner the search's budget cut while still improving trained in full
-        (:func:`~npcf.autoencoder.selection.finish_training`: a stack refits it on every
-        fold anyway). ``info["blend"]`` says what was decided. User-based choices are never blended, so
-        they still fold in and export. Where the result may be stacked (an item-based
-        ``self``, or the orientation searched), the trials keep ``self``'s ``bias_reg``
+        validation ratings beat the chosen model on the other half. A winner the
+        search's budget cut while still improving is trained in full whenever no stack
+        replaces it (:func:`~npcf.autoencoder.selection.finish_training`; a stack
+        refits its configuration on every fold anyway). ``info["blend"]`` says what was
+        decided. User-based choices are never blended, so they still fold in and export.
+        Where the result may be stacked (an item-based ``self``, or the orientation
+        searched), the trials keep ``self``'s ``bias_reg``
         (the stack's bias member gets the cross-validated strengths: the networks' errors
         then differ from it; a user-based winner, never stacked, is refitted with them
         when that lowers its validation RMSE); otherwise the search starts by
@@ -362,7 +364,8 @@ class AutoEncoder(Params, Recommends):
         model, trials = select(self, X, validation, validation_input,
                                fixed=set(fixed) | {"bias_reg"} if may_stack else fixed,
                                space=space, budget=searching, fit_kw=fit_kw,
-                               progress=progress, candidates=pool, finish=not may_stack)
+                               progress=progress, candidates=pool,
+                               finish=not may_stack and self.ensemble == 1)
         model.info["tuning"] = dict(model.info["tuning"], budget=budget,
                                     search_budget=searching)
 
@@ -378,15 +381,18 @@ class AutoEncoder(Params, Recommends):
                                             folds=int(folds), size=int(blend),
                                             fit_kw=fit_kw, progress=progress,
                                             trials=trials, seconds=left())
+        # the item neighbours (the strongest member beside the networks) join a blend on
+        # the validation part if it is predicted from X and time is left before the
+        # winner's retrain (which is not optional)
+        neighbours = stacked is None and blendable and same_input and (
+            budget is None or left() > 0)
         if stacked is not None:
             model = stacked       # info["tuning"]["unfinished"]: the search's own run
-        else:
+        elif self.ensemble == 1:  # (an ensemble is refitted below anyway)
             model = finish_training(model, trials, X, validation, validation_input, fit_kw)
         if stacked is None and blendable:
-            # the item neighbours (the strongest member beside the networks) join the
-            # blend on the validation part, if it is predicted from X and time is left
-            nb = crossfit.holdout_neighbours(X, model.scale, model.seed) \
-                if same_input and (budget is None or left() > 0) else None
+            nb = crossfit.holdout_neighbours(X, model.scale, model.seed) if neighbours \
+                else None
             model._blend_with(pool, X, validation, int(blend),
                               extra=[] if nb is None else [nb])
             if why:
@@ -397,7 +403,7 @@ class AutoEncoder(Params, Recommends):
             # member beside it: the cross-validated one, if the validation part agrees
             model = _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw)
         if self.ensemble > 1:
-            tuning = model.info["tuning"]
+            tuning = dict(model.info["tuning"], unfinished=False)     # refitted in full
             model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,
                                        n_epochs=self.n_epochs))
             model.fit(X, validation, validation_input, **fit_kw)
@@ -413,8 +419,11 @@ class AutoEncoder(Params, Recommends):
         ``extra`` members fitted on ``X`` (:class:`~npcf.autoencoder.members.NeighbourMember`),
         when it pays on held-out halves of ``validation``; records the decision in
         ``info``."""
+        own = {k: v for k, v in self.get_params().items() if k != "n_epochs"}
         members = [m for _, _, m in pool if m is not self and m.item_based == self.item_based
-                   and m.loss == self.loss][:size - 1] + list(extra)
+                   and m.loss == self.loss and {   # not its own shorter run in the search
+                       k: v for k, v in m.get_params().items() if k != "n_epochs"} != own
+                   ][:size - 1] + list(extra)
         if not members:
             return
         X = self._check(X)

@@ -170,18 +170,17 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
     the executor's manager thread would wait for the rest forever (and the interpreter for
     that thread at exit): once the workers are gone, this process's own write end of the
     pipe is closed too, so that read ends (EOF) and the manager thread winds the pool up."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
     kill = getattr(pool, "kill_workers", None)         # Python >= 3.14
     if kill is not None:
         kill()
-        return
-    procs = list((getattr(pool, "_processes", None) or {}).values())
     for proc in procs:
         with contextlib.suppress(Exception):
             proc.kill()
     for proc in procs:
         with contextlib.suppress(Exception):
             proc.join(5)
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):              # on every version (see above)
         pool._result_queue._writer.close()
 
 
@@ -312,7 +311,7 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
                     if i in futures and not _done_by(futures[i], deadline()):
                         # the budget ended while it ran: the search stops here, and the
                         # trials still running are killed rather than waited for
-                        abandoned = sum(not f.done() for f in futures.values())
+                        abandoned = max(1, sum(not f.done() for f in futures.values()))
                         _kill_workers(pool)
                         break
                     model, seconds = trial_result(futures.pop(i)) if i in futures else \

@@ -137,15 +137,21 @@ def tuning_table(summary: dict, trials: list[dict], n: int = 12) -> str:
         regs = ", ".join(f"{v:g}" for v in summary["bias_reg"])
         head = (f"tuning: bias residual's ridge strengths (users, items) {regs}, "
                 f"cross-validated on the training part\n" + head)
-    if summary.get("budget_hit"):
+    stopped = summary.get("abandoned") or 0
+    if summary.get("budget_hit") or stopped:
         cap = summary.get("search_budget") or summary["budget"]
         what = (f"the budget ({cap:g} s)" if cap == summary["budget"] else
                 f"the budget's search share ({cap:g} s of {summary['budget']:g} s)")
-        then = ("the cross-fitting below refits its best configuration for up to"
-                if summary.get("unfinished") else
-                "its best configuration was then trained with the full")
-        head = (f"tuning: {what} ended the search at rung {summary['budget_hit']} of "
-                f"{len(summary['rungs'])}; {then} {summary['rungs'][-1]} epochs\n" + head)
+        killed = f" ({counted(stopped, 'trial')} still running stopped)" if stopped else ""
+        if summary.get("budget_hit"):
+            then = ("the cross-fitting below refits its best configuration for up to"
+                    if summary.get("unfinished") else
+                    "its best configuration was then trained with the full")
+            head = (f"tuning: {what} ended the search at rung {summary['budget_hit']} of "
+                    f"{len(summary['rungs'])}{killed}; {then} {summary['rungs'][-1]} "
+                    f"epochs\n" + head)
+        else:
+            head = f"tuning: {what} ended the search in its last rung{killed}\n" + head
     return head + "\n" + table(rows, ["rung", "ep"] + [_short_name(k) for k in keys]
                                + [metric, "s"], align="rr" + "l" * len(keys) + "rr")
 

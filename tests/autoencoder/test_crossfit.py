@@ -925,6 +925,22 @@ def test_a_winner_the_budget_cut_is_trained_in_full_only_if_the_stack_is_skipped
     assert model.n_epochs == KW["n_epochs"] and not model.info["tuning"]["unfinished"]
     assert [t["epochs"] for t in model.tuning] == [first, KW["n_epochs"]]
     assert model.info["tuning"]["trials"] == 2
+    # the search's own shorter run of the winner is no member of the validation-halves
+    # blend beside it
+    chosen = model.info["tuning"]["chosen"]
+    for member in model.blend_members:
+        if isinstance(member, AutoEncoder):
+            assert member.get_params()["activation"] != chosen["activation"]
+
+
+def test_the_validation_halves_blend_leaves_out_the_winners_own_shorter_run():
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    short = AutoEncoder(**dict(KW, n_epochs=1)).fit(train, val)
+    other = AutoEncoder(**dict(KW, activation="tanh")).fit(train, val)
+    full = AutoEncoder(**KW).fit(train, val)
+    full._blend_with([(0.9, {}, short), (1.0, {}, other)], train, val, 3)
+    assert full.info["blend"]["candidates"] == 2           # itself and the tanh network
 
 
 def test_the_validation_halves_blend_line_names_the_item_neighbours():

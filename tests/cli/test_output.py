@@ -38,3 +38,8 @@ def test_the_tuning_table_says_which_budget_ended_the_search():
     assert "the cross-fitting below refits its best configuration for up to 9 epochs" in \
         tuning_table(dict(summary, unfinished=True), trials)
     assert "budget" not in tuning_table(dict(summary, budget_hit=0), trials).splitlines()[0]
+    assert "ended the search at rung 1 of 2 (2 trials still running stopped);" in \
+        tuning_table(dict(summary, abandoned=2), trials)
+    assert tuning_table(dict(summary, budget_hit=0, abandoned=1), trials).startswith(
+        "tuning: the budget's search share (72 s of 120 s) ended the search in its last "
+        "rung (1 trial still running stopped)\n")
