@@ -215,15 +215,17 @@ def neighbour_work(m) -> float:
     return float(m.shape[1]) ** 2 + float(np.sum(np.diff(m.indptr).astype(np.float64) ** 2))
 
 
-def holdout_neighbours(X, scale: tuple, seed: int = 0) -> NeighbourMember | None:
+def holdout_neighbours(X, scale: tuple, seed: int = 0,
+                       regs: tuple | None = None) -> NeighbourMember | None:
     """The item-neighbour member fitted once on CSR ``X`` (users x items), its bias ridge
-    strengths cross-validated on ``X``, for a blend judged on a validation part instead of
-    on folds; None over :data:`NEIGHBOUR_MAX_WORK` or with too few ratings for the
-    ridge strengths."""
+    strengths ``regs`` ``(users, items)`` (default: cross-validated on ``X`` with
+    ``seed``), for a blend judged on a validation part instead of on folds; None over
+    :data:`NEIGHBOUR_MAX_WORK` or with too few ratings for the ridge strengths."""
     X = sp.csr_matrix(X)
     if neighbour_work(X) > NEIGHBOUR_MAX_WORK:
         return None
-    regs = cross_validated_regs(X, seed=seed)
+    if regs is None:
+        regs = cross_validated_regs(X, seed=seed)
     if regs is None:
         return None
     return NeighbourMember(ItemNeighbours(*regs).fit(X), scale)

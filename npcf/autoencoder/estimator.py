@@ -391,8 +391,10 @@ class AutoEncoder(Params, Recommends):
         elif self.ensemble == 1:  # (an ensemble is refitted below anyway)
             model = finish_training(model, trials, X, validation, validation_input, fit_kw)
         if stacked is None and blendable:
-            nb = crossfit.holdout_neighbours(X, model.scale, model.seed) if neighbours \
-                else None
+            searched = model.info["tuning"].get("bias_reg")    # cross-validated on X
+            nb = crossfit.holdout_neighbours(
+                X, model.scale, model.seed, None if searched is None else tuple(searched)) \
+                if neighbours else None
             model._blend_with(pool, X, validation, int(blend),
                               extra=[] if nb is None else [nb])
             if why:

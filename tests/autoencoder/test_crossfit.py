@@ -860,11 +860,16 @@ def test_the_validation_halves_blend_weighs_the_item_neighbours_too(tmp_path, mo
 
     def counted(*a, **k):
         fitted.append(real(*a, **k))
+        regs.append(a[3])
         return fitted[-1]
+    regs: list = []
     monkeypatch.setattr(crossfit, "holdout_neighbours", counted)
     space = {"activation": ("relu", "sigmoid")}
     model = AutoEncoder(**KW).tune(train, val, space=space, budget=30, blend=3, folds=1)
     assert len(fitted) == 1 and fitted[0] is not None
+    # the search's cross-validated ridge strengths, not a second cross-validation
+    assert regs == [tuple(model.info["tuning"]["bias_reg"])]
+    assert (fitted[0].model.reg_row, fitted[0].model.reg_col) == regs[0]
     assert model.info["blend"]["candidates"] == 3          # chosen, one network, neighbours
     # a neighbour member in a constant-weight blend predicts and saves like the others
     model.blend_members = [fitted[0]]
@@ -899,6 +904,8 @@ def test_holdout_neighbours_are_skipped_over_the_work_limit_or_on_too_few_rating
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     member = crossfit.holdout_neighbours(m, (1.0, 5.0))
     assert member is not None and member.scale == (1.0, 5.0)
+    given = crossfit.holdout_neighbours(m, (1.0, 5.0), regs=(3.0, 7.0)).model
+    assert (given.reg_row, given.reg_col) == (3.0, 7.0)
     assert crossfit.neighbour_work(m) == 40 ** 2 + np.sum(np.diff(m.indptr) ** 2.0)
     assert crossfit.holdout_neighbours(sp.csr_matrix(m[:1, :3]), (1.0, 5.0)) is None
     monkeypatch.setattr(crossfit, "NEIGHBOUR_MAX_WORK", 10.0)
