@@ -381,29 +381,31 @@ class AutoEncoder(Params, Recommends):
                                             folds=int(folds), size=int(blend),
                                             fit_kw=fit_kw, progress=progress,
                                             trials=trials, seconds=left())
-        # the item neighbours (the strongest member beside the networks) join a blend on
-        # the validation part if it is predicted from X and time is left before the
-        # winner's retrain (which is not optional)
-        neighbours = stacked is None and blendable and same_input and (
-            budget is None or left() > 0)
         if stacked is not None:
             model = stacked       # info["tuning"]["unfinished"]: the search's own run
-        elif self.ensemble == 1:  # (an ensemble is refitted below anyway)
-            model = finish_training(model, trials, X, validation, validation_input, fit_kw)
-        if stacked is None and blendable:
-            searched = model.info["tuning"].get("bias_reg")    # cross-validated on X
-            nb = crossfit.holdout_neighbours(
-                X, model.scale, model.seed, None if searched is None else tuple(searched)) \
-                if neighbours else None
-            model._blend_with(pool, X, validation, int(blend),
-                              extra=[] if nb is None else [nb])
-            if why:
-                model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
-                                           crossfit_skipped=why)
-        elif stacked is None and may_stack and model.residual and "bias_reg" not in set(fixed):
-            # a user-based winner is never stacked, so its trials' ridge had no bias
-            # member beside it: the cross-validated one, if the validation part agrees
-            model = _with_cross_validated_ridge(model, X, validation, validation_input, fit_kw)
+        else:
+            # the item neighbours (the strongest member beside the networks) join a blend
+            # on the validation part if it is predicted from X and time is left before
+            # the winner's retrain (which is not optional)
+            neighbours = blendable and same_input and (budget is None or left() > 0)
+            if self.ensemble == 1:       # (an ensemble is refitted below anyway)
+                model = finish_training(model, trials, X, validation, validation_input,
+                                        fit_kw)
+            if blendable:
+                searched = model.info["tuning"].get("bias_reg")   # cross-validated on X
+                nb = crossfit.holdout_neighbours(
+                    X, model.scale, model.seed,
+                    None if searched is None else tuple(searched)) if neighbours else None
+                model._blend_with(pool, X, validation, int(blend),
+                                  extra=[] if nb is None else [nb])
+                if why:
+                    model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
+                                               crossfit_skipped=why)
+            elif may_stack and model.residual and "bias_reg" not in set(fixed):
+                # a user-based winner is never stacked, so its trials' ridge had no bias
+                # member beside it: the cross-validated one, if the validation part agrees
+                model = _with_cross_validated_ridge(model, X, validation, validation_input,
+                                                    fit_kw)
         if self.ensemble > 1:
             tuning = dict(model.info["tuning"], unfinished=False)     # refitted in full
             model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,
@@ -421,11 +423,11 @@ class AutoEncoder(Params, Recommends):
         ``extra`` members fitted on ``X`` (:class:`~npcf.autoencoder.members.NeighbourMember`),
         when it pays on held-out halves of ``validation``; records the decision in
         ``info``."""
-        own = {k: v for k, v in self.get_params().items() if k != "n_epochs"}
-        members = [m for _, _, m in pool if m is not self and m.item_based == self.item_based
-                   and m.loss == self.loss and {   # not its own shorter run in the search
-                       k: v for k, v in m.get_params().items() if k != "n_epochs"} != own
-                   ][:size - 1] + list(extra)
+        def settings(m) -> dict:         # a configuration, however long it trained
+            return dict(m.get_params(), n_epochs=None)
+        members = [m for _, _, m in pool if m.item_based == self.item_based
+                   and m.loss == self.loss and settings(m) != settings(self)   # not itself,
+                   ][:size - 1] + list(extra)              # nor its shorter run in the search
         if not members:
             return
         X = self._check(X)

@@ -275,19 +275,18 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     data = (type(base), X, validation, validation_input, dict(fit_kw or {}))
     workers = usable_workers(parallel.threads() if workers is None else workers, len(configs))
 
-    def over_budget() -> bool:
-        return budget is not None and time.perf_counter() - start > budget and best is not None
-
-    def deadline() -> float | None:     # a running trial is waited for until then
+    def deadline() -> float | None:     # none until a model exists: the first finishes
         return None if budget is None or best is None else start + budget
+
+    def over_budget() -> bool:
+        end = deadline()
+        return end is not None and time.perf_counter() > end
 
     def trial_kw(cfg: dict, n_epochs: int) -> dict:
         return dict(params, **cfg, n_epochs=n_epochs, ensemble=1)
 
     def record(rung: int, n_epochs: int, cfg: dict, score: float, model, seconds: float):
-        trials.append(dict(rung=rung, epochs=n_epochs, **plain(cfg), score=score,
-                           best_epoch=model.info.get("best_epoch"),
-                           epochs_run=model.info.get("epochs_run"), seconds=round(seconds, 3)))
+        trials.append(_trial_row(rung, n_epochs, cfg, score, model, seconds))
 
     with open_progress(progress, total, "tuning") as bar, trial_pool(workers, data) as pool:
         ahead = workers if pool is not None else 1
@@ -357,6 +356,13 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     return model, trials
 
 
+def _trial_row(rung: int, n_epochs: int, cfg: dict, score: float, model, seconds: float) -> dict:
+    """One trial as :func:`select` lists it (and ``tuning.csv`` holds it)."""
+    return dict(rung=rung, epochs=n_epochs, **plain(cfg), score=score,
+                best_epoch=model.info.get("best_epoch"),
+                epochs_run=model.info.get("epochs_run"), seconds=round(seconds, 3))
+
+
 def _done_by(future, deadline: float | None) -> bool:
     """Whether ``future`` is done by ``deadline`` (a ``time.perf_counter()`` value; None:
     wait as long as it takes)."""
@@ -379,9 +385,7 @@ def finish_training(model, trials: list, X, validation, validation_input=None,
     full = int(tuning["epochs"])
     out, seconds = _fit_trial(dict(model.get_params(), n_epochs=full), data)
     score = best_score(out, higher)
-    trials.append(dict(rung=len(tuning["rungs"]), epochs=full, **tuning["chosen"],
-                       score=score, best_epoch=out.info.get("best_epoch"),
-                       epochs_run=out.info.get("epochs_run"), seconds=round(seconds, 3)))
+    trials.append(_trial_row(len(tuning["rungs"]), full, tuning["chosen"], score, out, seconds))
     out.info = dict(out.info, tuning=dict(
         tuning, score=score, trials=len(trials), unfinished=False,
         seconds=round(float(tuning["seconds"]) + seconds, 1)))
