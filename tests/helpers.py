@@ -110,3 +110,32 @@ def without_rank_scores(path, out):
     m.graph.output.extend(kept)
     onnx.save(m, out)
     return out
+
+
+def user_stack(seed=0, neighbours=True, priors=True, support=True):
+    """A user-based stack as ``AutoEncoder.tune`` builds one (:func:`fitted_model` first,
+    another network without the bias residual, the bias model alone and item
+    neighbours), with random weights following the rating counts (``support``) or
+    constant ones; its ``training`` attribute is the data."""
+    from npcf import AutoEncoder
+    from npcf.autoencoder.members import NeighbourMember
+    from npcf.nn.neighbours import ItemNeighbours
+    first = fitted_model(seed=seed)
+    X = first.training
+    other = AutoEncoder(layers=(12,), tied=False, activation="tanh", residual=False, n_epochs=1,
+                        batch_size=8, seed=seed + 1).fit(X, scale=(0.5, 5.0))
+    bias = AutoEncoder(layers=(1,), residual=True, bias_reg=(2.0, 3.0))._fit_bias_only(
+        X, scale=(0.5, 5.0))
+    members = [other, bias]
+    if neighbours:
+        members.append(NeighbourMember(ItemNeighbours(2.0, 1.0, neighbours=7, priors=priors)
+                                       .fit(X), (0.5, 5.0)))
+    rng = np.random.default_rng(seed)
+    k = len(members) + 1
+    first.blend_members = members
+    if support:
+        first.blend_weights = rng.normal(0, 0.3, (k, 4)) + np.r_[1.0, 0, 0, 0] / k
+        first.blend_offset = rng.normal(0, 0.1, 4)
+    else:
+        first.blend_weights, first.blend_offset = rng.dirichlet(np.ones(k)), None
+    return first

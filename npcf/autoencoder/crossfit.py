@@ -370,8 +370,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     A = (sp.csr_matrix(X) + sp.csr_matrix(validation)).tocsr()
     A.eliminate_zeros()
     workers = selection.usable_workers(parallel.threads(), folds)
-    candidates = _candidates(chosen, pool, base, size, not trials or varied(
-        trials, "item_based"), not trials or varied(trials, "residual"))
+    # a user-based stack holds user-based networks only, so that it folds in and exports
+    candidates = _candidates(chosen, pool, base, size, chosen.item_based and (
+        not trials or varied(trials, "item_based")), not trials or varied(trials, "residual"))
     started = time.perf_counter()
     deadline = None if seconds is None else started + seconds
     n_epochs, trials = base.n_epochs, trials or []

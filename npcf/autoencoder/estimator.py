@@ -294,7 +294,7 @@ class AutoEncoder(Params, Recommends):
         ``ensemble > 1`` the chosen configuration is refitted as an ensemble. ``blend``:
         up to that many configurations are blended (:mod:`npcf.autoencoder.blend`); 1 or 0:
         never. When the search chooses an item-based MSE model (which cannot fold in or
-        export anyway) and the validation part is a carve of the same users' ratings:
+        export anyway; a user-based one: below) and the validation part is a carve of the same users' ratings:
         with ``folds`` >= 2 (default :data:`~npcf.autoencoder.crossfit.FOLDS`), the
         chosen configuration, one with the bias residual the other way round, the next
         best of its orientation and, if the search tried both orientations, the best of
@@ -315,11 +315,16 @@ class AutoEncoder(Params, Recommends):
         search's budget cut while still improving is trained in full whenever no stack
         replaces it (:func:`~npcf.autoencoder.selection.finish_training`; a stack
         refits its configuration on every fold anyway). ``info["blend"]`` says what was
-        decided. User-based choices are never blended, so they still fold in and export.
+        decided. A user-based winner of a search over both orientations is stacked the
+        same way, but with user-based networks and the item neighbours only (no
+        held-out-halves blend): every member folds in a new user's ratings, the weights
+        follow the training ratings' item counts (``item_counts``: a row's predictions do
+        not depend on the rows beside it) and the stack exports as one ONNX graph
+        (:mod:`npcf.serving.export`). A ``self`` fixed user-based is never blended.
         Where the result may be stacked (an item-based ``self``, or the orientation
         searched), the trials keep ``self``'s ``bias_reg``
         (the stack's bias member gets the cross-validated strengths: the networks' errors
-        then differ from it; a user-based winner, never stacked, is refitted with them
+        then differ from it; a user-based winner left unstacked is refitted with them
         when that lowers its validation RMSE); otherwise the search starts by
         cross-validating it (:func:`npcf.nn.bias.cross_validated_regs`); a ``bias_reg`` in
         ``fixed`` is kept throughout. The ``callbacks`` see the final model only
@@ -373,10 +378,15 @@ class AutoEncoder(Params, Recommends):
             return None if budget is None else budget - (time.perf_counter() - began)
         blendable = int(blend) > 1 and self.ensemble == 1 and model.loss == "mse" and \
             model.item_based
+        # a user-based winner of a search over both orientations is blended too (with
+        # user-based networks and the item neighbours only: it still folds in and exports;
+        # from the rows of X, so only where they are the validation part's input)
+        stackable = blendable or (int(blend) > 1 and self.ensemble == 1 and oriented and
+                                  model.loss == "mse" and same_input)
         stacked, why = None, None
-        if blendable and int(folds) > 1 and not same_input:
+        if stackable and int(folds) > 1 and not same_input:
             why = "the validation part is predicted from other inputs"
-        elif blendable and int(folds) > 1:
+        elif stackable and int(folds) > 1:
             stacked, why = crossfit.stacked(model, pool, self, X, validation,
                                             folds=int(folds), size=int(blend),
                                             fit_kw=fit_kw, progress=progress,
@@ -387,11 +397,17 @@ class AutoEncoder(Params, Recommends):
             # the item neighbours (the strongest member beside the networks) join a blend
             # on the validation part if it is predicted from X and time is left before
             # the winner's retrain (which is not optional)
-            neighbours = blendable and same_input and (budget is None or left() > 0)
+            neighbours = stackable and same_input and (budget is None or left() > 0)
             if self.ensemble == 1:       # (an ensemble is refitted below anyway)
                 model = finish_training(model, trials, X, validation, validation_input,
                                         fit_kw)
-            if blendable:
+            if may_stack and not model.item_based and model.residual \
+                    and "bias_reg" not in set(fixed):
+                # a user-based winner left unstacked: its trials' ridge had no bias
+                # member beside it; the cross-validated one, if the validation part agrees
+                model = _with_cross_validated_ridge(model, X, validation, validation_input,
+                                                    fit_kw)
+            if stackable:        # (a user-based blend holds user-based networks only)
                 searched = model.info["tuning"].get("bias_reg")   # cross-validated on X
                 nb = crossfit.holdout_neighbours(
                     X, model.scale, model.seed,
@@ -401,11 +417,6 @@ class AutoEncoder(Params, Recommends):
                 if why:
                     model.info["blend"] = dict(model.info.get("blend") or {"candidates": 1},
                                                crossfit_skipped=why)
-            elif may_stack and model.residual and "bias_reg" not in set(fixed):
-                # a user-based winner is never stacked, so its trials' ridge had no bias
-                # member beside it: the cross-validated one, if the validation part agrees
-                model = _with_cross_validated_ridge(model, X, validation, validation_input,
-                                                    fit_kw)
         if self.ensemble > 1:
             tuning = dict(model.info["tuning"], unfinished=False)     # refitted in full
             model = AutoEncoder(**dict(model.get_params(), ensemble=self.ensemble,
@@ -597,13 +608,33 @@ class AutoEncoder(Params, Recommends):
         if self.blend_weights is None:
             return self._predict_one(X, batch_size, clip)
         W, b = blend.as_support(self.blend_weights, self.blend_offset)
-        R, C = blend.count_bases(*_counts(X))
+        R, C = blend.count_bases(*self._blend_counts(X))
         out = blend.surface(b, R, C)
         for coef, m in zip(W, [self, *self.blend_members]):
             weight = blend.surface(coef, R, C)
             weight *= m._predict_one(X, batch_size)
             out += weight
         return self._finish(out) if clip else out
+
+    def support_weights(self) -> tuple:
+        """``(W (K, 4), b (4,))`` float64: a blend's weights in
+        :func:`~npcf.autoencoder.blend.support_basis` form, member ``k``'s weight at a pair
+        ``support_basis(pair) @ W[k]`` and ``support_basis(pair) @ b`` added (constant
+        weights: the first feature's coefficients); NpcfError for a single network."""
+        if self.blend_weights is None:
+            raise NpcfError("not a blend: the model is one network")
+        return blend.as_support(self.blend_weights, self.blend_offset)
+
+    def _blend_counts(self, X: sp.csr_matrix) -> tuple:
+        """``(n_row, n_col)`` int64: the rating counts a blend's weights follow. A row's
+        are its own in ``X``; an item's are its count in ``X`` for an item-based model
+        (which predicts from the whole matrix), but the training ratings'
+        (``item_counts``) for a user-based one, so that a user's predictions do not depend
+        on the other rows they are predicted with (fold-in, and as the ONNX graph)."""
+        n_row, n_col = _counts(X)
+        if not self.item_based and self.item_counts is not None:
+            n_col = np.asarray(self.item_counts, np.int64)
+        return n_row, n_col
 
     def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024,
                      clip: bool = True) -> np.ndarray:
@@ -638,7 +669,7 @@ class AutoEncoder(Params, Recommends):
             return self._predict_one_at(X, rows, cols, batch_size, clip)
         W, b = blend.as_support(self.blend_weights, self.blend_offset)
         first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
-        n_row, n_col = _counts(X)
+        n_row, n_col = self._blend_counts(X)
         G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])
         out = G @ b + (G @ W[0]) * first
         for coef, m in zip(W[1:], self.blend_members):

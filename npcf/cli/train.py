@@ -115,9 +115,9 @@ NOISES = click.Choice([k for k in noise.KINDS if k != "none"])
                    f"[default: {workflows.TUNE_BUDGET:g}]")
 @click.option("--blend", type=click.IntRange(min=1, max=32), default=None,
               help="Blend up to this many of the searched configurations (cross-fitted: "
-                   "plus the bias model alone and item neighbours) when the search chooses an "
-                   "item-based model "
-                   "(1: never; user-based choices are never blended, so they still export).  "
+                   "plus the bias model alone and item neighbours; a user-based choice with "
+                   "user-based networks only, so it still folds in and exports) "
+                   "(1: never; --user_based models are never blended).  "
                    f"[default: {workflows.BLEND}]")
 @click.option("--folds", type=click.IntRange(min=1, max=20), default=None,
               help="Refit the configurations to blend on this many folds of the training and "

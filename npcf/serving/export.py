@@ -18,6 +18,14 @@ Inputs (chosen at export):
   needs nothing but the ``.onnx`` file. ``scores`` and ``top_items`` stay (columns in
   the ``item_ids`` metadata order) for the runtime and the parity check.
 
+A user-based stack (``AutoEncoder.tune``'s cross-fitted blend of a user-based winner)
+exports as one graph: each member's block (a network as above, or item neighbours: the
+user's bias from their ratings, then ``MatMul`` of the residuals and of the rated mask
+with the dense similarities, items x items), each clipped to the rating scale and
+weighed by ``(c0 + c1 log(1 + n_item)) + log(1 + n_rated) (c2 + c3 log(1 + n_item))``
+(the training ratings' item counts); the sparse signatures scatter the history into a
+dense row for the neighbours. fp32 and fp16 only; ``stack`` metadata counts the members.
+
 Outputs: ``scores`` float32 [batch, n_items] (predicted ratings, clipped to the
 rating scale, or logits for the multinomial loss); for a clipped model also
 ``rank_scores`` (the same before the clip: what ranking orders by, since
@@ -45,6 +53,8 @@ from onnx import TensorProto, helper, numpy_helper
 from npcf._version import __version__
 from npcf.errors import NpcfError, ParamError, flag, os_message, positive_int
 from npcf.evaluation.ranking import check_penalty, penalty_vector, untrained_columns
+from npcf.nn.bias_priors import PriorBias
+from npcf.nn.neighbours import ItemNeighbours
 from npcf.serving.quantize import quantize_int8
 from npcf.serving.runtime import Recommender, sidecar_path
 from npcf.utils.files import staged_files
@@ -116,17 +126,17 @@ def check_exportable(model, *, top_k=None, popularity_penalty=None, raw_ids: boo
                      opset: int = OPSET) -> int:
     """The graph's top-k, int: ``min(top_k, n_items)``, 0 for ``top_k`` None (scores
     only). Raises before any work: NpcfError unless ``model`` is a fitted, user-based
-    single-network AutoEncoder; :class:`~npcf.errors.ParamError` for ``top_k`` not a
-    whole number >= 1 (bools refused), ``popularity_penalty`` not a finite number >= 0
-    (None: the model's own), an ``opset`` not in :data:`OPSET_TO_IR`, or ``raw_ids``
-    without a top-k or with a model lacking int64 movie ids (:func:`raw_item_ids`)."""
+    AutoEncoder (one network, or a stack :func:`_check_stack` accepts);
+    :class:`~npcf.errors.ParamError` for ``top_k`` not a whole number >= 1 (bools
+    refused), ``popularity_penalty`` not a finite number >= 0 (None: the model's own), an
+    ``opset`` not in :data:`OPSET_TO_IR`, or ``raw_ids`` without a top-k or with a model
+    lacking int64 movie ids (:func:`raw_item_ids`)."""
     net = _fitted_network(model)
     if model.item_based:
         raise NpcfError("item-based models score items from all users' ratings and cannot "
                         "fold in a single user; export a user-based model (train --user_based)")
     if getattr(model, "blend_weights", None) is not None:
-        raise NpcfError("a blend of several searched configurations is not one network; "
-                        "train one to export with --user_based (never blended)")
+        _check_stack(model)
     if isinstance(opset, bool) or opset not in OPSET_TO_IR:
         raise ParamError("opset", f"{opset!r} not supported; choose one of {sorted(OPSET_TO_IR)}")
     if popularity_penalty is not None:
@@ -138,6 +148,31 @@ def check_exportable(model, *, top_k=None, popularity_penalty=None, raw_ids: boo
         raw_item_ids(model)
     return k
 
+
+#: largest size (bytes) of the dense item-neighbour matrices a stack's graph may hold
+#: (float32 items x items per neighbour member): protobuf caps a model at 2 GiB
+MAX_STACK_BYTES = 1_500_000_000
+
+
+def _check_stack(model) -> None:
+    """NpcfError unless ``model``'s blend is a user-based stack the graph can hold: every
+    member a user-based masked-MSE network or item neighbours, weights that follow the
+    counts of the rows and of the training ratings (``item_counts``), a rating scale, and
+    neighbour matrices within :data:`MAX_STACK_BYTES`."""
+    members = getattr(model, "blend_members", None) or []
+    nets = [model, *[m for m in members if not _is_neighbours(m)]]
+    if any(m.item_based or m.loss != "mse" for m in nets) or model.scale is None \
+            or getattr(model, "item_counts", None) is None:
+        raise NpcfError("a blend that holds item-based networks scores items from all users' "
+                        "ratings and cannot fold in a single user; train one to export with "
+                        "--user_based")
+    n = model.network.n_inputs
+    size = 4 * n * n * (len(members) + 1 - len(nets))
+    if size > MAX_STACK_BYTES:
+        raise NpcfError(f"this stack's item neighbours would put {size / 2**30:.1f} GiB of "
+                        f"{n:,} x {n:,} matrices in the graph (at most "
+                        f"{MAX_STACK_BYTES / 2**30:.1f}); train one to export with "
+                        "--user_based (never blended)")
 
 def _fitted_network(model):
     """``model.network``, or NpcfError when ``model`` is no fitted AutoEncoder."""
@@ -165,6 +200,163 @@ def _raw_id_input(g: "_Graph", ids: np.ndarray) -> tuple[str, str]:
     return idx, vals
 
 
+class _Rows:
+    """The input rows as the graph holds them: ``vals`` (ratings, float32 [batch, n_items]
+    dense or [batch, max_len] sparse), ``idx`` (sparse: int64 columns of ``vals``; dense:
+    None), ``cols`` (dense: each row's rated columns first, int64 [batch, longest]),
+    ``mask`` (1.0 where rated, shaped as ``vals``), ``count`` (ratings per row, float32
+    [batch, 1]) and ``n`` (the catalogue's size)."""
+
+    def __init__(self, vals, idx, cols, mask, count, n):
+        self.vals, self.idx, self.cols, self.mask, self.count, self.n = \
+            vals, idx, cols, mask, count, n
+
+
+def _network_scores(g: _Graph, model, pre: str, rows: _Rows) -> str:
+    """Node: ``model``'s own network's scores float32 [batch, n_items] in rating units,
+    before any clip (``AutoEncoder._predict_one(clip=False)``); its initializers and
+    named nodes prefixed with ``pre``."""
+    net, p, base = model.network, model.network.params, model.baseline
+    axis1 = g.init("axis1", np.array([1], np.int64))
+    sparse_input = rows.idx is not None
+    vals, mask, count, idx = rows.vals, rows.mask, rows.count, rows.idx
+    b_row = None
+    unit = model.unit if model.loss == "mse" else 1.0
+    if unit != 1.0:                       # the network works on ratings / unit
+        vals = g.op("Mul", [vals, g.init(pre + "per_unit", np.array(1 / unit, np.float32))],
+                    name=pre + "ratings_in_units")
+    if model.loss == "multinomial":
+        # binarise and L2-normalise: x = mask / sqrt(n_rated)
+        safe = g.op("Max", [count, g.init("one", np.array(1, np.float32))])
+        x = g.op("Div", [mask, g.op("Sqrt", [safe])], name=pre + "x_in")
+    elif base is not None:
+        col_bias = g.init(pre + "col_bias", base.col_bias.astype(np.float32))
+        mu = g.init(pre + "mu", np.array(base.mu, np.float32))
+        cb = g.op("Gather", [col_bias, idx], axis=0, name=pre + "col_bias_of_input") \
+            if sparse_input else col_bias
+        res = g.op("Mul", [g.op("Sub", [g.op("Sub", [vals, mu]), cb]), mask])
+        total = g.op("ReduceSum", [res, axis1], keepdims=1)
+        reg = g.init(pre + "reg_row", np.array(base.reg_row, np.float32))
+        b_row = g.op("Div", [total, g.op("Add", [count, reg])], name=pre + "row_bias")
+        x = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name=pre + "x_in")
+    else:
+        x = vals
+    W0 = g.init(pre + "W0", p["W0"])
+    axis2 = g.init("axis2", np.array([2], np.int64))
+    if sparse_input:
+        first = g.op("Gather", [W0, idx], axis=0, name=pre + "W0_rows")       # [B, L, h1]
+        weighted = g.op("Mul", [first, g.op("Unsqueeze", [x, axis2])])
+    else:
+        vals_c = g.op("GatherElements", [x, rows.cols], axis=1, name=pre + "rated_values")
+        first = g.op("Gather", [W0, rows.cols], axis=0, name=pre + "W0_rows")  # [B, L, h1]
+        weighted = g.op("Mul", [first, g.op("Unsqueeze", [vals_c, axis2])])
+    z = g.op("Add", [g.op("ReduceSum", [weighted, axis1], keepdims=0),
+                     g.init(pre + "b0", p["b0"])], name=pre + "enc0_pre")
+    a = g.act(net.activation, z, pre + "enc0")
+    L = len(net.layers)
+    for k in range(1, L):
+        z = g.op("Gemm", [a, g.init(f"{pre}W{k}", p[f"W{k}"]), g.init(f"{pre}b{k}", p[f"b{k}"])])
+        a = g.act(net.activation, z, f"{pre}enc{k}")
+    for k in range(L - 1, -1, -1):
+        w = f"W{k}" if net.tied else f"V{k}"
+        z = g.op("Gemm", [a, g.init(pre + w, p[w]), g.init(f"{pre}c{k}", p[f"c{k}"])], transB=1,
+                 name=f"{pre}dec{k}_pre")
+        a = g.act(net.activation if k else net.output_activation, z,
+                  f"{pre}dec{k}" if k else None)
+    y = a
+    if b_row is not None:
+        offset = g.op("Add", [g.op("Add", [mu, b_row]), col_bias])
+        y = g.op("Add", [y, offset])
+    if unit != 1.0:
+        y = g.op("Mul", [y, g.init(pre + "unit", np.array(unit, np.float32))],
+                 name=pre + "ratings_out")
+    return y
+
+
+
+def _dense_rows(g: _Graph, rows: _Rows) -> tuple[str, str]:
+    """``(ratings, mask)`` float32 [batch, n_items] of the input rows (the sparse
+    signature's scattered into zeros: padding adds 0 where it points)."""
+    if rows.idx is None:
+        return rows.vals, rows.mask
+    shape = g.op("Concat", [g.op("Slice", [g.op("Shape", [rows.vals]),
+                                           g.init("zero_1", np.array([0], np.int64)),
+                                           g.init("one_i", np.array([1], np.int64))]),
+                            g.init("n_items", np.array([rows.n], np.int64))], axis=0)
+    zeros = g.op("ConstantOfShape", [shape], value=numpy_helper.from_array(
+        np.zeros(1, np.float32)), name="dense_zeros")
+    dense = g.op("ScatterElements", [zeros, rows.idx, rows.vals], axis=1, reduction="add",
+                 name="dense_ratings")
+    mask = g.op("ScatterElements", [zeros, rows.idx, rows.mask], axis=1, reduction="add",
+                name="dense_rated")
+    return dense, mask
+
+
+def _is_neighbours(member) -> bool:
+    """Whether a blend member is item neighbours (``NeighbourMember``), not a network."""
+    return isinstance(getattr(member, "model", None), ItemNeighbours)
+
+
+def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
+    """Node: an item-neighbour member's predictions float32 [batch, n_items]
+    (:meth:`npcf.nn.neighbours.ItemNeighbours.predict`, unclipped): the user's bias from
+    their ratings (shrunk toward their raters' prior with the bias priors), then the
+    similarity-weighted residuals of the rated items, ``S`` dense (n_items x n_items)."""
+    nb, axis1 = member.model, g.init("axis1", np.array([1], np.int64))
+    base = nb.baseline
+    x, mask = _dense_rows(g, rows)
+    mu = g.init(pre + "mu", np.array(base.mu, np.float32))
+    col_bias = g.init(pre + "col_bias", base.col_bias.astype(np.float32))
+    res = g.op("Mul", [g.op("Sub", [g.op("Sub", [x, mu]), col_bias]), mask])
+    total = g.op("ReduceSum", [res, axis1], keepdims=1)
+    reg = g.init(pre + "reg_row", np.array(base.reg_row, np.float32))
+    if isinstance(base, PriorBias):           # + reg_row * (mean rater bias of the rated)
+        rater = g.init(pre + "rater_bias", base.rater_bias.astype(np.float32)[:, None])
+        mean = g.op("Div", [g.op("MatMul", [mask, rater]),
+                            g.op("Max", [rows.count, g.init("one", np.array(1, np.float32))])])
+        total = g.op("Add", [total, g.op("Mul", [reg, mean])])
+    b_row = g.op("Div", [total, g.op("Add", [rows.count, reg])], name=pre + "row_bias")
+    resid = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name=pre + "residual")
+    St = g.init(pre + "similarity_T", nb.similarity.T.toarray().astype(np.float32))
+    num = g.op("MatMul", [resid, St])
+    den = g.op("MatMul", [mask, St], name=pre + "similarity_mass")
+    zero = g.init("zero", np.array(0, np.float32))
+    step = g.op("Where", [g.op("Greater", [den, zero]), g.op("Div", [num, g.op(
+        "Add", [den, g.init(pre + "damping", np.array(nb.damping, np.float32))])]), zero])
+    return g.op("Add", [g.op("Add", [g.op("Add", [mu, b_row]), col_bias]), step],
+                name=pre + "scores")
+
+
+def _stack_scores(g: _Graph, model, rows: _Rows) -> str:
+    """Node: a user-based stack's scores float32 [batch, n_items] before the final clip
+    (``AutoEncoder._predict(clip=False)``): each member's clipped predictions weighed by
+    ``surface(coef_k)``, plus ``surface(offset)``, where a pair's surface is linear in
+    ``(1, c, r, r c)``, ``r = log(1 + n_rated)`` of the row and ``c = log(1 +
+    item_counts)`` (``AutoEncoder.support_weights``)."""
+    W, b = model.support_weights()
+    c = np.log1p(np.asarray(model.item_counts, np.float64))
+    r = g.op("Log", [g.op("Add", [rows.count, g.init("one", np.array(1, np.float32))])],
+             name="log_n_rated")
+    lo = g.init("scale_min", np.array(model.scale[0], np.float32))
+    hi = g.init("scale_max", np.array(model.scale[1], np.float32))
+
+    def surface(coef, name: str) -> str:     # (coef0 + coef1 c) + r (coef2 + coef3 c)
+        left = g.init(name + "_const", (coef[0] + coef[1] * c).astype(np.float32))
+        right = g.init(name + "_by_log_n", (coef[2] + coef[3] * c).astype(np.float32))
+        return g.op("Add", [left, g.op("Mul", [r, right])], name=name)
+
+    out = surface(b, "stack_offset")
+    for k, m in enumerate([model, *model.blend_members]):
+        pre = f"m{k}_"
+        y = _neighbour_scores(g, m, pre, rows) if _is_neighbours(m) \
+            else _network_scores(g, m, pre, rows)
+        y = g.op("Clip", [y, lo, hi], name=pre + "clipped")
+        out = g.op("Add", [out, g.op("Mul", [surface(W[k], pre + "weight"), y])],
+                   name=f"stack_{k}")
+    return out
+
+
+
 def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
                 popularity_penalty: float = 0.0, item_counts=None, opset: int = OPSET,
                 raw_ids: bool = False):
@@ -181,10 +373,9 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     if raw_ids:
         ids = raw_item_ids(model)
         sparse_input = True
-    n, p, g = net.n_inputs, net.params, _Graph()
+    n, g = net.n_inputs, _Graph()
     B = "batch"
     axis1 = g.init("axis1", np.array([1], np.int64))
-    base = model.baseline
     if raw_ids:
         inputs = [helper.make_tensor_value_info("movie_id", TensorProto.INT64, [B, "max_len"]),
                   helper.make_tensor_value_info("rating", TensorProto.FLOAT, [B, "max_len"])]
@@ -200,65 +391,22 @@ def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
     mask = g.op("Cast", [g.op("Not", [g.op("Equal", [vals, zero])])], to=TensorProto.FLOAT,
                 name="rated")
     count = g.op("ReduceSum", [mask, axis1], keepdims=1, name="n_rated")
-    b_row = None
-    unit = model.unit if model.loss == "mse" else 1.0
-    if unit != 1.0:                       # the network works on ratings / unit
-        vals = g.op("Mul", [vals, g.init("per_unit", np.array(1 / unit, np.float32))],
-                    name="ratings_in_units")
-    if model.loss == "multinomial":
-        # binarise and L2-normalise: x = mask / sqrt(n_rated)
-        safe = g.op("Max", [count, g.init("one", np.array(1, np.float32))])
-        x = g.op("Div", [mask, g.op("Sqrt", [safe])], name="x_in")
-    elif base is not None:
-        col_bias = g.init("col_bias", base.col_bias.astype(np.float32))
-        mu = g.init("mu", np.array(base.mu, np.float32))
-        cb = g.op("Gather", [col_bias, idx], axis=0, name="col_bias_of_input") \
-            if sparse_input else col_bias
-        res = g.op("Mul", [g.op("Sub", [g.op("Sub", [vals, mu]), cb]), mask])
-        total = g.op("ReduceSum", [res, axis1], keepdims=1)
-        reg = g.init("reg_row", np.array(base.reg_row, np.float32))
-        b_row = g.op("Div", [total, g.op("Add", [count, reg])], name="row_bias")
-        x = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name="x_in")
-    else:
-        x = vals
-    W0 = g.init("W0", p["W0"])
-    if sparse_input:
-        rows = g.op("Gather", [W0, idx], axis=0, name="W0_rows")            # [B, L, h1]
-        weighted = g.op("Mul", [rows, g.op("Unsqueeze", [x, g.init("axis2", np.array([2], np.int64))])])
-        z = g.op("Add", [g.op("ReduceSum", [weighted, axis1], keepdims=0), g.init("b0", p["b0"])],
-                 name="enc0_pre")
-    else:
+    cols = None
+    if not sparse_input:
         # The dense row is mostly zeros. TopK on the rated-mask lists each row's rated
-        # columns first (k = the batch's longest history), then the first layer is the
-        # same Gather + weighted ReduceSum as the sparse signature: its cost follows the
-        # ratings, not n_items.
+        # columns first (k = the batch's longest history), then each network's first
+        # layer is the same Gather + weighted ReduceSum as the sparse signature: its
+        # cost follows the ratings, not n_items.
         longest = g.op("Cast", [g.op("ReduceMax", [count], keepdims=0)], to=TensorProto.INT64)
         longest = g.op("Max", [g.op("Reshape", [longest, g.init("shape1", np.array([1], np.int64))]),
                                g.init("one_i", np.array([1], np.int64))], name="longest")
         _, cols = g.op("TopK", [mask, longest], n_out=2, axis=1, largest=1, sorted=1,
                        name="rated_cols")
-        vals_c = g.op("GatherElements", [x, cols], axis=1, name="rated_values")
-        rows = g.op("Gather", [W0, cols], axis=0, name="W0_rows")              # [B, L, h1]
-        weighted = g.op("Mul", [rows, g.op("Unsqueeze", [vals_c, g.init(
-            "axis2", np.array([2], np.int64))])])
-        z = g.op("Add", [g.op("ReduceSum", [weighted, axis1], keepdims=0), g.init("b0", p["b0"])],
-                 name="enc0_pre")
-    a = g.act(net.activation, z, "enc0")
-    L = len(net.layers)
-    for k in range(1, L):
-        z = g.op("Gemm", [a, g.init(f"W{k}", p[f"W{k}"]), g.init(f"b{k}", p[f"b{k}"])])
-        a = g.act(net.activation, z, f"enc{k}")
-    for k in range(L - 1, -1, -1):
-        w = f"W{k}" if net.tied else f"V{k}"
-        z = g.op("Gemm", [a, g.init(w, p[w]), g.init(f"c{k}", p[f"c{k}"])], transB=1,
-                 name=f"dec{k}_pre")
-        a = g.act(net.activation if k else net.output_activation, z, f"dec{k}" if k else None)
-    y = a
-    if b_row is not None:
-        offset = g.op("Add", [g.op("Add", [mu, b_row]), col_bias])
-        y = g.op("Add", [y, offset])
-    if unit != 1.0:
-        y = g.op("Mul", [y, g.init("unit", np.array(unit, np.float32))], name="ratings_out")
+    rows_in = _Rows(vals, idx if sparse_input else None, cols, mask, count, n)
+    if getattr(model, "blend_weights", None) is None:
+        y = _network_scores(g, model, "", rows_in)
+    else:
+        y = _stack_scores(g, model, rows_in)
     unclipped = y
     if model.loss == "mse" and model.scale is not None:
         lo = g.init("scale_min", np.array(model.scale[0], np.float32))
@@ -336,6 +484,11 @@ def metadata(model, *, sparse_input: bool, top_k, popularity_penalty: float,
         "top_k": str(int(top_k or 0)),
         "popularity_penalty": repr(float(popularity_penalty)),
     }
+    members = getattr(model, "blend_members", None) or []
+    if getattr(model, "blend_weights", None) is not None:   # what the stack's graph holds
+        kinds = ["item_neighbours" if _is_neighbours(m) else "network"
+                 for m in [model, *members]]
+        meta["stack"] = json.dumps({k: kinds.count(k) for k in dict.fromkeys(kinds)})
     if popularity_penalty:      # the runtime's NumPy path ranks with the same penalty
         meta["item_counts"] = json.dumps(np.asarray(item_counts, np.int64).tolist())
     untrained = untrained_columns(item_counts)
@@ -413,6 +566,9 @@ def graph_and_metadata(model, *, sparse_input: bool = False, top_k: int | None =
     if precision not in PRECISIONS:
         raise ParamError("precision", f"unknown precision {precision!r}; choose "
                                       f"{', '.join(PRECISIONS)}")
+    if precision == "int8" and getattr(model, "blend_weights", None) is not None:
+        raise ParamError("precision", "int8 quantizes one network's weights; this model is a "
+                         "stack of several: export it as fp32 or fp16")
     sparse_input, raw_ids = flag(sparse_input, "sparse_input"), flag(raw_ids, "raw_ids")
     if popularity_penalty is None:
         popularity_penalty = getattr(model, "popularity_penalty", 0.0) or 0.0

@@ -155,29 +155,53 @@ def test_tune_cross_fits_an_item_based_choice(stacked):
     assert all(m.scale == model.scale for m in model.blend_members)
 
 
-def test_a_user_based_choice_stays_one_exportable_network(monkeypatch):
+def _user_wins(monkeypatch):
+    """Make every search below one over both orientations that users win."""
     from npcf.autoencoder import estimator
+    real = estimator.select
+
+    def user_wins(base, *args, **kw):
+        model, trials = real(base, *args, **dict(kw, space={"activation": ("relu", "tanh")}))
+        return model, trials + [dict(trials[0], item_based=True, score=9.0)]
+    monkeypatch.setattr(estimator, "select", user_wins)
+    return estimator
+
+
+def test_a_user_based_choice_is_stacked_with_user_based_members_and_exports(
+        monkeypatch, tmp_path):
+    from npcf.autoencoder.members import NeighbourMember
+    from npcf.serving.export import export
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    _user_wins(monkeypatch)
+    space = {"item_based": (False, True), "activation": ("relu", "tanh")}
+    model = AutoEncoder(**dict(KW, item_based=False)).tune(
+        train, val, space=space, fixed=(), budget=60, blend=3, folds=3)
+    info = model.info["blend"]
+    assert not model.item_based and info["folds"] == 3 and model.blend_weights is not None
+    assert all(isinstance(x, NeighbourMember) or not x.item_based
+               for x in model.blend_members)
+    assert all(not c.get("item_based", False) for c in info["members"])
+    # predictions follow the training ratings' item counts, not the rows given
+    np.testing.assert_array_equal(model.item_counts, np.diff((train + val).tocsc().indptr))
+    A = (train + val).tocsr()
+    np.testing.assert_allclose(model.predict(A[:5]), model.predict(A)[:5], rtol=1e-6)
+    export(model, tmp_path / "stack.onnx", check=A)       # parity with the NumPy stack
+
+
+def test_a_user_based_choice_left_unstacked_gets_the_cross_validated_ridge(monkeypatch):
+    from npcf.nn.bias import cross_validated_regs
     from npcf.serving.export import check_exportable
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
     user = dict(KW, item_based=False)
-    real = estimator.select
-
-    def user_wins(base, *args, **kw):       # a search over both orientations won by users
-        model, trials = real(base, *args, **dict(kw, space={"activation": ("relu", "tanh")}))
-        return model, trials + [dict(trials[0], item_based=True, score=9.0)]
-    monkeypatch.setattr(estimator, "select", user_wins)
+    estimator = _user_wins(monkeypatch)
     space = {"item_based": (False, True), "activation": ("relu", "tanh")}
-    model = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60, blend=3,
-                                     folds=3)
-    assert not model.item_based and model.blend_weights is None and "blend" not in model.info
-    check_exportable(model)                         # the seed's train -> eval --generate
-    from npcf.nn.bias import cross_validated_regs
     regs = cross_validated_regs(train, seed=0)
-    # the trials kept the given ridge (a stack was possible); the winner, never stacked,
-    # is refitted with the cross-validated one if the validation part prefers it
-    assert (model.bias_reg, model.info["tuning"]["bias_reg"]) in ((5.0, None),
-                                                                 (regs, list(regs)))
+    # no time for the stack: the trials kept the given ridge (a stack was possible), so
+    # the winner is refitted with the cross-validated one if the validation part prefers
+    # it, then blended on validation halves with user-based members only (exportable)
+    monkeypatch.setattr(crossfit, "stacked", lambda *a, **k: (None, "no time left"))
     for refit_wins in (True, False):
         monkeypatch.setattr(estimator, "best_score", lambda m, w=refit_wins:
                             (1.0 if isinstance(m.bias_reg, tuple) == w else 2.0))
@@ -185,9 +209,18 @@ def test_a_user_based_choice_stays_one_exportable_network(monkeypatch):
                                        folds=3)
         assert got.bias_reg == (regs if refit_wins else 5.0)
         assert got.info["tuning"]["bias_reg"] == (list(regs) if refit_wins else None)
+        assert got.info["blend"]["crossfit_skipped"] == "no time left"
+        assert "holdout_gain" in got.info["blend"]
+        check_exportable(got)                        # the seed's train -> eval --generate
         given = AutoEncoder(**dict(user, bias_reg=7.0)).tune(           # a given ridge stays
             train, val, space=space, budget=60, blend=3, folds=3)
         assert given.bias_reg == 7.0 and given.info["tuning"]["bias_reg"] is None
+    # --folds 1: the validation halves blend, user-based members only
+    got = AutoEncoder(**user).tune(train, val, space=space, fixed=(), budget=60, blend=3,
+                                   folds=1)
+    assert "holdout_gain" in got.info["blend"] and "crossfit_skipped" not in got.info["blend"]
+    assert all(not x.item_based for x in got.blend_members if hasattr(x, "item_based"))
+    check_exportable(got)
     monkeypatch.undo()
     # a user-based model asked for: one network with the cross-validated ridge
     for space in ({"activation": ("relu", "tanh")},

@@ -8,11 +8,11 @@ import pytest
 import scipy.sparse as sp
 
 from npcf import AutoEncoder
-from npcf.errors import NpcfError
+from npcf.errors import NpcfError, ParamError
 from npcf.serving.export import OPSET, OPSET_TO_IR, build_graph, export
 from npcf.serving.runtime import Recommender
 
-from helpers import N_ITEMS, fitted_model, random_ratings, without_rank_scores
+from helpers import N_ITEMS, fitted_model, random_ratings, user_stack, without_rank_scores
 
 ACTS = ["relu", "selu", "elu", "sigmoid", "tanh", "identity"]
 
@@ -536,3 +536,58 @@ def test_an_export_is_an_onnx_file(tmp_path):
     with pytest.raises(ParamError, match=r"\.onnx file"):
         export(fitted_model(), tmp_path / "x.npz", top_k=5)
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ user-based stacks
+@pytest.mark.parametrize("priors,support", [(True, True), (False, False)])
+def test_a_user_based_stack_exports_as_one_graph_with_parity(tmp_path, priors, support):
+    model = user_stack(priors=priors, support=support)
+    x = random_ratings(70, N_ITEMS, 0.15, 5)
+    x = sp.vstack([x, sp.csr_matrix((1, N_ITEMS), dtype=np.float32)], format="csr")  # empty
+    for sparse_input in (False, True):
+        path = export(model, tmp_path / f"s{sparse_input}.onnx", sparse_input=sparse_input,
+                      top_k=5)
+        got, rank, top = run(path, x, sparse_input, ["scores", "rank_scores", "top_items"])
+        assert rel_err(got, model.predict(x)) <= 1e-5
+        assert rel_err(rank, model.rank_scores(x)) <= 1e-5
+        np.testing.assert_array_equal(model.items.ids[top], model.recommend(x, k=5).ids)
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(meta["stack"]) == {"network": 3, "item_neighbours": 1}
+
+
+def test_a_stacks_rows_do_not_depend_on_the_rows_beside_them(tmp_path):
+    model = user_stack()
+    x = random_ratings(30, N_ITEMS, 0.2, 9)
+    whole = model.predict(x)
+    for r in (0, 7, 29):
+        np.testing.assert_allclose(model.predict(x[r]), whole[r:r + 1], rtol=1e-6, atol=1e-6)
+    (one,) = run(export(model, tmp_path / "s.onnx"), x[7], False, ["scores"])
+    np.testing.assert_allclose(one, whole[7:8], rtol=1e-5, atol=1e-5)
+
+
+def test_a_stack_exports_with_raw_ids_and_fp16_but_not_int8(tmp_path):
+    model = user_stack()
+    x = random_ratings(20, N_ITEMS, 0.15, 3)
+    raw = export(model, tmp_path / "raw.onnx", raw_ids=True, top_k=4)
+    sess = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
+    (ids,) = sess.run(["top_movie_ids"], raw_feeds(x, model.items.ids))
+    np.testing.assert_array_equal(ids, model.recommend(x, k=4).ids)
+    half = export(model, tmp_path / "half.onnx", precision="fp16")
+    (got,) = run(half, x, False, ["scores"])
+    assert rel_err(got, model.predict(x)) <= 1e-3
+    with pytest.raises(ParamError, match="int8.*stack"):
+        export(model, tmp_path / "q.onnx", precision="int8")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_stacks_the_graph_cannot_hold_are_refused(tmp_path, monkeypatch):
+    model = user_stack()
+    model.blend_members[0].item_based = True          # an item-based network inside
+    with pytest.raises(NpcfError, match="item-based networks"):
+        build_graph(model)
+    model = user_stack()
+    import npcf.serving.export as ex
+    monkeypatch.setattr(ex, "MAX_STACK_BYTES", 4 * N_ITEMS * N_ITEMS - 1)
+    with pytest.raises(NpcfError, match="GiB of 60 x 60 matrices"):
+        export(model, tmp_path / "big.onnx")
+    assert not (tmp_path / "big.onnx").exists()
