@@ -21,7 +21,8 @@ Inputs (chosen at export):
 A user-based stack (``AutoEncoder.tune``'s cross-fitted blend of a user-based winner)
 exports as one graph: each member's block (a network as above, or item neighbours: the
 user's bias from their ratings, then ``MatMul`` of the residuals and of the rated mask
-with the dense similarities, items x items), each clipped to the rating scale and
+with the dense similarities, items x items, stored as float16 where that holds them
+exactly, as fitted), each clipped to the rating scale and
 weighed by ``(c0 + c1 log(1 + n_item)) + log(1 + n_rated) (c2 + c3 log(1 + n_item))``
 (the training ratings' item counts); the sparse signatures scatter the history into a
 dense row for the neighbours. fp32 and fp16 only; ``stack`` metadata counts the members.
@@ -317,7 +318,12 @@ def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
         total = g.op("Add", [total, g.op("Mul", [reg, mean])])
     b_row = g.op("Div", [total, g.op("Add", [rows.count, reg])], name=pre + "row_bias")
     resid = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name=pre + "residual")
-    St = g.init(pre + "similarity_T", nb.similarity.T.toarray().astype(np.float32))
+    St = nb.similarity.T.toarray().astype(np.float32)
+    if np.array_equal(St.astype(np.float16).astype(np.float32), St):   # as fitted: exact
+        St = g.op("Cast", [g.init(pre + "similarity_T_fp16", St.astype(np.float16))],
+                  to=TensorProto.FLOAT, name=pre + "similarity_T")      # in half the bytes
+    else:
+        St = g.init(pre + "similarity_T", St)
     num = g.op("MatMul", [resid, St])
     den = g.op("MatMul", [mask, St], name=pre + "similarity_mass")
     zero = g.init("zero", np.array(0, np.float32))

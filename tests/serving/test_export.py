@@ -551,8 +551,12 @@ def test_a_user_based_stack_exports_as_one_graph_with_parity(tmp_path, priors, s
         assert rel_err(got, model.predict(x)) <= 1e-5
         assert rel_err(rank, model.rank_scores(x)) <= 1e-5
         np.testing.assert_array_equal(model.items.ids[top], model.recommend(x, k=5).ids)
-    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    graph = onnx.load(path)
+    meta = {p.key: p.value for p in graph.metadata_props}
     assert json.loads(meta["stack"]) == {"network": 3, "item_neighbours": 1}
+    # the similarities, held at float16 precision when fitted, are stored so (exactly)
+    inits = {t.name: t for t in graph.graph.initializer}
+    assert inits["m3_similarity_T_fp16"].data_type == onnx.TensorProto.FLOAT16
 
 
 def test_a_stacks_rows_do_not_depend_on_the_rows_beside_them(tmp_path):
