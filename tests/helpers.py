@@ -127,9 +127,10 @@ def user_stack(seed=0, neighbours=True, priors=True, support=True):
     bias = AutoEncoder(layers=(1,), residual=True, bias_reg=(2.0, 3.0))._fit_bias_only(
         X, scale=(0.5, 5.0))
     members = [other, bias]
-    if neighbours:
-        members.append(NeighbourMember(ItemNeighbours(2.0, 1.0, neighbours=7, priors=priors)
-                                       .fit(X), (0.5, 5.0)))
+    if neighbours:                  # two, as the folds of one configuration are
+        members += [NeighbourMember(ItemNeighbours(2.0, 1.0, neighbours=k, priors=priors)
+                                    .fit(X[rows]), (0.5, 5.0))
+                    for k, rows in ((7, slice(None)), (5, slice(5, None)))]
     rng = np.random.default_rng(seed)
     k = len(members) + 1
     first.blend_members = members

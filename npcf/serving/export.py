@@ -211,6 +211,7 @@ class _Rows:
     def __init__(self, vals, idx, cols, mask, count, n):
         self.vals, self.idx, self.cols, self.mask, self.count, self.n = \
             vals, idx, cols, mask, count, n
+        self.dense: tuple | None = None       # sparse: (ratings, mask) scattered, once
 
 
 def _network_scores(g: _Graph, model, pre: str, rows: _Rows) -> str:
@@ -280,6 +281,8 @@ def _dense_rows(g: _Graph, rows: _Rows) -> tuple[str, str]:
     signature's scattered into zeros: padding adds 0 where it points)."""
     if rows.idx is None:
         return rows.vals, rows.mask
+    if rows.dense is not None:              # scattered once for every member
+        return rows.dense
     shape = g.op("Concat", [g.op("Slice", [g.op("Shape", [rows.vals]),
                                            g.init("zero_1", np.array([0], np.int64)),
                                            g.init("one_i", np.array([1], np.int64))]),
@@ -290,7 +293,8 @@ def _dense_rows(g: _Graph, rows: _Rows) -> tuple[str, str]:
                  name="dense_ratings")
     mask = g.op("ScatterElements", [zeros, rows.idx, rows.mask], axis=1, reduction="add",
                 name="dense_rated")
-    return dense, mask
+    rows.dense = dense, mask
+    return rows.dense
 
 
 def _is_neighbours(member) -> bool:

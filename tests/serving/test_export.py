@@ -553,7 +553,7 @@ def test_a_user_based_stack_exports_as_one_graph_with_parity(tmp_path, priors, s
         np.testing.assert_array_equal(model.items.ids[top], model.recommend(x, k=5).ids)
     graph = onnx.load(path)
     meta = {p.key: p.value for p in graph.metadata_props}
-    assert json.loads(meta["stack"]) == {"network": 3, "item_neighbours": 1}
+    assert json.loads(meta["stack"]) == {"network": 3, "item_neighbours": 2}
     # the similarities, held at float16 precision when fitted, are stored so (exactly)
     inits = {t.name: t for t in graph.graph.initializer}
     assert inits["m3_similarity_T_fp16"].data_type == onnx.TensorProto.FLOAT16
