@@ -147,7 +147,8 @@ def _check_agrees(model, meta: dict) -> None:
 
 def _check_id_arrays(arrays: dict, arch: dict, npz) -> None:
     """CheckpointError unless the id maps and item counts are 1-D and as long as the
-    network needs (user-based: items = input width; item-based: users = input width)."""
+    network needs (user-based: items = input width; item-based: users = input width), and
+    the counts integers >= 0."""
     width = int(arch["n_inputs"])
     counts = arrays.get("items/counts")
     n_items = (None if counts is None else counts.size) if arch["item_based"] else width
@@ -159,6 +160,9 @@ def _check_id_arrays(arrays: dict, arch: dict, npz) -> None:
         if a is not None and n is not None and a.size != n:
             raise CheckpointError(f"{npz}: {name} holds {a.size} entries for {n} "
                                   f"{name.split('/')[0]}")
+    if counts is not None and counts.size and not (
+            counts.dtype.kind in "iu" and counts.min() >= 0):      # a blend weighs by them
+        raise CheckpointError(f"{npz}: items/counts: not whole numbers >= 0 (ratings per item)")
 
 
 def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):

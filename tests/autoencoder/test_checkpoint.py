@@ -269,6 +269,18 @@ def test_id_arrays_of_the_wrong_length_are_refused(tmp_path, name, size):
     assert f"model.npz: {name} holds" in load_error(path)
 
 
+
+@pytest.mark.parametrize("bad", ["negative", "nan", "float"])
+def test_item_counts_that_are_not_counts_are_refused(tmp_path, bad):
+    _, path = fit(tmp_path)
+    with np.load(path / "model.npz") as f:
+        arrays = dict(f)
+    counts = arrays["items/counts"]
+    arrays["items/counts"] = {"negative": counts - 10**6, "nan": np.full(counts.shape, np.nan),
+                              "float": counts + 0.5}[bad]
+    np.savez(path / "model.npz", **arrays)
+    assert "items/counts: not whole numbers >= 0" in load_error(path)
+
 def test_save_to_a_named_npz_file(tmp_path):
     a = AutoEncoder(**BASE).fit(X)
     a.save(tmp_path / "d" / "best.npz")
