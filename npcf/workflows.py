@@ -98,14 +98,13 @@ def train(params: dict, out=rundir.DEFAULT_DIR, data_options: dict | None = None
     the hyperparameters on it (:meth:`AutoEncoder.tune`; ``params`` are the starting
     values, those named in ``fixed`` — default: every key of ``params`` — are kept;
     ``tune_budget`` seconds at most for the search and the cross-fitting; trials in
-    ``tuning.csv``; when it chooses an
-    item-based model, up to ``blend`` (default :data:`BLEND`) of the searched
-    configurations refitted on ``folds`` (default :data:`FOLDS`) folds and stacked, as
-    :meth:`AutoEncoder.tune` says); else fit ``params`` as they are (``blend`` and
-    ``folds`` must then be None, and a full-batch optimizer takes none of the step options
-    :data:`STEP_OPTIONS`). Returns (and writes as ``metrics.json``)
-    the test figures, the best validation row, paths, split, hyperparameters and the
-    search's summary.
+    ``tuning.csv``; up to ``blend`` (default :data:`BLEND`) of the searched
+    configurations refitted on ``folds`` (default :data:`FOLDS`) folds and stacked, a
+    user-based choice with user-based networks only, as :meth:`AutoEncoder.tune` says);
+    else fit ``params`` as they are (``blend`` and ``folds`` must then be None, and a
+    full-batch optimizer takes none of the step options :data:`STEP_OPTIONS`). Returns
+    (and writes as ``metrics.json``) the test figures, the best validation row, paths,
+    split, hyperparameters and the search's summary.
     """
     given = set(params) if fixed is None else set(fixed)
     _check_combinations(params, given, tune, blend, resume, overwrite, folds)
@@ -189,8 +188,8 @@ def _check_combinations(params: dict, given: set, tune: bool, blend, resume: boo
                  "--user_based models are never blended (they stay exportable)"
                  if params.get("item_based") is False and "item_based" in given else None)
         if tune and value is not None and value > 1 and never:
-            raise ParamError(name, f"{what} the searched configurations of an item-based "
-                             f"masked-MSE choice; {never}: leave it out")
+            raise ParamError(name, f"{what} the searched configurations of a masked-MSE "
+                             f"choice; {never}: leave it out")
     corruption = sorted({"noise", "noise_level"} & given)
     if not params.get("denoise", True) and corruption:
         raise ParamError(corruption[0], "--basic turns the input corruption off, so "

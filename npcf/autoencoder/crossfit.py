@@ -27,7 +27,7 @@ from npcf.autoencoder import blend, selection
 from npcf.autoencoder.members import NeighbourMember
 from npcf.errors import NpcfError
 from npcf.nn.bias import cross_validated_regs
-from npcf.nn.neighbours import ItemNeighbours
+from npcf.nn.neighbours import ItemNeighbours, graph_holds
 from npcf.utils import parallel
 from npcf.utils.folds import fold_of, fold_parts
 from npcf.utils.progress import open_progress
@@ -354,8 +354,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     search's run of that configuration), plus ``blend`` (what was kept, each
     candidate's out-of-fold RMSE) and ``validation`` (the stack's cross-validated
     figures over every labelled rating). The stack's features are rating counts in the
-    input it predicts from: predict from ``X + validation``, as ``train`` does for the
-    test part.
+    input it predicts from (a user-based stack's item counts: those of ``X +
+    validation``, stored): predict from ``X + validation``, as ``train`` does for the
+    test part. A user-based ``chosen`` gets user-based networks only, and the item
+    neighbours only where an exported graph can hold their dense similarities
+    (:func:`npcf.nn.neighbours.graph_holds`).
 
     Not applied (``why`` says which): ``X`` and ``validation`` share a pair, fewer than
     :data:`MIN_PER_FOLD` labelled ratings per fold, no time for the chosen
@@ -394,9 +397,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     # then as many of the other networks as the time left allows
     fold = fold_of(A.nnz, int(folds), chosen.seed)     # one cut for every member
     side, stop, beside = ThreadPoolExecutor(1), threading.Event(), []
+    # a user-based stack exports as one graph, which holds each fold's similarities dense
+    too_wide = not chosen.item_based and not graph_holds(A.shape[1], folds)
 
     def start_neighbours(pooled: bool) -> None:
-        if regs is None:
+        if regs is None or too_wide:
             return
         if pooled:           # beside the worker processes, which slow them down: once
             # started before the deadline they finish (their work is bounded by
@@ -418,8 +423,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     finally:               # an error or a signal: the neighbours stop after their fold
         stop.set()
         side.shutdown(wait=True, cancel_futures=True)
-    skipped = None if found else "over the work limit or past the budget" \
-        if regs is not None else "too few ratings to cross-validate the biases' ridge strengths"
+    skipped = None if found else \
+        "too many items for an exported graph to hold their similarities" if too_wide else \
+        "over the work limit or past the budget" if regs is not None else \
+        "too few ratings to cross-validate the biases' ridge strengths"
     fitted = [c for c, m in enumerate(models) if m is not None]
     over_time = len(models) - len(fitted)      # networks skipped for the budget
     configs, models, P = [candidates[c] for c in fitted], [models[c] for c in fitted], \

@@ -30,6 +30,7 @@ from npcf.evaluation.ranking import (
 from npcf.nn import activations, noise, optim, schedules
 from npcf.nn.bias import UserItemBias, cross_validated_regs
 from npcf.nn.losses import LOSSES
+from npcf.nn.neighbours import graph_holds
 from npcf.nn.network import INITS, Network
 from npcf.utils.params import Params
 from npcf.utils.sparse import binarize, column_counts, l2_normalize_rows, same_matrix
@@ -102,8 +103,8 @@ class AutoEncoder(Params, Recommends):
     bias residual or None), ``history``, ``info``; after :meth:`tune` with ``blend``,
     possibly ``blend_members`` and ``blend_weights`` (predictions are then the weighted
     mean of this model's and the members', :mod:`npcf.autoencoder.blend`; after
-    cross-fitting, with weights that follow each pair's rating counts in the input plus
-    ``blend_offset``, :mod:`npcf.autoencoder.crossfit`).
+    cross-fitting, with weights that follow each pair's rating counts plus
+    ``blend_offset``, :mod:`npcf.autoencoder.crossfit`; see :meth:`predict`).
     """
 
     network: Network | None = None
@@ -315,9 +316,11 @@ class AutoEncoder(Params, Recommends):
         search's budget cut while still improving is trained in full whenever no stack
         replaces it (:func:`~npcf.autoencoder.selection.finish_training`; a stack
         refits its configuration on every fold anyway). ``info["blend"]`` says what was
-        decided. A user-based winner of a search over both orientations is stacked the
-        same way, but with user-based networks and the item neighbours only (no
-        held-out-halves blend): every member folds in a new user's ratings, the weights
+        decided. A user-based winner of a search over both orientations is stacked (or
+        blended on validation halves) the same way, but with user-based networks, the
+        bias model and the item neighbours only (these where the exported graph can hold
+        their dense similarities, :data:`npcf.nn.neighbours.GRAPH_BYTES`): every member
+        folds in a new user's ratings, the weights
         follow the training ratings' item counts (``item_counts``: a row's predictions do
         not depend on the rows beside it) and the stack exports as one ONNX graph
         (:mod:`npcf.serving.export`). A ``self`` fixed user-based is never blended.
@@ -397,7 +400,8 @@ class AutoEncoder(Params, Recommends):
             # the item neighbours (the strongest member beside the networks) join a blend
             # on the validation part if it is predicted from X and time is left before
             # the winner's retrain (which is not optional)
-            neighbours = stackable and same_input and (budget is None or left() > 0)
+            neighbours = stackable and same_input and (budget is None or left() > 0) and (
+                model.item_based or graph_holds(X.shape[1]))     # user-based: exportable
             if self.ensemble == 1:       # (an ensemble is refitted below anyway)
                 model = finish_training(model, trials, X, validation, validation_input,
                                         fit_kw)
@@ -434,8 +438,8 @@ class AutoEncoder(Params, Recommends):
         ``extra`` members fitted on ``X`` (:class:`~npcf.autoencoder.members.NeighbourMember`),
         when it pays on held-out halves of ``validation``; records the decision in
         ``info``."""
-        def settings(m) -> dict:         # a configuration, however long it trained
-            return dict(m.get_params(), n_epochs=None)
+        def settings(m) -> dict:   # a configuration, however long it trained and whatever
+            return dict(m.get_params(), n_epochs=None, bias_reg=None)  # ridge it got after
         members = [m for _, _, m in pool if m.item_based == self.item_based
                    and m.loss == self.loss and settings(m) != settings(self)   # not itself,
                    ][:size - 1] + list(extra)              # nor its shorter run in the search
@@ -589,7 +593,8 @@ class AutoEncoder(Params, Recommends):
         ``X`` must be the full users x items matrix the model was fitted on (each
         item's column is its input), and scores are returned for all its rows. A blend
         (:meth:`tune`) returns the weighted mean of its members' predictions (after
-        cross-fitting: weights that follow each pair's rating counts in ``X``).
+        cross-fitting: weights that follow each pair's rating counts, the row's in ``X``,
+        the item's in ``X`` item-based and in the training ratings user-based).
         """
         X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
         return self._predict(X, batch_size, clip=True)

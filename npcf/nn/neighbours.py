@@ -33,9 +33,18 @@ DAMPING = 1.0
 #: entries of the dense (block x items) similarity slab computed at a time (a few
 #: temporaries of this size: ~40 MB at the peak)
 SLAB = 1_000_000
+#: largest size (bytes) of the dense float32 items x items similarity matrices, one per
+#: neighbour member, that an exported ONNX graph holds (protobuf caps a model at 2 GiB)
+GRAPH_BYTES = 1_500_000_000
 #: entries :meth:`ItemNeighbours.predict_at` gathers at a time (a pair gathers its user's
 #: row of ratings and its item's row of similarities)
 PAIR_BATCH = 4_000_000
+
+
+def graph_holds(n_items: int, members: int = 1) -> bool:
+    """Whether an exported graph can hold ``members`` neighbour members' dense similarity
+    matrices over ``n_items`` items (:data:`GRAPH_BYTES`)."""
+    return 4 * int(n_items) ** 2 * int(members) <= GRAPH_BYTES
 
 
 def residuals(baseline: UserItemBias, x: sp.csr_matrix) -> tuple:

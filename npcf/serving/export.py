@@ -25,7 +25,9 @@ with the dense similarities, items x items, stored as float16 where that holds t
 exactly, as fitted), each clipped to the rating scale and
 weighed by ``(c0 + c1 log(1 + n_item)) + log(1 + n_rated) (c2 + c3 log(1 + n_item))``
 (the training ratings' item counts); the sparse signatures scatter the history into a
-dense row for the neighbours. fp32 and fp16 only; ``stack`` metadata counts the members.
+dense row for the neighbours, whose cost follows n_items squared, not the history.
+fp32 and fp16 only; ``stack`` metadata counts the members (``architecture`` describes
+the first network).
 
 Outputs: ``scores`` float32 [batch, n_items] (predicted ratings, clipped to the
 rating scale, or logits for the multinomial loss); for a clipped model also
@@ -55,7 +57,7 @@ from npcf._version import __version__
 from npcf.errors import NpcfError, ParamError, flag, os_message, positive_int
 from npcf.evaluation.ranking import check_penalty, penalty_vector, untrained_columns
 from npcf.nn.bias_priors import PriorBias
-from npcf.nn.neighbours import ItemNeighbours
+from npcf.nn.neighbours import GRAPH_BYTES, ItemNeighbours, graph_holds
 from npcf.serving.quantize import quantize_int8
 from npcf.serving.runtime import Recommender, sidecar_path
 from npcf.utils.files import staged_files
@@ -150,29 +152,29 @@ def check_exportable(model, *, top_k=None, popularity_penalty=None, raw_ids: boo
     return k
 
 
-#: largest size (bytes) of the dense item-neighbour matrices a stack's graph may hold
-#: (float32 items x items per neighbour member): protobuf caps a model at 2 GiB
-MAX_STACK_BYTES = 1_500_000_000
-
-
 def _check_stack(model) -> None:
     """NpcfError unless ``model``'s blend is a user-based stack the graph can hold: every
-    member a user-based masked-MSE network or item neighbours, weights that follow the
-    counts of the rows and of the training ratings (``item_counts``), a rating scale, and
-    neighbour matrices within :data:`MAX_STACK_BYTES`."""
+    member a user-based masked-MSE network or item neighbours, on the model's rating
+    scale and items, weights that follow the counts of the rows and of the training
+    ratings (``item_counts``), and neighbour matrices within
+    :data:`~npcf.nn.neighbours.GRAPH_BYTES`."""
     members = getattr(model, "blend_members", None) or []
     nets = [model, *[m for m in members if not _is_neighbours(m)]]
-    if any(m.item_based or m.loss != "mse" for m in nets) or model.scale is None \
-            or getattr(model, "item_counts", None) is None:
+    if any(m.item_based or m.loss != "mse" for m in nets):
         raise NpcfError("a blend that holds item-based networks scores items from all users' "
                         "ratings and cannot fold in a single user; train one to export with "
                         "--user_based")
     n = model.network.n_inputs
-    size = 4 * n * n * (len(members) + 1 - len(nets))
-    if size > MAX_STACK_BYTES:
+    if model.scale is None or getattr(model, "item_counts", None) is None \
+            or any(m.scale != model.scale for m in members) \
+            or any(m.network.n_inputs != n for m in nets):
+        raise NpcfError("a blend's members must share its rating scale and items, and the "
+                        "model must record its items' rating counts")
+    if not graph_holds(n, len(members) + 1 - len(nets)):
+        size = 4 * n * n * (len(members) + 1 - len(nets))
         raise NpcfError(f"this stack's item neighbours would put {size / 2**30:.1f} GiB of "
                         f"{n:,} x {n:,} matrices in the graph (at most "
-                        f"{MAX_STACK_BYTES / 2**30:.1f}); train one to export with "
+                        f"{GRAPH_BYTES / 2**30:.1f}); train one to export with "
                         "--user_based (never blended)")
 
 def _fitted_network(model):

@@ -981,6 +981,12 @@ def test_the_validation_halves_blend_leaves_out_the_winners_own_shorter_run():
     full = AutoEncoder(**KW).fit(train, val)
     full._blend_with([(0.9, {}, short), (1.0, {}, other)], train, val, 3)
     assert full.info["blend"]["candidates"] == 2           # itself and the tanh network
+    # ... also when the winner was refitted with another bias ridge after the search
+    # (a user-based winner left unstacked): its own run does not take a member's slot
+    refit = AutoEncoder(**dict(KW, bias_reg=(2.0, 3.0))).fit(train, val)
+    short._predict_one_at = None                            # never asked to predict
+    refit._blend_with([(0.9, {}, short), (1.0, {}, other)], train, val, 2)
+    assert refit.info["blend"]["candidates"] == 2
 
 
 def test_the_validation_halves_blend_line_names_the_item_neighbours():

@@ -590,8 +590,12 @@ def test_stacks_the_graph_cannot_hold_are_refused(tmp_path, monkeypatch):
     with pytest.raises(NpcfError, match="item-based networks"):
         build_graph(model)
     model = user_stack()
-    import npcf.serving.export as ex
-    monkeypatch.setattr(ex, "MAX_STACK_BYTES", 4 * N_ITEMS * N_ITEMS - 1)
+    model.blend_members[0].scale = (1.0, 5.0)
+    with pytest.raises(NpcfError, match="share its rating scale"):
+        build_graph(model)
+    model = user_stack()
+    import npcf.nn.neighbours as nb
+    monkeypatch.setattr(nb, "GRAPH_BYTES", 2 * 4 * N_ITEMS * N_ITEMS - 1)   # two members
     with pytest.raises(NpcfError, match="GiB of 60 x 60 matrices"):
         export(model, tmp_path / "big.onnx")
     assert not (tmp_path / "big.onnx").exists()
