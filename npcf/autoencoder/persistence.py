@@ -145,10 +145,11 @@ def _check_agrees(model, meta: dict) -> None:
         raise ValueError(f"baseline {b!r} is not three finite numbers mu, reg_row, reg_col")
 
 
-def _check_id_arrays(arrays: dict, arch: dict, npz) -> None:
+def _check_id_arrays(arrays: dict, arch: dict, npz, meta: dict | None = None) -> None:
     """CheckpointError unless the id maps and item counts are 1-D and as long as the
-    network needs (user-based: items = input width; item-based: users = input width), and
-    the counts integers >= 0."""
+    network needs (user-based: items = input width; item-based: users = input width), the
+    id maps ``meta`` records (``n_users``/``n_items``) all there, and the counts integers
+    from 0 to the number of users where that is known."""
     width = int(arch["n_inputs"])
     counts = arrays.get("items/counts")
     n_items = (None if counts is None else counts.size) if arch["item_based"] else width
@@ -160,9 +161,16 @@ def _check_id_arrays(arrays: dict, arch: dict, npz) -> None:
         if a is not None and n is not None and a.size != n:
             raise CheckpointError(f"{npz}: {name} holds {a.size} entries for {n} "
                                   f"{name.split('/')[0]}")
+    for name, key in (("users/ids", "n_users"), ("items/ids", "n_items")):
+        if (meta or {}).get(key) is not None and name not in arrays:   # else: renumbered
+            raise CheckpointError(f"{npz}: {name}: missing (the model was saved with "
+                                  f"{meta[key]} {name.split('/')[0][:-1]} ids)")
+    users = (meta or {}).get("n_users") or (width if arch["item_based"] else None)
     if counts is not None and counts.size and not (
-            counts.dtype.kind in "iu" and counts.min() >= 0):      # a blend weighs by them
-        raise CheckpointError(f"{npz}: items/counts: not whole numbers >= 0 (ratings per item)")
+            counts.dtype.kind in "iu" and counts.min() >= 0            # a blend weighs by
+            and (type(users) is not int or counts.max() <= users)):   # them
+        raise CheckpointError(f"{npz}: items/counts: not whole numbers from 0 to the number "
+                              "of users (ratings per item)")
 
 
 def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
@@ -189,7 +197,7 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
         raise CheckpointError(f"{npz}: unit {model.unit!r} is not a power of ten in "
                               f"[{MIN_UNIT:g}, 1]")
     model.unit = float(model.unit)
-    _check_id_arrays(arrays, arch, npz)
+    _check_id_arrays(arrays, arch, npz, meta)
     model.users = Vocabulary(arrays["users/ids"]) if "users/ids" in arrays else None
     model.items = Vocabulary(arrays["items/ids"]) if "items/ids" in arrays else None
     model.info = dict(meta.get("info", {}))
@@ -199,7 +207,7 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
     if meta.get("baseline") is not None:
         b = meta["baseline"]
         if "baseline/col_bias" not in arrays:
-            raise CheckpointError(f"{npz}: missing baseline/col_bias")
+            raise CheckpointError(f"{npz}: missing {prefix}baseline/col_bias")
         model.baseline = UserItemBias(b["reg_row"], b["reg_col"])
         model.baseline.mu = float(b["mu"])
         model.baseline.col_bias = arrays["baseline/col_bias"]
@@ -209,27 +217,39 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
     if meta.get("blend") is not None:
         if not isinstance(meta["blend"], dict):
             raise ValueError("blend is not a JSON object")
-        weights = np.asarray(meta["blend"]["weights"], np.float64)
+        _check_numbers(meta["blend"]["weights"], "blend weights")
+        try:
+            weights = np.asarray(meta["blend"]["weights"], np.float64)
+        except ValueError:                                  # rows of different lengths
+            raise ValueError("blend weights do not match its members") from None
         shared = {k: v for k, v in arrays.items() if k.split("/")[0] in ("users", "items")}
         model.blend_members = []
+        if not isinstance(meta["blend"]["members"], list):
+            raise ValueError("blend members are not a JSON list")
         for k, mm in enumerate(meta["blend"]["members"]):
             prefix = f"blend{k}/"
             own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
             if not isinstance(mm, dict):
                 raise ValueError(f"blend member {k} is not a JSON object")
-            if mm.get("kind") in NEIGHBOUR_KINDS:
-                member = NeighbourMember.from_parts(mm, own, model.item_counts.size,
-                                                    model.scale, f"{npz}: {prefix}")
-            elif "kind" in mm:
-                raise ValueError(f"blend member {k} is of unknown kind {mm['kind']!r}")
-            else:
-                try:
+            try:
+                if mm.get("kind") in NEIGHBOUR_KINDS:
+                    member = NeighbourMember.from_parts(mm, own, model.item_counts.size,
+                                                        model.scale, f"{npz}: {prefix}")
+                elif "kind" in mm:
+                    raise ValueError(f"is of unknown kind {mm['kind']!r}")
+                else:
                     member = _from_parts(cls, mm, dict(own, **shared), npz, prefix)
-                except ShapeMismatch as err:
-                    raise ShapeMismatch(f"{prefix}: {err}") from None
+            except ShapeMismatch as err:
+                raise ShapeMismatch(f"{prefix}: {err}") from None
+            except KeyError as err:
+                raise ValueError(f"blend member {k}: missing {err}") from None
+            except (ValueError, TypeError) as err:
+                said = one_line(err)
+                raise ValueError(said if said.startswith("blend member") else
+                                 f"blend member {k} {said}" if said.startswith("is ") else
+                                 f"blend member {k}: {said}") from None
             model.blend_members.append(member)
         offset = meta["blend"].get("offset")
-        _check_numbers(meta["blend"]["weights"], "blend weights")
         if offset is None:
             if weights.ndim == 2:
                 raise ValueError("blend offset missing beside per-pair blend weights")
@@ -243,4 +263,10 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
             if offset.shape != (SUPPORT_FEATURES,):
                 raise ValueError(f"blend offset must hold {SUPPORT_FEATURES} numbers")
         model.blend_weights, model.blend_offset = weights, offset
+    if not prefix:            # the file's own arrays: none of a member model.json omits
+        listed = {f"blend{k}" for k in range(len(model.blend_members))}
+        stray = sorted({n.split("/")[0] for n in arrays if n.startswith("blend")} - listed)
+        if stray:
+            raise CheckpointError(f"{npz}: {', '.join(stray[:3])}: arrays of no blend member "
+                                  f"{npz.with_suffix('.json').name} lists")
     return model

@@ -52,8 +52,9 @@ from npcf.utils.files import write_json
 @click.option("--triton_max_batch", default=256, show_default=True, type=click.IntRange(min=1),
               help="--generate --triton: max_batch_size of the Triton config.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
-              show_default=True, help="--generate: float32, float16 weights (half the "
-              "file), or int8 weights with per-user activation scales.")
+              show_default=True, help="--generate: float32, float16 weights (about half "
+              "the file; a stack's neighbour similarities are float16 in both), or int8 "
+              "weights with per-user activation scales (one network only, not a stack).")
 @click.option("--popularity_penalty", default=None, type=hyperparameter("popularity_penalty"),
               help="--generate: rank by score - beta * log(1 + item popularity) "
                    "[default: the model's, 0].")

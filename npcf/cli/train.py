@@ -158,6 +158,9 @@ def train(ctx, data_options, denoiser, tied_weights, dense_adam, threads, seed, 
         click.echo("")
     if result.get("blend") and not quiet:
         click.echo(blends.describe(result["blend"]))
+        if result["blend"].get("used") and not result["hyperparameters"]["item_based"]:
+            click.echo("(user-based: every member folds in new users' ratings, and eval "
+                       "--generate exports the blend as one graph)")
         click.echo("")
     if result.get("duplicates_resolved"):
         click.echo(duplicates_note(result["duplicates_resolved"]))

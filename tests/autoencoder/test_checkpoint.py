@@ -270,16 +270,34 @@ def test_id_arrays_of_the_wrong_length_are_refused(tmp_path, name, size):
 
 
 
-@pytest.mark.parametrize("bad", ["negative", "nan", "float"])
+@pytest.mark.parametrize("bad", ["negative", "nan", "float", "more_than_users"])
 def test_item_counts_that_are_not_counts_are_refused(tmp_path, bad):
     _, path = fit(tmp_path)
     with np.load(path / "model.npz") as f:
         arrays = dict(f)
     counts = arrays["items/counts"]
     arrays["items/counts"] = {"negative": counts - 10**6, "nan": np.full(counts.shape, np.nan),
-                              "float": counts + 0.5}[bad]
+                              "float": counts + 0.5, "more_than_users": counts + 2**40}[bad]
     np.savez(path / "model.npz", **arrays)
-    assert "items/counts: not whole numbers >= 0" in load_error(path)
+    assert "items/counts: not whole numbers from 0 to the number of users" in load_error(path)
+
+
+@pytest.mark.parametrize("name", ["items/ids", "users/ids"])
+def test_an_id_map_the_model_was_saved_with_cannot_go_missing(tmp_path, name):
+    _, path = fit(tmp_path)                  # without it every id would be renumbered
+    with np.load(path / "model.npz") as f:
+        arrays = {k: v for k, v in f.items() if k != name}
+    np.savez(path / "model.npz", **arrays)
+    assert f"model.npz: {name}: missing (the model was saved with" in load_error(path)
+
+
+def test_arrays_of_no_blend_member_are_refused(tmp_path):
+    _, path = fit(tmp_path)
+    with np.load(path / "model.npz") as f:
+        arrays = dict(f)
+    arrays["blend0/param/W0"] = arrays["param/W0"]       # model.json lists no blend
+    np.savez(path / "model.npz", **arrays)
+    assert "blend0: arrays of no blend member model.json lists" in load_error(path)
 
 def test_save_to_a_named_npz_file(tmp_path):
     a = AutoEncoder(**BASE).fit(X)

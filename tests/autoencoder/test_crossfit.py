@@ -764,6 +764,21 @@ def test_hostile_blend_metadata_is_refused(stacked, tmp_path):
     (tmp_path / "model.json").write_text(json.dumps(meta))
     with pytest.raises(NpcfError, match="model.json: .*blend is not a JSON object"):
         load(tmp_path)
+    meta = json.loads(json.dumps(good))                    # ragged weight rows
+    meta["blend"]["weights"][1] = meta["blend"]["weights"][1][:3]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(NpcfError, match="blend weights do not match its members"):
+        load(tmp_path)
+    meta = json.loads(json.dumps(good))                    # a member's field: named
+    del meta["blend"]["members"][1]["architecture"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(NpcfError, match="blend member 1: missing 'architecture'"):
+        load(tmp_path)
+    meta = json.loads(json.dumps(good))                    # the blend dropped: its
+    meta["blend"] = None                                   # members' arrays are stray
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(NpcfError, match="blend0.*arrays of no blend member model.json lists"):
+        load(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps(good))
     assert load(tmp_path) is not None
 
