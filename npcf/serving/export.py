@@ -330,8 +330,14 @@ def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
                   to=TensorProto.FLOAT, name=pre + "similarity_T")      # in half the bytes
     else:
         St = g.init(pre + "similarity_T", St)
-    num = g.op("MatMul", [resid, St])
-    den = g.op("MatMul", [mask, St], name=pre + "similarity_mass")
+    # one product of [residuals; mask] (2, batch, n_items): the similarities are read
+    # once for both, which is what a small batch's time goes to
+    axis0 = g.init("axis0", np.array([0], np.int64))
+    both = g.op("MatMul", [g.op("Concat", [g.op("Unsqueeze", [resid, axis0]),
+                                           g.op("Unsqueeze", [mask, axis0])], axis=0), St])
+    num = g.op("Gather", [both, g.init("index0", np.array(0, np.int64))], axis=0)
+    den = g.op("Gather", [both, g.init("index1", np.array(1, np.int64))], axis=0,
+               name=pre + "similarity_mass")
     zero = g.init("zero", np.array(0, np.float32))
     step = g.op("Where", [g.op("Greater", [den, zero]), g.op("Div", [num, g.op(
         "Add", [den, g.init(pre + "damping", np.array(nb.damping, np.float32))])]), zero])
