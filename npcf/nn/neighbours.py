@@ -34,7 +34,8 @@ DAMPING = 1.0
 #: temporaries of this size: ~40 MB at the peak)
 SLAB = 1_000_000
 #: largest size (bytes) of the dense float32 items x items similarity matrices, one per
-#: neighbour member, that an exported ONNX graph holds (protobuf caps a model at 2 GiB)
+#: neighbour member, that an exported ONNX graph builds when it is loaded (its file holds
+#: their non-zeros)
 GRAPH_BYTES = 1_500_000_000
 #: entries :meth:`ItemNeighbours.predict_at` gathers at a time (a pair gathers its user's
 #: row of ratings and its item's row of similarities)

@@ -21,8 +21,9 @@ Inputs (chosen at export):
 A user-based stack (``AutoEncoder.tune``'s cross-fitted blend of a user-based winner)
 exports as one graph: each member's block (a network as above, or item neighbours: the
 user's bias from their ratings, then ``MatMul`` of the residuals and of the rated mask
-with the dense similarities, items x items, stored as float16 where that holds them
-exactly, as fitted), each clipped to the rating scale and
+with the dense similarities, items x items, stored as their non-zeros (float16 where that
+holds them exactly, as fitted) and made dense when onnxruntime loads the model), each
+clipped to the rating scale and
 weighed by ``(c0 + c1 log(1 + n_item)) + log(1 + n_rated) (c2 + c3 log(1 + n_item))``
 (the training ratings' item counts); the sparse signatures scatter the history into a
 dense row for the neighbours, whose cost follows n_items squared, not the history.
@@ -172,8 +173,8 @@ def _check_stack(model) -> None:
                         "model must record its items' rating counts")
     if not graph_holds(n, len(members) + 1 - len(nets)):
         size = 4 * n * n * (len(members) + 1 - len(nets))
-        raise NpcfError(f"this stack's item neighbours would put {size / 2**30:.1f} GiB of "
-                        f"{n:,} x {n:,} matrices in the graph (at most "
+        raise NpcfError(f"this stack's item neighbours would make the graph build "
+                        f"{size / 2**30:.1f} GiB of {n:,} x {n:,} matrices (at most "
                         f"{GRAPH_BYTES / 2**30:.1f}); train one to export with "
                         "--user_based (never blended)")
 
@@ -304,6 +305,28 @@ def _is_neighbours(member) -> bool:
     return isinstance(getattr(member, "model", None), ItemNeighbours)
 
 
+def _dense_from_sparse(g: _Graph, name: str, m) -> str:
+    """Node: CSR ``m`` (n x n) as a dense float32 matrix, stored as its non-zeros (flat int32
+    positions, values as float16 where that holds them exactly, as the similarities are
+    fitted) and scattered into zeros by the graph, which onnxruntime folds into a constant
+    when it loads the model: the file holds ``n x 200`` entries per member, not ``n^2``."""
+    n = m.shape[0]
+    coo = m.tocoo()
+    flat = coo.row.astype(np.int64) * n + coo.col
+    index = flat.astype(np.int32) if n * n < 2 ** 31 else flat
+    values = coo.data.astype(np.float32)
+    half = values.astype(np.float16)
+    exact = np.array_equal(half.astype(np.float32), values)
+    vals = g.init(name + "_values", half if exact else values)
+    if exact:
+        vals = g.op("Cast", [vals], to=TensorProto.FLOAT)
+    zeros = g.init(name + "_zeros_shape", np.array([n * n], np.int64))
+    dense = g.op("ScatterElements", [g.op("ConstantOfShape", [zeros], value=numpy_helper.from_array(
+        np.zeros(1, np.float32))), g.init(name + "_index", index), vals], axis=0)
+    return g.op("Reshape", [dense, g.init(name + "_shape", np.array([n, n], np.int64))],
+                name=name)
+
+
 def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
     """Node: an item-neighbour member's predictions float32 [batch, n_items]
     (:meth:`npcf.nn.neighbours.ItemNeighbours.predict`, unclipped): the user's bias from
@@ -324,12 +347,7 @@ def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
         total = g.op("Add", [total, g.op("Mul", [reg, mean])])
     b_row = g.op("Div", [total, g.op("Add", [rows.count, reg])], name=pre + "row_bias")
     resid = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name=pre + "residual")
-    St = nb.similarity.T.toarray().astype(np.float32)
-    if np.array_equal(St.astype(np.float16).astype(np.float32), St):   # as fitted: exact
-        St = g.op("Cast", [g.init(pre + "similarity_T_fp16", St.astype(np.float16))],
-                  to=TensorProto.FLOAT, name=pre + "similarity_T")      # in half the bytes
-    else:
-        St = g.init(pre + "similarity_T", St)
+    St = _dense_from_sparse(g, pre + "similarity_T", nb.similarity.T.tocsr())
     # one product of [residuals; mask] (2, batch, n_items): the similarities are read
     # once for both, which is what a small batch's time goes to
     axis0 = g.init("axis0", np.array([0], np.int64))

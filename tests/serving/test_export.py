@@ -554,9 +554,24 @@ def test_a_user_based_stack_exports_as_one_graph_with_parity(tmp_path, priors, s
     graph = onnx.load(path)
     meta = {p.key: p.value for p in graph.metadata_props}
     assert json.loads(meta["stack"]) == {"network": 3, "item_neighbours": 2}
-    # the similarities, held at float16 precision when fitted, are stored so (exactly)
+    # the similarities, held at float16 precision when fitted, are stored so (exactly),
+    # as their non-zeros only (scattered into the dense matrix when the model loads)
     inits = {t.name: t for t in graph.graph.initializer}
-    assert inits["m3_similarity_T_fp16"].data_type == onnx.TensorProto.FLOAT16
+    assert inits["m3_similarity_T_values"].data_type == onnx.TensorProto.FLOAT16
+    assert list(inits["m3_similarity_T_values"].dims) == [model.blend_members[2].model
+                                                          .similarity.nnz]
+
+
+def test_a_stack_with_no_similar_items_exports(tmp_path):
+    from npcf.autoencoder.members import NeighbourMember
+    from npcf.nn.neighbours import ItemNeighbours
+    model = user_stack()
+    X = model.training
+    model.blend_members[2] = NeighbourMember(ItemNeighbours(2.0, 1.0, neighbours=0).fit(X),
+                                             (0.5, 5.0))
+    x = random_ratings(10, N_ITEMS, 0.2, 4)
+    (got,) = run(export(model, tmp_path / "s.onnx"), x, False, ["scores"])
+    assert rel_err(got, model.predict(x)) <= 1e-5
 
 
 def test_a_stacks_rows_do_not_depend_on_the_rows_beside_them(tmp_path):
@@ -596,6 +611,6 @@ def test_stacks_the_graph_cannot_hold_are_refused(tmp_path, monkeypatch):
     model = user_stack()
     import npcf.nn.neighbours as nb
     monkeypatch.setattr(nb, "GRAPH_BYTES", 2 * 4 * N_ITEMS * N_ITEMS - 1)   # two members
-    with pytest.raises(NpcfError, match="GiB of 60 x 60 matrices"):
+    with pytest.raises(NpcfError, match="build 0.0 GiB of 60 x 60 matrices"):
         export(model, tmp_path / "big.onnx")
     assert not (tmp_path / "big.onnx").exists()
