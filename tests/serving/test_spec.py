@@ -13,7 +13,7 @@ from onnx.reference import ReferenceEvaluator
 
 from npcf.serving.export import OPSET, export
 
-from helpers import fitted_model, random_ratings
+from helpers import fitted_model, random_ratings, user_stack
 
 VARIANTS = [dict(sparse_input=s, top_k=k, popularity_penalty=p, tied=t)
             for s in (False, True) for k in (0, 5) for p in (0.0, 0.3) for t in (True, False)
@@ -117,3 +117,22 @@ def test_the_reference_evaluator_agrees_with_onnxruntime(tmp_path, v):
             hit = feeds["item_rating"].ravel() > 0
             rated[rows[hit], feeds["item_idx"].ravel()[hit]] = True
         assert not np.take_along_axis(rated, got[1], 1).any()
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_user_based_stack_graph_is_valid_and_the_reference_agrees(tmp_path, sparse_input,
+                                                                     precision):
+    model = user_stack()
+    path = tmp_path / f"stack_{sparse_input}_{precision}.onnx"
+    export(model, path, sparse_input=sparse_input, top_k=5, precision=precision)
+    m = onnx.load(path)
+    for node in m.graph.node:                   # every node of the declared opset
+        onnx.defs.get_schema(node.op_type, OPSET, node.domain or "")
+    onnx.checker.check_model(m, full_check=True)
+    feeds = ragged_feeds(sparse_input, model.network.n_inputs)
+    names = ["scores", "top_items"]
+    got = ReferenceEvaluator(str(path)).run(names, feeds)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(names, feeds)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got[1], want[1])
