@@ -612,7 +612,7 @@ class AutoEncoder(Params, Recommends):
         clipped :meth:`rank_scores` are :meth:`predict`'s exactly."""
         if self.blend_weights is None:
             return self._predict_one(X, batch_size, clip)
-        W, b = blend.as_support(self.blend_weights, self.blend_offset)
+        W, b = self.support_weights()
         R, C = blend.count_bases(*self._blend_counts(X))
         out = blend.surface(b, R, C)
         for coef, m in zip(W, [self, *self.blend_members]):
@@ -672,7 +672,7 @@ class AutoEncoder(Params, Recommends):
         clip = flag(clip, "clip")
         if self.blend_weights is None:
             return self._predict_one_at(X, rows, cols, batch_size, clip)
-        W, b = blend.as_support(self.blend_weights, self.blend_offset)
+        W, b = self.support_weights()
         first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
         n_row, n_col = self._blend_counts(X)
         G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])

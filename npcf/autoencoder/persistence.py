@@ -145,7 +145,7 @@ def _check_agrees(model, meta: dict) -> None:
         raise ValueError(f"baseline {b!r} is not three finite numbers mu, reg_row, reg_col")
 
 
-def _check_id_arrays(arrays: dict, arch: dict, npz, meta: dict | None = None) -> None:
+def _check_id_arrays(arrays: dict, arch: dict, npz, meta: dict) -> None:
     """CheckpointError unless the id maps and item counts are 1-D and as long as the
     network needs (user-based: items = input width; item-based: users = input width), the
     id maps ``meta`` records (``n_users``/``n_items``) all there, and the counts integers
@@ -162,10 +162,10 @@ def _check_id_arrays(arrays: dict, arch: dict, npz, meta: dict | None = None) ->
             raise CheckpointError(f"{npz}: {name} holds {a.size} entries for {n} "
                                   f"{name.split('/')[0]}")
     for name, key in (("users/ids", "n_users"), ("items/ids", "n_items")):
-        if (meta or {}).get(key) is not None and name not in arrays:   # else: renumbered
+        if meta.get(key) is not None and name not in arrays:   # else: renumbered
             raise CheckpointError(f"{npz}: {name}: missing (the model was saved with "
                                   f"{meta[key]} {name.split('/')[0][:-1]} ids)")
-    users = (meta or {}).get("n_users") or (width if arch["item_based"] else None)
+    users = meta.get("n_users") or (width if arch["item_based"] else None)
     if counts is not None and counts.size and not (
             counts.dtype.kind in "iu" and counts.min() >= 0            # a blend weighs by
             and (type(users) is not int or counts.max() <= users)):   # them
@@ -231,23 +231,18 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
             own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
             if not isinstance(mm, dict):
                 raise ValueError(f"blend member {k} is not a JSON object")
+            if "kind" in mm and mm["kind"] not in NEIGHBOUR_KINDS:
+                raise ValueError(f"blend member {k} is of unknown kind {mm['kind']!r}")
             try:
-                if mm.get("kind") in NEIGHBOUR_KINDS:
-                    member = NeighbourMember.from_parts(mm, own, model.item_counts.size,
-                                                        model.scale, f"{npz}: {prefix}")
-                elif "kind" in mm:
-                    raise ValueError(f"is of unknown kind {mm['kind']!r}")
-                else:
-                    member = _from_parts(cls, mm, dict(own, **shared), npz, prefix)
+                member = NeighbourMember.from_parts(
+                    mm, own, model.item_counts.size, model.scale, f"{npz}: {prefix}") \
+                    if "kind" in mm else _from_parts(cls, mm, dict(own, **shared), npz, prefix)
             except ShapeMismatch as err:
                 raise ShapeMismatch(f"{prefix}: {err}") from None
-            except KeyError as err:
+            except KeyError as err:                 # the member's metadata, named
                 raise ValueError(f"blend member {k}: missing {err}") from None
             except (ValueError, TypeError) as err:
-                said = one_line(err)
-                raise ValueError(said if said.startswith("blend member") else
-                                 f"blend member {k} {said}" if said.startswith("is ") else
-                                 f"blend member {k}: {said}") from None
+                raise ValueError(f"blend member {k}: {one_line(err)}") from None
             model.blend_members.append(member)
         offset = meta["blend"].get("offset")
         if offset is None:

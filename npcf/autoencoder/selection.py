@@ -337,10 +337,6 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
     if cut and model.info["epochs_run"] < model.n_epochs and params["schedule"] != "cosine":
         # early stopping had ended it: the longer run is the same run
         model.set_params(n_epochs=full)
-    elif cut and finish:            # still improving when cut: train the winner in full
-        model, seconds = _fit_trial(trial_kw(cfg, full), data)
-        score = best_score(model, higher)
-        record(len(rungs), full, cfg, score, model, seconds)
     unfinished = bool(cut) and model.n_epochs < full
     if candidates is not None:
         top = max(r for r, _, _ in latest.values())
@@ -353,6 +349,8 @@ def select(base, X, validation, validation_input=None, *, fixed=(), space=None,
         "trials": len(trials), "rungs": rungs, "seconds": round(time.perf_counter() - start, 1),
         "fixed": sorted(set(fixed) & set(SPACE)), "budget": budget, "budget_hit": cut,
         "unfinished": unfinished, "epochs": full, "abandoned": abandoned})
+    if finish:                  # still improving when cut: train the winner in full
+        model = finish_training(model, trials, X, validation, validation_input, fit_kw)
     return model, trials
 
 

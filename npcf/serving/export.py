@@ -217,6 +217,26 @@ class _Rows:
         self.dense: tuple | None = None       # sparse: (ratings, mask) scattered, once
 
 
+def _row_bias(g: _Graph, pre: str, base, vals: str, mask: str, count: str, idx=None,
+              prior=None) -> tuple[str, str, str, str]:
+    """Nodes ``(residuals, row bias, mu, col_bias)`` of bias model ``base`` for the input
+    rows: ``r - mu - b_col`` at the rated entries (``idx``: the sparse signature's
+    columns, whose biases are gathered), the row's bias ``(sum + reg_row * prior) /
+    (n_rated + reg_row)`` (``prior``: a [batch, 1] node, or none) as the bias models'
+    ``row_bias`` folds a user in, and ``mu`` and the items' biases."""
+    col_bias = g.init(pre + "col_bias", base.col_bias.astype(np.float32))
+    mu = g.init(pre + "mu", np.array(base.mu, np.float32))
+    cb = col_bias if idx is None else g.op("Gather", [col_bias, idx], axis=0,
+                                           name=pre + "col_bias_of_input")
+    res = g.op("Mul", [g.op("Sub", [g.op("Sub", [vals, mu]), cb]), mask])
+    total = g.op("ReduceSum", [res, g.init("axis1", np.array([1], np.int64))], keepdims=1)
+    reg = g.init(pre + "reg_row", np.array(base.reg_row, np.float32))
+    if prior is not None:
+        total = g.op("Add", [total, g.op("Mul", [reg, prior])])
+    b_row = g.op("Div", [total, g.op("Add", [count, reg])], name=pre + "row_bias")
+    return res, b_row, mu, col_bias
+
+
 def _network_scores(g: _Graph, model, pre: str, rows: _Rows) -> str:
     """Node: ``model``'s own network's scores float32 [batch, n_items] in rating units,
     before any clip (``AutoEncoder._predict_one(clip=False)``); its initializers and
@@ -235,14 +255,7 @@ def _network_scores(g: _Graph, model, pre: str, rows: _Rows) -> str:
         safe = g.op("Max", [count, g.init("one", np.array(1, np.float32))])
         x = g.op("Div", [mask, g.op("Sqrt", [safe])], name=pre + "x_in")
     elif base is not None:
-        col_bias = g.init(pre + "col_bias", base.col_bias.astype(np.float32))
-        mu = g.init(pre + "mu", np.array(base.mu, np.float32))
-        cb = g.op("Gather", [col_bias, idx], axis=0, name=pre + "col_bias_of_input") \
-            if sparse_input else col_bias
-        res = g.op("Mul", [g.op("Sub", [g.op("Sub", [vals, mu]), cb]), mask])
-        total = g.op("ReduceSum", [res, axis1], keepdims=1)
-        reg = g.init(pre + "reg_row", np.array(base.reg_row, np.float32))
-        b_row = g.op("Div", [total, g.op("Add", [count, reg])], name=pre + "row_bias")
+        res, b_row, mu, col_bias = _row_bias(g, pre, base, vals, mask, count, idx)
         x = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name=pre + "x_in")
     else:
         x = vals
@@ -276,7 +289,6 @@ def _network_scores(g: _Graph, model, pre: str, rows: _Rows) -> str:
         y = g.op("Mul", [y, g.init(pre + "unit", np.array(unit, np.float32))],
                  name=pre + "ratings_out")
     return y
-
 
 
 def _dense_rows(g: _Graph, rows: _Rows) -> tuple[str, str]:
@@ -332,20 +344,15 @@ def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
     (:meth:`npcf.nn.neighbours.ItemNeighbours.predict`, unclipped): the user's bias from
     their ratings (shrunk toward their raters' prior with the bias priors), then the
     similarity-weighted residuals of the rated items, ``S`` dense (n_items x n_items)."""
-    nb, axis1 = member.model, g.init("axis1", np.array([1], np.int64))
+    nb = member.model
     base = nb.baseline
     x, mask = _dense_rows(g, rows)
-    mu = g.init(pre + "mu", np.array(base.mu, np.float32))
-    col_bias = g.init(pre + "col_bias", base.col_bias.astype(np.float32))
-    res = g.op("Mul", [g.op("Sub", [g.op("Sub", [x, mu]), col_bias]), mask])
-    total = g.op("ReduceSum", [res, axis1], keepdims=1)
-    reg = g.init(pre + "reg_row", np.array(base.reg_row, np.float32))
-    if isinstance(base, PriorBias):           # + reg_row * (mean rater bias of the rated)
+    prior = None
+    if isinstance(base, PriorBias):           # the mean rater bias of the rated items
         rater = g.init(pre + "rater_bias", base.rater_bias.astype(np.float32)[:, None])
-        mean = g.op("Div", [g.op("MatMul", [mask, rater]),
-                            g.op("Max", [rows.count, g.init("one", np.array(1, np.float32))])])
-        total = g.op("Add", [total, g.op("Mul", [reg, mean])])
-    b_row = g.op("Div", [total, g.op("Add", [rows.count, reg])], name=pre + "row_bias")
+        prior = g.op("Div", [g.op("MatMul", [mask, rater]), g.op(
+            "Max", [rows.count, g.init("one", np.array(1, np.float32))])])
+    res, b_row, mu, col_bias = _row_bias(g, pre, base, x, mask, rows.count, prior=prior)
     resid = g.op("Mul", [g.op("Sub", [res, b_row]), mask], name=pre + "residual")
     St = _dense_from_sparse(g, pre + "similarity_T", nb.similarity.T.tocsr())
     # one product of [residuals; mask] (2, batch, n_items): the similarities are read
@@ -390,7 +397,6 @@ def _stack_scores(g: _Graph, model, rows: _Rows) -> str:
         out = g.op("Add", [out, g.op("Mul", [surface(W[k], pre + "weight"), y])],
                    name=f"stack_{k}")
     return out
-
 
 
 def build_graph(model, *, sparse_input: bool = False, top_k: int | None = None,
