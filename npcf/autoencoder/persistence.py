@@ -227,18 +227,18 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
         if not isinstance(meta["blend"]["members"], list):
             raise ValueError("blend members are not a JSON list")
         for k, mm in enumerate(meta["blend"]["members"]):
-            prefix = f"blend{k}/"
-            own = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
+            at = f"blend{k}/"                   # (``prefix`` is this model's own)
+            own = {n[len(at):]: v for n, v in arrays.items() if n.startswith(at)}
             if not isinstance(mm, dict):
                 raise ValueError(f"blend member {k} is not a JSON object")
             if "kind" in mm and mm["kind"] not in NEIGHBOUR_KINDS:
                 raise ValueError(f"blend member {k} is of unknown kind {mm['kind']!r}")
             try:
                 member = NeighbourMember.from_parts(
-                    mm, own, model.item_counts.size, model.scale, f"{npz}: {prefix}") \
-                    if "kind" in mm else _from_parts(cls, mm, dict(own, **shared), npz, prefix)
+                    mm, own, model.item_counts.size, model.scale, f"{npz}: {at}") \
+                    if "kind" in mm else _from_parts(cls, mm, dict(own, **shared), npz, at)
             except ShapeMismatch as err:
-                raise ShapeMismatch(f"{prefix}: {err}") from None
+                raise ShapeMismatch(f"{at}: {err}") from None
             except KeyError as err:                 # the member's metadata, named
                 raise ValueError(f"blend member {k}: missing {err}") from None
             except (ValueError, TypeError) as err:

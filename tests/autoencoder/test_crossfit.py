@@ -781,6 +781,11 @@ def test_hostile_blend_metadata_is_refused(stacked, tmp_path):
         load(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps(good))
     assert load(tmp_path) is not None
+    with np.load(tmp_path / "model.npz") as f:              # ... or beside a blend
+        arrays = dict(f)
+    np.savez(tmp_path / "model.npz", **arrays, **{"blend99/param/W0": arrays["param/W0"]})
+    with pytest.raises(NpcfError, match="blend99: arrays of no blend member model.json lists"):
+        load(tmp_path)
 
 
 def test_non_finite_or_misshapen_weights_are_refused_naming_the_member(stacked, tmp_path):
