@@ -366,7 +366,8 @@ def _done_by(future, deadline: float | None) -> bool:
     wait as long as it takes)."""
     if deadline is None:
         return True
-    return bool(wait([future], timeout=max(0.0, deadline - time.perf_counter())).done)
+    left = max(0.0, deadline - time.perf_counter())    # (a far deadline: the longest wait
+    return bool(wait([future], timeout=min(left, threading.TIMEOUT_MAX)).done)  # a lock takes)
 
 
 def finish_training(model, trials: list, X, validation, validation_input=None,

@@ -335,3 +335,14 @@ def test_tune_keeps_what_the_constructor_changed_unless_fixed_says_otherwise():
 def test_tune_takes_layers_as_an_array():
     model = AutoEncoder(**BASE, layers=np.array([8])).tune(TRAIN, VAL, space=SMALL)
     assert all("layers" not in t for t in model.tuning)
+
+
+def test_a_far_deadline_waits_for_the_trial_instead_of_overflowing():
+    import threading
+    import time
+    from concurrent.futures import Future
+
+    from npcf.autoencoder.selection import _done_by
+    pending = Future()
+    threading.Timer(0.1, pending.set_result, args=(1,)).start()
+    assert _done_by(pending, time.perf_counter() + 1e300)       # --tune_budget 1e300
