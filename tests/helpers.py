@@ -112,11 +112,12 @@ def without_rank_scores(path, out):
     return out
 
 
-def user_stack(seed=0, neighbours=True, priors=True, support=True):
+def user_stack(seed=0, neighbours=True, priors=True, support=True, mass=False):
     """A user-based stack as ``AutoEncoder.tune`` builds one (:func:`fitted_model` first,
     another network without the bias residual, the bias model alone and item
-    neighbours), with random weights following the rating counts (``support``) or
-    constant ones; its ``training`` attribute is the data."""
+    neighbours), with random weights following the rating counts (``support``; with
+    ``mass`` also the neighbours' similarity mass) or constant ones; its ``training``
+    attribute is the data."""
     from npcf import AutoEncoder
     from npcf.autoencoder.members import NeighbourMember
     from npcf.nn.neighbours import ItemNeighbours
@@ -135,8 +136,9 @@ def user_stack(seed=0, neighbours=True, priors=True, support=True):
     k = len(members) + 1
     first.blend_members = members
     if support:
-        first.blend_weights = rng.normal(0, 0.3, (k, 4)) + np.r_[1.0, 0, 0, 0] / k
-        first.blend_offset = rng.normal(0, 0.1, 4)
+        width = 5 if mass else 4
+        first.blend_weights = rng.normal(0, 0.3, (k, width)) + np.eye(1, width)[0] / k
+        first.blend_offset = rng.normal(0, 0.1, width)
     else:
         first.blend_weights, first.blend_offset = rng.dirichlet(np.ones(k)), None
     return first

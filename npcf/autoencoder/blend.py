@@ -15,7 +15,8 @@ weights over-fit and it does not).
 On out-of-fold predictions (:mod:`npcf.autoencoder.crossfit`, one per labelled rating)
 :func:`fit_stack` goes further: feature-weighted linear stacking, each candidate's weight
 (and an offset) linear in :func:`support_basis`, the pair's ``log(1 + count)`` of its row
-and column, ridge strength chosen by cross-validation over the folds; :func:`greedy_cv`
+and column (and, :func:`with_mass`, the item neighbours' similarity mass at the pair),
+ridge strength chosen by cross-validation over the folds; :func:`greedy_cv`
 gives the greedy weights' figure in the same cross-validation, so the simpler one can win.
 :func:`describe` says in one line what a search decided.
 """
@@ -99,6 +100,20 @@ def support_basis(n_row, n_col) -> np.ndarray:
     n_col)``, i.e. the products of ``(1, r)`` and ``(1, c)``."""
     r, c = np.log1p(np.asarray(n_row, np.float64)), np.log1p(np.asarray(n_col, np.float64))
     return np.stack([np.ones_like(r), c, r, r * c], axis=1)
+
+
+#: features of a stack whose weights also follow the item neighbours' similarity mass
+#: (:func:`with_mass`)
+MASS_FEATURES = SUPPORT_FEATURES + 1
+
+
+def with_mass(G: np.ndarray, mass) -> np.ndarray:
+    """Features float64 (n, 5): :func:`support_basis`'s ``G`` (n, 4) and ``log(1 +
+    mass)``, ``mass`` (n,) the pair's similarity mass over the items its row rated
+    (:meth:`npcf.nn.neighbours.ItemNeighbours.mass`; the mean over a stack's neighbour
+    members): how much the neighbours' prediction rests on, which the counts do not
+    say."""
+    return np.c_[np.asarray(G, np.float64), np.log1p(np.asarray(mass, np.float64))]
 
 
 def count_bases(n_row, n_col) -> tuple:
@@ -199,8 +214,10 @@ def describe(info: dict | None) -> str:
     if not info:
         return "no blend tried"
     if "folds" in info:
-        how = "weights following the pair's rating counts" if info["kind"] == "support" \
-            else "constant weights"
+        how = {"support": "weights following the pair's rating counts",
+               "support_mass": "weights following the pair's rating counts and the "
+                               "neighbours' similarity mass"}.get(info["kind"],
+                                                                  "constant weights")
         single = min(info["out_of_fold_rmse"])
         regs = [m["bias_reg"] for m in info.get("members", ()) if m.get("bias_only")]
         others = ["the bias model alone with ridge strengths users {:g} / items {:g}".format(

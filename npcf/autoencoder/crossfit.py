@@ -231,6 +231,20 @@ def holdout_neighbours(X, scale: tuple, seed: int = 0,
     return NeighbourMember(ItemNeighbours(*regs).fit(X), scale)
 
 
+def oof_mass(members: list, coo: sp.coo_matrix, fold: np.ndarray) -> np.ndarray:
+    """float64 (nnz,): each rating's similarity mass under the neighbour member fitted
+    without its fold (``members[k]``, :meth:`NeighbourMember.similarity_mass_at`, from
+    its fold's training part), scaled by folds / (folds - 1) to the mass over every
+    rating, as :func:`fold_counts` scales the counts."""
+    folds = len(members)
+    out = np.zeros(coo.nnz)
+    for k, member in enumerate(members):
+        train, _ = fold_parts(coo, fold, k)
+        at = fold == k
+        out[at] = member.similarity_mass_at(train, coo.row[at], coo.col[at])
+    return out * (folds / (folds - 1))
+
+
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
     """``(n_row, n_col)`` float64 (nnz,): for each rating, its row's and its column's
     rating counts in the training part of its fold's model, scaled by folds / (folds - 1)
@@ -447,14 +461,21 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     keep = np.union1d([0], keep)                     # the chosen configuration first
     Pk = P[:, keep]
     G = blend.support_basis(*fold_counts(coo, fold, folds))
-    coef, lam, stack_cv = blend.fit_stack(Pk, G, y, fold, scale=scale)
     greedy_cv = blend.greedy_cv(Pk, y, fold, scale=scale)
-    if blend.rmse(greedy_cv, y) <= blend.rmse(stack_cv, y):   # as good, and simpler
-        coef = np.zeros((keep.size + 1, G.shape[1]))
-        coef[:-1, 0] = blend.greedy_weights(Pk, y)
-        kind, cv = "greedy", greedy_cv
-    else:
-        kind, cv = "support", stack_cv
+    coef = np.zeros((keep.size + 1, G.shape[1]))
+    coef[:-1, 0] = blend.greedy_weights(Pk, y)
+    # the simplest of the ties wins: constant weights, then the counts' stack, then
+    # the stack that also follows the neighbours' similarity mass (if they are kept)
+    kind, lam, cv, design = "greedy", None, greedy_cv, G
+    stacks = {"support": G}
+    if found is not None and P.shape[1] - 1 in keep:
+        stacks["support_mass"] = blend.with_mass(G, oof_mass(found[0], coo, fold))
+    figures = {"greedy": blend.rmse(greedy_cv, y)}
+    for name, features in stacks.items():
+        c, l, stack_cv = blend.fit_stack(Pk, features, y, fold, scale=scale)
+        figures[name] = blend.rmse(stack_cv, y)
+        if figures[name] < blend.rmse(cv, y):
+            kind, coef, lam, cv, design = name, c, l, stack_cv, features
     fitted = [m for c in keep for m in models[c]]
     out = fitted[0]
     out.patience = chosen.patience          # its fold fit stopped sooner (FOLD_PATIENCE)
@@ -468,12 +489,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         "ratings": int(A.nnz), "out_of_fold": True})
     out.info["blend"] = {
         "kind": kind, "folds": int(folds), "candidates": len(configs),
-        "configurations": [int(c) for c in keep], "lambda": lam if kind == "support" else None,
+        "configurations": [int(c) for c in keep], "lambda": lam,
         "out_of_fold_rmse": [round(v, 6) for v in single],
         "cv_rmse": round(blend.rmse(cv, y), 6),
-        "cv_rmse_greedy": round(blend.rmse(greedy_cv, y), 6),
-        "cv_rmse_support": round(blend.rmse(stack_cv, y), 6),
-        "used": True, "weights": [round(float(v), 4) for v in (G @ coef[:-1].T).mean(0)],
+        **{f"cv_rmse_{name}": round(v, 6) for name, v in figures.items()},
+        "used": True, "weights": [round(float(v), 4) for v in (design @ coef[:-1].T).mean(0)],
         "members": [_member(configs[c]) for c in keep]}
     if skipped:
         out.info["blend"]["neighbours_skipped"] = skipped

@@ -121,7 +121,9 @@ class AutoEncoder(Params, Recommends):
     # members.NeighbourMember too) this one's predictions blend with
     blend_weights: np.ndarray | None = None   # (1 + len(blend_members),): self first
     # or, after cross-fitting, (1 + len(blend_members), F): weights linear in the pair's
-    # support features (:func:`npcf.autoencoder.blend.support_basis`), plus this offset (F,)
+    # support features (:func:`npcf.autoencoder.blend.support_basis`, F = 4; with the
+    # neighbours' similarity mass, :func:`~npcf.autoencoder.blend.with_mass`, F = 5), plus
+    # this offset (F,)
     blend_offset: np.ndarray | None = None
 
     def __init__(self, layers=None, tied=True, activation=None, output_activation="identity",
@@ -614,18 +616,45 @@ class AutoEncoder(Params, Recommends):
             return self._predict_one(X, batch_size, clip)
         W, b = self.support_weights()
         R, C = blend.count_bases(*self._blend_counts(X))
-        out = blend.surface(b, R, C)
+        log_mass = np.log1p(self._similarity_mass(X, batch_size=batch_size)) \
+            if W.shape[1] == blend.MASS_FEATURES else None
+
+        def surface(coef: np.ndarray) -> np.ndarray:     # support_basis(pair) @ coef
+            out = blend.surface(coef[:blend.SUPPORT_FEATURES], R, C)
+            if log_mass is not None:
+                out += np.float32(coef[blend.SUPPORT_FEATURES]) * log_mass
+            return out
+        out = surface(b)
         for coef, m in zip(W, [self, *self.blend_members]):
-            weight = blend.surface(coef, R, C)
+            weight = surface(coef)
             weight *= m._predict_one(X, batch_size)
             out += weight
         return self._finish(out) if clip else out
 
+    def _similarity_mass(self, X: sp.csr_matrix, rows=None, cols=None,
+                         batch_size: int = 1024) -> np.ndarray:
+        """The mean similarity mass of a blend's item-neighbour members over each row's
+        rated items: dense float32 (n_rows, n_items), or float64 (n,) at the pairs
+        ``(rows, cols)`` (:func:`npcf.autoencoder.blend.with_mass`)."""
+        members = [m for m in self.blend_members if isinstance(m, NeighbourMember)]
+        if not members:
+            raise NpcfError("blend weights follow the neighbours' similarity mass, but the "
+                            "blend has no item-neighbour member")
+        if rows is None:
+            out = members[0].similarity_mass(X, batch_size)
+            for m in members[1:]:
+                out += m.similarity_mass(X, batch_size)
+            out /= np.float32(len(members))
+            return out
+        return np.mean([m.similarity_mass_at(X, rows, cols) for m in members], axis=0)
+
     def support_weights(self) -> tuple:
-        """``(W (K, 4), b (4,))`` float64: a blend's weights in
+        """``(W (K, F), b (F,))`` float64: a blend's weights in
         :func:`~npcf.autoencoder.blend.support_basis` form, member ``k``'s weight at a pair
         ``support_basis(pair) @ W[k]`` and ``support_basis(pair) @ b`` added (constant
-        weights: the first feature's coefficients); NpcfError for a single network."""
+        weights: the first feature's coefficients); F is 4, or 5 where the weights also
+        follow the item neighbours' similarity mass (:func:`~npcf.autoencoder.blend.
+        with_mass`). NpcfError for a single network."""
         if self.blend_weights is None:
             raise NpcfError("not a blend: the model is one network")
         return blend.as_support(self.blend_weights, self.blend_offset)
@@ -676,6 +705,8 @@ class AutoEncoder(Params, Recommends):
         first = self._predict_one_at(X, rows, cols, batch_size)    # checks the pairs
         n_row, n_col = self._blend_counts(X)
         G = blend.support_basis(n_row[np.asarray(rows)], n_col[np.asarray(cols)])
+        if W.shape[1] == blend.MASS_FEATURES:
+            G = blend.with_mass(G, self._similarity_mass(X, rows, cols))
         out = G @ b + (G @ W[0]) * first
         for coef, m in zip(W[1:], self.blend_members):
             out += (G @ coef) * m._predict_one_at(X, rows, cols, batch_size)

@@ -55,6 +55,20 @@ class NeighbourMember:
         entries they gather)."""
         return self._clip(self.model.predict_at(X, rows, cols), clip)
 
+    def similarity_mass(self, X: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
+        """Dense float32 (n_rows, n_items): each pair's similarity mass over the items its
+        row of CSR ``X`` rated (:meth:`~npcf.nn.neighbours.ItemNeighbours.mass`), a
+        feature the stack's weights may follow."""
+        out = np.empty(X.shape, np.float32)
+        rows = max(1, min(batch_size, DENSE_BATCH // max(1, X.shape[1])))
+        for s in range(0, X.shape[0], rows):
+            out[s:s + rows] = self.model.mass(X[s:s + rows])
+        return out
+
+    def similarity_mass_at(self, X: sp.csr_matrix, rows, cols) -> np.ndarray:
+        """:meth:`similarity_mass` float64 (n,) at the pairs ``(rows[k], cols[k])``."""
+        return self.model.mass_at(X, rows, cols)
+
     def describe(self) -> dict:
         """How ``info["blend"]["members"]`` lists it (JSON values)."""
         m = self.model

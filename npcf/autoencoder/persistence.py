@@ -11,7 +11,7 @@ import numpy as np
 
 from npcf._version import __version__
 from npcf.autoencoder import checkpoint, hyperparameters
-from npcf.autoencoder.blend import SUPPORT_FEATURES
+from npcf.autoencoder.blend import MASS_FEATURES, SUPPORT_FEATURES
 from npcf.autoencoder.members import NEIGHBOUR_KINDS, NeighbourMember
 from npcf.autoencoder.units import MIN_UNIT, UNIT_TOLERANCE
 from npcf.data.vocab import Vocabulary
@@ -253,10 +253,17 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
         else:
             _check_numbers(offset, "blend offset")
             offset = np.asarray(offset, np.float64)
-            if weights.shape != (1 + len(model.blend_members), SUPPORT_FEATURES):
+            width = weights.shape[1] if weights.ndim == 2 else 0
+            if weights.shape[0] != 1 + len(model.blend_members) \
+                    or width not in (SUPPORT_FEATURES, MASS_FEATURES):
                 raise ValueError("blend weights do not match its members")
-            if offset.shape != (SUPPORT_FEATURES,):
-                raise ValueError(f"blend offset must hold {SUPPORT_FEATURES} numbers")
+            if offset.shape != (width,):
+                raise ValueError(f"blend offset must hold {width} numbers, as each "
+                                 "member's weights do")
+            if width == MASS_FEATURES and not any(
+                    isinstance(m, NeighbourMember) for m in model.blend_members):
+                raise ValueError("blend weights follow the neighbours' similarity mass, "
+                                 "but no blend member is item neighbours")
         model.blend_weights, model.blend_offset = weights, offset
     if not prefix:            # the file's own arrays: none of a member model.json omits
         listed = {f"blend{k}" for k in range(len(model.blend_members))}

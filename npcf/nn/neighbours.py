@@ -130,13 +130,33 @@ class ItemNeighbours:
             self.baseline = UserItemBias(self.reg_row, self.reg_col).fit(m)
         return self
 
+    def _similarity_t(self) -> sp.csr_matrix:
+        if self._transposed is None or self._transposed[0] is not self.similarity:
+            self._transposed = (self.similarity, self.similarity.T.tocsr())
+        return self._transposed[1]
+
+    def mass(self, x: sp.csr_matrix) -> np.ndarray:
+        """Dense float64 (n_rows, n_items): each pair's similarity mass ``sum_j s_ij`` over
+        the items ``j`` its row of CSR ``x`` rated (the denominator of :meth:`predict`
+        before the damping; 0 where no rated item is a neighbour)."""
+        return (binarize(sp.csr_matrix(x), np.float64) @ self._similarity_t()).toarray()
+
+    def mass_at(self, x: sp.csr_matrix, rows, cols) -> np.ndarray:
+        """:meth:`mass` float64 (n,) at the pairs ``(rows[k], cols[k])`` only."""
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        B = binarize(sp.csr_matrix(x), np.float64)
+        out = np.zeros(rows.size)
+        gathered = np.diff(B.indptr)[rows] + np.diff(self.similarity.indptr)[cols] + 1
+        for at in _batches(gathered, PAIR_BATCH):
+            out[at] = np.asarray(B[rows[at]].multiply(self.similarity[cols[at]])
+                                 .sum(axis=1)).ravel()
+        return out
+
     def predict(self, x: sp.csr_matrix) -> np.ndarray:
         """Dense float32 (n_rows, n_items) predictions for the rows of CSR ``x``, all at
         once (a few float64 arrays of that shape: batch the rows for many items)."""
         R, b_row = residuals(self.baseline, x)
-        if self._transposed is None or self._transposed[0] is not self.similarity:
-            self._transposed = (self.similarity, self.similarity.T.tocsr())
-        St = self._transposed[1]
+        St = self._similarity_t()
         num = (R @ St).toarray()
         den = (binarize(R, np.float64) @ St).toarray()
         out = self.baseline.offset(b_row).astype(np.float64)

@@ -25,7 +25,8 @@ with the dense similarities, items x items, stored as their non-zeros (float16 w
 holds them exactly, as fitted) and made dense when onnxruntime loads the model), each
 clipped to the rating scale and
 weighed by ``(c0 + c1 log(1 + n_item)) + log(1 + n_rated) (c2 + c3 log(1 + n_item))``
-(the training ratings' item counts); the sparse signatures scatter the history into a
+(the training ratings' item counts; where the stack chose it, ``+ c4 log(1 + m)``, ``m``
+the neighbours' mean similarity mass, their ``MatMul`` of the mask); the sparse signatures scatter the history into a
 dense row for the neighbours, whose cost follows n_items squared, not the history.
 fp32 and fp16 only; ``stack`` metadata counts the members (``architecture`` describes
 the first network).
@@ -171,6 +172,9 @@ def _check_stack(model) -> None:
             or any(m.network.n_inputs != n for m in nets):
         raise NpcfError("a blend's members must share its rating scale and items, and the "
                         "model must record its items' rating counts")
+    if model.support_weights()[0].shape[1] == 5 and len(nets) == len(members) + 1:
+        raise NpcfError("the blend's weights follow the neighbours' similarity mass, but "
+                        "no member is item neighbours")
     if not graph_holds(n, len(members) + 1 - len(nets)):
         size = 4 * n * n * (len(members) + 1 - len(nets))
         raise NpcfError(f"this stack's item neighbours would make the graph build "
@@ -339,11 +343,13 @@ def _dense_from_sparse(g: _Graph, name: str, m) -> str:
                 name=name)
 
 
-def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
-    """Node: an item-neighbour member's predictions float32 [batch, n_items]
-    (:meth:`npcf.nn.neighbours.ItemNeighbours.predict`, unclipped): the user's bias from
-    their ratings (shrunk toward their raters' prior with the bias priors), then the
-    similarity-weighted residuals of the rated items, ``S`` dense (n_items x n_items)."""
+def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> tuple[str, str]:
+    """Nodes: an item-neighbour member's predictions float32 [batch, n_items]
+    (:meth:`npcf.nn.neighbours.ItemNeighbours.predict`, unclipped) and its similarity
+    mass [batch, n_items] (:meth:`~npcf.nn.neighbours.ItemNeighbours.mass`): the user's
+    bias from their ratings (shrunk toward their raters' prior with the bias priors),
+    then the similarity-weighted residuals of the rated items, ``S`` dense (n_items x
+    n_items)."""
     nb = member.model
     base = nb.baseline
     x, mask = _dense_rows(g, rows)
@@ -367,7 +373,7 @@ def _neighbour_scores(g: _Graph, member, pre: str, rows: _Rows) -> str:
     step = g.op("Where", [g.op("Greater", [den, zero]), g.op("Div", [num, g.op(
         "Add", [den, g.init(pre + "damping", np.array(nb.damping, np.float32))])]), zero])
     return g.op("Add", [g.op("Add", [g.op("Add", [mu, b_row]), col_bias]), step],
-                name=pre + "scores")
+                name=pre + "scores"), den
 
 
 def _stack_scores(g: _Graph, model, rows: _Rows) -> str:
@@ -375,26 +381,42 @@ def _stack_scores(g: _Graph, model, rows: _Rows) -> str:
     (``AutoEncoder._predict(clip=False)``): each member's clipped predictions weighed by
     ``surface(coef_k)``, plus ``surface(offset)``, where a pair's surface is linear in
     ``(1, c, r, r c)``, ``r = log(1 + n_rated)`` of the row and ``c = log(1 +
-    item_counts)`` (``AutoEncoder.support_weights``)."""
+    item_counts)`` (``AutoEncoder.support_weights``), and with five coefficients also in
+    ``log(1 + m)``, ``m`` the neighbour members' mean similarity mass at the pair."""
     W, b = model.support_weights()
     c = np.log1p(np.asarray(model.item_counts, np.float64))
-    r = g.op("Log", [g.op("Add", [rows.count, g.init("one", np.array(1, np.float32))])],
-             name="log_n_rated")
+    one = g.init("one", np.array(1, np.float32))
+    r = g.op("Log", [g.op("Add", [rows.count, one])], name="log_n_rated")
     lo = g.init("scale_min", np.array(model.scale[0], np.float32))
     hi = g.init("scale_max", np.array(model.scale[1], np.float32))
+    scores, masses = [], []
+    for k, m in enumerate([model, *model.blend_members]):
+        pre = f"m{k}_"
+        if _is_neighbours(m):
+            y, mass = _neighbour_scores(g, m, pre, rows)
+            masses.append(mass)
+        else:
+            y = _network_scores(g, m, pre, rows)
+        scores.append(g.op("Clip", [y, lo, hi], name=pre + "clipped"))
+    log_mass = None
+    if W.shape[1] == 5:     # (1, c, r, r c) and log(1 + mass): blend.MASS_FEATURES
+        # (_check_stack: a neighbour member is there)
+        mean = masses[0] if len(masses) == 1 else g.op("Div", [g.op("Sum", masses), g.init(
+            "neighbour_members", np.array(len(masses), np.float32))])
+        log_mass = g.op("Log", [g.op("Add", [mean, one])], name="log_similarity_mass")
 
     def surface(coef, name: str) -> str:     # (coef0 + coef1 c) + r (coef2 + coef3 c)
         left = g.init(name + "_const", (coef[0] + coef[1] * c).astype(np.float32))
         right = g.init(name + "_by_log_n", (coef[2] + coef[3] * c).astype(np.float32))
-        return g.op("Add", [left, g.op("Mul", [r, right])], name=name)
+        out = g.op("Add", [left, g.op("Mul", [r, right])])
+        if log_mass is not None:             # + coef4 log(1 + mass)
+            out = g.op("Add", [out, g.op("Mul", [log_mass, g.init(
+                name + "_by_log_mass", np.array(coef[4], np.float32))])])
+        return g.op("Identity", [out], name=name)
 
     out = surface(b, "stack_offset")
-    for k, m in enumerate([model, *model.blend_members]):
-        pre = f"m{k}_"
-        y = _neighbour_scores(g, m, pre, rows) if _is_neighbours(m) \
-            else _network_scores(g, m, pre, rows)
-        y = g.op("Clip", [y, lo, hi], name=pre + "clipped")
-        out = g.op("Add", [out, g.op("Mul", [surface(W[k], pre + "weight"), y])],
+    for k, y in enumerate(scores):
+        out = g.op("Add", [out, g.op("Mul", [surface(W[k], f"m{k}_weight"), y])],
                    name=f"stack_{k}")
     return out
 

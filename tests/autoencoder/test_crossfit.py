@@ -135,15 +135,16 @@ def stacked():
 def test_tune_cross_fits_an_item_based_choice(stacked):
     model, train, val = stacked
     info = model.info["blend"]
-    assert info["folds"] == 3 and info["kind"] in ("greedy", "support")
+    assert info["folds"] == 3 and info["kind"] in ("greedy", "support", "support_mass")
     assert 1 <= len(info["configurations"]) <= info["candidates"] <= 4 + 2   # + the biases
     assert info["candidates"] == len(info["out_of_fold_rmse"])          # and neighbours
-    assert model.blend_weights.shape == (3 * len(info["configurations"]),
-                                         blend.SUPPORT_FEATURES)
+    assert model.blend_weights.shape == (3 * len(info["configurations"]), blend.MASS_FEATURES
+                                         if info["kind"] == "support_mass"
+                                         else blend.SUPPORT_FEATURES)
     assert len(model.blend_members) == model.blend_weights.shape[0] - 1
     assert model.info["validation"]["val_rmse"] == pytest.approx(info["cv_rmse"], abs=1e-6)
     assert model.info["validation"]["ratings"] == train.nnz + val.nnz
-    assert info["cv_rmse"] == min(info["cv_rmse_greedy"], info["cv_rmse_support"])
+    assert info["cv_rmse"] == min(v for k, v in info.items() if k.startswith("cv_rmse_"))
     assert "blend" in blend.describe(info) and "folds" in blend.describe(info)
     # the chosen configuration comes first and the returned model is one of its folds
     assert info["configurations"][0] == 0 and model.item_based
@@ -350,6 +351,72 @@ def test_the_item_neighbours_are_kept_where_who_rated_what_says_how():
     assert "item neighbours" in blend.describe(info)
     # the neighbours alone beat the bias model alone out of fold
     assert info["out_of_fold_rmse"][-1] < info["out_of_fold_rmse"][-2]
+
+
+def test_weights_follow_the_similarity_mass_where_that_cross_validates_best(tmp_path):
+    from npcf.autoencoder.members import NeighbourMember
+    train, val = split(_grouped_ratings(), 0.2, seed=2)
+    model = AutoEncoder(**KW).tune(train, val, space={"activation": ("relu", "tanh")},
+                                   blend=2, folds=3)
+    info = model.info["blend"]
+    # on these data who rated what says how: the mass stack wins the cross-validation
+    assert info["kind"] == "support_mass" and info["cv_rmse"] == info["cv_rmse_support_mass"]
+    assert info["cv_rmse"] < min(info["cv_rmse_support"], info["cv_rmse_greedy"])
+    assert "similarity mass" in blend.describe(info)
+    assert model.blend_weights.shape[1] == blend.MASS_FEATURES == model.blend_offset.size
+    X = (train + val).tocsr()
+    kept = [m for m in model.blend_members if isinstance(m, NeighbourMember)]
+    log_mass = np.log1p(np.mean([m.model.mass(X) for m in kept], axis=0))
+    R, C = blend.count_bases(np.diff(X.indptr), np.bincount(X.indices, minlength=X.shape[1]))
+
+    def surface(coef):
+        return blend.surface(coef[:4], R, C) + coef[4] * log_mass
+    want = surface(model.blend_offset)
+    for coef, m in zip(model.blend_weights, [model, *model.blend_members]):
+        want += surface(coef) * m._predict_one(X)
+    want = np.clip(want, *model.scale)
+    np.testing.assert_allclose(model.predict(X), want, rtol=1e-5, atol=1e-5)
+    rows, cols = val.nonzero()
+    np.testing.assert_allclose(model.predict_at(X, rows, cols), want[rows, cols],
+                               rtol=1e-5, atol=1e-5)
+    model.save(tmp_path)
+    np.testing.assert_array_equal(load(tmp_path).predict(X), model.predict(X))
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["blend"]["offset"] = meta["blend"]["offset"][:4]     # one number short
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(NpcfError, match="blend offset must hold 5 numbers"):
+        load(tmp_path)
+
+
+def test_the_out_of_fold_mass_comes_from_the_member_without_the_fold():
+    from npcf.autoencoder.members import NeighbourMember
+    from npcf.nn.neighbours import ItemNeighbours
+    coo = _grouped_ratings(40, 20, seed=3).tocoo()
+    fold = crossfit.fold_of(coo.nnz, 4, 0)
+    members = [NeighbourMember(ItemNeighbours(2.0, 2.0).fit(crossfit.fold_parts(
+        coo, fold, k)[0]), (0.5, 5.0)) for k in range(4)]
+    got = crossfit.oof_mass(members, coo, fold)
+    for k in range(4):
+        train, _ = crossfit.fold_parts(coo, fold, k)
+        at = fold == k
+        want = members[k].model.mass(train)[coo.row[at], coo.col[at]] * 4 / 3
+        np.testing.assert_allclose(got[at], want, rtol=1e-12)
+
+
+def test_mass_weights_without_a_neighbour_member_are_refused(tmp_path):
+    from helpers import user_stack
+    model = user_stack(mass=True)
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    with np.load(tmp_path / "model.npz") as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith(("blend2/", "blend3/"))}
+    del meta["blend"]["members"][2:]
+    meta["blend"]["weights"] = meta["blend"]["weights"][:3]
+    np.savez(tmp_path / "model.npz", **arrays)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(NpcfError, match="similarity mass, but no blend member is item "
+                                        "neighbours"):
+        load(tmp_path)
 
 
 def test_neighbour_folds_skip_what_would_take_too_long(monkeypatch):

@@ -64,6 +64,25 @@ def test_similarities_and_predictions_match_the_formula(keep, damping, priors):
     np.testing.assert_allclose(model.predict(m)[rows, cols], want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("keep", [3, 200])
+def test_the_similarity_mass_is_the_sum_over_the_rated_items(keep, monkeypatch):
+    m = tiny_ratings(30, 12, density=0.4, seed=5)
+    model = ItemNeighbours(2.0, 5.0, neighbours=keep).fit(m)
+    S, _ = _reference(m, (2.0, 5.0), keep)
+    x = tiny_ratings(9, 12, density=0.3, seed=6)          # rows it was not fitted on
+    x = sp.vstack([x, sp.csr_matrix((1, 12))], format="csr")   # and an empty one
+    want = (x.toarray() != 0).astype(np.float64) @ S.T       # sum_j rated_uj s_ij
+    got = model.mass(x)
+    assert got.shape == x.shape and np.all(got[-1] == 0)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    rows, cols = np.nonzero(np.ones(x.shape, bool))
+    monkeypatch.setattr(neighbours, "PAIR_BATCH", 7)          # many small gathers
+    np.testing.assert_allclose(model.mass_at(x, rows, cols), want[rows, cols], rtol=1e-12,
+                               atol=1e-12)
+    # no pairs: nothing gathered
+    assert model.mass_at(x, np.zeros(0, int), np.zeros(0, int)).shape == (0,)
+
+
 def test_similarities_are_held_at_half_precision_above_its_smallest_normal():
     tiny = float(np.finfo(np.float16).tiny)
     v = np.array([1.0, 1 / 3, 0.7008766, tiny, tiny / 3, 0.0], np.float32)

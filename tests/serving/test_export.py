@@ -539,9 +539,10 @@ def test_an_export_is_an_onnx_file(tmp_path):
 
 
 # ------------------------------------------------------------------ user-based stacks
-@pytest.mark.parametrize("priors,support", [(True, True), (False, False)])
-def test_a_user_based_stack_exports_as_one_graph_with_parity(tmp_path, priors, support):
-    model = user_stack(priors=priors, support=support)
+@pytest.mark.parametrize("priors,support,mass", [(True, True, False), (False, False, False),
+                                                 (True, True, True)])
+def test_a_user_based_stack_exports_as_one_graph_with_parity(tmp_path, priors, support, mass):
+    model = user_stack(priors=priors, support=support, mass=mass)
     x = random_ratings(70, N_ITEMS, 0.15, 5)
     x = sp.vstack([x, sp.csr_matrix((1, N_ITEMS), dtype=np.float32)], format="csr")  # empty
     for sparse_input in (False, True):
@@ -607,6 +608,11 @@ def test_stacks_the_graph_cannot_hold_are_refused(tmp_path, monkeypatch):
     model = user_stack()
     model.blend_members[0].scale = (1.0, 5.0)
     with pytest.raises(NpcfError, match="share its rating scale"):
+        build_graph(model)
+    model = user_stack(mass=True)
+    del model.blend_members[2:]                   # weights that follow absent neighbours
+    model.blend_weights = model.blend_weights[:3]
+    with pytest.raises(NpcfError, match="similarity mass, but no member is item neighbours"):
         build_graph(model)
     model = user_stack()
     import npcf.nn.neighbours as nb

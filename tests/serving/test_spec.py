@@ -123,7 +123,7 @@ def test_the_reference_evaluator_agrees_with_onnxruntime(tmp_path, v):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_a_user_based_stack_graph_is_valid_and_the_reference_agrees(tmp_path, sparse_input,
                                                                      precision):
-    model = user_stack()
+    model = user_stack(mass=sparse_input)     # weights that follow the similarity mass too
     path = tmp_path / f"stack_{sparse_input}_{precision}.onnx"
     export(model, path, sparse_input=sparse_input, top_k=5, precision=precision)
     m = onnx.load(path)
