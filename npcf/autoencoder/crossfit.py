@@ -360,9 +360,11 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     validation`` (:func:`fit_folds`; networks that would not fit in the budget are left
     out, counted in ``info["blend"]["over_budget"]``), all on one rating scale; the
     chosen configuration and those the greedy blend weighs are kept; their out-of-fold predictions are
-    combined by the better, in cross-validation over the folds, of constant greedy
-    weights and a stack whose weights follow the pair's rating counts
-    (:func:`npcf.autoencoder.blend.fit_stack`). Returns a new estimator: fold 0 of the
+    combined by the best, in cross-validation over the folds, of constant greedy
+    weights, a stack whose weights follow the pair's rating counts
+    (:func:`npcf.autoencoder.blend.fit_stack`) and, where the item neighbours are kept,
+    one whose weights also follow their similarity mass at the pair (:func:`oof_mass`,
+    :func:`npcf.autoencoder.blend.with_mass`). Returns a new estimator: fold 0 of the
     chosen configuration, the other fold models its blend members, ``item_counts``
     those of ``X + validation``; its ``history`` and ``info`` are ``chosen``'s (the
     search's run of that configuration), plus ``blend`` (what was kept, each
@@ -472,10 +474,10 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
         stacks["support_mass"] = blend.with_mass(G, oof_mass(found[0], coo, fold))
     figures = {"greedy": blend.rmse(greedy_cv, y)}
     for name, features in stacks.items():
-        c, l, stack_cv = blend.fit_stack(Pk, features, y, fold, scale=scale)
+        stack_coef, strength, stack_cv = blend.fit_stack(Pk, features, y, fold, scale=scale)
         figures[name] = blend.rmse(stack_cv, y)
         if figures[name] < blend.rmse(cv, y):
-            kind, coef, lam, cv, design = name, c, l, stack_cv, features
+            kind, coef, lam, cv, design = name, stack_coef, strength, stack_cv, features
     fitted = [m for c in keep for m in models[c]]
     out = fitted[0]
     out.patience = chosen.patience          # its fold fit stopped sooner (FOLD_PATIENCE)

@@ -26,8 +26,9 @@ holds them exactly, as fitted) and made dense when onnxruntime loads the model),
 clipped to the rating scale and
 weighed by ``(c0 + c1 log(1 + n_item)) + log(1 + n_rated) (c2 + c3 log(1 + n_item))``
 (the training ratings' item counts; where the stack chose it, ``+ c4 log(1 + m)``, ``m``
-the neighbours' mean similarity mass, their ``MatMul`` of the mask); the sparse signatures scatter the history into a
-dense row for the neighbours, whose cost follows n_items squared, not the history.
+the neighbours' mean similarity mass, their ``MatMul`` of the mask); the sparse
+signatures scatter the history into a dense row for the neighbours, whose cost follows
+n_items squared, not the history.
 fp32 and fp16 only; ``stack`` metadata counts the members (``architecture`` describes
 the first network).
 
