@@ -80,15 +80,26 @@ def holdout_gain(P: np.ndarray, y: np.ndarray, repeats: int = REPEATS, seed: int
 LAMBDAS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 #: features of a pair in :func:`support_basis`
 SUPPORT_FEATURES = 4
+#: features of a stack whose weights also follow the item neighbours' similarity mass
+#: (:func:`with_mass`)
+MASS_FEATURES = SUPPORT_FEATURES + 1
 
 
 def as_support(weights, offset=None) -> tuple:
     """``(W (K, F), b (F,))`` float64 of a blend in :func:`support_basis` form: constant
     weights ``(K,)`` (offset None) become the first feature's coefficient (that feature is
-    1), so every blend predicts through one formula."""
+    1), so every blend predicts through one formula; per-pair weights ``(K, F)`` with
+    their offset ``(F,)`` are checked (F is :data:`SUPPORT_FEATURES`, or
+    :data:`MASS_FEATURES` with :func:`with_mass`'s feature; ValueError otherwise)."""
     weights = np.asarray(weights, np.float64)
     if weights.ndim == 2:
-        return weights, np.asarray(offset, np.float64)
+        offset = np.asarray(offset, np.float64)
+        if weights.shape[1] not in (SUPPORT_FEATURES, MASS_FEATURES) \
+                or offset.shape != weights.shape[1:]:
+            raise ValueError(f"per-pair blend weights need {SUPPORT_FEATURES} or "
+                             f"{MASS_FEATURES} features and an offset of as many, "
+                             f"got {weights.shape} and {offset.shape}")
+        return weights, offset
     W = np.zeros((weights.size, SUPPORT_FEATURES))
     W[:, 0] = weights
     return W, np.zeros(SUPPORT_FEATURES)
@@ -100,11 +111,6 @@ def support_basis(n_row, n_col) -> np.ndarray:
     n_col)``, i.e. the products of ``(1, r)`` and ``(1, c)``."""
     r, c = np.log1p(np.asarray(n_row, np.float64)), np.log1p(np.asarray(n_col, np.float64))
     return np.stack([np.ones_like(r), c, r, r * c], axis=1)
-
-
-#: features of a stack whose weights also follow the item neighbours' similarity mass
-#: (:func:`with_mass`)
-MASS_FEATURES = SUPPORT_FEATURES + 1
 
 
 def with_mass(G: np.ndarray, mass) -> np.ndarray:

@@ -371,7 +371,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     candidate's out-of-fold RMSE) and ``validation`` (the stack's cross-validated
     figures over every labelled rating). The stack's features are rating counts in the
     input it predicts from (a user-based stack's item counts: those of ``X +
-    validation``, stored): predict from ``X + validation``, as ``train`` does for the
+    validation``, stored) and possibly the neighbours' similarity mass over each row's
+    ratings in it: predict from ``X + validation``, as ``train`` does for the
     test part. A user-based ``chosen`` gets user-based networks only, and the item
     neighbours only where an exported graph can hold their dense similarities
     (:func:`npcf.nn.neighbours.graph_holds`).

@@ -103,8 +103,9 @@ class AutoEncoder(Params, Recommends):
     bias residual or None), ``history``, ``info``; after :meth:`tune` with ``blend``,
     possibly ``blend_members`` and ``blend_weights`` (predictions are then the weighted
     mean of this model's and the members', :mod:`npcf.autoencoder.blend`; after
-    cross-fitting, with weights that follow each pair's rating counts plus
-    ``blend_offset``, :mod:`npcf.autoencoder.crossfit`; see :meth:`predict`).
+    cross-fitting, with weights that follow each pair's rating counts, and possibly the
+    item neighbours' similarity mass, plus ``blend_offset``,
+    :mod:`npcf.autoencoder.crossfit`; see :meth:`predict`).
     """
 
     network: Network | None = None
@@ -308,7 +309,8 @@ class AutoEncoder(Params, Recommends):
         (:func:`npcf.autoencoder.crossfit.stacked`: the fold models of the chosen and of
         the kept configurations are saved; ``info["validation"]`` is then the stack's
         cross-validated figure over every labelled rating; its weights follow the counts
-        of the input, so predict from ``X + validation``; with a ``budget``, only as
+        of the input (and possibly the neighbours' similarity mass over each row's
+        ratings in it), so predict from ``X + validation``; with a ``budget``, only as
         many configurations as the time left after the search should allow, judged by
         their trials' seconds). With ``folds`` 0 or 1, or where cross-fitting does not
         apply (no time left for the chosen configuration's folds, too few ratings,
@@ -596,7 +598,9 @@ class AutoEncoder(Params, Recommends):
         item's column is its input), and scores are returned for all its rows. A blend
         (:meth:`tune`) returns the weighted mean of its members' predictions (after
         cross-fitting: weights that follow each pair's rating counts, the row's in ``X``,
-        the item's in ``X`` item-based and in the training ratings user-based).
+        the item's in ``X`` item-based and in the training ratings user-based, and where
+        the stack chose it the item neighbours' similarity mass over the row's ratings
+        in ``X``).
         """
         X, batch_size = self._check(X), positive_int(batch_size, "batch_size")
         return self._predict(X, batch_size, clip=True)
@@ -616,13 +620,16 @@ class AutoEncoder(Params, Recommends):
             return self._predict_one(X, batch_size, clip)
         W, b = self.support_weights()
         R, C = blend.count_bases(*self._blend_counts(X))
-        log_mass = np.log1p(self._similarity_mass(X, batch_size=batch_size)) \
-            if W.shape[1] == blend.MASS_FEATURES else None
+        log_mass = scratch = None
+        if W.shape[1] == blend.MASS_FEATURES:
+            log_mass = np.log1p(self._similarity_mass(X, batch_size=batch_size))
+            scratch = np.empty_like(log_mass)
 
-        def surface(coef: np.ndarray) -> np.ndarray:     # support_basis(pair) @ coef
+        def surface(coef: np.ndarray) -> np.ndarray:     # the pair's features @ coef
             out = blend.surface(coef[:blend.SUPPORT_FEATURES], R, C)
-            if log_mass is not None:
-                out += np.float32(coef[blend.SUPPORT_FEATURES]) * log_mass
+            if log_mass is not None:                     # + coef4 log(1 + mass)
+                out += np.multiply(log_mass, np.float32(coef[blend.SUPPORT_FEATURES]),
+                                   out=scratch)
             return out
         out = surface(b)
         for coef, m in zip(W, [self, *self.blend_members]):
@@ -651,13 +658,17 @@ class AutoEncoder(Params, Recommends):
     def support_weights(self) -> tuple:
         """``(W (K, F), b (F,))`` float64: a blend's weights in
         :func:`~npcf.autoencoder.blend.support_basis` form, member ``k``'s weight at a pair
-        ``support_basis(pair) @ W[k]`` and ``support_basis(pair) @ b`` added (constant
-        weights: the first feature's coefficients); F is 4, or 5 where the weights also
-        follow the item neighbours' similarity mass (:func:`~npcf.autoencoder.blend.
-        with_mass`). NpcfError for a single network."""
+        ``g @ W[k]`` and ``g @ b`` added, ``g`` the pair's features (constant weights:
+        the first feature's coefficients): F = 4, ``g = support_basis(pair)``; or F = 5
+        where the weights also follow the item neighbours' similarity mass, ``g =
+        with_mass(support_basis(pair), mass)`` (:func:`~npcf.autoencoder.blend.
+        with_mass`). NpcfError for a single network or weights of another shape."""
         if self.blend_weights is None:
             raise NpcfError("not a blend: the model is one network")
-        return blend.as_support(self.blend_weights, self.blend_offset)
+        try:
+            return blend.as_support(self.blend_weights, self.blend_offset)
+        except ValueError as err:
+            raise NpcfError(str(err)) from None
 
     def _blend_counts(self, X: sp.csr_matrix) -> tuple:
         """``(n_row, n_col)`` int64: the rating counts a blend's weights follow. A row's

@@ -253,10 +253,10 @@ def _from_parts(cls, meta: dict, arrays: dict, npz, prefix: str = ""):
         else:
             _check_numbers(offset, "blend offset")
             offset = np.asarray(offset, np.float64)
-            width = weights.shape[1] if weights.ndim == 2 else 0
-            if weights.shape[0] != 1 + len(model.blend_members) \
-                    or width not in (SUPPORT_FEATURES, MASS_FEATURES):
+            if weights.ndim != 2 or weights.shape[0] != 1 + len(model.blend_members) \
+                    or weights.shape[1] not in (SUPPORT_FEATURES, MASS_FEATURES):
                 raise ValueError("blend weights do not match its members")
+            width = weights.shape[1]
             if offset.shape != (width,):
                 raise ValueError(f"blend offset must hold {width} numbers, as each "
                                  "member's weights do")

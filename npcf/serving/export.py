@@ -66,6 +66,10 @@ from npcf.serving.runtime import Recommender, sidecar_path
 from npcf.utils.files import staged_files
 from npcf.utils.sparse import rated
 
+#: weights per stack member when they also follow the neighbours' similarity mass
+#: (``npcf.autoencoder.blend.MASS_FEATURES``; serving imports nothing from the trainer)
+MASS_FEATURES = 5
+
 OPSET = 17
 #: ONNX opset -> the IR version it was released with (as sklearn-onnx and
 #: onnxmltools pin it); a newer IR than a user's onnxruntime knows is refused.
@@ -159,7 +163,8 @@ def _check_stack(model) -> None:
     """NpcfError unless ``model``'s blend is a user-based stack the graph can hold: every
     member a user-based masked-MSE network or item neighbours, on the model's rating
     scale and items, weights that follow the counts of the rows and of the training
-    ratings (``item_counts``), and neighbour matrices within
+    ratings (``item_counts``) and, where they follow the similarity mass, a neighbour
+    member to take it from, and neighbour matrices within
     :data:`~npcf.nn.neighbours.GRAPH_BYTES`."""
     members = getattr(model, "blend_members", None) or []
     nets = [model, *[m for m in members if not _is_neighbours(m)]]
@@ -173,7 +178,7 @@ def _check_stack(model) -> None:
             or any(m.network.n_inputs != n for m in nets):
         raise NpcfError("a blend's members must share its rating scale and items, and the "
                         "model must record its items' rating counts")
-    if model.support_weights()[0].shape[1] == 5 and len(nets) == len(members) + 1:
+    if model.support_weights()[0].shape[1] == MASS_FEATURES and len(nets) == len(members) + 1:
         raise NpcfError("the blend's weights follow the neighbours' similarity mass, but "
                         "no member is item neighbours")
     if not graph_holds(n, len(members) + 1 - len(nets)):
@@ -400,8 +405,8 @@ def _stack_scores(g: _Graph, model, rows: _Rows) -> str:
             y = _network_scores(g, m, pre, rows)
         scores.append(g.op("Clip", [y, lo, hi], name=pre + "clipped"))
     log_mass = None
-    if W.shape[1] == 5:     # (1, c, r, r c) and log(1 + mass): blend.MASS_FEATURES
-        # (_check_stack: a neighbour member is there)
+    if W.shape[1] == MASS_FEATURES:   # (1, c, r, r c) and log(1 + mass); _check_stack:
+        # a neighbour member is there
         mean = masses[0] if len(masses) == 1 else g.op("Div", [g.op("Sum", masses), g.init(
             "neighbour_members", np.array(len(masses), np.float32))])
         log_mass = g.op("Log", [g.op("Add", [mean, one])], name="log_similarity_mass")

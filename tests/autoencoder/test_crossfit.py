@@ -365,16 +365,8 @@ def test_weights_follow_the_similarity_mass_where_that_cross_validates_best(tmp_
     assert "similarity mass" in blend.describe(info)
     assert model.blend_weights.shape[1] == blend.MASS_FEATURES == model.blend_offset.size
     X = (train + val).tocsr()
-    kept = [m for m in model.blend_members if isinstance(m, NeighbourMember)]
-    log_mass = np.log1p(np.mean([m.model.mass(X) for m in kept], axis=0))
-    R, C = blend.count_bases(np.diff(X.indptr), np.bincount(X.indices, minlength=X.shape[1]))
-
-    def surface(coef):
-        return blend.surface(coef[:4], R, C) + coef[4] * log_mass
-    want = surface(model.blend_offset)
-    for coef, m in zip(model.blend_weights, [model, *model.blend_members]):
-        want += surface(coef) * m._predict_one(X)
-    want = np.clip(want, *model.scale)
+    assert sum(isinstance(m, NeighbourMember) for m in model.blend_members) == 3  # folds
+    want = _stack_formula(model, X)
     np.testing.assert_allclose(model.predict(X), want, rtol=1e-5, atol=1e-5)
     rows, cols = val.nonzero()
     np.testing.assert_allclose(model.predict_at(X, rows, cols), want[rows, cols],
@@ -593,16 +585,29 @@ def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
         (None, True, False), ("selu", True, True)]
 
 
+def _stack_formula(model, X):
+    """A stacked model's clipped predictions for CSR ``X``, written from the formula: each
+    member's clipped predictions weighed by its coefficients over the pair's features
+    ``(1, c, r, r c)`` (and ``log(1 + mass)``, the neighbour members' mean similarity
+    mass, with five), plus the offset's."""
+    from npcf.autoencoder.members import NeighbourMember
+    R, C = blend.count_bases(np.diff(X.indptr), np.bincount(X.indices, minlength=X.shape[1]))
+    kept = [m for m in model.blend_members if isinstance(m, NeighbourMember)]
+    log_mass = np.log1p(np.mean([m.model.mass(X) for m in kept], axis=0)) if kept else 0
+
+    def surface(coef):
+        out = blend.surface(coef[:4], R, C)
+        return out + coef[4] * log_mass if coef.size == 5 else out
+    want = surface(model.blend_offset)
+    for coef, m in zip(model.blend_weights, [model, *model.blend_members]):
+        want = want + surface(coef) * m._predict_one(X)
+    return np.clip(want, *model.scale)
+
+
 def test_a_stacked_model_predicts_its_formula_and_round_trips(stacked, tmp_path):
     model, train, val = stacked
     X = (train + val).tocsr()
-    members = [model, *model.blend_members]
-    single = [m._predict_one(X) for m in members]
-    R, C = blend.count_bases(np.diff(X.indptr), np.bincount(X.indices, minlength=X.shape[1]))
-    want = blend.surface(model.blend_offset, R, C)
-    for coef, p in zip(model.blend_weights, single):
-        want += blend.surface(coef, R, C) * p
-    want = np.clip(want, *model.scale)
+    want = _stack_formula(model, X)
     np.testing.assert_allclose(model.predict(X), want, rtol=1e-5, atol=1e-5)
     rows, cols = val.nonzero()
     np.testing.assert_allclose(model.predict_at(X, rows, cols), want[rows, cols],
@@ -821,7 +826,9 @@ def test_hostile_blend_metadata_is_refused(stacked, tmp_path):
     n = len(good["blend"]["weights"])
     for field, bad in (("offset", [True, 0, 0, 0]), ("offset", ["1", 0, 0, 0]),
                        ("offset", [1e300, 0, 0, 0]), ("weights", [[0.1] * 4] * (n - 1)),
-                       ("weights", [[0.1] * 3] * n), ("weights", [[1e9, 0, 0, 0]] * n)):
+                       ("weights", [[0.1] * 3] * n), ("weights", [[1e9, 0, 0, 0]] * n),
+                       ("weights", 0.5), ("weights", [[[0.1] * 4]] * n),
+                       ("weights", [[0.1] * 6] * n)):
         meta = json.loads(json.dumps(good))
         meta["blend"][field] = bad
         (tmp_path / "model.json").write_text(json.dumps(meta))

@@ -563,6 +563,21 @@ def test_a_user_based_stack_exports_as_one_graph_with_parity(tmp_path, priors, s
                                                           .similarity.nnz]
 
 
+def test_a_mass_stack_with_one_neighbour_member_exports_with_parity(tmp_path):
+    from npcf.autoencoder import blend
+    from npcf.serving import export as exporter
+    assert exporter.MASS_FEATURES == blend.MASS_FEATURES     # kept apart: serving imports
+    model = user_stack(mass=True)                             # nothing from the trainer
+    del model.blend_members[3]                                # one neighbour member left
+    model.blend_weights = model.blend_weights[:4]
+    x = random_ratings(25, N_ITEMS, 0.2, 8)
+    (got,) = run(export(model, tmp_path / "s.onnx"), x, False, ["scores"])
+    assert rel_err(got, model.predict(x)) <= 1e-5
+    model.blend_offset = model.blend_offset[:4]               # misshapen: refused
+    with pytest.raises(NpcfError, match="4 or 5 features and an offset of as many"):
+        build_graph(model)
+
+
 def test_a_stack_with_no_similar_items_exports(tmp_path):
     from npcf.autoencoder.members import NeighbourMember
     from npcf.nn.neighbours import ItemNeighbours
