@@ -245,6 +245,42 @@ def oof_mass(members: list, coo: sp.coo_matrix, fold: np.ndarray) -> np.ndarray:
     return out * (folds / (folds - 1))
 
 
+def choose_stack(P: np.ndarray, y: np.ndarray, fold: np.ndarray, G: np.ndarray,
+                 mass: np.ndarray | None = None, scale=None) -> tuple:
+    """The combination of out-of-fold predictions ``P`` (n, K) of ``y`` (n,) that
+    cross-validates best over ``fold`` (n,), the simpler winning ties, in this order:
+    constant greedy weights (:func:`~npcf.autoencoder.blend.greedy_weights`) of the
+    candidates they weigh (and candidate 0); a stack of those with weights that follow
+    the pair features ``G`` (n, 4; :func:`~npcf.autoencoder.blend.fit_stack`); the same
+    also following ``log(1 + mass)`` (n,), the item neighbours' similarity mass, where
+    ``mass`` is given and the neighbours (the last candidate) are among them; then the
+    two stacks over every candidate (the greedy step judges members by a constant-weight
+    mean, and may drop one whose worth shows only where the weights follow the pair).
+    Returns ``(keep, kind, coef (len(keep) + 1, F), lambda or None, cross-validated
+    predictions (n,), features (n, F), {name: cross-validated RMSE})``; ``kind`` is
+    ``greedy``, ``support`` or ``support_mass``."""
+    kept = np.union1d([0], np.flatnonzero(blend.greedy_weights(P, y) > 0))
+    every = np.arange(P.shape[1])
+    greedy_cv = blend.greedy_cv(P[:, kept], y, fold, scale=scale)
+    coef = np.zeros((kept.size + 1, G.shape[1]))
+    coef[:-1, 0] = blend.greedy_weights(P[:, kept], y)
+    best = (kept, "greedy", coef, None, greedy_cv, G)
+    figures = {"greedy": blend.rmse(greedy_cv, y)}
+    for members, suffix in ((kept, ""), (every, "_every")):
+        if suffix and members.size == kept.size:
+            break
+        designs = {"support": G}
+        if mass is not None and P.shape[1] - 1 in members:
+            designs["support_mass"] = blend.with_mass(G, mass)
+        for kind, features in designs.items():
+            fitted, strength, cv = blend.fit_stack(P[:, members], features, y, fold,
+                                                   scale=scale)
+            figures[kind + suffix] = blend.rmse(cv, y)
+            if figures[kind + suffix] < blend.rmse(best[4], y):
+                best = (members, kind, fitted, strength, cv, features)
+    return (*best, figures)
+
+
 def fold_counts(coo: sp.coo_matrix, fold: np.ndarray, folds: int) -> tuple:
     """``(n_row, n_col)`` float64 (nnz,): for each rating, its row's and its column's
     rating counts in the training part of its fold's model, scaled by folds / (folds - 1)
@@ -358,13 +394,14 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     work limit or past the budget, said in ``info["blend"]["neighbours_skipped"]``) are
     fitted on ``folds`` folds of ``X +
     validation`` (:func:`fit_folds`; networks that would not fit in the budget are left
-    out, counted in ``info["blend"]["over_budget"]``), all on one rating scale; the
-    chosen configuration and those the greedy blend weighs are kept; their out-of-fold predictions are
-    combined by the best, in cross-validation over the folds, of constant greedy
-    weights, a stack whose weights follow the pair's rating counts
-    (:func:`npcf.autoencoder.blend.fit_stack`) and, where the item neighbours are kept,
-    one whose weights also follow their similarity mass at the pair (:func:`oof_mass`,
-    :func:`npcf.autoencoder.blend.with_mass`). Returns a new estimator: fold 0 of the
+    out, counted in ``info["blend"]["over_budget"]``), all on one rating scale; their
+    out-of-fold predictions are combined by the best, in cross-validation over the
+    folds, of constant greedy weights, a stack whose weights follow the pair's rating
+    counts (:func:`npcf.autoencoder.blend.fit_stack`) and, where the item neighbours
+    are in it, one whose weights also follow their similarity mass at the pair
+    (:func:`oof_mass`, :func:`npcf.autoencoder.blend.with_mass`), each stack over the
+    candidates the greedy weights keep (and the chosen configuration) or over every
+    candidate (:func:`choose_stack`). Returns a new estimator: fold 0 of the
     chosen configuration, the other fold models its blend members, ``item_counts``
     those of ``X + validation``; its ``history`` and ``info`` are ``chosen``'s (the
     search's run of that configuration), plus ``blend`` (what was kept, each
@@ -460,25 +497,9 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
             members, oof = found
             configs = [*configs, members[0].describe()]
             models, P = [*models, members], np.c_[P, oof]
-    keep = np.flatnonzero(blend.greedy_weights(P, y) > 0)
-    keep = np.union1d([0], keep)                     # the chosen configuration first
-    Pk = P[:, keep]
-    G = blend.support_basis(*fold_counts(coo, fold, folds))
-    greedy_cv = blend.greedy_cv(Pk, y, fold, scale=scale)
-    coef = np.zeros((keep.size + 1, G.shape[1]))
-    coef[:-1, 0] = blend.greedy_weights(Pk, y)
-    # the simplest of the ties wins: constant weights, then the counts' stack, then
-    # the stack that also follows the neighbours' similarity mass (if they are kept)
-    kind, lam, cv, design = "greedy", None, greedy_cv, G
-    stacks = {"support": G}
-    if found is not None and P.shape[1] - 1 in keep:
-        stacks["support_mass"] = blend.with_mass(G, oof_mass(found[0], coo, fold))
-    figures = {"greedy": blend.rmse(greedy_cv, y)}
-    for name, features in stacks.items():
-        stack_coef, strength, stack_cv = blend.fit_stack(Pk, features, y, fold, scale=scale)
-        figures[name] = blend.rmse(stack_cv, y)
-        if figures[name] < blend.rmse(cv, y):
-            kind, coef, lam, cv, design = name, stack_coef, strength, stack_cv, features
+    mass = oof_mass(found[0], coo, fold) if found is not None else None
+    keep, kind, coef, lam, cv, design, figures = choose_stack(
+        P, y, fold, blend.support_basis(*fold_counts(coo, fold, folds)), mass, scale)
     fitted = [m for c in keep for m in models[c]]
     out = fitted[0]
     out.patience = chosen.patience          # its fold fit stopped sooner (FOLD_PATIENCE)
