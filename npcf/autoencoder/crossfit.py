@@ -42,6 +42,15 @@ FOLDS = 5
 FOLD_PATIENCE = 2
 #: fewer labelled ratings than this per fold: no cross-fitting (too few to stop early on)
 MIN_PER_FOLD = 20
+#: what :func:`stacked`'s reason says when the chosen configuration's folds would not end
+#: within the budget (:func:`short_of_time`)
+NO_TIME = "too little for"
+
+
+def short_of_time(why: str | None) -> bool:
+    """Whether :func:`stacked` declined only because the chosen configuration's fold fits
+    were expected to end past the budget (judged from the search's trials)."""
+    return bool(why) and NO_TIME in why
 
 
 def _fit_fold(kw: dict, k: int, data: tuple | None = None):
@@ -436,8 +445,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     per_fit = fit_seconds(candidates, trials, n_epochs)
     reserve = -(-folds // workers) * per_fit[0]    # the chosen configuration's rounds
     if deadline is not None and reserve > _left(deadline):
-        return None, (f"{max(0.0, _left(deadline)):.0f} s of the budget left, too little "
-                      f"for {folds} fits of the chosen configuration")
+        return None, (f"{max(0.0, _left(deadline)):.0f} s of the budget left, {NO_TIME} "
+                      f"{folds} fits of the chosen configuration")
     regs = cross_validated_regs(A, seed=chosen.seed)       # for the bias model alone
     fit_kw = dict(fit_kw or {})
     if fit_kw.get("scale") is None:       # one scale for every fold model: the data's

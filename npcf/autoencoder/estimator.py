@@ -319,8 +319,10 @@ class AutoEncoder(Params, Recommends):
         validation ratings beat the chosen model on the other half. A winner the
         search's budget cut while still improving is trained in full whenever no stack
         replaces it (:func:`~npcf.autoencoder.selection.finish_training`; a stack
-        refits its configuration on every fold anyway). ``info["blend"]`` says what was
-        decided. A user-based winner of a search over both orientations is stacked (or
+        refits its configuration on every fold anyway); where its folds, expected to
+        run the full epochs, seem not to fit in the time left, it is trained in full
+        first and the folds judged again by the seconds that took. ``info["blend"]``
+        says what was decided. A user-based winner of a search over both orientations is stacked (or
         blended on validation halves) the same way, but with user-based networks, the
         bias model and the item neighbours only (these where the exported graph can hold
         their dense similarities, :data:`npcf.nn.neighbours.GRAPH_BYTES`): every member
@@ -398,6 +400,17 @@ class AutoEncoder(Params, Recommends):
                                             folds=int(folds), size=int(blend),
                                             fit_kw=fit_kw, progress=progress,
                                             trials=trials, seconds=left())
+            if stacked is None and crossfit.short_of_time(why) and self.ensemble == 1 \
+                    and (model.info.get("tuning") or {}).get("unfinished"):
+                # the budget cut the winner while it improved, so its fold fits were
+                # expected to run the full epochs; train it in full now (the fallback
+                # below needs that anyway) and judge the folds by what that took
+                model = finish_training(model, trials, X, validation, validation_input,
+                                        fit_kw)
+                stacked, why = crossfit.stacked(model, pool, self, X, validation,
+                                                folds=int(folds), size=int(blend),
+                                                fit_kw=fit_kw, progress=progress,
+                                                trials=trials, seconds=left())
         if stacked is not None:
             model = stacked       # info["tuning"]["unfinished"]: the search's own run
         else:

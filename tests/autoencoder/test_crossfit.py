@@ -1092,6 +1092,34 @@ def test_a_winner_the_budget_cut_is_trained_in_full_only_if_the_stack_is_skipped
             assert member.get_params()["activation"] != chosen["activation"]
 
 
+def test_a_cut_winner_whose_folds_seem_too_slow_is_trained_in_full_and_judged_again(
+        monkeypatch):
+    m = tiny_ratings(60, 40, density=0.4, seed=5)
+    train, val = split(m, 0.2, seed=2)
+    real, seen = crossfit.stacked, []
+
+    def judged(chosen, *a, **k):       # the first judgement: too little time
+        seen.append((chosen.n_epochs, len(k["trials"])))
+        if len(seen) == 1:
+            return None, f"9 s of the budget left, {crossfit.NO_TIME} 5 fits of the chosen"
+        return real(chosen, *a, **dict(k, seconds=None))
+    monkeypatch.setattr(crossfit, "stacked", judged)
+    space = {"activation": ("relu", "sigmoid")}
+    model = AutoEncoder(**KW).tune(train, val, space=space, budget=1e-6, blend=3)
+    first = model.info["tuning"]["rungs"][0]
+    # judged again with the winner trained in full, its full run among the trials
+    assert seen == [(first, 1), (KW["n_epochs"], 2)]
+    assert model.info["blend"]["folds"] == crossfit.FOLDS and model.info["blend"]["used"]
+    assert [t["epochs"] for t in model.tuning] == [first, KW["n_epochs"]]
+    # other reasons to decline (or a winner not cut) are not judged again
+    seen.clear()
+    monkeypatch.setattr(crossfit, "stacked", lambda chosen, *a, **k: (
+        seen.append(chosen.n_epochs), (None, "fewer than 20 ratings per fold"))[1])
+    AutoEncoder(**KW).tune(train, val, space=space, budget=1e-6, blend=3)
+    assert seen == [first]
+    assert not crossfit.short_of_time(None) and not crossfit.short_of_time("other")
+
+
 def test_the_validation_halves_blend_leaves_out_the_winners_own_shorter_run():
     m = tiny_ratings(60, 40, density=0.4, seed=5)
     train, val = split(m, 0.2, seed=2)
