@@ -317,7 +317,9 @@ def _candidates(chosen, pool: list, base, size: int, other_orientation: bool,
         patience = min(m.patience, FOLD_PATIENCE) if m.patience > 0 else m.patience
         return dict(m.get_params(), n_epochs=base.n_epochs, ensemble=1, patience=patience)
 
-    same = [m for _, _, m in pool if m is not chosen and m.item_based == chosen.item_based]
+    # (by configuration: ``chosen`` may be the search's winner trained in full since)
+    same = [m for _, _, m in pool if keywords(m) != keywords(chosen)
+            and m.item_based == chosen.item_based]
     slots = max(1, size - int(other_orientation) - int(counterpart))
     alike = [keywords(m) for m in [chosen, *same][:slots]]
     flip = [kw for kw in alike[1:] if kw["residual"] != chosen.residual][:1]
@@ -413,7 +415,8 @@ def stacked(chosen, pool: list, base, X, validation, *, folds: int = FOLDS,
     candidate (:func:`choose_stack`). Returns a new estimator: fold 0 of the
     chosen configuration, the other fold models its blend members, ``item_counts``
     those of ``X + validation``; its ``history`` and ``info`` are ``chosen``'s (the
-    search's run of that configuration), plus ``blend`` (what was kept, each
+    search's run of that configuration, or its full run where :meth:`AutoEncoder.tune`
+    trained it first), plus ``blend`` (what was kept, each
     candidate's out-of-fold RMSE) and ``validation`` (the stack's cross-validated
     figures over every labelled rating). The stack's features are rating counts in the
     input it predicts from (a user-based stack's item counts: those of ``X +

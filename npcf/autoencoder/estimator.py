@@ -392,7 +392,7 @@ class AutoEncoder(Params, Recommends):
         # from the rows of X, so only where they are the validation part's input)
         stackable = blendable or (int(blend) > 1 and self.ensemble == 1 and oriented and
                                   model.loss == "mse" and same_input)
-        stacked, why = None, None
+        stacked, why, timely = None, None, budget is None or left() > 0
         if stackable and int(folds) > 1 and not same_input:
             why = "the validation part is predicted from other inputs"
         elif stackable and int(folds) > 1:
@@ -400,7 +400,8 @@ class AutoEncoder(Params, Recommends):
                                             folds=int(folds), size=int(blend),
                                             fit_kw=fit_kw, progress=progress,
                                             trials=trials, seconds=left())
-            if stacked is None and crossfit.short_of_time(why) and self.ensemble == 1 \
+            timely = budget is None or left() > 0       # before a retrain, below
+            if stacked is None and crossfit.short_of_time(why) \
                     and (model.info.get("tuning") or {}).get("unfinished"):
                 # the budget cut the winner while it improved, so its fold fits were
                 # expected to run the full epochs; train it in full now (the fallback
@@ -412,12 +413,13 @@ class AutoEncoder(Params, Recommends):
                                                 fit_kw=fit_kw, progress=progress,
                                                 trials=trials, seconds=left())
         if stacked is not None:
-            model = stacked       # info["tuning"]["unfinished"]: the search's own run
+            model = stacked       # info["tuning"]["unfinished"]: the search's own run (or
+            # the winner's full run, where the folds were judged again after it)
         else:
             # the item neighbours (the strongest member beside the networks) join a blend
             # on the validation part if it is predicted from X and time is left before
             # the winner's retrain (which is not optional)
-            neighbours = stackable and same_input and (budget is None or left() > 0) and (
+            neighbours = stackable and same_input and timely and (
                 model.item_based or graph_holds(X.shape[1]))     # user-based: exportable
             if self.ensemble == 1:       # (an ensemble is refitted below anyway)
                 model = finish_training(model, trials, X, validation, validation_input,

@@ -361,7 +361,8 @@ def test_weights_follow_the_similarity_mass_where_that_cross_validates_best(tmp_
     info = model.info["blend"]
     # on these data who rated what says how: the mass stack wins the cross-validation
     figures = {k: v for k, v in info.items() if k.startswith("cv_rmse_")}
-    assert info["kind"] == "support_mass" and info["cv_rmse"] == min(figures.values())
+    assert info["kind"] == "support_mass" and info["cv_rmse"] == min(figures.values()) \
+        in (info["cv_rmse_support_mass"], info.get("cv_rmse_support_mass_every"))
     assert info["cv_rmse"] < min(info["cv_rmse_support"], info["cv_rmse_greedy"])
     assert "similarity mass" in blend.describe(info)
     assert model.blend_weights.shape[1] == blend.MASS_FEATURES == model.blend_offset.size
@@ -608,6 +609,12 @@ def test_candidates_add_the_other_orientation_and_residual_only_when_searched():
     assert [(kw["activation"], kw["residual"], kw["item_based"]) for kw in got] == [
         (None, True, True), (None, False, True), ("tanh", True, True),
         (None, True, False), ("selu", True, True)]
+    # the chosen model trained again in full (another object, the same configuration):
+    # its search run in the pool takes no candidate's place
+    again = AutoEncoder(**KW).fit(tiny_ratings())
+    for size in (3, 6):
+        assert crossfit._candidates(again, order, base, size, other_orientation=True) == \
+            crossfit._candidates(a, order, base, size, other_orientation=True)
 
 
 def _stack_formula(model, X):
@@ -1111,12 +1118,21 @@ def test_a_cut_winner_whose_folds_seem_too_slow_is_trained_in_full_and_judged_ag
     assert seen == [(first, 1), (KW["n_epochs"], 2)]
     assert model.info["blend"]["folds"] == crossfit.FOLDS and model.info["blend"]["used"]
     assert [t["epochs"] for t in model.tuning] == [first, KW["n_epochs"]]
-    # other reasons to decline (or a winner not cut) are not judged again
+    # other reasons to decline are not judged again; a second decline for time falls
+    # back without training the winner a second time
+    for why in ("fewer than 20 ratings per fold", f"1 s of the budget left, "
+                f"{crossfit.NO_TIME} 5 fits of the chosen configuration"):
+        seen.clear()
+        monkeypatch.setattr(crossfit, "stacked", lambda chosen, *a, **k: (
+            seen.append(chosen.n_epochs), (None, why))[1])
+        model = AutoEncoder(**KW).tune(train, val, space=space, budget=1e-6, blend=3)
+        assert seen == ([first] if crossfit.NO_TIME not in why else [first, KW["n_epochs"]])
+        assert [t["epochs"] for t in model.tuning] == [first, KW["n_epochs"]]
+        assert model.info["blend"]["crossfit_skipped"] == why
+    # a winner the budget did not cut is not trained again either
     seen.clear()
-    monkeypatch.setattr(crossfit, "stacked", lambda chosen, *a, **k: (
-        seen.append(chosen.n_epochs), (None, "fewer than 20 ratings per fold"))[1])
-    AutoEncoder(**KW).tune(train, val, space=space, budget=1e-6, blend=3)
-    assert seen == [first]
+    AutoEncoder(**KW).tune(train, val, space=space, blend=3)
+    assert seen == [KW["n_epochs"]]
     assert not crossfit.short_of_time(None) and not crossfit.short_of_time("other")
 
 
