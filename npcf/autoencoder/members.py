@@ -29,6 +29,16 @@ NEIGHBOUR_KINDS = (NEIGHBOURS_KIND, PRIOR_NEIGHBOURS_KIND)
 DENSE_BATCH = 2_000_000
 
 
+def _in_row_batches(dense, X: sp.csr_matrix, batch_size: int) -> np.ndarray:
+    """float32 (n_rows, n_items): ``dense(rows of X)`` (a dense array per batch of rows)
+    for batches of at most ``batch_size`` rows and :data:`DENSE_BATCH` entries."""
+    out = np.empty(X.shape, np.float32)
+    rows = max(1, min(batch_size, DENSE_BATCH // max(1, X.shape[1])))
+    for s in range(0, X.shape[0], rows):
+        out[s:s + rows] = dense(X[s:s + rows])
+    return out
+
+
 class NeighbourMember:
     """``model`` (fitted :class:`ItemNeighbours`) predicting on rating ``scale``
     ``(low, high)``."""
@@ -42,11 +52,7 @@ class NeighbourMember:
     def _predict_one(self, X: sp.csr_matrix, batch_size: int = 1024,
                      clip: bool = True) -> np.ndarray:
         """Dense float32 (n_rows, n_items) predictions for the rows of CSR ``X``."""
-        out = np.empty(X.shape, np.float32)
-        rows = max(1, min(batch_size, DENSE_BATCH // max(1, X.shape[1])))
-        for s in range(0, X.shape[0], rows):
-            out[s:s + rows] = self.model.predict(X[s:s + rows])
-        return self._clip(out, clip)
+        return self._clip(_in_row_batches(self.model.predict, X, batch_size), clip)
 
     def _predict_one_at(self, X: sp.csr_matrix, rows, cols, batch_size: int = 1024,
                         clip: bool = True) -> np.ndarray:
@@ -59,11 +65,7 @@ class NeighbourMember:
         """Dense float32 (n_rows, n_items): each pair's similarity mass over the items its
         row of CSR ``X`` rated (:meth:`~npcf.nn.neighbours.ItemNeighbours.mass`), a
         feature the stack's weights may follow."""
-        out = np.empty(X.shape, np.float32)
-        rows = max(1, min(batch_size, DENSE_BATCH // max(1, X.shape[1])))
-        for s in range(0, X.shape[0], rows):
-            out[s:s + rows] = self.model.mass(X[s:s + rows])
-        return out
+        return _in_row_batches(self.model.mass, X, batch_size)
 
     def similarity_mass_at(self, X: sp.csr_matrix, rows, cols) -> np.ndarray:
         """:meth:`similarity_mass` float64 (n,) at the pairs ``(rows[k], cols[k])``."""
